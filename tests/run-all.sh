@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs every Loom test: .NET (xunit), the official-client interop suites (Python grpcio,
+# Node grpc-js), and whatever SDK suites exist. Installs what the tests need by itself.
+# Usage: tests/run-all.sh            (from anywhere)
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+export DOTNET_ThreadPool_UnfairSemaphoreSpinLimit="${DOTNET_ThreadPool_UnfairSemaphoreSpinLimit:-0}"
+logs="$root/.loom/test-logs"
+mkdir -p "$logs"
+
+# --- prerequisites -----------------------------------------------------------------------
+need_apt=()
+/usr/bin/python3 -c 'import grpc, google.protobuf, pytest' 2>/dev/null || need_apt+=(python3-grpcio python3-protobuf python3-pytest)
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+[ -x /usr/bin/grpc_python_plugin ] || need_apt+=(protobuf-compiler-grpc)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >"$logs/apt.log" 2>&1 \
+    || { cat "$logs/apt.log"; echo "could not install ${need_apt[*]}"; exit 1; }
+fi
+
+passed=0; failed=0; skipped=0; suites_failed=()
+add() { passed=$((passed + ${1:-0})); failed=$((failed + ${2:-0})); skipped=$((skipped + ${3:-0})); }
+
+# --- build once, so the bridge the interop suites start is the one under test --------------
+echo "== build"
+if ! dotnet build Loom.sln -c Release -nologo -v minimal >"$logs/build.log" 2>&1; then
+  grep -E "error|warning" "$logs/build.log" | sort -u | head -50
+  echo "build failed"; echo "tests: 0 passed, 1 failed"; exit 1
+fi
+./loom --help >/dev/null 2>&1 || { echo "loom CLI does not start"; echo "tests: 0 passed, 1 failed"; exit 1; }
+
+# --- .NET --------------------------------------------------------------------------------
+for proj in tests/Loom.*.Tests/*.csproj; do
+  name="$(basename "$(dirname "$proj")")"
+  echo "== $name"
+  dotnet test "$proj" -c Release --no-build -nologo --logger "console;verbosity=minimal" 2>&1 | tee "$logs/$name.log" | grep -vE "^\s*$"
+  line="$(grep -E "^(Passed|Failed)!" "$logs/$name.log" | tail -1)"
+  p=$(sed -nE 's/.*Passed: *([0-9]+).*/\1/p' <<<"$line"); f=$(sed -nE 's/.*Failed: *([0-9]+).*/\1/p' <<<"$line"); s=$(sed -nE 's/.*Skipped: *([0-9]+).*/\1/p' <<<"$line")
+  if [ -z "$line" ]; then suites_failed+=("$name"); f=1; fi
+  [ "${f:-0}" != 0 ] && suites_failed+=("$name")
+  add "${p:-0}" "${f:-0}" "${s:-0}"
+done
+
+# --- Python and Node suites: interop with the official gRPC clients, then the SDKs -------
+for runner in tests/interop/python/run.sh tests/interop/node/run.sh sdk-python/run-tests.sh sdk-js/run-tests.sh; do
+  [ -f "$runner" ] || continue
+  name="$(dirname "$runner")"
+  echo "== $name"
+  bash "$runner" 2>&1 | tee "$logs/$(echo "$name" | tr / _).log"
+  rc=${PIPESTATUS[0]}
+  log="$logs/$(echo "$name" | tr / _).log"
+  p=$(grep -oE "([0-9]+) passed" "$log" | tail -1 | grep -oE "[0-9]+"); f=$(grep -oE "([0-9]+) failed" "$log" | tail -1 | grep -oE "[0-9]+")
+  np=$(sed -nE 's/^# pass ([0-9]+)/\1/p' "$log" | tail -1); nf=$(sed -nE 's/^# fail ([0-9]+)/\1/p' "$log" | tail -1)
+  p=${p:-${np:-0}}; f=${f:-${nf:-0}}
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  [ "$rc" != 0 ] && suites_failed+=("$name")
+  add "$p" "$f" 0
+done
+
+echo
+[ ${#suites_failed[@]} -gt 0 ] && echo "failing suites: ${suites_failed[*]}"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ] && [ ${#suites_failed[@]} = 0 ]
