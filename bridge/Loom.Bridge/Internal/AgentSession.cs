@@ -1,0 +1,884 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Google.Protobuf;
+using Loom.Core;
+using Loom.Grpc;
+using Loom.Protocol.V1;
+using Microsoft.Extensions.Logging;
+
+namespace Loom.Bridge.Internal;
+
+/// <summary>
+/// The bridge's side of one agent: its subscriptions, its capabilities (it is their provider),
+/// the calls it has in flight both ways, and at most one attached EventStream with one read
+/// loop and one write loop. A session outlives a broken stream until its heartbeats lapse, so
+/// an agent that reconnects in time finds its queued deliveries.
+/// </summary>
+internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
+{
+    private readonly BridgeOptions _options;
+    private readonly EventBus _bus;
+    private readonly ActionBroker _broker;
+    private readonly MemoryStore _memory;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly object _gate = new();
+
+    // Control messages (acks, errors, results, pushed calls, memory replies, pings): bounded.
+    private readonly Channel<ServerMessage> _control;
+
+    // Wakes the write loop; capacity 1 so repeated signals coalesce.
+    private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+
+    // Calls the bridge pushed to this agent, by the bridge-assigned call id.
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<ReadOnlyMemory<byte>>> _pushedCalls = new(StringComparer.Ordinal);
+
+    // Calls this agent made, by its call id, so it can cancel them.
+    private readonly ConcurrentDictionary<string, CancellationTokenSource> _outgoingCalls = new(StringComparer.Ordinal);
+
+    private EventSubscription[] _subscriptions = [];
+    private List<CapabilityRegistration> _capabilities = [];
+    private AttachedStream? _stream;
+    private Task? _streamTask;
+    private ITimer? _heartbeatTimer;
+    private long _pushedCallSequence;
+    private long _lastSeenTimestamp;
+    private ulong _heartbeatSequence;
+    private int _expired;
+
+    public AgentSession(
+        RegisterAgentRequest request,
+        string agentId,
+        string sessionId,
+        TimeSpan heartbeatInterval,
+        BridgeOptions options,
+        EventBus bus,
+        ActionBroker broker,
+        MemoryStore memory,
+        TimeProvider time,
+        ILogger logger)
+    {
+        _options = options;
+        _bus = bus;
+        _broker = broker;
+        _memory = memory;
+        _time = time;
+        _logger = logger;
+        AgentId = agentId;
+        SessionId = sessionId;
+        HeartbeatInterval = heartbeatInterval;
+        Name = request.Name;
+        Namespace = string.IsNullOrEmpty(request.Namespace) ? "default" : request.Namespace;
+        Sdk = request.Sdk;
+        Metadata = new Dictionary<string, string>(request.Metadata, StringComparer.Ordinal);
+        ConnectedAt = time.GetUtcNow();
+        _control = Channel.CreateBounded<ServerMessage>(new BoundedChannelOptions(options.OutboundQueueCapacity)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+            SingleReader = true,
+        });
+        Touch();
+    }
+
+    public string AgentId { get; }
+
+    public string Name { get; private set; }
+
+    public string Namespace { get; }
+
+    public string Sdk { get; private set; }
+
+    public IReadOnlyDictionary<string, string> Metadata { get; private set; }
+
+    public DateTimeOffset ConnectedAt { get; }
+
+    public string SessionId { get; private set; }
+
+    public TimeSpan HeartbeatInterval { get; private set; }
+
+    public bool IsExpired => Volatile.Read(ref _expired) == 1;
+
+    /// <summary>Calls pushed to this agent or made by it that have not finished.</summary>
+    public bool HasWorkInFlight => !_pushedCalls.IsEmpty || !_outgoingCalls.IsEmpty;
+
+    /// <summary>Called after the agent's subscriptions change on the stream (to refresh the directory).</summary>
+    public Action<AgentSession>? SubscriptionsChanged { get; init; }
+
+    /// <summary>Set while the bridge shuts down: new calls are refused.</summary>
+    public Func<bool> IsShuttingDown { get; init; } = static () => false;
+
+    public bool HasStream => Volatile.Read(ref _stream) is not null;
+
+    string ICapabilityProvider.ProviderId => AgentId;
+
+    string ICapabilityProvider.AgentId => AgentId;
+
+    bool ICapabilityProvider.IsLocal => false;
+
+    public IReadOnlyList<EventSubscription> Subscriptions => Volatile.Read(ref _subscriptions);
+
+    public IReadOnlyList<string> CapabilityNames
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _capabilities.ConvertAll(c => c.Descriptor.Name);
+            }
+        }
+    }
+
+    /// <summary>Time since the agent was last heard from.</summary>
+    public TimeSpan SinceLastSeen => _time.GetElapsedTime(Volatile.Read(ref _lastSeenTimestamp));
+
+    public void Touch() => Volatile.Write(ref _lastSeenTimestamp, _time.GetTimestamp());
+
+    /// <summary>True once the agent opened a stream or sent a heartbeat after registering.</summary>
+    public bool Contacted { get; private set; }
+
+    /// <summary>Records contact from the agent (a frame, a unary heartbeat, a stream opening).</summary>
+    public void MarkContact()
+    {
+        Contacted = true;
+        Touch();
+    }
+
+    public AgentInfo ToAgentInfo() => new(
+        AgentId,
+        Name,
+        Namespace,
+        SessionId,
+        Array.ConvertAll(Volatile.Read(ref _subscriptions), s => s.Pattern),
+        CapabilityNames,
+        Metadata,
+        ConnectedAt,
+        Sdk);
+
+    // ---------------------------------------------------------------------------------------
+    // Registration
+    // ---------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Applies a (re-)registration: adds subscriptions not already held (same pattern and QoS),
+    /// and replaces the capability set. All or nothing: on a bad entry nothing changes.
+    /// </summary>
+    public void ApplyRegistration(RegisterAgentRequest request, string sessionId, TimeSpan heartbeatInterval)
+    {
+        lock (_gate)
+        {
+            var added = new List<EventSubscription>();
+            var newCapabilities = new List<CapabilityRegistration>();
+            var oldCapabilities = _capabilities;
+            try
+            {
+                var current = _subscriptions;
+                if (current.Length + request.Subscriptions.Count > _options.MaxSubscriptionsPerSession && request.Subscriptions.Count > 0)
+                {
+                    var distinct = request.Subscriptions.Count(s => !Array.Exists(current, c => SameSubscription(c, s)));
+                    if (current.Length + distinct > _options.MaxSubscriptionsPerSession)
+                    {
+                        throw new ResourceExhaustedException($"An agent may hold at most {_options.MaxSubscriptionsPerSession} subscriptions; this registration asks for {current.Length + distinct}.");
+                    }
+                }
+
+                for (var i = 0; i < request.Subscriptions.Count; i++)
+                {
+                    var wanted = request.Subscriptions[i];
+                    if (Array.Exists(current, c => SameSubscription(c, wanted)) || added.Exists(c => SameSubscription(c, wanted)))
+                    {
+                        continue;
+                    }
+
+                    added.Add(SubscribeCore(wanted, $"/subscriptions/{i}"));
+                }
+
+                // Capabilities: the registration is authoritative. Unregister the old set first so a
+                // capability registered again by the same provider is not a duplicate.
+                foreach (var old in oldCapabilities)
+                {
+                    old.Dispose();
+                }
+
+                for (var i = 0; i < request.Capabilities.Count; i++)
+                {
+                    try
+                    {
+                        newCapabilities.Add(_broker.Register(request.Capabilities[i], this));
+                    }
+                    catch (LoomException ex)
+                    {
+                        throw new InvalidParamsException($"capabilities[{i}] ('{request.Capabilities[i].Name}'): {ex.Message}", $"/capabilities/{i}{ex.Path}");
+                    }
+                }
+            }
+            catch
+            {
+                foreach (var s in added)
+                {
+                    s.Dispose();
+                }
+
+                foreach (var c in newCapabilities)
+                {
+                    c.Dispose();
+                }
+
+                // Put the previous capability set back as it was.
+                var restored = new List<CapabilityRegistration>(oldCapabilities.Count);
+                foreach (var old in oldCapabilities)
+                {
+                    restored.Add(_broker.Register(old.Descriptor, this));
+                }
+
+                _capabilities = restored;
+                throw;
+            }
+
+            if (added.Count > 0)
+            {
+                _subscriptions = [.. _subscriptions, .. added];
+            }
+
+            _capabilities = newCapabilities;
+            SessionId = sessionId;
+            Contacted = false;
+            HeartbeatInterval = heartbeatInterval;
+            Name = request.Name;
+            Sdk = request.Sdk;
+            Metadata = new Dictionary<string, string>(request.Metadata, StringComparer.Ordinal);
+        }
+
+        Touch();
+    }
+
+    private static bool SameSubscription(EventSubscription held, Protocol.V1.Subscription wanted) =>
+        string.Equals(held.Pattern, wanted.Pattern, StringComparison.Ordinal) && held.Qos == Normalize(wanted.Qos);
+
+    private static QosClass Normalize(QosClass qos) => qos == QosClass.Unspecified ? QosClass.Normal : qos;
+
+    private EventSubscription SubscribeCore(Protocol.V1.Subscription wanted, string path)
+    {
+        try
+        {
+            var options = new SubscriptionOptions(
+                Normalize(wanted.Qos),
+                wanted.Overflow,
+                checked((int)Math.Min(wanted.QueueCapacity, 1_000_000)),
+                wanted.BlockTimeoutMs == 0 ? null : TimeSpan.FromMilliseconds(wanted.BlockTimeoutMs),
+                AgentId);
+            return _bus.Subscribe(wanted.Pattern, options, this);
+        }
+        catch (LoomException ex)
+        {
+            throw new InvalidParamsException($"subscription pattern '{wanted.Pattern}' is invalid: {ex.Message}", path);
+        }
+    }
+
+    public IEnumerable<Protocol.V1.Subscription> DescribeSubscriptions()
+    {
+        foreach (var s in Volatile.Read(ref _subscriptions))
+        {
+            yield return new Protocol.V1.Subscription
+            {
+                Pattern = s.Pattern,
+                Qos = s.Qos,
+                Overflow = s.Overflow,
+                QueueCapacity = (uint)s.Capacity,
+                SubscriptionId = s.Id,
+            };
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // The stream
+    // ---------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Serves one EventStream until the client ends it, it breaks, a newer stream replaces it,
+    /// or the session expires. One read loop (this method) and one write loop (a task).
+    /// </summary>
+    public async Task RunStreamAsync(IGrpcStreamReader<ClientFrame> reader, IGrpcStreamWriter<ServerFrame> writer, CancellationToken requestAborted)
+    {
+        if (IsExpired)
+        {
+            throw new GrpcStatusException(GrpcStatusCode.Unauthenticated, $"Session '{SessionId}' has expired; register again.", StatusMapping.CodeTrailer(ErrorCode.SessionNotFound));
+        }
+
+        MarkContact();
+        var streamCts = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
+        var attached = new AttachedStream(streamCts);
+        var previous = Interlocked.Exchange(ref _stream, attached);
+        if (previous is not null)
+        {
+            // A newer stream replaces the old one; the old one's pending pushed calls fail.
+            previous.End(GrpcStatusCode.Cancelled, "This stream was replaced by a newer stream of the same agent.");
+            await WaitQuietly(_streamTask, _options.ShutdownTimeout);
+        }
+
+        var streamDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _streamTask, streamDone.Task);
+        var token = streamCts.Token;
+        StartHeartbeats();
+        var writeLoop = Task.Run(() => WriteLoopAsync(writer, token), CancellationToken.None);
+        var gracefulEnd = false;
+        try
+        {
+            while (await reader.MoveNextAsync(token))
+            {
+                Touch();
+                var frame = reader.Current;
+                if (frame.Messages.Count > _options.MaxBatchMessages * 4)
+                {
+                    throw new GrpcStatusException(GrpcStatusCode.ResourceExhausted, $"A frame carried {frame.Messages.Count} messages; the limit is {_options.MaxBatchMessages * 4}.", StatusMapping.CodeTrailer(ErrorCode.ResourceExhausted));
+                }
+
+                foreach (var message in frame.Messages)
+                {
+                    await HandleAsync(message, token);
+                }
+            }
+
+            gracefulEnd = true;
+
+            // The client half-closed: flush what is queued for it (bounded), then end with OK.
+            await FlushControlAsync(TimeSpan.FromSeconds(1));
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            // Replaced, expired, shutting down, or the client went away.
+        }
+        catch (IOException) when (requestAborted.IsCancellationRequested)
+        {
+            // Client reset: no status can be written.
+        }
+        finally
+        {
+            await streamCts.CancelAsync();
+            await WaitQuietly(writeLoop, _options.ShutdownTimeout);
+            Interlocked.CompareExchange(ref _stream, null, attached);
+            StopHeartbeats();
+            OnStreamDetached();
+            streamCts.Dispose();
+            streamDone.TrySetResult();
+        }
+
+        if (gracefulEnd)
+        {
+            GracefullyClosed = true;
+        }
+        else if (!requestAborted.IsCancellationRequested && attached.EndReason is { } reason)
+        {
+            throw new GrpcStatusException(attached.EndStatus, reason, StatusMapping.CodeTrailer(attached.EndStatus == GrpcStatusCode.Cancelled ? ErrorCode.Cancelled : ErrorCode.Unavailable));
+        }
+    }
+
+    /// <summary>Ends the attached stream, if any, with a status that says why.</summary>
+    public void DetachStream(GrpcStatusCode status, string reason) => Volatile.Read(ref _stream)?.End(status, reason);
+
+    private sealed class AttachedStream(CancellationTokenSource cts)
+    {
+        public string? EndReason { get; private set; }
+
+        public GrpcStatusCode EndStatus { get; private set; }
+
+        public void End(GrpcStatusCode status, string reason)
+        {
+            EndStatus = status;
+            EndReason = reason;
+            try
+            {
+                cts.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // Already over.
+            }
+        }
+    }
+
+    /// <summary>True once the client ended its stream cleanly: the agent has left.</summary>
+    public bool GracefullyClosed { get; private set; }
+
+    private async Task FlushControlAsync(TimeSpan bound)
+    {
+        var deadline = _time.GetTimestamp();
+        while (_control.Reader.Count > 0 && _time.GetElapsedTime(deadline) < bound)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(5), _time, CancellationToken.None);
+        }
+    }
+
+    private static async Task WaitQuietly(Task? task, TimeSpan bound)
+    {
+        if (task is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await task.WaitAsync(bound);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or TimeoutException or IOException or GrpcStatusException or InvalidOperationException)
+        {
+            // The loop ended badly or late; either way it is over for us.
+        }
+    }
+
+    private void OnStreamDetached()
+    {
+        // Whatever was queued for the old stream answered requests of that stream; the agent
+        // re-issues what it still needs after reconnecting. Pushed calls fail so callers can retry.
+        while (_control.Reader.TryRead(out _))
+        {
+        }
+
+        FailPushedCalls("the provider's stream ended");
+        foreach (var (id, cts) in _outgoingCalls)
+        {
+            if (_outgoingCalls.TryRemove(id, out _))
+            {
+                cts.Cancel();
+            }
+        }
+    }
+
+    private void FailPushedCalls(string why)
+    {
+        foreach (var id in _pushedCalls.Keys)
+        {
+            if (_pushedCalls.TryRemove(id, out var pending))
+            {
+                pending.TrySetException(new ProviderUnavailableException($"Agent '{AgentId}' can no longer answer: {why}."));
+            }
+        }
+    }
+
+    private void StartHeartbeats()
+    {
+        StopHeartbeats();
+        _heartbeatTimer = _time.CreateTimer(
+            static state =>
+            {
+                var self = (AgentSession)state!;
+                var ping = new ServerMessage { Heartbeat = new HeartbeatPing { Sequence = ++self._heartbeatSequence, SentUnixMs = self._time.GetUtcNow().ToUnixTimeMilliseconds() } };
+                if (self._control.Writer.TryWrite(ping))
+                {
+                    self.Wake();
+                }
+            },
+            this,
+            HeartbeatInterval,
+            HeartbeatInterval);
+    }
+
+    private void StopHeartbeats()
+    {
+        Interlocked.Exchange(ref _heartbeatTimer, null)?.Dispose();
+    }
+
+    private async Task WriteLoopAsync(IGrpcStreamWriter<ServerFrame> writer, CancellationToken token)
+    {
+        var frame = new ServerFrame();
+        var deliveries = new List<ServerMessage>(_options.MaxBatchMessages);
+        var rotation = 0;
+        try
+        {
+            while (!token.IsCancellationRequested)
+            {
+                frame.Messages.Clear();
+                var bytes = 0;
+                var used = 0;
+                while (frame.Messages.Count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
+                {
+                    frame.Messages.Add(control);
+                    bytes += control.CalculateSize();
+                }
+
+                var subscriptions = Volatile.Read(ref _subscriptions);
+                if (subscriptions.Length > 0)
+                {
+                    rotation = (rotation + 1) % subscriptions.Length;
+                    for (var k = 0; k < subscriptions.Length && frame.Messages.Count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes; k++)
+                    {
+                        var subscription = subscriptions[(rotation + k) % subscriptions.Length];
+                        while (frame.Messages.Count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
+                        {
+                            ServerMessage message;
+                            if (used < deliveries.Count)
+                            {
+                                message = deliveries[used];
+                            }
+                            else
+                            {
+                                message = new ServerMessage { Deliver = new Delivery() };
+                                deliveries.Add(message);
+                            }
+
+                            used++;
+                            message.Deliver.SubscriptionId = subscription.Id;
+                            message.Deliver.Envelope = envelope;
+                            frame.Messages.Add(message);
+                            bytes += envelope.Payload.Length + envelope.Topic.Length + 64;
+                        }
+                    }
+                }
+
+                if (frame.Messages.Count > 0)
+                {
+                    await writer.WriteAsync(frame, token);
+                    continue;
+                }
+
+                await _wake.Reader.ReadAsync(token);
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or GrpcStatusException)
+        {
+            Log.WriteLoopFailed(_logger, AgentId, ex.Message);
+            DetachStream(GrpcStatusCode.Unavailable, "Writing to the stream failed.");
+        }
+    }
+
+    private void Wake() => _wake.Writer.TryWrite(true);
+
+    void ISubscriptionSignal.OnAvailable(EventSubscription subscription) => Wake();
+
+    /// <summary>Queues a control message; waits (bounded) when the queue is full.</summary>
+    private async ValueTask EnqueueAsync(ServerMessage message, CancellationToken token)
+    {
+        if (!_control.Writer.TryWrite(message))
+        {
+            using var bound = CancellationTokenSource.CreateLinkedTokenSource(token);
+            bound.CancelAfter(_options.OutboundQueueFullTimeout);
+            try
+            {
+                await _control.Writer.WriteAsync(message, bound.Token);
+            }
+            catch (OperationCanceledException) when (!token.IsCancellationRequested)
+            {
+                Log.SlowReader(_logger, AgentId, _options.OutboundQueueCapacity);
+                throw new GrpcStatusException(
+                    GrpcStatusCode.ResourceExhausted,
+                    $"The agent did not read its stream for {_options.OutboundQueueFullTimeout.TotalSeconds:0.#} s while {_options.OutboundQueueCapacity} replies were waiting; read the stream while sending requests.",
+                    StatusMapping.CodeTrailer(ErrorCode.ResourceExhausted));
+            }
+        }
+
+        Wake();
+    }
+
+    private ValueTask ReplyErrorAsync(string correlationId, LoomException error, CancellationToken token) =>
+        EnqueueAsync(new ServerMessage { Error = new ErrorReply { CorrelationId = correlationId, Error = error.ToError() } }, token);
+
+    // ---------------------------------------------------------------------------------------
+    // Inbound messages
+    // ---------------------------------------------------------------------------------------
+
+    private async ValueTask HandleAsync(ClientMessage message, CancellationToken token)
+    {
+        switch (message.KindCase)
+        {
+            case ClientMessage.KindOneofCase.Publish:
+                await PublishAsync(message.Publish, token);
+                break;
+            case ClientMessage.KindOneofCase.Subscribe:
+                await SubscribeAsync(message.Subscribe, token);
+                break;
+            case ClientMessage.KindOneofCase.Unsubscribe:
+                await UnsubscribeAsync(message.Unsubscribe, token);
+                break;
+            case ClientMessage.KindOneofCase.Call:
+                await StartCallAsync(message.Call, token);
+                break;
+            case ClientMessage.KindOneofCase.Result:
+                CompletePushedCall(message.Result);
+                break;
+            case ClientMessage.KindOneofCase.Heartbeat:
+                break; // Touch() already ran for the frame.
+            case ClientMessage.KindOneofCase.Memory:
+                await EnqueueAsync(new ServerMessage { Memory = _memory.Execute(message.Memory, Namespace) }, token);
+                break;
+            case ClientMessage.KindOneofCase.Cancel:
+                if (_outgoingCalls.TryRemove(message.Cancel.CallId, out var cts))
+                {
+                    await cts.CancelAsync();
+                }
+
+                break;
+            default:
+                await ReplyErrorAsync(string.Empty, new InvalidParamsException($"Unknown client message kind {(int)message.KindCase}; this bridge speaks loom.v1."), token);
+                break;
+        }
+    }
+
+    private async ValueTask PublishAsync(Envelope envelope, CancellationToken token)
+    {
+        if (envelope.Payload.Length > _options.MaxPayloadBytes)
+        {
+            await ReplyErrorAsync(envelope.Id, new ResourceExhaustedException($"Payload of {envelope.Payload.Length} bytes on topic '{envelope.Topic}' exceeds the limit of {_options.MaxPayloadBytes} bytes."), token);
+            return;
+        }
+
+        envelope.Sender = AgentId;
+        try
+        {
+            var result = await _bus.PublishAsync(envelope, token);
+            switch (result.Status)
+            {
+                case PublishStatus.TtlExpired:
+                    await ReplyErrorAsync(envelope.Id, new TtlExpiredException($"Envelope '{envelope.Id}' on topic '{envelope.Topic}' expired before it was published."), token);
+                    break;
+                case PublishStatus.HopLimitExceeded:
+                    await ReplyErrorAsync(envelope.Id, new LoomException(ErrorCode.HopLimitExceeded, $"Envelope '{envelope.Id}' on topic '{envelope.Topic}' passed the hop limit; is there a forwarding loop?"), token);
+                    break;
+                default:
+                    break;
+            }
+        }
+        catch (LoomException ex)
+        {
+            await ReplyErrorAsync(envelope.Id, ex, token);
+        }
+    }
+
+    private async ValueTask SubscribeAsync(SubscribeRequest request, CancellationToken token)
+    {
+        if (request.Subscription is null)
+        {
+            await ReplyErrorAsync(request.CorrelationId, new InvalidParamsException("subscribe needs a subscription with a pattern.", "/subscription"), token);
+            return;
+        }
+
+        EventSubscription? subscription = null;
+        LoomException? failure = null;
+        lock (_gate)
+        {
+            subscription = Array.Find(_subscriptions, s => SameSubscription(s, request.Subscription));
+            if (subscription is null && _subscriptions.Length >= _options.MaxSubscriptionsPerSession)
+            {
+                failure = new ResourceExhaustedException($"An agent may hold at most {_options.MaxSubscriptionsPerSession} subscriptions; unsubscribe from one first.");
+            }
+            else if (subscription is null)
+            {
+                try
+                {
+                    subscription = SubscribeCore(request.Subscription, "/subscription/pattern");
+                    _subscriptions = [.. _subscriptions, subscription];
+                }
+                catch (LoomException ex)
+                {
+                    failure = ex;
+                }
+            }
+        }
+
+        if (failure is not null || subscription is null)
+        {
+            await ReplyErrorAsync(request.CorrelationId, failure ?? new InvalidParamsException("subscribe failed."), token);
+            return;
+        }
+
+        SubscriptionsChanged?.Invoke(this);
+        await EnqueueAsync(new ServerMessage { Ack = new Ack { CorrelationId = request.CorrelationId, SubscriptionId = subscription.Id } }, token);
+    }
+
+    private async ValueTask UnsubscribeAsync(UnsubscribeRequest request, CancellationToken token)
+    {
+        EventSubscription? removed;
+        lock (_gate)
+        {
+            removed = Array.Find(_subscriptions, s => string.Equals(s.Id, request.SubscriptionId, StringComparison.Ordinal));
+            if (removed is not null)
+            {
+                _subscriptions = Array.FindAll(_subscriptions, s => !ReferenceEquals(s, removed));
+            }
+        }
+
+        if (removed is null)
+        {
+            await ReplyErrorAsync(request.CorrelationId, new InvalidParamsException($"This agent holds no subscription '{request.SubscriptionId}'.", "/subscription_id"), token);
+            return;
+        }
+
+        removed.Dispose();
+        SubscriptionsChanged?.Invoke(this);
+        await EnqueueAsync(new ServerMessage { Ack = new Ack { CorrelationId = request.CorrelationId, SubscriptionId = removed.Id } }, token);
+    }
+
+    private async ValueTask StartCallAsync(ActionCall call, CancellationToken token)
+    {
+        if (string.IsNullOrEmpty(call.CallId))
+        {
+            await ReplyErrorAsync(string.Empty, new InvalidParamsException("An action call needs a call_id to correlate its result.", "/call_id"), token);
+            return;
+        }
+
+        if (IsShuttingDown())
+        {
+            await EnqueueResultAsync(call.CallId, new LoomException(ErrorCode.Unavailable, "The bridge is shutting down; retry with another bridge."), token);
+            return;
+        }
+
+        if (_outgoingCalls.Count >= _options.MaxInflightCallsPerSession)
+        {
+            await EnqueueResultAsync(call.CallId, new ResourceExhaustedException($"This agent already has {_options.MaxInflightCallsPerSession} calls in flight; wait for results before calling more."), token);
+            return;
+        }
+
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(token);
+        if (!_outgoingCalls.TryAdd(call.CallId, cts))
+        {
+            cts.Dispose();
+            await EnqueueResultAsync(call.CallId, new InvalidParamsException($"call_id '{call.CallId}' is already in flight; use a unique id per call.", "/call_id"), token);
+            return;
+        }
+
+        _ = RunCallAsync(call, cts, token);
+    }
+
+    private async Task RunCallAsync(ActionCall call, CancellationTokenSource cts, CancellationToken streamToken)
+    {
+        try
+        {
+            var outcome = await _broker.InvokeAsync(BridgeService.ToActionRequest(call, AgentId), cts.Token);
+            var result = outcome.ToResult(call.CallId);
+            if (result.CalculateSize() > _options.MaxMessageBytes - 1024)
+            {
+                result = new ActionResult { CallId = call.CallId, Provider = result.Provider, Error = new ResourceExhaustedException($"The result of '{call.Capability}' is {result.CalculateSize()} bytes, over the {_options.MaxMessageBytes}-byte message limit.").ToError() };
+            }
+
+            if (!streamToken.IsCancellationRequested)
+            {
+                await EnqueueAsync(new ServerMessage { Result = result }, streamToken);
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or GrpcStatusException)
+        {
+            // The stream ended; the caller is gone.
+        }
+        finally
+        {
+            _outgoingCalls.TryRemove(new KeyValuePair<string, CancellationTokenSource>(call.CallId, cts));
+            cts.Dispose();
+        }
+    }
+
+    private ValueTask EnqueueResultAsync(string callId, LoomException error, CancellationToken token) =>
+        EnqueueAsync(new ServerMessage { Result = new ActionResult { CallId = callId, Error = error.ToError() } }, token);
+
+    private void CompletePushedCall(ActionResult result)
+    {
+        if (!_pushedCalls.TryRemove(result.CallId, out var pending))
+        {
+            Log.LateResult(_logger, AgentId, result.CallId);
+            return;
+        }
+
+        if (result.OutcomeCase == ActionResult.OutcomeOneofCase.Error)
+        {
+            pending.TrySetException(LoomException.FromError(result.Error));
+        }
+        else
+        {
+            pending.TrySetResult(result.OutputJson.Memory);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // As a capability provider
+    // ---------------------------------------------------------------------------------------
+
+    async ValueTask<ReadOnlyMemory<byte>> ICapabilityProvider.InvokeAsync(ActionInvocation invocation, CancellationToken cancellationToken)
+    {
+        if (IsExpired)
+        {
+            throw new ProviderUnavailableException($"Agent '{AgentId}' has left.");
+        }
+
+        // Our own id: callers' ids are only unique per caller.
+        var callId = "b" + Interlocked.Increment(ref _pushedCallSequence).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var pending = new TaskCompletionSource<ReadOnlyMemory<byte>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pushedCalls[callId] = pending;
+        var call = new ActionCall
+        {
+            CallId = callId,
+            Capability = invocation.Capability,
+            InputJson = ByteString.CopyFrom(invocation.InputJson.Span),
+            DeadlineUnixMs = invocation.Deadline.ToUnixTimeMilliseconds(),
+            Caller = invocation.Caller,
+            ThreadId = invocation.ThreadId,
+            Traceparent = invocation.Traceparent,
+        };
+        if (invocation.Headers is not null)
+        {
+            foreach (var (key, value) in invocation.Headers)
+            {
+                call.Headers[key] = value;
+            }
+        }
+
+        if (!_control.Writer.TryWrite(new ServerMessage { Call = call }))
+        {
+            _pushedCalls.TryRemove(callId, out _);
+            throw new ResourceExhaustedException($"Agent '{AgentId}' has {_options.OutboundQueueCapacity} messages waiting to be read; it is not keeping up.");
+        }
+
+        Wake();
+        try
+        {
+            return await pending.Task.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            if (_pushedCalls.TryRemove(callId, out _) && _control.Writer.TryWrite(new ServerMessage { Cancel = new CancelCall { CallId = callId } }))
+            {
+                Wake();
+            }
+
+            throw;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // End of life
+    // ---------------------------------------------------------------------------------------
+
+    /// <summary>Removes everything the agent held: subscriptions, capabilities, calls, the stream.</summary>
+    public void Expire(string why)
+    {
+        if (Interlocked.Exchange(ref _expired, 1) == 1)
+        {
+            return;
+        }
+
+        EventSubscription[] subscriptions;
+        List<CapabilityRegistration> capabilities;
+        lock (_gate)
+        {
+            subscriptions = _subscriptions;
+            capabilities = _capabilities;
+            _subscriptions = [];
+            _capabilities = [];
+        }
+
+        _broker.UnregisterProvider(AgentId);
+        foreach (var c in capabilities)
+        {
+            c.Dispose();
+        }
+
+        foreach (var s in subscriptions)
+        {
+            s.Dispose();
+        }
+
+        FailPushedCalls(why);
+        DetachStream(GrpcStatusCode.Unavailable, $"The session ended: {why}.");
+        StopHeartbeats();
+        _wake.Writer.TryComplete();
+    }
+}

@@ -1,0 +1,30 @@
+using Microsoft.Extensions.Logging;
+
+namespace Loom.Bridge.Internal;
+
+internal static partial class Log
+{
+    [LoggerMessage(1, LogLevel.Information, "Agent {AgentId} ({Name}, {Sdk}) registered: session {SessionId}, {Subscriptions} subscriptions, {Capabilities} capabilities, reconnected={Reconnected}")]
+    public static partial void AgentRegistered(ILogger logger, string agentId, string name, string sdk, string sessionId, int subscriptions, int capabilities, bool reconnected);
+
+    [LoggerMessage(2, LogLevel.Warning, "Agent {AgentId} removed: {Reason}")]
+    public static partial void AgentExpired(ILogger logger, string agentId, string reason);
+
+    [LoggerMessage(3, LogLevel.Information, "Agent {AgentId} left")]
+    public static partial void AgentLeft(ILogger logger, string agentId);
+
+    [LoggerMessage(4, LogLevel.Warning, "Agent {AgentId} is not reading its stream: {Capacity} replies are waiting; ending the stream")]
+    public static partial void SlowReader(ILogger logger, string agentId, int capacity);
+
+    [LoggerMessage(5, LogLevel.Debug, "Agent {AgentId} sent a result for call {CallId}, which is no longer pending (late or cancelled); dropped")]
+    public static partial void LateResult(ILogger logger, string agentId, string callId);
+
+    [LoggerMessage(6, LogLevel.Warning, "Stream write to agent {AgentId} failed: {Reason}")]
+    public static partial void WriteLoopFailed(ILogger logger, string agentId, string reason);
+
+    [LoggerMessage(7, LogLevel.Warning, "Slow consumer: subscription {SubscriptionId} ({Pattern}) of {Owner} is {Depth}/{Capacity} full; policy {Policy} applies")]
+    public static partial void SlowConsumer(ILogger logger, string subscriptionId, string pattern, string owner, int depth, int capacity, string policy);
+
+    [LoggerMessage(8, LogLevel.Warning, "Registration of agent {AgentId} rejected: {Reason}")]
+    public static partial void RegistrationRejected(ILogger logger, string agentId, string reason);
+}

@@ -1,0 +1,314 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using Loom.Core;
+using Loom.Grpc;
+using Loom.Protocol.V1;
+using Microsoft.Extensions.Logging;
+
+namespace Loom.Bridge.Internal;
+
+/// <summary>Live agent sessions by agent id and session id; expires agents whose heartbeats lapse.</summary>
+internal sealed partial class SessionRegistry : IDisposable
+{
+    private static readonly TimeSpan SweepPeriod = TimeSpan.FromMilliseconds(100);
+
+    private readonly BridgeOptions _options;
+    private readonly EventBus _bus;
+    private readonly ActionBroker _broker;
+    private readonly MemoryStore _memory;
+    private readonly AgentDirectory _agents;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, AgentSession> _byAgent = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, AgentSession> _bySession = new(StringComparer.Ordinal);
+    private readonly Lock _registerGate = new();
+    private ITimer? _sweeper;
+    private ITimer? _memorySweeper;
+    private volatile bool _shuttingDown;
+
+    public SessionRegistry(BridgeOptions options, EventBus bus, ActionBroker broker, MemoryStore memory, AgentDirectory agents, TimeProvider time, ILogger logger)
+    {
+        _options = options;
+        _bus = bus;
+        _broker = broker;
+        _memory = memory;
+        _agents = agents;
+        _time = time;
+        _logger = logger;
+        _bus.SlowConsumer += OnSlowConsumer;
+    }
+
+    public int Count => _byAgent.Count;
+
+    public bool IsShuttingDown => _shuttingDown;
+
+    public void Start()
+    {
+        _sweeper = _time.CreateTimer(static s => ((SessionRegistry)s!).Sweep(), this, SweepPeriod, SweepPeriod);
+        _memorySweeper = _time.CreateTimer(static s => ((SessionRegistry)s!)._memory.Sweep(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
+
+    public bool TryGetBySession(string sessionId, out AgentSession session) =>
+        _bySession.TryGetValue(sessionId, out session!) && !session.IsExpired;
+
+    public RegisterAgentResponse Register(RegisterAgentRequest request)
+    {
+        if (_shuttingDown)
+        {
+            throw new LoomException(ErrorCode.Unavailable, "The bridge is shutting down; register with another bridge or retry later.");
+        }
+
+        Validate(request);
+        var agentId = string.IsNullOrEmpty(request.AgentId) ? NewAgentId(request.Name) : request.AgentId;
+        var interval = request.HeartbeatIntervalMs == 0
+            ? _options.HeartbeatInterval
+            : TimeSpan.FromMilliseconds(Math.Clamp(request.HeartbeatIntervalMs, _options.MinHeartbeatInterval.TotalMilliseconds, _options.MaxHeartbeatInterval.TotalMilliseconds));
+        var sessionId = NewId();
+
+        AgentSession session;
+        bool reconnected;
+        lock (_registerGate)
+        {
+            if (_byAgent.TryGetValue(agentId, out var existing) && !existing.IsExpired)
+            {
+                // The same agent again (a reconnect): it keeps its queued deliveries; its old stream ends.
+                var oldSessionId = existing.SessionId;
+                existing.ApplyRegistration(request, sessionId, interval);
+                _bySession.TryRemove(oldSessionId, out _);
+                existing.DetachStream(GrpcStatusCode.Cancelled, "The agent registered again; this stream belongs to the old session.");
+                session = existing;
+                reconnected = true;
+            }
+            else
+            {
+                session = new AgentSession(request, agentId, sessionId, interval, _options, _bus, _broker, _memory, _time, _logger)
+                {
+                    IsShuttingDown = () => _shuttingDown,
+                    SubscriptionsChanged = changed =>
+                    {
+                        if (!changed.IsExpired)
+                        {
+                            _agents.Upsert(changed.ToAgentInfo());
+                        }
+                    },
+                };
+                try
+                {
+                    session.ApplyRegistration(request, sessionId, interval);
+                }
+                catch
+                {
+                    session.Expire("registration rejected");
+                    throw;
+                }
+
+                _byAgent[agentId] = session;
+                reconnected = false;
+            }
+
+            _bySession[sessionId] = session;
+            _agents.Upsert(session.ToAgentInfo());
+        }
+
+        Log.AgentRegistered(_logger, agentId, request.Name, request.Sdk, sessionId, session.Subscriptions.Count, request.Capabilities.Count, reconnected);
+        var response = new RegisterAgentResponse
+        {
+            SessionId = sessionId,
+            AgentId = agentId,
+            HeartbeatIntervalMs = (uint)interval.TotalMilliseconds,
+            BridgeVersion = BridgeVersion,
+            Reconnected = reconnected,
+            Limits = new Limits
+            {
+                MaxMessageBytes = (uint)_options.MaxMessageBytes,
+                MaxPayloadBytes = (uint)_options.MaxPayloadBytes,
+                MaxBatchMessages = (uint)_options.MaxBatchMessages,
+                MaxInflightCalls = (uint)_options.MaxInflightCallsPerSession,
+                OutboundQueueCapacity = (uint)_options.OutboundQueueCapacity,
+                MaxHops = _options.EventBus.MaxHops,
+                DefaultTtlMs = (uint)_options.EventBus.DefaultTtl.TotalMilliseconds,
+                MaxSubscriptions = (uint)_options.MaxSubscriptionsPerSession,
+            },
+        };
+        response.Subscriptions.Add(session.DescribeSubscriptions());
+        return response;
+    }
+
+    public static string BridgeVersion { get; } = typeof(SessionRegistry).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+
+    /// <summary>Records a heartbeat. False when the session is unknown or expired.</summary>
+    public bool Heartbeat(string sessionId)
+    {
+        if (!TryGetBySession(sessionId, out var session))
+        {
+            return false;
+        }
+
+        session.MarkContact();
+        return true;
+    }
+
+    private void Sweep()
+    {
+        foreach (var session in _byAgent.Values)
+        {
+            if (session.GracefullyClosed && !session.HasStream)
+            {
+                Remove(session, null);
+            }
+            else if (session.SinceLastSeen > ExpiryAfter(session))
+            {
+                Remove(session, $"no heartbeat for {session.SinceLastSeen.TotalMilliseconds:0} ms ({_options.MissedHeartbeatsBeforeExpiry} intervals of {session.HeartbeatInterval.TotalMilliseconds:0} ms)");
+            }
+        }
+    }
+
+    private TimeSpan ExpiryAfter(AgentSession session)
+    {
+        var missed = session.HeartbeatInterval * _options.MissedHeartbeatsBeforeExpiry;
+        return session.Contacted || missed > _options.FirstContactGrace ? missed : _options.FirstContactGrace;
+    }
+
+    private void Remove(AgentSession session, string? reason)
+    {
+        lock (_registerGate)
+        {
+            if (!_byAgent.TryRemove(new KeyValuePair<string, AgentSession>(session.AgentId, session)))
+            {
+                return;
+            }
+
+            _bySession.TryRemove(session.SessionId, out _);
+            _agents.Remove(session.AgentId);
+        }
+
+        session.Expire(reason ?? "the agent left");
+        if (reason is null)
+        {
+            Log.AgentLeft(_logger, session.AgentId);
+        }
+        else
+        {
+            Log.AgentExpired(_logger, session.AgentId, reason);
+        }
+    }
+
+    private void OnSlowConsumer(SlowConsumerEvent e) =>
+        Log.SlowConsumer(_logger, e.SubscriptionId, e.Pattern, e.Owner ?? "-", e.Depth, e.Capacity, e.Policy.ToString());
+
+    /// <summary>Stops registrations, lets in-flight calls finish (bounded), then ends every session.</summary>
+    public async Task ShutdownAsync(CancellationToken bound)
+    {
+        _shuttingDown = true;
+        try
+        {
+            while (!bound.IsCancellationRequested && _byAgent.Values.Any(s => s.HasWorkInFlight))
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(20), _time, bound);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Past the bound: what is still running fails with PROVIDER_UNAVAILABLE.
+        }
+
+        foreach (var session in _byAgent.Values)
+        {
+            Remove(session, "the bridge is shutting down");
+        }
+    }
+
+    public void Dispose()
+    {
+        _bus.SlowConsumer -= OnSlowConsumer;
+        _sweeper?.Dispose();
+        _memorySweeper?.Dispose();
+    }
+
+    // ---------------------------------------------------------------------------------------
+
+    [GeneratedRegex("^[A-Za-z0-9_.:\\-]{1,128}$")]
+    private static partial Regex AgentIdPattern();
+
+    [GeneratedRegex("^[A-Za-z0-9_.\\-]{0,64}$")]
+    private static partial Regex NamespacePattern();
+
+    private void Validate(RegisterAgentRequest request)
+    {
+        if (!string.IsNullOrEmpty(request.AgentId) && !AgentIdPattern().IsMatch(request.AgentId))
+        {
+            throw new InvalidParamsException($"agent_id '{Truncate(request.AgentId)}' is invalid: use 1-128 characters from A-Z a-z 0-9 _ . : -.", "/agent_id");
+        }
+
+        if (request.Name.Length > 128)
+        {
+            throw new InvalidParamsException($"name is {request.Name.Length} characters long; the limit is 128.", "/name");
+        }
+
+        if (!NamespacePattern().IsMatch(request.Namespace))
+        {
+            throw new InvalidParamsException($"namespace '{Truncate(request.Namespace)}' is invalid: use up to 64 characters from A-Z a-z 0-9 _ . -.", "/namespace");
+        }
+
+        if (request.Metadata.Count > 64)
+        {
+            throw new InvalidParamsException($"metadata has {request.Metadata.Count} entries; the limit is 64.", "/metadata");
+        }
+
+        foreach (var (key, value) in request.Metadata)
+        {
+            if (key.Length > 128 || value.Length > 4096)
+            {
+                throw new InvalidParamsException($"metadata entry '{Truncate(key)}' is too long: keys up to 128 and values up to 4096 characters.", "/metadata/" + Truncate(key));
+            }
+        }
+
+        if (request.Subscriptions.Count > _options.MaxSubscriptionsPerSession)
+        {
+            throw new ResourceExhaustedException($"{request.Subscriptions.Count} subscriptions requested; the limit is {_options.MaxSubscriptionsPerSession}.");
+        }
+
+        if (request.Capabilities.Count > _options.MaxCapabilitiesPerAgent)
+        {
+            throw new ResourceExhaustedException($"{request.Capabilities.Count} capabilities registered; the limit is {_options.MaxCapabilitiesPerAgent}.");
+        }
+
+        for (var i = 0; i < request.Subscriptions.Count; i++)
+        {
+            try
+            {
+                Topics.ValidatePattern(request.Subscriptions[i].Pattern);
+            }
+            catch (LoomException ex)
+            {
+                throw new InvalidParamsException($"subscription pattern '{request.Subscriptions[i].Pattern}' is invalid: {ex.Message}", $"/subscriptions/{i}/pattern");
+            }
+        }
+
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < request.Capabilities.Count; i++)
+        {
+            var c = request.Capabilities[i];
+            if (!names.Add(c.Name + "@" + c.Version))
+            {
+                throw new InvalidParamsException($"capability '{c.Name}' version '{c.Version}' is registered twice in one request.", $"/capabilities/{i}/name");
+            }
+        }
+    }
+
+    private static string Truncate(string s) => s.Length <= 64 ? s : s[..64] + "…";
+
+    private static string NewId() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+
+    private static string NewAgentId(string name)
+    {
+        var prefix = string.IsNullOrEmpty(name) ? "agent" : Regex.Replace(name, "[^A-Za-z0-9_.\\-]", "-");
+        if (prefix.Length > 100)
+        {
+            prefix = prefix[..100];
+        }
+
+        return prefix + "-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+    }
+}

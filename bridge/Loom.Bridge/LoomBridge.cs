@@ -1,0 +1,157 @@
+using System.Net;
+using Loom.Bridge.Internal;
+using Loom.Core;
+using Loom.Grpc;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Loom.Bridge;
+
+/// <summary>
+/// One bridge: the Loom core (EventBus, ActionBroker, directories, memory) served over gRPC on an
+/// HTTP/2-only port, with <c>/healthz</c> on a separate HTTP/1.1 port.
+/// </summary>
+public sealed class LoomBridge : IAsyncDisposable
+{
+    private readonly BridgeOptions _options;
+    private readonly Action<ILoggingBuilder>? _configureLogging;
+    private WebApplication? _app;
+    private SessionRegistry? _sessions;
+    private int _grpcPort;
+    private int _httpPort;
+    private int _stopped;
+
+    public LoomBridge(BridgeOptions? options = null, Action<ILoggingBuilder>? configureLogging = null, TimeProvider? time = null)
+    {
+        _options = options ?? new BridgeOptions();
+        _configureLogging = configureLogging;
+        Time = time ?? TimeProvider.System;
+        Bus = new EventBus(_options.EventBus, Time);
+        Broker = new ActionBroker(_options.Actions, new Router(), Time);
+        Memory = new MemoryStore(_options.Memory, Time);
+        Agents = new AgentDirectory();
+    }
+
+    public TimeProvider Time { get; }
+
+    public EventBus Bus { get; }
+
+    public ActionBroker Broker { get; }
+
+    public MemoryStore Memory { get; }
+
+    public AgentDirectory Agents { get; }
+
+    /// <summary>The gRPC address, e.g. <c>http://127.0.0.1:7070</c>; valid after <see cref="StartAsync"/>.</summary>
+    public Uri GrpcAddress => new($"http://{FormatHost(_options.Host)}:{_grpcPort}");
+
+    /// <summary>The HTTP/1.1 address for health checks; valid after <see cref="StartAsync"/>.</summary>
+    public Uri HttpAddress => new($"http://{FormatHost(_options.Host)}:{_httpPort}");
+
+    /// <summary>Number of live agent sessions.</summary>
+    public int SessionCount => _sessions?.Count ?? 0;
+
+    /// <summary>Binds both listeners and starts serving. Ports 0 are resolved to the bound ports.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        if (_app is not null)
+        {
+            throw new InvalidOperationException("The bridge is already started.");
+        }
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        if (_configureLogging is not null)
+        {
+            _configureLogging(builder.Logging);
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+            builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        }
+
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+
+        ListenOptions? grpcListen = null;
+        ListenOptions? httpListen = null;
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = null;
+            GrpcKestrel.ConfigureHttp2(k);
+            var address = ResolveAddress(_options.Host);
+            k.Listen(address, _options.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; grpcListen = l; });
+            k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; httpListen = l; });
+        });
+
+        var app = builder.Build();
+        var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
+        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>());
+        var service = new BridgeService(_options, _sessions, Broker, loggerFactory.CreateLogger<BridgeService>());
+        var registry = new GrpcServiceRegistry();
+        service.Register(registry);
+
+        var grpcOptions = new GrpcServerOptions { MaxReceiveMessageSize = _options.MaxMessageBytes, MaxSendMessageSize = _options.MaxMessageBytes };
+        app.UseWhen(ctx => ctx.Connection.LocalPort == _grpcPort, grpc => grpc.UseGrpcServices(registry, grpcOptions, loggerFactory));
+        app.MapGet("/healthz", (HttpContext _) => Results.Json(new HealthReport("ok", SessionCount), HealthJsonContext.Default.HealthReport));
+
+        await app.StartAsync(cancellationToken);
+        _grpcPort = grpcListen!.IPEndPoint!.Port;
+        _httpPort = httpListen!.IPEndPoint!.Port;
+        _app = app;
+        _sessions.Start();
+    }
+
+    /// <summary>Stops accepting work, drains in-flight work within <see cref="BridgeOptions.ShutdownTimeout"/>, and closes.</summary>
+    public async Task StopAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1 || _app is null)
+        {
+            return;
+        }
+
+        using var bound = new CancellationTokenSource(_options.ShutdownTimeout);
+        if (_sessions is not null)
+        {
+            await _sessions.ShutdownAsync(bound.Token);
+        }
+
+        try
+        {
+            await _app.StopAsync(bound.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // Past the bound: connections are cut.
+        }
+
+        await _app.DisposeAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _sessions?.Dispose();
+        Bus.Dispose();
+    }
+
+    private static IPAddress ResolveAddress(string host) => host switch
+    {
+        "localhost" => IPAddress.Loopback,
+        "*" or "0.0.0.0" => IPAddress.Any,
+        _ => IPAddress.TryParse(host, out var ip) ? ip : throw new ArgumentException($"Host '{host}' is not an IP address; use an address such as 127.0.0.1 or 0.0.0.0.", nameof(host)),
+    };
+
+    private static string FormatHost(string host) => host is "*" or "0.0.0.0" ? "127.0.0.1" : host == "localhost" ? "127.0.0.1" : host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host;
+}
+
+internal sealed record HealthReport(string Status, int Agents);
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(HealthReport))]
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.CamelCase)]
+internal sealed partial class HealthJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Loom.Bridge;
+using Microsoft.Extensions.Logging;
+
+namespace Loom.Cli;
+
+internal static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        var root = new RootCommand("Loom: an event-driven runtime for multi-agent systems.");
+        root.Subcommands.Add(UpCommand());
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors)
+            {
+                await Console.Error.WriteLineAsync($"loom: {error.Message} (see 'loom --help')");
+            }
+
+            return 2;
+        }
+
+        return await parse.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    private static Command UpCommand()
+    {
+        var host = new Option<string>("--host") { Description = "Address to bind (127.0.0.1, 0.0.0.0, ::1).", DefaultValueFactory = _ => "127.0.0.1" };
+        var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC (HTTP/2) port; 0 picks a free one.", DefaultValueFactory = _ => 7070 };
+        var httpPort = new Option<int>("--http-port") { Description = "HTTP/1.1 port for /healthz; 0 picks a free one.", DefaultValueFactory = _ => 7071 };
+        var heartbeat = new Option<int>("--heartbeat-ms") { Description = "Heartbeat interval offered to agents, in milliseconds.", DefaultValueFactory = _ => 5000 };
+        var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information, Warning, Error.", DefaultValueFactory = _ => LogLevel.Information };
+        var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
+        {
+            host, grpcPort, httpPort, heartbeat, logLevel,
+        };
+        foreach (var port in new[] { grpcPort, httpPort })
+        {
+            port.Validators.Add(r =>
+            {
+                var value = r.GetValueOrDefault<int>();
+                if (value is < 0 or > 65535)
+                {
+                    r.AddError($"{r.Option.Name} must be between 0 and 65535, not {value}.");
+                }
+            });
+        }
+
+        heartbeat.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 100 or > 60000)
+            {
+                r.AddError("--heartbeat-ms must be between 100 and 60000.");
+            }
+        });
+
+        command.SetAction(async (parse, _) =>
+        {
+            var options = new BridgeOptions
+            {
+                Host = parse.GetValue(host)!,
+                GrpcPort = parse.GetValue(grpcPort),
+                HttpPort = parse.GetValue(httpPort),
+                HeartbeatInterval = TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)),
+            };
+            var level = parse.GetValue(logLevel);
+            return await RunBridgeAsync(options, level);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunBridgeAsync(BridgeOptions options, LogLevel level)
+    {
+        using var stop = new CancellationTokenSource();
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        await using var bridge = new LoomBridge(options, logging =>
+        {
+            logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss.fff "; });
+            logging.SetMinimumLevel(level);
+            logging.AddFilter("Microsoft", LogLevel.Warning);
+        });
+        try
+        {
+            await bridge.StartAsync(stop.Token);
+        }
+        catch (IOException ex)
+        {
+            await Console.Error.WriteLineAsync($"loom: could not start the bridge: {ex.Message} (is the port in use? try --grpc-port 0 --http-port 0)");
+            return 1;
+        }
+
+        // The one line tools and tests wait for.
+        Console.Out.WriteLine($"listening grpc={bridge.GrpcAddress.ToString().TrimEnd('/')} http={bridge.HttpAddress.ToString().TrimEnd('/')}");
+        Console.Out.Flush();
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // SIGINT or SIGTERM.
+        }
+
+        await bridge.StopAsync();
+        await Console.Error.WriteLineAsync("loom: bridge stopped");
+        return 0;
+
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+    }
+}

@@ -1,0 +1,223 @@
+using Google.Protobuf;
+using Loom.Protocol.V1;
+
+namespace Loom.Core;
+
+/// <summary>One call as a capability provider receives it.</summary>
+public sealed class ActionInvocation
+{
+    private static readonly IReadOnlyDictionary<string, string> s_noHeaders = new Dictionary<string, string>(0, StringComparer.Ordinal);
+
+    /// <summary>Id of this call (unique per caller).</summary>
+    public required string CallId { get; init; }
+
+    /// <summary>Capability name.</summary>
+    public required string Capability { get; init; }
+
+    /// <summary>UTF-8 JSON input, already validated against the input schema.</summary>
+    public required ReadOnlyMemory<byte> InputJson { get; init; }
+
+    /// <summary>When the caller stops waiting.</summary>
+    public DateTimeOffset Deadline { get; init; }
+
+    /// <summary>Agent id of the caller ("" when unknown).</summary>
+    public string Caller { get; init; } = "";
+
+    /// <summary>Conversation the call belongs to.</summary>
+    public string ThreadId { get; init; } = "";
+
+    /// <summary>W3C trace context.</summary>
+    public string Traceparent { get; init; } = "";
+
+    /// <summary>Caller-supplied headers (never null).</summary>
+    public IReadOnlyDictionary<string, string> Headers { get; init; } = s_noHeaders;
+}
+
+/// <summary>Something that can answer calls for capabilities: an in-process handler or a remote agent's session.</summary>
+public interface ICapabilityProvider
+{
+    /// <summary>Unique id: the agent id for remote providers, "local:&lt;name&gt;" for in-process ones.</summary>
+    string ProviderId { get; }
+
+    /// <summary>The agent that answers.</summary>
+    string AgentId { get; }
+
+    /// <summary>True for in-process providers (the LOCAL_ONLY privacy policy uses only these).</summary>
+    bool IsLocal { get; }
+
+    /// <summary>
+    /// Runs one call and returns UTF-8 JSON output. Throw a <see cref="LoomException"/> for typed
+    /// failures (a <see cref="ProviderUnavailableException"/> makes the broker try another
+    /// provider); any other exception becomes TOOL_ERROR with its message.
+    /// </summary>
+    ValueTask<ReadOnlyMemory<byte>> InvokeAsync(ActionInvocation invocation, CancellationToken cancellationToken);
+}
+
+/// <summary>Settings of an <see cref="ActionBroker"/>.</summary>
+public sealed class ActionBrokerOptions
+{
+    /// <summary>Timeout of a call that names none. Default 30 s.</summary>
+    public TimeSpan DefaultTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Longest timeout a caller may ask for (longer ones are cut to it). Default 10 min.</summary>
+    public TimeSpan MaxTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Largest input accepted (RESOURCE_EXHAUSTED above it). Default 4 MiB.</summary>
+    public int MaxInputBytes { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>Whether outputs are checked against the output schema (a mismatch is TOOL_ERROR). Default true.</summary>
+    public bool ValidateOutput { get; init; } = true;
+
+    /// <summary>Policy of calls that name none. Default round robin.</summary>
+    public RoutingPolicy DefaultPolicy { get; init; } = RoutingPolicy.RoundRobin;
+
+    /// <summary>How long a provider is skipped after it answered PROVIDER_UNAVAILABLE or was marked unhealthy. Default 5 s.</summary>
+    public TimeSpan UnhealthyCooldown { get; init; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>A call to make through the broker.</summary>
+public sealed class ActionRequest
+{
+    /// <summary>Capability name.</summary>
+    public required string Capability { get; init; }
+
+    /// <summary>Exact version, or null for any.</summary>
+    public string? Version { get; init; }
+
+    /// <summary>UTF-8 JSON input; empty counts as <c>{}</c>.</summary>
+    public required ReadOnlyMemory<byte> InputJson { get; init; }
+
+    /// <summary>Time allowed; null takes the default, zero or less fails at once with TIMEOUT.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>Agent id of the caller.</summary>
+    public string Caller { get; init; } = "";
+
+    /// <summary>Conversation the call belongs to.</summary>
+    public string ThreadId { get; init; } = "";
+
+    /// <summary>W3C trace context.</summary>
+    public string Traceparent { get; init; } = "";
+
+    /// <summary>Routing policy; Unspecified takes the broker default.</summary>
+    public RoutingPolicy Policy { get; init; }
+
+    /// <summary>Only this agent (agent id or provider id) may answer.</summary>
+    public string? TargetAgent { get; init; }
+
+    /// <summary>Call id; the broker assigns one when null.</summary>
+    public string? CallId { get; init; }
+
+    /// <summary>Headers passed to the provider.</summary>
+    public IReadOnlyDictionary<string, string>? Headers { get; init; }
+}
+
+/// <summary>How a call ended: output or error (a value, never thrown).</summary>
+public sealed class ActionOutcome
+{
+    /// <summary>True when there is output and no error.</summary>
+    public bool Succeeded => Error is null;
+
+    /// <summary>UTF-8 JSON output (empty on failure).</summary>
+    public ReadOnlyMemory<byte> OutputJson { get; init; }
+
+    /// <summary>The failure, or null.</summary>
+    public Error? Error { get; init; }
+
+    /// <summary>Provider that answered (or was last tried), if any.</summary>
+    public string? ProviderId { get; init; }
+
+    /// <summary>Agent of that provider, if any.</summary>
+    public string? AgentId { get; init; }
+
+    /// <summary>Time from the call to its outcome.</summary>
+    public TimeSpan Duration { get; init; }
+
+    /// <summary>The protocol form.</summary>
+    public ActionResult ToResult(string callId)
+    {
+        var result = new ActionResult
+        {
+            CallId = callId ?? string.Empty,
+            Provider = AgentId ?? string.Empty,
+            DurationUs = Duration <= TimeSpan.Zero ? 0 : (ulong)(Duration.Ticks / 10),
+        };
+        if (Error is not null)
+        {
+            result.Error = Error;
+        }
+        else
+        {
+            result.OutputJson = ByteString.CopyFrom(OutputJson.Span);
+        }
+
+        return result;
+    }
+}
+
+/// <summary>A capability registered with a broker by one provider. Dispose to unregister it.</summary>
+public sealed class CapabilityRegistration : IDisposable
+{
+    private readonly ActionBroker _broker;
+    private int _disposed;
+
+    internal CapabilityRegistration(ActionBroker broker, CapabilityDescriptor descriptor, ICapabilityProvider provider)
+    {
+        _broker = broker;
+        Descriptor = descriptor;
+        Provider = provider;
+    }
+
+    /// <summary>The descriptor as registered (version filled in: "1.0.0" when it was empty).</summary>
+    public CapabilityDescriptor Descriptor { get; }
+
+    /// <summary>Who answers.</summary>
+    public ICapabilityProvider Provider { get; }
+
+    /// <summary>Unregisters this capability of this provider (idempotent).</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _broker.Unregister(this);
+        }
+    }
+}
+
+/// <summary>A provider of a capability as routing sees it: a snapshot of its health and statistics.</summary>
+public sealed class ProviderCandidate
+{
+    /// <summary>The provider.</summary>
+    public required ICapabilityProvider Provider { get; init; }
+
+    /// <summary>Its descriptor for this capability.</summary>
+    public required CapabilityDescriptor Descriptor { get; init; }
+
+    /// <summary>Latency estimate (EWMA, alpha 0.2, seeded by latency_hint_ms), in milliseconds.</summary>
+    public double LatencyEwmaMs { get; init; }
+
+    /// <summary>False while the provider is in its unhealthy cooldown.</summary>
+    public bool IsHealthy { get; init; } = true;
+
+    /// <summary>Calls running now.</summary>
+    public int InFlight { get; init; }
+
+    /// <summary>Calls made.</summary>
+    public long Calls { get; init; }
+
+    /// <summary>Calls that failed on the provider's side (TOOL_ERROR, TIMEOUT, PROVIDER_UNAVAILABLE, INTERNAL).</summary>
+    public long Failures { get; init; }
+
+    /// <summary>Outputs that did not match the output schema.</summary>
+    public long OutputSchemaFailures { get; init; }
+}
+
+/// <summary>A capability (name and version) and its providers.</summary>
+public sealed record CapabilityInfo(string Name, string Version, CapabilityDescriptor Descriptor, IReadOnlyList<ProviderCandidate> Providers);
+
+/// <summary>Picks the provider for a call.</summary>
+public interface IRouter
+{
+    /// <summary>Returns the chosen candidate, or null when none may answer (the call fails with PROVIDER_UNAVAILABLE).</summary>
+    ProviderCandidate? Select(string capability, IReadOnlyList<ProviderCandidate> candidates, RoutingPolicy policy);
+}

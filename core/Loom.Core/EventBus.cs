@@ -1,0 +1,500 @@
+using System.Collections.Concurrent;
+using Loom.Core.Internal;
+using Loom.Protocol.V1;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Loom.Core;
+
+/// <summary>
+/// In-process publish/subscribe on topics with wildcard patterns. Each subscription has its own
+/// bounded queue and full-queue policy (drop oldest, drop newest, or block the publisher up to a
+/// timeout); every drop is counted by reason. Envelopes carry a TTL (deadline) and a hop count.
+/// </summary>
+/// <remarks>
+/// The publish path takes no lock: the subscriptions matching a topic are cached per topic and
+/// recomputed from a topic trie only after subscriptions change. Delivered envelopes are the same
+/// instance for every subscriber: treat them as immutable once published.
+/// </remarks>
+public sealed class EventBus : IDisposable
+{
+    internal static readonly TimeSpan DropLogInterval = TimeSpan.FromSeconds(5);
+    private const string OtherTopics = "(other)";
+
+    private readonly EventBusOptions _options;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, TopicEntry> _topics = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, EventSubscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly TopicEntry _otherTopics = new(OtherTopics);
+    private readonly Lock _gate = new(); // subscription changes and match recomputation
+    private readonly TopicTrie<EventSubscription> _trie = new();
+    private readonly List<EventSubscription> _matchBuffer = [];
+    private readonly UnixClock _clock;
+    private readonly long _defaultTtlMs;
+    private readonly uint _maxHops;
+    private long _version; // bumped on every subscription change; cached matches carry the version they saw
+    private int _topicCount;
+    private int _topicLimitLogged;
+    private int _disposed;
+
+    public EventBus(EventBusOptions? options = null, TimeProvider? time = null, ILogger<EventBus>? logger = null)
+    {
+        _options = options ?? new EventBusOptions();
+        Validate(_options);
+        Time = time ?? TimeProvider.System;
+        _clock = new UnixClock(Time);
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+        _defaultTtlMs = (long)_options.DefaultTtl.TotalMilliseconds;
+        _maxHops = _options.MaxHops;
+        SlowConsumerThreshold = _options.SlowConsumerThreshold;
+    }
+
+    /// <summary>
+    /// Raised once per episode when a subscription's queue reaches 80% of its capacity (after
+    /// <see cref="EventBusOptions.SlowConsumerThreshold"/>); the episode ends when the reader
+    /// drains it below 50%. Raised on the publishing thread: handlers must be quick.
+    /// </summary>
+    public event Action<SlowConsumerEvent>? SlowConsumer;
+
+    /// <summary>The bus settings.</summary>
+    public EventBusOptions Options => _options;
+
+    /// <summary>Live subscriptions (a snapshot).</summary>
+    public IReadOnlyCollection<EventSubscription> Subscriptions => _subscriptions.Values.ToArray();
+
+    internal TimeProvider Time { get; }
+
+    internal TimeSpan SlowConsumerThreshold { get; }
+
+    /// <summary>
+    /// Publishes an envelope: validates the topic, sets id (Guid "N"), timestamp and deadline
+    /// when they are 0/empty, increments the hop count, enforces the hop limit and the TTL, and
+    /// queues the envelope on every matching subscription by its policy. Completes synchronously
+    /// unless a Block subscription is full; then it waits up to that subscription's block timeout.
+    /// </summary>
+    /// <exception cref="InvalidParamsException">The topic is not a valid concrete topic.</exception>
+    public ValueTask<PublishResult> PublishAsync(Envelope envelope, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+
+        var entry = GetTopicEntry(envelope.Topic);
+        var now = NowUnixMs();
+        if (envelope.Id.Length == 0)
+        {
+            envelope.Id = Guid.NewGuid().ToString("N");
+        }
+
+        if (envelope.TimestampUnixMs == 0)
+        {
+            envelope.TimestampUnixMs = now;
+        }
+
+        if (envelope.DeadlineUnixMs == 0)
+        {
+            envelope.DeadlineUnixMs = envelope.TimestampUnixMs + (envelope.TtlMs != 0 ? envelope.TtlMs : _defaultTtlMs);
+        }
+
+        var hops = envelope.HopCount + 1;
+        envelope.HopCount = hops;
+        if (hops > _maxHops)
+        {
+            entry.CountDrop(DropReason.HopLimit);
+            return new ValueTask<PublishResult>(new PublishResult(PublishStatus.HopLimitExceeded, 0, 0));
+        }
+
+        if (envelope.DeadlineUnixMs <= now)
+        {
+            entry.CountDrop(DropReason.TtlExpired);
+            return new ValueTask<PublishResult>(new PublishResult(PublishStatus.TtlExpired, 0, 0));
+        }
+
+        var subscriptions = MatchesOf(entry, envelope.Topic);
+        Interlocked.Increment(ref entry.Published);
+        if (subscriptions.Length == 0)
+        {
+            Interlocked.Increment(ref entry.NoSubscribers);
+            return new ValueTask<PublishResult>(new PublishResult(PublishStatus.NoSubscribers, 0, 0));
+        }
+
+        var delivered = 0;
+        var dropped = 0;
+        List<EventSubscription>? blocked = null;
+        foreach (var subscription in subscriptions)
+        {
+            switch (subscription.Offer(envelope))
+            {
+                case OfferResult.Enqueued:
+                    delivered++;
+                    break;
+                case OfferResult.Dropped:
+                    dropped++;
+                    entry.CountDrop(DropReason.QueueFullDropNewest);
+                    break;
+                case OfferResult.MustBlock:
+                    (blocked ??= []).Add(subscription);
+                    break;
+                default:
+                    break; // unsubscribed meanwhile
+            }
+        }
+
+        if (delivered != 0)
+        {
+            Interlocked.Add(ref entry.Delivered, delivered);
+        }
+
+        if (blocked is null)
+        {
+            return new ValueTask<PublishResult>(new PublishResult(PublishStatus.Accepted, delivered, dropped));
+        }
+
+        return PublishBlockedAsync(envelope, entry, blocked, delivered, dropped, cancellationToken);
+    }
+
+    private async ValueTask<PublishResult> PublishBlockedAsync(Envelope envelope, TopicEntry entry, List<EventSubscription> blocked, int delivered, int dropped, CancellationToken cancellationToken)
+    {
+        // One clock for all: the publisher waits at most the longest block timeout in total.
+        var start = Time.GetTimestamp();
+        for (var i = 0; i < blocked.Count; i++)
+        {
+            OfferResult result;
+            try
+            {
+                result = await blocked[i].EnqueueBlockingAsync(envelope, start, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // The publisher gave up: this envelope is dropped by this and every remaining blocked subscription.
+                entry.CountDrop(DropReason.BlockTimeout);
+                for (var j = i + 1; j < blocked.Count; j++)
+                {
+                    blocked[j].CountDrop(DropReason.BlockTimeout);
+                    entry.CountDrop(DropReason.BlockTimeout);
+                }
+
+                throw;
+            }
+
+            if (result == OfferResult.Enqueued)
+            {
+                delivered++;
+                Interlocked.Increment(ref entry.Delivered);
+            }
+            else if (result == OfferResult.Dropped)
+            {
+                dropped++;
+                entry.CountDrop(DropReason.BlockTimeout);
+            }
+        }
+
+        return new PublishResult(PublishStatus.Accepted, delivered, dropped);
+    }
+
+    /// <summary>
+    /// Subscribes to a topic pattern. The QoS class gives the defaults: realtime = capacity
+    /// <see cref="EventBusOptions.RealtimeQueueCapacity"/>, drop oldest; normal =
+    /// <see cref="EventBusOptions.NormalQueueCapacity"/>, drop newest; batch =
+    /// <see cref="EventBusOptions.BatchQueueCapacity"/>, block the publisher.
+    /// </summary>
+    /// <exception cref="InvalidParamsException">The pattern or an option is invalid.</exception>
+    public EventSubscription Subscribe(string pattern, SubscriptionOptions options, ISubscriptionSignal? signal = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        Topics.ValidatePattern(pattern);
+
+        var qos = options.Qos switch
+        {
+            QosClass.Unspecified => QosClass.Normal,
+            QosClass.Realtime or QosClass.Normal or QosClass.Batch => options.Qos,
+            _ => throw new InvalidParamsException($"Unknown QoS class {(int)options.Qos}; use REALTIME, NORMAL or BATCH.", "/qos"),
+        };
+        var overflow = options.Overflow switch
+        {
+            OverflowPolicy.Unspecified => qos switch
+            {
+                QosClass.Realtime => OverflowPolicy.DropOldest,
+                QosClass.Batch => OverflowPolicy.Block,
+                _ => OverflowPolicy.DropNewest,
+            },
+            OverflowPolicy.DropOldest or OverflowPolicy.DropNewest or OverflowPolicy.Block => options.Overflow,
+            _ => throw new InvalidParamsException($"Unknown overflow policy {(int)options.Overflow}; use DROP_OLDEST, DROP_NEWEST or BLOCK.", "/overflow"),
+        };
+        if (options.QueueCapacity < 0 || options.QueueCapacity > MaxQueueCapacity)
+        {
+            throw new InvalidParamsException($"Queue capacity {options.QueueCapacity} is out of range; use 1 to {MaxQueueCapacity}, or 0 for the QoS class default.", "/queue_capacity");
+        }
+
+        var capacity = options.QueueCapacity > 0
+            ? options.QueueCapacity
+            : qos switch
+            {
+                QosClass.Realtime => _options.RealtimeQueueCapacity,
+                QosClass.Batch => _options.BatchQueueCapacity,
+                _ => _options.NormalQueueCapacity,
+            };
+        var blockTimeout = options.BlockTimeout ?? _options.DefaultBlockTimeout;
+        if (blockTimeout < TimeSpan.Zero)
+        {
+            throw new InvalidParamsException($"Block timeout {blockTimeout} is negative; use zero or more.", "/block_timeout_ms");
+        }
+
+        var subscription = new EventSubscription(this, Guid.NewGuid().ToString("N"), pattern, qos, overflow, capacity, blockTimeout, options.Owner, signal);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            _subscriptions[subscription.Id] = subscription;
+            _trie.Add(pattern, subscription);
+            Interlocked.Increment(ref _version);
+        }
+
+        return subscription;
+    }
+
+    /// <summary>Removes a subscription; its reader gets false from WaitToReadAsync. False when the id is unknown.</summary>
+    public bool Unsubscribe(string subscriptionId)
+    {
+        ArgumentNullException.ThrowIfNull(subscriptionId);
+        EventSubscription? removed;
+        lock (_gate)
+        {
+            if (!_subscriptions.TryRemove(subscriptionId, out removed))
+            {
+                return false;
+            }
+
+            _trie.Remove(removed.Pattern, removed);
+            Interlocked.Increment(ref _version);
+        }
+
+        removed.Close();
+        return true;
+    }
+
+    /// <summary>Finds a live subscription by id.</summary>
+    public EventSubscription? FindSubscription(string subscriptionId) =>
+        _subscriptions.TryGetValue(subscriptionId, out var s) ? s : null;
+
+    /// <summary>Per-topic counters (published, delivered, no subscribers, drops by reason), ordered by topic.</summary>
+    public IReadOnlyList<TopicStats> TopicStats()
+    {
+        var result = new List<TopicStats>(_topics.Count + 1);
+        foreach (var entry in _topics.Values)
+        {
+            result.Add(entry.Snapshot());
+        }
+
+        if (_otherTopics.HasActivity)
+        {
+            result.Add(_otherTopics.Snapshot());
+        }
+
+        result.Sort(static (a, b) => string.CompareOrdinal(a.Topic, b.Topic));
+        return result;
+    }
+
+    /// <summary>Closes every subscription; later publishes and subscribes throw ObjectDisposedException.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        EventSubscription[] all;
+        lock (_gate)
+        {
+            all = _subscriptions.Values.ToArray();
+            _subscriptions.Clear();
+            foreach (var s in all)
+            {
+                _trie.Remove(s.Pattern, s);
+            }
+
+            Interlocked.Increment(ref _version);
+        }
+
+        foreach (var s in all)
+        {
+            s.Close();
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Internals shared with EventSubscription
+    // -----------------------------------------------------------------------------------------
+
+    internal const int MaxQueueCapacity = 1 << 24;
+
+    internal long NowUnixMs() => _clock.NowUnixMs();
+
+    internal void CountTopicDrop(string topic, DropReason reason)
+    {
+        if (_topics.TryGetValue(topic, out var entry))
+        {
+            entry.CountDrop(reason);
+        }
+        else
+        {
+            _otherTopics.CountDrop(reason);
+        }
+    }
+
+    internal void RaiseSlowConsumer(EventSubscription subscription, int depth)
+    {
+        Log.SlowConsumer(_logger, subscription.Id, subscription.Pattern, subscription.Owner ?? "-", depth, subscription.Capacity, subscription.Overflow);
+        var handlers = SlowConsumer;
+        if (handlers is null)
+        {
+            return;
+        }
+
+        var e = new SlowConsumerEvent(subscription.Id, subscription.Pattern, subscription.Owner, subscription.Qos, subscription.Overflow, depth, subscription.Capacity, subscription.DroppedTotal, Time.GetUtcNow());
+        foreach (var handler in handlers.GetInvocationList())
+        {
+            try
+            {
+                ((Action<SlowConsumerEvent>)handler)(e);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                Log.SlowConsumerHandlerFailed(_logger, ex, subscription.Id);
+            }
+        }
+    }
+
+    internal void LogDropEpisode(EventSubscription subscription, DropReason reason) =>
+        Log.DropEpisode(_logger, subscription.Id, subscription.Pattern, subscription.Owner ?? "-", reason, subscription.Count, subscription.Capacity, subscription.Overflow);
+
+    internal void LogSignalFailed(EventSubscription subscription, Exception exception) =>
+        Log.SignalFailed(_logger, exception, subscription.Id);
+
+    // -----------------------------------------------------------------------------------------
+    // Topic cache
+    // -----------------------------------------------------------------------------------------
+
+    private TopicEntry GetTopicEntry(string topic)
+    {
+        if (topic is not null && _topics.TryGetValue(topic, out var entry))
+        {
+            return entry; // only valid topics get an entry
+        }
+
+        Topics.ValidateTopic(topic!);
+        if (Volatile.Read(ref _topicCount) >= _options.MaxTrackedTopics)
+        {
+            if (Interlocked.Exchange(ref _topicLimitLogged, 1) == 0)
+            {
+                Log.TopicLimitReached(_logger, _options.MaxTrackedTopics, topic!);
+            }
+
+            return _otherTopics;
+        }
+
+        var created = new TopicEntry(topic!);
+        entry = _topics.GetOrAdd(topic!, created);
+        if (ReferenceEquals(entry, created))
+        {
+            Interlocked.Increment(ref _topicCount);
+        }
+
+        return entry;
+    }
+
+    private EventSubscription[] MatchesOf(TopicEntry entry, string topic)
+    {
+        var version = Volatile.Read(ref _version);
+        var cached = entry.Matches;
+        if (cached is not null && cached.Version == version)
+        {
+            return cached.Subscriptions;
+        }
+
+        lock (_gate)
+        {
+            _matchBuffer.Clear();
+            _trie.Match(topic, _matchBuffer);
+            var subscriptions = _matchBuffer.Count == 0 ? [] : _matchBuffer.ToArray();
+            _matchBuffer.Clear();
+            if (!ReferenceEquals(entry, _otherTopics))
+            {
+                // Read under the lock: the version cannot move while we hold it.
+                entry.Matches = new MatchSet(Volatile.Read(ref _version), subscriptions);
+            }
+
+            return subscriptions;
+        }
+    }
+
+    private static void Validate(EventBusOptions options)
+    {
+        static string? Capacity(int value, string name) =>
+            value < 1 || value > MaxQueueCapacity ? $"{name} is {value}; use 1 to {MaxQueueCapacity}." : null;
+
+        var problem = Capacity(options.RealtimeQueueCapacity, nameof(options.RealtimeQueueCapacity))
+            ?? Capacity(options.NormalQueueCapacity, nameof(options.NormalQueueCapacity))
+            ?? Capacity(options.BatchQueueCapacity, nameof(options.BatchQueueCapacity))
+            ?? (options.DefaultTtl <= TimeSpan.Zero ? $"DefaultTtl is {options.DefaultTtl}; it must be positive." : null)
+            ?? (options.DefaultBlockTimeout < TimeSpan.Zero ? $"DefaultBlockTimeout is {options.DefaultBlockTimeout}; it must not be negative." : null)
+            ?? (options.SlowConsumerThreshold < TimeSpan.Zero ? $"SlowConsumerThreshold is {options.SlowConsumerThreshold}; it must not be negative." : null)
+            ?? (options.MaxTrackedTopics < 0 ? $"MaxTrackedTopics is {options.MaxTrackedTopics}; it must not be negative." : null);
+        if (problem is not null)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), problem);
+        }
+    }
+
+    private sealed class MatchSet(long version, EventSubscription[] subscriptions)
+    {
+        public readonly long Version = version;
+        public readonly EventSubscription[] Subscriptions = subscriptions;
+    }
+
+    private sealed class TopicEntry(string topic)
+    {
+        public readonly string Topic = topic;
+        public readonly long[] Dropped = new long[DropReasons.Count];
+        public MatchSet? Matches;
+        public long Published;
+        public long Delivered;
+        public long NoSubscribers;
+
+        public bool HasActivity
+        {
+            get
+            {
+                if (Volatile.Read(ref Published) != 0)
+                {
+                    return true;
+                }
+
+                foreach (var d in Dropped)
+                {
+                    if (d != 0)
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
+            }
+        }
+
+        public void CountDrop(DropReason reason) => Interlocked.Increment(ref Dropped[(int)reason]);
+
+        public TopicStats Snapshot()
+        {
+            var dropped = DropReasons.Snapshot(Dropped, out var total);
+            return new TopicStats
+            {
+                Topic = Topic,
+                Published = Volatile.Read(ref Published),
+                Delivered = Volatile.Read(ref Delivered),
+                NoSubscribers = Volatile.Read(ref NoSubscribers),
+                Dropped = dropped,
+                DroppedTotal = total,
+            };
+        }
+    }
+}

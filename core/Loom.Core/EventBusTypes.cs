@@ -1,0 +1,154 @@
+using Loom.Protocol.V1;
+
+namespace Loom.Core;
+
+/// <summary>Settings of an <see cref="EventBus"/>.</summary>
+public sealed class EventBusOptions
+{
+    /// <summary>Queue capacity of a realtime subscription (full queue: drop oldest). Default 1024.</summary>
+    public int RealtimeQueueCapacity { get; init; } = 1024;
+
+    /// <summary>Queue capacity of a normal subscription (full queue: drop newest). Default 8192.</summary>
+    public int NormalQueueCapacity { get; init; } = 8192;
+
+    /// <summary>Queue capacity of a batch subscription (full queue: block the publisher). Default 65536.</summary>
+    public int BatchQueueCapacity { get; init; } = 65536;
+
+    /// <summary>How long a publisher waits for room in a blocking subscription before the envelope is dropped. Default 1 s.</summary>
+    public TimeSpan DefaultBlockTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Publishes an envelope may go through (a forwarding loop guard). Default 16.</summary>
+    public uint MaxHops { get; init; } = 16;
+
+    /// <summary>Time to live of an envelope that names none. Default 5 min.</summary>
+    public TimeSpan DefaultTtl { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// How long a queue must stay at least 80% full before its subscription is reported as a slow
+    /// consumer. Default zero: reported as soon as it reaches 80%.
+    /// </summary>
+    public TimeSpan SlowConsumerThreshold { get; init; }
+
+    /// <summary>
+    /// Distinct topics with their own statistics and match cache; topics beyond it share the
+    /// "(other)" statistics and are matched without caching. Default 100000.
+    /// </summary>
+    public int MaxTrackedTopics { get; init; } = 100_000;
+}
+
+/// <summary>How a subscription queues: QoS class, full-queue policy, capacity, blocking timeout and owner.</summary>
+/// <param name="Qos">QoS class; Unspecified counts as Normal.</param>
+/// <param name="Overflow">Full-queue policy; Unspecified takes the QoS class default.</param>
+/// <param name="QueueCapacity">Queue capacity; 0 takes the QoS class default.</param>
+/// <param name="BlockTimeout">For the Block policy: how long a publisher waits; null takes the bus default.</param>
+/// <param name="Owner">Who holds the subscription (an agent id), for statistics and logs.</param>
+public sealed record SubscriptionOptions(
+    QosClass Qos = QosClass.Normal,
+    OverflowPolicy Overflow = OverflowPolicy.Unspecified,
+    int QueueCapacity = 0,
+    TimeSpan? BlockTimeout = null,
+    string? Owner = null);
+
+/// <summary>What became of a publish.</summary>
+public enum PublishStatus
+{
+    /// <summary>Routed to the matching subscriptions (some of them may have dropped it: see <see cref="PublishResult.Dropped"/>).</summary>
+    Accepted,
+
+    /// <summary>Valid, but no subscription matches the topic.</summary>
+    NoSubscribers,
+
+    /// <summary>The envelope's deadline had passed; nothing was delivered.</summary>
+    TtlExpired,
+
+    /// <summary>The envelope went through more publishes than the hop limit (a loop); nothing was delivered.</summary>
+    HopLimitExceeded,
+}
+
+/// <summary>Outcome of a publish: status, subscriptions that queued it and subscriptions that dropped it.</summary>
+public readonly record struct PublishResult(PublishStatus Status, int Delivered, int Dropped);
+
+/// <summary>Why an envelope was dropped.</summary>
+public enum DropReason
+{
+    /// <summary>A full drop-oldest queue evicted it to make room for a newer one.</summary>
+    QueueFullDropOldest,
+
+    /// <summary>A full drop-newest queue refused it.</summary>
+    QueueFullDropNewest,
+
+    /// <summary>A full blocking queue had no room before the block timeout (or the publisher gave up).</summary>
+    BlockTimeout,
+
+    /// <summary>Its deadline passed before it was published or read.</summary>
+    TtlExpired,
+
+    /// <summary>It went through more publishes than the hop limit.</summary>
+    HopLimit,
+}
+
+/// <summary>Notified when a subscription's queue goes from empty to non-empty.</summary>
+public interface ISubscriptionSignal
+{
+    /// <summary>
+    /// Called, from any thread, after an envelope lands in a queue a reader had found empty
+    /// (TryRead returned false). Must be cheap and must not block: wake a reader and return.
+    /// </summary>
+    void OnAvailable(EventSubscription subscription);
+}
+
+/// <summary>Counters of one subscription.</summary>
+public sealed class SubscriptionStats
+{
+    /// <summary>Envelopes accepted into the queue.</summary>
+    public long Enqueued { get; init; }
+
+    /// <summary>Envelopes handed to the reader.</summary>
+    public long Delivered { get; init; }
+
+    /// <summary>Envelopes in the queue now.</summary>
+    public int Depth { get; init; }
+
+    /// <summary>Times the subscription entered the slow-consumer state.</summary>
+    public long SlowEpisodes { get; init; }
+
+    /// <summary>Drops by reason (every reason present, zero when none).</summary>
+    public required IReadOnlyDictionary<DropReason, long> Dropped { get; init; }
+
+    /// <summary>All drops.</summary>
+    public long DroppedTotal { get; init; }
+}
+
+/// <summary>Counters of one topic.</summary>
+public sealed class TopicStats
+{
+    /// <summary>The topic, or "(other)" for topics beyond <see cref="EventBusOptions.MaxTrackedTopics"/>.</summary>
+    public required string Topic { get; init; }
+
+    /// <summary>Envelopes published and routed (including those no subscription matched).</summary>
+    public long Published { get; init; }
+
+    /// <summary>Copies accepted into subscription queues.</summary>
+    public long Delivered { get; init; }
+
+    /// <summary>Publishes that matched no subscription.</summary>
+    public long NoSubscribers { get; init; }
+
+    /// <summary>Drops by reason (every reason present, zero when none).</summary>
+    public required IReadOnlyDictionary<DropReason, long> Dropped { get; init; }
+
+    /// <summary>All drops.</summary>
+    public long DroppedTotal { get; init; }
+}
+
+/// <summary>A subscription entered the slow-consumer state: its queue is at least 80% full.</summary>
+public sealed record SlowConsumerEvent(
+    string SubscriptionId,
+    string Pattern,
+    string? Owner,
+    QosClass Qos,
+    OverflowPolicy Policy,
+    int Depth,
+    int Capacity,
+    long DroppedTotal,
+    DateTimeOffset Timestamp);

@@ -1,0 +1,19 @@
+namespace Loom.Bridge.Tests;
+
+internal static class Poll
+{
+    /// <summary>Polls a condition until it holds or the deadline passes; never a fixed sleep.</summary>
+    public static async Task UntilAsync(Func<bool> condition, TimeSpan? timeout = null, string? what = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"Condition not met in time: {what ?? "(unnamed)"}");
+            }
+
+            await Task.Delay(10);
+        }
+    }
+}
