@@ -26,7 +26,16 @@ public sealed class GrpcDuplexCall<TRequest, TResponse> : IGrpcStreamReader<TRes
         _parser = parser;
         _maxSendMessageSize = channel.Options.MaxSendMessageSize;
         _call = new ClientCall(channel, options, _content);
-        _call.Start(uri, _content, options);
+        try
+        {
+            _call.Start(uri, _content, options);
+        }
+        catch
+        {
+            // Bad request metadata: nothing was sent.
+            _call.Dispose();
+            throw;
+        }
 
         // Observed here so a caller that only reads (and gets the same status there) leaves no unobserved fault.
         _ = _call.ResponseHeadersTask.ContinueWith(

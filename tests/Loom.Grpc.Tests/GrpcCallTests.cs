@@ -163,6 +163,10 @@ public sealed class GrpcCallTests(GrpcServerFixture fixture) : IClassFixture<Grp
         call.Cancel();
 
         await TestUtil.WaitUntilAsync(() => probe.Cancelled.Task.IsCompleted, "the server handler's token to be cancelled");
+        await TestUtil.WaitUntilAsync(
+            () => fixture.Server.Logs.Entries.Any(e => e.Message == "Call /loom.test.Test/StreamWaitForCancel was cancelled or reset by the client."),
+            "the server to end the call without a status");
+        Assert.DoesNotContain(fixture.Server.Logs.Entries, e => e.Level >= LogLevel.Warning && e.Message.Contains("StreamWaitForCancel", StringComparison.Ordinal));
         var error = await Assert.ThrowsAsync<GrpcStatusException>(async () => await call.MoveNextAsync(Token));
         Assert.Equal(GrpcStatusCode.Cancelled, error.Status);
         var writeError = await Assert.ThrowsAsync<GrpcStatusException>(async () => await call.WriteAsync(new ClientFrame(), Token));

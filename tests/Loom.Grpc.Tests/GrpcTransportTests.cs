@@ -182,4 +182,39 @@ public sealed class GrpcTransportTests : IDisposable
             channel.UnaryAsync(Test, "Echo", new Envelope(), Envelope.Parser, new GrpcCallOptions { CancellationToken = Token }));
         Assert.Equal(expected, error.Status);
     }
+
+    [Fact]
+    public async Task A_client_that_stops_reading_blocks_writes_until_the_handler_token_fires()
+    {
+        // Kestrel never times out a stalled reader: the handler's own token must be able to end the write.
+        var outcome = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = await TestServer.StartAsync(registry =>
+            registry.AddServerStreaming<Envelope, Envelope>(Test, "Flood", Envelope.Parser, async (_, writer, context) =>
+            {
+                using var stall = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+                stall.CancelAfter(TimeSpan.FromMilliseconds(300));
+                var chunk = new Envelope { Payload = ByteString.CopyFrom(new byte[256 * 1024]) };
+                try
+                {
+                    for (var i = 0; i < 1000; i++)
+                    {
+                        await writer.WriteAsync(chunk, stall.Token);
+                    }
+
+                    outcome.TrySetResult(null);
+                }
+                catch (Exception ex)
+                {
+                    outcome.TrySetResult(ex);
+                    throw;
+                }
+            }));
+        using var channel = GrpcChannel.ForAddress(server.Address);
+        await using var call = channel.Duplex<Envelope, Envelope>(Test, "Flood", Envelope.Parser);
+        await call.WriteAsync(new Envelope(), Token);
+        await call.CompleteRequestAsync();
+
+        var error = await outcome.Task.WaitAsync(Token);
+        Assert.IsAssignableFrom<OperationCanceledException>(error);
+    }
 }

@@ -89,7 +89,10 @@ internal sealed class ClientCall : IDisposable
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
             Content = content,
         };
+        _request = request;
         var headers = request.Headers;
+
+        // te: trailers is required by the spec (it lets servers detect proxies that drop trailers).
         headers.TryAddWithoutValidation("te", "trailers");
         headers.TryAddWithoutValidation("user-agent", GrpcProtocol.UserAgent);
         headers.TryAddWithoutValidation(GrpcProtocol.AcceptEncodingHeader, GrpcProtocol.IdentityEncoding);
@@ -106,7 +109,6 @@ internal sealed class ClientCall : IDisposable
             }
         }
 
-        _request = request;
         ResponseHeadersTask = IsEnded ? Task.FromException(EndStatus()) : SendAsync(request);
     }
 
