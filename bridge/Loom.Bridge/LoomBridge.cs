@@ -92,7 +92,7 @@ public sealed class LoomBridge : IAsyncDisposable
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>());
-        var service = new BridgeService(_options, _sessions, Broker, loggerFactory.CreateLogger<BridgeService>());
+        var service = new BridgeService(_sessions, Broker, loggerFactory.CreateLogger<BridgeService>());
         var registry = new GrpcServiceRegistry();
         service.Register(registry);
 

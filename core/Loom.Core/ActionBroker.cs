@@ -94,9 +94,10 @@ public sealed partial class ActionBroker
         var copy = descriptor.Clone();
         copy.Version = version;
         var registration = new CapabilityRegistration(this, copy, provider);
-        var slot = new ProviderSlot(registration, version, input, output, HealthOf(provider.ProviderId));
         lock (_gate)
         {
+            // Under the lock: UnregisterProvider drops health entries under it too.
+            var slot = new ProviderSlot(registration, version, input, output, HealthOf(provider.ProviderId));
             var current = _byName.TryGetValue(copy.Name, out var existing) ? existing : [];
             var replaced = Array.FindIndex(current, s => s.Version == version && s.Provider.ProviderId == provider.ProviderId);
             ProviderSlot[] next;

@@ -592,6 +592,10 @@ public class EventBusTests
                 {
                     read++;
                 }
+                else
+                {
+                    Thread.Yield();
+                }
             }
         });
         await Task.WhenAll(Enumerable.Range(0, Publishers).Select(_ => Task.Run(async () =>

@@ -28,7 +28,7 @@ public class JsonSchemaTests
         const string schema = """
             {"type":"object","properties":{"items":{"type":"array","items":{"type":"object","properties":{"name":{"type":"string"}}}}}}
             """;
-        Invalid(schema, """{"items":[{"name":5}]}""", "/items/0/name", "/items/0/name: expected string, got number 5");
+        Invalid(schema, """{"items":[{"name":5}]}""", "/items/0/name", "/items/0/name: expected string, got number");
         Valid(schema, """{"items":[{"name":"a"}]}""");
     }
 
@@ -62,19 +62,19 @@ public class JsonSchemaTests
 
     [Theory]
     [InlineData("\"string\"", "\"x\"", null)]
-    [InlineData("\"string\"", "1", "expected string, got number 1")]
+    [InlineData("\"string\"", "1", "expected string, got number")]
     [InlineData("\"integer\"", "1", null)]
     [InlineData("\"integer\"", "1.0", null)]
     [InlineData("\"integer\"", "1.5", "expected integer, got number 1.5")]
     [InlineData("\"number\"", "1.5", null)]
     [InlineData("\"number\"", "\"1\"", "expected number, got string")]
     [InlineData("\"boolean\"", "false", null)]
-    [InlineData("\"boolean\"", "0", "expected boolean, got number 0")]
+    [InlineData("\"boolean\"", "0", "expected boolean, got number")]
     [InlineData("\"null\"", "null", null)]
     [InlineData("\"object\"", "[]", "expected object, got array")]
     [InlineData("\"array\"", "{}", "expected array, got object")]
     [InlineData("[\"string\",\"null\"]", "null", null)]
-    [InlineData("[\"string\",\"null\"]", "3", "expected string or null, got number 3")]
+    [InlineData("[\"string\",\"null\"]", "3", "expected string or null, got number")]
     [InlineData("[\"object\",\"array\",\"integer\"]", "true", "expected object, array or integer, got boolean")]
     public void Type(string type, string json, string? error)
     {
@@ -110,7 +110,7 @@ public class JsonSchemaTests
     {
         const string schema = """{"patternProperties":{"^x-":{"type":"string"}},"additionalProperties":false,"propertyNames":{"maxLength":5}}""";
         Valid(schema, """{"x-a":"1"}""");
-        Invalid(schema, """{"x-a":1}""", "/x-a", "/x-a: expected string, got number 1");
+        Invalid(schema, """{"x-a":1}""", "/x-a", "/x-a: expected string, got number");
         Invalid(schema, """{"y":1}""", "/y", "/y: property \"y\" is not allowed");
         Invalid(schema, """{"x-long":"1"}""", "/x-long", "/x-long: the property name \"x-long\" is not allowed: must be at most 5 characters long, got 6");
     }
@@ -124,13 +124,13 @@ public class JsonSchemaTests
         const string tuple = """{"prefixItems":[{"type":"string"},{"type":"number"}],"items":false}""";
         Valid(tuple, """["a",1]""");
         Valid(tuple, """["a"]""");
-        Invalid(tuple, """[1]""", "/0", "/0: expected string, got number 1");
+        Invalid(tuple, """[1]""", "/0", "/0: expected string, got number");
         Invalid(tuple, """["a",1,true]""", "/2", "/2: must have at most 2 items, got 3 (no items are allowed after those)");
 
         // draft-07 tuple form.
         const string draft7 = """{"items":[{"type":"string"}],"additionalItems":{"type":"boolean"}}""";
         Valid(draft7, """["a",true,false]""");
-        Invalid(draft7, """["a",1]""", "/1", "/1: expected boolean, got number 1");
+        Invalid(draft7, """["a",1]""", "/1", "/1: expected boolean, got number");
     }
 
     [Fact]
@@ -199,7 +199,7 @@ public class JsonSchemaTests
     {
         const string optional = """{"properties":{"name":{"anyOf":[{"type":"string"},{"type":"null"}]}}}""";
         Valid(optional, """{"name":null}""");
-        Invalid(optional, """{"name":3}""", "/name", "/name: matches none of the anyOf alternatives: [0] expected string, got number 3; [1] expected null, got number 3");
+        Invalid(optional, """{"name":3}""", "/name", "/name: matches none of the anyOf alternatives: [0] expected string, got number; [1] expected null, got number");
 
         const string oneOf = """{"oneOf":[{"type":"integer"},{"minimum":2}]}""";
         Valid(oneOf, "1");
@@ -217,7 +217,7 @@ public class JsonSchemaTests
         Invalid(conditional, """{"kind":"b"}""", "", "(root): missing required property \"y\"");
 
         const string nested = """{"anyOf":[{"properties":{"a":{"properties":{"b":{"type":"string"}}}}},{"type":"string"}]}""";
-        Invalid(nested, """{"a":{"b":1}}""", "", "(root): matches none of the anyOf alternatives: [0] /a/b: expected string, got number 1; [1] expected string, got object");
+        Invalid(nested, """{"a":{"b":1}}""", "", "(root): matches none of the anyOf alternatives: [0] /a/b: expected string, got number; [1] expected string, got object");
     }
 
     [Fact]
@@ -235,7 +235,7 @@ public class JsonSchemaTests
         Invalid(root, """{"next":{"bad":1}}""", "/next/bad", "/next/bad: property \"bad\" is not allowed; allowed properties: next");
 
         const string draft7 = """{"definitions":{"a b":{"type":"string"}},"properties":{"x":{"$ref":"#/definitions/a%20b"}}}""";
-        Invalid(draft7, """{"x":1}""", "/x", "/x: expected string, got number 1");
+        Invalid(draft7, """{"x":1}""", "/x", "/x: expected string, got number");
 
         Valid("""{"properties":{"a":{"type":"string"},"b":{"$ref":"#/properties/a"}}}""", """{"b":"s"}""");
     }
@@ -300,7 +300,7 @@ public class JsonSchemaTests
         var schema = JsonSchema.Parse("""{"type":"array","items":{"type":"string"}}""");
         using var document = JsonDocument.Parse("""["a",1]""");
         var result = schema.Validate(document.RootElement);
-        Assert.Equal(new SchemaValidationResult(false, "/1", "/1: expected string, got number 1"), result);
+        Assert.Equal(new SchemaValidationResult(false, "/1", "/1: expected string, got number"), result);
     }
 
     [Fact]

@@ -242,6 +242,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             _capabilities = newCapabilities;
             SessionId = sessionId;
             Contacted = false;
+            GracefullyClosed = false;
             HeartbeatInterval = heartbeatInterval;
             Name = request.Name;
             Sdk = request.Sdk;
@@ -305,6 +306,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
 
         MarkContact();
+        GracefullyClosed = false;
         var streamCts = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
         var attached = new AttachedStream(streamCts);
         var previous = Interlocked.Exchange(ref _stream, attached);
@@ -617,6 +619,12 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
     private async ValueTask PublishAsync(Envelope envelope, CancellationToken token)
     {
+        if (string.IsNullOrEmpty(envelope.Id))
+        {
+            // Assigned before any check so an error can name the envelope it refers to.
+            envelope.Id = Guid.NewGuid().ToString("N");
+        }
+
         if (envelope.Payload.Length > _options.MaxPayloadBytes)
         {
             await ReplyErrorAsync(envelope.Id, new ResourceExhaustedException($"Payload of {envelope.Payload.Length} bytes on topic '{envelope.Topic}' exceeds the limit of {_options.MaxPayloadBytes} bytes."), token);

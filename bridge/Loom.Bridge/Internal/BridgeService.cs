@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 namespace Loom.Bridge.Internal;
 
 /// <summary>The gRPC face of the bridge: loom.v1.Bridge and grpc.health.v1.Health.</summary>
-internal sealed class BridgeService(BridgeOptions options, SessionRegistry sessions, ActionBroker broker, ILogger logger)
+internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broker, ILogger logger)
 {
     public const string ServiceName = "loom.v1.Bridge";
     public const string SessionHeader = "loom-session-id";
@@ -97,12 +97,12 @@ internal sealed class BridgeService(BridgeOptions options, SessionRegistry sessi
 
     private Task<HeartbeatResponse> HeartbeatAsync(HeartbeatRequest request, GrpcServerCallContext context)
     {
-        if (!sessions.Heartbeat(request.SessionId))
+        if (sessions.Heartbeat(request.SessionId) is not { } session)
         {
             throw new GrpcStatusException(GrpcStatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired; call RegisterAgent again.", StatusMapping.CodeTrailer(ErrorCode.SessionNotFound));
         }
 
-        return Task.FromResult(new HeartbeatResponse { HeartbeatIntervalMs = (uint)options.HeartbeatInterval.TotalMilliseconds, ServerUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
+        return Task.FromResult(new HeartbeatResponse { HeartbeatIntervalMs = (uint)session.HeartbeatInterval.TotalMilliseconds, ServerUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
     }
 
     private HealthCheckResponse.Types.ServingStatus StatusOf(string service) => service switch

@@ -137,16 +137,16 @@ internal sealed partial class SessionRegistry : IDisposable
 
     public static string BridgeVersion { get; } = typeof(SessionRegistry).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
-    /// <summary>Records a heartbeat. False when the session is unknown or expired.</summary>
-    public bool Heartbeat(string sessionId)
+    /// <summary>Records a heartbeat; the session, or null when it is unknown or expired.</summary>
+    public AgentSession? Heartbeat(string sessionId)
     {
         if (!TryGetBySession(sessionId, out var session))
         {
-            return false;
+            return null;
         }
 
         session.MarkContact();
-        return true;
+        return session;
     }
 
     private void Sweep()

@@ -52,8 +52,18 @@ internal sealed class GrpcServerCall : IDisposable
                     static state =>
                     {
                         var context = (HttpContext)state!;
-                        context.Request.BodyReader.CancelPendingRead();
-                        context.Response.BodyWriter.CancelPendingFlush();
+
+                        // Runs on a timer thread: the client may have reset the stream at the same
+                        // instant (clients reset at their deadline too), and then these throw. An
+                        // exception here would end the process, so a gone request is simply left alone.
+                        try
+                        {
+                            context.Request.BodyReader.CancelPendingRead();
+                            context.Response.BodyWriter.CancelPendingFlush();
+                        }
+                        catch (Exception ex) when (ex is IOException or InvalidOperationException or ObjectDisposedException)
+                        {
+                        }
                     },
                     http);
             }

@@ -89,9 +89,9 @@ internal sealed class SchemaValidator
         }
 
         var got = KindName(value.ValueKind);
-        if (value.ValueKind == JsonValueKind.Number)
+        if (value.ValueKind == JsonValueKind.Number && (types & JsonTypes.Integer) != 0)
         {
-            got += " " + Truncate(value.GetRawText());
+            got += " " + Truncate(value.GetRawText()); // "expected integer, got number 1.5"
         }
 
         return Fail($"expected {TypeList(types)}, got {got}");

@@ -1,0 +1,44 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+
+namespace Loom.Sdk;
+
+/// <summary>Settings of a running agent, remote or in-process. Every value has a working default.</summary>
+public sealed class AgentHostOptions
+{
+    /// <summary>Stable agent id. Default null: the agent's name plus a random suffix, fixed for the life of the host.</summary>
+    public string? AgentId { get; init; }
+
+    /// <summary>Display name. Default null: <see cref="Agent.Name"/>.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>Namespace (the default memory namespace). Default empty: <c>default</c>.</summary>
+    public string Namespace { get; init; } = "";
+
+    /// <summary>Metadata registered with the agent. Default none.</summary>
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>Timeout of <see cref="AgentContext.InvokeAsync{TOut}"/> when none is given. Default 30 s.</summary>
+    public TimeSpan DefaultInvokeTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Timeout of <see cref="AgentContext.RequestAsync{TReply}"/> when none is given. Default 10 s.</summary>
+    public TimeSpan DefaultRequestTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>JSON settings for payloads, capability inputs and outputs, and schemas. Default <see cref="JsonSerializerOptions.Web"/>.</summary>
+    public JsonSerializerOptions? JsonOptions { get; init; }
+
+    /// <summary>
+    /// Connection settings for a remote agent (reconnect backoff, heartbeats, queues). Its identity
+    /// fields are replaced by the ones above. Default: <see cref="LoomConnectionOptions"/>'s defaults.
+    /// </summary>
+    public LoomConnectionOptions? Connection { get; init; }
+
+    /// <summary>Bound of stopping an in-process agent (handlers finish what is queued). Default 5 s.</summary>
+    public TimeSpan StopTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Logging. Default: the connection's, else none.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>Clock. Default: the connection's, else <see cref="TimeProvider.System"/>.</summary>
+    public TimeProvider? TimeProvider { get; init; }
+}

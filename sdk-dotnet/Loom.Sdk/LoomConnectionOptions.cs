@@ -1,0 +1,76 @@
+using Microsoft.Extensions.Logging;
+
+namespace Loom.Sdk;
+
+/// <summary>Settings of a <see cref="LoomConnection"/>. Every value has a working default.</summary>
+public sealed class LoomConnectionOptions
+{
+    /// <summary>
+    /// Stable agent id, kept across reconnects. Default null: the SDK makes one from
+    /// <see cref="Name"/> and a random suffix (the same for the life of the connection).
+    /// </summary>
+    public string? AgentId { get; init; }
+
+    /// <summary>Display name. Default <c>dotnet-agent</c>.</summary>
+    public string Name { get; init; } = "dotnet-agent";
+
+    /// <summary>Namespace of the agent (its default memory namespace). Default empty: the bridge uses <c>default</c>.</summary>
+    public string Namespace { get; init; } = "";
+
+    /// <summary>Metadata sent with the registration. Default none.</summary>
+    public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>Heartbeat interval asked of the bridge (it clamps it). Default null: the bridge's interval.</summary>
+    public TimeSpan? HeartbeatInterval { get; init; }
+
+    /// <summary>First reconnect delay; doubles per failed attempt. Default 100 ms.</summary>
+    public TimeSpan ReconnectInitialDelay { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Largest reconnect delay. Default 5 s.</summary>
+    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Random spread of each reconnect delay, as a fraction of it (0.2 = +/-20 %). Default 0.2.</summary>
+    public double ReconnectJitter { get; init; } = 0.2;
+
+    /// <summary>Bound of RegisterAgent and of opening the stream, per attempt. Default 10 s.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Capacity of the outbound queue (publishes, calls, results, acks) shared by all writers.
+    /// A full queue makes senders wait (backpressure). Default 8192.
+    /// </summary>
+    public int OutboundQueueCapacity { get; init; } = 8192;
+
+    /// <summary>Byte budget of one outbound frame; also capped below the bridge's max message size. Default 1 MiB.</summary>
+    public int MaxFrameBytes { get; init; } = 1024 * 1024;
+
+    /// <summary>Most messages in one outbound frame; also capped by the bridge's <c>max_batch_messages</c>. Default 1024.</summary>
+    public int MaxFrameMessages { get; init; } = 1024;
+
+    /// <summary>Capability call timeout when a call names none. Default 30 s.</summary>
+    public TimeSpan DefaultCallTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Bound of waiting for a subscribe ack or a memory response. Default 10 s.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Capacity of each subscription's local delivery queue, between the read loop and the
+    /// handler. When full, the subscription's QoS policy applies (drops are counted). Default 8192.
+    /// </summary>
+    public int DeliveryQueueCapacity { get; init; } = 8192;
+
+    /// <summary>Bound of <see cref="LoomConnection.DisposeAsync"/>: draining queued writes and closing the stream. Default 5 s.</summary>
+    public TimeSpan DisposeTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Value of the <c>sdk</c> registration field. Default <c>loom-dotnet/0.1.0</c>.</summary>
+    public string Sdk { get; init; } = "loom-dotnet/0.1.0";
+
+    /// <summary>Logging. Default none.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>Clock for timeouts, heartbeats and backoff. Default <see cref="TimeProvider.System"/>.</summary>
+    public TimeProvider? TimeProvider { get; init; }
+
+    /// <summary>Low-level gRPC channel settings (message sizes, keepalive). Default: Loom.Grpc's defaults.</summary>
+    public Loom.Grpc.GrpcChannelOptions? Channel { get; init; }
+}
