@@ -970,22 +970,8 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
     /// and waits for the reply.
     /// </summary>
     /// <exception cref="LoomTimeoutException">No reply within <paramref name="timeout"/> (a reply after that is dropped and counted).</exception>
-    public async Task<Envelope> RequestAsync(Envelope request, TimeSpan timeout, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        var waiter = _replies.Begin(request);
-        try
-        {
-            await PublishAsync(request, cancellationToken);
-        }
-        catch
-        {
-            _replies.Abandon(request);
-            throw;
-        }
-
-        return await _replies.AwaitAsync(request, waiter, timeout, cancellationToken);
-    }
+    public Task<Envelope> RequestAsync(Envelope request, TimeSpan timeout, CancellationToken cancellationToken = default)
+        => _replies.RequestAsync(request, PublishAsync, timeout, cancellationToken);
 
     private void OnInboxDelivery(Envelope reply)
     {

@@ -128,22 +128,8 @@ internal sealed class InProcessTransport : IAgentTransport, IAsyncDisposable
         }
     }
 
-    public async Task<Envelope> RequestAsync(Envelope request, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        var waiter = _replies.Begin(request);
-        try
-        {
-            await PublishAsync(request, cancellationToken);
-        }
-        catch
-        {
-            _replies.Abandon(request);
-            throw;
-        }
-
-        return await _replies.AwaitAsync(request, waiter, timeout, cancellationToken);
-    }
+    public Task<Envelope> RequestAsync(Envelope request, TimeSpan timeout, CancellationToken cancellationToken)
+        => _replies.RequestAsync(request, PublishAsync, timeout, cancellationToken);
 
     public Task<LoomSubscription> SubscribeAsync(string pattern, Func<Envelope, CancellationToken, Task> handler, SubscribeOptions? options, CancellationToken cancellationToken)
     {

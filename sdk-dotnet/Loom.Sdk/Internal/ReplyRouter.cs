@@ -54,6 +54,24 @@ internal sealed class ReplyRouter(string agentId, IdGenerator ids, TimeProvider 
 
     public void Abandon(Envelope request) => _pending.TryRemove(request.CorrelationId, out _);
 
+    /// <summary>Registers the request, publishes it with <paramref name="publish"/>, and waits for its reply.</summary>
+    public async Task<Envelope> RequestAsync(Envelope request, Func<Envelope, CancellationToken, ValueTask> publish, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var waiter = Begin(request);
+        try
+        {
+            await publish(request, cancellationToken);
+        }
+        catch
+        {
+            Abandon(request);
+            throw;
+        }
+
+        return await AwaitAsync(request, waiter, timeout, cancellationToken);
+    }
+
     /// <summary>Completes the waiter of a reply delivered to the inbox; false (and counted) when none waits.</summary>
     public bool Complete(Envelope reply)
     {
