@@ -145,6 +145,16 @@ public sealed partial class ActionBroker
         }
     }
 
+    /// <summary>Ends a provider's cooldown at once (e.g. its stream is back).</summary>
+    public void MarkHealthy(string providerId)
+    {
+        ArgumentNullException.ThrowIfNull(providerId);
+        if (_health.TryGetValue(providerId, out var health))
+        {
+            Volatile.Write(ref health.UnhealthyUntilTicks, 0);
+        }
+    }
+
     /// <summary>Every capability (name and version) with its providers' health and statistics, ordered by name and version.</summary>
     public IReadOnlyList<CapabilityInfo> Capabilities
     {
@@ -299,7 +309,7 @@ public sealed partial class ActionBroker
         try
         {
             ReadOnlyMemory<byte> output;
-            var pending = provider.InvokeAsync(invocation, token);
+            var pending = provider.InvokeAsync(invocation.ForVersion(slot.Version), token);
             if (pending.IsCompletedSuccessfully)
             {
                 output = pending.Result;

@@ -31,6 +31,26 @@ public sealed class ActionInvocation
 
     /// <summary>Caller-supplied headers (never null).</summary>
     public IReadOnlyDictionary<string, string> Headers { get; init; } = s_noHeaders;
+
+    /// <summary>Version of the capability the router chose for this provider ("" when not yet routed).</summary>
+    public string Version { get; init; } = "";
+
+    /// <summary>The same invocation addressed to one version (a provider may offer several).</summary>
+    internal ActionInvocation ForVersion(string version) =>
+        string.Equals(version, Version, StringComparison.Ordinal)
+            ? this
+            : new ActionInvocation
+            {
+                CallId = CallId,
+                Capability = Capability,
+                InputJson = InputJson,
+                Deadline = Deadline,
+                Caller = Caller,
+                ThreadId = ThreadId,
+                Traceparent = Traceparent,
+                Headers = Headers,
+                Version = version,
+            };
 }
 
 /// <summary>Something that can answer calls for capabilities: an in-process handler or a remote agent's session.</summary>

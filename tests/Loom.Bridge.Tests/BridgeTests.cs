@@ -258,6 +258,32 @@ public sealed class BridgeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Calls_fail_over_from_a_provider_whose_stream_is_down_and_carry_the_version()
+    {
+        var requestA = Agent("route-a");
+        requestA.Capabilities.Add(EchoCapability("test.route"));
+        var a = await RawAgent.RegisterAsync(_bridge.GrpcAddress, requestA);
+        var requestB = Agent("route-b");
+        requestB.Capabilities.Add(EchoCapability("test.route"));
+        await using var b = await RawAgent.RegisterAsync(_bridge.GrpcAddress, requestB);
+
+        // A's stream breaks but its session lives on (it may reconnect): calls must go to B, not wait for A.
+        a.Abort();
+        await a.DisposeAsync();
+        await Poll.UntilAsync(() => _bridge.Broker.FindProviders("test.route").Any(p => p.Provider.AgentId == "route-a" && !p.IsHealthy), what: "route-a marked unhealthy");
+        for (var i = 0; i < 3; i++)
+        {
+            var pending = ForwardAsync("test.route", """{"text":"x"}""", TimeSpan.FromSeconds(5));
+            var call = await b.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Call);
+            Assert.Equal("1.0.0", call.Call.Version);
+            await b.SendAsync(new ClientMessage { Result = new ActionResult { CallId = call.Call.CallId, OutputJson = ByteString.CopyFromUtf8("\"b\"") } });
+            Assert.Equal("route-b", (await pending).Provider);
+        }
+
+        Assert.NotNull(_bridge.Agents.Find("route-a"));
+    }
+
+    [Fact]
     public async Task A_silent_agent_is_removed_after_three_missed_heartbeats()
     {
         var request = Agent("silent", "s.>");

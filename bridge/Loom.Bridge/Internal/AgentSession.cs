@@ -307,6 +307,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
         MarkContact();
         GracefullyClosed = false;
+        _broker.MarkHealthy(AgentId);
         var streamCts = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
         var attached = new AttachedStream(streamCts);
         var previous = Interlocked.Exchange(ref _stream, attached);
@@ -435,6 +436,8 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
         }
 
+        // Until a stream is back, route calls to other providers instead of queueing them here.
+        _broker.MarkUnhealthy(AgentId);
         FailPushedCalls("the provider's stream ended");
         foreach (var (id, cts) in _outgoingCalls)
         {
@@ -820,6 +823,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             Caller = invocation.Caller,
             ThreadId = invocation.ThreadId,
             Traceparent = invocation.Traceparent,
+            Version = invocation.Version,
         };
         if (invocation.Headers is not null)
         {
