@@ -172,13 +172,10 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             try
             {
                 var current = _subscriptions;
-                if (current.Length + request.Subscriptions.Count > _options.MaxSubscriptionsPerSession && request.Subscriptions.Count > 0)
+                var distinct = request.Subscriptions.Count(s => !Array.Exists(current, c => SameSubscription(c, s)));
+                if (current.Length + distinct > _options.MaxSubscriptionsPerSession)
                 {
-                    var distinct = request.Subscriptions.Count(s => !Array.Exists(current, c => SameSubscription(c, s)));
-                    if (current.Length + distinct > _options.MaxSubscriptionsPerSession)
-                    {
-                        throw new ResourceExhaustedException($"An agent may hold at most {_options.MaxSubscriptionsPerSession} subscriptions; this registration asks for {current.Length + distinct}.");
-                    }
+                    throw new ResourceExhaustedException($"An agent may hold at most {_options.MaxSubscriptionsPerSession} subscriptions; this registration asks for {current.Length + distinct}.");
                 }
 
                 for (var i = 0; i < request.Subscriptions.Count; i++)
@@ -322,7 +319,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         Volatile.Write(ref _streamTask, streamDone.Task);
         var token = streamCts.Token;
         StartHeartbeats();
-        var writeLoop = Task.Run(() => WriteLoopAsync(writer, token), CancellationToken.None);
+        var writeLoop = Task.Run(() => WriteLoopAsync(writer, attached, token), CancellationToken.None);
         var gracefulEnd = false;
         try
         {
@@ -344,7 +341,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             gracefulEnd = true;
 
             // The client half-closed: flush what is queued for it (bounded), then end with OK.
-            await FlushControlAsync(TimeSpan.FromSeconds(1));
+            attached.Draining = true;
+            Wake();
+            await WaitQuietly(writeLoop, TimeSpan.FromSeconds(1));
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
@@ -380,6 +379,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
     private sealed class AttachedStream(CancellationTokenSource cts)
     {
+        /// <summary>Set when the client half-closed: the write loop ends once its queues are empty.</summary>
+        public volatile bool Draining;
+
         public string? EndReason { get; private set; }
 
         public GrpcStatusCode EndStatus { get; private set; }
@@ -401,15 +403,6 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
     /// <summary>True once the client ended its stream cleanly: the agent has left.</summary>
     public bool GracefullyClosed { get; private set; }
-
-    private async Task FlushControlAsync(TimeSpan bound)
-    {
-        var deadline = _time.GetTimestamp();
-        while (_control.Reader.Count > 0 && _time.GetElapsedTime(deadline) < bound)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(5), _time, CancellationToken.None);
-        }
-    }
 
     private static async Task WaitQuietly(Task? task, TimeSpan bound)
     {
@@ -482,7 +475,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         Interlocked.Exchange(ref _heartbeatTimer, null)?.Dispose();
     }
 
-    private async Task WriteLoopAsync(IGrpcStreamWriter<ServerFrame> writer, CancellationToken token)
+    private async Task WriteLoopAsync(IGrpcStreamWriter<ServerFrame> writer, AttachedStream attached, CancellationToken token)
     {
         var frame = new ServerFrame();
         var deliveries = new List<ServerMessage>(_options.MaxBatchMessages);
@@ -533,6 +526,12 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 {
                     await writer.WriteAsync(frame, token);
                     continue;
+                }
+
+                if (attached.Draining)
+                {
+                    // The client half-closed and everything queued for it is written.
+                    return;
                 }
 
                 await _wake.Reader.ReadAsync(token);
@@ -868,21 +867,15 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
 
         EventSubscription[] subscriptions;
-        List<CapabilityRegistration> capabilities;
         lock (_gate)
         {
             subscriptions = _subscriptions;
-            capabilities = _capabilities;
             _subscriptions = [];
             _capabilities = [];
         }
 
+        // One call removes every capability this agent provided.
         _broker.UnregisterProvider(AgentId);
-        foreach (var c in capabilities)
-        {
-            c.Dispose();
-        }
-
         foreach (var s in subscriptions)
         {
             s.Dispose();
