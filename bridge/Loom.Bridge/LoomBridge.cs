@@ -13,7 +13,7 @@ namespace Loom.Bridge;
 
 /// <summary>
 /// One bridge: the Loom core (EventBus, ActionBroker, directories, memory) served over gRPC on an
-/// HTTP/2-only port, with <c>/healthz</c> on a separate HTTP/1.1 port.
+/// HTTP/2-only port, with <c>/healthz</c> and the read-only <c>/v1/agents</c> and <c>/v1/capabilities</c> on a separate HTTP/1.1 port.
 /// </summary>
 public sealed class LoomBridge : IAsyncDisposable
 {
@@ -99,6 +99,7 @@ public sealed class LoomBridge : IAsyncDisposable
         var grpcOptions = new GrpcServerOptions { MaxReceiveMessageSize = _options.MaxMessageBytes, MaxSendMessageSize = _options.MaxMessageBytes };
         app.UseWhen(ctx => ctx.Connection.LocalPort == _grpcPort, grpc => grpc.UseGrpcServices(registry, grpcOptions, loggerFactory));
         app.MapGet("/healthz", (HttpContext _) => Results.Json(new HealthReport("ok", SessionCount), HealthJsonContext.Default.HealthReport));
+        AdminApi.Map(app, Agents, Broker, () => _sessions, Time);
 
         await app.StartAsync(cancellationToken);
         _grpcPort = grpcListen!.IPEndPoint!.Port;

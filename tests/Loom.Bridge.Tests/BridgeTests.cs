@@ -77,6 +77,38 @@ public sealed class BridgeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Admin_api_lists_agents_with_state_and_capabilities_with_schemas()
+    {
+        var request = Agent("admin-a", "news.>");
+        request.Capabilities.Add(EchoCapability());
+        await using var agent = await RawAgent.RegisterAsync(_bridge.GrpcAddress, request);
+        await using var idle = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("admin-b"), openStream: false);
+        using var http = new HttpClient();
+
+        using var agents = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(new Uri(_bridge.HttpAddress, "/v1/agents")));
+        var list = agents.RootElement.GetProperty("agents").EnumerateArray().ToDictionary(a => a.GetProperty("agent_id").GetString()!);
+        Assert.Equal(["admin-a", "admin-b"], list.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal("connected", list["admin-a"].GetProperty("state").GetString());
+        Assert.Equal("detached", list["admin-b"].GetProperty("state").GetString());
+        Assert.Equal("news.>", list["admin-a"].GetProperty("topics")[0].GetString());
+        Assert.Equal("test.echo", list["admin-a"].GetProperty("capabilities")[0].GetString());
+        Assert.Equal(agent.Registration.SessionId, list["admin-a"].GetProperty("session_id").GetString());
+
+        using var capabilities = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(new Uri(_bridge.HttpAddress, "/v1/capabilities")));
+        var echo = Assert.Single(capabilities.RootElement.GetProperty("capabilities").EnumerateArray());
+        Assert.Equal("test.echo", echo.GetProperty("name").GetString());
+        Assert.Equal("1.0.0", echo.GetProperty("version").GetString());
+        Assert.Equal("text", echo.GetProperty("input_schema").GetProperty("required")[0].GetString());
+        var provider = Assert.Single(echo.GetProperty("providers").EnumerateArray());
+        Assert.Equal("admin-a", provider.GetProperty("agent_id").GetString());
+        Assert.True(provider.GetProperty("healthy").GetBoolean());
+
+        // Leaving removes the agent from the listing.
+        await agent.LeaveAsync();
+        await Poll.UntilAsync(() => !http.GetStringAsync(new Uri(_bridge.HttpAddress, "/v1/agents")).GetAwaiter().GetResult().Contains("admin-a", StringComparison.Ordinal), what: "admin-a to leave the listing");
+    }
+
+    [Fact]
     public async Task Registration_assigns_session_limits_and_subscription_ids()
     {
         await using var agent = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("", "a.*", "b.>"), openStream: false);

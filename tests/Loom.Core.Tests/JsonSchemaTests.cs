@@ -96,7 +96,7 @@ public class JsonSchemaTests
             {"type":"object","properties":{"a":{"type":"string"},"b/c":{"type":"integer"}},"required":["a"],"additionalProperties":false}
             """;
         Valid(schema, """{"a":"x","b/c":2}""");
-        Invalid(schema, """{"b/c":2}""", "", "(root): missing required property \"a\"");
+        Invalid(schema, """{"b/c":2}""", "/a", "/a: missing required property \"a\"");
         Invalid(schema, """{"a":"x","b/c":"no"}""", "/b~1c", "/b~1c: expected integer, got string");
         Invalid(schema, """{"a":"x","z":1}""", "/z", "/z: property \"z\" is not allowed; allowed properties: a, b/c");
 
@@ -191,7 +191,7 @@ public class JsonSchemaTests
         Invalid("""{"maxProperties":1}""", """{"a":1,"b":2}""", "", "(root): must have at most 1 property, got 2");
         Invalid("""{"dependentRequired":{"card":["cvv"]}}""", """{"card":"1"}""", "", "(root): missing property \"cvv\", which is required when \"card\" is present");
         Valid("""{"dependentRequired":{"card":["cvv"]}}""", """{"cvv":"1"}""");
-        Invalid("""{"dependentSchemas":{"a":{"required":["b"]}}}""", """{"a":1}""", "", "(root): missing required property \"b\"");
+        Invalid("""{"dependentSchemas":{"a":{"required":["b"]}}}""", """{"a":1}""", "/b", "/b: missing required property \"b\"");
     }
 
     [Fact]
@@ -213,8 +213,8 @@ public class JsonSchemaTests
 
         const string conditional = """{"if":{"properties":{"kind":{"const":"a"}}},"then":{"required":["x"]},"else":{"required":["y"]}}""";
         Valid(conditional, """{"kind":"a","x":1}""");
-        Invalid(conditional, """{"kind":"a"}""", "", "(root): missing required property \"x\"");
-        Invalid(conditional, """{"kind":"b"}""", "", "(root): missing required property \"y\"");
+        Invalid(conditional, """{"kind":"a"}""", "/x", "/x: missing required property \"x\"");
+        Invalid(conditional, """{"kind":"b"}""", "/y", "/y: missing required property \"y\"");
 
         const string nested = """{"anyOf":[{"properties":{"a":{"properties":{"b":{"type":"string"}}}}},{"type":"string"}]}""";
         Invalid(nested, """{"a":{"b":1}}""", "", "(root): matches none of the anyOf alternatives: [0] /a/b: expected string, got number; [1] expected string, got object");
@@ -331,6 +331,6 @@ public class JsonSchemaTests
         Invalid(schema, """{"query":"q","limit":0}""", "/limit", "/limit: must be >= 1, got 0");
         Invalid(schema, """{"query":"q","filters":{"lang":"es"}}""", "/filters/lang", "/filters/lang: must be one of \"en\", \"fr\", \"de\", got \"es\"");
         Invalid(schema, """{"query":"q","tags":["a","a"]}""", "/tags", "/tags: items 0 and 1 are equal; items must be unique");
-        Invalid(schema, """{"limit":3}""", "", "(root): missing required property \"query\"");
+        Invalid(schema, """{"limit":3}""", "/query", "/query: missing required property \"query\"");
     }
 }

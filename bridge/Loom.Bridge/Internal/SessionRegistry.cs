@@ -49,6 +49,9 @@ internal sealed partial class SessionRegistry : IDisposable
         _memorySweeper = _time.CreateTimer(static s => ((SessionRegistry)s!)._memory.Sweep(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 
+    public bool TryGetByAgent(string agentId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out AgentSession session) =>
+        _byAgent.TryGetValue(agentId, out session);
+
     public bool TryGetBySession(string sessionId, out AgentSession session) =>
         _bySession.TryGetValue(sessionId, out session!) && !session.IsExpired;
 

@@ -309,7 +309,8 @@ internal sealed class SchemaValidator
             {
                 if (!value.TryGetProperty(name, out _))
                 {
-                    return Fail($"missing required property \"{name}\"");
+                    // The pointer names the missing member, so a caller can tell which field to add.
+                    return new SchemaError(CurrentPath() + "/" + SchemaCompiler.EscapePointerToken(name), $"missing required property \"{name}\"");
                 }
             }
         }
