@@ -11,6 +11,10 @@ internal static class Program
     {
         var root = new RootCommand("Loom: an event-driven runtime for multi-agent systems.");
         root.Subcommands.Add(UpCommand());
+        root.Subcommands.Add(Commands.RunCommand.Create(dev: false));
+        root.Subcommands.Add(Commands.RunCommand.Create(dev: true));
+        root.Subcommands.Add(Commands.ListCommand.Create());
+        root.Subcommands.Add(Commands.LogsCommand.Create());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

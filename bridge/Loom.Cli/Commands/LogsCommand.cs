@@ -1,0 +1,185 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Loom.Core;
+using Loom.Protocol.V1;
+using Loom.Sdk;
+using Spectre.Console;
+
+namespace Loom.Cli.Commands;
+
+/// <summary><c>loom logs</c>: follow the events flowing through a bridge, filtered.</summary>
+internal static class LogsCommand
+{
+    private static readonly JsonSerializerOptions Relaxed = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private const int PreviewChars = 160;
+
+    public static Command Create()
+    {
+        var url = new Option<string>("--url")
+        {
+            Description = "gRPC address of the bridge (default $LOOM_URL or http://127.0.0.1:7070).",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("LOOM_URL") ?? "http://127.0.0.1:7070",
+        };
+        var topic = new Option<string>("--topic") { Description = "Topic pattern to follow ('*' one token, '>' the rest).", DefaultValueFactory = _ => ">" };
+        var agent = new Option<string?>("--agent") { Description = "Only events sent by this agent id." };
+        var thread = new Option<string?>("--thread") { Description = "Only events of this thread id." };
+        var correlation = new Option<string?>("--correlation") { Description = "Only events with this correlation id (a request and its replies)." };
+        var json = new Option<bool>("--json") { Description = "One JSON object per line instead of text." };
+        var command = new Command("logs", "Follow events live on a running bridge, filtered by agent, thread, correlation id or topic pattern. Ctrl+C stops.")
+        {
+            url, topic, agent, thread, correlation, json,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var address = parse.GetValue(url)!;
+            if (!Uri.TryCreate(address, UriKind.Absolute, out var bridge) || bridge.Scheme is not ("http" or "https"))
+            {
+                await Console.Error.WriteLineAsync($"loom: --url must be an absolute http:// URL, not '{address}'");
+                return 2;
+            }
+
+            var sender = parse.GetValue(agent);
+            var threadId = parse.GetValue(thread);
+            var correlationId = parse.GetValue(correlation);
+            var asJson = parse.GetValue(json);
+            var gate = new object();
+            LoomConnection connection;
+            try
+            {
+                connection = await LoomConnection.ConnectAsync(bridge, new LoomConnectionOptions { Name = "loom-logs", Sdk = "loom-cli/logs" }, cancellationToken: cancellationToken);
+            }
+            catch (LoomException ex)
+            {
+                await Console.Error.WriteLineAsync($"loom: cannot reach the bridge at {address}: {ex.Message} (--url is its gRPC port, e.g. http://127.0.0.1:7070)");
+                return 1;
+            }
+
+            await using (connection)
+            {
+                var ownInbox = $"_inbox.{connection.AgentId.Replace('.', '_')}.";
+                try
+                {
+                    await using var subscription = await connection.SubscribeAsync(
+                        parse.GetValue(topic)!,
+                        (e, _) =>
+                        {
+                            if (e.Topic.StartsWith(ownInbox, StringComparison.Ordinal)
+                                || (sender is not null && e.Sender != sender)
+                                || (threadId is not null && e.ThreadId != threadId)
+                                || (correlationId is not null && e.CorrelationId != correlationId))
+                            {
+                                return Task.CompletedTask;
+                            }
+
+                            lock (gate)
+                            {
+                                if (asJson)
+                                {
+                                    Console.WriteLine(ToJson(e));
+                                }
+                                else
+                                {
+                                    Print(e);
+                                }
+                            }
+
+                            return Task.CompletedTask;
+                        },
+                        new SubscribeOptions { Qos = QosClass.Normal },
+                        cancellationToken);
+                    if (!asJson)
+                    {
+                        AnsiConsole.MarkupLine($"[grey]following {Markup.Escape(parse.GetValue(topic)!)} on {Markup.Escape(address)} (Ctrl+C stops)[/]");
+                    }
+
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                    return 0;
+                }
+                catch (OperationCanceledException)
+                {
+                    return 0;
+                }
+                catch (InvalidParamsException ex)
+                {
+                    await Console.Error.WriteLineAsync($"loom: {ex.Message}");
+                    return 2;
+                }
+            }
+        });
+        return command;
+    }
+
+    private static void Print(Envelope e)
+    {
+        var time = DateTimeOffset.FromUnixTimeMilliseconds(e.TimestampUnixMs).ToLocalTime().ToString("HH:mm:ss.fff", CultureInfo.InvariantCulture);
+        var ids = new StringBuilder();
+        if (e.ThreadId.Length > 0)
+        {
+            ids.Append(CultureInfo.InvariantCulture, $" thread={e.ThreadId}");
+        }
+
+        if (e.CorrelationId.Length > 0)
+        {
+            ids.Append(CultureInfo.InvariantCulture, $" corr={e.CorrelationId}");
+        }
+
+        AnsiConsole.MarkupLine($"[grey]{time}[/] [deepskyblue1]{Markup.Escape(e.Topic)}[/] [orchid]{Markup.Escape(e.Sender)}[/][grey]{Markup.Escape(ids.ToString())}[/] {Markup.Escape(Preview(e))}");
+    }
+
+    private static string Preview(Envelope e)
+    {
+        if (e.Payload.IsEmpty)
+        {
+            return "";
+        }
+
+        string text;
+        try
+        {
+            text = Encoding.UTF8.GetString(e.Payload.Span);
+        }
+        catch (ArgumentException)
+        {
+            return $"<{e.Payload.Length} bytes>";
+        }
+
+        text = text.ReplaceLineEndings(" ");
+        return text.Length <= PreviewChars ? text : string.Concat(text.AsSpan(0, PreviewChars), "…");
+    }
+
+    private static string ToJson(Envelope e)
+    {
+        var o = new JsonObject
+        {
+            ["time_unix_ms"] = e.TimestampUnixMs,
+            ["topic"] = e.Topic,
+            ["sender"] = e.Sender,
+            ["thread_id"] = e.ThreadId,
+            ["correlation_id"] = e.CorrelationId,
+            ["reply_to"] = e.ReplyTo,
+            ["hop_count"] = e.HopCount,
+            ["content_type"] = e.ContentType,
+        };
+        if (e.ContentType.Contains("json", StringComparison.OrdinalIgnoreCase))
+        {
+            try
+            {
+                o["payload"] = JsonNode.Parse(e.Payload.Span);
+            }
+            catch (JsonException)
+            {
+                o["payload_text"] = Preview(e);
+            }
+        }
+        else
+        {
+            o["payload_text"] = Preview(e);
+        }
+
+        return o.ToJsonString(Relaxed);
+    }
+}

@@ -1,0 +1,496 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Loom.Cli.Internal;
+
+/// <summary>How an agent is restarted when its process exits.</summary>
+internal enum RestartPolicy
+{
+    /// <summary>Never: an exit ends the run (non-zero fails it).</summary>
+    Never,
+
+    /// <summary>Only after a non-zero exit, up to <see cref="AgentSpec.MaxRestarts"/> times.</summary>
+    OnFailure,
+
+    /// <summary>After any exit, up to <see cref="AgentSpec.MaxRestarts"/> times.</summary>
+    Always,
+}
+
+/// <summary>The bridge a project runs against: started in-process, or an existing one at <see cref="Url"/>.</summary>
+internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs);
+
+/// <summary>A command run before an agent starts, skipped while its inputs are unchanged.</summary>
+internal sealed record SetupSpec(string Command, IReadOnlyList<string> Inputs);
+
+/// <summary>One agent process.</summary>
+internal sealed record AgentSpec(
+    string Name,
+    string Language,
+    string Command,
+    string WorkingDirectory,
+    IReadOnlyDictionary<string, string> Env,
+    RestartPolicy Restart,
+    int MaxRestarts,
+    SetupSpec? Setup,
+    IReadOnlyList<string> Watch,
+    int Line);
+
+/// <summary>A run parameter: <c>loom run DIR --NAME VALUE</c> sets the environment variable <see cref="Env"/> of every agent.</summary>
+internal sealed record ParamSpec(string Name, string Env, string? Default, string Description);
+
+/// <summary>An MCP server declared in the file (mapped onto the bridge's MCP options).</summary>
+internal sealed record McpServerSpec(
+    string Name,
+    string Transport,
+    string? Command,
+    IReadOnlyList<string> Args,
+    IReadOnlyDictionary<string, string> Env,
+    string? WorkingDirectory,
+    string? Url,
+    IReadOnlyDictionary<string, string> HeadersFromEnv,
+    int Line);
+
+/// <summary>A parsed and validated <c>loom.yaml</c>.</summary>
+internal sealed record ProjectFile(
+    string Path,
+    string Directory,
+    string Name,
+    string Description,
+    BridgeSpec Bridge,
+    IReadOnlyList<AgentSpec> Agents,
+    IReadOnlyList<ParamSpec> Params,
+    string? Main,
+    IReadOnlyList<McpServerSpec> McpServers);
+
+/// <summary>A <c>loom.yaml</c> that cannot be used: names the file, line, column and field, and says what to fix.</summary>
+internal sealed class ProjectFileException : Exception
+{
+    public ProjectFileException(string file, long line, long column, string field, string problem)
+        : base(Format(file, line, column, field, problem))
+    {
+        File = file;
+        Line = line;
+        Field = field;
+    }
+
+    public string File { get; }
+
+    public long Line { get; }
+
+    public string Field { get; }
+
+    private static string Format(string file, long line, long column, string field, string problem) =>
+        string.Create(CultureInfo.InvariantCulture, $"{file}:{line}:{column}: {(field.Length == 0 ? "" : field + ": ")}{problem}");
+}
+
+/// <summary>
+/// Reads <c>loom.yaml</c> through YamlDotNet's representation model so that every error can name
+/// the line and column of the offending node. Unknown keys are errors (a typo must not be
+/// silently ignored), with the closest known key suggested.
+/// </summary>
+internal static partial class ProjectFileLoader
+{
+    public const string FileName = "loom.yaml";
+
+    private static readonly string[] Languages = ["python", "typescript", "javascript", "dotnet", "other"];
+
+    [GeneratedRegex("^[a-z][a-z0-9-]{0,62}$")]
+    private static partial Regex AgentNamePattern();
+
+    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]*$")]
+    private static partial Regex EnvNamePattern();
+
+    [GeneratedRegex(@"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")]
+    private static partial Regex Interpolation();
+
+    /// <summary>Loads <paramref name="pathOrDirectory"/> (a loom.yaml, or a directory holding one).</summary>
+    /// <exception cref="ProjectFileException">The file is missing, not YAML, or invalid.</exception>
+    public static ProjectFile Load(string pathOrDirectory)
+    {
+        var path = System.IO.Directory.Exists(pathOrDirectory) ? System.IO.Path.Combine(pathOrDirectory, FileName) : pathOrDirectory;
+        var display = System.IO.Path.GetRelativePath(Environment.CurrentDirectory, path);
+        if (!File.Exists(path))
+        {
+            throw new ProjectFileException(display, 0, 0, "", System.IO.Directory.Exists(pathOrDirectory)
+                ? $"no {FileName} in {pathOrDirectory}; create one (see 'loom new') or pass the path of the file"
+                : "file not found");
+        }
+
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (IOException ex)
+        {
+            throw new ProjectFileException(display, 0, 0, "", $"cannot read it: {ex.Message}");
+        }
+
+        return Parse(text, display, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+    }
+
+    /// <summary>Parses the text of a loom.yaml; <paramref name="directory"/> anchors relative paths.</summary>
+    public static ProjectFile Parse(string text, string displayPath, string directory)
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException ex)
+        {
+            throw new ProjectFileException(displayPath, ex.Start.Line, ex.Start.Column, "", $"not valid YAML: {Inner(ex).Message}");
+        }
+
+        var reader = new Reader(displayPath);
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
+        {
+            var node = stream.Documents.Count == 0 ? null : stream.Documents[0].RootNode;
+            throw reader.Error(node, "", "the file must be a mapping with at least 'agents:'");
+        }
+
+        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers");
+        var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
+        var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
+        var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"));
+        if (!top.TryGetValue("agents", out var agentsNode))
+        {
+            throw reader.Error(root, "agents", "missing: declare at least one agent (name, command)");
+        }
+
+        var agents = new List<AgentSpec>();
+        var agentList = reader.Sequence(agentsNode, "agents");
+        if (agentList.Children.Count == 0)
+        {
+            throw reader.Error(agentsNode, "agents", "empty: declare at least one agent (name, command)");
+        }
+
+        for (var i = 0; i < agentList.Children.Count; i++)
+        {
+            var agent = ReadAgent(reader, agentList.Children[i], $"agents[{i}]", directory);
+            if (agents.Any(a => a.Name == agent.Name))
+            {
+                throw reader.Error(agentList.Children[i], $"agents[{i}].name", $"'{agent.Name}' is declared twice; agent names must be unique");
+            }
+
+            agents.Add(agent);
+        }
+
+        var parameters = new List<ParamSpec>();
+        if (top.TryGetValue("params", out var paramsNode))
+        {
+            foreach (var (key, value) in reader.Mapping(paramsNode, "params").Children)
+            {
+                var paramName = reader.String(key, "params");
+                var field = $"params.{paramName}";
+                if (!AgentNamePattern().IsMatch(paramName))
+                {
+                    throw reader.Error(key, field, "parameter names are lower-case letters, digits and '-', starting with a letter");
+                }
+
+                var p = reader.Keys(reader.Mapping(value, field), field, "env", "default", "description");
+                if (!p.TryGetValue("env", out var envNode))
+                {
+                    throw reader.Error(value, field + ".env", "missing: the environment variable the agents read it from");
+                }
+
+                var env = reader.String(envNode, field + ".env");
+                if (!EnvNamePattern().IsMatch(env))
+                {
+                    throw reader.Error(envNode, field + ".env", $"'{env}' is not an environment variable name");
+                }
+
+                parameters.Add(new ParamSpec(
+                    paramName,
+                    env,
+                    p.TryGetValue("default", out var d) ? reader.String(d, field + ".default") : null,
+                    p.TryGetValue("description", out var pd) ? reader.String(pd, field + ".description") : ""));
+            }
+        }
+
+        string? main = null;
+        if (top.TryGetValue("main", out var mainNode))
+        {
+            main = reader.String(mainNode, "main");
+            if (agents.All(a => a.Name != main))
+            {
+                throw reader.Error(mainNode, "main", $"no agent is named '{main}'; declared: {string.Join(", ", agents.Select(a => a.Name))}");
+            }
+        }
+
+        var mcp = new List<McpServerSpec>();
+        if (top.TryGetValue("mcp_servers", out var mcpNode))
+        {
+            var list = reader.Sequence(mcpNode, "mcp_servers");
+            for (var i = 0; i < list.Children.Count; i++)
+            {
+                mcp.Add(ReadMcpServer(reader, list.Children[i], $"mcp_servers[{i}]", directory));
+            }
+        }
+
+        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp);
+    }
+
+    /// <summary>Replaces <c>${NAME}</c> with the value of <paramref name="variables"/> or the process environment (empty when unset).</summary>
+    public static string Interpolate(string text, IReadOnlyDictionary<string, string> variables) =>
+        Interpolation().Replace(text, m => variables.TryGetValue(m.Groups[1].Value, out var v) ? v : Environment.GetEnvironmentVariable(m.Groups[1].Value) ?? "");
+
+    private static BridgeSpec ReadBridge(Reader reader, YamlNode? node)
+    {
+        if (node is null)
+        {
+            return new BridgeSpec(null, null, "127.0.0.1", 0, 0, 5000);
+        }
+
+        var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", "url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms");
+        string? url = b.TryGetValue("url", out var u) ? reader.AbsoluteUrl(u, "bridge.url") : null;
+        string? httpUrl = b.TryGetValue("http_url", out var h) ? reader.AbsoluteUrl(h, "bridge.http_url") : null;
+        return new BridgeSpec(
+            url,
+            httpUrl,
+            b.TryGetValue("host", out var host) ? reader.String(host, "bridge.host") : "127.0.0.1",
+            b.TryGetValue("grpc_port", out var gp) ? reader.Int(gp, "bridge.grpc_port", 0, 65535) : 0,
+            b.TryGetValue("http_port", out var hp) ? reader.Int(hp, "bridge.http_port", 0, 65535) : 0,
+            b.TryGetValue("heartbeat_ms", out var hb) ? reader.Int(hb, "bridge.heartbeat_ms", 100, 60000) : 5000);
+    }
+
+    private static AgentSpec ReadAgent(Reader reader, YamlNode node, string field, string directory)
+    {
+        var a = reader.Keys(reader.Mapping(node, field), field, "name", "language", "command", "cwd", "env", "restart", "max_restarts", "setup", "watch");
+        if (!a.TryGetValue("name", out var nameNode))
+        {
+            throw reader.Error(node, field + ".name", "missing: every agent needs a name (lower-case letters, digits, '-')");
+        }
+
+        var name = reader.String(nameNode, field + ".name");
+        if (!AgentNamePattern().IsMatch(name))
+        {
+            throw reader.Error(nameNode, field + ".name", $"'{name}' is not a valid agent name: use lower-case letters, digits and '-', starting with a letter");
+        }
+
+        if (!a.TryGetValue("command", out var commandNode))
+        {
+            throw reader.Error(node, field + ".command", $"missing: how to start '{name}', e.g. 'python3 agent.py'");
+        }
+
+        var command = commandNode is YamlSequenceNode parts
+            ? string.Join(' ', parts.Children.Select((p, i) => ShellQuote(reader.String(p, $"{field}.command[{i}]"))))
+            : reader.String(commandNode, field + ".command");
+        if (string.IsNullOrWhiteSpace(command))
+        {
+            throw reader.Error(commandNode, field + ".command", "empty");
+        }
+
+        var language = a.TryGetValue("language", out var languageNode) ? reader.OneOf(languageNode, field + ".language", Languages) : "other";
+        var cwd = directory;
+        if (a.TryGetValue("cwd", out var cwdNode))
+        {
+            cwd = System.IO.Path.GetFullPath(System.IO.Path.Combine(directory, reader.String(cwdNode, field + ".cwd")));
+            if (!System.IO.Directory.Exists(cwd))
+            {
+                throw reader.Error(cwdNode, field + ".cwd", $"directory '{cwd}' does not exist");
+            }
+        }
+
+        var restart = RestartPolicy.Never;
+        if (a.TryGetValue("restart", out var restartNode))
+        {
+            restart = reader.OneOf(restartNode, field + ".restart", ["never", "on-failure", "always"]) switch
+            {
+                "on-failure" => RestartPolicy.OnFailure,
+                "always" => RestartPolicy.Always,
+                _ => RestartPolicy.Never,
+            };
+        }
+
+        SetupSpec? setup = null;
+        if (a.TryGetValue("setup", out var setupNode))
+        {
+            if (setupNode is YamlScalarNode)
+            {
+                setup = new SetupSpec(reader.String(setupNode, field + ".setup"), []);
+            }
+            else
+            {
+                var s = reader.Keys(reader.Mapping(setupNode, field + ".setup"), field + ".setup", "command", "inputs");
+                if (!s.TryGetValue("command", out var sc))
+                {
+                    throw reader.Error(setupNode, field + ".setup.command", "missing: the command to run before starting the agent");
+                }
+
+                setup = new SetupSpec(reader.String(sc, field + ".setup.command"), s.TryGetValue("inputs", out var inputs) ? reader.Strings(inputs, field + ".setup.inputs") : []);
+            }
+        }
+
+        return new AgentSpec(
+            name,
+            language,
+            command,
+            cwd,
+            a.TryGetValue("env", out var envNode) ? reader.Env(envNode, field + ".env") : new Dictionary<string, string>(),
+            restart,
+            a.TryGetValue("max_restarts", out var mr) ? reader.Int(mr, field + ".max_restarts", 0, 1000) : 3,
+            setup,
+            a.TryGetValue("watch", out var watch) ? reader.Strings(watch, field + ".watch") : [],
+            (int)node.Start.Line);
+    }
+
+    private static McpServerSpec ReadMcpServer(Reader reader, YamlNode node, string field, string directory)
+    {
+        var m = reader.Keys(reader.Mapping(node, field), field, "name", "transport", "command", "args", "env", "cwd", "url", "headers_from_env");
+        if (!m.TryGetValue("name", out var nameNode))
+        {
+            throw reader.Error(node, field + ".name", "missing: the server's name prefixes its tools (name:tool)");
+        }
+
+        var transport = m.TryGetValue("transport", out var t) ? reader.OneOf(t, field + ".transport", ["stdio", "http"]) : m.ContainsKey("url") ? "http" : "stdio";
+        if (transport == "stdio" && !m.ContainsKey("command"))
+        {
+            throw reader.Error(node, field + ".command", "missing: a stdio MCP server needs the command that starts it");
+        }
+
+        if (transport == "http" && !m.ContainsKey("url"))
+        {
+            throw reader.Error(node, field + ".url", "missing: an http MCP server needs its URL");
+        }
+
+        return new McpServerSpec(
+            reader.String(nameNode, field + ".name"),
+            transport,
+            m.TryGetValue("command", out var c) ? reader.String(c, field + ".command") : null,
+            m.TryGetValue("args", out var args) ? reader.Strings(args, field + ".args") : [],
+            m.TryGetValue("env", out var env) ? reader.Env(env, field + ".env") : new Dictionary<string, string>(),
+            m.TryGetValue("cwd", out var cwd) ? System.IO.Path.GetFullPath(System.IO.Path.Combine(directory, reader.String(cwd, field + ".cwd"))) : null,
+            m.TryGetValue("url", out var url) ? reader.AbsoluteUrl(url, field + ".url") : null,
+            m.TryGetValue("headers_from_env", out var headers) ? reader.Env(headers, field + ".headers_from_env") : new Dictionary<string, string>(),
+            (int)node.Start.Line);
+    }
+
+    private static string ShellQuote(string part) =>
+        part.Length > 0 && part.All(ch => char.IsAsciiLetterOrDigit(ch) || "-_./=:@%+,".Contains(ch, StringComparison.Ordinal)) ? part : "'" + part.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    private static Exception Inner(Exception ex) => ex.InnerException is { } inner ? Inner(inner) : ex;
+
+    /// <summary>Typed reads of nodes; every failure names the node's position and field.</summary>
+    private sealed class Reader(string file)
+    {
+        public ProjectFileException Error(YamlNode? node, string field, string problem) =>
+            new(file, node?.Start.Line ?? 1, node?.Start.Column ?? 1, field, problem);
+
+        public Dictionary<string, YamlNode> Keys(YamlMappingNode map, string field, params string[] known)
+        {
+            var result = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
+            foreach (var (keyNode, value) in map.Children)
+            {
+                var key = String(keyNode, field);
+                var at = field.Length == 0 ? key : $"{field}.{key}";
+                if (!known.Contains(key, StringComparer.Ordinal))
+                {
+                    var near = known.OrderBy(k => Distance(k, key)).First();
+                    throw Error(keyNode, at, $"unknown key{(Distance(near, key) <= 3 ? $" (did you mean '{near}'?)" : "")}; known keys here: {string.Join(", ", known)}");
+                }
+
+                if (!result.TryAdd(key, value))
+                {
+                    throw Error(keyNode, at, "given twice");
+                }
+            }
+
+            return result;
+        }
+
+        public YamlMappingNode Mapping(YamlNode node, string field) =>
+            node as YamlMappingNode ?? throw Error(node, field, $"expected a mapping (key: value lines), got {Kind(node)}");
+
+        public YamlSequenceNode Sequence(YamlNode node, string field) =>
+            node as YamlSequenceNode ?? throw Error(node, field, $"expected a list ('- ' items), got {Kind(node)}");
+
+        public string String(YamlNode node, string field) =>
+            node is YamlScalarNode { Value: { } value } ? value : throw Error(node, field, $"expected a text value, got {Kind(node)}");
+
+        public string[] Strings(YamlNode node, string field)
+        {
+            if (node is YamlScalarNode)
+            {
+                return [String(node, field)];
+            }
+
+            var list = Sequence(node, field);
+            return list.Children.Select((c, i) => String(c, $"{field}[{i}]")).ToArray();
+        }
+
+        public int Int(YamlNode node, string field, int min, int max)
+        {
+            var text = String(node, field);
+            return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max
+                ? n
+                : throw Error(node, field, $"expected a whole number from {min} to {max}, got '{text}'");
+        }
+
+        public string OneOf(YamlNode node, string field, string[] allowed)
+        {
+            var text = String(node, field);
+            return allowed.Contains(text, StringComparer.Ordinal) ? text : throw Error(node, field, $"must be one of {string.Join(", ", allowed)}; got '{text}'");
+        }
+
+        public string AbsoluteUrl(YamlNode node, string field)
+        {
+            var text = String(node, field);
+            return Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
+                ? text.TrimEnd('/')
+                : throw Error(node, field, $"expected an absolute http:// or https:// URL, got '{text}'");
+        }
+
+        public Dictionary<string, string> Env(YamlNode node, string field)
+        {
+            var result = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var (key, value) in Mapping(node, field).Children)
+            {
+                var name = String(key, field);
+                if (!EnvNamePattern().IsMatch(name))
+                {
+                    throw Error(key, $"{field}.{name}", "not an environment variable name (letters, digits, '_', not starting with a digit)");
+                }
+
+                result[name] = String(value, $"{field}.{name}");
+            }
+
+            return result;
+        }
+
+        private static string Kind(YamlNode node) => node switch
+        {
+            YamlMappingNode => "a mapping",
+            YamlSequenceNode => "a list",
+            YamlScalarNode { Value: null or "" } => "nothing",
+            YamlScalarNode s => $"'{s.Value}'",
+            _ => "an alias",
+        };
+
+        private static int Distance(string a, string b)
+        {
+            var d = new int[a.Length + 1, b.Length + 1];
+            for (var i = 0; i <= a.Length; i++)
+            {
+                d[i, 0] = i;
+            }
+
+            for (var j = 0; j <= b.Length; j++)
+            {
+                d[0, j] = j;
+            }
+
+            for (var i = 1; i <= a.Length; i++)
+            {
+                for (var j = 1; j <= b.Length; j++)
+                {
+                    d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1));
+                }
+            }
+
+            return d[a.Length, b.Length];
+        }
+    }
+}

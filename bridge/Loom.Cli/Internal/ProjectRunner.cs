@@ -1,0 +1,530 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using Loom.Bridge;
+using Microsoft.Extensions.FileSystemGlobbing;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+
+namespace Loom.Cli.Internal;
+
+/// <summary>What <c>loom run</c> / <c>loom dev</c> were asked for, beyond the project file.</summary>
+internal sealed record RunSettings(
+    string? Url,
+    string? HttpUrl,
+    IReadOnlyDictionary<string, string> Params,
+    bool Dev,
+    string LoomHome,
+    TimeSpan ReadyTimeout);
+
+/// <summary>
+/// Runs a project: a bridge (in this process unless one is given), each agent's setup (skipped
+/// while its inputs are unchanged), the agents as supervised processes with prefixed output, and
+/// a clean stop of everything on Ctrl+C, when the main agent finishes, or when an agent fails.
+/// In dev mode, an agent restarts when files under its directory change.
+/// </summary>
+internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, ConsoleSink sink)
+{
+    private static readonly string[] IgnoredDirectories = ["node_modules", "bin", "obj", "dist", "__pycache__", ".loom", ".git", ".mypy_cache", ".pytest_cache"];
+
+    private readonly Channel<RunEvent> _events = Channel.CreateBounded<RunEvent>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest });
+    private readonly Dictionary<string, Running> _running = new(StringComparer.Ordinal);
+
+    private abstract record RunEvent;
+
+    private sealed record Exited(string Agent, AgentProcess Process, int Code) : RunEvent;
+
+    private sealed record Changed(string Agent, string Path) : RunEvent;
+
+    private sealed record Restart(string Agent) : RunEvent;
+
+    private sealed class Running(AgentSpec spec)
+    {
+        public AgentSpec Spec { get; } = spec;
+
+        public AgentProcess? Process { get; set; }
+
+        public int Restarts { get; set; }
+
+        public bool Finished { get; set; }
+    }
+
+    /// <summary>Runs until done; returns the process exit code (0 ok, 1 an agent failed).</summary>
+    public async Task<int> RunAsync(CancellationToken stop)
+    {
+        sink.Register(project.Agents.Select(a => a.Name).Append("bridge"));
+        var logDirectory = Path.Combine(project.Directory, ".loom", "logs");
+        Directory.CreateDirectory(logDirectory);
+
+        foreach (var agent in project.Agents)
+        {
+            if (!await SetupAsync(agent, logDirectory, stop).ConfigureAwait(false))
+            {
+                return 1;
+            }
+        }
+
+        await using var bridgeLog = new StreamWriter(Path.Combine(logDirectory, "bridge.log"), append: false);
+        using var loggerProvider = new SinkLoggerProvider(sink, bridgeLog, LogLevel.Warning);
+        LoomBridge? bridge = null;
+        string grpcUrl;
+        string? httpUrl;
+        if ((settings.Url ?? project.Bridge.Url) is { } external)
+        {
+            grpcUrl = external;
+            httpUrl = settings.HttpUrl ?? project.Bridge.HttpUrl;
+            sink.Status($"using the bridge at [bold]{external}[/]");
+        }
+        else
+        {
+            bridge = new LoomBridge(
+                new BridgeOptions
+                {
+                    Host = project.Bridge.Host,
+                    GrpcPort = project.Bridge.GrpcPort,
+                    HttpPort = project.Bridge.HttpPort,
+                    HeartbeatInterval = TimeSpan.FromMilliseconds(project.Bridge.HeartbeatMs),
+                },
+                logging =>
+                {
+                    logging.ClearProviders();
+                    logging.AddProvider(loggerProvider);
+                });
+            try
+            {
+                await bridge.StartAsync(stop).ConfigureAwait(false);
+            }
+            catch (IOException ex)
+            {
+                sink.Failure($"could not start the bridge: {ex.Message} (is the port in use? set bridge.grpc_port/http_port to 0)");
+                await bridge.DisposeAsync().ConfigureAwait(false);
+                return 1;
+            }
+
+            grpcUrl = bridge.GrpcAddress.ToString().TrimEnd('/');
+            httpUrl = bridge.HttpAddress.ToString().TrimEnd('/');
+            sink.Status($"bridge listening grpc=[bold]{grpcUrl}[/] http=[bold]{httpUrl}[/] (logs: {Markup(Path.GetRelativePath(Environment.CurrentDirectory, Path.Combine(logDirectory, "bridge.log")))})");
+        }
+
+        var watchers = new List<FileSystemWatcher>();
+        try
+        {
+            foreach (var agent in project.Agents)
+            {
+                var running = new Running(agent);
+                _running[agent.Name] = running;
+                if (!Start(running, grpcUrl, httpUrl))
+                {
+                    return 1;
+                }
+
+                if (settings.Dev)
+                {
+                    watchers.Add(Watch(agent));
+                }
+            }
+
+            using var readiness = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            var ready = httpUrl is null ? Task.CompletedTask : ReportReadinessAsync(httpUrl, readiness.Token);
+            var code = await SuperviseAsync(grpcUrl, httpUrl, stop).ConfigureAwait(false);
+            await readiness.CancelAsync().ConfigureAwait(false);
+            await ready.ConfigureAwait(false);
+            return code;
+        }
+        finally
+        {
+            foreach (var watcher in watchers)
+            {
+                watcher.Dispose();
+            }
+
+            await StopAllAsync().ConfigureAwait(false);
+            if (bridge is not null)
+            {
+                await bridge.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task<int> SuperviseAsync(string grpcUrl, string? httpUrl, CancellationToken stop)
+    {
+        var pendingChanges = new Dictionary<string, CancellationTokenSource>(StringComparer.Ordinal);
+        while (true)
+        {
+            RunEvent next;
+            try
+            {
+                next = await _events.Reader.ReadAsync(stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                sink.Status("stopping (Ctrl+C)...");
+                return 130;
+            }
+
+            switch (next)
+            {
+                case Exited exited when _running[exited.Agent].Process != exited.Process:
+                    break; // A process we replaced (dev restart) or stopped on purpose.
+                case Exited exited:
+                {
+                    var running = _running[exited.Agent];
+                    running.Process = null;
+                    var failed = exited.Code != 0;
+                    if (!settings.Dev && project.Main == exited.Agent && !failed)
+                    {
+                        sink.Status($"[green]{Markup(exited.Agent)} finished[/]; stopping the others");
+                        return 0;
+                    }
+
+                    var policy = running.Spec.Restart;
+                    var restart = policy == RestartPolicy.Always || (policy == RestartPolicy.OnFailure && failed);
+                    if (restart && running.Restarts < running.Spec.MaxRestarts)
+                    {
+                        running.Restarts++;
+                        var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 500 * Math.Pow(2, running.Restarts - 1)));
+                        sink.Status($"[yellow]{Markup(exited.Agent)} exited with code {exited.Code}; restart {running.Restarts}/{running.Spec.MaxRestarts} in {delay.TotalSeconds:0.#} s[/]");
+                        _ = DelayThenAsync(delay, new Restart(exited.Agent), stop);
+                        break;
+                    }
+
+                    if (settings.Dev)
+                    {
+                        sink.Status($"[yellow]{Markup(exited.Agent)} exited with code {exited.Code}; waiting for a change to its files[/]");
+                        running.Finished = true;
+                        break;
+                    }
+
+                    if (failed)
+                    {
+                        sink.Failure($"agent '{exited.Agent}' failed: exited with code {exited.Code}{(restart ? $" after {running.Restarts} restarts" : "")} (its output is above, prefixed '{exited.Agent}')");
+                        return 1;
+                    }
+
+                    running.Finished = true;
+                    sink.Status($"{Markup(exited.Agent)} exited");
+                    if (_running.Values.All(r => r.Finished))
+                    {
+                        return 0;
+                    }
+
+                    break;
+                }
+
+                case Restart restartEvent:
+                    if (!Start(_running[restartEvent.Agent], grpcUrl, httpUrl))
+                    {
+                        return 1;
+                    }
+
+                    break;
+                case Changed changed:
+                {
+                    // Debounce: editors write several files at once; restart once they are quiet.
+                    if (pendingChanges.Remove(changed.Agent, out var previous))
+                    {
+                        await previous.CancelAsync().ConfigureAwait(false);
+                        previous.Dispose();
+                    }
+
+                    if (changed.Path.Length == 0)
+                    {
+                        var running = _running[changed.Agent];
+                        sink.Status($"[yellow]files of {Markup(changed.Agent)} changed; restarting it[/]");
+                        var old = running.Process;
+                        running.Process = null;
+                        if (old is not null)
+                        {
+                            await old.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                        }
+
+                        var logDirectory = Path.Combine(project.Directory, ".loom", "logs");
+                        if (!await SetupAsync(running.Spec, logDirectory, stop).ConfigureAwait(false))
+                        {
+                            sink.Status($"[yellow]fix the setup of {Markup(changed.Agent)}; waiting for a change[/]");
+                            break;
+                        }
+
+                        running.Finished = false;
+                        running.Restarts = 0;
+                        Start(running, grpcUrl, httpUrl);
+                        break;
+                    }
+
+                    var debounce = CancellationTokenSource.CreateLinkedTokenSource(stop);
+                    pendingChanges[changed.Agent] = debounce;
+                    _ = DelayThenAsync(TimeSpan.FromMilliseconds(400), new Changed(changed.Agent, ""), debounce.Token);
+                    break;
+                }
+            }
+        }
+    }
+
+    private bool Start(Running running, string grpcUrl, string? httpUrl)
+    {
+        var spec = running.Spec;
+        var env = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["LOOM_URL"] = grpcUrl,
+            ["LOOM_AGENT_ID"] = spec.Name,
+            ["LOOM_HOME"] = settings.LoomHome,
+            ["LOOM_PROJECT_DIR"] = project.Directory,
+            ["PYTHONUNBUFFERED"] = "1",
+            ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1",
+            ["DOTNET_NOLOGO"] = "1",
+        };
+        if (httpUrl is not null)
+        {
+            env["LOOM_HTTP_URL"] = httpUrl;
+        }
+
+        foreach (var p in project.Params)
+        {
+            if (settings.Params.TryGetValue(p.Name, out var value) || (value = p.Default) is not null)
+            {
+                env[p.Env] = value;
+            }
+        }
+
+        foreach (var (key, value) in spec.Env)
+        {
+            env[key] = ProjectFileLoader.Interpolate(value, env);
+        }
+
+        var isMain = project.Main == spec.Name && !settings.Dev;
+        try
+        {
+            var process = AgentProcess.Start(ProjectFileLoader.Interpolate(spec.Command, env), spec.WorkingDirectory, env, (line, isError) =>
+            {
+                if (isMain && !isError)
+                {
+                    sink.Raw(line);
+                }
+                else
+                {
+                    sink.AgentLine(spec.Name, line, isError);
+                }
+            });
+            running.Process = process;
+            _ = ForwardExitAsync(spec.Name, process);
+            sink.Status($"started {Markup(spec.Name)} ({Markup(spec.Language)}, pid {process.Id}): {Markup(spec.Command)}");
+            return true;
+        }
+        catch (InvalidOperationException ex)
+        {
+            sink.Failure($"agent '{spec.Name}' failed to start: {ex.Message}");
+            return false;
+        }
+    }
+
+    private async Task ForwardExitAsync(string agent, AgentProcess process)
+    {
+        var code = await process.Exited.ConfigureAwait(false);
+        await _events.Writer.WriteAsync(new Exited(agent, process, code)).ConfigureAwait(false);
+    }
+
+    private async Task DelayThenAsync(TimeSpan delay, RunEvent next, CancellationToken cancel)
+    {
+        try
+        {
+            await Task.Delay(delay, cancel).ConfigureAwait(false);
+            await _events.Writer.WriteAsync(next, cancel).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Superseded by a later change, or the run is stopping.
+        }
+    }
+
+    private async Task StopAllAsync()
+    {
+        var stopping = _running.Values.Where(r => r.Process is not null).Select(async r =>
+        {
+            var process = r.Process!;
+            r.Process = null;
+            await process.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await process.DisposeAsync().ConfigureAwait(false);
+        }).ToArray();
+        await Task.WhenAll(stopping).ConfigureAwait(false);
+    }
+
+    private FileSystemWatcher Watch(AgentSpec agent)
+    {
+        var watcher = new FileSystemWatcher(agent.WorkingDirectory) { IncludeSubdirectories = true, NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.DirectoryName };
+        Matcher? patterns = null;
+        if (agent.Watch.Count > 0)
+        {
+            patterns = new Matcher();
+            patterns.AddIncludePatterns(agent.Watch);
+        }
+
+        void OnChange(object sender, FileSystemEventArgs e)
+        {
+            var relative = Path.GetRelativePath(agent.WorkingDirectory, e.FullPath);
+            var parts = relative.Split(Path.DirectorySeparatorChar);
+            if (parts.Any(p => IgnoredDirectories.Contains(p, StringComparer.Ordinal)) || (patterns is not null && !patterns.Match(relative).HasMatches))
+            {
+                return;
+            }
+
+            _events.Writer.TryWrite(new Changed(agent.Name, relative));
+        }
+
+        watcher.Changed += OnChange;
+        watcher.Created += OnChange;
+        watcher.Deleted += OnChange;
+        watcher.Renamed += (s, e) => OnChange(s, e);
+        watcher.EnableRaisingEvents = true;
+        return watcher;
+    }
+
+    /// <summary>Runs an agent's setup unless the stamp of its inputs says it already ran for them.</summary>
+    private async Task<bool> SetupAsync(AgentSpec agent, string logDirectory, CancellationToken stop)
+    {
+        if (agent.Setup is not { } setup)
+        {
+            return true;
+        }
+
+        var stampFile = Path.Combine(project.Directory, ".loom", $"setup-{agent.Name}.stamp");
+        var stamp = Stamp(agent, setup);
+        if (File.Exists(stampFile) && await File.ReadAllTextAsync(stampFile, stop).ConfigureAwait(false) == stamp)
+        {
+            return true;
+        }
+
+        var logPath = Path.Combine(logDirectory, $"setup-{agent.Name}.log");
+        var lines = new List<string>();
+        var clock = Stopwatch.StartNew();
+        int code;
+        await using (var log = new StreamWriter(logPath, append: false))
+        {
+            var env = new Dictionary<string, string>(StringComparer.Ordinal) { ["LOOM_HOME"] = settings.LoomHome, ["LOOM_PROJECT_DIR"] = project.Directory, ["DOTNET_NOLOGO"] = "1", ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1" };
+            foreach (var (key, value) in agent.Env)
+            {
+                env[key] = ProjectFileLoader.Interpolate(value, env);
+            }
+
+            await using var process = AgentProcess.Start(ProjectFileLoader.Interpolate(setup.Command, env), agent.WorkingDirectory, env, (line, _) =>
+            {
+                lock (lines)
+                {
+                    lines.Add(line);
+                    log.WriteLine(line);
+                }
+            });
+            code = await sink.Console.Status().StartAsync($"setting up {Markup(agent.Name)}: {Markup(setup.Command)}", async _ =>
+            {
+                try
+                {
+                    return await process.Exited.WaitAsync(stop).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return await process.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                }
+            }).ConfigureAwait(false);
+        }
+
+        if (code != 0)
+        {
+            lock (lines)
+            {
+                foreach (var line in lines.TakeLast(30))
+                {
+                    sink.AgentLine(agent.Name, line, true);
+                }
+            }
+
+            sink.Failure($"agent '{agent.Name}' failed: its setup '{setup.Command}' exited with code {code} (full log: {Path.GetRelativePath(Environment.CurrentDirectory, logPath)})");
+            return false;
+        }
+
+        sink.Status($"set up {Markup(agent.Name)} in {clock.Elapsed.TotalSeconds:0.0} s");
+        await File.WriteAllTextAsync(stampFile, Stamp(agent, setup), stop).ConfigureAwait(false);
+        return true;
+    }
+
+    private static string Stamp(AgentSpec agent, SetupSpec setup)
+    {
+        var text = new StringBuilder(setup.Command).Append('\n');
+        if (setup.Inputs.Count > 0)
+        {
+            var matcher = new Matcher();
+            matcher.AddIncludePatterns(setup.Inputs);
+            foreach (var dir in IgnoredDirectories)
+            {
+                matcher.AddExclude($"**/{dir}/**");
+            }
+
+            foreach (var file in matcher.GetResultsInFullPath(agent.WorkingDirectory).Order(StringComparer.Ordinal))
+            {
+                var info = new FileInfo(file);
+                text.Append(CultureInfo.InvariantCulture, $"{file}|{info.Length}|{info.LastWriteTimeUtc.Ticks}\n");
+            }
+        }
+        else
+        {
+            // No inputs declared: run it every time.
+            text.Append(Guid.NewGuid());
+        }
+
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
+    }
+
+    private async Task ReportReadinessAsync(string httpUrl, CancellationToken stop)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var waiting = new HashSet<string>(project.Agents.Select(a => a.Name), StringComparer.Ordinal);
+        var deadline = Stopwatch.StartNew();
+        var warned = false;
+        while (waiting.Count > 0 && !stop.IsCancellationRequested)
+        {
+            try
+            {
+                using var response = await http.GetAsync(new Uri($"{httpUrl}/v1/agents"), stop).ConfigureAwait(false);
+                using var document = JsonDocument.Parse(await response.Content.ReadAsStringAsync(stop).ConfigureAwait(false));
+                foreach (var agent in document.RootElement.GetProperty("agents").EnumerateArray())
+                {
+                    var id = agent.GetProperty("agent_id").GetString() ?? "";
+                    if (waiting.Remove(id))
+                    {
+                        var capabilities = agent.GetProperty("capabilities").EnumerateArray().Select(c => c.GetString()).ToArray();
+                        sink.Status($"[green]✓[/] {Markup(id)} connected ({Markup(agent.GetProperty("sdk").GetString() ?? "")}){(capabilities.Length > 0 ? $", serves {Markup(string.Join(", ", capabilities))}" : "")}");
+                    }
+                }
+
+                if (waiting.Count == 0)
+                {
+                    sink.Status($"[green]all {project.Agents.Count} agents connected[/] in {deadline.Elapsed.TotalSeconds:0.0} s");
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or JsonException or TaskCanceledException or KeyNotFoundException or InvalidOperationException)
+            {
+                // The bridge is starting or stopping; try again.
+            }
+
+            if (!warned && deadline.Elapsed > settings.ReadyTimeout)
+            {
+                warned = true;
+                sink.Status($"[yellow]still waiting for {Markup(string.Join(", ", waiting))} to connect after {settings.ReadyTimeout.TotalSeconds:0} s[/]");
+            }
+
+            try
+            {
+                await Task.Delay(200, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private static string Markup(string text) => Spectre.Console.Markup.Escape(text);
+}
