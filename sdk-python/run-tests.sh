@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Python SDK tests: mypy (strict) on the package, then pytest against a real bridge started on
+# port 0 (set LOOM_BRIDGE_GRPC_ADDR / LOOM_BRIDGE_HTTP_ADDR to use a running one).
+# Extra arguments go to pytest (e.g. -k reconnect).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages only (PyPI is not reachable): grpcio, protobuf, pytest, pytest-asyncio, mypy, protoc.
+need=()
+/usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
+/usr/bin/python3 -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
+/usr/bin/python3 -c 'import pytest' 2>/dev/null || need+=(python3-pytest)
+/usr/bin/python3 -c 'import pytest_asyncio' 2>/dev/null || need+=(python3-pytest-asyncio)
+/usr/bin/python3 -c 'import mypy' 2>/dev/null || need+=(python3-mypy)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+[ -x /usr/bin/grpc_python_plugin ] || need+=(protobuf-compiler-grpc)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+agent=tests/Loom.TestAgent/bin/Release/net10.0/Loom.TestAgent.dll
+if [ ! -f "$agent" ]; then
+  echo "building tests/Loom.TestAgent" >&2
+  dotnet build tests/Loom.TestAgent -c Release -nologo -v quiet >&2
+fi
+
+echo "== mypy (strict) sdk-python/src/loom"
+(cd sdk-python && /usr/bin/python3 -m mypy --config-file pyproject.toml src/loom bench/bench.py)
+
+echo "== pytest sdk-python/tests"
+exec /usr/bin/python3 -m pytest -q -p no:cacheprovider sdk-python/tests "$@"

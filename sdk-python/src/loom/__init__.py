@@ -1,0 +1,96 @@
+"""Loom Python SDK: agents on an event-driven multi-agent runtime.
+
+Quick start::
+
+    import loom
+
+    class Calculator(loom.Agent):
+        name = "calculator"
+
+        @loom.capability
+        async def add(self, a: float, b: float) -> float:
+            "Adds two numbers."
+            return a + b
+
+    loom.run(Calculator(), url="http://127.0.0.1:7070")
+
+See docs/python.md for the reference.
+"""
+
+from ._agent import Agent
+from ._capability import BoundCapability, CallInfo, CapabilityDefinition, capability, definition_of
+from ._config import SDK_VERSION, Config
+from ._connection import Connection, Stats, Status, Subscription, connect
+from ._context import Context, Routing, Thread
+from ._errors import (
+    CancelledError,
+    ConnectionClosedError,
+    ErrorCode,
+    HopLimitExceededError,
+    InternalError,
+    InvalidParamsError,
+    LoomError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProviderUnavailableError,
+    RequestTimeoutError,
+    ResourceExhaustedError,
+    SchemaError,
+    SessionNotFoundError,
+    ToolError,
+    TtlExpiredError,
+    UnavailableError,
+)
+from ._event import Envelope, Event, Overflow, QoS
+from ._memory import CasResult, Memory, MemoryItem
+from ._runner import run, serve, start_agent
+from ._topics import matches
+
+__version__ = SDK_VERSION
+
+__all__ = [
+    "Agent",
+    "BoundCapability",
+    "CallInfo",
+    "CancelledError",
+    "CapabilityDefinition",
+    "CasResult",
+    "Config",
+    "Connection",
+    "ConnectionClosedError",
+    "Context",
+    "Envelope",
+    "ErrorCode",
+    "Event",
+    "HopLimitExceededError",
+    "InternalError",
+    "InvalidParamsError",
+    "LoomError",
+    "Memory",
+    "MemoryItem",
+    "NotFoundError",
+    "Overflow",
+    "PermissionDeniedError",
+    "ProviderUnavailableError",
+    "QoS",
+    "RequestTimeoutError",
+    "ResourceExhaustedError",
+    "Routing",
+    "SchemaError",
+    "SessionNotFoundError",
+    "Stats",
+    "Status",
+    "Subscription",
+    "Thread",
+    "ToolError",
+    "TtlExpiredError",
+    "UnavailableError",
+    "__version__",
+    "capability",
+    "connect",
+    "definition_of",
+    "matches",
+    "run",
+    "serve",
+    "start_agent",
+]

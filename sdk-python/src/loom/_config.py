@@ -1,0 +1,151 @@
+"""Connection settings: a frozen dataclass; every field settable by keyword or ``LOOM_<FIELD>``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional
+
+from ._errors import InvalidParamsError
+
+SDK_VERSION = "0.1.0"
+
+_AGENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of a :class:`~loom.Connection`. Durations are in milliseconds.
+
+    Precedence: keyword arguments, then ``LOOM_<FIELD NAME IN CAPITALS>`` environment variables
+    (e.g. ``LOOM_URL``, ``LOOM_AGENT_ID``, ``LOOM_HEARTBEAT_MS``), then these defaults.
+    ``LOOM_METADATA`` is ``key=value,key2=value2``.
+    """
+
+    url: str = "http://127.0.0.1:7070"
+    """The bridge's gRPC address (``http://host:port`` or ``host:port``)."""
+    agent_id: str = ""
+    """Stable agent id, kept across reconnects; empty: ``<name>-<8 hex>``, fixed for the connection."""
+    name: str = "python-agent"
+    """Display name (and the stem of a generated agent id)."""
+    namespace: str = ""
+    """The agent's namespace (its default memory namespace); empty: ``default``."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """Free key/values sent with the registration."""
+    heartbeat_ms: int = 0
+    """Heartbeat interval asked of the bridge (clamped by it to 100..60000); 0: the bridge's default."""
+    reconnect_initial_ms: int = 100
+    """First reconnect delay; doubles per failed attempt."""
+    reconnect_max_ms: int = 5000
+    """Largest reconnect delay."""
+    reconnect_jitter: float = 0.2
+    """Random spread of each reconnect delay (0.2 = +/-20 %)."""
+    connect_timeout_ms: int = 10000
+    """Bound of one RegisterAgent + open-stream attempt."""
+    request_timeout_ms: int = 10000
+    """Default timeout of ``request`` and bound of subscribe acks and memory answers."""
+    call_timeout_ms: int = 30000
+    """Default timeout of ``invoke``/``tool``."""
+    outbound_queue_capacity: int = 8192
+    """Messages waiting to be written; a full queue makes senders wait (backpressure)."""
+    max_frame_messages: int = 1024
+    """Most messages in one outbound frame (also capped by the bridge's max_batch_messages)."""
+    max_frame_bytes: int = 1024 * 1024
+    """Byte budget of one outbound frame."""
+    delivery_queue_capacity: int = 8192
+    """Local queue of each subscription between the reader and the handler."""
+    drain_timeout_ms: int = 5000
+    """Bound of ``close()``/``drain()``: finishing calls, flushing writes, closing the stream."""
+    sdk: str = "loom-python/" + SDK_VERSION
+    """The ``sdk`` registration field."""
+
+    @classmethod
+    def load(cls, env: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Config":
+        """Defaults, then ``LOOM_*`` variables from ``env`` (default ``os.environ``), then the
+        keyword arguments that are not None."""
+        environ = os.environ if env is None else env
+        values: Dict[str, Any] = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, f in fields.items():
+            raw = environ.get("LOOM_" + name.upper())
+            if raw is None or raw == "":
+                continue
+            values[name] = _parse(name, f.type, raw)
+        for name, value in overrides.items():
+            if name not in fields:
+                raise InvalidParamsError(
+                    f"Unknown option {name!r}; valid options: {', '.join(sorted(fields))}.", path="/" + name
+                )
+            if value is not None:
+                values[name] = value
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def replace(self, **changes: Any) -> "Config":
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not self.url:
+            raise InvalidParamsError("The bridge url is empty; pass url=... or set LOOM_URL.", path="/url")
+        if self.agent_id and not _AGENT_ID.match(self.agent_id):
+            raise InvalidParamsError(
+                f"agent_id {self.agent_id!r} is invalid: use 1-128 characters from A-Z a-z 0-9 _ . : -.",
+                path="/agent_id",
+            )
+        for name in (
+            "heartbeat_ms",
+            "reconnect_initial_ms",
+            "reconnect_max_ms",
+            "connect_timeout_ms",
+            "request_timeout_ms",
+            "call_timeout_ms",
+            "drain_timeout_ms",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise InvalidParamsError(f"{name} must be a non-negative integer (ms); got {value!r}.", path="/" + name)
+        for name in ("outbound_queue_capacity", "max_frame_messages", "max_frame_bytes", "delivery_queue_capacity"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InvalidParamsError(f"{name} must be a positive integer; got {value!r}.", path="/" + name)
+        if not 0 <= self.reconnect_jitter <= 1:
+            raise InvalidParamsError(
+                f"reconnect_jitter must be between 0 and 1; got {self.reconnect_jitter!r}.", path="/reconnect_jitter"
+            )
+
+    @property
+    def target(self) -> str:
+        """``host:port`` for grpcio."""
+        url = self.url
+        for prefix in ("http://", "grpc://", "h2c://"):
+            if url.startswith(prefix):
+                url = url[len(prefix):]
+        return url.rstrip("/")
+
+
+def _parse(name: str, type_name: Any, raw: str) -> Any:
+    var = "LOOM_" + name.upper()
+    text = str(type_name)
+    try:
+        if text == "int":
+            return int(raw)
+        if text == "float":
+            return float(raw)
+    except ValueError:
+        raise InvalidParamsError(f"{var}={raw!r} is not a {text}.", path="/" + name) from None
+    if "Mapping" in text:
+        result: Dict[str, str] = {}
+        for item in raw.split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise InvalidParamsError(f"{var} entry {item!r} is not key=value.", path="/" + name)
+            result[key.strip()] = value.strip()
+        return result
+    return raw

@@ -1,0 +1,358 @@
+"""The Context: what an agent (or any connection) can do on the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, List, Mapping, Optional, Tuple, Union
+
+from ._errors import InvalidParamsError, RequestTimeoutError
+from ._event import Event, Overflow, QoS
+from ._proto import bridge_pb2 as pb
+from ._schema import to_json_bytes
+from ._topics import _TOKEN
+
+if TYPE_CHECKING:
+    from ._connection import Subscription
+    from ._memory import Memory
+
+JSON_CONTENT_TYPE = "application/json"
+BYTES_CONTENT_TYPE = "application/octet-stream"
+
+Handler = Callable[[Event], Awaitable[Any]]
+
+
+class Routing:
+    """Routing policies for :meth:`Context.invoke` (``routing=``)."""
+
+    ROUND_ROBIN = pb.ROUTING_POLICY_ROUND_ROBIN
+    LEAST_LATENCY = pb.ROUTING_POLICY_LEAST_LATENCY
+    LOWEST_COST = pb.ROUTING_POLICY_LOWEST_COST
+    LOCAL_ONLY = pb.ROUTING_POLICY_LOCAL_ONLY
+
+
+def encode_payload(data: Any, content_type: Optional[str] = None) -> Tuple[bytes, str]:
+    """Bytes go as they are; None is an empty payload; anything else is JSON."""
+    if data is None:
+        return b"", content_type or ""
+    if isinstance(data, bytes):
+        return data, content_type or BYTES_CONTENT_TYPE
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data), content_type or BYTES_CONTENT_TYPE
+    return to_json_bytes(data), content_type or JSON_CONTENT_TYPE
+
+
+def ttl_ms(ttl: Optional[float]) -> int:
+    if ttl is None:
+        return 0
+    if ttl <= 0:
+        raise InvalidParamsError(f"A time to live must be positive; got {ttl!r} s.", path="/ttl_ms")
+    return max(1, math.ceil(ttl * 1000))
+
+
+class Context:
+    """What a handler or a capability can do: :meth:`emit`, :meth:`reply`, :meth:`request`
+    (one reply) and :meth:`request_many` (first k), :meth:`invoke`/:meth:`tool` (call a
+    capability by name), :attr:`memory`, :meth:`subscribe` and :meth:`join_thread`.
+
+    Timeouts are in seconds. Payloads: ``bytes`` go as they are, anything else is sent as JSON
+    (dataclasses, enums and pydantic models included). Every method raises typed
+    :class:`~loom.LoomError` subclasses."""
+
+    # -- implemented by Connection ---------------------------------------------------------
+    @property
+    def agent_id(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def namespace(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def memory(self) -> "Memory":
+        """Key-value memory held by the bridge (this agent's namespace)."""
+        raise NotImplementedError
+
+    def _publish_nowait(
+        self,
+        topic: str,
+        payload: bytes,
+        content_type: str,
+        thread_id: str,
+        correlation_id: str,
+        reply_to: str,
+        ttl: int,
+        qos: int,
+        headers: Optional[Mapping[str, str]],
+        traceparent: str,
+        tracestate: str,
+    ) -> Tuple[str, Optional[Awaitable[None]]]:
+        raise NotImplementedError
+
+    async def _request(
+        self, topic: str, payload: bytes, content_type: str, count: int, min_count: int, timeout: Optional[float], options: Mapping[str, Any]
+    ) -> List[Event]:
+        raise NotImplementedError
+
+    async def _call(self, call: pb.ActionCall, timeout: Optional[float]) -> bytes:
+        raise NotImplementedError
+
+    async def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        qos: QoS = QoS.NORMAL,
+        overflow: Optional[Overflow] = None,
+        queue_capacity: int = 0,
+    ) -> "Subscription":
+        """Subscribes ``handler`` to a pattern (``*`` one token, ``>`` the rest). Events of one
+        subscription reach the handler in order, one at a time; an exception in it is logged and
+        the subscription goes on. Subscriptions survive reconnects."""
+        raise NotImplementedError
+
+    # -- events ------------------------------------------------------------------------------
+    async def emit(
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        thread_id: str = "",
+        correlation_id: str = "",
+        reply_to: str = "",
+        ttl: Optional[float] = None,
+        qos: Optional[QoS] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        content_type: Optional[str] = None,
+        traceparent: str = "",
+        tracestate: str = "",
+    ) -> str:
+        """Publishes an event; returns its envelope id. Returns once the event is queued
+        (waiting while the outbound queue is full); the bridge reports rejections
+        asynchronously (logged and counted in ``stats``)."""
+        if type(data) is bytes and content_type is None:
+            payload, ctype = data, BYTES_CONTENT_TYPE
+        else:
+            payload, ctype = encode_payload(data, content_type)
+        envelope_id, wait = self._publish_nowait(
+            topic,
+            payload,
+            ctype,
+            thread_id,
+            correlation_id,
+            reply_to,
+            ttl_ms(ttl) if ttl is not None else 0,
+            int(qos) if qos is not None else 0,
+            headers,
+            traceparent,
+            tracestate,
+        )
+        if wait is not None:
+            await wait
+        return envelope_id
+
+    async def reply(
+        self,
+        request: Event,
+        data: Any = None,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        content_type: Optional[str] = None,
+        ttl: Optional[float] = None,
+    ) -> str:
+        """Replies to a request: publishes to its ``reply_to`` with its correlation id (or its
+        id) and thread id."""
+        if not request.reply_to:
+            raise InvalidParamsError(
+                f"Event {request.id!r} on {request.topic!r} has no reply_to; only requests can be replied to.",
+                path="/reply_to",
+            )
+        return await self.emit(
+            request.reply_to,
+            data,
+            thread_id=request.thread_id,
+            correlation_id=request.correlation_id or request.id,
+            headers=headers,
+            content_type=content_type,
+            ttl=ttl,
+        )
+
+    async def request(
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        timeout: Optional[float] = None,
+        thread_id: str = "",
+        headers: Optional[Mapping[str, str]] = None,
+        content_type: Optional[str] = None,
+        ttl: Optional[float] = None,
+    ) -> Event:
+        """Publishes a request (``reply_to`` = this agent's inbox, a fresh correlation id) and
+        returns the first reply. Raises :class:`RequestTimeoutError` when none arrives within
+        ``timeout`` seconds (default ``request_timeout_ms``)."""
+        payload, ctype = encode_payload(data, content_type)
+        options = {"thread_id": thread_id, "headers": headers, "ttl": ttl}
+        replies = await self._request(topic, payload, ctype, 1, 1, timeout, options)
+        return replies[0]
+
+    async def request_many(
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        count: int,
+        timeout: Optional[float] = None,
+        min_count: Optional[int] = None,
+        thread_id: str = "",
+        headers: Optional[Mapping[str, str]] = None,
+        content_type: Optional[str] = None,
+        ttl: Optional[float] = None,
+    ) -> List[Event]:
+        """First-k: publishes one request and returns as soon as ``count`` replies arrived (in
+        arrival order). At the timeout, returns the replies so far if there are at least
+        ``min_count`` (default: ``count``, so fewer raise :class:`RequestTimeoutError`, whose
+        ``replies`` attribute holds what did arrive)."""
+        if count < 1:
+            raise InvalidParamsError(f"count must be at least 1; got {count}.", path="/count")
+        minimum = count if min_count is None else min_count
+        if not 0 <= minimum <= count:
+            raise InvalidParamsError(f"min_count must be between 0 and count ({count}); got {minimum}.", path="/min_count")
+        payload, ctype = encode_payload(data, content_type)
+        options = {"thread_id": thread_id, "headers": headers, "ttl": ttl}
+        return await self._request(topic, payload, ctype, count, minimum, timeout, options)
+
+    # -- capabilities ------------------------------------------------------------------------
+    async def invoke_raw(
+        self,
+        capability: str,
+        input_json: Union[bytes, str] = b"{}",
+        *,
+        timeout: Optional[float] = None,
+        version: str = "",
+        thread_id: str = "",
+        routing: int = 0,
+        target_agent: str = "",
+        headers: Optional[Mapping[str, str]] = None,
+        traceparent: str = "",
+    ) -> bytes:
+        """Calls a capability with raw UTF-8 JSON input; returns its raw JSON output."""
+        if not capability:
+            raise InvalidParamsError("The capability name is empty.", path="/capability")
+        if timeout is not None and timeout <= 0:
+            raise InvalidParamsError(f"A call timeout must be positive; got {timeout!r} s.", path="/timeout_ms")
+        data = input_json.encode("utf-8") if isinstance(input_json, str) else input_json
+        call = pb.ActionCall(
+            capability=capability,
+            version=version,
+            input_json=data,
+            thread_id=thread_id,
+            routing=routing,  # type: ignore[arg-type]
+            target_agent=target_agent,
+            traceparent=traceparent,
+        )
+        if headers:
+            for key, value in headers.items():
+                call.headers[key] = value
+        return await self._call(call, timeout)
+
+    async def invoke(
+        self,
+        capability: str,
+        args: Any = None,
+        *,
+        timeout: Optional[float] = None,
+        version: str = "",
+        thread_id: str = "",
+        routing: int = 0,
+        target_agent: str = "",
+        headers: Optional[Mapping[str, str]] = None,
+        traceparent: str = "",
+    ) -> Any:
+        """Calls any capability by name (provided by this agent, another process, or the
+        bridge) with ``args`` as JSON; returns the parsed JSON output.
+
+        Raises :class:`InvalidParamsError` (with ``path``), :class:`NotFoundError`,
+        :class:`ProviderUnavailableError`, :class:`ToolError`, :class:`RequestTimeoutError`
+        or :class:`UnavailableError`."""
+        output = await self.invoke_raw(
+            capability,
+            to_json_bytes({} if args is None else args),
+            timeout=timeout,
+            version=version,
+            thread_id=thread_id,
+            routing=routing,
+            target_agent=target_agent,
+            headers=headers,
+            traceparent=traceparent,
+        )
+        return json.loads(output) if output else None
+
+    tool = invoke
+    """Alias of :meth:`invoke`."""
+
+    # -- threads -------------------------------------------------------------------------------
+    async def join_thread(self, thread_id: str, handler: Optional[Handler] = None, *, queue_capacity: int = 1024) -> "Thread":
+        """Joins a conversation: subscribes to ``thread.<id>.>``. With a handler, its events go
+        there; without one, iterate the returned :class:`Thread` (``async for event in thread``)
+        or call :meth:`Thread.next`. Leave with :meth:`Thread.leave` (or ``async with``)."""
+        if not isinstance(thread_id, str) or not _TOKEN.match(thread_id):
+            raise InvalidParamsError(
+                f"Thread id {thread_id!r} is invalid: one topic token of A-Z a-z 0-9 _ - :.", path="/thread_id"
+            )
+        thread = Thread(self, thread_id, queue_capacity)
+        thread._subscription = await self.subscribe(f"thread.{thread_id}.>", handler or thread._offer)
+        return thread
+
+
+class Thread:
+    """A joined conversation (``thread.<id>.broadcast`` / ``thread.<id>.reply``)."""
+
+    def __init__(self, context: Context, thread_id: str, capacity: int) -> None:
+        self.id = thread_id
+        self._ctx = context
+        self._queue: "asyncio.Queue[Event]" = asyncio.Queue(maxsize=max(1, capacity))
+        self._subscription: Optional["Subscription"] = None
+        self.dropped = 0
+
+    @property
+    def topic(self) -> str:
+        """The thread's broadcast topic."""
+        return f"thread.{self.id}.broadcast"
+
+    async def _offer(self, event: Event) -> None:
+        if self._queue.full():
+            self.dropped += 1  # the oldest stays: count what could not be kept
+            return
+        self._queue.put_nowait(event)
+
+    async def emit(self, data: Any = None, *, kind: str = "broadcast", **options: Any) -> str:
+        """Publishes to ``thread.<id>.<kind>`` (``broadcast`` or ``reply`` by convention) with
+        ``thread_id`` set."""
+        return await self._ctx.emit(f"thread.{self.id}.{kind}", data, thread_id=self.id, **options)
+
+    async def next(self, timeout: Optional[float] = None) -> Event:
+        """The next event of the thread; raises :class:`RequestTimeoutError` after ``timeout`` s."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeoutError(f"No event on thread {self.id!r} within {timeout} s.") from None
+
+    def __aiter__(self) -> "Thread":
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._queue.get()
+
+    async def leave(self) -> None:
+        """Unsubscribes from the thread (safe to call twice)."""
+        sub, self._subscription = self._subscription, None
+        if sub is not None:
+            await sub.unsubscribe()
+
+    async def __aenter__(self) -> "Thread":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.leave()

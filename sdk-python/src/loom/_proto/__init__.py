@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for loom.v1 (scripts/gen_proto.sh); do not edit."""
