@@ -15,6 +15,7 @@ internal static class Program
         root.Subcommands.Add(Commands.RunCommand.Create(dev: true));
         root.Subcommands.Add(Commands.ListCommand.Create());
         root.Subcommands.Add(Commands.LogsCommand.Create());
+        root.Subcommands.Add(Commands.NewCommand.Create());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

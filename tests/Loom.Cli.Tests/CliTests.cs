@@ -1,0 +1,161 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Loom.Bridge;
+using Loom.Core;
+using Loom.Protocol.V1;
+using Loom.Sdk;
+using Xunit;
+
+namespace Loom.Cli.Tests;
+
+public sealed partial class CliTests : IDisposable
+{
+    private readonly string _temp = Directory.CreateTempSubdirectory("loom-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_temp, recursive: true);
+
+    [GeneratedRegex(@"bridge listening grpc=(\S+) http=(\S+)")]
+    private static partial Regex BridgeLine();
+
+    [Fact]
+    public async Task A_malformed_loom_yaml_is_refused_naming_file_line_and_field()
+    {
+        File.WriteAllText(Path.Combine(_temp, "loom.yaml"), "name: bad\nagents:\n  - name: a\n    command: echo hi\n    restart: sometimes\n");
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "run", ".");
+        Assert.Equal(2, code);
+        Assert.Contains("loom.yaml:5:14: agents[0].restart: must be one of never, on-failure, always; got 'sometimes'", output, StringComparison.Ordinal);
+
+        File.WriteAllText(Path.Combine(_temp, "loom.yaml"), "agents:\n  - name: a\n    comand: echo hi\n");
+        (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "run", ".");
+        Assert.Equal(2, code);
+        Assert.Contains("loom.yaml:3:5: agents[0].comand: unknown key (did you mean 'command'?)", output, StringComparison.Ordinal);
+
+        File.WriteAllText(Path.Combine(_temp, "loom.yaml"), "agents:\n  - name: a\n    command: [unclosed\n");
+        (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "run", ".");
+        Assert.Equal(2, code);
+        Assert.Matches(@"loom\.yaml:\d+:\d+: not valid YAML", output);
+    }
+
+    [Fact]
+    public async Task Run_reports_which_agent_failed_and_exits_non_zero()
+    {
+        File.WriteAllText(Path.Combine(_temp, "loom.yaml"), "agents:\n  - name: steady\n    command: exec sleep 60\n  - name: crasher\n    command: echo about to fail; exit 7\n");
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "run", ".");
+        Assert.Equal(1, code);
+        Assert.Contains("crasher │ about to fail", output, StringComparison.Ordinal);
+        Assert.Contains("agent 'crasher' failed: exited with code 7", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Project_parameters_reach_the_agents_and_unknown_ones_are_refused()
+    {
+        File.WriteAllText(Path.Combine(_temp, "loom.yaml"), "params:\n  greeting:\n    env: GREETING\n    default: hello\nmain: say\nagents:\n  - name: say\n    command: echo \"said $GREETING\"\n");
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "run", ".", "--greeting", "bonjour");
+        Assert.Equal(0, code);
+        Assert.Contains("said bonjour", output, StringComparison.Ordinal);
+
+        (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "run", ".", "--colour", "red");
+        Assert.Equal(2, code);
+        Assert.Contains("unknown option '--colour'", output, StringComparison.Ordinal);
+        Assert.Contains("--greeting", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task List_shows_agents_and_capabilities_of_a_running_bridge_as_json_and_table()
+    {
+        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
+        await bridge.StartAsync();
+        await using var agent = await LoomAgentHost.StartAsync(new ListedAgent(), bridge.GrpcAddress, new AgentHostOptions { AgentId = "listed-1" });
+
+        var http = bridge.HttpAddress.ToString().TrimEnd('/');
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "list", "--url", http, "--json");
+        Assert.Equal(0, code);
+        using var json = JsonDocument.Parse(output);
+        var listed = Assert.Single(json.RootElement.GetProperty("agents").EnumerateArray());
+        Assert.Equal("listed-1", listed.GetProperty("agent_id").GetString());
+        Assert.Equal("connected", listed.GetProperty("state").GetString());
+        Assert.Contains("listed.events.>", listed.GetProperty("topics").EnumerateArray().Select(t => t.GetString()));
+        var capability = Assert.Single(json.RootElement.GetProperty("capabilities").EnumerateArray());
+        Assert.Equal("listed.echo", capability.GetProperty("name").GetString());
+        Assert.Equal("listed-1", capability.GetProperty("providers")[0].GetProperty("agent_id").GetString());
+
+        (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), new Dictionary<string, string> { ["COLUMNS"] = "200" }, "list", "--url", http);
+        Assert.Equal(0, code);
+        Assert.Contains("listed-1", output, StringComparison.Ordinal);
+        Assert.Contains("listed.echo", output, StringComparison.Ordinal);
+
+        (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "list", "--url", "http://127.0.0.1:1");
+        Assert.Equal(1, code);
+        Assert.Contains("cannot read the bridge at http://127.0.0.1:1", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Logs_follows_events_filtered_by_topic_and_thread()
+    {
+        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
+        await bridge.StartAsync();
+        await using var logs = CliProcess.Start(_temp, null, "logs", "--url", bridge.GrpcAddress.ToString(), "--topic", "orders.>", "--thread", "t-7", "--json");
+        await using var publisher = await LoomConnection.ConnectAsync(bridge.GrpcAddress, new LoomConnectionOptions { AgentId = "shop" });
+
+        // Publish until the follower is subscribed and shows the event, then check what it filtered out.
+        var shown = false;
+        for (var attempt = 0; attempt < 200 && !shown; attempt++)
+        {
+            await publisher.PublishAsync(new Envelope { Topic = "orders.created", ThreadId = "t-7", ContentType = "application/json", Payload = Google.Protobuf.ByteString.CopyFromUtf8("{\"order\":" + attempt + "}") });
+            await publisher.PublishAsync(new Envelope { Topic = "orders.created", ThreadId = "other", Payload = Google.Protobuf.ByteString.CopyFromUtf8("hidden-thread") });
+            await publisher.PublishAsync(new Envelope { Topic = "payments.done", ThreadId = "t-7", Payload = Google.Protobuf.ByteString.CopyFromUtf8("hidden-topic") });
+            shown = logs.Output.Contains("\"topic\":\"orders.created\"", StringComparison.Ordinal);
+            await Task.Delay(50);
+        }
+
+        Assert.True(shown, "loom logs never showed the event:\n" + logs.Output);
+        var line = logs.Output.Split('\n').First(l => l.Contains("orders.created", StringComparison.Ordinal));
+        using var json = JsonDocument.Parse(line);
+        Assert.Equal("shop", json.RootElement.GetProperty("sender").GetString());
+        Assert.Equal("t-7", json.RootElement.GetProperty("thread_id").GetString());
+        Assert.True(json.RootElement.GetProperty("payload").TryGetProperty("order", out _));
+        Assert.DoesNotContain("hidden-thread", logs.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("hidden-topic", logs.Output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("python")]
+    [InlineData("ts")]
+    [InlineData("dotnet")]
+    public async Task New_scaffolds_an_agent_that_connects_and_answers_its_capability(string language)
+    {
+        var name = $"greeter-{language}";
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "new", language, name);
+        Assert.True(code == 0, output);
+        Assert.True(File.Exists(Path.Combine(_temp, name, "loom.yaml")), output);
+
+        await using var run = CliProcess.Start(_temp, null, "run", name, "--ready-timeout", "300");
+        var bridge = await run.WaitForLineAsync(BridgeLine().ToString(), TimeSpan.FromMinutes(5));
+        await run.WaitForLineAsync($"✓ {name} connected", TimeSpan.FromMinutes(5));
+
+        await using var caller = await LoomAgentHost.StartAsync(new CallerAgent(), new Uri(bridge.Groups[1].Value));
+        var reply = await caller.Context.InvokeRawAsync($"{name}.greet", Encoding.UTF8.GetBytes("""{"name":"Ada"}"""), TimeSpan.FromSeconds(30));
+        Assert.Equal("\"Hello, Ada.\"", Encoding.UTF8.GetString(reply.Span));
+
+        // A bad argument is INVALID_PARAMS from any language, and the agent keeps serving.
+        var bad = await Assert.ThrowsAsync<InvalidParamsException>(() => caller.Context.InvokeRawAsync($"{name}.greet", Encoding.UTF8.GetBytes("""{"nom":"Ada"}"""), TimeSpan.FromSeconds(30)));
+        Assert.Contains("name", bad.Message, StringComparison.Ordinal);
+        reply = await caller.Context.InvokeRawAsync($"{name}.greet", Encoding.UTF8.GetBytes("""{"name":"Bo","excited":true}"""), TimeSpan.FromSeconds(30));
+        Assert.Equal("\"Hello, Bo!\"", Encoding.UTF8.GetString(reply.Span));
+
+        run.Interrupt();
+        var exit = await run.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(exit is 130 or 0, $"exit {exit}\n{run.Output}");
+    }
+
+    private sealed class ListedAgent : Agent
+    {
+        public override IEnumerable<string> Topics => ["listed.events.>"];
+
+        [Capability("listed.echo", Description = "Echoes.")]
+        public static JsonElement Echo(JsonElement input) => input;
+    }
+
+    private sealed class CallerAgent : Agent;
+}
