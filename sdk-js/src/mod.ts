@@ -1,0 +1,32 @@
+/**
+ * Loom SDK for TypeScript and JavaScript: connect agents to a Loom bridge, publish and subscribe
+ * to events, request/reply, call and provide capabilities, use memory and threads.
+ * @module
+ */
+export { connect, Connection } from './connection.js';
+export type {
+  AgentContext, ConnectionSetup, ConnectionStats, ConnectionStatus, InvokeOptions, MemoryWriteOptions,
+  RequestManyOptions, RequestOptions, RoutingPolicy,
+} from './connection.js';
+export { defineAgent, startAgent } from './agent.js';
+export type { AgentDefinition, RunningAgent, StartAgentOptions, TopicSpec } from './agent.js';
+export { run } from './runner.js';
+export type { RunOptions } from './runner.js';
+export { capability } from './capability.js';
+export type { CallInfo, Capability, CapabilitySpec, Infer, InferInput, JsonSchema, Schema } from './capability.js';
+export { LoomEvent } from './event.js';
+export type { EmitOptions, OverflowPolicy, Qos } from './event.js';
+export { Subscription } from './subscription.js';
+export type { SubscribeOptions } from './subscription.js';
+export { Memory, MemoryItem } from './memory.js';
+export type { CompareAndSetResult, MemoryOptions, MemorySetOptions } from './memory.js';
+export { Thread } from './thread.js';
+export type { JoinThreadOptions } from './thread.js';
+export {
+  CancelledError, CapabilityNotFoundError, createError, ERROR_CODES, HopLimitExceededError, InternalError,
+  InvalidParamsError, LoomError, parseErrorCode, PermissionDeniedError, ProviderUnavailableError,
+  ResourceExhaustedError, SessionNotFoundError, TimeoutError, ToolError, TtlExpiredError, UnavailableError,
+} from './errors.js';
+export type { ErrorCode, LoomErrorOptions } from './errors.js';
+export { consoleLogger, DEFAULT_URL, ENVIRONMENT_VARIABLES, resolveOptions } from './options.js';
+export type { ConnectOptions, Logger, LogLevel } from './options.js';
