@@ -16,6 +16,7 @@ need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/bin/grpc_python_plugin ] || need_apt+=(protobuf-compiler-grpc)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -1,4 +1,5 @@
 using Loom.Core;
+using Loom.Mcp;
 
 namespace Loom.Bridge;
 
@@ -11,7 +12,7 @@ public sealed class BridgeOptions
     /// <summary>HTTP/2-only (prior knowledge) port for gRPC. 0 picks a free port. Default 7070.</summary>
     public int GrpcPort { get; init; } = 7070;
 
-    /// <summary>HTTP/1.1 port for <c>/healthz</c> (later <c>/metrics</c> and the dashboard). 0 picks a free port. Default 7071.</summary>
+    /// <summary>HTTP/1.1 port for <c>/healthz</c>, <c>/metrics</c>, <c>/v1/agents</c>, <c>/v1/capabilities</c> and <c>/mcp</c>. 0 picks a free port. Default 7071.</summary>
     public int HttpPort { get; init; } = 7071;
 
     /// <summary>Heartbeat interval offered to agents when they ask for none. Default 5 s.</summary>
@@ -74,4 +75,10 @@ public sealed class BridgeOptions
 
     /// <summary>Memory store settings.</summary>
     public MemoryStoreOptions Memory { get; init; } = new();
+
+    /// <summary>MCP servers whose tools become capabilities named <c>{server}:{tool}</c> (see docs/mcp.md). Default none.</summary>
+    public IReadOnlyList<McpServerOptions> McpServers { get; init; } = [];
+
+    /// <summary>Serving capabilities to MCP clients over streamable HTTP on the HTTP port. Default enabled at <c>/mcp</c>, every capability.</summary>
+    public McpExposeOptions Mcp { get; init; } = new();
 }

@@ -2,6 +2,7 @@ using System.Net;
 using Loom.Bridge.Internal;
 using Loom.Core;
 using Loom.Grpc;
+using Loom.Mcp;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -21,6 +22,7 @@ public sealed class LoomBridge : IAsyncDisposable
     private readonly Action<ILoggingBuilder>? _configureLogging;
     private WebApplication? _app;
     private SessionRegistry? _sessions;
+    private McpIngestHost? _mcp;
     private int _grpcPort;
     private int _httpPort;
     private int _stopped;
@@ -34,7 +36,13 @@ public sealed class LoomBridge : IAsyncDisposable
         Broker = new ActionBroker(_options.Actions, new Router(), Time);
         Memory = new MemoryStore(_options.Memory, Time);
         Agents = new AgentDirectory();
+        _telemetry = new Internal.Metrics.BridgeTelemetry(Bus, Broker, () => _sessions);
     }
+
+    private readonly Internal.Metrics.BridgeTelemetry _telemetry;
+
+    /// <summary>True when spans are exported over OTLP (the OTEL_* environment asked for it at start).</summary>
+    public bool TracingEnabled => _telemetry.TracingEnabled;
 
     public TimeProvider Time { get; }
 
@@ -51,6 +59,9 @@ public sealed class LoomBridge : IAsyncDisposable
 
     /// <summary>The HTTP/1.1 address for health checks; valid after <see cref="StartAsync"/>.</summary>
     public Uri HttpAddress => new($"http://{FormatHost(_options.Host)}:{_httpPort}");
+
+    /// <summary>The ingested MCP servers and their state (empty before <see cref="StartAsync"/>).</summary>
+    public IReadOnlyList<McpServerStatus> McpServers => _mcp?.Servers ?? [];
 
     /// <summary>Number of live agent sessions.</summary>
     public int SessionCount => _sessions?.Count ?? 0;
@@ -89,23 +100,38 @@ public sealed class LoomBridge : IAsyncDisposable
             k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; httpListen = l; });
         });
 
+        if (_options.Mcp.Enabled)
+        {
+            builder.Services.AddLoomMcp(_options.Mcp, Broker, Time);
+        }
+
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
-        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>());
+        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge);
+        _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
         var service = new BridgeService(_sessions, Broker, loggerFactory.CreateLogger<BridgeService>());
         var registry = new GrpcServiceRegistry();
         service.Register(registry);
+        new CollaborationService(_sessions, Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>())).Register(registry);
 
-        var grpcOptions = new GrpcServerOptions { MaxReceiveMessageSize = _options.MaxMessageBytes, MaxSendMessageSize = _options.MaxMessageBytes };
+        var grpcOptions = new GrpcServerOptions { MaxReceiveMessageSize = _options.MaxMessageBytes, MaxSendMessageSize = _options.MaxMessageBytes, Observer = _telemetry.Bridge };
         app.UseWhen(ctx => ctx.Connection.LocalPort == _grpcPort, grpc => grpc.UseGrpcServices(registry, grpcOptions, loggerFactory));
         app.MapGet("/healthz", (HttpContext _) => Results.Json(new HealthReport("ok", SessionCount), HealthJsonContext.Default.HealthReport));
         AdminApi.Map(app, Agents, Broker, () => _sessions, Time);
+        app.MapGet("/metrics", () => Results.Text(_telemetry.Exporter.Scrape(), Internal.Metrics.PrometheusText.ContentType));
+        if (_options.Mcp.Enabled)
+        {
+            app.MapLoomMcp(_options.Mcp);
+        }
+
+        _mcp = new McpIngestHost(_options.McpServers, Broker, Agents, Time, loggerFactory);
 
         await app.StartAsync(cancellationToken);
         _grpcPort = grpcListen!.IPEndPoint!.Port;
         _httpPort = httpListen!.IPEndPoint!.Port;
         _app = app;
         _sessions.Start();
+        _mcp.Start();
     }
 
     /// <summary>Stops accepting work, drains in-flight work within <see cref="BridgeOptions.ShutdownTimeout"/>, and closes.</summary>
@@ -120,6 +146,18 @@ public sealed class LoomBridge : IAsyncDisposable
         if (_sessions is not null)
         {
             await _sessions.ShutdownAsync(bound.Token);
+        }
+
+        if (_mcp is not null)
+        {
+            try
+            {
+                await _mcp.StopAsync(bound.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // Past the bound: stdio servers are left to their transport's own shutdown.
+            }
         }
 
         try
@@ -139,6 +177,7 @@ public sealed class LoomBridge : IAsyncDisposable
         await StopAsync();
         _sessions?.Dispose();
         Bus.Dispose();
+        _telemetry.Dispose();
     }
 
     private static IPAddress ResolveAddress(string host) => host switch

@@ -16,6 +16,7 @@ internal static class Program
         root.Subcommands.Add(Commands.ListCommand.Create());
         root.Subcommands.Add(Commands.LogsCommand.Create());
         root.Subcommands.Add(Commands.NewCommand.Create());
+        root.Subcommands.Add(McpCommand.Create());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -34,12 +35,13 @@ internal static class Program
     {
         var host = new Option<string>("--host") { Description = "Address to bind (127.0.0.1, 0.0.0.0, ::1).", DefaultValueFactory = _ => "127.0.0.1" };
         var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC (HTTP/2) port; 0 picks a free one.", DefaultValueFactory = _ => 7070 };
-        var httpPort = new Option<int>("--http-port") { Description = "HTTP/1.1 port for /healthz; 0 picks a free one.", DefaultValueFactory = _ => 7071 };
+        var httpPort = new Option<int>("--http-port") { Description = "HTTP/1.1 port for /healthz, /metrics, /v1/agents, /mcp; 0 picks a free one.", DefaultValueFactory = _ => 7071 };
         var heartbeat = new Option<int>("--heartbeat-ms") { Description = "Heartbeat interval offered to agents, in milliseconds.", DefaultValueFactory = _ => 5000 };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information, Warning, Error.", DefaultValueFactory = _ => LogLevel.Information };
+        var config = new Option<string?>("--config") { Description = "A loom.yaml whose bridge settings, mcp_servers and mcp_expose to use (options given here win)." };
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel,
+            host, grpcPort, httpPort, heartbeat, logLevel, config,
         };
         foreach (var port in new[] { grpcPort, httpPort })
         {
@@ -63,12 +65,29 @@ internal static class Program
 
         command.SetAction(async (parse, _) =>
         {
+            var file = new BridgeOptions();
+            if (parse.GetValue(config) is { } path)
+            {
+                try
+                {
+                    file = Internal.ProjectRunner.BridgeOptionsFor(Internal.ProjectFileLoader.Load(path));
+                }
+                catch (Exception ex) when (ex is Internal.ProjectFileException or ArgumentException)
+                {
+                    await Console.Error.WriteLineAsync($"loom: {ex.Message}");
+                    return 2;
+                }
+            }
+
+            bool Given(Option option) => parse.GetResult(option) is { Implicit: false } || parse.GetValue(config) is null;
             var options = new BridgeOptions
             {
-                Host = parse.GetValue(host)!,
-                GrpcPort = parse.GetValue(grpcPort),
-                HttpPort = parse.GetValue(httpPort),
-                HeartbeatInterval = TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)),
+                Host = Given(host) ? parse.GetValue(host)! : file.Host,
+                GrpcPort = Given(grpcPort) ? parse.GetValue(grpcPort) : file.GrpcPort,
+                HttpPort = Given(httpPort) ? parse.GetValue(httpPort) : file.HttpPort,
+                HeartbeatInterval = Given(heartbeat) ? TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)) : file.HeartbeatInterval,
+                McpServers = file.McpServers,
+                Mcp = file.Mcp,
             };
             var level = parse.GetValue(logLevel);
             return await RunBridgeAsync(options, level);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Loom.Core.Internal;
 using Loom.Protocol.V1;
@@ -30,6 +31,7 @@ public sealed partial class ActionBroker
     private readonly ConcurrentDictionary<string, ProviderSlot[]> _byName = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ProviderHealth> _health = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, JsonSchema> _schemaCache = new(StringComparer.Ordinal);
+    private CoreMetrics? _metrics;
 
     public ActionBroker(ActionBrokerOptions? options = null, IRouter? router = null, TimeProvider? time = null, ILogger<ActionBroker>? logger = null)
     {
@@ -192,9 +194,84 @@ public sealed partial class ActionBroker
     /// value), RESOURCE_EXHAUSTED, TIMEOUT, TOOL_ERROR or CANCELLED. A provider that answers
     /// PROVIDER_UNAVAILABLE is put in cooldown and the call goes to another one if there is any.
     /// </summary>
-    public async Task<ActionOutcome> InvokeAsync(ActionRequest request, CancellationToken cancellationToken = default)
+    public Task<ActionOutcome> InvokeAsync(ActionRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (Volatile.Read(ref _metrics) is null && !LoomTelemetry.Source.HasListeners())
+        {
+            return InvokeCoreAsync(request, request.Traceparent, request.Tracestate, cancellationToken);
+        }
+
+        return InvokeObservedAsync(request, cancellationToken);
+    }
+
+    /// <summary>Metrics are recorded here once attached (see <see cref="CoreMetrics"/>).</summary>
+    internal void AttachMetrics(CoreMetrics metrics) => Volatile.Write(ref _metrics, metrics);
+
+    internal void DetachMetrics(CoreMetrics metrics) => Interlocked.CompareExchange(ref _metrics, null, metrics);
+
+    /// <summary>Whether a capability name is registered (any version); for bounded metric labels.</summary>
+    internal bool IsRegistered(string capability) => _byName.ContainsKey(capability);
+
+    /// <summary>Calls in flight by capability name (all providers and versions).</summary>
+    internal Dictionary<string, long> InFlightByCapability()
+    {
+        var result = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (name, slots) in _byName)
+        {
+            long sum = 0;
+            foreach (var slot in slots)
+            {
+                sum += Math.Max(0, Volatile.Read(ref slot.InFlight));
+            }
+
+            result[name] = sum;
+        }
+
+        return result;
+    }
+
+    private async Task<ActionOutcome> InvokeObservedAsync(ActionRequest request, CancellationToken cancellationToken)
+    {
+        var start = _time.GetTimestamp();
+        var name = request.Capability ?? string.Empty;
+        using var activity = LoomTelemetry.Source.HasListeners()
+            ? LoomTelemetry.Source.StartActivity("call " + name, ActivityKind.Server, LoomTelemetry.ParentOf(request.Traceparent, request.Tracestate))
+            : null;
+        var traceparent = request.Traceparent;
+        var tracestate = request.Tracestate;
+        if (activity is not null)
+        {
+            activity.SetTag("rpc.system", "loom");
+            activity.SetTag("rpc.method", name);
+            activity.SetTag("loom.call_id", request.CallId);
+            activity.SetTag("loom.caller", request.Caller);
+            if (!string.IsNullOrEmpty(request.ThreadId))
+            {
+                activity.SetTag("loom.thread_id", request.ThreadId);
+            }
+
+            traceparent = LoomTelemetry.TraceparentOf(activity);
+            tracestate = activity.TraceStateString ?? string.Empty;
+        }
+
+        var outcome = await InvokeCoreAsync(request, traceparent, tracestate, cancellationToken).ConfigureAwait(false);
+        if (activity is not null)
+        {
+            activity.SetTag("loom.provider", outcome.AgentId);
+            if (outcome.Error is { } error)
+            {
+                activity.SetTag("error.type", ErrorCodes.Name(error.Code));
+                activity.SetStatus(ActivityStatusCode.Error, error.Message);
+            }
+        }
+
+        Volatile.Read(ref _metrics)?.RecordCall(name, outcome.Error?.Code, _time.GetElapsedTime(start));
+        return outcome;
+    }
+
+    private async Task<ActionOutcome> InvokeCoreAsync(ActionRequest request, string traceparent, string tracestate, CancellationToken cancellationToken)
+    {
         var start = _time.GetTimestamp();
         var name = request.Capability ?? string.Empty;
 
@@ -260,7 +337,8 @@ public sealed partial class ActionBroker
             Deadline = deadline,
             Caller = request.Caller ?? string.Empty,
             ThreadId = request.ThreadId ?? string.Empty,
-            Traceparent = request.Traceparent ?? string.Empty,
+            Traceparent = traceparent ?? string.Empty,
+            Tracestate = tracestate ?? string.Empty,
             Headers = request.Headers ?? new Dictionary<string, string>(0, StringComparer.Ordinal),
         };
 

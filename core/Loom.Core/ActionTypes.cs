@@ -26,8 +26,11 @@ public sealed class ActionInvocation
     /// <summary>Conversation the call belongs to.</summary>
     public string ThreadId { get; init; } = "";
 
-    /// <summary>W3C trace context.</summary>
+    /// <summary>W3C trace context: the broker's call span when tracing is on, else the caller's.</summary>
     public string Traceparent { get; init; } = "";
+
+    /// <summary>W3C trace state.</summary>
+    public string Tracestate { get; init; } = "";
 
     /// <summary>Caller-supplied headers (never null).</summary>
     public IReadOnlyDictionary<string, string> Headers { get; init; } = s_noHeaders;
@@ -48,6 +51,7 @@ public sealed class ActionInvocation
                 Caller = Caller,
                 ThreadId = ThreadId,
                 Traceparent = Traceparent,
+                Tracestate = Tracestate,
                 Headers = Headers,
                 Version = version,
             };
@@ -118,6 +122,9 @@ public sealed class ActionRequest
 
     /// <summary>W3C trace context.</summary>
     public string Traceparent { get; init; } = "";
+
+    /// <summary>W3C trace state.</summary>
+    public string Tracestate { get; init; } = "";
 
     /// <summary>Routing policy; Unspecified takes the broker default.</summary>
     public RoutingPolicy Policy { get; init; }

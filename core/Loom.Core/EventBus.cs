@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Loom.Core.Internal;
 using Loom.Protocol.V1;
 using Microsoft.Extensions.Logging;
@@ -25,7 +26,8 @@ public sealed class EventBus : IDisposable
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, TopicEntry> _topics = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, EventSubscription> _subscriptions = new(StringComparer.Ordinal);
-    private readonly TopicEntry _otherTopics = new(OtherTopics);
+    private readonly TopicEntry _otherTopics = new(OtherTopics, TopicGroups.Other);
+    private readonly Dictionary<(string Group, QosClass Qos), RetiredCounters> _retired = [];
     private readonly Lock _gate = new(); // subscription changes and match recomputation
     private readonly TopicTrie<EventSubscription> _trie = new();
     private readonly List<EventSubscription> _matchBuffer = [];
@@ -47,6 +49,7 @@ public sealed class EventBus : IDisposable
         _defaultTtlMs = (long)_options.DefaultTtl.TotalMilliseconds;
         _maxHops = _options.MaxHops;
         SlowConsumerThreshold = _options.SlowConsumerThreshold;
+        Groups = new TopicGroups(_options.MetricTopicGroups, _options.MaxMetricTopicGroups);
     }
 
     /// <summary>
@@ -64,6 +67,9 @@ public sealed class EventBus : IDisposable
 
     internal TimeProvider Time { get; }
 
+    /// <summary>How topics and patterns map to metric labels.</summary>
+    public TopicGroups Groups { get; }
+
     internal TimeSpan SlowConsumerThreshold { get; }
 
     /// <summary>
@@ -77,6 +83,55 @@ public sealed class EventBus : IDisposable
     {
         ArgumentNullException.ThrowIfNull(envelope);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return LoomTelemetry.Source.HasListeners() ? PublishTracedAsync(envelope, cancellationToken) : PublishCoreAsync(envelope, cancellationToken);
+    }
+
+    /// <summary>A publish span (child of the envelope's traceparent) whose context the delivered envelope carries.</summary>
+    private async ValueTask<PublishResult> PublishTracedAsync(Envelope envelope, CancellationToken cancellationToken)
+    {
+        var group = Topics.IsValidTopic(envelope.Topic) ? Groups.GroupOf(envelope.Topic) : "(invalid)";
+        using var activity = LoomTelemetry.Source.StartActivity("publish " + group, ActivityKind.Consumer, LoomTelemetry.ParentOf(envelope.Traceparent, envelope.Tracestate));
+        if (activity is not null)
+        {
+            activity.SetTag("messaging.system", "loom");
+            activity.SetTag("messaging.operation.type", "receive");
+            activity.SetTag("messaging.destination.name", envelope.Topic);
+            activity.SetTag("messaging.message.id", envelope.Id);
+            activity.SetTag("loom.sender", envelope.Sender);
+            if (envelope.ThreadId.Length != 0)
+            {
+                activity.SetTag("loom.thread_id", envelope.ThreadId);
+            }
+
+            envelope.Traceparent = LoomTelemetry.TraceparentOf(activity);
+            envelope.Tracestate = activity.TraceStateString ?? string.Empty;
+        }
+
+        try
+        {
+            var result = await PublishCoreAsync(envelope, cancellationToken).ConfigureAwait(false);
+            if (activity is not null)
+            {
+                activity.SetTag("loom.publish.status", result.Status.ToString());
+                activity.SetTag("loom.publish.delivered", result.Delivered);
+                activity.SetTag("loom.publish.dropped", result.Dropped);
+                if (result.Status is PublishStatus.TtlExpired or PublishStatus.HopLimitExceeded)
+                {
+                    activity.SetStatus(ActivityStatusCode.Error, result.Status.ToString());
+                }
+            }
+
+            return result;
+        }
+        catch (Exception ex) when (activity is not null)
+        {
+            activity.SetStatus(ActivityStatusCode.Error, ex.Message);
+            throw;
+        }
+    }
+
+    private ValueTask<PublishResult> PublishCoreAsync(Envelope envelope, CancellationToken cancellationToken)
+    {
 
         var entry = GetTopicEntry(envelope.Topic);
         var now = NowUnixMs();
@@ -106,11 +161,12 @@ public sealed class EventBus : IDisposable
         if (envelope.DeadlineUnixMs <= now)
         {
             entry.CountDrop(DropReason.TtlExpired);
+            Interlocked.Increment(ref entry.RefusedTtl);
             return new ValueTask<PublishResult>(new PublishResult(PublishStatus.TtlExpired, 0, 0));
         }
 
         var subscriptions = MatchesOf(entry, envelope.Topic);
-        Interlocked.Increment(ref entry.Published);
+        Interlocked.Increment(ref entry.PublishedByQos[QosIndex(envelope.Qos)]);
         if (subscriptions.Length == 0)
         {
             Interlocked.Increment(ref entry.NoSubscribers);
@@ -240,7 +296,10 @@ public sealed class EventBus : IDisposable
             throw new InvalidParamsException($"Block timeout {blockTimeout} is negative; use zero or more.", "/block_timeout_ms");
         }
 
-        var subscription = new EventSubscription(this, Guid.NewGuid().ToString("N"), pattern, qos, overflow, capacity, blockTimeout, options.Owner, signal);
+        var subscription = new EventSubscription(this, Guid.NewGuid().ToString("N"), pattern, qos, overflow, capacity, blockTimeout, options.Owner, signal)
+        {
+            MetricGroup = Groups.GroupOf(pattern),
+        };
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -266,6 +325,7 @@ public sealed class EventBus : IDisposable
 
             _trie.Remove(removed.Pattern, removed);
             Interlocked.Increment(ref _version);
+            Retire(removed);
         }
 
         removed.Close();
@@ -310,6 +370,7 @@ public sealed class EventBus : IDisposable
             foreach (var s in all)
             {
                 _trie.Remove(s.Pattern, s);
+                Retire(s);
             }
 
             Interlocked.Increment(ref _version);
@@ -326,6 +387,66 @@ public sealed class EventBus : IDisposable
     // -----------------------------------------------------------------------------------------
 
     internal const int MaxQueueCapacity = 1 << 24;
+
+    /// <summary>Index of a QoS class in per-class counters: Unspecified and unknown values count as Normal.</summary>
+    internal static int QosIndex(QosClass qos) => qos is QosClass.Realtime or QosClass.Batch ? (int)qos : (int)QosClass.Normal;
+
+    /// <summary>
+    /// Counters for metrics, aggregated by label group: publishes by topic group and QoS, and
+    /// subscriptions (live and removed) by pattern group and QoS. Walks every tracked topic and
+    /// subscription; meant for a scrape every few seconds, not for a hot path.
+    /// </summary>
+    internal BusMetricsSnapshot CollectMetrics()
+    {
+        var snapshot = new BusMetricsSnapshot();
+        foreach (var entry in _topics.Values)
+        {
+            snapshot.AddTopic(entry.Group, entry.PublishedByQos, Volatile.Read(ref entry.NoSubscribers), Volatile.Read(ref entry.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref entry.RefusedTtl));
+        }
+
+        snapshot.AddTopic(_otherTopics.Group, _otherTopics.PublishedByQos, Volatile.Read(ref _otherTopics.NoSubscribers), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref _otherTopics.RefusedTtl));
+
+        // Under the gate: a subscription moves from live to retired atomically, so sums never go back.
+        lock (_gate)
+        {
+            foreach (var s in _subscriptions.Values)
+            {
+                var stats = s.Stats;
+                snapshot.AddSubscription(s.MetricGroup, s.Qos, stats.Delivered, stats.Dropped, stats.Depth, s.Capacity, live: true);
+            }
+
+            foreach (var ((group, qos), retired) in _retired)
+            {
+                snapshot.AddSubscription(group, qos, retired.Delivered, retired.Dropped, 0, 0, live: false);
+            }
+        }
+
+        return snapshot;
+    }
+
+    // Called under _gate: the counters of a removed subscription live on in its group's totals.
+    private void Retire(EventSubscription subscription)
+    {
+        var key = (subscription.MetricGroup, subscription.Qos);
+        if (!_retired.TryGetValue(key, out var retired))
+        {
+            retired = new RetiredCounters();
+            _retired[key] = retired;
+        }
+
+        var stats = subscription.Stats;
+        retired.Delivered += stats.Delivered;
+        foreach (var (reason, count) in stats.Dropped)
+        {
+            retired.Dropped[reason] = retired.Dropped.GetValueOrDefault(reason) + count;
+        }
+    }
+
+    private sealed class RetiredCounters
+    {
+        public long Delivered;
+        public readonly Dictionary<DropReason, long> Dropped = [];
+    }
 
     internal long NowUnixMs() => _clock.NowUnixMs();
 
@@ -392,7 +513,7 @@ public sealed class EventBus : IDisposable
             return _otherTopics;
         }
 
-        var created = new TopicEntry(topic!);
+        var created = new TopicEntry(topic!, Groups.GroupOf(topic!));
         entry = _topics.GetOrAdd(topic!, created);
         if (ReferenceEquals(entry, created))
         {
@@ -451,20 +572,36 @@ public sealed class EventBus : IDisposable
         public readonly EventSubscription[] Subscriptions = subscriptions;
     }
 
-    private sealed class TopicEntry(string topic)
+    private sealed class TopicEntry(string topic, string group)
     {
         public readonly string Topic = topic;
+        public readonly string Group = group;
         public readonly long[] Dropped = new long[DropReasons.Count];
+        public readonly long[] PublishedByQos = new long[4];
         public MatchSet? Matches;
-        public long Published;
         public long Delivered;
         public long NoSubscribers;
+        public long RefusedTtl;
+
+        public long Published
+        {
+            get
+            {
+                long total = 0;
+                for (var i = 0; i < PublishedByQos.Length; i++)
+                {
+                    total += Volatile.Read(ref PublishedByQos[i]);
+                }
+
+                return total;
+            }
+        }
 
         public bool HasActivity
         {
             get
             {
-                if (Volatile.Read(ref Published) != 0)
+                if (Published != 0)
                 {
                     return true;
                 }
@@ -489,7 +626,7 @@ public sealed class EventBus : IDisposable
             return new TopicStats
             {
                 Topic = Topic,
-                Published = Volatile.Read(ref Published),
+                Published = Published,
                 Delivered = Volatile.Read(ref Delivered),
                 NoSubscribers = Volatile.Read(ref NoSubscribers),
                 Dropped = dropped,

@@ -34,6 +34,15 @@ public sealed class EventBusOptions
     /// "(other)" statistics and are matched without caching. Default 100000.
     /// </summary>
     public int MaxTrackedTopics { get; init; } = 100_000;
+
+    /// <summary>
+    /// Topic patterns that name the <c>topic_group</c> and <c>pattern</c> labels of the bus metrics,
+    /// tried in order (see <see cref="TopicGroups"/>). Default none: the first token of the topic.
+    /// </summary>
+    public IReadOnlyList<string> MetricTopicGroups { get; init; } = [];
+
+    /// <summary>Most groups derived from first tokens before further topics share <c>(other)</c>. Default 64.</summary>
+    public int MaxMetricTopicGroups { get; init; } = 64;
 }
 
 /// <summary>How a subscription queues: QoS class, full-queue policy, capacity, blocking timeout and owner.</summary>

@@ -64,6 +64,9 @@ public sealed class EventSubscription : IDisposable
     /// <summary>Queue capacity.</summary>
     public int Capacity => _queue.Capacity;
 
+    /// <summary>The metrics label of <see cref="Pattern"/> (see <see cref="TopicGroups"/>).</summary>
+    public string MetricGroup { get; internal init; } = TopicGroups.Other;
+
     /// <summary>Who holds the subscription, if given.</summary>
     public string? Owner { get; }
 

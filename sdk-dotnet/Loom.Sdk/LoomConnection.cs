@@ -182,6 +182,9 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
 
     internal string InboxPattern => _replies.InboxPattern;
 
+    /// <summary>The channel, for unary calls of other services (collaboration operations).</summary>
+    internal GrpcChannel UnaryChannel => _channel;
+
     private bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     // -------------------------------------------------------------------------------------------
@@ -857,7 +860,12 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
             return;
         }
 
-        _ = Task.Run(() => RunPushedCallAsync(call, capability, inflight), CancellationToken.None);
+        // Off the read loop (a handler must never block it), but queued locally: the read loop's
+        // thread picks it up as soon as it waits for the next frame, without waking another thread.
+        ThreadPool.UnsafeQueueUserWorkItem(
+            static state => _ = state.Connection.RunPushedCallAsync(state.Call, state.Capability, state.Inflight),
+            (Connection: this, Call: call, Capability: capability, Inflight: inflight),
+            preferLocal: true);
     }
 
     private async Task RunPushedCallAsync(ActionCall call, LoomCapability capability, InflightCall inflight)
@@ -865,6 +873,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         var started = _time.GetTimestamp();
         var token = inflight.Cancellation.Token;
         var result = new ActionResult { CallId = call.CallId, Provider = AgentId };
+        using var activity = Tracing.OnPushedCall(call);
         try
         {
             var invocation = new ActionInvocation
@@ -896,6 +905,12 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         }
 
         result.DurationUs = (ulong)(_time.GetElapsedTime(started).Ticks / 10);
+        if (activity is not null && result.Error is { } failed)
+        {
+            activity.SetTag("error.type", ErrorCodes.Name(failed.Code));
+            activity.SetStatus(System.Diagnostics.ActivityStatusCode.Error, failed.Message);
+        }
+
         try
         {
             // Not in the map any more: the bridge cancelled it or its stream broke; nobody waits.
@@ -962,6 +977,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
             envelope.Id = _ids.Next();
         }
 
+        Tracing.OnPublish(envelope);
         return EnqueueAsync(new ClientMessage { Publish = envelope }, cancellationToken);
     }
 
@@ -1119,6 +1135,21 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         {
             call.CallId = _ids.Next();
         }
+
+        using var activity = Tracing.OnCall(call);
+        try
+        {
+            return await CallCoreAsync(call, cancellationToken);
+        }
+        catch (Exception ex) when (activity is not null)
+        {
+            activity.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.Message);
+            throw;
+        }
+    }
+
+    private async Task<ReadOnlyMemory<byte>> CallCoreAsync(ActionCall call, CancellationToken cancellationToken)
+    {
 
         var timeout = call.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(call.TimeoutMs) : _options.DefaultCallTimeout;
         call.TimeoutMs = (uint)Math.Clamp(timeout.TotalMilliseconds, 1, uint.MaxValue);

@@ -1,35 +1,56 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using Google.Protobuf;
 using Loom.Bridge;
-using Loom.Protocol.V1;
-using Loom.Sdk;
 
 namespace Loom.Bench;
 
 /// <summary>
-/// End-to-end benchmark of the .NET SDK against a real bridge: <c>pubsub</c> (one publisher
-/// connection, one subscriber connection, events/s; median of several runs with min and max) and
-/// <c>rpc</c> (sequential capability calls between two .NET agents; p50/p99 latency).
+/// End-to-end benchmarks of Loom: the in-process EventBus, and the .NET SDK against a real
+/// bridge (in this process, a bridge process it starts, or one at <c>--url</c>). Every figure
+/// is the median of several runs with its spread. Progress goes to stderr, a table to stdout,
+/// and <c>--json FILE</c> writes the results as JSON.
 /// </summary>
 internal static class Program
 {
-    private const string Usage = """
-        Usage: Loom.Bench [pubsub|rpc|all] [options]
-          --url URL        bridge gRPC address (default: start a bridge in this process)
-          --events N       pubsub: events per run (default 1000000)
-          --runs N         pubsub: measured runs (default 5)
-          --payload N      pubsub: payload bytes (default 100)
-          --calls N        rpc: measured calls (default 20000)
-          --warmup N       rpc: warm-up calls (default 2000)
-          --json           print results as JSON
+    public const string Usage = """
+        Usage: Loom.Bench <scenario> [options]      (./loom bench <scenario> [options])
+        Scenarios:
+          bus        in-process EventBus, one publisher thread to one subscriber thread (events/s)
+          pubsub     one .NET publisher to one .NET subscriber through the bridge at full speed (events/s)
+          paced      the same, paced at --rates (default 1000,100000 events/s): latency p50/p90/p99/p999
+          rpc        capability-call round trip between two .NET agents (sequential): latency and calls/s
+          reqreply   request/reply over topics (RequestAsync to a replying subscriber): latency
+          fanout     one publisher to --subscribers N subscriber connections (default 10): events/s delivered
+          agents     --agents N connected agents with heartbeats (default 10000): bridge memory per agent
+          external   events/s received from an external publisher: --cmd "COMMAND" (see docs/performance.md)
+          all        bus, pubsub, paced, rpc, reqreply, fanout (agents and external only when named)
+        Options:
+          --url URL          bridge gRPC address (default: a bridge in this process; agents: a bridge process)
+          --http-url URL     the bridge's HTTP address, for /metrics (agents with --url)
+          --runs N           measured runs per figure (default 5; agents 3)
+          --events N         events per run (bus 10000000, pubsub 1000000, fanout 200000 per subscriber, external 1000000)
+          --payload N        payload bytes (default 100)
+          --rates R1,R2      paced: events/s (default 1000,100000)
+          --seconds N        paced: seconds per run (default 5)
+          --calls N          rpc/reqreply: calls per run (default 10000)
+          --warmup N         rpc/reqreply: warm-up calls (default 2000)
+          --subscribers N    fanout: subscriber connections (default 10)
+          --agents N         agents: connections (default 10000)
+          --heartbeat-ms N   agents: heartbeat interval asked for (default 5000, the bridge default)
+          --cmd COMMAND      external: publisher command; {url} {topic} {events} {payload} are replaced
+          --json FILE        also write the results as JSON to FILE ('-' for stdout instead of the table)
         """;
 
     private static readonly JsonSerializerOptions JsonOutput = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     public static async Task<int> Main(string[] args)
     {
+        if (args is ["serve-bridge"])
+        {
+            return await BridgeProcess.ServeAsync();
+        }
+
         BenchOptions options;
         try
         {
@@ -47,32 +68,46 @@ internal static class Program
             return 0;
         }
 
+        var report = new BenchReport
+        {
+            Machine = $"{Environment.ProcessorCount} CPUs, {Environment.OSVersion}, {CpuModel()}",
+            Runtime = Environment.Version.ToString(),
+            SpinLimit = Environment.GetEnvironmentVariable("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit") ?? "(default)",
+            Started = DateTimeOffset.UtcNow,
+            LoadAverage = LoadAverage(),
+        };
+
+        var scenarios = options.Scenario == "all" ? ["bus", "pubsub", "paced", "rpc", "reqreply", "fanout"] : new[] { options.Scenario };
+        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents");
         LoomBridge? bridge = null;
         var url = options.Url;
-        if (url is null)
+        if (url is null && needsBridge)
         {
             bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, static _ => { });
             await bridge.StartAsync();
             url = bridge.GrpcAddress;
         }
 
-        var report = new BenchReport
-        {
-            Bridge = bridge is null ? url.ToString() : $"in-process ({url})",
-            Runtime = Environment.Version.ToString(),
-            ProcessorCount = Environment.ProcessorCount,
-            SpinLimit = Environment.GetEnvironmentVariable("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit") ?? "(default)",
-        };
+        report.Bridge = options.Url is not null ? options.Url.ToString() : needsBridge ? $"in-process ({url})" : "(none)";
+        var progress = Console.Error;
         try
         {
-            if (options.Scenario is "pubsub" or "all")
+            foreach (var scenario in scenarios)
             {
-                report.PubSub = await PubSubBench.RunAsync(url, options, options.Json ? null : Console.Out);
-            }
-
-            if (options.Scenario is "rpc" or "all")
-            {
-                report.Rpc = await RpcBench.RunAsync(url, options, options.Json ? null : Console.Out);
+                progress.WriteLine($"== {scenario}");
+                var results = scenario switch
+                {
+                    "bus" => await BusBench.RunAsync(options, progress),
+                    "pubsub" => await PubSubBench.RunAsync(url!, options, progress),
+                    "paced" => await PacedBench.RunAsync(url!, options, progress),
+                    "rpc" => await RpcBench.RunAsync(url!, options, progress),
+                    "reqreply" => await RequestReplyBench.RunAsync(url!, options, progress),
+                    "fanout" => await FanOutBench.RunAsync(url!, options, progress),
+                    "agents" => await AgentsBench.RunAsync(options, progress),
+                    "external" => await ExternalBench.RunAsync(url!, options, progress),
+                    _ => throw new InvalidOperationException(scenario),
+                };
+                report.Results.AddRange(results);
             }
         }
         finally
@@ -83,16 +118,46 @@ internal static class Program
             }
         }
 
-        if (options.Json)
+        report.LoadAverageAfter = LoadAverage();
+        if (options.JsonFile is { } file)
         {
-            Console.WriteLine(JsonSerializer.Serialize(report, JsonOutput));
-        }
-        else
-        {
-            report.PrintTable(Console.Out);
+            var json = JsonSerializer.Serialize(report, JsonOutput);
+            if (file == "-")
+            {
+                Console.WriteLine(json);
+                return 0;
+            }
+
+            await File.WriteAllTextAsync(file, json);
         }
 
+        report.PrintTable(Console.Out);
         return 0;
+    }
+
+    private static string CpuModel()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            return line is null ? "unknown CPU" : line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
+        }
+        catch (IOException)
+        {
+            return "unknown CPU";
+        }
+    }
+
+    private static string LoadAverage()
+    {
+        try
+        {
+            return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+        }
+        catch (IOException)
+        {
+            return "";
+        }
     }
 }
 
@@ -102,19 +167,37 @@ internal sealed class BenchOptions
 
     public Uri? Url { get; private set; }
 
-    public int Events { get; private set; } = 1_000_000;
+    public Uri? HttpUrl { get; private set; }
 
-    public int Runs { get; private set; } = 5;
+    public int? Runs { get; private set; }
+
+    public int? Events { get; private set; }
 
     public int PayloadBytes { get; private set; } = 100;
 
-    public int Calls { get; private set; } = 20_000;
+    public IReadOnlyList<int> Rates { get; private set; } = [1000, 100_000];
+
+    public int Seconds { get; private set; } = 5;
+
+    public int Calls { get; private set; } = 10_000;
 
     public int Warmup { get; private set; } = 2_000;
 
-    public bool Json { get; private set; }
+    public int Subscribers { get; private set; } = 10;
+
+    public int Agents { get; private set; } = 10_000;
+
+    public int HeartbeatMs { get; private set; } = 5000;
+
+    public string? Command { get; private set; }
+
+    public string? JsonFile { get; private set; }
 
     public bool Help { get; private set; }
+
+    public int RunsOr(int fallback) => Runs ?? fallback;
+
+    public int EventsOr(int fallback) => Events ?? fallback;
 
     public static BenchOptions Parse(string[] args)
     {
@@ -124,22 +207,32 @@ internal sealed class BenchOptions
             var arg = args[i];
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{arg} needs a value.");
             int Number() => int.TryParse(Next(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new ArgumentException($"{arg} needs a positive integer.");
+            Uri Address() => Uri.TryCreate(Next(), UriKind.Absolute, out var url) ? url : throw new ArgumentException($"{arg} needs an absolute http:// address.");
             switch (arg)
             {
-                case "pubsub" or "rpc" or "all":
+                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "all":
                     o.Scenario = arg;
                     break;
                 case "--url":
-                    o.Url = Uri.TryCreate(Next(), UriKind.Absolute, out var url) ? url : throw new ArgumentException("--url needs an absolute http:// address.");
+                    o.Url = Address();
                     break;
-                case "--events":
-                    o.Events = Number();
+                case "--http-url":
+                    o.HttpUrl = Address();
                     break;
                 case "--runs":
                     o.Runs = Number();
                     break;
+                case "--events":
+                    o.Events = Number();
+                    break;
                 case "--payload":
                     o.PayloadBytes = Number();
+                    break;
+                case "--rates":
+                    o.Rates = Next().Split(',').Select(r => int.TryParse(r, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new ArgumentException("--rates needs positive integers, e.g. 1000,100000.")).ToArray();
+                    break;
+                case "--seconds":
+                    o.Seconds = Number();
                     break;
                 case "--calls":
                     o.Calls = Number();
@@ -147,8 +240,21 @@ internal sealed class BenchOptions
                 case "--warmup":
                     o.Warmup = Number();
                     break;
+                case "--subscribers":
+                    o.Subscribers = Number();
+                    break;
+                case "--agents":
+                    o.Agents = Number();
+                    break;
+                case "--heartbeat-ms":
+                    o.HeartbeatMs = Number();
+                    break;
+                case "--cmd":
+                    o.Command = Next();
+                    break;
                 case "--json":
-                    o.Json = true;
+                    // "--json" alone (the old form) prints JSON to stdout.
+                    o.JsonFile = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) && !IsScenario(args[i + 1]) ? args[++i] : "-";
                     break;
                 case "-h" or "--help":
                     o.Help = true;
@@ -158,180 +264,73 @@ internal sealed class BenchOptions
             }
         }
 
+        if (o.Scenario == "external" && o.Command is null)
+        {
+            throw new ArgumentException("external needs --cmd \"COMMAND\".");
+        }
+
         return o;
+    }
+
+    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "all";
+}
+
+/// <summary>One figure: the median of several runs, with the spread.</summary>
+internal sealed record Figure(string Scenario, string Measure, string Unit, double Median, double Min, double Max, IReadOnlyList<double> Runs, string Note = "")
+{
+    public static Figure Of(string scenario, string measure, string unit, IReadOnlyList<double> runs, string note = "")
+    {
+        var sorted = runs.Order().ToArray();
+        var median = sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+        return new Figure(scenario, measure, unit, median, sorted.FirstOrDefault(double.NaN), sorted.LastOrDefault(double.NaN), runs, note);
     }
 }
 
 internal sealed class BenchReport
 {
-    public string Bridge { get; init; } = "";
+    public string Bridge { get; set; } = "";
+
+    public string Machine { get; init; } = "";
 
     public string Runtime { get; init; } = "";
 
-    public int ProcessorCount { get; init; }
-
     public string SpinLimit { get; init; } = "";
 
-    public PubSubResult? PubSub { get; set; }
+    public DateTimeOffset Started { get; init; }
 
-    public RpcResult? Rpc { get; set; }
+    public string LoadAverage { get; init; } = "";
+
+    public string LoadAverageAfter { get; set; } = "";
+
+    public List<Figure> Results { get; } = [];
 
     public void PrintTable(TextWriter output)
     {
         output.WriteLine();
-        output.WriteLine($"bridge: {Bridge}; .NET {Runtime}; {ProcessorCount} CPUs; DOTNET_ThreadPool_UnfairSemaphoreSpinLimit={SpinLimit}");
+        output.WriteLine($"bridge: {Bridge}; .NET {Runtime}; {Machine}; DOTNET_ThreadPool_UnfairSemaphoreSpinLimit={SpinLimit}; load average {LoadAverage} -> {LoadAverageAfter}");
         output.WriteLine();
-        output.WriteLine("| scenario | measure | median | min | max |");
-        output.WriteLine("|---|---|---:|---:|---:|");
-        if (PubSub is { } p)
+        output.WriteLine("| scenario | measure | median | min | max | runs | note |");
+        output.WriteLine("|---|---|---:|---:|---:|---:|---|");
+        foreach (var f in Results)
         {
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| pubsub ({p.Events:N0} x {p.PayloadBytes} B, {p.Runs.Count} runs) | events/s | {p.MedianEventsPerSecond:N0} | {p.MinEventsPerSecond:N0} | {p.MaxEventsPerSecond:N0} |"));
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| pubsub | events lost (all runs) | {p.Runs.Sum(r => r.Lost):N0} | | |"));
-        }
-
-        if (Rpc is { } r)
-        {
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| rpc ({r.Calls:N0} sequential calls) | latency µs | p50 {r.P50Us:N1} | p99 {r.P99Us:N1} | max {r.MaxUs:N1} |"));
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| rpc | calls/s | {r.CallsPerSecond:N0} | | |"));
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {f.Scenario} | {f.Measure} ({f.Unit}) | {Format(f.Median)} | {Format(f.Min)} | {Format(f.Max)} | {f.Runs.Count} | {f.Note} |"));
         }
     }
-}
 
-internal sealed record PubSubRun(long Received, long Lost, double Seconds, double EventsPerSecond, double PublishSeconds, long FramesSent, long MessagesSent);
-
-internal sealed record PubSubResult(int Events, int PayloadBytes, IReadOnlyList<PubSubRun> Runs, double MedianEventsPerSecond, double MinEventsPerSecond, double MaxEventsPerSecond);
-
-internal sealed record RpcResult(int Calls, int Warmup, double P50Us, double P90Us, double P99Us, double P999Us, double MeanUs, double MaxUs, double CallsPerSecond);
-
-internal static class PubSubBench
-{
-    public static async Task<PubSubResult> RunAsync(Uri url, BenchOptions options, TextWriter? progress)
+    private static string Format(double value) => value switch
     {
-        await using var subscriber = await LoomConnection.ConnectAsync(url, new LoomConnectionOptions { Name = "bench-sub" });
-        await using var publisher = await LoomConnection.ConnectAsync(url, new LoomConnectionOptions { Name = "bench-pub" });
-        var payload = ByteString.CopyFrom(new byte[options.PayloadBytes]);
-
-        // Warm-up runs, not reported: tiered JIT and dynamic PGO need a few hundred thousand events
-        // before the hot paths reach their final code (the first cold run is about 2.5x slower).
-        for (var i = 0; i < 3; i++)
-        {
-            await RunOnceAsync(subscriber, publisher, payload, Math.Min(options.Events, 500_000), $"bench.pubsub.warmup{i}");
-        }
-        var runs = new List<PubSubRun>();
-        for (var i = 0; i < options.Runs; i++)
-        {
-            var run = await RunOnceAsync(subscriber, publisher, payload, options.Events, $"bench.pubsub.r{i}");
-            runs.Add(run);
-            progress?.WriteLine(string.Create(CultureInfo.InvariantCulture, $"pubsub run {i + 1}/{options.Runs}: {run.EventsPerSecond:N0} events/s ({run.Received:N0} received, {run.Lost:N0} lost, {run.Seconds:N2} s; {run.MessagesSent / (double)Math.Max(1, run.FramesSent):N0} messages per frame)"));
-        }
-
-        var rates = runs.Select(r => r.EventsPerSecond).Order().ToArray();
-        return new PubSubResult(options.Events, options.PayloadBytes, runs, Median(rates), rates[0], rates[^1]);
-    }
-
-    private static async Task<PubSubRun> RunOnceAsync(LoomConnection subscriber, LoomConnection publisher, ByteString payload, int count, string topic)
-    {
-        long received = 0;
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var subscription = await subscriber.SubscribeAsync(
-            topic,
-            (_, _) =>
-            {
-                if (Interlocked.Increment(ref received) == count)
-                {
-                    done.TrySetResult();
-                }
-
-                return Task.CompletedTask;
-            },
-            new SubscribeOptions { Qos = QosClass.Batch });
-
-        var before = publisher.Statistics;
-        var stopwatch = Stopwatch.StartNew();
-        for (var i = 0; i < count; i++)
-        {
-            await publisher.PublishAsync(new Envelope { Topic = topic, Payload = payload, Qos = QosClass.Batch });
-        }
-
-        var published = stopwatch.Elapsed;
-
-        // Until everything arrived, or nothing arrived for 5 s (then the rest is counted as lost).
-        while (!done.Task.IsCompleted)
-        {
-            var seen = Interlocked.Read(ref received);
-            await Task.WhenAny(done.Task, Task.Delay(TimeSpan.FromSeconds(5)));
-            if (!done.Task.IsCompleted && Interlocked.Read(ref received) == seen)
-            {
-                break;
-            }
-        }
-
-        stopwatch.Stop();
-        var after = publisher.Statistics;
-        var got = Interlocked.Read(ref received);
-        return new PubSubRun(got, count - got, stopwatch.Elapsed.TotalSeconds, got / stopwatch.Elapsed.TotalSeconds, published.TotalSeconds, after.FramesSent - before.FramesSent, after.MessagesSent - before.MessagesSent);
-    }
-
-    private static double Median(double[] sorted) => sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+        double.NaN => "-",
+        >= 1000 => value.ToString("N0", CultureInfo.InvariantCulture),
+        >= 10 => value.ToString("N1", CultureInfo.InvariantCulture),
+        _ => value.ToString("N2", CultureInfo.InvariantCulture),
+    };
 }
 
-internal static class RpcBench
+/// <summary>Latency samples (Stopwatch ticks) and their percentiles in microseconds.</summary>
+internal static class Percentiles
 {
-    public static async Task<RpcResult> RunAsync(Uri url, BenchOptions options, TextWriter? progress)
-    {
-        await using var provider = await LoomAgentHost.StartAsync(new EchoAgent(), url);
-        await using var caller = await LoomAgentHost.StartAsync(new CallerAgent(), url);
-        var timeout = TimeSpan.FromSeconds(10);
-        for (var i = 0; i < options.Warmup; i++)
-        {
-            await caller.Context.InvokeAsync<EchoOutput>("bench.echo", new EchoInput(i, "ping"), timeout);
-        }
+    public static double Us(long ticks) => ticks * 1_000_000.0 / Stopwatch.Frequency;
 
-        var ticks = new long[options.Calls];
-        var total = Stopwatch.StartNew();
-        for (var i = 0; i < options.Calls; i++)
-        {
-            var start = Stopwatch.GetTimestamp();
-            var output = await caller.Context.InvokeAsync<EchoOutput>("bench.echo", new EchoInput(i, "ping"), timeout);
-            ticks[i] = Stopwatch.GetTimestamp() - start;
-            if (output!.Seq != i)
-            {
-                throw new InvalidOperationException($"Call {i} answered {output.Seq}.");
-            }
-        }
-
-        total.Stop();
-        Array.Sort(ticks);
-        double Us(long t) => t * 1_000_000.0 / Stopwatch.Frequency;
-        double Percentile(double p) => Us(ticks[Math.Min(ticks.Length - 1, (int)Math.Ceiling(p * ticks.Length) - 1)]);
-        var result = new RpcResult(
-            options.Calls,
-            options.Warmup,
-            Percentile(0.50),
-            Percentile(0.90),
-            Percentile(0.99),
-            Percentile(0.999),
-            ticks.Average(t => Us(t)),
-            Us(ticks[^1]),
-            options.Calls / total.Elapsed.TotalSeconds);
-        progress?.WriteLine(string.Create(CultureInfo.InvariantCulture, $"rpc: {options.Calls:N0} calls, p50 {result.P50Us:N1} µs, p99 {result.P99Us:N1} µs"));
-        return result;
-    }
-}
-
-public sealed record EchoInput(int Seq, string Text);
-
-public sealed record EchoOutput(int Seq, string Text);
-
-internal sealed class EchoAgent : Agent
-{
-    public override string Name => "bench-echo";
-
-    [Capability("bench.echo", Description = "Returns its input.")]
-    public static EchoOutput Echo(EchoInput input) => new(input.Seq, input.Text);
-}
-
-internal sealed class CallerAgent : Agent
-{
-    public override string Name => "bench-caller";
+    public static double Of(long[] sortedTicks, double p) =>
+        sortedTicks.Length == 0 ? double.NaN : Us(sortedTicks[Math.Clamp((int)Math.Ceiling(p * sortedTicks.Length) - 1, 0, sortedTicks.Length - 1)]);
 }

@@ -23,6 +23,11 @@ internal static class Program
           subscribe  --topic PATTERN --count N [--timeout-s S]
           publish    --topic TOPIC --count N [--payload BYTES]
           bench-call --capability NAME --input JSON --calls N [--concurrency C]
+          worker     --agent-id ID --topic PATTERN [--answer JSON] [--delay-ms N] [--bid-cost X] [--bid-latency-ms N]
+                     [--capability NAME] [--work-ms N] [--fail true] [--heartbeat-ms N]
+                     answer requests on PATTERN (after --delay-ms), bid --bid-cost on calls for proposals,
+                     serve NAME (default collab.work) after --work-ms, until stdin closes or SIGTERM
+          barrier    --barrier-id ID [--agent-id ID] [--participants a,b | --count N] [--timeout-ms N]
         """;
 
     // Readable output: quotes and apostrophes in messages as they are, not \u0027.
@@ -64,6 +69,8 @@ internal static class Program
                 "subscribe" => await SubscribeAsync(url, o, stop.Token),
                 "publish" => await PublishAsync(url, o, stop.Token),
                 "bench-call" => await BenchCallAsync(url, o, stop.Token),
+                "worker" => await CollabWorker.RunAsync(url, o, stop.Token),
+                "barrier" => await CollabWorker.BarrierAsync(url, o, stop.Token),
                 _ => throw new ArgumentException($"Unknown command '{command}'."),
             };
         }
@@ -254,10 +261,10 @@ internal static class Program
         return (args[0], options);
     }
 
-    private static string Required(Dictionary<string, string> o, string name) =>
+    internal static string Required(Dictionary<string, string> o, string name) =>
         o.TryGetValue(name, out var value) ? value : throw new ArgumentException($"--{name} is required.");
 
-    private static int Number(Dictionary<string, string> o, string name, int fallback) =>
+    internal static int Number(Dictionary<string, string> o, string name, int fallback) =>
         !o.TryGetValue(name, out var text) ? fallback
         : int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n
         : throw new ArgumentException($"--{name} needs a positive integer, got '{text}'.");

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Threading.Channels;
 using Google.Protobuf;
+using Loom.Bridge.Internal.Metrics;
 using Loom.Core;
 using Loom.Grpc;
 using Loom.Protocol.V1;
@@ -103,6 +105,15 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
     /// <summary>Called after the agent's subscriptions change on the stream (to refresh the directory).</summary>
     public Action<AgentSession>? SubscriptionsChanged { get; init; }
+
+    /// <summary>Where drops and stream openings are counted (none in unit tests).</summary>
+    public BridgeMetrics? Metrics { get; init; }
+
+    /// <summary>Heartbeats already counted as missed in the current silence (the registry's sweep owns it).</summary>
+    public int MissedHeartbeatsReported { get; set; }
+
+    /// <summary>Control messages waiting for the write loop.</summary>
+    public int ControlQueueDepth => _control.Reader.Count;
 
     /// <summary>Set while the bridge shuts down: new calls are refused.</summary>
     public Func<bool> IsShuttingDown { get; init; } = static () => false;
@@ -304,6 +315,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
         MarkContact();
         GracefullyClosed = false;
+        Metrics?.StreamOpened();
         _broker.MarkHealthy(AgentId);
         var streamCts = CancellationTokenSource.CreateLinkedTokenSource(requestAborted);
         var attached = new AttachedStream(streamCts);
@@ -425,8 +437,15 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     {
         // Whatever was queued for the old stream answered requests of that stream; the agent
         // re-issues what it still needs after reconnecting. Pushed calls fail so callers can retry.
+        var discarded = 0;
         while (_control.Reader.TryRead(out _))
         {
+            discarded++;
+        }
+
+        if (discarded > 0)
+        {
+            Metrics?.ControlDropped("any", "stream_ended", discarded);
         }
 
         // Until a stream is back, route calls to other providers instead of queueing them here.
@@ -464,6 +483,10 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 {
                     self.Wake();
                 }
+                else
+                {
+                    self.Metrics?.ControlDropped("heartbeat", "queue_full");
+                }
             },
             this,
             HeartbeatInterval,
@@ -478,8 +501,13 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     private async Task WriteLoopAsync(IGrpcStreamWriter<ServerFrame> writer, AttachedStream attached, CancellationToken token)
     {
         var frame = new ServerFrame();
-        var deliveries = new List<ServerMessage>(_options.MaxBatchMessages);
+        var deliveries = new List<ServerMessage>(); // reused messages of the generic path; grows only when used
         var rotation = 0;
+        List<Activity>? spans = null;
+
+        // Hand-encoded frames (each envelope sized and written once) where the transport takes raw bytes.
+        var raw = writer as IGrpcRawStreamWriter;
+        var encoder = raw is null ? null : new ServerFrameEncoder();
         try
         {
             while (!token.IsCancellationRequested)
@@ -487,21 +515,52 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 frame.Messages.Clear();
                 var bytes = 0;
                 var used = 0;
-                while (frame.Messages.Count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
+                var count = 0;
+                while (count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
                 {
-                    frame.Messages.Add(control);
-                    bytes += control.CalculateSize();
+                    if (encoder is not null)
+                    {
+                        var before = encoder.Length;
+                        encoder.AddMessage(control);
+                        bytes += encoder.Length - before;
+                    }
+                    else
+                    {
+                        frame.Messages.Add(control);
+                        bytes += control.CalculateSize();
+                    }
+
+                    count++;
                 }
 
                 var subscriptions = Volatile.Read(ref _subscriptions);
+                var tracing = LoomTelemetry.Source.HasListeners();
                 if (subscriptions.Length > 0)
                 {
                     rotation = (rotation + 1) % subscriptions.Length;
-                    for (var k = 0; k < subscriptions.Length && frame.Messages.Count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes; k++)
+                    for (var k = 0; k < subscriptions.Length && count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes; k++)
                     {
                         var subscription = subscriptions[(rotation + k) % subscriptions.Length];
-                        while (frame.Messages.Count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
+                        while (count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
                         {
+                            count++;
+                            if (tracing && StartDeliverSpan(envelope, subscription) is { } span)
+                            {
+                                // Envelopes are shared by every subscriber: this one carries its own delivery's context.
+                                envelope = envelope.Clone();
+                                envelope.Traceparent = LoomTelemetry.TraceparentOf(span);
+                                envelope.Tracestate = span.TraceStateString ?? string.Empty;
+                                (spans ??= []).Add(span);
+                            }
+
+                            if (encoder is not null)
+                            {
+                                var before = encoder.Length;
+                                encoder.AddDelivery(subscription.Id, envelope);
+                                bytes += encoder.Length - before;
+                                continue;
+                            }
+
                             ServerMessage message;
                             if (used < deliveries.Count)
                             {
@@ -522,9 +581,25 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                     }
                 }
 
-                if (frame.Messages.Count > 0)
+                if (count > 0)
                 {
-                    await writer.WriteAsync(frame, token);
+                    try
+                    {
+                        if (encoder is not null)
+                        {
+                            await raw!.WriteRawAsync(encoder.Written, token);
+                        }
+                        else
+                        {
+                            await writer.WriteAsync(frame, token);
+                        }
+                    }
+                    finally
+                    {
+                        encoder?.Reset();
+                        EndSpans(spans);
+                    }
+
                     continue;
                 }
 
@@ -545,6 +620,39 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             Log.WriteLoopFailed(_logger, AgentId, ex.Message);
             DetachStream(GrpcStatusCode.Unavailable, "Writing to the stream failed.");
         }
+    }
+
+    private Activity? StartDeliverSpan(Envelope envelope, EventSubscription subscription)
+    {
+        var saved = Activity.Current;
+        var span = LoomTelemetry.Source.StartActivity("deliver " + subscription.MetricGroup, ActivityKind.Producer, LoomTelemetry.ParentOf(envelope.Traceparent, envelope.Tracestate));
+        Activity.Current = saved;
+        if (span is not null)
+        {
+            span.SetTag("messaging.system", "loom");
+            span.SetTag("messaging.operation.type", "send");
+            span.SetTag("messaging.destination.name", envelope.Topic);
+            span.SetTag("messaging.destination.subscription.name", subscription.Pattern);
+            span.SetTag("messaging.message.id", envelope.Id);
+            span.SetTag("loom.subscriber", AgentId);
+        }
+
+        return span;
+    }
+
+    private static void EndSpans(List<Activity>? spans)
+    {
+        if (spans is null || spans.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var span in spans)
+        {
+            span.Stop();
+        }
+
+        spans.Clear();
     }
 
     private void Wake() => _wake.Writer.TryWrite(true);
@@ -811,7 +919,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
         // Our own id: callers' ids are only unique per caller.
         var callId = "b" + Interlocked.Increment(ref _pushedCallSequence).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var pending = new TaskCompletionSource<ReadOnlyMemory<byte>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Synchronous continuations: the provider's read loop, which completes this, carries the result
+        // through the broker straight into the caller's queue, without a hop through the thread pool.
+        var pending = new TaskCompletionSource<ReadOnlyMemory<byte>>();
         _pushedCalls[callId] = pending;
         var call = new ActionCall
         {
@@ -832,6 +942,11 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             }
         }
 
+        if (invocation.Tracestate.Length != 0)
+        {
+            call.Headers[LoomTelemetry.TracestateHeader] = invocation.Tracestate;
+        }
+
         if (!_control.Writer.TryWrite(new ServerMessage { Call = call }))
         {
             _pushedCalls.TryRemove(callId, out _);
@@ -845,9 +960,16 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            if (_pushedCalls.TryRemove(callId, out _) && _control.Writer.TryWrite(new ServerMessage { Cancel = new CancelCall { CallId = callId } }))
+            if (_pushedCalls.TryRemove(callId, out _))
             {
-                Wake();
+                if (_control.Writer.TryWrite(new ServerMessage { Cancel = new CancelCall { CallId = callId } }))
+                {
+                    Wake();
+                }
+                else
+                {
+                    Metrics?.ControlDropped("cancel", "queue_full");
+                }
             }
 
             throw;

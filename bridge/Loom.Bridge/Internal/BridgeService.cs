@@ -161,6 +161,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             Caller = caller,
             ThreadId = call.ThreadId,
             Traceparent = call.Traceparent,
+            Tracestate = call.Headers.TryGetValue(LoomTelemetry.TracestateHeader, out var tracestate) ? tracestate : "",
             Policy = call.Routing,
             TargetAgent = string.IsNullOrEmpty(call.TargetAgent) ? null : call.TargetAgent,
             CallId = call.CallId,

@@ -27,4 +27,10 @@ internal static partial class Log
 
     [LoggerMessage(8, LogLevel.Warning, "Registration of agent {AgentId} rejected: {Reason}")]
     public static partial void RegistrationRejected(ILogger logger, string agentId, string reason);
+
+    [LoggerMessage(9, LogLevel.Information, "Tracing: exporting spans over OTLP to {Endpoint}")]
+    public static partial void TracingOn(ILogger logger, string endpoint);
+
+    [LoggerMessage(10, LogLevel.Warning, "Tracing: no spans are exported ({Reason})")]
+    public static partial void TracingOff(ILogger logger, string reason);
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
+using Loom.Bridge.Internal.Metrics;
 using Loom.Core;
 using Loom.Grpc;
 using Loom.Protocol.V1;
@@ -23,12 +24,14 @@ internal sealed partial class SessionRegistry : IDisposable
     private readonly ConcurrentDictionary<string, AgentSession> _byAgent = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, AgentSession> _bySession = new(StringComparer.Ordinal);
     private readonly Lock _registerGate = new();
+    private readonly BridgeMetrics? _metrics;
     private ITimer? _sweeper;
     private ITimer? _memorySweeper;
     private volatile bool _shuttingDown;
 
-    public SessionRegistry(BridgeOptions options, EventBus bus, ActionBroker broker, MemoryStore memory, AgentDirectory agents, TimeProvider time, ILogger logger)
+    public SessionRegistry(BridgeOptions options, EventBus bus, ActionBroker broker, MemoryStore memory, AgentDirectory agents, TimeProvider time, ILogger logger, BridgeMetrics? metrics = null)
     {
+        _metrics = metrics;
         _options = options;
         _bus = bus;
         _broker = broker;
@@ -56,6 +59,43 @@ internal sealed partial class SessionRegistry : IDisposable
         _bySession.TryGetValue(sessionId, out session!) && !session.IsExpired;
 
     public RegisterAgentResponse Register(RegisterAgentRequest request)
+    {
+        try
+        {
+            var response = RegisterCore(request);
+            _metrics?.Registered(response.Reconnected);
+            return response;
+        }
+        catch (LoomException)
+        {
+            _metrics?.RegistrationRejected();
+            throw;
+        }
+    }
+
+    /// <summary>Sessions by state, and the control messages queued for them, now.</summary>
+    public SessionCounts CountByState()
+    {
+        int connected = 0, detached = 0;
+        long queued = 0;
+        foreach (var session in _byAgent.Values)
+        {
+            if (session.HasStream)
+            {
+                connected++;
+            }
+            else
+            {
+                detached++;
+            }
+
+            queued += session.ControlQueueDepth;
+        }
+
+        return new SessionCounts(connected, detached, queued);
+    }
+
+    private RegisterAgentResponse RegisterCore(RegisterAgentRequest request)
     {
         if (_shuttingDown)
         {
@@ -87,6 +127,7 @@ internal sealed partial class SessionRegistry : IDisposable
             {
                 session = new AgentSession(request, agentId, sessionId, interval, _options, _bus, _broker, _memory, _time, _logger)
                 {
+                    Metrics = _metrics,
                     IsShuttingDown = () => _shuttingDown,
                     SubscriptionsChanged = changed =>
                     {
@@ -103,6 +144,7 @@ internal sealed partial class SessionRegistry : IDisposable
                 catch
                 {
                     session.Expire("registration rejected");
+                    _metrics?.SessionEnded("rejected");
                     throw;
                 }
 
@@ -156,11 +198,27 @@ internal sealed partial class SessionRegistry : IDisposable
     {
         foreach (var session in _byAgent.Values)
         {
+            var silent = session.SinceLastSeen;
+            if (_metrics is not null && session.Contacted)
+            {
+                // A heartbeat counts as missed after 1.5 intervals of silence, then once per interval.
+                var missed = (int)Math.Max(0, Math.Floor((silent - (session.HeartbeatInterval / 2)) / session.HeartbeatInterval));
+                if (missed < session.MissedHeartbeatsReported)
+                {
+                    session.MissedHeartbeatsReported = missed; // contact resumed
+                }
+                else if (missed > session.MissedHeartbeatsReported)
+                {
+                    _metrics.HeartbeatsMissed(missed - session.MissedHeartbeatsReported);
+                    session.MissedHeartbeatsReported = missed;
+                }
+            }
+
             if (session.GracefullyClosed && !session.HasStream)
             {
                 Remove(session, null);
             }
-            else if (session.SinceLastSeen > ExpiryAfter(session))
+            else if (silent > ExpiryAfter(session))
             {
                 Remove(session, $"no heartbeat for {session.SinceLastSeen.TotalMilliseconds:0} ms ({_options.MissedHeartbeatsBeforeExpiry} intervals of {session.HeartbeatInterval.TotalMilliseconds:0} ms)");
             }
@@ -187,6 +245,7 @@ internal sealed partial class SessionRegistry : IDisposable
         }
 
         session.Expire(reason ?? "the agent left");
+        _metrics?.SessionEnded(reason is null ? "left" : _shuttingDown ? "shutdown" : "heartbeat_timeout");
         if (reason is null)
         {
             Log.AgentLeft(_logger, session.AgentId);

@@ -50,7 +50,11 @@ internal sealed record McpServerSpec(
     string? WorkingDirectory,
     string? Url,
     IReadOnlyDictionary<string, string> HeadersFromEnv,
+    int? CallTimeoutMs,
     int Line);
+
+/// <summary>Which capabilities the bridge serves to MCP clients on its HTTP port.</summary>
+internal sealed record McpExposeSpec(bool Enabled, string Path, IReadOnlyList<string> Include, IReadOnlyList<string> Exclude);
 
 /// <summary>A parsed and validated <c>loom.yaml</c>.</summary>
 internal sealed record ProjectFile(
@@ -62,7 +66,8 @@ internal sealed record ProjectFile(
     IReadOnlyList<AgentSpec> Agents,
     IReadOnlyList<ParamSpec> Params,
     string? Main,
-    IReadOnlyList<McpServerSpec> McpServers);
+    IReadOnlyList<McpServerSpec> McpServers,
+    McpExposeSpec? McpExpose);
 
 /// <summary>A <c>loom.yaml</c> that cannot be used: names the file, line, column and field, and says what to fix.</summary>
 internal sealed class ProjectFileException : Exception
@@ -151,7 +156,7 @@ internal static partial class ProjectFileLoader
             throw reader.Error(node, "", "the file must be a mapping with at least 'agents:'");
         }
 
-        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers");
+        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose");
         var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
         var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
         var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"));
@@ -230,7 +235,18 @@ internal static partial class ProjectFileLoader
             }
         }
 
-        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp);
+        McpExposeSpec? expose = null;
+        if (top.TryGetValue("mcp_expose", out var exposeNode))
+        {
+            var e = reader.Keys(reader.Mapping(exposeNode, "mcp_expose"), "mcp_expose", "enabled", "path", "include", "exclude");
+            expose = new McpExposeSpec(
+                !e.TryGetValue("enabled", out var en) || reader.OneOf(en, "mcp_expose.enabled", ["true", "false"]) == "true",
+                e.TryGetValue("path", out var path) ? reader.String(path, "mcp_expose.path") : "/mcp",
+                e.TryGetValue("include", out var inc) ? reader.Strings(inc, "mcp_expose.include") : ["*"],
+                e.TryGetValue("exclude", out var exc) ? reader.Strings(exc, "mcp_expose.exclude") : []);
+        }
+
+        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose);
     }
 
     /// <summary>Replaces <c>${NAME}</c> with the value of <paramref name="variables"/> or the process environment (empty when unset).</summary>
@@ -339,7 +355,7 @@ internal static partial class ProjectFileLoader
 
     private static McpServerSpec ReadMcpServer(Reader reader, YamlNode node, string field, string directory)
     {
-        var m = reader.Keys(reader.Mapping(node, field), field, "name", "transport", "command", "args", "env", "cwd", "url", "headers_from_env");
+        var m = reader.Keys(reader.Mapping(node, field), field, "name", "transport", "command", "args", "env", "cwd", "url", "headers_from_env", "call_timeout_ms");
         if (!m.TryGetValue("name", out var nameNode))
         {
             throw reader.Error(node, field + ".name", "missing: the server's name prefixes its tools (name:tool)");
@@ -365,6 +381,7 @@ internal static partial class ProjectFileLoader
             m.TryGetValue("cwd", out var cwd) ? System.IO.Path.GetFullPath(System.IO.Path.Combine(directory, reader.String(cwd, field + ".cwd"))) : null,
             m.TryGetValue("url", out var url) ? reader.AbsoluteUrl(url, field + ".url") : null,
             m.TryGetValue("headers_from_env", out var headers) ? reader.Env(headers, field + ".headers_from_env") : new Dictionary<string, string>(),
+            m.TryGetValue("call_timeout_ms", out var ct) ? reader.Int(ct, field + ".call_timeout_ms", 1, 3_600_000) : null,
             (int)node.Start.Line);
     }
 

@@ -81,14 +81,19 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
         }
         else
         {
+            BridgeOptions options;
+            try
+            {
+                options = BridgeOptionsFor(project);
+            }
+            catch (ArgumentException ex)
+            {
+                sink.Failure($"{project.Path}: {ex.Message}");
+                return 2;
+            }
+
             bridge = new LoomBridge(
-                new BridgeOptions
-                {
-                    Host = project.Bridge.Host,
-                    GrpcPort = project.Bridge.GrpcPort,
-                    HttpPort = project.Bridge.HttpPort,
-                    HeartbeatInterval = TimeSpan.FromMilliseconds(project.Bridge.HeartbeatMs),
-                },
+                options,
                 logging =>
                 {
                     logging.ClearProviders();
@@ -148,6 +153,48 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 await bridge.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>The bridge settings a project declares: ports, heartbeat, MCP servers to ingest and what to expose.</summary>
+    /// <exception cref="ArgumentException">An MCP server declaration is invalid (the message says what to write).</exception>
+    public static BridgeOptions BridgeOptionsFor(ProjectFile project)
+    {
+        var servers = project.McpServers.Select(m =>
+        {
+            var server = new Loom.Mcp.McpServerOptions
+            {
+                Name = m.Name,
+                Transport = m.Transport,
+                Command = m.Command,
+                Args = m.Args,
+                Env = m.Env,
+                WorkingDirectory = m.WorkingDirectory ?? project.Directory,
+                Url = m.Url is null ? null : new Uri(m.Url),
+                HeadersFromEnv = m.HeadersFromEnv,
+                CallTimeout = m.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromMinutes(2),
+            };
+            try
+            {
+                server.Validate();
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+            {
+                throw new ArgumentException($"line {m.Line}: mcp server '{m.Name}': {ex.Message}", ex);
+            }
+
+            return server;
+        }).ToList();
+        return new BridgeOptions
+        {
+            Host = project.Bridge.Host,
+            GrpcPort = project.Bridge.GrpcPort,
+            HttpPort = project.Bridge.HttpPort,
+            HeartbeatInterval = TimeSpan.FromMilliseconds(project.Bridge.HeartbeatMs),
+            McpServers = servers,
+            Mcp = project.McpExpose is { } e
+                ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude }
+                : new Loom.Mcp.McpExposeOptions(),
+        };
     }
 
     private async Task<int> SuperviseAsync(string grpcUrl, string? httpUrl, CancellationToken stop)

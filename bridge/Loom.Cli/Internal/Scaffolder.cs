@@ -96,6 +96,7 @@ internal static partial class Scaffolder
                   inputs: [loom.yaml]
                 env:
                   PYTHONPATH: ${LOOM_HOME}/sdk-python/src
+                watch: ["**/*.py"]
                 restart: on-failure
 
             """,

@@ -98,6 +98,21 @@ internal static class GrpcFraming
         }
     }
 
+    /// <summary>Writes the header and an already-serialized message into <paramref name="output"/>. Does not flush.</summary>
+    public static void WriteRawMessage(IBufferWriter<byte> output, ReadOnlySpan<byte> message)
+    {
+        WriteHeader(output.GetSpan(HeaderSize), message.Length);
+        output.Advance(HeaderSize);
+        while (!message.IsEmpty)
+        {
+            var span = output.GetSpan();
+            var n = Math.Min(span.Length, message.Length);
+            message[..n].CopyTo(span);
+            output.Advance(n);
+            message = message[n..];
+        }
+    }
+
     private static void WriteHeader(Span<byte> span, int size)
     {
         span[0] = 0;

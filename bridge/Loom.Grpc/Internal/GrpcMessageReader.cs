@@ -20,6 +20,9 @@ internal sealed class GrpcMessageReader
         _maxMessageSize = maxMessageSize;
     }
 
+    /// <summary>Bytes of the last message read (without its 5-byte header).</summary>
+    public int LastMessageSize { get; private set; }
+
     /// <summary>
     /// The next message, or null (default) at the end of the stream.
     /// </summary>
@@ -68,6 +71,7 @@ internal sealed class GrpcMessageReader
                     throw new GrpcStatusException(GrpcStatusCode.Internal, "Failed to deserialize message: " + ex.Message);
                 }
 
+                LastMessageSize = (int)payload.Length;
                 _reader.AdvanceTo(buffer.Start);
                 return message;
             }

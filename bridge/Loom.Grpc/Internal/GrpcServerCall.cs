@@ -85,7 +85,13 @@ internal sealed class GrpcServerCall : IDisposable
     {
         try
         {
-            return await _reader.ReadAsync(parser, cancellationToken);
+            var message = await _reader.ReadAsync(parser, cancellationToken);
+            if (message is not null)
+            {
+                _options.Observer?.MessageReceived(Context.Method, _reader.LastMessageSize + GrpcFraming.HeaderSize);
+            }
+
+            return message;
         }
         catch (GrpcStatusException ex)
         {
@@ -136,6 +142,7 @@ internal sealed class GrpcServerCall : IDisposable
         var size = GrpcFraming.MeasureForSend(message, _options.MaxSendMessageSize);
         GrpcFraming.WriteMessage(_http.Response.BodyWriter, message, size);
         _responseStarted = true;
+        _options.Observer?.MessageSent(Context.Method, size + GrpcFraming.HeaderSize);
     }
 
     /// <summary>Writes and flushes one message of a streaming response.</summary>
@@ -155,10 +162,47 @@ internal sealed class GrpcServerCall : IDisposable
             var writer = _http.Response.BodyWriter;
             GrpcFraming.WriteMessage(writer, message, size);
             _responseStarted = true;
+            _options.Observer?.MessageSent(Context.Method, size + GrpcFraming.HeaderSize);
             var result = await writer.FlushAsync(cancellationToken);
             if (result.IsCanceled || result.IsCompleted)
             {
                 // Deadline (CancelPendingFlush) or the client went away.
+                throw new OperationCanceledException("The call was cancelled.", Context.CancellationToken);
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Writes and flushes one already-serialized message of a streaming response.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask WriteRawMessageAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken)
+    {
+        if (message.Length > _options.MaxSendMessageSize)
+        {
+            throw new GrpcStatusException(
+                GrpcStatusCode.ResourceExhausted,
+                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Sending message of {message.Length} bytes exceeds the limit of {_options.MaxSendMessageSize} bytes."));
+        }
+
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (_completed)
+            {
+                throw new InvalidOperationException($"Call {Context.Method} is complete: no messages can be written after the handler returned.");
+            }
+
+            Context.CancellationToken.ThrowIfCancellationRequested();
+            var writer = _http.Response.BodyWriter;
+            GrpcFraming.WriteRawMessage(writer, message.Span);
+            _responseStarted = true;
+            _options.Observer?.MessageSent(Context.Method, message.Length + GrpcFraming.HeaderSize);
+            var result = await writer.FlushAsync(cancellationToken);
+            if (result.IsCanceled || result.IsCompleted)
+            {
                 throw new OperationCanceledException("The call was cancelled.", Context.CancellationToken);
             }
         }

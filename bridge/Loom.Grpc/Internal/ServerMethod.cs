@@ -74,7 +74,7 @@ internal sealed class ServerStreamReader<T>(GrpcServerCall call, MessageParser<T
     }
 }
 
-internal sealed class ServerStreamWriter<T>(GrpcServerCall call) : IGrpcStreamWriter<T>
+internal sealed class ServerStreamWriter<T>(GrpcServerCall call) : IGrpcStreamWriter<T>, IGrpcRawStreamWriter
     where T : IMessage<T>
 {
     public ValueTask WriteAsync(T message, CancellationToken cancellationToken)
@@ -82,4 +82,7 @@ internal sealed class ServerStreamWriter<T>(GrpcServerCall call) : IGrpcStreamWr
         ArgumentNullException.ThrowIfNull(message);
         return call.WriteMessageAsync(message, cancellationToken);
     }
+
+    public ValueTask WriteRawAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken) =>
+        call.WriteRawMessageAsync(message, cancellationToken);
 }

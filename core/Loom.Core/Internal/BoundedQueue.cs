@@ -1,148 +1,75 @@
-using System.Runtime.CompilerServices;
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 
 namespace Loom.Core.Internal;
 
 /// <summary>
-/// Lock-free bounded multi-producer multi-consumer ring (Dmitry Vyukov's algorithm): each slot
-/// carries a sequence number that says whether it is free for the producer or ready for the
-/// consumer at a given position. Any capacity works (positions map to slots by modulo, by mask
-/// when the capacity is a power of two). A producer can evict the oldest item by dequeuing.
+/// Lock-free bounded multi-producer multi-consumer FIFO queue: a <see cref="ConcurrentQueue{T}"/>
+/// (segments that grow from 32 slots and are dropped once drained) behind a count that a producer
+/// reserves by compare-and-swap before it enqueues. Memory follows what is queued, not the
+/// capacity: an idle subscription of capacity 8,192 costs about a kilobyte instead of the 128 KiB
+/// a preallocated ring would hold (which dominated a bridge's memory per connected agent). A
+/// producer can evict the oldest item by dequeuing.
 /// </summary>
 internal sealed class BoundedQueue<T>
     where T : class
 {
-    private readonly Slot[] _slots;
-    private readonly long _mask; // -1 when the slot count is not a power of two
-    private readonly bool _single; // capacity 1: the ring needs two slots, so the head position bounds it
-    private PaddedPositions _positions;
+    private readonly ConcurrentQueue<T> _items = new();
+    private PaddedCount _count; // items queued plus enqueues reserved and not yet visible
 
     public BoundedQueue(int capacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
-
-        // With one slot "free at position p+1" and "filled at position p" share a sequence
-        // number, so a one-item queue gets two slots and checks the head position instead.
-        var slots = Math.Max(capacity, 2);
-        _slots = new Slot[slots];
-        for (var i = 0; i < slots; i++)
-        {
-            _slots[i].Sequence = i;
-        }
-
-        _mask = (slots & (slots - 1)) == 0 ? slots - 1 : -1;
-        _single = capacity == 1;
         Capacity = capacity;
     }
 
     public int Capacity { get; }
 
     /// <summary>True when no item is ready at the head (a racing producer may be mid-write).</summary>
-    public bool IsEmpty
-    {
-        get
-        {
-            var pos = Volatile.Read(ref _positions.Dequeue);
-            return Volatile.Read(ref _slots[Index(pos)].Sequence) - (pos + 1) < 0;
-        }
-    }
+    public bool IsEmpty => _items.IsEmpty;
 
     /// <summary>Items in the queue, approximately while producers and consumers race.</summary>
-    public int ApproximateCount
-    {
-        get
-        {
-            var count = Volatile.Read(ref _positions.Enqueue) - Volatile.Read(ref _positions.Dequeue);
-            return count <= 0 ? 0 : (int)Math.Min(count, Capacity);
-        }
-    }
+    public int ApproximateCount => Math.Clamp(Volatile.Read(ref _count.Value), 0, Capacity);
 
     public bool TryEnqueue(T item)
     {
-        var slots = _slots;
-        var pos = Volatile.Read(ref _positions.Enqueue);
+        var count = Volatile.Read(ref _count.Value);
         while (true)
         {
-            if (_single && pos != Volatile.Read(ref _positions.Dequeue))
+            if (count >= Capacity)
             {
-                return false; // the one item is still there
+                return false; // full (or a consumer has taken an item and not yet released its place)
             }
 
-            ref var slot = ref slots[Index(pos)];
-            var diff = Volatile.Read(ref slot.Sequence) - pos;
-            if (diff == 0)
+            var seen = Interlocked.CompareExchange(ref _count.Value, count + 1, count);
+            if (seen == count)
             {
-                var seen = Interlocked.CompareExchange(ref _positions.Enqueue, pos + 1, pos);
-                if (seen == pos)
-                {
-                    slot.Item = item;
-                    Volatile.Write(ref slot.Sequence, pos + 1);
-                    return true;
-                }
+                break;
+            }
 
-                pos = seen;
-            }
-            else if (diff < 0)
-            {
-                return false; // full: the consumer has not freed this slot yet
-            }
-            else
-            {
-                pos = Volatile.Read(ref _positions.Enqueue);
-            }
+            count = seen;
         }
+
+        _items.Enqueue(item);
+        return true;
     }
 
     public bool TryDequeue([System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out T item)
     {
-        var slots = _slots;
-        var pos = Volatile.Read(ref _positions.Dequeue);
-        while (true)
+        if (_items.TryDequeue(out item))
         {
-            ref var slot = ref slots[Index(pos)];
-            var diff = Volatile.Read(ref slot.Sequence) - (pos + 1);
-            if (diff == 0)
-            {
-                var seen = Interlocked.CompareExchange(ref _positions.Dequeue, pos + 1, pos);
-                if (seen == pos)
-                {
-                    item = slot.Item!;
-                    slot.Item = null;
-                    Volatile.Write(ref slot.Sequence, pos + slots.Length);
-                    return true;
-                }
-
-                pos = seen;
-            }
-            else if (diff < 0)
-            {
-                item = null;
-                return false; // empty
-            }
-            else
-            {
-                pos = Volatile.Read(ref _positions.Dequeue);
-            }
+            Interlocked.Decrement(ref _count.Value);
+            return true;
         }
-    }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Index(long position) => (int)(_mask >= 0 ? position & _mask : position % _slots.Length);
-
-    private struct Slot
-    {
-        public T? Item;
-        public long Sequence;
+        return false;
     }
 }
 
-/// <summary>Keeps the producer and consumer positions on separate cache lines.</summary>
-[StructLayout(LayoutKind.Explicit, Size = 192)]
-internal struct PaddedPositions
+/// <summary>Keeps a count on its own cache line.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 128)]
+internal struct PaddedCount
 {
     [FieldOffset(64)]
-    public long Enqueue;
-
-    [FieldOffset(128)]
-    public long Dequeue;
+    public int Value;
 }

@@ -49,6 +49,11 @@ internal sealed class InProcessTransport : IAgentTransport, IAsyncDisposable
 
     public string ProviderId => _provider.ProviderId;
 
+    /// <summary>The core this agent runs against (collaboration operations use its coordinator).</summary>
+    public EventBus Bus => _bus;
+
+    public ActionBroker Broker => _broker;
+
     /// <summary>Registers the capabilities and the inbox. All or nothing.</summary>
     public void Start(
         IReadOnlyList<LoomCapability> capabilities,
@@ -121,6 +126,7 @@ internal sealed class InProcessTransport : IAgentTransport, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(envelope);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         envelope.Sender = AgentId;
+        Tracing.OnPublish(envelope);
         var result = await _bus.PublishAsync(envelope, cancellationToken);
         if (result.Status is PublishStatus.TtlExpired or PublishStatus.HopLimitExceeded)
         {
@@ -165,6 +171,8 @@ internal sealed class InProcessTransport : IAgentTransport, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(call);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        using var activity = Tracing.OnCall(call);
+        call.Headers.TryGetValue(LoomTelemetry.TracestateHeader, out var tracestate);
         var outcome = await _broker.InvokeAsync(
             new ActionRequest
             {
@@ -175,6 +183,7 @@ internal sealed class InProcessTransport : IAgentTransport, IAsyncDisposable
                 Caller = AgentId,
                 ThreadId = call.ThreadId,
                 Traceparent = call.Traceparent,
+                Tracestate = tracestate ?? "",
                 Policy = call.Routing,
                 TargetAgent = string.IsNullOrEmpty(call.TargetAgent) ? null : call.TargetAgent,
                 CallId = string.IsNullOrEmpty(call.CallId) ? _ids.Next() : call.CallId,
@@ -183,6 +192,7 @@ internal sealed class InProcessTransport : IAgentTransport, IAsyncDisposable
             cancellationToken);
         if (outcome.Error is { } error)
         {
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, error.Message);
             if (error.Code == ErrorCode.Cancelled)
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -261,7 +271,14 @@ internal sealed class InProcessSubscription(EventSubscription subscription, Func
 
     public long Delivered => Interlocked.Read(ref _delivered);
 
-    public void Start() => _pump = Task.Run(PumpAsync);
+    public void Start()
+    {
+        // The pump must not inherit the subscriber's ambient state (e.g. the span current when it subscribed).
+        using (ExecutionContext.SuppressFlow())
+        {
+            _pump = Task.Run(PumpAsync);
+        }
+    }
 
     private async Task PumpAsync()
     {
@@ -275,7 +292,7 @@ internal sealed class InProcessSubscription(EventSubscription subscription, Func
                     Interlocked.Increment(ref _delivered);
                     try
                     {
-                        await handler(envelope, token);
+                        await Tracing.RunHandlerAsync(envelope, subscription.Pattern, handler, token);
                     }
                     catch (OperationCanceledException) when (token.IsCancellationRequested)
                     {

@@ -106,7 +106,11 @@ internal sealed class SubscriptionEntry
     {
         if (_queue is not null)
         {
-            _pump = Task.Run(PumpAsync);
+            // The pump must not inherit the subscriber's ambient state (e.g. the span current when it subscribed).
+            using (ExecutionContext.SuppressFlow())
+            {
+                _pump = Task.Run(PumpAsync);
+            }
         }
     }
 
@@ -177,7 +181,7 @@ internal sealed class SubscriptionEntry
                     Interlocked.Increment(ref _delivered);
                     try
                     {
-                        await _handler!(envelope, token);
+                        await Tracing.RunHandlerAsync(envelope, Pattern, _handler!, token);
                     }
                     catch (OperationCanceledException) when (token.IsCancellationRequested)
                     {

@@ -18,6 +18,20 @@ See docs/python.md for the reference.
 """
 
 from ._agent import Agent
+from ._collab import (
+    ANY,
+    Attempt,
+    BarrierResult,
+    Bid,
+    ContractNetResult,
+    GatherResult,
+    JoinStrategy,
+    Outcome,
+    Reply,
+    apply_majority,
+    is_call_for_proposals,
+    is_collab_record,
+)
 from ._capability import BoundCapability, CallInfo, CapabilityDefinition, capability, definition_of
 from ._config import SDK_VERSION, Config
 from ._connection import Connection, Stats, Status, Subscription, connect
@@ -49,7 +63,19 @@ from ._topics import matches
 __version__ = SDK_VERSION
 
 __all__ = [
+    "ANY",
     "Agent",
+    "Attempt",
+    "BarrierResult",
+    "Bid",
+    "ContractNetResult",
+    "GatherResult",
+    "JoinStrategy",
+    "Outcome",
+    "Reply",
+    "apply_majority",
+    "is_call_for_proposals",
+    "is_collab_record",
     "BoundCapability",
     "CallInfo",
     "CancelledError",

@@ -14,6 +14,7 @@ from ._schema import to_json_bytes
 from ._topics import _TOKEN
 
 if TYPE_CHECKING:
+    from ._collab import BarrierResult, ContractNetResult, GatherResult
     from ._connection import Subscription
     from ._memory import Memory
 
@@ -291,6 +292,31 @@ class Context:
 
     tool = invoke
     """Alias of :meth:`invoke`."""
+
+    # -- collaboration (run in the bridge's core; see loom._collab and docs/collaboration.md) ----
+    async def gather(self, topic: str = "", data: Any = None, **options: Any) -> "GatherResult":
+        """Request/reply and fan-out/fan-in: one request to a topic (or to the providers of
+        ``capability=``), joined by ``strategy=`` (FIRST, FIRST_K with ``k=``, MAJORITY with
+        ``compare=``, ALL) within ``timeout=`` s. Returns who answered, timed out and failed."""
+        from ._collab import gather
+
+        return await gather(self, topic, data, **options)
+
+    fan_out = gather
+    """Alias of :meth:`gather`."""
+
+    async def barrier(self, barrier_id: str, **options: Any) -> "BarrierResult":
+        """Arrives at a barrier and waits for ``participants=`` (or ``count=``) or ``timeout=`` s."""
+        from ._collab import barrier
+
+        return await barrier(self, barrier_id, **options)
+
+    async def contract_net(self, task: Any, *, capability: str, **options: Any) -> "ContractNetResult":
+        """Call for proposals, bids, award by ``scoring=``, execution of ``capability`` by the
+        winner with fallback to the next bidder; recorded on the thread."""
+        from ._collab import contract_net
+
+        return await contract_net(self, task, capability=capability, **options)
 
     # -- threads -------------------------------------------------------------------------------
     async def join_thread(self, thread_id: str, handler: Optional[Handler] = None, *, queue_capacity: int = 1024) -> "Thread":

@@ -1,0 +1,111 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Loom.Grpc;
+
+namespace Loom.Bridge.Internal.Metrics;
+
+/// <summary>
+/// The bridge's own instruments (sessions, registrations, heartbeats, control queues, bytes on
+/// the wire, the process) on the bridge's meter. Counters that are bumped per frame or per event
+/// are plain fields read by observable instruments, so the hot paths pay one interlocked add.
+/// </summary>
+internal sealed class BridgeMetrics : IGrpcServerObserver
+{
+    private readonly ConcurrentDictionary<string, WireCounters> _wire = new(StringComparer.Ordinal);
+    private readonly Counter<long> _registrations;
+    private readonly Counter<long> _sessionsEnded;
+    private readonly Counter<long> _controlDropped;
+    private long _reconnects;
+    private long _heartbeatsMissed;
+    private long _streamsOpened;
+
+    public BridgeMetrics(Meter meter, Func<SessionRegistry?> sessions)
+    {
+        meter.CreateObservableGauge("loom.agents.connected", () => sessions()?.CountByState().Connected ?? 0, "{agent}", "Agents with an attached EventStream.");
+        meter.CreateObservableGauge("loom.sessions", () => ObserveSessions(sessions()), "{session}", "Live sessions by state: connected (stream attached) or detached (waiting for a reconnect or expiry).");
+        meter.CreateObservableGauge("loom.session.outbound_queue.depth", () => sessions()?.CountByState().ControlQueued ?? 0, "{message}", "Control messages (acks, results, pushed calls, pings) waiting in the sessions' outbound queues, summed.");
+        meter.CreateObservableCounter("loom.reconnects", () => Volatile.Read(ref _reconnects), "{registration}", "Registrations that resumed a live session of the same agent id.");
+        meter.CreateObservableCounter("loom.heartbeats.missed", () => Volatile.Read(ref _heartbeatsMissed), "{heartbeat}", "Heartbeat intervals an agent let pass without a sign of life (counted from 1.5 intervals of silence, then per interval).");
+        meter.CreateObservableCounter("loom.streams.opened", () => Volatile.Read(ref _streamsOpened), "{stream}", "EventStreams attached to sessions.");
+        meter.CreateObservableCounter("loom.grpc.received", () => ObserveWire(static w => w.BytesIn), "By", "Bytes of gRPC messages received (with their 5-byte framing), by method.");
+        meter.CreateObservableCounter("loom.grpc.sent", () => ObserveWire(static w => w.BytesOut), "By", "Bytes of gRPC messages sent (with their 5-byte framing), by method.");
+        meter.CreateObservableCounter("loom.grpc.messages.received", () => ObserveWire(static w => w.MessagesIn), "{message}", "gRPC messages (frames, on EventStream) received, by method.");
+        meter.CreateObservableCounter("loom.grpc.messages.sent", () => ObserveWire(static w => w.MessagesOut), "{message}", "gRPC messages (frames, on EventStream) sent, by method.");
+        _registrations = meter.CreateCounter<long>("loom.registrations", "{registration}", "RegisterAgent calls by result: new, reconnect or rejected.");
+        _sessionsEnded = meter.CreateCounter<long>("loom.sessions.ended", "{session}", "Sessions removed, by reason: left (clean half-close), heartbeat_timeout, shutdown, rejected.");
+        _controlDropped = meter.CreateCounter<long>("loom.control_messages.dropped", "{message}", "Control messages for an agent that were not delivered, by kind and reason.");
+
+        // The process, under the names Prometheus client libraries use.
+        var process = Process.GetCurrentProcess();
+        var startTime = new DateTimeOffset(process.StartTime.ToUniversalTime()).ToUnixTimeMilliseconds() / 1000.0;
+        meter.CreateObservableCounter("process.cpu", () => Environment.CpuUsage.TotalTime.TotalSeconds, "s", "Total user and system CPU time spent by the process.");
+        meter.CreateObservableGauge("process.resident_memory", () => Environment.WorkingSet, "By", "Resident memory of the process.");
+        meter.CreateObservableGauge("process.start_time", () => startTime, "s", "Start time of the process since the Unix epoch.");
+        meter.CreateObservableGauge("loom.gc.heap", () => GC.GetTotalMemory(forceFullCollection: false), "By", "Bytes of the managed heap thought to be allocated.");
+        meter.CreateObservableGauge("loom.threadpool.threads", () => ThreadPool.ThreadCount, "{thread}", "Thread-pool threads.");
+        meter.CreateObservableGauge("loom.threadpool.queue.length", () => ThreadPool.PendingWorkItemCount, "{item}", "Work items waiting for a thread-pool thread.");
+    }
+
+    public void Registered(bool reconnected)
+    {
+        _registrations.Add(1, new KeyValuePair<string, object?>("result", reconnected ? "reconnect" : "new"));
+        if (reconnected)
+        {
+            Interlocked.Increment(ref _reconnects);
+        }
+    }
+
+    public void RegistrationRejected() => _registrations.Add(1, new KeyValuePair<string, object?>("result", "rejected"));
+
+    public void SessionEnded(string reason) => _sessionsEnded.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    public void HeartbeatsMissed(long count) => Interlocked.Add(ref _heartbeatsMissed, count);
+
+    public void StreamOpened() => Interlocked.Increment(ref _streamsOpened);
+
+    public void ControlDropped(string kind, string reason, long count = 1) =>
+        _controlDropped.Add(count, new KeyValuePair<string, object?>("kind", kind), new KeyValuePair<string, object?>("reason", reason));
+
+    void IGrpcServerObserver.MessageReceived(string method, int bytes)
+    {
+        var w = Wire(method);
+        Interlocked.Add(ref w.BytesIn, bytes);
+        Interlocked.Increment(ref w.MessagesIn);
+    }
+
+    void IGrpcServerObserver.MessageSent(string method, int bytes)
+    {
+        var w = Wire(method);
+        Interlocked.Add(ref w.BytesOut, bytes);
+        Interlocked.Increment(ref w.MessagesOut);
+    }
+
+    private WireCounters Wire(string method) => _wire.TryGetValue(method, out var w) ? w : _wire.GetOrAdd(method, static _ => new WireCounters());
+
+    private IEnumerable<Measurement<long>> ObserveWire(Func<WireCounters, long> read)
+    {
+        foreach (var (method, counters) in _wire)
+        {
+            yield return new Measurement<long>(read(counters), new KeyValuePair<string, object?>("method", method));
+        }
+    }
+
+    private static IEnumerable<Measurement<long>> ObserveSessions(SessionRegistry? sessions)
+    {
+        var counts = sessions?.CountByState() ?? default;
+        yield return new Measurement<long>(counts.Connected, new KeyValuePair<string, object?>("state", "connected"));
+        yield return new Measurement<long>(counts.Detached, new KeyValuePair<string, object?>("state", "detached"));
+    }
+
+    private sealed class WireCounters
+    {
+        public long BytesIn;
+        public long BytesOut;
+        public long MessagesIn;
+        public long MessagesOut;
+    }
+}
+
+/// <summary>Sessions counted by state at one moment.</summary>
+internal readonly record struct SessionCounts(int Connected, int Detached, long ControlQueued);

@@ -1,0 +1,108 @@
+using System.Diagnostics.Metrics;
+using Loom.Core;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace Loom.Bridge.Internal.Metrics;
+
+/// <summary>
+/// Everything a bridge measures: its meter (core and bridge instruments), the Prometheus
+/// exporter behind <c>/metrics</c>, and, when the standard OTEL_* environment variables ask for
+/// it, an OpenTelemetry tracer provider that exports the Loom spans over OTLP.
+/// </summary>
+internal sealed class BridgeTelemetry : IDisposable
+{
+    /// <summary>The activity source of .NET agents (Loom.Sdk), exported too when agents run inside the bridge process.</summary>
+    public const string SdkSourceName = "Loom.Sdk";
+
+    private const string RuntimeMeterName = "System.Runtime";
+
+    private readonly Meter _meter;
+    private readonly CoreMetrics _core;
+    private TracerProvider? _tracing;
+
+    public BridgeTelemetry(EventBus bus, ActionBroker broker, Func<SessionRegistry?> sessions)
+    {
+        _meter = new Meter(CoreMetrics.MeterName, typeof(BridgeTelemetry).Assembly.GetName().Version?.ToString(3));
+        _core = new CoreMetrics(_meter, bus, broker);
+        Bridge = new BridgeMetrics(_meter, sessions);
+        var meter = _meter;
+        var core = _core;
+        Exporter = new MetricsExporter(instrument => ReferenceEquals(instrument.Meter, meter) || instrument.Meter.Name == RuntimeMeterName, core.BeginCollection);
+    }
+
+    public BridgeMetrics Bridge { get; }
+
+    public MetricsExporter Exporter { get; }
+
+    public bool TracingEnabled => _tracing is not null;
+
+    /// <summary>
+    /// Whether the environment asks for an OTLP trace exporter: OTEL_TRACES_EXPORTER=otlp, or an
+    /// OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) without
+    /// OTEL_TRACES_EXPORTER=none; never with OTEL_SDK_DISABLED=true. A reason when not (null when yes).
+    /// </summary>
+    public static string? WhyNoExport(Func<string, string?> env)
+    {
+        if (string.Equals(env("OTEL_SDK_DISABLED")?.Trim(), "true", StringComparison.OrdinalIgnoreCase))
+        {
+            return "OTEL_SDK_DISABLED=true";
+        }
+
+        var exporter = env("OTEL_TRACES_EXPORTER")?.Trim();
+        if (!string.IsNullOrEmpty(exporter))
+        {
+            var names = exporter.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (names.Contains("otlp", StringComparer.OrdinalIgnoreCase))
+            {
+                return null;
+            }
+
+            return names.All(n => string.Equals(n, "none", StringComparison.OrdinalIgnoreCase))
+                ? "OTEL_TRACES_EXPORTER=none"
+                : $"OTEL_TRACES_EXPORTER={exporter} is not supported by the bridge (only otlp)";
+        }
+
+        return string.IsNullOrWhiteSpace(env("OTEL_EXPORTER_OTLP_ENDPOINT")) && string.IsNullOrWhiteSpace(env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+            ? "no OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER"
+            : null;
+    }
+
+    /// <summary>Starts the OTLP trace exporter when the environment asks for it; otherwise nothing listens and spans cost nothing.</summary>
+    public void StartTracing(ILogger logger)
+    {
+        var why = WhyNoExport(Environment.GetEnvironmentVariable);
+        if (why is not null)
+        {
+            if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_TRACES_EXPORTER")))
+            {
+                Log.TracingOff(logger, why);
+            }
+
+            return;
+        }
+
+        var resource = ResourceBuilder.CreateDefault();
+        if (string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable("OTEL_SERVICE_NAME")))
+        {
+            resource.AddService("loom-bridge", serviceVersion: SessionRegistry.BridgeVersion);
+        }
+
+        _tracing = OpenTelemetry.Sdk.CreateTracerProviderBuilder()
+            .SetResourceBuilder(resource)
+            .AddSource(LoomTelemetry.SourceName, SdkSourceName)
+            .AddOtlpExporter()
+            .Build();
+        Log.TracingOn(logger, Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT") ?? "(the OTLP default)");
+    }
+
+    public void Dispose()
+    {
+        _tracing?.Dispose();
+        _core.Dispose();
+        Exporter.Dispose();
+        _meter.Dispose();
+    }
+}

@@ -1,0 +1,72 @@
+using Loom.Cli.Internal;
+using Xunit;
+
+namespace Loom.Cli.Tests;
+
+/// <summary>The loom.yaml loader on its own: what it maps onto the bridge's options, and what it refuses.</summary>
+public sealed class ProjectFileTests
+{
+    private static ProjectFile Parse(string yaml) => ProjectFileLoader.Parse(yaml, "loom.yaml", Path.GetTempPath());
+
+    [Fact]
+    public void Mcp_servers_and_exposure_map_onto_the_bridge_options()
+    {
+        var project = Parse("""
+            agents:
+              - name: a
+                command: sleep 1
+            mcp_servers:
+              - name: everything
+                command: npx
+                args: [-y, "@modelcontextprotocol/server-everything"]
+                env: { DEBUG: "0" }
+                call_timeout_ms: 5000
+              - name: remote
+                url: http://127.0.0.1:3001/mcp
+                headers_from_env: { Authorization: REMOTE_TOKEN }
+            mcp_expose:
+              include: ["web.*", "everything:*"]
+              exclude: ["*:admin"]
+            """);
+        var options = ProjectRunner.BridgeOptionsFor(project);
+        Assert.Equal(2, options.McpServers.Count);
+        var stdio = options.McpServers[0];
+        Assert.Equal(("everything", "stdio", "npx"), (stdio.Name, stdio.Transport, stdio.Command));
+        Assert.Equal(["-y", "@modelcontextprotocol/server-everything"], stdio.Args);
+        Assert.Equal(TimeSpan.FromSeconds(5), stdio.CallTimeout);
+        var http = options.McpServers[1];
+        Assert.Equal("http", http.Transport);
+        Assert.Equal(new Uri("http://127.0.0.1:3001/mcp"), http.Url);
+        Assert.Equal("REMOTE_TOKEN", http.HeadersFromEnv["Authorization"]);
+        Assert.Equal(["web.*", "everything:*"], options.Mcp.Include);
+        Assert.Equal(["*:admin"], options.Mcp.Exclude);
+    }
+
+    [Fact]
+    public void Mcp_server_mistakes_name_the_line()
+    {
+        var ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\nmcp_servers:\n  - name: fs\n    transport: stdio\n"));
+        Assert.StartsWith("loom.yaml:5:5: mcp_servers[0].command: missing", ex.Message, StringComparison.Ordinal);
+        ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\nmcp_servers:\n  - name: fs\n    url: ftp://x\n"));
+        Assert.StartsWith("loom.yaml:6:10: mcp_servers[0].url: expected an absolute http:// or https:// URL", ex.Message, StringComparison.Ordinal);
+        var bad = Parse("agents:\n  - name: a\n    command: x\nmcp_servers:\n  - name: 'bad name'\n    command: x\n");
+        var mapped = Assert.Throws<ArgumentException>(() => ProjectRunner.BridgeOptionsFor(bad));
+        Assert.Contains("line 5", mapped.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("", "loom.yaml:1:1: the file must be a mapping")]
+    [InlineData("agents: []\n", "loom.yaml:1:9: agents: empty")]
+    [InlineData("agents:\n  - command: x\n", "loom.yaml:2:5: agents[0].name: missing")]
+    [InlineData("agents:\n  - name: A\n    command: x\n", "loom.yaml:2:11: agents[0].name: 'A' is not a valid agent name")]
+    [InlineData("agents:\n  - name: a\n    command: x\n  - name: a\n    command: y\n", "loom.yaml:4:5: agents[1].name: 'a' is declared twice")]
+    [InlineData("agents:\n  - name: a\n    command: x\n    max_restarts: lots\n", "loom.yaml:4:19: agents[0].max_restarts: expected a whole number")]
+    [InlineData("agents:\n  - name: a\n    command: x\nmain: b\n", "loom.yaml:4:7: main: no agent is named 'b'")]
+    [InlineData("agents:\n  - name: a\n    command: x\n    env: { 1BAD: x }\n", "loom.yaml:4:12: agents[0].env.1BAD: not an environment variable name")]
+    [InlineData("bridge:\n  grpc_port: 70000\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:14: bridge.grpc_port: expected a whole number from 0 to 65535")]
+    public void Mistakes_are_reported_with_line_column_and_field(string yaml, string expected)
+    {
+        var ex = Assert.Throws<ProjectFileException>(() => Parse(yaml));
+        Assert.StartsWith(expected, ex.Message, StringComparison.Ordinal);
+    }
+}
