@@ -16,6 +16,7 @@ internal static class Program
         root.Subcommands.Add(Commands.ListCommand.Create());
         root.Subcommands.Add(Commands.LogsCommand.Create());
         root.Subcommands.Add(Commands.NewCommand.Create());
+        root.Subcommands.Add(Commands.BenchCommand.Create());
         root.Subcommands.Add(McpCommand.Create());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
