@@ -48,7 +48,7 @@ for proj in tests/Loom.*.Tests/*.csproj; do
 done
 
 # --- Python and Node suites: interop with the official gRPC clients, then the SDKs -------
-for runner in tests/interop/python/run.sh tests/interop/node/run.sh sdk-python/run-tests.sh sdk-js/run-tests.sh; do
+for runner in tests/interop/python/run.sh tests/interop/node/run.sh sdk-python/run-tests.sh sdk-js/run-tests.sh examples/trio/researcher/run-tests.sh; do
   [ -f "$runner" ] || continue
   name="$(dirname "$runner")"
   echo "== $name"

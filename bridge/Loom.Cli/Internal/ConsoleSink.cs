@@ -90,6 +90,10 @@ internal sealed class ConsoleSink
 internal sealed class SinkLoggerProvider(ConsoleSink sink, StreamWriter file, LogLevel consoleLevel) : ILoggerProvider
 {
     private readonly object _fileGate = new();
+    private volatile bool _quiet;
+
+    /// <summary>From now on only errors reach the screen (the run is stopping: agents leaving is expected).</summary>
+    public void Quiet() => _quiet = true;
 
     public ILogger CreateLogger(string categoryName) => new SinkLogger(this, categoryName);
 
@@ -110,7 +114,7 @@ internal sealed class SinkLoggerProvider(ConsoleSink sink, StreamWriter file, Lo
             file.Flush();
         }
 
-        if (level >= consoleLevel)
+        if (level >= (_quiet ? LogLevel.Error : consoleLevel))
         {
             sink.AgentLine("bridge", $"{level}: {message}", level >= LogLevel.Error);
         }

@@ -147,6 +147,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 watcher.Dispose();
             }
 
+            loggerProvider.Quiet();
             await StopAllAsync().ConfigureAwait(false);
             if (bridge is not null)
             {

@@ -38,6 +38,20 @@ MONTHS = {m: i for i, m in enumerate(
     ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"], 1)}
 MONTHS.update({k[:3]: v for k, v in list(MONTHS.items())})
 NEEDED_CAPABILITIES = ("web.search", "weather.get", "report.compose")
+# Vague phrasings and the words a search for them should use instead.
+QUERY_HINTS = [
+    (re.compile(r"\b(known|famous|renowned) for\b|\bwhat to see\b|\bthere to see\b|\bvisit\b|\bsights?\b", re.I), "landmarks culture famous sights"),
+    (re.compile(r"\b(eat|food|dish|dishes|cuisine)\b", re.I), "food cuisine dishes"),
+    (re.compile(r"\b(get around|getting around|transport|metro|subway|train)\b", re.I), "transport getting around"),
+]
+
+
+def search_query(text: str, city: Optional[str]) -> Optional[str]:
+    """A better search query than the sub-question itself when its phrasing is vague."""
+    for pattern, words in QUERY_HINTS:
+        if pattern.search(text):
+            return f"{city + ' ' if city else ''}{words}"
+    return None
 
 log = logging.getLogger("planner")
 
@@ -49,9 +63,12 @@ class Task:
     capability: str
     city: Optional[str] = None
     date: Optional[str] = None
+    query: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
         data: Dict[str, Any] = {"id": self.id, "text": self.text, "capability": self.capability}
+        if self.query:
+            data["query"] = self.query
         if self.city:
             data["city"] = self.city
         if self.date:
@@ -137,7 +154,7 @@ def split_question(question: str, today: dt.date) -> List[Task]:
             date = find_date(clause, today) or find_date(question, today) or today.isoformat()
             tasks.append(Task(f"t{len(tasks) + 1}", text + "?", "weather.get", city=city, date=date))
         else:
-            tasks.append(Task(f"t{len(tasks) + 1}", text + "?", "web.search", city=city))
+            tasks.append(Task(f"t{len(tasks) + 1}", text + "?", "web.search", city=city, query=search_query(clause, city)))
     return tasks[:6]
 
 

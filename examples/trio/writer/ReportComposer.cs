@@ -46,8 +46,6 @@ internal static partial class ReportComposer
 
     public static Report Compose(Plan plan, IReadOnlyList<Finding> findings, IReadOnlyList<string> missingTasks)
     {
-        var sources = NumberSources(findings);
-        var number = sources.ToDictionary(s => s.Id, s => s.Number, StringComparer.Ordinal);
         var questionTerms = Terms(plan.Question);
         var markdown = new StringBuilder();
         markdown.Append(CultureInfo.InvariantCulture, $"# {plan.Question.Trim()}\n\n");
@@ -61,6 +59,21 @@ internal static partial class ReportComposer
             sections.Add((task, finding, chosen));
         }
 
+        // Number only the sources the report quotes, in the order it first quotes them.
+        var all = NumberSources(findings);
+        var sources = new List<CitedSource>();
+        foreach (var (_, _, chosen) in sections)
+        {
+            foreach (var (_, sourceId) in chosen)
+            {
+                if (sources.All(s => s.Id != sourceId) && all.FirstOrDefault(s => s.Id == sourceId) is { } source)
+                {
+                    sources.Add(source with { Number = sources.Count + 1 });
+                }
+            }
+        }
+
+        var number = sources.ToDictionary(s => s.Id, s => s.Number, StringComparer.Ordinal);
         markdown.Append("## Summary\n\n");
         var summary = sections.Where(s => s.Chosen.Count > 0).Select(s => Cite(s.Chosen[0], number)).ToList();
         markdown.Append(summary.Count > 0 ? string.Join(' ', summary) : "The research returned nothing to summarise.").Append("\n\n");
@@ -91,6 +104,11 @@ internal static partial class ReportComposer
                 markdown.Append(CultureInfo.InvariantCulture, $"- {Cite(sentence, number)}\n");
             }
 
+            if (Advice(finding) is { } advice && finding.Sources.Count > 0 && number.TryGetValue(finding.Sources[0].Id, out var weatherSource))
+            {
+                markdown.Append(CultureInfo.InvariantCulture, $"- {advice} [{weatherSource}]\n");
+            }
+
             markdown.Append('\n');
         }
 
@@ -101,6 +119,22 @@ internal static partial class ReportComposer
         }
 
         return new Report("report", plan.Question, markdown.ToString().TrimEnd() + "\n", sources, OfflineGenerator, missingTasks);
+    }
+
+    /// <summary>A templated reading of a weather finding (rain and temperature), or null when it has none.</summary>
+    private static string? Advice(Finding finding)
+    {
+        if (finding.Weather is not { ValueKind: System.Text.Json.JsonValueKind.Object } weather
+            || !weather.TryGetProperty("precipMm", out var rain) || !weather.TryGetProperty("tempMaxC", out var max))
+        {
+            return null;
+        }
+
+        var mm = rain.GetDouble();
+        var warmest = max.GetDouble();
+        var umbrella = mm >= 1 ? $"Rain is expected ({mm:0.#} mm): take an umbrella." : mm > 0 ? $"Only a trace of rain is expected ({mm:0.#} mm)." : "No rain is expected: an umbrella should not be needed.";
+        var clothes = warmest < 8 ? "Dress for the cold" : warmest < 16 ? "A warm layer or jacket is advisable" : warmest < 24 ? "Light layers should do" : "Dress for warm weather";
+        return string.Create(CultureInfo.InvariantCulture, $"{umbrella} {clothes} (highs of {warmest:0.#} °C).");
     }
 
     /// <summary>The sentences of a finding worth quoting: best coverage of the terms first, near-duplicates dropped, in source order.</summary>

@@ -12,10 +12,11 @@ import {
   type AgentContext, capability, defineAgent, InvalidParamsError, LoomError, type LoomEvent, run, ToolError,
 } from '@loom-agents/sdk';
 import { corpusIndex, loadCorpus, search, type CorpusDoc, type SearchHit } from './search.js';
+import { cityRegistry } from './cities.js';
 import { splitSentences, tokenize } from './text.js';
 import { getWeather, WeatherError, type WeatherReport } from './weather.js';
 
-interface PlanTask { id: string; text: string; capability: string; city?: string; date?: string }
+interface PlanTask { id: string; text: string; capability: string; city?: string; date?: string; query?: string }
 interface Plan { kind: 'plan'; question: string; tasks: PlanTask[] }
 interface Source { id: string; title: string; url: string | null; snippet?: string }
 interface Finding {
@@ -61,14 +62,17 @@ export const webSearch = capability({
     properties: {
       query: { type: 'string', minLength: 1, maxLength: 500, description: 'What to look for.' },
       limit: { type: 'integer', minimum: 1, maximum: 10, default: 5 },
+      city: { type: 'string', description: 'Only documents about this city (bundled corpus only).' },
     },
     required: ['query'],
     additionalProperties: false,
   },
   output: { type: 'object', properties: { hits: { type: 'array' } }, required: ['hits'] },
   handler: async (input: unknown) => {
-    const { query, limit } = input as { query: string; limit?: number };
-    return { hits: await search(query, { limit: limit ?? 5 }) };
+    const { query, limit, city } = input as { query: string; limit?: number; city?: string };
+    const known = city ? cityRegistry().resolve(city) : undefined;
+    const hits = await search(query, { limit: limit ?? 5, ...(known ? { topics: [`city:${known.id}`] } : {}) });
+    return { hits };
   },
 });
 
@@ -107,7 +111,7 @@ async function research(ctx: AgentContext, task: PlanTask, threadId: string): Pr
     if (task.capability === 'weather.get' && task.city && task.date) {
       const weather = await ctx.invoke<WeatherReport>('weather.get', { city: task.city, date: task.date }, { threadId, timeoutMs: 10_000 });
       const month = new Date(`${task.date}T00:00:00Z`).toLocaleString('en', { month: 'long', timeZone: 'UTC' });
-      const context = await ctx.invoke<{ hits: SearchHit[] }>('web.search', { query: `${weather.city} climate weather ${month}`, limit: 1 }, { threadId, timeoutMs: 10_000 });
+      const context = await ctx.invoke<{ hits: SearchHit[] }>('web.search', { query: `${weather.city} climate weather ${month}`, limit: 1, city: weather.city }, { threadId, timeoutMs: 10_000 });
       const weatherSource: Source = {
         id: `weather:${weather.city.toLowerCase().replace(/[^a-z0-9]+/g, '-')}:${weather.date}`,
         title: `${weather.source === 'synthetic' ? 'Bundled weather dataset (synthetic, from climate normals)' : 'Open-Meteo'}: ${weather.city}, ${weather.date}`,
@@ -124,11 +128,12 @@ async function research(ctx: AgentContext, task: PlanTask, threadId: string): Pr
       }
       return { ...base, answer: `${weather.summary}. ${weather.note}`, sources, sentences, weather };
     }
-    const { hits } = await ctx.invoke<{ hits: SearchHit[] }>('web.search', { query: task.text, limit: HITS_PER_TASK }, { threadId, timeoutMs: 10_000 });
+    const query = task.query ?? task.text;
+    const { hits } = await ctx.invoke<{ hits: SearchHit[] }>('web.search', { query, limit: HITS_PER_TASK, ...(task.city ? { city: task.city } : {}) }, { threadId, timeoutMs: 10_000 });
     const sentences: Finding['sentences'] = [];
     for (const hit of hits) {
       const doc = docsById.get(hit.id);
-      for (const text of doc ? bestSentences(doc, task.text) : [hit.snippet]) sentences.push({ text, source_id: hit.id });
+      for (const text of doc ? bestSentences(doc, `${task.text} ${query}`) : [hit.snippet]) sentences.push({ text, source_id: hit.id });
     }
     return {
       ...base,
