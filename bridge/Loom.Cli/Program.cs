@@ -71,7 +71,7 @@ internal static class Program
             {
                 try
                 {
-                    file = Internal.ProjectRunner.BridgeOptionsFor(Internal.ProjectFileLoader.Load(path));
+                    file = Internal.ProjectRunner.BridgeOptionsFor(Internal.ProjectFileLoader.Load(path, requireAgents: false));
                 }
                 catch (Exception ex) when (ex is Internal.ProjectFileException or ArgumentException)
                 {

@@ -21,6 +21,7 @@ public sealed class ProjectFileTests
                 args: [-y, "@modelcontextprotocol/server-everything"]
                 env: { DEBUG: "0" }
                 call_timeout_ms: 5000
+                connect_timeout_ms: 7000
               - name: remote
                 url: http://127.0.0.1:3001/mcp
                 headers_from_env: { Authorization: REMOTE_TOKEN }
@@ -34,6 +35,8 @@ public sealed class ProjectFileTests
         Assert.Equal(("everything", "stdio", "npx"), (stdio.Name, stdio.Transport, stdio.Command));
         Assert.Equal(["-y", "@modelcontextprotocol/server-everything"], stdio.Args);
         Assert.Equal(TimeSpan.FromSeconds(5), stdio.CallTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(7), stdio.ConnectTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(15), stdio.PingInterval); // unset: the documented default
         var http = options.McpServers[1];
         Assert.Equal("http", http.Transport);
         Assert.Equal(new Uri("http://127.0.0.1:3001/mcp"), http.Url);
@@ -52,6 +55,16 @@ public sealed class ProjectFileTests
         var bad = Parse("agents:\n  - name: a\n    command: x\nmcp_servers:\n  - name: 'bad name'\n    command: x\n");
         var mapped = Assert.Throws<ArgumentException>(() => ProjectRunner.BridgeOptionsFor(bad));
         Assert.Contains("line 5", mapped.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_bridge_only_file_needs_no_agents_for_loom_up()
+    {
+        var project = ProjectFileLoader.Parse("mcp_servers:\n  - name: fs\n    command: npx\n", "loom.yaml", Path.GetTempPath(), requireAgents: false);
+        Assert.Empty(project.Agents);
+        Assert.Single(ProjectRunner.BridgeOptionsFor(project).McpServers);
+        var ex = Assert.Throws<ProjectFileException>(() => Parse("mcp_servers: []\n"));
+        Assert.Contains("agents: missing", ex.Message, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -51,10 +51,14 @@ internal sealed record McpServerSpec(
     string? Url,
     IReadOnlyDictionary<string, string> HeadersFromEnv,
     int? CallTimeoutMs,
+    int? ConnectTimeoutMs,
+    int? PingIntervalMs,
+    int? RestartInitialDelayMs,
+    int? RestartMaxDelayMs,
     int Line);
 
 /// <summary>Which capabilities the bridge serves to MCP clients on its HTTP port.</summary>
-internal sealed record McpExposeSpec(bool Enabled, string Path, IReadOnlyList<string> Include, IReadOnlyList<string> Exclude);
+internal sealed record McpExposeSpec(bool Enabled, string Path, IReadOnlyList<string> Include, IReadOnlyList<string> Exclude, int? CallTimeoutMs);
 
 /// <summary>A parsed and validated <c>loom.yaml</c>.</summary>
 internal sealed record ProjectFile(
@@ -112,7 +116,7 @@ internal static partial class ProjectFileLoader
 
     /// <summary>Loads <paramref name="pathOrDirectory"/> (a loom.yaml, or a directory holding one).</summary>
     /// <exception cref="ProjectFileException">The file is missing, not YAML, or invalid.</exception>
-    public static ProjectFile Load(string pathOrDirectory)
+    public static ProjectFile Load(string pathOrDirectory, bool requireAgents = true)
     {
         var path = System.IO.Directory.Exists(pathOrDirectory) ? System.IO.Path.Combine(pathOrDirectory, FileName) : pathOrDirectory;
         var display = System.IO.Path.GetRelativePath(Environment.CurrentDirectory, path);
@@ -133,11 +137,11 @@ internal static partial class ProjectFileLoader
             throw new ProjectFileException(display, 0, 0, "", $"cannot read it: {ex.Message}");
         }
 
-        return Parse(text, display, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+        return Parse(text, display, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, requireAgents);
     }
 
     /// <summary>Parses the text of a loom.yaml; <paramref name="directory"/> anchors relative paths.</summary>
-    public static ProjectFile Parse(string text, string displayPath, string directory)
+    public static ProjectFile Parse(string text, string displayPath, string directory, bool requireAgents = true)
     {
         var stream = new YamlStream();
         try
@@ -160,14 +164,17 @@ internal static partial class ProjectFileLoader
         var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
         var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
         var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"));
+        var agents = new List<AgentSpec>();
         if (!top.TryGetValue("agents", out var agentsNode))
         {
-            throw reader.Error(root, "agents", "missing: declare at least one agent (name, command)");
+            if (requireAgents)
+            {
+                throw reader.Error(root, "agents", "missing: declare at least one agent (name, command)");
+            }
         }
 
-        var agents = new List<AgentSpec>();
-        var agentList = reader.Sequence(agentsNode, "agents");
-        if (agentList.Children.Count == 0)
+        var agentList = agentsNode is null ? new YamlSequenceNode() : reader.Sequence(agentsNode, "agents");
+        if (agentList.Children.Count == 0 && requireAgents)
         {
             throw reader.Error(agentsNode, "agents", "empty: declare at least one agent (name, command)");
         }
@@ -238,12 +245,13 @@ internal static partial class ProjectFileLoader
         McpExposeSpec? expose = null;
         if (top.TryGetValue("mcp_expose", out var exposeNode))
         {
-            var e = reader.Keys(reader.Mapping(exposeNode, "mcp_expose"), "mcp_expose", "enabled", "path", "include", "exclude");
+            var e = reader.Keys(reader.Mapping(exposeNode, "mcp_expose"), "mcp_expose", "enabled", "path", "include", "exclude", "call_timeout_ms");
             expose = new McpExposeSpec(
                 !e.TryGetValue("enabled", out var en) || reader.OneOf(en, "mcp_expose.enabled", ["true", "false"]) == "true",
                 e.TryGetValue("path", out var path) ? reader.String(path, "mcp_expose.path") : "/mcp",
                 e.TryGetValue("include", out var inc) ? reader.Strings(inc, "mcp_expose.include") : ["*"],
-                e.TryGetValue("exclude", out var exc) ? reader.Strings(exc, "mcp_expose.exclude") : []);
+                e.TryGetValue("exclude", out var exc) ? reader.Strings(exc, "mcp_expose.exclude") : [],
+                e.TryGetValue("call_timeout_ms", out var ect) ? reader.Int(ect, "mcp_expose.call_timeout_ms", 1, 3_600_000) : null);
         }
 
         return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose);
@@ -355,7 +363,7 @@ internal static partial class ProjectFileLoader
 
     private static McpServerSpec ReadMcpServer(Reader reader, YamlNode node, string field, string directory)
     {
-        var m = reader.Keys(reader.Mapping(node, field), field, "name", "transport", "command", "args", "env", "cwd", "url", "headers_from_env", "call_timeout_ms");
+        var m = reader.Keys(reader.Mapping(node, field), field, "name", "transport", "command", "args", "env", "cwd", "url", "headers_from_env", "call_timeout_ms", "connect_timeout_ms", "ping_interval_ms", "restart_initial_delay_ms", "restart_max_delay_ms");
         if (!m.TryGetValue("name", out var nameNode))
         {
             throw reader.Error(node, field + ".name", "missing: the server's name prefixes its tools (name:tool)");
@@ -381,8 +389,14 @@ internal static partial class ProjectFileLoader
             m.TryGetValue("cwd", out var cwd) ? System.IO.Path.GetFullPath(System.IO.Path.Combine(directory, reader.String(cwd, field + ".cwd"))) : null,
             m.TryGetValue("url", out var url) ? reader.AbsoluteUrl(url, field + ".url") : null,
             m.TryGetValue("headers_from_env", out var headers) ? reader.Env(headers, field + ".headers_from_env") : new Dictionary<string, string>(),
-            m.TryGetValue("call_timeout_ms", out var ct) ? reader.Int(ct, field + ".call_timeout_ms", 1, 3_600_000) : null,
+            Millis("call_timeout_ms"),
+            Millis("connect_timeout_ms"),
+            Millis("ping_interval_ms"),
+            Millis("restart_initial_delay_ms"),
+            Millis("restart_max_delay_ms"),
             (int)node.Start.Line);
+
+        int? Millis(string key) => m.TryGetValue(key, out var value) ? reader.Int(value, $"{field}.{key}", 1, 3_600_000) : null;
     }
 
     private static string ShellQuote(string part) =>

@@ -172,8 +172,19 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 WorkingDirectory = m.WorkingDirectory ?? project.Directory,
                 Url = m.Url is null ? null : new Uri(m.Url),
                 HeadersFromEnv = m.HeadersFromEnv,
-                CallTimeout = m.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromMinutes(2),
             };
+
+            // Unset durations keep the options' documented defaults.
+            static TimeSpan? Ms(int? value) => value is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
+            server = server with
+            {
+                CallTimeout = Ms(m.CallTimeoutMs) ?? server.CallTimeout,
+                ConnectTimeout = Ms(m.ConnectTimeoutMs) ?? server.ConnectTimeout,
+                PingInterval = Ms(m.PingIntervalMs) ?? server.PingInterval,
+                RestartInitialDelay = Ms(m.RestartInitialDelayMs) ?? server.RestartInitialDelay,
+                RestartMaxDelay = Ms(m.RestartMaxDelayMs) ?? server.RestartMaxDelay,
+            };
+
             try
             {
                 server.Validate();
@@ -193,7 +204,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             HeartbeatInterval = TimeSpan.FromMilliseconds(project.Bridge.HeartbeatMs),
             McpServers = servers,
             Mcp = project.McpExpose is { } e
-                ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude }
+                ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }
                 : new Loom.Mcp.McpExposeOptions(),
         };
     }

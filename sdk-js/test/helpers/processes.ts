@@ -217,7 +217,7 @@ export class Bridge {
   }
 
   /** `GET /v1/agents` of the bridge's HTTP port. */
-  async agents(): Promise<{ agent_id: string; session_id: string; state: string; topics: string[]; capabilities: { name: string; version: string }[] }[]> {
+  async agents(): Promise<{ agent_id: string; session_id: string; state: string; topics: string[]; capabilities: string[] }[]> {
     const response = await fetch(`${this.httpUrl}/v1/agents`, { signal: AbortSignal.timeout(5000) });
     if (!response.ok) throw new Error(`GET /v1/agents: HTTP ${response.status}`);
     const body = (await response.json()) as { agents: never[] };
