@@ -292,6 +292,11 @@ export class Connection implements AgentContext {
     return this.#log;
   }
 
+  /** @internal The gRPC client of this connection, for unary calls of other services (collab.ts). */
+  get grpcClient(): grpc.Client {
+    return this.#client;
+  }
+
   /** The current session id ("" while not connected). */
   get sessionId(): string {
     return this.#status.state === 'connected' ? this.#status.sessionId : '';

@@ -21,6 +21,13 @@ export type { SubscribeOptions } from './subscription.js';
 export { Memory, MemoryItem } from './memory.js';
 export type { CompareAndSetResult, MemoryOptions, MemorySetOptions } from './memory.js';
 export { Thread } from './thread.js';
+export {
+  applyMajority, barrier, COLLAB_KIND_HEADER, contractNet, gather, isCallForProposals, isCollabRecord,
+} from './collab.js';
+export type {
+  Attempt, BarrierOptions, BarrierResult, Bid, CollabOutcome, ContractNetOptions, ContractNetResult, GatherOptions,
+  GatherResult, JoinStrategy, Reply, Scoring,
+} from './collab.js';
 export type { JoinThreadOptions } from './thread.js';
 export {
   CancelledError, CapabilityNotFoundError, createError, ERROR_CODES, HopLimitExceededError, InternalError,
