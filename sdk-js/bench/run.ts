@@ -88,6 +88,7 @@ async function calls(bridgeUrl: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (!['pubsub', 'calls', 'all'].includes(scenario)) throw new Error(`Unknown scenario '${scenario}': use pubsub, calls or all.`);
   if (!hasDotnetAgent()) throw new Error(`${TEST_AGENT_DLL} is missing: dotnet build tests/Loom.TestAgent -c Release`);
   const bridge = url ? undefined : await Bridge.start();
   const bridgeUrl = url ?? (bridge as Bridge).grpcUrl;

@@ -324,6 +324,7 @@ export class Connection implements AgentContext {
     const finish = (): void => {
       done = true;
       this.#statusListeners.delete(listener);
+      options.signal?.removeEventListener('abort', finish);
       if (waiter) {
         const w = waiter;
         waiter = undefined;
@@ -341,6 +342,7 @@ export class Connection implements AgentContext {
       }
       if (status.state === 'closed') {
         this.#statusListeners.delete(listener);
+        options.signal?.removeEventListener('abort', finish);
         done = true;
       }
     };

@@ -126,7 +126,8 @@ export class Subscription implements AsyncIterableIterator<LoomEvent> {
     const depth = this.#queue.length - this.#head;
     if (depth >= this.#capacity) {
       if (this.policy === 'drop-oldest') {
-        this.#head++;
+        this.#queue[this.#head++] = undefined as unknown as LoomEvent;
+        this.#compact();
         this.#drop();
       } else if (this.policy === 'drop-newest' || depth >= this.#capacity * 2) {
         this.#drop();
@@ -138,6 +139,15 @@ export class Subscription implements AsyncIterableIterator<LoomEvent> {
     }
     this.#queue.push(event);
     return this.policy === 'block' && depth + 1 >= this.#capacity;
+  }
+
+  // Consumed and dropped slots are cleared as they go; once they make up most of the array it is
+  // cut, so the array stays within about twice the capacity whichever end moves.
+  #compact(): void {
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
   }
 
   #drop(): void {
@@ -153,10 +163,7 @@ export class Subscription implements AsyncIterableIterator<LoomEvent> {
     if (this.#head < this.#queue.length) {
       const value = this.#queue[this.#head] as LoomEvent;
       this.#queue[this.#head++] = undefined as unknown as LoomEvent;
-      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-        this.#queue = this.#queue.slice(this.#head);
-        this.#head = 0;
-      }
+      this.#compact();
       this.#delivered++;
       const depth = this.#queue.length - this.#head;
       if (this.#slow && depth < this.#capacity / 2) this.#slow = false;

@@ -194,6 +194,7 @@ internal sealed partial class BridgeProcess : IAsyncDisposable
                 }
             }
 
+            stop.TrySetResult(); // stdin closed: the parent is gone
         });
         await stop.Task;
         return 0;

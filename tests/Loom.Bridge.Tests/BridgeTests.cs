@@ -105,7 +105,7 @@ public sealed class BridgeTests : IAsyncLifetime
 
         // Leaving removes the agent from the listing.
         await agent.LeaveAsync();
-        await Poll.UntilAsync(() => !http.GetStringAsync(new Uri(_bridge.HttpAddress, "/v1/agents")).GetAwaiter().GetResult().Contains("admin-a", StringComparison.Ordinal), what: "admin-a to leave the listing");
+        await Poll.UntilAsync(async ct => !(await http.GetStringAsync(new Uri(_bridge.HttpAddress, "/v1/agents"), ct)).Contains("admin-a", StringComparison.Ordinal), what: "admin-a to leave the listing");
     }
 
     [Fact]

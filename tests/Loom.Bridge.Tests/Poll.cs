@@ -16,4 +16,21 @@ internal static class Poll
             await Task.Delay(10);
         }
     }
+
+    /// <summary>The same for a condition that must be awaited (an HTTP read, say); each check is bounded too.</summary>
+    public static async Task UntilAsync(Func<CancellationToken, Task<bool>> condition, TimeSpan? timeout = null, string? what = null)
+    {
+        using var deadline = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(10));
+        try
+        {
+            while (!await condition(deadline.Token))
+            {
+                await Task.Delay(10, deadline.Token);
+            }
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            throw new TimeoutException($"Condition not met in time: {what ?? "(unnamed)"}");
+        }
+    }
 }

@@ -135,16 +135,6 @@ internal sealed class CliProcess : IAsyncDisposable
         _process.Dispose();
     }
 
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Loom.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("Loom.sln not found above " + AppContext.BaseDirectory);
-    }
+    private static string FindRepoRoot() =>
+        Commands.RunCommand.FindRepoRoot(AppContext.BaseDirectory) ?? throw new InvalidOperationException("Loom.sln not found above " + AppContext.BaseDirectory);
 }

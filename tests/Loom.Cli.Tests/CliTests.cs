@@ -65,8 +65,9 @@ public sealed partial class CliTests : IDisposable
     public async Task List_shows_agents_and_capabilities_of_a_running_bridge_as_json_and_table()
     {
         await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
-        await bridge.StartAsync();
-        await using var agent = await LoomAgentHost.StartAsync(new ListedAgent(), bridge.GrpcAddress, new AgentHostOptions { AgentId = "listed-1" });
+        using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await bridge.StartAsync(startup.Token);
+        await using var agent = await LoomAgentHost.StartAsync(new ListedAgent(), bridge.GrpcAddress, new AgentHostOptions { AgentId = "listed-1" }, startup.Token);
 
         var http = bridge.HttpAddress.ToString().TrimEnd('/');
         var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "list", "--url", http, "--json");
@@ -94,9 +95,10 @@ public sealed partial class CliTests : IDisposable
     public async Task Logs_follows_events_filtered_by_topic_and_thread()
     {
         await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
-        await bridge.StartAsync();
+        using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await bridge.StartAsync(startup.Token);
         await using var logs = CliProcess.Start(_temp, null, "logs", "--url", bridge.GrpcAddress.ToString(), "--topic", "orders.>", "--thread", "t-7", "--json");
-        await using var publisher = await LoomConnection.ConnectAsync(bridge.GrpcAddress, new LoomConnectionOptions { AgentId = "shop" });
+        await using var publisher = await LoomConnection.ConnectAsync(bridge.GrpcAddress, new LoomConnectionOptions { AgentId = "shop" }, cancellationToken: startup.Token);
 
         // Publish until the follower is subscribed and shows the event, then check what it filtered out.
         var shown = false;
@@ -134,7 +136,8 @@ public sealed partial class CliTests : IDisposable
         var bridge = await run.WaitForLineAsync(BridgeLine().ToString(), TimeSpan.FromMinutes(5));
         await run.WaitForLineAsync($"✓ {name} connected", TimeSpan.FromMinutes(5));
 
-        await using var caller = await LoomAgentHost.StartAsync(new CallerAgent(), new Uri(bridge.Groups[1].Value));
+        using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var caller = await LoomAgentHost.StartAsync(new CallerAgent(), new Uri(bridge.Groups[1].Value), cancellationToken: startup.Token);
         var reply = await caller.Context.InvokeRawAsync($"{name}.greet", Encoding.UTF8.GetBytes("""{"name":"Ada"}"""), TimeSpan.FromSeconds(30));
         Assert.Equal("\"Hello, Ada.\"", Encoding.UTF8.GetString(reply.Span));
 

@@ -31,8 +31,11 @@ internal static class ListCommand
             JsonDocument agents, capabilities;
             try
             {
-                agents = JsonDocument.Parse(await http.GetStringAsync(new Uri(address, "/v1/agents"), cancellationToken));
-                capabilities = JsonDocument.Parse(await http.GetStringAsync(new Uri(address, "/v1/capabilities"), cancellationToken));
+                // Both read before either is parsed: a failure leaves nothing to dispose.
+                var agentsText = await http.GetStringAsync(new Uri(address, "/v1/agents"), cancellationToken);
+                var capabilitiesText = await http.GetStringAsync(new Uri(address, "/v1/capabilities"), cancellationToken);
+                agents = JsonDocument.Parse(agentsText);
+                capabilities = JsonDocument.Parse(capabilitiesText);
             }
             catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or JsonException)
             {

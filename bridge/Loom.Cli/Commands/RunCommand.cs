@@ -78,7 +78,7 @@ internal static class RunCommand
     public static string LoomHome() =>
         Environment.GetEnvironmentVariable("LOOM_HOME") is { Length: > 0 } home ? home : FindRepoRoot(AppContext.BaseDirectory) ?? Environment.CurrentDirectory;
 
-    private static string? FindRepoRoot(string start)
+    internal static string? FindRepoRoot(string start)
     {
         for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
         {

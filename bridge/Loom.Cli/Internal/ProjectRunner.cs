@@ -31,7 +31,9 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
 {
     private static readonly string[] IgnoredDirectories = ["node_modules", "bin", "obj", "dist", "__pycache__", ".loom", ".git", ".mypy_cache", ".pytest_cache"];
 
-    private readonly Channel<RunEvent> _events = Channel.CreateBounded<RunEvent>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.DropOldest });
+    // Bounded; exits and restarts wait for room (they must never be lost), file changes are offered
+    // with TryWrite and simply dropped when a burst fills it (one change is as good as many).
+    private readonly Channel<RunEvent> _events = Channel.CreateBounded<RunEvent>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.Wait });
     private readonly Dictionary<string, Running> _running = new(StringComparer.Ordinal);
 
     private abstract record RunEvent;

@@ -141,7 +141,7 @@ public sealed partial class Coordinator
     private async Task CollectBidsAsync(ContractNetRequest request, string opId, string threadId, string thread, string topic, string caller, string pointer, List<string> known, List<Bid> bids, TimeSpan bidTimeout, CancellationToken cancellationToken)
     {
         var op = new PendingOp(opId, _options.MaxPendingReplies, _time.GetTimestamp());
-        if (!_ops.TryAdd(opId, op))
+        if (!TryTrack(opId, op))
         {
             throw new InvalidParamsException($"Operation id '{opId}' is already in flight; use a unique op_id per operation.", "/op_id");
         }

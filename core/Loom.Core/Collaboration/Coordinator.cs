@@ -137,7 +137,7 @@ public sealed partial class Coordinator : IDisposable
 
         var start = _time.GetTimestamp();
         var op = new PendingOp(opId, _options.MaxPendingReplies, start);
-        if (!_ops.TryAdd(opId, op))
+        if (!TryTrack(opId, op))
         {
             throw new InvalidParamsException($"Operation id '{opId}' is already in flight; use a unique op_id per operation.", "/op_id");
         }
@@ -458,6 +458,18 @@ public sealed partial class Coordinator : IDisposable
     // -------------------------------------------------------------------------------------------
     // Helpers
     // -------------------------------------------------------------------------------------------
+
+    // One bound for every pending operation (gather and contract-net alike), like MaxBarriers for
+    // barriers: a caller cannot pin unbounded reply channels for the operations' timeouts.
+    private bool TryTrack(string opId, PendingOp op)
+    {
+        if (_ops.Count >= _options.MaxOperations)
+        {
+            throw new ResourceExhaustedException($"{_options.MaxOperations} collaboration operations are in flight; wait for some to finish or raise CoordinatorOptions.MaxOperations.");
+        }
+
+        return _ops.TryAdd(opId, op);
+    }
 
     /// <summary>
     /// The distinct agents holding a subscription that matches <paramref name="topic"/>: the caller,

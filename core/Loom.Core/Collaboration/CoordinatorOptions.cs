@@ -23,6 +23,9 @@ public sealed class CoordinatorOptions
 
     /// <summary>Barriers alive at once (waiting or holding arrivals). Default 10000.</summary>
     public int MaxBarriers { get; init; } = 10_000;
+
+    /// <summary>Gathers and contract-nets waiting for replies at once. Default 10000.</summary>
+    public int MaxOperations { get; init; } = 10_000;
 }
 
 /// <summary>Counters of a <see cref="Coordinator"/>.</summary>

@@ -86,18 +86,23 @@ def _load_cities() -> List[Dict[str, Any]]:
 
 
 CITIES = _load_cities()
+# (canonical name, [(alias as written, its accent-free pattern)]) compiled once, not per question.
+CITY_PATTERNS = [
+    (city["name"], [(name, re.compile(r"\b" + re.escape(_fold(name)) + r"\b")) for name in [city["name"], *city.get("aliases", [])]])
+    for city in CITIES
+]
 
 
 def find_cities(text: str) -> List[str]:
     """City names mentioned in ``text``, in order of appearance (names and aliases, accent-insensitive)."""
     folded = _fold(text)
     found = []
-    for city in CITIES:
-        for name in [city["name"], *city.get("aliases", [])]:
-            m = re.search(r"\b" + re.escape(_fold(name)) + r"\b", folded)
+    for canonical, patterns in CITY_PATTERNS:
+        for name, pattern in patterns:
+            m = pattern.search(folded)
             # Short upper-case aliases (LA, SF) only match as written, so "la" in prose does not.
             if m and (len(name) > 3 or name in text):
-                found.append((m.start(), city["name"]))
+                found.append((m.start(), canonical))
                 break
     return [name for _, name in sorted(found)]
 

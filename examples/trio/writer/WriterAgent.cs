@@ -40,10 +40,9 @@ internal sealed partial class WriterAgent(ILogger logger, LlmClient? llm, TimeSp
             case "plan":
             {
                 var plan = envelope.PayloadAs<Plan>(TrioJson.Options)!;
-                var state = _threads.GetOrAdd(threadId, _ => new ThreadState());
+                var state = Track(context, threadId, cancellationToken);
                 state.Plan = plan;
                 LogPlan(logger, threadId, plan.Tasks.Count);
-                _ = DeadlineAsync(context, threadId, state, cancellationToken);
                 await TryFinishAsync(context, threadId, state, force: false, cancellationToken).ConfigureAwait(false);
                 break;
             }
@@ -51,7 +50,7 @@ internal sealed partial class WriterAgent(ILogger logger, LlmClient? llm, TimeSp
             case "finding":
             {
                 var finding = envelope.PayloadAs<Finding>(TrioJson.Options)!;
-                var state = _threads.GetOrAdd(threadId, _ => new ThreadState());
+                var state = Track(context, threadId, cancellationToken);
                 state.Findings[finding.TaskId] = finding;
                 LogFinding(logger, threadId, finding.TaskId, finding.Sources.Count);
                 await TryFinishAsync(context, threadId, state, force: false, cancellationToken).ConfigureAwait(false);
@@ -61,6 +60,20 @@ internal sealed partial class WriterAgent(ILogger logger, LlmClient? llm, TimeSp
             default:
                 break; // Reports (ours) and other chatter on the thread.
         }
+    }
+
+    // Every tracked thread gets one deadline from its first event, so a thread whose plan never
+    // comes (findings alone) is dropped too and the table stays bounded by the traffic of one deadline.
+    private ThreadState Track(AgentContext context, string threadId, CancellationToken cancellationToken)
+    {
+        var created = new ThreadState();
+        var state = _threads.GetOrAdd(threadId, created);
+        if (ReferenceEquals(state, created))
+        {
+            _ = DeadlineAsync(context, threadId, state, cancellationToken);
+        }
+
+        return state;
     }
 
     private async Task DeadlineAsync(AgentContext context, string threadId, ThreadState state, CancellationToken cancellationToken)
@@ -80,6 +93,11 @@ internal sealed partial class WriterAgent(ILogger logger, LlmClient? llm, TimeSp
     {
         if (state.Plan is not { } plan)
         {
+            if (force)
+            {
+                _threads.TryRemove(threadId, out _); // findings for a plan we never saw
+            }
+
             return;
         }
 

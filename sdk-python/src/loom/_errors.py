@@ -202,8 +202,6 @@ def error_for(
 ) -> LoomError:
     """The typed error for a code."""
     cls = _BY_CODE.get(code, InternalError)
-    if cls is ConnectionClosedError:  # pragma: no cover - not in the map
-        return cls(message)
     return cls(message, code=code, path=path, details=details, retryable=retryable)
 
 

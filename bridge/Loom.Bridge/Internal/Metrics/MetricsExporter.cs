@@ -238,18 +238,11 @@ internal sealed class MetricsExporter : IDisposable
                     cell.Sum += value;
                 }
             }
-            else if (_observable)
-            {
-                lock (cell)
-                {
-                    cell.Value += value; // the same series reported twice in one callback adds up
-                }
-            }
             else
             {
                 lock (cell)
                 {
-                    cell.Value += value;
+                    cell.Value += value; // counters add; an observable series reported twice in one callback adds up
                 }
             }
         }
