@@ -22,7 +22,7 @@ public sealed class GrpcChannel : IDisposable
         _address = address;
         Options = options;
         var ownsHandler = options.Handler is null;
-        var handler = options.Handler ?? CreateHandler(options);
+        var handler = options.Handler ?? CreateHandlerCore(options);
         HttpClient = new HttpClient(handler, disposeHandler: ownsHandler)
         {
             // Deadlines are per call (grpc-timeout); HttpClient's own timeout would cut long streams.
@@ -121,7 +121,14 @@ public sealed class GrpcChannel : IDisposable
             new UriBuilder(address) { Path = address.AbsolutePath.TrimEnd('/') + p }.Uri, _address);
     }
 
-    private static SocketsHttpHandler CreateHandler(GrpcChannelOptions options) => new()
+    /// <summary>
+    /// Creates the handler a channel uses by default, for sharing: channels given the same handler in
+    /// <see cref="GrpcChannelOptions.Handler"/> multiplex their calls over the same HTTP/2 connections
+    /// (up to the server's stream limit each; more connections open beyond it). The caller disposes it.
+    /// </summary>
+    public static SocketsHttpHandler CreateHandler(GrpcChannelOptions? options = null) => CreateHandlerCore(options ?? new GrpcChannelOptions());
+
+    private static SocketsHttpHandler CreateHandlerCore(GrpcChannelOptions options) => new()
     {
         // A connection carries at most the server's MaxConcurrentStreams (often 100): open more beyond that.
         EnableMultipleHttp2Connections = true,

@@ -7,9 +7,12 @@ using Loom.Sdk;
 namespace Loom.Bench;
 
 /// <summary>
-/// N agents, each with its own connection, stream and heartbeats, on one bridge: the bridge's
-/// resident memory (and managed heap) per agent, read from its /metrics. Without --url the
-/// bridge runs in a child process (this program in "serve-bridge" mode), a fresh one per run.
+/// N agents, each with its own stream, session and heartbeats, on one bridge: the bridge's
+/// resident memory (and managed heap) per agent, read from its /metrics. Each agent has its own
+/// HTTP/2 connection, or with --agents-per-connection K groups of K agents share one (as agents
+/// hosted in one process can, through <see cref="Loom.Grpc.GrpcChannelOptions.Handler"/>).
+/// Without --url the bridge runs in a child process (this program in "serve-bridge" mode), a
+/// fresh one per run.
 /// </summary>
 internal static partial class AgentsBench
 {
@@ -41,6 +44,8 @@ internal static partial class AgentsBench
 
             var before = await ScrapeAsync(http);
             var agents = new LoomConnection[options.Agents];
+            var perConnection = options.AgentsPerConnection;
+            var handlers = perConnection == 1 ? [] : Enumerable.Range(0, (agents.Length + perConnection - 1) / perConnection).Select(_ => Loom.Grpc.GrpcChannel.CreateHandler()).ToArray();
             var stopwatch = Stopwatch.StartNew();
             try
             {
@@ -55,6 +60,7 @@ internal static partial class AgentsBench
                             Name = "bench-agent",
                             AgentId = $"bench-agent-{run}-{i}",
                             HeartbeatInterval = TimeSpan.FromMilliseconds(options.HeartbeatMs),
+                            Channel = perConnection == 1 ? null : new Loom.Grpc.GrpcChannelOptions { Handler = handlers[i / perConnection] },
                         });
                     }
                 });
@@ -92,12 +98,16 @@ internal static partial class AgentsBench
             finally
             {
                 await Task.WhenAll(agents.Where(a => a is not null).Select(a => a.DisposeAsync().AsTask()));
+                foreach (var handler in handlers)
+                {
+                    handler.Dispose();
+                }
             }
         }
 
         return
         [
-            Figure.Of("agents", $"{options.Agents:N0} connected agents, heartbeat {options.HeartbeatMs} ms: bridge resident memory per agent", "KB", perAgentRss.Select(b => b / 1024).ToList(), "RSS after - before (each after a full GC when the bench started the bridge), divided by N"),
+            Figure.Of("agents", $"{options.Agents:N0} connected agents, heartbeat {options.HeartbeatMs} ms, {(options.AgentsPerConnection == 1 ? "a connection each" : $"{options.AgentsPerConnection} per connection")}: bridge resident memory per agent", "KB", perAgentRss.Select(b => b / 1024).ToList(), "RSS after - before (each after a full GC when the bench started the bridge), divided by N"),
             Figure.Of("agents", "bridge live managed heap per agent (after a full GC)", "KB", perAgentHeap.Select(b => b / 1024).ToList()),
             Figure.Of("agents", "bridge resident memory per agent before that GC", "KB", perAgentRssUncollected.Select(b => b / 1024).ToList()),
             Figure.Of("agents", "connect rate (64 at a time)", "agents/s", connectRates),

@@ -36,7 +36,8 @@ internal static class Program
           --calls N          rpc/reqreply: calls per run (default 10000)
           --warmup N         rpc/reqreply: warm-up calls (default 2000)
           --subscribers N    fanout: subscriber connections (default 10)
-          --agents N         agents: connections (default 10000)
+          --agents N         agents: agents to connect (default 10000)
+          --agents-per-connection N  agents: agents sharing one HTTP/2 connection (default 1: a connection each)
           --heartbeat-ms N   agents: heartbeat interval asked for (default 5000, the bridge default)
           --cmd COMMAND      external: publisher command; {url} {topic} {events} {payload} are replaced
           --json FILE        also write the results as JSON to FILE ('-' for stdout instead of the table)
@@ -189,6 +190,8 @@ internal sealed class BenchOptions
 
     public int HeartbeatMs { get; private set; } = 5000;
 
+    public int AgentsPerConnection { get; private set; } = 1;
+
     public string? Command { get; private set; }
 
     public string? JsonFile { get; private set; }
@@ -248,6 +251,9 @@ internal sealed class BenchOptions
                     break;
                 case "--heartbeat-ms":
                     o.HeartbeatMs = Number();
+                    break;
+                case "--agents-per-connection":
+                    o.AgentsPerConnection = Number();
                     break;
                 case "--cmd":
                     o.Command = Next();
