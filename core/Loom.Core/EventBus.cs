@@ -83,6 +83,7 @@ public sealed class EventBus : IDisposable
     {
         ArgumentNullException.ThrowIfNull(envelope);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        envelope.MarkPublished(); // a second publication of the same object may carry changes its wire form cannot show
         return LoomTelemetry.Source.HasListeners() ? PublishTracedAsync(envelope, cancellationToken) : PublishCoreAsync(envelope, cancellationToken);
     }
 

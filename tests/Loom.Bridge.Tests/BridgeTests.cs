@@ -183,6 +183,38 @@ public sealed class BridgeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Forwarded_envelopes_carry_what_the_bridge_set_over_what_the_publisher_sent()
+    {
+        await using var subscriber = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("sub2", "forward.>"));
+        await using var publisher = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("pub2"));
+        var sentAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+        // The bridge forwards the publisher's bytes and appends the fields it set; the subscriber must see those.
+        await publisher.PublishAsync("forward.spoofed", "payload", e =>
+        {
+            e.Id = "e-7";
+            e.Sender = "someone-else";
+            e.HopCount = 2;
+            e.TimestampUnixMs = sentAt;
+            e.Headers["h"] = "v";
+        });
+        await publisher.PublishAsync("forward.plain", "second");
+        var first = (await subscriber.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Deliver)).Deliver.Envelope;
+        Assert.Equal("e-7", first.Id);
+        Assert.Equal("pub2", first.Sender);
+        Assert.Equal(3u, first.HopCount);
+        Assert.Equal(sentAt, first.TimestampUnixMs);
+        Assert.True(first.DeadlineUnixMs > first.TimestampUnixMs);
+        Assert.Equal("v", first.Headers["h"]);
+        Assert.Equal("payload", first.Payload.ToStringUtf8());
+        var second = (await subscriber.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Deliver)).Deliver.Envelope;
+        Assert.Equal(32, second.Id.Length); // assigned by the bridge
+        Assert.Equal("pub2", second.Sender);
+        Assert.Equal(1u, second.HopCount);
+        Assert.NotEqual(0, second.TimestampUnixMs);
+    }
+
+    [Fact]
     public async Task Publish_errors_come_back_with_the_envelope_id()
     {
         await using var agent = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("p"));

@@ -11,7 +11,8 @@ namespace Loom.Bridge.Internal;
 /// four times for an envelope inside Delivery inside ServerMessage inside ServerFrame). The bytes
 /// are exactly what <c>ServerFrame.WriteTo</c> produces. The buffer is rented from the shared
 /// pool per frame and given back by <see cref="Reset"/>, so an idle session holds none. One per
-/// write loop; not thread-safe.
+/// write loop; not thread-safe. An envelope that carries its wire form (the bytes it was published
+/// with, see <see cref="ClientFrameDecoder"/>) is written from those bytes, not serialized again.
 /// </summary>
 internal sealed class ServerFrameEncoder
 {
@@ -73,7 +74,8 @@ internal sealed class ServerFrameEncoder
     public void AddDelivery(string subscriptionId, Envelope envelope)
     {
         var idBytes = Encoding.UTF8.GetByteCount(subscriptionId);
-        var envelopeSize = envelope.CalculateSize();
+        var raw = envelope.TryGetWireForm(out var wire);
+        var envelopeSize = raw ? wire.Size : envelope.CalculateSize();
         var deliverySize = 1 + VarintSize((uint)idBytes) + idBytes + 1 + VarintSize((uint)envelopeSize) + envelopeSize;
         var messageSize = 1 + VarintSize((uint)deliverySize) + deliverySize;
         var span = GetSpan(1 + 5 + messageSize);
@@ -87,7 +89,16 @@ internal sealed class ServerFrameEncoder
         n += Encoding.UTF8.GetBytes(subscriptionId, span[n..]);
         span[n++] = FieldTwoLength;
         n += WriteVarint(span[n..], (uint)envelopeSize);
-        envelope.WriteTo(span.Slice(n, envelopeSize));
+        if (raw)
+        {
+            // The publisher's bytes with the fields the bridge set appended (the last occurrence of a field wins).
+            wire.WriteTo(span.Slice(n, envelopeSize));
+        }
+        else
+        {
+            envelope.WriteTo(span.Slice(n, envelopeSize));
+        }
+
         _written += n + envelopeSize;
         Count++;
     }

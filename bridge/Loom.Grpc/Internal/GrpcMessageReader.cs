@@ -28,9 +28,17 @@ internal sealed class GrpcMessageReader
     /// </summary>
     /// <exception cref="GrpcStatusException">Protocol errors: size limit, compression, truncated or undecodable message.</exception>
     /// <exception cref="OperationCanceledException">Cancelled, or the pending read was cancelled (<see cref="PipeReader.CancelPendingRead"/>).</exception>
+    public ValueTask<T?> ReadAsync<T>(MessageParser<T> parser, CancellationToken cancellationToken)
+        where T : IMessage<T> => ReadAsync(parser.ParseFrom, cancellationToken);
+
+    /// <summary>
+    /// The next message decoded by <paramref name="decode"/> (which throws <see cref="InvalidProtocolBufferException"/>
+    /// for bytes it cannot decode; the bytes are valid only during the call), or null (default) at the end of the stream.
+    /// </summary>
+    /// <exception cref="GrpcStatusException">Protocol errors: size limit, compression, truncated or undecodable message.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled, or the pending read was cancelled (<see cref="PipeReader.CancelPendingRead"/>).</exception>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<T?> ReadAsync<T>(MessageParser<T> parser, CancellationToken cancellationToken)
-        where T : IMessage<T>
+    public async ValueTask<T?> ReadAsync<T>(Func<ReadOnlySequence<byte>, T> decode, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -63,7 +71,7 @@ internal sealed class GrpcMessageReader
                 T message;
                 try
                 {
-                    message = parser.ParseFrom(payload);
+                    message = decode(payload);
                 }
                 catch (InvalidProtocolBufferException ex)
                 {

@@ -80,12 +80,12 @@ internal sealed class GrpcServerCall : IDisposable
 
     /// <summary>Next request message, or null (default) at the end of the request stream.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<T?> ReadMessageAsync<T>(MessageParser<T> parser, CancellationToken cancellationToken)
+    public async ValueTask<T?> ReadMessageAsync<T>(Func<System.Buffers.ReadOnlySequence<byte>, T> decode, CancellationToken cancellationToken)
         where T : IMessage<T>
     {
         try
         {
-            var message = await _reader.ReadAsync(parser, cancellationToken);
+            var message = await _reader.ReadAsync(decode, cancellationToken);
             if (message is not null)
             {
                 _options.Observer?.MessageReceived(Context.Method, _reader.LastMessageSize + GrpcFraming.HeaderSize);
@@ -122,13 +122,14 @@ internal sealed class GrpcServerCall : IDisposable
         where T : IMessage<T>
     {
         var token = Context.CancellationToken;
-        var message = await ReadMessageAsync(parser, token);
+        Func<System.Buffers.ReadOnlySequence<byte>, T> decode = parser.ParseFrom;
+        var message = await ReadMessageAsync(decode, token);
         if (message is null)
         {
             throw Protocol(new GrpcStatusException(GrpcStatusCode.Internal, "The request ended without a message; this method takes exactly one."));
         }
 
-        if (await ReadMessageAsync(parser, token) is not null)
+        if (await ReadMessageAsync(decode, token) is not null)
         {
             throw Protocol(new GrpcStatusException(GrpcStatusCode.Internal, "The request has more than one message; this method takes exactly one."));
         }

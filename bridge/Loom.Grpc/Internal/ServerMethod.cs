@@ -47,19 +47,19 @@ internal sealed class ServerStreamingServerMethod<TRequest, TResponse>(
 
 internal sealed class DuplexServerMethod<TRequest, TResponse>(
     string path,
-    MessageParser<TRequest> parser,
+    Func<System.Buffers.ReadOnlySequence<byte>, TRequest> decode,
     Func<IGrpcStreamReader<TRequest>, IGrpcStreamWriter<TResponse>, GrpcServerCallContext, Task> handler) : ServerMethod(path)
     where TRequest : IMessage<TRequest>
     where TResponse : IMessage<TResponse>
 {
     public override Task InvokeAsync(GrpcServerCall call) =>
         call.RunStreamingHandlerAsync(handler(
-            new ServerStreamReader<TRequest>(call, parser),
+            new ServerStreamReader<TRequest>(call, decode),
             new ServerStreamWriter<TResponse>(call),
             call.Context));
 }
 
-internal sealed class ServerStreamReader<T>(GrpcServerCall call, MessageParser<T> parser) : IGrpcStreamReader<T>
+internal sealed class ServerStreamReader<T>(GrpcServerCall call, Func<System.Buffers.ReadOnlySequence<byte>, T> decode) : IGrpcStreamReader<T>
     where T : IMessage<T>
 {
     private T? _current;
@@ -69,7 +69,7 @@ internal sealed class ServerStreamReader<T>(GrpcServerCall call, MessageParser<T
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> MoveNextAsync(CancellationToken cancellationToken)
     {
-        _current = await call.ReadMessageAsync(parser, cancellationToken);
+        _current = await call.ReadMessageAsync(decode, cancellationToken);
         return _current is not null;
     }
 }
