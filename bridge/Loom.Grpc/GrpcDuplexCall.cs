@@ -57,10 +57,24 @@ public sealed class GrpcDuplexCall<TRequest, TResponse> : IGrpcStreamReader<TRes
     /// <summary>Sends one message and flushes it. One write at a time.</summary>
     /// <exception cref="InvalidOperationException">Another write is in progress, the request was completed, or the call is complete.</exception>
     /// <exception cref="GrpcStatusException">The call has ended (cancelled, deadline, failed) or the message is over the send limit.</exception>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask WriteAsync(TRequest message, CancellationToken cancellationToken)
+    public ValueTask WriteAsync(TRequest message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
+        return WriteCoreAsync(message, default, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sends one message given as its protobuf bytes (encoded by hand; the 5-byte framing is added) and flushes it.
+    /// One write at a time, shared with <see cref="WriteAsync"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Another write is in progress, the request was completed, or the call is complete.</exception>
+    /// <exception cref="GrpcStatusException">The call has ended (cancelled, deadline, failed) or the message is over the send limit.</exception>
+    public ValueTask WriteRawAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken) =>
+        WriteCoreAsync(default, message, cancellationToken);
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteCoreAsync(TRequest? message, ReadOnlyMemory<byte> raw, CancellationToken cancellationToken)
+    {
         EnterWriter();
         try
         {
@@ -70,11 +84,19 @@ public sealed class GrpcDuplexCall<TRequest, TResponse> : IGrpcStreamReader<TRes
             }
 
             _call.ThrowIfEnded();
-            var size = GrpcFraming.MeasureForSend(message, _maxSendMessageSize);
+            var size = message is null ? GrpcFraming.CheckSendSize(raw.Length, _maxSendMessageSize) : GrpcFraming.MeasureForSend(message, _maxSendMessageSize);
             try
             {
                 var writer = await _content.Writer.WaitAsync(cancellationToken);
-                GrpcFraming.WriteMessage(writer, message, size);
+                if (message is null)
+                {
+                    GrpcFraming.WriteRawMessage(writer, raw.Span);
+                }
+                else
+                {
+                    GrpcFraming.WriteMessage(writer, message, size);
+                }
+
                 await writer.FlushAsync(cancellationToken);
             }
             catch (Exception ex) when (ex is not GrpcStatusException)

@@ -701,6 +701,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         var call = session.Call!;
         var token = session.Token;
         var taken = 0;
+        var encoder = new FrameEncoder(); // each envelope sized and written once
         try
         {
             while (true)
@@ -719,12 +720,11 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                     continue;
                 }
 
-                var frame = new ClientFrame();
                 var bytes = 0;
-                while (frame.Messages.Count < session.MaxFrameMessages && reader.TryPeek(out var next))
+                while (encoder.Count < session.MaxFrameMessages && reader.TryPeek(out var next))
                 {
                     var size = EstimateSize(next);
-                    if (frame.Messages.Count > 0 && bytes + size > session.MaxFrameBytes)
+                    if (encoder.Count > 0 && bytes + size > session.MaxFrameBytes)
                     {
                         break;
                     }
@@ -735,20 +735,37 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                         continue;
                     }
 
-                    frame.Messages.Add(next);
+                    if (next.KindCase == ClientMessage.KindOneofCase.Publish)
+                    {
+                        encoder.AddPublish(next.Publish);
+                    }
+                    else
+                    {
+                        encoder.AddMessage(next);
+                    }
+
                     bytes += size;
                 }
 
-                if (frame.Messages.Count == 0)
+                var count = encoder.Count;
+                if (count == 0)
                 {
                     continue;
                 }
 
-                taken = frame.Messages.Count;
-                await call.WriteAsync(frame, token);
+                taken = count;
+                try
+                {
+                    await call.WriteRawAsync(encoder.Written, token);
+                }
+                finally
+                {
+                    encoder.Reset();
+                }
+
                 taken = 0;
                 Interlocked.Increment(ref _framesSent);
-                Interlocked.Add(ref _messagesSent, frame.Messages.Count);
+                Interlocked.Add(ref _messagesSent, count);
                 Volatile.Write(ref _lastWriteTimestamp, _time.GetTimestamp());
             }
         }

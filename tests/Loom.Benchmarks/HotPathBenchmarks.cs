@@ -76,7 +76,7 @@ public class EnvelopeCodecBenchmarks
         return length;
     }
 
-    private readonly Loom.Bridge.Internal.ServerFrameEncoder _encoder = new();
+    private readonly FrameEncoder _encoder = new();
 
     /// <summary>What the bridge does with published envelopes: the publisher's bytes plus the fields it set.</summary>
     [Benchmark(Description = "bridge frame of 1024 deliveries from wire forms", OperationsPerInvoke = 1024)]

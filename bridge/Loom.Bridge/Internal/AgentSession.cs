@@ -507,7 +507,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
         // Hand-encoded frames (each envelope sized and written once) where the transport takes raw bytes.
         var raw = writer as IGrpcRawStreamWriter;
-        var encoder = raw is null ? null : new ServerFrameEncoder();
+        var encoder = raw is null ? null : new FrameEncoder();
         try
         {
             while (!token.IsCancellationRequested)

@@ -67,9 +67,11 @@ internal static class GrpcFraming
 
     /// <summary>Size of the serialized message, checked against the send limit.</summary>
     /// <exception cref="GrpcStatusException">RESOURCE_EXHAUSTED when over the limit.</exception>
-    public static int MeasureForSend(IMessage message, int maxMessageSize)
+    public static int MeasureForSend(IMessage message, int maxMessageSize) => CheckSendSize(message.CalculateSize(), maxMessageSize);
+
+    /// <summary>Returns <paramref name="size"/>, or throws RESOURCE_EXHAUSTED when it is over <paramref name="maxMessageSize"/>.</summary>
+    public static int CheckSendSize(int size, int maxMessageSize)
     {
-        var size = message.CalculateSize();
         if (size > maxMessageSize)
         {
             throw new GrpcStatusException(

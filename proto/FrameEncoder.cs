@@ -1,22 +1,23 @@
 using System.Buffers;
 using System.Text;
 using Google.Protobuf;
-using Loom.Protocol.V1;
 
-namespace Loom.Bridge.Internal;
+namespace Loom.Protocol.V1;
 
 /// <summary>
-/// Encodes a <see cref="ServerFrame"/> by hand, so that each delivered envelope is sized once and
-/// written once (the generated code sizes a nested message again at every level it is nested in:
-/// four times for an envelope inside Delivery inside ServerMessage inside ServerFrame). The bytes
-/// are exactly what <c>ServerFrame.WriteTo</c> produces. The buffer is rented from the shared
-/// pool per frame and given back by <see cref="Reset"/>, so an idle session holds none. One per
-/// write loop; not thread-safe. An envelope that carries its wire form (the bytes it was published
-/// with, see <see cref="ClientFrameDecoder"/>) is written from those bytes, not serialized again.
+/// Encodes a <see cref="ServerFrame"/> or a <see cref="ClientFrame"/> by hand, so that each
+/// envelope is sized once and written once (the generated code sizes a nested message again at
+/// every level it is nested in: four times for an envelope inside Delivery inside ServerMessage
+/// inside ServerFrame). The bytes are exactly what the generated <c>WriteTo</c> produces, except
+/// that an envelope carrying its wire form (<see cref="Envelope.TryGetWireForm"/>) is written from
+/// those bytes. The buffer is rented from the shared pool per frame and given back by
+/// <see cref="Reset"/>, so an idle stream holds none. One per write loop; not thread-safe. Both
+/// frames are <c>repeated messages = 1</c>, so one encoder writes either kind: add only
+/// <see cref="ServerMessage"/>s and deliveries, or only <see cref="ClientMessage"/>s and publishes.
 /// </summary>
-internal sealed class ServerFrameEncoder
+public sealed class FrameEncoder
 {
-    private const byte FieldOneLength = (1 << 3) | 2; // ServerFrame.messages, ServerMessage.deliver, Delivery.subscription_id
+    private const byte FieldOneLength = (1 << 3) | 2; // *Frame.messages, ServerMessage.deliver, Delivery.subscription_id, ClientMessage.publish
     private const byte FieldTwoLength = (2 << 3) | 2; // Delivery.envelope
 
     private byte[] _array = [];
@@ -58,9 +59,10 @@ internal sealed class ServerFrameEncoder
         return _array.AsSpan(_written);
     }
 
-    /// <summary>Appends one ServerMessage (a control message).</summary>
-    public void AddMessage(ServerMessage message)
+    /// <summary>Appends one message (a ServerMessage or a ClientMessage, as the frame's kind).</summary>
+    public void AddMessage(IMessage message)
     {
+        ArgumentNullException.ThrowIfNull(message);
         var size = message.CalculateSize();
         var span = GetSpan(1 + 5 + size);
         span[0] = FieldOneLength;
@@ -70,9 +72,29 @@ internal sealed class ServerFrameEncoder
         Count++;
     }
 
+    /// <summary>Appends ClientMessage{publish: envelope}.</summary>
+    public void AddPublish(Envelope envelope)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        var raw = envelope.TryGetWireForm(out var wire);
+        var envelopeSize = raw ? wire.Size : envelope.CalculateSize();
+        var messageSize = 1 + VarintSize((uint)envelopeSize) + envelopeSize;
+        var span = GetSpan(1 + 5 + messageSize);
+        var n = 0;
+        span[n++] = FieldOneLength;
+        n += WriteVarint(span[n..], (uint)messageSize);
+        span[n++] = FieldOneLength;
+        n += WriteVarint(span[n..], (uint)envelopeSize);
+        WriteEnvelope(span.Slice(n, envelopeSize), envelope, raw, wire);
+        _written += n + envelopeSize;
+        Count++;
+    }
+
     /// <summary>Appends ServerMessage{deliver: Delivery{subscription_id, envelope}}.</summary>
     public void AddDelivery(string subscriptionId, Envelope envelope)
     {
+        ArgumentNullException.ThrowIfNull(subscriptionId);
+        ArgumentNullException.ThrowIfNull(envelope);
         var idBytes = Encoding.UTF8.GetByteCount(subscriptionId);
         var raw = envelope.TryGetWireForm(out var wire);
         var envelopeSize = raw ? wire.Size : envelope.CalculateSize();
@@ -89,18 +111,22 @@ internal sealed class ServerFrameEncoder
         n += Encoding.UTF8.GetBytes(subscriptionId, span[n..]);
         span[n++] = FieldTwoLength;
         n += WriteVarint(span[n..], (uint)envelopeSize);
+        WriteEnvelope(span.Slice(n, envelopeSize), envelope, raw, wire);
+        _written += n + envelopeSize;
+        Count++;
+    }
+
+    private static void WriteEnvelope(Span<byte> destination, Envelope envelope, bool raw, in EnvelopeWireForm wire)
+    {
         if (raw)
         {
-            // The publisher's bytes with the fields the bridge set appended (the last occurrence of a field wins).
-            wire.WriteTo(span.Slice(n, envelopeSize));
+            // The publisher's bytes with the fields set since appended (the last occurrence of a field wins).
+            wire.WriteTo(destination);
         }
         else
         {
-            envelope.WriteTo(span.Slice(n, envelopeSize));
+            envelope.WriteTo(destination);
         }
-
-        _written += n + envelopeSize;
-        Count++;
     }
 
     private static int VarintSize(uint value) => value < 1 << 7 ? 1 : value < 1 << 14 ? 2 : value < 1 << 21 ? 3 : value < 1 << 28 ? 4 : 5;

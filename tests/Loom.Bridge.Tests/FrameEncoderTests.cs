@@ -1,16 +1,15 @@
 using Google.Protobuf;
-using Loom.Bridge.Internal;
 using Loom.Protocol.V1;
 using Xunit;
 
 namespace Loom.Bridge.Tests;
 
-public sealed class ServerFrameEncoderTests
+public sealed class FrameEncoderTests
 {
     [Fact]
     public void Hand_encoded_frames_are_byte_identical_to_the_generated_encoding()
     {
-        var encoder = new ServerFrameEncoder();
+        var encoder = new FrameEncoder();
         var expected = new ServerFrame();
         var ack = new ServerMessage { Ack = new Ack { CorrelationId = "c-1", SubscriptionId = "s-1" } };
         encoder.AddMessage(ack);
@@ -43,5 +42,33 @@ public sealed class ServerFrameEncoderTests
         encoder.Reset();
         Assert.Equal(0, encoder.Length);
         Assert.Equal(0, encoder.Count);
+    }
+
+    [Fact]
+    public void Hand_encoded_client_frames_are_byte_identical_to_the_generated_encoding()
+    {
+        var encoder = new FrameEncoder();
+        var expected = new ClientFrame();
+        for (var i = 0; i < 300; i++)
+        {
+            ClientMessage message = i % 5 == 0
+                ? new ClientMessage { Call = new ActionCall { CallId = "c" + i, Capability = "math.add", InputJson = ByteString.CopyFromUtf8("{}") } }
+                : new ClientMessage { Publish = new Envelope { Id = "id-" + i, Topic = "orders.eu.created", ThreadId = "t-é", Payload = ByteString.CopyFrom(new byte[i * 7]), Headers = { ["k"] = "v" } } };
+            if (message.KindCase == ClientMessage.KindOneofCase.Publish)
+            {
+                encoder.AddPublish(message.Publish);
+            }
+            else
+            {
+                encoder.AddMessage(message);
+            }
+
+            expected.Messages.Add(message);
+        }
+
+        Assert.Equal(300, encoder.Count);
+        Assert.Equal(expected.ToByteArray(), encoder.Written.ToArray());
+        encoder.Reset();
+        Assert.Equal(0, encoder.Length);
     }
 }
