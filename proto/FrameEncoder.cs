@@ -8,9 +8,9 @@ namespace Loom.Protocol.V1;
 /// Encodes a <see cref="ServerFrame"/> or a <see cref="ClientFrame"/> by hand, so that each
 /// envelope is sized once and written once (the generated code sizes a nested message again at
 /// every level it is nested in: four times for an envelope inside Delivery inside ServerMessage
-/// inside ServerFrame). The bytes are exactly what the generated <c>WriteTo</c> produces, except
-/// that an envelope carrying its wire form (<see cref="Envelope.TryGetWireForm"/>) is written from
-/// those bytes. The buffer is rented from the shared pool per frame and given back by
+/// inside ServerFrame). The bytes are exactly what the generated <c>WriteTo</c> produces; a delivered
+/// envelope that went to several subscriptions is serialized once for all of them
+/// (<see cref="Envelope.TryGetSharedEncoding"/>). The buffer is rented from the shared pool per frame and given back by
 /// <see cref="Reset"/>, so an idle stream holds none. One per write loop; not thread-safe. Both
 /// frames are <c>repeated messages = 1</c>, so one encoder writes either kind: add only
 /// <see cref="ServerMessage"/>s and deliveries, or only <see cref="ClientMessage"/>s and publishes.
@@ -76,8 +76,7 @@ public sealed class FrameEncoder
     public void AddPublish(Envelope envelope)
     {
         ArgumentNullException.ThrowIfNull(envelope);
-        var raw = envelope.TryGetWireForm(out var wire);
-        var envelopeSize = raw ? wire.Size : envelope.CalculateSize();
+        var envelopeSize = envelope.CalculateSize();
         var messageSize = 1 + VarintSize((uint)envelopeSize) + envelopeSize;
         var span = GetSpan(1 + 5 + messageSize);
         var n = 0;
@@ -85,7 +84,7 @@ public sealed class FrameEncoder
         n += WriteVarint(span[n..], (uint)messageSize);
         span[n++] = FieldOneLength;
         n += WriteVarint(span[n..], (uint)envelopeSize);
-        WriteEnvelope(span.Slice(n, envelopeSize), envelope, raw, wire);
+        envelope.WriteTo(span.Slice(n, envelopeSize));
         _written += n + envelopeSize;
         Count++;
     }
@@ -96,8 +95,8 @@ public sealed class FrameEncoder
         ArgumentNullException.ThrowIfNull(subscriptionId);
         ArgumentNullException.ThrowIfNull(envelope);
         var idBytes = Encoding.UTF8.GetByteCount(subscriptionId);
-        var raw = envelope.TryGetWireForm(out var wire);
-        var envelopeSize = raw ? wire.Size : envelope.CalculateSize();
+        var shared = envelope.TryGetSharedEncoding(out var encoding);
+        var envelopeSize = shared ? encoding.Length : envelope.CalculateSize();
         var deliverySize = 1 + VarintSize((uint)idBytes) + idBytes + 1 + VarintSize((uint)envelopeSize) + envelopeSize;
         var messageSize = 1 + VarintSize((uint)deliverySize) + deliverySize;
         var span = GetSpan(1 + 5 + messageSize);
@@ -111,22 +110,17 @@ public sealed class FrameEncoder
         n += Encoding.UTF8.GetBytes(subscriptionId, span[n..]);
         span[n++] = FieldTwoLength;
         n += WriteVarint(span[n..], (uint)envelopeSize);
-        WriteEnvelope(span.Slice(n, envelopeSize), envelope, raw, wire);
-        _written += n + envelopeSize;
-        Count++;
-    }
-
-    private static void WriteEnvelope(Span<byte> destination, Envelope envelope, bool raw, in EnvelopeWireForm wire)
-    {
-        if (raw)
+        if (shared)
         {
-            // The publisher's bytes with the fields set since appended (the last occurrence of a field wins).
-            wire.WriteTo(destination);
+            encoding.CopyTo(span[n..]);
         }
         else
         {
-            envelope.WriteTo(destination);
+            envelope.WriteTo(span.Slice(n, envelopeSize));
         }
+
+        _written += n + envelopeSize;
+        Count++;
     }
 
     private static int VarintSize(uint value) => value < 1 << 7 ? 1 : value < 1 << 14 ? 2 : value < 1 << 21 ? 3 : value < 1 << 28 ? 4 : 5;

@@ -102,9 +102,26 @@ public sealed class GrpcChannel : IDisposable
         where TResponse : IMessage<TResponse>
     {
         ArgumentNullException.ThrowIfNull(parser);
+        return Duplex<TRequest, TResponse>(service, method, parser.ParseFrom, options);
+    }
+
+    /// <summary>
+    /// Starts a bidirectional streaming call whose responses are decoded by <paramref name="decode"/> instead of a
+    /// generated parser. The bytes are valid only during the call; <paramref name="decode"/> throws
+    /// <see cref="InvalidProtocolBufferException"/> for bytes it cannot decode.
+    /// </summary>
+    public GrpcDuplexCall<TRequest, TResponse> Duplex<TRequest, TResponse>(
+        string service,
+        string method,
+        Func<System.Buffers.ReadOnlySequence<byte>, TResponse> decode,
+        GrpcCallOptions? options = null)
+        where TRequest : IMessage<TRequest>
+        where TResponse : IMessage<TResponse>
+    {
+        ArgumentNullException.ThrowIfNull(decode);
         ObjectDisposedException.ThrowIf(_disposed, this);
         options ??= DefaultCallOptions;
-        return new GrpcDuplexCall<TRequest, TResponse>(this, MethodUri(service, method), parser, options);
+        return new GrpcDuplexCall<TRequest, TResponse>(this, MethodUri(service, method), decode, options);
     }
 
     /// <summary>Closes the channel's connections (when it created its handler); calls in flight fail.</summary>

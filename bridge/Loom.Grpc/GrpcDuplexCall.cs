@@ -14,16 +14,16 @@ public sealed class GrpcDuplexCall<TRequest, TResponse> : IGrpcStreamReader<TRes
 {
     private readonly ClientCall _call;
     private readonly DuplexRequestContent _content = new();
-    private readonly MessageParser<TResponse> _parser;
+    private readonly Func<System.Buffers.ReadOnlySequence<byte>, TResponse> _decode;
     private readonly int _maxSendMessageSize;
     private int _writerBusy;           // 1 while WriteAsync or CompleteRequestAsync runs
     private bool _requestCompleted;
     private volatile bool _disposed;
     private TResponse? _current;
 
-    internal GrpcDuplexCall(GrpcChannel channel, Uri uri, MessageParser<TResponse> parser, GrpcCallOptions options)
+    internal GrpcDuplexCall(GrpcChannel channel, Uri uri, Func<System.Buffers.ReadOnlySequence<byte>, TResponse> decode, GrpcCallOptions options)
     {
-        _parser = parser;
+        _decode = decode;
         _maxSendMessageSize = channel.Options.MaxSendMessageSize;
         _call = new ClientCall(channel, options, _content);
         try
@@ -133,7 +133,7 @@ public sealed class GrpcDuplexCall<TRequest, TResponse> : IGrpcStreamReader<TRes
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> MoveNextAsync(CancellationToken cancellationToken)
     {
-        _current = await _call.ReadMessageAsync(_parser, cancellationToken);
+        _current = await _call.ReadMessageAsync(_decode, cancellationToken);
         return _current is not null;
     }
 

@@ -83,7 +83,6 @@ public sealed class EventBus : IDisposable
     {
         ArgumentNullException.ThrowIfNull(envelope);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        envelope.MarkPublished(); // a second publication of the same object may carry changes its wire form cannot show
         return LoomTelemetry.Source.HasListeners() ? PublishTracedAsync(envelope, cancellationToken) : PublishCoreAsync(envelope, cancellationToken);
     }
 
@@ -174,6 +173,7 @@ public sealed class EventBus : IDisposable
             return new ValueTask<PublishResult>(new PublishResult(PublishStatus.NoSubscribers, 0, 0));
         }
 
+        envelope.PrepareDeliveries(subscriptions.Length); // final now: N remote subscribers serialize it once
         var delivered = 0;
         var dropped = 0;
         List<EventSubscription>? blocked = null;

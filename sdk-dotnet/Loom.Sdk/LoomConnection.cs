@@ -244,10 +244,11 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         var session = new StreamSession(Interlocked.Increment(ref _generation), response, interval, maxMessages, maxBytes, _time.GetTimestamp());
         try
         {
+            // Frames are read one at a time and only their envelopes are kept, so delivery wrappers are reused.
             session.Call = _channel.Duplex<ClientFrame, ServerFrame>(
                 ServiceName,
                 "EventStream",
-                ServerFrame.Parser,
+                new ServerFrameDecoder().Decode,
                 new GrpcCallOptions { Headers = [new(SessionHeader, response.SessionId)], CancellationToken = session.Token });
             await session.Call.ResponseHeadersAsync.WaitAsync(_options.ConnectTimeout, _time, cancellationToken);
         }

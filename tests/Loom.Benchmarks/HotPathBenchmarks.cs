@@ -78,42 +78,53 @@ public class EnvelopeCodecBenchmarks
 
     private readonly FrameEncoder _encoder = new();
 
-    /// <summary>What the bridge does with published envelopes: the publisher's bytes plus the fields it set.</summary>
-    [Benchmark(Description = "bridge frame of 1024 deliveries from wire forms", OperationsPerInvoke = 1024)]
-    public int EncodeFrameFromWireForms()
+    [Benchmark(Description = "decode frame of 1024 deliveries", OperationsPerInvoke = 1024)]
+    public ServerFrame DecodeFrame() => ServerFrame.Parser.ParseFrom(new ReadOnlySequence<byte>(_encoded));
+}
+
+/// <summary>
+/// Fan-out on the bridge: 1,024 envelopes, each delivered to 10 subscribers (10,240 deliveries encoded),
+/// serialized for every delivery or once per envelope (<see cref="Envelope.TryGetSharedEncoding"/>).
+/// </summary>
+[MemoryDiagnoser]
+public class FanOutEncodingBenchmarks
+{
+    private const int Subscribers = 10;
+    private readonly FrameEncoder _encoder = new();
+    private Envelope[] _envelopes = [];
+
+    [Params(1, Subscribers)]
+    public int ExpectedDeliveries { get; set; }
+
+    [IterationSetup]
+    public void Setup()
     {
-        _encoder.Reset();
-        foreach (var envelope in _forwarded)
+        // Fresh envelopes per iteration, so the shared encoding is made (once per envelope) inside the measurement.
+        _envelopes = Enumerable.Range(0, 1024).Select(i =>
         {
-            _encoder.AddDelivery("5f0c2b6a9d8e4f7a8b1c2d3e4f5a6b7c", envelope);
-        }
-
-        var length = _encoder.Length;
-        _encoder.Reset();
-        return length;
-    }
-
-    private Envelope[] _forwarded = [];
-
-    [GlobalSetup(Target = nameof(EncodeFrameFromWireForms))]
-    public void SetupForwarded()
-    {
-        Setup();
-        var published = new Envelope { Id = _envelope.Id, Topic = _envelope.Topic, Payload = _envelope.Payload, Qos = QosClass.Batch }.ToByteArray();
-        _forwarded = Enumerable.Range(0, 1024).Select(_ =>
-        {
-            var envelope = Envelope.Parser.ParseFrom(published);
-            envelope.AttachWireForm(published);
-            envelope.Sender = "bench-publisher-1";
-            envelope.TimestampUnixMs = 1_764_000_000_000;
-            envelope.DeadlineUnixMs = 1_764_000_300_000;
-            envelope.HopCount = 1;
+            var envelope = new Envelope { Id = "pub-" + i, Topic = "orders.eu.created", Sender = "bench-publisher-1", Payload = ByteString.CopyFrom(new byte[100]), TimestampUnixMs = 1_764_000_000_000, DeadlineUnixMs = 1_764_000_300_000, HopCount = 1 };
+            envelope.PrepareDeliveries(ExpectedDeliveries);
             return envelope;
         }).ToArray();
     }
 
-    [Benchmark(Description = "decode frame of 1024 deliveries", OperationsPerInvoke = 1024)]
-    public ServerFrame DecodeFrame() => ServerFrame.Parser.ParseFrom(new ReadOnlySequence<byte>(_encoded));
+    [Benchmark(Description = "encode 1024 envelopes x 10 deliveries", OperationsPerInvoke = 1024 * Subscribers)]
+    public int Encode()
+    {
+        var length = 0;
+        for (var s = 0; s < Subscribers; s++)
+        {
+            foreach (var envelope in _envelopes)
+            {
+                _encoder.AddDelivery("5f0c2b6a9d8e4f7a8b1c2d3e4f5a6b7c", envelope);
+            }
+
+            length += _encoder.Length;
+            _encoder.Reset();
+        }
+
+        return length;
+    }
 }
 
 /// <summary>Topic matching: one pattern against one topic, and a trie of many subscriptions.</summary>

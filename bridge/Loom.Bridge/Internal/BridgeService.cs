@@ -15,7 +15,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
     public void Register(GrpcServiceRegistry registry)
     {
         registry.AddUnary<RegisterAgentRequest, RegisterAgentResponse>(ServiceName, "RegisterAgent", RegisterAgentRequest.Parser, RegisterAgentAsync);
-        registry.AddDuplexStreaming<ClientFrame, ServerFrame>(ServiceName, "EventStream", ClientFrameDecoder.Decode, EventStreamAsync);
+        registry.AddDuplexStreaming<ClientFrame, ServerFrame>(ServiceName, "EventStream", ClientFrame.Parser, EventStreamAsync);
         registry.AddUnary<ForwardActionRequest, ForwardActionResponse>(ServiceName, "ForwardAction", ForwardActionRequest.Parser, ForwardActionAsync);
         registry.AddUnary<HeartbeatRequest, HeartbeatResponse>(ServiceName, "Heartbeat", HeartbeatRequest.Parser, HeartbeatAsync);
         registry.AddUnary<HealthCheckRequest, HealthCheckResponse>("grpc.health.v1.Health", "Check", HealthCheckRequest.Parser, HealthCheckAsync);

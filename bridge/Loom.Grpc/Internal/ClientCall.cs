@@ -117,9 +117,13 @@ internal sealed class ClientCall : IDisposable
 
     /// <summary>Next response message, or null (default) at the end of an OK call.</summary>
     /// <exception cref="GrpcStatusException">The call ended with a non-OK status (received, or local: cancel, deadline, limits).</exception>
+    public ValueTask<T?> ReadMessageAsync<T>(MessageParser<T> parser, CancellationToken cancellationToken)
+        where T : IMessage<T> => ReadMessageAsync(parser.ParseFrom, cancellationToken);
+
+    /// <summary>Next response message decoded by <paramref name="decode"/>, or null (default) at the end of an OK call.</summary>
+    /// <exception cref="GrpcStatusException">The call ended with a non-OK status (received, or local: cancel, deadline, limits).</exception>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<T?> ReadMessageAsync<T>(MessageParser<T> parser, CancellationToken cancellationToken)
-        where T : IMessage<T>
+    public async ValueTask<T?> ReadMessageAsync<T>(Func<System.Buffers.ReadOnlySequence<byte>, T> decode, CancellationToken cancellationToken)
     {
         try
         {
@@ -151,7 +155,7 @@ internal sealed class ClientCall : IDisposable
                     _channel.Options.MaxReceiveMessageSize);
             }
 
-            var message = await _reader.ReadAsync(parser, cancellationToken);
+            var message = await _reader.ReadAsync(decode, cancellationToken);
             if (message is not null)
             {
                 return message;
