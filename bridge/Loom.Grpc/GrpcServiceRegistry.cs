@@ -54,25 +54,6 @@ public sealed class GrpcServiceRegistry
         Add(new DuplexServerMethod<TRequest, TResponse>(MethodPath(service, method), parser.ParseFrom, handler));
     }
 
-    /// <summary>
-    /// Registers a bidirectional streaming method whose requests are decoded by <paramref name="decode"/>
-    /// instead of a generated parser (to keep the bytes of sub-messages, say). The bytes are valid only
-    /// during the call; <paramref name="decode"/> throws <see cref="InvalidProtocolBufferException"/> for bytes it cannot decode.
-    /// </summary>
-    /// <exception cref="InvalidOperationException">The method is already registered.</exception>
-    public void AddDuplexStreaming<TRequest, TResponse>(
-        string service,
-        string method,
-        Func<System.Buffers.ReadOnlySequence<byte>, TRequest> decode,
-        Func<IGrpcStreamReader<TRequest>, IGrpcStreamWriter<TResponse>, GrpcServerCallContext, Task> handler)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>
-    {
-        ArgumentNullException.ThrowIfNull(decode);
-        ArgumentNullException.ThrowIfNull(handler);
-        Add(new DuplexServerMethod<TRequest, TResponse>(MethodPath(service, method), decode, handler));
-    }
-
     internal ServerMethod? Find(string? path) =>
         path is not null && _methods.TryGetValue(path, out var method) ? method : null;
 

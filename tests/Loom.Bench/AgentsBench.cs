@@ -167,7 +167,6 @@ internal sealed partial class BridgeProcess : IAsyncDisposable
         }
 
         start.ArgumentList.Add("serve-bridge");
-        start.Environment["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = Environment.GetEnvironmentVariable("DOTNET_ThreadPool_UnfairSemaphoreSpinLimit") ?? "0";
         var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the bridge process.");
         var line = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
         var match = line is null ? null : ListeningLine().Match(line);
