@@ -17,15 +17,22 @@ public sealed class ServerFrameDecoder
     private const byte FieldTwoLength = (2 << 3) | 2; // Delivery.envelope
 
     /// <summary>Wrappers kept for reuse; a frame with more deliveries allocates the rest.</summary>
-    private const int MaxReusedWrappers = 256;
+    private const int MaxReusedWrappers = 1024; // the bridge's default max_batch_messages
 
     private readonly List<ServerMessage> _wrappers = [];
+    private readonly WireFormat.SpanDecoder<ServerFrame> _decodeSpan;
     private byte[] _lastIdBytes = [];
     private string _lastId = "";
     private int _used;
 
+    /// <summary>Creates a decoder for one stream.</summary>
+    public ServerFrameDecoder()
+    {
+        _decodeSpan = Decode;
+    }
+
     /// <exception cref="Google.Protobuf.InvalidProtocolBufferException">The bytes are not a ServerFrame.</exception>
-    public ServerFrame Decode(ReadOnlySequence<byte> message) => WireFormat.Contiguous(message, Decode);
+    public ServerFrame Decode(ReadOnlySequence<byte> message) => WireFormat.Contiguous(message, _decodeSpan);
 
     private ServerFrame Decode(ReadOnlySpan<byte> bytes)
     {

@@ -722,51 +722,51 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                 }
 
                 var bytes = 0;
-                while (encoder.Count < session.MaxFrameMessages && reader.TryPeek(out var next))
+                try
                 {
-                    var size = EstimateSize(next);
-                    if (encoder.Count > 0 && bytes + size > session.MaxFrameBytes)
+                    while (encoder.Count < session.MaxFrameMessages && reader.TryPeek(out var next))
                     {
-                        break;
+                        var size = EstimateSize(next);
+                        if (encoder.Count > 0 && bytes + size > session.MaxFrameBytes)
+                        {
+                            break;
+                        }
+
+                        reader.TryRead(out _);
+                        if (IsStale(next))
+                        {
+                            continue;
+                        }
+
+                        taken++; // off the queue: lost if the frame is not written
+                        if (next.KindCase == ClientMessage.KindOneofCase.Publish)
+                        {
+                            encoder.AddPublish(next.Publish);
+                        }
+                        else
+                        {
+                            encoder.AddMessage(next);
+                        }
+
+                        bytes += size;
                     }
 
-                    reader.TryRead(out _);
-                    if (IsStale(next))
+                    var count = encoder.Count;
+                    if (count == 0)
                     {
                         continue;
                     }
 
-                    if (next.KindCase == ClientMessage.KindOneofCase.Publish)
-                    {
-                        encoder.AddPublish(next.Publish);
-                    }
-                    else
-                    {
-                        encoder.AddMessage(next);
-                    }
-
-                    bytes += size;
-                }
-
-                var count = encoder.Count;
-                if (count == 0)
-                {
-                    continue;
-                }
-
-                taken = count;
-                try
-                {
                     await call.WriteRawAsync(encoder.Written, token);
+                    taken = 0;
+                    Interlocked.Increment(ref _framesSent);
+                    Interlocked.Add(ref _messagesSent, count);
                 }
                 finally
                 {
                     encoder.Reset();
                 }
 
-                taken = 0;
-                Interlocked.Increment(ref _framesSent);
-                Interlocked.Add(ref _messagesSent, count);
                 Volatile.Write(ref _lastWriteTimestamp, _time.GetTimestamp());
             }
         }

@@ -183,13 +183,13 @@ public sealed class BridgeTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Forwarded_envelopes_carry_what_the_bridge_set_over_what_the_publisher_sent()
+    public async Task Delivered_envelopes_carry_what_the_bridge_set_over_what_the_publisher_sent()
     {
         await using var subscriber = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("sub2", "forward.>"));
         await using var publisher = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("pub2"));
         var sentAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
-        // The bridge forwards the publisher's bytes and appends the fields it set; the subscriber must see those.
+        // A spoofed sender is replaced, the hop count incremented, the publisher's id and timestamp kept.
         await publisher.PublishAsync("forward.spoofed", "payload", e =>
         {
             e.Id = "e-7";

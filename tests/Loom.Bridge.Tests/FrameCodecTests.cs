@@ -34,12 +34,16 @@ public sealed class FrameCodecTests
 
         envelope.PrepareDeliveries(3);
         Assert.True(envelope.TryGetSharedEncoding(out var first));
+        Assert.True(envelope.HasSharedEncoding);
+        Assert.False(envelope.Clone().HasSharedEncoding);
         Assert.True(envelope.TryGetSharedEncoding(out var again));
         Assert.Same(first, again);
         Assert.Equal(envelope.ToByteArray(), first);
-        Assert.False(envelope.Clone().HasSharedEncoding);
+        Assert.True(envelope.TryGetSharedEncoding(out _));
+        Assert.False(envelope.HasSharedEncoding); // the third and last delivery took them: not kept any longer
 
         // Deliveries written from the shared bytes are what the generated code writes.
+        envelope.PrepareDeliveries(3);
         var encoder = new FrameEncoder();
         var expected = new ServerFrame();
         for (var i = 0; i < 3; i++)
@@ -56,6 +60,20 @@ public sealed class FrameCodecTests
         envelope.PrepareDeliveries(2);
         Assert.True(envelope.TryGetSharedEncoding(out var changed));
         Assert.Equal(envelope, Envelope.Parser.ParseFrom(changed));
+
+        // An encoder still serializing for the earlier publication cannot hand its bytes to the next one.
+        envelope.PrepareDeliveries(2);
+        var stale = envelope.ToByteArray();
+        envelope.HopCount++;
+        envelope.PrepareDeliveries(2);
+        Assert.True(envelope.TryGetSharedEncoding(out var current));
+        Assert.NotEqual(stale, current);
+        Assert.Equal(envelope.HopCount, Envelope.Parser.ParseFrom(current).HopCount);
+
+        // Large envelopes are not kept (they would live on the large object heap).
+        var large = new Envelope { Topic = "a.b", Payload = ByteString.CopyFrom(new byte[70_000]) };
+        large.PrepareDeliveries(5);
+        Assert.False(large.TryGetSharedEncoding(out _));
     }
 
     [Fact]

@@ -179,6 +179,9 @@ internal sealed class MetricsExporter : IDisposable
 
     private sealed class InstrumentState
     {
+        private const int MaxCachedLabelSets = 4096;
+        private readonly ConcurrentDictionary<LabelKey, string> _labelCache = new();
+
         private readonly bool _observable;
         private readonly bool _monotonic;
         private readonly bool _histogram;
@@ -226,7 +229,7 @@ internal sealed class MetricsExporter : IDisposable
 
         public void Record(double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
         {
-            var labels = PrometheusText.RenderLabels(tags);
+            var labels = LabelsOf(tags);
             var cell = _cells.GetOrAdd(labels, _ => new Cell(_histogram ? _bounds.Length + 1 : 0));
             if (_histogram)
             {
@@ -245,6 +248,42 @@ internal sealed class MetricsExporter : IDisposable
                     cell.Value += value; // counters add; an observable series reported twice in one callback adds up
                 }
             }
+        }
+
+        /// <summary>
+        /// The rendered label set; cached for up to three string-valued tags (every measurement on a hot path:
+        /// calls, registrations), whose values are bounded like the series themselves.
+        /// </summary>
+        private string LabelsOf(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            if (tags.Length > 3)
+            {
+                return PrometheusText.RenderLabels(tags);
+            }
+
+            var key = default(LabelKey);
+            for (var i = 0; i < tags.Length; i++)
+            {
+                if (tags[i].Value is not (string or null))
+                {
+                    return PrometheusText.RenderLabels(tags);
+                }
+            }
+
+            key = tags.Length switch
+            {
+                0 => key,
+                1 => new LabelKey(tags[0].Key, (string?)tags[0].Value, null, null, null, null),
+                2 => new LabelKey(tags[0].Key, (string?)tags[0].Value, tags[1].Key, (string?)tags[1].Value, null, null),
+                _ => new LabelKey(tags[0].Key, (string?)tags[0].Value, tags[1].Key, (string?)tags[1].Value, tags[2].Key, (string?)tags[2].Value),
+            };
+            if (_labelCache.TryGetValue(key, out var labels))
+            {
+                return labels;
+            }
+
+            labels = PrometheusText.RenderLabels(tags);
+            return _labelCache.Count < MaxCachedLabelSets ? _labelCache.GetOrAdd(key, labels) : labels;
         }
 
         public IEnumerable<KeyValuePair<string, Series>> Snapshot()
@@ -277,6 +316,8 @@ internal sealed class MetricsExporter : IDisposable
             }
         }
     }
+
+    private readonly record struct LabelKey(string? Key0, string? Value0, string? Key1, string? Value1, string? Key2, string? Value2);
 
     private sealed class Cell(int buckets)
     {

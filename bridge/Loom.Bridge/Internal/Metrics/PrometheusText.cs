@@ -129,6 +129,8 @@ internal static class PrometheusText
         return value.ToString("R", CultureInfo.InvariantCulture);
     }
 
+    private static readonly Comparer<KeyValuePair<string, string>> ByKey = Comparer<KeyValuePair<string, string>>.Create(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+
     /// <summary>Renders labels sorted by name: <c>a="x",b="y"</c> (empty for none). Tags with null values are left out.</summary>
     public static string RenderLabels(ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
@@ -150,7 +152,7 @@ internal static class PrometheusText
             pairs[n++] = new KeyValuePair<string, string>(SanitizeName(tag.Key, allowColon: false), value);
         }
 
-        Array.Sort(pairs, 0, n, Comparer<KeyValuePair<string, string>>.Create(static (a, b) => string.CompareOrdinal(a.Key, b.Key)));
+        Array.Sort(pairs, 0, n, ByKey);
         var builder = new StringBuilder();
         for (var i = 0; i < n; i++)
         {
