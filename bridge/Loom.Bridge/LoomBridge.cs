@@ -22,6 +22,7 @@ public sealed class LoomBridge : IAsyncDisposable
     private readonly Action<ILoggingBuilder>? _configureLogging;
     private WebApplication? _app;
     private SessionRegistry? _sessions;
+    private Core.Collaboration.Coordinator? _coordinator;
     private McpIngestHost? _mcp;
     private int _grpcPort;
     private int _httpPort;
@@ -36,7 +37,7 @@ public sealed class LoomBridge : IAsyncDisposable
         Broker = new ActionBroker(_options.Actions, new Router(), Time);
         Memory = new MemoryStore(_options.Memory, Time);
         Agents = new AgentDirectory();
-        _telemetry = new Internal.Metrics.BridgeTelemetry(Bus, Broker, () => _sessions);
+        _telemetry = new Internal.Metrics.BridgeTelemetry(Bus, Broker, () => _sessions, () => _coordinator?.Stats);
     }
 
     private readonly Internal.Metrics.BridgeTelemetry _telemetry;
@@ -112,7 +113,8 @@ public sealed class LoomBridge : IAsyncDisposable
         var service = new BridgeService(_sessions, Broker, loggerFactory.CreateLogger<BridgeService>());
         var registry = new GrpcServiceRegistry();
         service.Register(registry);
-        new CollaborationService(_sessions, Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>())).Register(registry);
+        _coordinator = Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>());
+        new CollaborationService(_sessions, _coordinator).Register(registry);
 
         var grpcOptions = new GrpcServerOptions { MaxReceiveMessageSize = _options.MaxMessageBytes, MaxSendMessageSize = _options.MaxMessageBytes, Observer = _telemetry.Bridge };
         app.UseWhen(ctx => ctx.Connection.LocalPort == _grpcPort, grpc => grpc.UseGrpcServices(registry, grpcOptions, loggerFactory));
@@ -176,6 +178,7 @@ public sealed class LoomBridge : IAsyncDisposable
     {
         await StopAsync();
         _sessions?.Dispose();
+        _coordinator?.Dispose();
         Bus.Dispose();
         _telemetry.Dispose();
     }

@@ -39,11 +39,26 @@ internal static class Program
         var httpPort = new Option<int>("--http-port") { Description = "HTTP/1.1 port for /healthz, /metrics, /v1/agents, /mcp; 0 picks a free one.", DefaultValueFactory = _ => 7071 };
         var heartbeat = new Option<int>("--heartbeat-ms") { Description = "Heartbeat interval offered to agents, in milliseconds.", DefaultValueFactory = _ => 5000 };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information, Warning, Error.", DefaultValueFactory = _ => LogLevel.Information };
+        var topicGroups = new Option<string[]>("--metric-topic-group")
+        {
+            Description = "A topic pattern whose matches share one metric label (repeatable; tried in order). Default: a topic's first token, e.g. 'orders.>'.",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var config = new Option<string?>("--config") { Description = "A loom.yaml whose bridge settings, mcp_servers and mcp_expose to use (options given here win)." };
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, config,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, config,
         };
+        topicGroups.Validators.Add(r =>
+        {
+            foreach (var pattern in r.GetValueOrDefault<string[]>() ?? [])
+            {
+                if (!Loom.Core.Topics.IsValidPattern(pattern))
+                {
+                    r.AddError($"--metric-topic-group '{pattern}' is not a topic pattern: dot-separated tokens, '*' for one token, '>' for the rest as the last token (e.g. 'orders.*.created').");
+                }
+            }
+        });
         foreach (var port in new[] { grpcPort, httpPort })
         {
             port.Validators.Add(r =>
@@ -87,6 +102,7 @@ internal static class Program
                 GrpcPort = Given(grpcPort) ? parse.GetValue(grpcPort) : file.GrpcPort,
                 HttpPort = Given(httpPort) ? parse.GetValue(httpPort) : file.HttpPort,
                 HeartbeatInterval = Given(heartbeat) ? TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)) : file.HeartbeatInterval,
+                EventBus = parse.GetValue(topicGroups) is { Length: > 0 } groups ? new Loom.Core.EventBusOptions { MetricTopicGroups = groups } : file.EventBus,
                 McpServers = file.McpServers,
                 Mcp = file.Mcp,
             };

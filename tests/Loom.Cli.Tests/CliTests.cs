@@ -92,6 +92,32 @@ public sealed partial class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Up_labels_bus_metrics_by_the_topic_groups_it_is_given()
+    {
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "up", "--grpc-port", "0", "--http-port", "0", "--metric-topic-group", "a.>.b");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--metric-topic-group 'a.>.b' is not a topic pattern", output, StringComparison.Ordinal);
+
+        await using var up = CliProcess.Start(_temp, null, "up", "--grpc-port", "0", "--http-port", "0", "--metric-topic-group", "orders.*.created", "--metric-topic-group", "thread.>");
+        var listening = await up.WaitForLineAsync(@"listening grpc=(\S+) http=(\S+)", TimeSpan.FromSeconds(60));
+        using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await using var agent = await LoomConnection.ConnectAsync(new Uri(listening.Groups[1].Value), new LoomConnectionOptions { Name = "grouped" }, cancellationToken: startup.Token);
+        await using var subscription = await agent.SubscribeAsync("orders.>", (_, _) => Task.CompletedTask, cancellationToken: startup.Token);
+        await agent.PublishAsync(new Loom.Protocol.V1.Envelope { Topic = "orders.eu.created" }, startup.Token);
+        await agent.PublishAsync(new Loom.Protocol.V1.Envelope { Topic = "orders.eu.shipped" }, startup.Token);
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var metrics = "";
+        await Poll.UntilAsync(
+            async () => (metrics = await http.GetStringAsync(listening.Groups[2].Value + "/metrics")).Contains("topic_group=\"orders.>\"", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10),
+            "both events counted");
+        Assert.Contains("loom_events_published_total{qos=\"normal\",topic_group=\"orders.*.created\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("loom_events_published_total{qos=\"normal\",topic_group=\"orders.>\"} 1", metrics, StringComparison.Ordinal);
+        Assert.DoesNotContain("orders.eu.", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Logs_follows_events_filtered_by_topic_and_thread()
     {
         await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });

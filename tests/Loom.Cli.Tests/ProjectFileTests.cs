@@ -67,7 +67,17 @@ public sealed class ProjectFileTests
         Assert.Contains("agents: missing", ex.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Metric_topic_groups_map_onto_the_bus_options()
+    {
+        var project = Parse("bridge:\n  metric_topic_groups:\n    - orders.*.created\n    - thread.>\nagents:\n  - name: a\n    command: x\n");
+        Assert.Equal(["orders.*.created", "thread.>"], ProjectRunner.BridgeOptionsFor(project).EventBus.MetricTopicGroups);
+        Assert.Empty(ProjectRunner.BridgeOptionsFor(Parse("agents:\n  - name: a\n    command: x\n")).EventBus.MetricTopicGroups);
+    }
+
     [Theory]
+    [InlineData("bridge:\n  metric_topic_groups:\n    - a.>.b\nagents:\n  - name: a\n    command: x\n", "loom.yaml:3:7: bridge.metric_topic_groups[0]: 'a.>.b' is not a topic pattern")]
+    [InlineData("bridge:\n  metric_topic_groups: orders\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:24: bridge.metric_topic_groups: expected a list")]
     [InlineData("", "loom.yaml:1:1: the file must be a mapping")]
     [InlineData("agents: []\n", "loom.yaml:1:9: agents: empty")]
     [InlineData("agents:\n  - command: x\n", "loom.yaml:2:5: agents[0].name: missing")]

@@ -54,6 +54,10 @@ public sealed partial class MetricsTests : IAsyncLifetime
         }
 
         await Assert.ThrowsAsync<InvalidParamsException>(() => caller.Context.InvokeAsync<EchoOutput>("obs.echo", new { Nope = 1 }, TimeSpan.FromSeconds(10)));
+
+        // One collaboration operation through the bridge: a barrier of one that arrives and completes.
+        var barrier = await caller.Context.BarrierAsync(new Loom.Protocol.V1.BarrierRequest { BarrierId = "obs-b", Count = 1, TimeoutMs = 10_000 });
+        Assert.Equal(Loom.Protocol.V1.CollabOutcome.Completed, barrier.Outcome);
         await Poll.UntilAsync(() => Volatile.Read(ref received) == 20, TimeSpan.FromSeconds(20), "20 deliveries");
         return (provider, caller, subscriber, publisher);
     }
@@ -99,6 +103,9 @@ public sealed partial class MetricsTests : IAsyncLifetime
         Assert.Matches(@"dotnet_gc_collections_total\{gc_heap_generation=""gen0""\} [0-9]+\n", text);
         Assert.Matches(@"dotnet_thread_pool_thread_count(_total)? [0-9]+\n", text);
         Assert.Contains("loom_subscription_queue_depth{pattern=\"orders.>\",qos=\"normal\"} 0\n", text, StringComparison.Ordinal);
+        Assert.Contains("loom_collab_operations_total 1\n", text, StringComparison.Ordinal);
+        Assert.Contains("loom_collab_in_flight 0\n", text, StringComparison.Ordinal);
+        Assert.Contains("loom_collab_replies_dropped_total{reason=\"late\"} 0\n", text, StringComparison.Ordinal);
 
         // Histogram buckets are cumulative and end at _count.
         var buckets = BucketRegex().Matches(text).Select(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();

@@ -19,7 +19,7 @@ internal enum RestartPolicy
 }
 
 /// <summary>The bridge a project runs against: started in-process, or an existing one at <see cref="Url"/>.</summary>
-internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs);
+internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null);
 
 /// <summary>A command run before an agent starts, skipped while its inputs are unchanged.</summary>
 internal sealed record SetupSpec(string Command, IReadOnlyList<string> Inputs);
@@ -268,7 +268,7 @@ internal static partial class ProjectFileLoader
             return new BridgeSpec(null, null, "127.0.0.1", 0, 0, 5000);
         }
 
-        var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", "url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms");
+        var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", "url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups");
         string? url = b.TryGetValue("url", out var u) ? reader.AbsoluteUrl(u, "bridge.url") : null;
         string? httpUrl = b.TryGetValue("http_url", out var h) ? reader.AbsoluteUrl(h, "bridge.http_url") : null;
         return new BridgeSpec(
@@ -277,7 +277,28 @@ internal static partial class ProjectFileLoader
             b.TryGetValue("host", out var host) ? reader.String(host, "bridge.host") : "127.0.0.1",
             b.TryGetValue("grpc_port", out var gp) ? reader.Int(gp, "bridge.grpc_port", 0, 65535) : 0,
             b.TryGetValue("http_port", out var hp) ? reader.Int(hp, "bridge.http_port", 0, 65535) : 0,
-            b.TryGetValue("heartbeat_ms", out var hb) ? reader.Int(hb, "bridge.heartbeat_ms", 100, 60000) : 5000);
+            b.TryGetValue("heartbeat_ms", out var hb) ? reader.Int(hb, "bridge.heartbeat_ms", 100, 60000) : 5000,
+            b.TryGetValue("metric_topic_groups", out var groups) ? ReadTopicGroups(reader, groups) : null);
+    }
+
+    /// <summary>Topic patterns that name the metric label of the topics they match (instead of each topic's first token).</summary>
+    private static string[] ReadTopicGroups(Reader reader, YamlNode node)
+    {
+        var list = reader.Sequence(node, "bridge.metric_topic_groups");
+        var patterns = new string[list.Children.Count];
+        for (var i = 0; i < patterns.Length; i++)
+        {
+            var field = $"bridge.metric_topic_groups[{i}]";
+            var pattern = reader.String(list.Children[i], field);
+            if (!Loom.Core.Topics.IsValidPattern(pattern))
+            {
+                throw reader.Error(list.Children[i], field, $"'{pattern}' is not a topic pattern: dot-separated tokens, '*' for one token, '>' for the rest as the last token (e.g. 'orders.*.created', 'thread.>')");
+            }
+
+            patterns[i] = pattern;
+        }
+
+        return patterns;
     }
 
     private static AgentSpec ReadAgent(Reader reader, YamlNode node, string field, string directory)

@@ -20,7 +20,7 @@ internal sealed class BridgeMetrics : IGrpcServerObserver
     private long _heartbeatsMissed;
     private long _streamsOpened;
 
-    public BridgeMetrics(Meter meter, Func<SessionRegistry?> sessions)
+    public BridgeMetrics(Meter meter, Func<SessionRegistry?> sessions, Func<Loom.Core.Collaboration.CoordinatorStats?> collaboration)
     {
         meter.CreateObservableGauge("loom.agents.connected", () => sessions()?.CountByState().Connected ?? 0, "{agent}", "Agents with an attached EventStream.");
         meter.CreateObservableGauge("loom.sessions", () => ObserveSessions(sessions()), "{session}", "Live sessions by state: connected (stream attached) or detached (waiting for a reconnect or expiry).");
@@ -34,6 +34,10 @@ internal sealed class BridgeMetrics : IGrpcServerObserver
         meter.CreateObservableCounter("loom.grpc.messages.sent", () => ObserveWire(static w => w.MessagesOut), "{message}", "gRPC messages (frames, on EventStream) sent, by method.");
         _registrations = meter.CreateCounter<long>("loom.registrations", "{registration}", "RegisterAgent calls by result: new, reconnect or rejected.");
         _sessionsEnded = meter.CreateCounter<long>("loom.sessions.ended", "{session}", "Sessions removed, by reason: left (clean half-close), heartbeat_timeout, shutdown, rejected.");
+        meter.CreateObservableCounter("loom.collab.operations", () => collaboration()?.Started ?? 0, "{operation}", "Collaboration operations started (gather, barrier, contract-net).");
+        meter.CreateObservableGauge("loom.collab.in_flight", () => collaboration()?.InFlight ?? 0, "{operation}", "Gathers and contract-nets waiting for replies.");
+        meter.CreateObservableGauge("loom.collab.barriers", () => collaboration()?.Barriers ?? 0, "{barrier}", "Barriers alive.");
+        meter.CreateObservableCounter("loom.collab.replies.dropped", () => ObserveDroppedReplies(collaboration()), "{reply}", "Collaboration replies counted and dropped, by reason: late (after the operation ended), duplicate (a responder's second reply), overflow (too many unread).");
         _controlDropped = meter.CreateCounter<long>("loom.control_messages.dropped", "{message}", "Control messages for an agent that were not delivered, by kind and reason.");
 
         // The process, under the names Prometheus client libraries use.
@@ -45,6 +49,18 @@ internal sealed class BridgeMetrics : IGrpcServerObserver
         meter.CreateObservableGauge("loom.gc.heap", () => GC.GetTotalMemory(forceFullCollection: false), "By", "Bytes of the managed heap thought to be allocated.");
         meter.CreateObservableGauge("loom.threadpool.threads", () => ThreadPool.ThreadCount, "{thread}", "Thread-pool threads.");
         meter.CreateObservableGauge("loom.threadpool.queue.length", () => ThreadPool.PendingWorkItemCount, "{item}", "Work items waiting for a thread-pool thread.");
+    }
+
+    private static IEnumerable<Measurement<long>> ObserveDroppedReplies(Loom.Core.Collaboration.CoordinatorStats? stats)
+    {
+        if (stats is null)
+        {
+            yield break;
+        }
+
+        yield return new Measurement<long>(stats.LateReplies, new KeyValuePair<string, object?>("reason", "late"));
+        yield return new Measurement<long>(stats.DuplicateReplies, new KeyValuePair<string, object?>("reason", "duplicate"));
+        yield return new Measurement<long>(stats.OverflowReplies, new KeyValuePair<string, object?>("reason", "overflow"));
     }
 
     public void Registered(bool reconnected)
