@@ -45,7 +45,7 @@ public class LoomException : Exception
             ErrorCode.Timeout => new LoomTimeoutException(message),
             ErrorCode.CapabilityNotFound => new CapabilityNotFoundException(message),
             ErrorCode.ProviderUnavailable => new ProviderUnavailableException(message),
-            ErrorCode.ToolError => new ToolErrorException(message),
+            ErrorCode.ToolError => new ToolErrorException(message, path, null),
             ErrorCode.ResourceExhausted => new ResourceExhaustedException(message),
             ErrorCode.TtlExpired => new TtlExpiredException(message),
             ErrorCode.PermissionDenied => new PermissionDeniedException(message),
@@ -95,6 +95,12 @@ public sealed class ToolErrorException : LoomException
 {
     public ToolErrorException(string message, Exception? inner = null)
         : base(ErrorCode.ToolError, message, null, inner)
+    {
+    }
+
+    /// <summary>A tool error about one part of the input: <paramref name="path"/> (a JSON pointer) says which.</summary>
+    public ToolErrorException(string message, string? path, Exception? inner)
+        : base(ErrorCode.ToolError, message, path, inner)
     {
     }
 }

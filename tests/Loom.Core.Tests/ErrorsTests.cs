@@ -44,6 +44,10 @@ public class ErrorsTests
         Assert.IsType<CapabilityNotFoundException>(LoomException.FromError(new Error { Code = ErrorCode.CapabilityNotFound }));
         Assert.IsType<ProviderUnavailableException>(LoomException.FromError(new Error { Code = ErrorCode.ProviderUnavailable }));
         Assert.IsType<ToolErrorException>(LoomException.FromError(new Error { Code = ErrorCode.ToolError }));
+        Assert.Equal("/a", LoomException.FromError(new Error { Code = ErrorCode.InvalidParams, Message = "m", Path = "/a" }).Path);
+        var tool = Assert.IsType<ToolErrorException>(LoomException.FromError(new Error { Code = ErrorCode.ToolError, Message = "bad row", Path = "/rows/3" }));
+        Assert.Equal("/rows/3", tool.Path); // a tool's own pointer into its input survives the trip
+        Assert.Equal("/rows/3", tool.ToError().Path);
         Assert.IsType<ResourceExhaustedException>(LoomException.FromError(new Error { Code = ErrorCode.ResourceExhausted }));
         Assert.IsType<TtlExpiredException>(LoomException.FromError(new Error { Code = ErrorCode.TtlExpired }));
         Assert.IsType<PermissionDeniedException>(LoomException.FromError(new Error { Code = ErrorCode.PermissionDenied }));

@@ -48,7 +48,7 @@ internal static class ErrorMapping
         ErrorCode.Timeout => new LoomTimeoutException(message, inner),
         ErrorCode.CapabilityNotFound => new CapabilityNotFoundException(message, inner),
         ErrorCode.ProviderUnavailable => new ProviderUnavailableException(message, inner),
-        ErrorCode.ToolError => new ToolErrorException(message, inner),
+        ErrorCode.ToolError => new ToolErrorException(message, path, inner),
         ErrorCode.ResourceExhausted => new ResourceExhaustedException(message, inner),
         ErrorCode.TtlExpired => new TtlExpiredException(message, inner),
         ErrorCode.PermissionDenied => new PermissionDeniedException(message, inner),
