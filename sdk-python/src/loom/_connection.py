@@ -23,7 +23,6 @@ import grpc
 import grpc.aio
 
 from . import _wire
-from ._wire import _VARINTS
 from ._capability import BoundCapability, as_bound
 from ._config import Config
 from ._context import BYTES_CONTENT_TYPE, Context, Handler
@@ -944,26 +943,21 @@ class Connection(Context):
         traceparent: str = "",
         tracestate: str = "",
     ) -> str:
-        # Hot path: raw bytes, no options, an open connection, a topic seen before.
+        # Hot path: raw bytes, no options but the QoS, an open connection, a topic seen before.
         if (
             type(data) is bytes
             and self._open
-            and not (thread_id or correlation_id or reply_to or ttl or qos or headers or content_type or traceparent or tracestate)
+            and not (thread_id or correlation_id or reply_to or ttl or headers or content_type or traceparent or tracestate)
         ):
             prefix = self._fast_prefixes.get(topic)
-            n = len(data)
-            if prefix is not None and n < 16384 and n <= self._max_payload:
+            if prefix is not None and len(data) <= self._max_payload:
                 envelope_id = self._id_prefix + str(next(self._counter))
-                body = b"\x0a" + _VARINTS[len(envelope_id)] + envelope_id.encode() + prefix + b"\x6a" + _VARINTS[n] + data
-                n = len(body)
-                if n < 16381:
-                    body = b"\x0a" + _VARINTS[n] + body
-                    q = self._out
-                    q.append(b"\x0a" + _VARINTS[n + 1 + len(_VARINTS[n])] + body)
-                    self._wake.set()  # type: ignore[union-attr]
-                    if len(q) >= self._capacity:
-                        await self._wait_space()
-                    return envelope_id
+                q = self._out
+                q.append(_wire.publish_item(envelope_id, prefix, data, qos=int(qos) if qos is not None else 0))
+                self._wake.set()  # type: ignore[union-attr]
+                if len(q) >= self._capacity:
+                    await self._wait_space()
+                return envelope_id
         return await Context.emit(
             self, topic, data, thread_id=thread_id, correlation_id=correlation_id, reply_to=reply_to, ttl=ttl, qos=qos,
             headers=headers, content_type=content_type, traceparent=traceparent, tracestate=tracestate,
