@@ -36,6 +36,33 @@ public sealed class CoordinatorTests
     }
 
     [Fact]
+    public async Task Late_replies_never_hold_up_reply_routing_even_when_their_records_cannot_be_queued()
+    {
+        using var core = new Core();
+
+        // A blocking subscriber of the progress records that never reads: each record publish waits 300 ms
+        // (the operation's own records wait too: that is the subscriber's chosen backpressure, and bounded).
+        using var stuck = core.Bus.Subscribe("_loom.collab.>", new SubscriptionOptions(QosClass.Batch, OverflowPolicy.Block, QueueCapacity: 1, BlockTimeout: TimeSpan.FromMilliseconds(300)));
+
+        // Anyone may send late replies: 200 of them to operations that do not exist.
+        for (var i = 0; i < 200; i++)
+        {
+            await core.Bus.PublishAsync(new Envelope { Topic = "_loom.reply.nobody" + i, Sender = "spammer", Payload = ByteString.CopyFromUtf8("{}") });
+        }
+
+        await Poll.UntilAsync(() => core.Coordinator.Stats.LateReplies >= 200, TimeSpan.FromSeconds(10), "every late reply counted");
+
+        // A real gather still gets its reply; were the 200 late records awaited one by one by the reply
+        // router, the reply would wait about 60 s behind them and the gather would time out.
+        using var worker = core.Responder("w", "work.q", _ => "{\"v\":1}");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var result = await core.Coordinator.GatherAsync(Topic("work.q", JoinStrategy.First, timeoutMs: 5000), "boss");
+        Assert.Equal(CollabOutcome.Completed, result.Outcome);
+        Assert.Equal(["w"], result.Answered);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3), $"the gather took {clock.Elapsed} behind the stuck records");
+    }
+
+    [Fact]
     public async Task First_k_waits_for_k_replies()
     {
         using var core = new Core();

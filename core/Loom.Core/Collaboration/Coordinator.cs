@@ -56,6 +56,8 @@ public sealed partial class Coordinator : IDisposable
     private readonly Task _pump;
     private long _started;
     private long _late;
+    private int _lateRecordsInFlight;
+    private const int MaxLateRecordsInFlight = 64;
     private long _duplicates;
     private long _overflow;
     private int _disposed;
@@ -321,7 +323,7 @@ public sealed partial class Coordinator : IDisposable
             {
                 while (_replies.TryRead(out var envelope))
                 {
-                    await DispatchAsync(envelope).ConfigureAwait(false);
+                    Dispatch(envelope);
                 }
             }
         }
@@ -337,7 +339,7 @@ public sealed partial class Coordinator : IDisposable
         }
     }
 
-    private async ValueTask DispatchAsync(Envelope envelope)
+    private void Dispatch(Envelope envelope)
     {
         var opId = envelope.Topic.Length > ReplyPrefix.Length ? envelope.Topic[ReplyPrefix.Length..] : "";
         if (_ops.TryGetValue(opId, out var op))
@@ -365,7 +367,44 @@ public sealed partial class Coordinator : IDisposable
 
         Interlocked.Increment(ref _late);
         CollabLog.LateReply(_logger, envelope.Sender, opId);
-        await RecordAsync("reply", "late", envelope.ThreadId, opId, envelope.Sender, w => w.WriteString("responder", envelope.Sender)).ConfigureAwait(false);
+        RecordLate(envelope.ThreadId, opId, envelope.Sender);
+    }
+
+    /// <summary>
+    /// Records a late reply on <c>_loom.collab.reply.late</c> without waiting: anyone can send late
+    /// replies, so their records must neither hold up reply routing (a full blocking subscriber of
+    /// <c>_loom.collab.&gt;</c> would make the publish wait) nor pile up. At most
+    /// <see cref="MaxLateRecordsInFlight"/> wait at once; beyond that a late reply is only counted.
+    /// </summary>
+    private void RecordLate(string threadId, string opId, string responder)
+    {
+        if (Interlocked.Increment(ref _lateRecordsInFlight) > MaxLateRecordsInFlight)
+        {
+            Interlocked.Decrement(ref _lateRecordsInFlight);
+            return;
+        }
+
+        var pending = RecordAsync("reply", "late", threadId, opId, responder, w => w.WriteString("responder", responder));
+        if (pending.IsCompleted)
+        {
+            Interlocked.Decrement(ref _lateRecordsInFlight);
+            pending.GetAwaiter().GetResult(); // completed: this does not block (failures are logged inside)
+            return;
+        }
+
+        _ = FinishAsync(pending);
+
+        async Task FinishAsync(ValueTask record)
+        {
+            try
+            {
+                await record.ConfigureAwait(false);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _lateRecordsInFlight);
+            }
+        }
     }
 
     private void CountLate(PendingOp op)
