@@ -147,10 +147,17 @@ internal sealed class GrpcServerCall : IDisposable
     }
 
     /// <summary>Writes and flushes one message of a streaming response.</summary>
+    public ValueTask WriteMessageAsync(IMessage message, CancellationToken cancellationToken) =>
+        WriteCoreAsync(message, GrpcFraming.MeasureForSend(message, _options.MaxSendMessageSize), default, cancellationToken);
+
+    /// <summary>Writes and flushes one already-serialized message of a streaming response.</summary>
+    public ValueTask WriteRawMessageAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken) =>
+        WriteCoreAsync(null, GrpcFraming.CheckSendSize(message.Length, _options.MaxSendMessageSize), message, cancellationToken);
+
+    /// <summary>One message of a streaming response, serialized here (<paramref name="message"/>) or given as bytes (<paramref name="raw"/>).</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask WriteMessageAsync(IMessage message, CancellationToken cancellationToken)
+    private async ValueTask WriteCoreAsync(IMessage? message, int size, ReadOnlyMemory<byte> raw, CancellationToken cancellationToken)
     {
-        var size = GrpcFraming.MeasureForSend(message, _options.MaxSendMessageSize);
         await _writeLock.WaitAsync(cancellationToken);
         try
         {
@@ -161,49 +168,21 @@ internal sealed class GrpcServerCall : IDisposable
 
             Context.CancellationToken.ThrowIfCancellationRequested();
             var writer = _http.Response.BodyWriter;
-            GrpcFraming.WriteMessage(writer, message, size);
+            if (message is null)
+            {
+                GrpcFraming.WriteRawMessage(writer, raw.Span);
+            }
+            else
+            {
+                GrpcFraming.WriteMessage(writer, message, size);
+            }
+
             _responseStarted = true;
             _options.Observer?.MessageSent(Context.Method, size + GrpcFraming.HeaderSize);
             var result = await writer.FlushAsync(cancellationToken);
             if (result.IsCanceled || result.IsCompleted)
             {
                 // Deadline (CancelPendingFlush) or the client went away.
-                throw new OperationCanceledException("The call was cancelled.", Context.CancellationToken);
-            }
-        }
-        finally
-        {
-            _writeLock.Release();
-        }
-    }
-
-    /// <summary>Writes and flushes one already-serialized message of a streaming response.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    public async ValueTask WriteRawMessageAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken)
-    {
-        if (message.Length > _options.MaxSendMessageSize)
-        {
-            throw new GrpcStatusException(
-                GrpcStatusCode.ResourceExhausted,
-                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Sending message of {message.Length} bytes exceeds the limit of {_options.MaxSendMessageSize} bytes."));
-        }
-
-        await _writeLock.WaitAsync(cancellationToken);
-        try
-        {
-            if (_completed)
-            {
-                throw new InvalidOperationException($"Call {Context.Method} is complete: no messages can be written after the handler returned.");
-            }
-
-            Context.CancellationToken.ThrowIfCancellationRequested();
-            var writer = _http.Response.BodyWriter;
-            GrpcFraming.WriteRawMessage(writer, message.Span);
-            _responseStarted = true;
-            _options.Observer?.MessageSent(Context.Method, message.Length + GrpcFraming.HeaderSize);
-            var result = await writer.FlushAsync(cancellationToken);
-            if (result.IsCanceled || result.IsCompleted)
-            {
                 throw new OperationCanceledException("The call was cancelled.", Context.CancellationToken);
             }
         }
