@@ -147,6 +147,11 @@ async function research(ctx: AgentContext, task: PlanTask, threadId: string): Pr
   }
 }
 
+/** Tasks of one plan researched at once. */
+const MAX_CONCURRENT_TASKS = 4;
+/** Tasks of one plan researched at all (the bundled planner makes at most 6). */
+const MAX_TASKS_PER_PLAN = 16;
+
 export const researcher = defineAgent({
   name: 'researcher',
   topics: ['thread.*.broadcast'],
@@ -156,11 +161,21 @@ export const researcher = defineAgent({
     if (data.kind !== 'plan') return;
     const plan = data as Plan;
     const threadId = event.threadId || event.topic.split('.')[1] || '';
-    log(`thread ${threadId}: ${plan.tasks.length} tasks`);
-    await Promise.all(plan.tasks.map(async (task) => {
-      const finding = await research(ctx, task, threadId);
-      await ctx.emit(`thread.${threadId}.reply`, finding, { threadId });
-      log(`thread ${threadId}: ${task.id} → ${finding.error ? `failed (${finding.error})` : `${finding.sources.length} sources`}`);
+    if (!Array.isArray(plan.tasks)) {
+      log(`thread ${threadId}: a plan without a task list, ignored`);
+      return;
+    }
+    // Anyone on the thread can publish a plan: a bounded number of tasks, a few at a time.
+    const tasks = plan.tasks.slice(0, MAX_TASKS_PER_PLAN);
+    log(`thread ${threadId}: ${tasks.length} tasks${plan.tasks.length > tasks.length ? ` (${plan.tasks.length - tasks.length} beyond ${MAX_TASKS_PER_PLAN} ignored)` : ''}`);
+    let next = 0;
+    await Promise.all(Array.from({ length: Math.min(MAX_CONCURRENT_TASKS, tasks.length) }, async () => {
+      for (let i = next++; i < tasks.length; i = next++) {
+        const task = tasks[i]!;
+        const finding = await research(ctx, task, threadId);
+        await ctx.emit(`thread.${threadId}.reply`, finding, { threadId });
+        log(`thread ${threadId}: ${task.id} → ${finding.error ? `failed (${finding.error})` : `${finding.sources.length} sources`}`);
+      }
     }));
   },
 });
