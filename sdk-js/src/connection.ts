@@ -148,6 +148,9 @@ interface Session {
 }
 
 type PendingKind = 'subscribe' | 'unsubscribe' | 'call' | 'memory';
+
+/** How long an abandoned subscribe waits for its late ack (to unsubscribe it) before it is forgotten. */
+const ABANDONED_SUBSCRIBE_MS = 60_000;
 interface Pending {
   kind: PendingKind;
   resolve(message: PbServerMessage): void;
@@ -505,7 +508,9 @@ export class Connection implements AgentContext {
       if (entry.bridgeId !== undefined || sent.some((s) => s.sameAs(entry.spec))) continue;
       sent.push(entry);
       const correlationId = this.#ids.next();
-      this.#pending.set(correlationId, { kind: 'subscribe', subscription: entry, abandoned: true, resolve: () => undefined, reject: () => undefined });
+      const op: Pending = { kind: 'subscribe', subscription: entry, abandoned: true, resolve: () => undefined, reject: () => undefined };
+      this.#pending.set(correlationId, op);
+      this.#forgetLater(correlationId, op);
       this.#enqueue({ subscribe: { correlationId, subscription: entry.spec } });
     }
   }
@@ -527,6 +532,17 @@ export class Connection implements AgentContext {
     this.#setStatus({ state: 'reconnecting', error: why });
     this.#failInFlight(new UnavailableError(`The connection to the bridge was lost (${why.message}); the request may or may not have been carried out. Retry once the connection is back.`, { cause: why }), session.generation);
     void this.#reconnect();
+  }
+
+  /**
+   * Forgets an abandoned subscribe that the bridge has not answered within {@link ABANDONED_SUBSCRIBE_MS}
+   * (it answers at once unless the stream is gone, and a new stream clears everything), so a bridge
+   * that never answers cannot grow the map.
+   */
+  #forgetLater(id: string, op: Pending): void {
+    setTimeout(() => {
+      if (this.#pending.get(id) === op) this.#pending.delete(id);
+    }, ABANDONED_SUBSCRIBE_MS).unref();
   }
 
   /** What waited on a broken stream fails (retryable); calls pushed on it stop. */
@@ -1028,8 +1044,12 @@ export class Connection implements AgentContext {
       };
       const timer = setTimeout(() => {
         if (this.#pending.get(id) !== op) return;
-        if (kind === 'subscribe') op.abandoned = true; // kept: a late ack unsubscribes what nobody wants
-        else this.#pending.delete(id);
+        if (kind === 'subscribe') {
+          op.abandoned = true; // kept for a while: a late ack unsubscribes what nobody wants
+          this.#forgetLater(id, op);
+        } else {
+          this.#pending.delete(id);
+        }
         if (kind === 'call') this.#enqueue({ cancel: { callId: id } });
         reject(onTimeout());
       }, timeoutMs);
