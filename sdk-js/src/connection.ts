@@ -508,9 +508,8 @@ export class Connection implements AgentContext {
       if (entry.bridgeId !== undefined || sent.some((s) => s.sameAs(entry.spec))) continue;
       sent.push(entry);
       const correlationId = this.#ids.next();
-      const op: Pending = { kind: 'subscribe', subscription: entry, abandoned: true, resolve: () => undefined, reject: () => undefined };
-      this.#pending.set(correlationId, op);
-      this.#forgetLater(correlationId, op);
+      // No forget timer: the subscription is wanted, its ack binds it whenever it comes (a new stream starts over).
+      this.#pending.set(correlationId, { kind: 'subscribe', subscription: entry, abandoned: true, resolve: () => undefined, reject: () => undefined });
       this.#enqueue({ subscribe: { correlationId, subscription: entry.spec } });
     }
   }
@@ -535,9 +534,10 @@ export class Connection implements AgentContext {
   }
 
   /**
-   * Forgets an abandoned subscribe that the bridge has not answered within {@link ABANDONED_SUBSCRIBE_MS}
-   * (it answers at once unless the stream is gone, and a new stream clears everything), so a bridge
-   * that never answers cannot grow the map.
+   * Forgets a subscribe whose caller gave up and that the bridge has not answered within
+   * {@link ABANDONED_SUBSCRIBE_MS} (it answers at once unless the stream is gone, and a new stream
+   * clears everything), so a bridge that never answers cannot grow the map. An ack later than that
+   * leaves the subscription on the bridge until the next reconnect; its deliveries are dropped.
    */
   #forgetLater(id: string, op: Pending): void {
     setTimeout(() => {

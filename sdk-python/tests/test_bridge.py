@@ -197,6 +197,31 @@ async def test_ordered_stream_of_ten_thousand(bridge: Bridge) -> None:
         await conn.close()
 
 
+async def test_emit_carries_its_qos_and_refuses_what_is_not_one(bridge: Bridge) -> None:
+    topic = f"qos{uid()}.events"
+    conn = await connect(bridge)
+    got: List[loom.Event] = []
+
+    async def on(event: loom.Event) -> None:
+        got.append(event)
+
+    try:
+        await conn.subscribe(topic, on, qos=loom.QoS.BATCH)
+        await conn.emit(topic, b"first")  # the first emit on a topic takes the full path
+        await conn.emit(topic, b"second", qos=loom.QoS.BATCH)  # then bytes with a QoS take the fast path
+        await conn.emit(topic, b"third", qos=loom.QoS.REALTIME)
+        await poll(lambda: len(got) >= 3, 10, "three deliveries")
+        assert [(e.payload, e.qos) for e in got] == [(b"first", 0), (b"second", int(loom.QoS.BATCH)), (b"third", int(loom.QoS.REALTIME))]
+        for bad in (-1, 9):
+            with pytest.raises(loom.InvalidParamsError) as info:
+                await conn.emit(topic, b"x", qos=bad)  # type: ignore[arg-type]
+            assert info.value.path == "/qos"
+            with pytest.raises(loom.InvalidParamsError):
+                await conn.emit(topic, {"json": True}, qos=bad)  # type: ignore[arg-type]
+    finally:
+        await conn.close()
+
+
 async def test_request_reply_and_timeout(bridge: Bridge) -> None:
     topic = f"svc{uid()}.upper"
     server = await connect(bridge, name="server")

@@ -165,7 +165,7 @@ public sealed class IngestTests
         }
 
         // Down: the capabilities stay registered but answer PROVIDER_UNAVAILABLE (not NOT_FOUND).
-        await Poll.UntilAsync(() => Status(bridge).State == "restarting", what: "the host noticed the exit");
+        await Poll.UntilAsync(() => Status(bridge).State == "restarting", TimeSpan.FromSeconds(30), "the host noticed the exit");
         var down = await Assert.ThrowsAsync<ProviderUnavailableException>(() => InvokeRawAsync(agent, "everything:echo", """{"message":"during"}"""));
         Assert.Contains("everything", down.Message, StringComparison.Ordinal);
         Assert.Contains(bridge.Broker.Capabilities, c => c.Name == "everything:echo" && !c.Providers[0].IsHealthy);
@@ -256,7 +256,7 @@ public sealed class IngestTests
             HeadersFromEnv = new Dictionary<string, string> { ["Authorization"] = "LOOM_MCP_TEST_UNSET_VARIABLE" },
         };
         await using var bridge = await TestBridge.StartAsync([options]);
-        await Poll.UntilAsync(() => Status(bridge).LastError is not null, what: "a connection attempt");
+        await Poll.UntilAsync(() => Status(bridge).LastError is not null, TimeSpan.FromSeconds(30), "a connection attempt");
         Assert.Contains("LOOM_MCP_TEST_UNSET_VARIABLE", Status(bridge).LastError, StringComparison.Ordinal);
         Assert.Empty(Status(bridge).Capabilities);
     }

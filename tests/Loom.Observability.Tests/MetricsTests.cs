@@ -58,6 +58,10 @@ public sealed partial class MetricsTests : IAsyncLifetime
         // One collaboration operation through the bridge: a barrier of one that arrives and completes.
         var barrier = await caller.Context.BarrierAsync(new Loom.Protocol.V1.BarrierRequest { BarrierId = "obs-b", Count = 1, TimeoutMs = 10_000 });
         Assert.Equal(Loom.Protocol.V1.CollabOutcome.Completed, barrier.Outcome);
+
+        // And one reply to an operation that does not exist: counted as late.
+        await publisher.PublishAsync(new Envelope { Topic = "_loom.reply.no-such-op", Payload = ByteString.CopyFromUtf8("{}") });
+        await Poll.UntilAsync(async () => (await ScrapeAsync()).Contains("loom_collab_replies_dropped_total{reason=\"late\"} 1\n", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "the late reply counted");
         await Poll.UntilAsync(() => Volatile.Read(ref received) == 20, TimeSpan.FromSeconds(20), "20 deliveries");
         return (provider, caller, subscriber, publisher);
     }
@@ -105,7 +109,8 @@ public sealed partial class MetricsTests : IAsyncLifetime
         Assert.Contains("loom_subscription_queue_depth{pattern=\"orders.>\",qos=\"normal\"} 0\n", text, StringComparison.Ordinal);
         Assert.Contains("loom_collab_operations_total 1\n", text, StringComparison.Ordinal);
         Assert.Contains("loom_collab_in_flight 0\n", text, StringComparison.Ordinal);
-        Assert.Contains("loom_collab_replies_dropped_total{reason=\"late\"} 0\n", text, StringComparison.Ordinal);
+        Assert.Contains("loom_collab_replies_dropped_total{reason=\"late\"} 1\n", text, StringComparison.Ordinal);
+        Assert.Contains("loom_collab_replies_dropped_total{reason=\"duplicate\"} 0\n", text, StringComparison.Ordinal);
 
         // Histogram buckets are cumulative and end at _count.
         var buckets = BucketRegex().Matches(text).Select(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();

@@ -27,7 +27,7 @@ internal static class Poll
         }
     }
 
-    /// <summary>Polls an awaited condition (an HTTP read, say); each check is bounded by the same deadline.</summary>
+    /// <summary>Polls an awaited condition (an HTTP read, say) every 50 ms; each check is bounded by the same deadline.</summary>
     /// <exception cref="TimeoutException">The condition did not hold within <paramref name="timeout"/> (default 10 s).</exception>
     public static async Task UntilAsync(Func<CancellationToken, Task<bool>> condition, TimeSpan? timeout = null, string? what = null)
     {
@@ -37,7 +37,7 @@ internal static class Poll
         {
             while (!await condition(deadline.Token))
             {
-                await Task.Delay(10, deadline.Token);
+                await Task.Delay(50, deadline.Token);
             }
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested)

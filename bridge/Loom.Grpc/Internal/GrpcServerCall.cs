@@ -148,16 +148,18 @@ internal sealed class GrpcServerCall : IDisposable
 
     /// <summary>Writes and flushes one message of a streaming response.</summary>
     public ValueTask WriteMessageAsync(IMessage message, CancellationToken cancellationToken) =>
-        WriteCoreAsync(message, GrpcFraming.MeasureForSend(message, _options.MaxSendMessageSize), default, cancellationToken);
+        WriteCoreAsync(message, default, cancellationToken);
 
     /// <summary>Writes and flushes one already-serialized message of a streaming response.</summary>
     public ValueTask WriteRawMessageAsync(ReadOnlyMemory<byte> message, CancellationToken cancellationToken) =>
-        WriteCoreAsync(null, GrpcFraming.CheckSendSize(message.Length, _options.MaxSendMessageSize), message, cancellationToken);
+        WriteCoreAsync(null, message, cancellationToken);
 
     /// <summary>One message of a streaming response, serialized here (<paramref name="message"/>) or given as bytes (<paramref name="raw"/>).</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteCoreAsync(IMessage? message, int size, ReadOnlyMemory<byte> raw, CancellationToken cancellationToken)
+    private async ValueTask WriteCoreAsync(IMessage? message, ReadOnlyMemory<byte> raw, CancellationToken cancellationToken)
     {
+        // Checked here, so an oversized message faults the returned task like every other write failure.
+        var size = message is null ? GrpcFraming.CheckSendSize(raw.Length, _options.MaxSendMessageSize) : GrpcFraming.MeasureForSend(message, _options.MaxSendMessageSize);
         await _writeLock.WaitAsync(cancellationToken);
         try
         {

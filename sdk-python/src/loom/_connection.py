@@ -25,7 +25,7 @@ import grpc.aio
 from . import _wire
 from ._capability import BoundCapability, as_bound
 from ._config import Config
-from ._context import BYTES_CONTENT_TYPE, Context, Handler
+from ._context import BYTES_CONTENT_TYPE, Context, Handler, qos_value
 from ._errors import (
     ConnectionClosedError,
     InvalidParamsError,
@@ -953,7 +953,7 @@ class Connection(Context):
             if prefix is not None and len(data) <= self._max_payload:
                 envelope_id = self._id_prefix + str(next(self._counter))
                 q = self._out
-                q.append(_wire.publish_item(envelope_id, prefix, data, qos=int(qos) if qos is not None else 0))
+                q.append(_wire.publish_item(envelope_id, prefix, data, qos=qos_value(qos)))
                 self._wake.set()  # type: ignore[union-attr]
                 if len(q) >= self._capacity:
                     await self._wait_space()

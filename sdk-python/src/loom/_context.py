@@ -24,6 +24,16 @@ BYTES_CONTENT_TYPE = "application/octet-stream"
 Handler = Callable[[Event], Awaitable[Any]]
 
 
+
+def qos_value(qos: Optional[QoS]) -> int:
+    """The wire value of an envelope's QoS (0 when unset); anything but a :class:`QoS` is refused."""
+    if qos is None:
+        return 0
+    try:
+        return int(QoS(qos))
+    except ValueError:
+        raise InvalidParamsError(f"qos {qos!r} is not a QoS class; use loom.QoS.REALTIME, NORMAL or BATCH.", path="/qos") from None
+
 class Routing:
     """Routing policies for :meth:`Context.invoke` (``routing=``)."""
 
@@ -144,7 +154,7 @@ class Context:
             correlation_id,
             reply_to,
             ttl_ms(ttl) if ttl is not None else 0,
-            int(qos) if qos is not None else 0,
+            qos_value(qos),
             headers,
             traceparent,
             tracestate,

@@ -26,8 +26,10 @@ _VARINTS: List[bytes] = [_varint_slow(i) for i in range(16384)]
 
 
 def varint(n: int) -> bytes:
-    if n < 16384:
+    if 0 <= n < 16384:
         return _VARINTS[n]
+    if n < 0:
+        raise ValueError(f"{n} cannot be encoded as an unsigned varint")
     return _varint_slow(n)
 
 

@@ -147,6 +147,14 @@ async function research(ctx: AgentContext, task: PlanTask, threadId: string): Pr
   }
 }
 
+function isPlanTask(value: unknown): value is PlanTask {
+  if (typeof value !== 'object' || value === null) return false;
+  const task = value as Record<string, unknown>;
+  const optional = (key: string): boolean => task[key] === undefined || typeof task[key] === 'string';
+  return typeof task.id === 'string' && typeof task.text === 'string' && typeof task.capability === 'string'
+    && optional('city') && optional('date') && optional('query');
+}
+
 /** Tasks of one plan researched at once. */
 const MAX_CONCURRENT_TASKS = 4;
 /** Tasks of one plan researched at all (the bundled planner makes at most 6). */
@@ -165,16 +173,23 @@ export const researcher = defineAgent({
       log(`thread ${threadId}: a plan without a task list, ignored`);
       return;
     }
-    // Anyone on the thread can publish a plan: a bounded number of tasks, a few at a time.
-    const tasks = plan.tasks.slice(0, MAX_TASKS_PER_PLAN);
-    log(`thread ${threadId}: ${tasks.length} tasks${plan.tasks.length > tasks.length ? ` (${plan.tasks.length - tasks.length} beyond ${MAX_TASKS_PER_PLAN} ignored)` : ''}`);
+    // Anyone on the thread can publish a plan: well-formed tasks only, a bounded number, a few at a time.
+    const valid = (plan.tasks as unknown[]).filter(isPlanTask);
+    const tasks = valid.slice(0, MAX_TASKS_PER_PLAN);
+    const skipped = plan.tasks.length - tasks.length;
+    log(`thread ${threadId}: ${tasks.length} tasks${skipped > 0 ? ` (${skipped} malformed or beyond ${MAX_TASKS_PER_PLAN} ignored)` : ''}`);
     let next = 0;
     await Promise.all(Array.from({ length: Math.min(MAX_CONCURRENT_TASKS, tasks.length) }, async () => {
       for (let i = next++; i < tasks.length; i = next++) {
         const task = tasks[i]!;
-        const finding = await research(ctx, task, threadId);
-        await ctx.emit(`thread.${threadId}.reply`, finding, { threadId });
-        log(`thread ${threadId}: ${task.id} → ${finding.error ? `failed (${finding.error})` : `${finding.sources.length} sources`}`);
+        try {
+          const finding = await research(ctx, task, threadId);
+          await ctx.emit(`thread.${threadId}.reply`, finding, { threadId });
+          log(`thread ${threadId}: ${task.id} → ${finding.error ? `failed (${finding.error})` : `${finding.sources.length} sources`}`);
+        } catch (error) {
+          // One task's failure (a lost connection, say) must not end its worker: the others' tasks go on.
+          log(`thread ${threadId}: ${task.id} → not reported (${error instanceof Error ? error.message : String(error)})`);
+        }
       }
     }));
   },
