@@ -102,7 +102,7 @@ internal static class Program
                 GrpcPort = Given(grpcPort) ? parse.GetValue(grpcPort) : file.GrpcPort,
                 HttpPort = Given(httpPort) ? parse.GetValue(httpPort) : file.HttpPort,
                 HeartbeatInterval = Given(heartbeat) ? TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)) : file.HeartbeatInterval,
-                EventBus = parse.GetValue(topicGroups) is { Length: > 0 } groups ? new Loom.Core.EventBusOptions { MetricTopicGroups = groups } : file.EventBus,
+                EventBus = parse.GetValue(topicGroups) is { Length: > 0 } groups ? file.EventBus with { MetricTopicGroups = groups } : file.EventBus,
                 McpServers = file.McpServers,
                 Mcp = file.Mcp,
             };

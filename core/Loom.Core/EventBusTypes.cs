@@ -3,7 +3,7 @@ using Loom.Protocol.V1;
 namespace Loom.Core;
 
 /// <summary>Settings of an <see cref="EventBus"/>.</summary>
-public sealed class EventBusOptions
+public sealed record EventBusOptions
 {
     /// <summary>Queue capacity of a realtime subscription (full queue: drop oldest). Default 1024.</summary>
     public int RealtimeQueueCapacity { get; init; } = 1024;

@@ -118,6 +118,19 @@ public sealed partial class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Run_says_that_metric_topic_groups_do_not_apply_to_a_running_bridge()
+    {
+        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
+        using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await bridge.StartAsync(startup.Token);
+        var url = bridge.GrpcAddress.ToString().TrimEnd('/');
+        File.WriteAllText(Path.Combine(_temp, "loom.yaml"), $"bridge:\n  url: {url}\n  metric_topic_groups: [orders.*.created]\nmain: say\nagents:\n  - name: say\n    command: echo done\n");
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "run", ".");
+        Assert.Equal(0, code);
+        Assert.Contains("bridge.metric_topic_groups is ignored with a running bridge", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Logs_follows_events_filtered_by_topic_and_thread()
     {
         await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });

@@ -80,6 +80,11 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             grpcUrl = external;
             httpUrl = settings.HttpUrl ?? project.Bridge.HttpUrl;
             sink.Status($"using the bridge at [bold]{external}[/]");
+            if (project.Bridge.MetricTopicGroups is { Count: > 0 })
+            {
+                // They configure a bridge this run starts; a running bridge has its own (loom up --metric-topic-group).
+                sink.Status("[yellow]bridge.metric_topic_groups is ignored with a running bridge: give them to its `loom up --metric-topic-group`[/]");
+            }
         }
         else
         {
