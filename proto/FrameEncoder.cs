@@ -65,8 +65,7 @@ public sealed class FrameEncoder
         ArgumentNullException.ThrowIfNull(message);
         var size = message.CalculateSize();
         var span = GetSpan(1 + 5 + size);
-        span[0] = FieldOneLength;
-        var n = 1 + WriteVarint(span[1..], (uint)size);
+        var n = WireFormat.WriteTagAndLength(span, FieldOneLength, size);
         message.WriteTo(span.Slice(n, size));
         _written += n + size;
         Count++;
@@ -77,13 +76,10 @@ public sealed class FrameEncoder
     {
         ArgumentNullException.ThrowIfNull(envelope);
         var envelopeSize = envelope.CalculateSize();
-        var messageSize = 1 + VarintSize((uint)envelopeSize) + envelopeSize;
+        var messageSize = 1 + WireFormat.VarintSize((uint)envelopeSize) + envelopeSize;
         var span = GetSpan(1 + 5 + messageSize);
-        var n = 0;
-        span[n++] = FieldOneLength;
-        n += WriteVarint(span[n..], (uint)messageSize);
-        span[n++] = FieldOneLength;
-        n += WriteVarint(span[n..], (uint)envelopeSize);
+        var n = WireFormat.WriteTagAndLength(span, FieldOneLength, messageSize);
+        n += WireFormat.WriteTagAndLength(span[n..], FieldOneLength, envelopeSize);
         envelope.WriteTo(span.Slice(n, envelopeSize));
         _written += n + envelopeSize;
         Count++;
@@ -97,19 +93,14 @@ public sealed class FrameEncoder
         var idBytes = Encoding.UTF8.GetByteCount(subscriptionId);
         var shared = envelope.TryGetSharedEncoding(out var encoding);
         var envelopeSize = shared ? encoding.Length : envelope.CalculateSize();
-        var deliverySize = 1 + VarintSize((uint)idBytes) + idBytes + 1 + VarintSize((uint)envelopeSize) + envelopeSize;
-        var messageSize = 1 + VarintSize((uint)deliverySize) + deliverySize;
+        var deliverySize = 1 + WireFormat.VarintSize((uint)idBytes) + idBytes + 1 + WireFormat.VarintSize((uint)envelopeSize) + envelopeSize;
+        var messageSize = 1 + WireFormat.VarintSize((uint)deliverySize) + deliverySize;
         var span = GetSpan(1 + 5 + messageSize);
-        var n = 0;
-        span[n++] = FieldOneLength;
-        n += WriteVarint(span[n..], (uint)messageSize);
-        span[n++] = FieldOneLength;
-        n += WriteVarint(span[n..], (uint)deliverySize);
-        span[n++] = FieldOneLength;
-        n += WriteVarint(span[n..], (uint)idBytes);
+        var n = WireFormat.WriteTagAndLength(span, FieldOneLength, messageSize);
+        n += WireFormat.WriteTagAndLength(span[n..], FieldOneLength, deliverySize);
+        n += WireFormat.WriteTagAndLength(span[n..], FieldOneLength, idBytes);
         n += Encoding.UTF8.GetBytes(subscriptionId, span[n..]);
-        span[n++] = FieldTwoLength;
-        n += WriteVarint(span[n..], (uint)envelopeSize);
+        n += WireFormat.WriteTagAndLength(span[n..], FieldTwoLength, envelopeSize);
         if (shared)
         {
             encoding.CopyTo(span[n..]);
@@ -121,20 +112,5 @@ public sealed class FrameEncoder
 
         _written += n + envelopeSize;
         Count++;
-    }
-
-    private static int VarintSize(uint value) => value < 1 << 7 ? 1 : value < 1 << 14 ? 2 : value < 1 << 21 ? 3 : value < 1 << 28 ? 4 : 5;
-
-    private static int WriteVarint(Span<byte> span, uint value)
-    {
-        var i = 0;
-        while (value >= 0x80)
-        {
-            span[i++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-
-        span[i++] = (byte)value;
-        return i;
     }
 }

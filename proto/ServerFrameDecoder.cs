@@ -20,19 +20,31 @@ public sealed class ServerFrameDecoder
     private const int MaxReusedWrappers = 1024; // the bridge's default max_batch_messages
 
     private readonly List<ServerMessage> _wrappers = [];
-    private readonly WireFormat.SpanDecoder<ServerFrame> _decodeSpan;
     private byte[] _lastIdBytes = [];
     private string _lastId = "";
     private int _used;
 
-    /// <summary>Creates a decoder for one stream.</summary>
-    public ServerFrameDecoder()
-    {
-        _decodeSpan = Decode;
-    }
-
+    /// <summary>Decodes one frame; bytes spanning several segments are first copied into one pooled array.</summary>
     /// <exception cref="Google.Protobuf.InvalidProtocolBufferException">The bytes are not a ServerFrame.</exception>
-    public ServerFrame Decode(ReadOnlySequence<byte> message) => WireFormat.Contiguous(message, _decodeSpan);
+    public ServerFrame Decode(ReadOnlySequence<byte> message)
+    {
+        if (message.IsSingleSegment)
+        {
+            return Decode(message.FirstSpan);
+        }
+
+        var length = checked((int)message.Length);
+        var rented = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            message.CopyTo(rented);
+            return Decode(rented.AsSpan(0, length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
 
     private ServerFrame Decode(ReadOnlySpan<byte> bytes)
     {
@@ -102,52 +114,4 @@ public sealed class ServerFrameDecoder
         wrapper.Deliver.Envelope = envelope;
         return wrapper;
     }
-}
-
-/// <summary>Small helpers for reading protobuf bytes by hand.</summary>
-internal static class WireFormat
-{
-    /// <summary>Reads a length varint at <paramref name="offset"/>; false when it is malformed or the bytes it counts are not all there.</summary>
-    public static bool TryReadLength(ReadOnlySpan<byte> bytes, int offset, out int start, out int length)
-    {
-        uint value = 0;
-        for (var shift = 0; shift < 32 && offset < bytes.Length; shift += 7)
-        {
-            var b = bytes[offset++];
-            value |= (uint)(b & 0x7F) << shift;
-            if (b < 0x80)
-            {
-                start = offset;
-                length = (int)value;
-                return value <= (uint)(bytes.Length - offset);
-            }
-        }
-
-        start = length = 0;
-        return false;
-    }
-
-
-    /// <summary>Runs <paramref name="decode"/> over the bytes as one span (copied into a pooled array when they span segments).</summary>
-    public static T Contiguous<T>(ReadOnlySequence<byte> message, SpanDecoder<T> decode)
-    {
-        if (message.IsSingleSegment)
-        {
-            return decode(message.FirstSpan);
-        }
-
-        var length = checked((int)message.Length);
-        var rented = ArrayPool<byte>.Shared.Rent(length);
-        try
-        {
-            message.CopyTo(rented);
-            return decode(rented.AsSpan(0, length));
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rented);
-        }
-    }
-
-    public delegate T SpanDecoder<T>(ReadOnlySpan<byte> bytes);
 }

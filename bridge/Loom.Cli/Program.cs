@@ -53,9 +53,9 @@ internal static class Program
         {
             foreach (var pattern in r.GetValueOrDefault<string[]>() ?? [])
             {
-                if (!Loom.Core.Topics.IsValidPattern(pattern))
+                if (Internal.ProjectFileLoader.TopicPatternProblem(pattern) is { } problem)
                 {
-                    r.AddError($"--metric-topic-group '{pattern}' is not a topic pattern: dot-separated tokens, '*' for one token, '>' for the rest as the last token (e.g. 'orders.*.created').");
+                    r.AddError("--metric-topic-group " + problem);
                 }
             }
         });

@@ -18,6 +18,23 @@ public sealed partial class CliTests : IDisposable
     [GeneratedRegex(@"bridge listening grpc=(\S+) http=(\S+)")]
     private static partial Regex BridgeLine();
 
+    /// <summary>A bridge in this process on free ports, started within 30 s.</summary>
+    private static async Task<LoomBridge> StartBridgeAsync()
+    {
+        var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
+        using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await bridge.StartAsync(startup.Token);
+            return bridge;
+        }
+        catch
+        {
+            await bridge.DisposeAsync();
+            throw;
+        }
+    }
+
     [Fact]
     public async Task A_malformed_loom_yaml_is_refused_naming_file_line_and_field()
     {
@@ -64,9 +81,8 @@ public sealed partial class CliTests : IDisposable
     [Fact]
     public async Task List_shows_agents_and_capabilities_of_a_running_bridge_as_json_and_table()
     {
-        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
+        await using var bridge = await StartBridgeAsync();
         using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await bridge.StartAsync(startup.Token);
         await using var agent = await LoomAgentHost.StartAsync(new ListedAgent(), bridge.GrpcAddress, new AgentHostOptions { AgentId = "listed-1" }, startup.Token);
 
         var http = bridge.HttpAddress.ToString().TrimEnd('/');
@@ -109,7 +125,7 @@ public sealed partial class CliTests : IDisposable
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
         var metrics = "";
         await Poll.UntilAsync(
-            async () => (metrics = await http.GetStringAsync(listening.Groups[2].Value + "/metrics")).Contains("topic_group=\"orders.>\"", StringComparison.Ordinal),
+            async ct => (metrics = await http.GetStringAsync(listening.Groups[2].Value + "/metrics", ct)).Contains("topic_group=\"orders.>\"", StringComparison.Ordinal),
             TimeSpan.FromSeconds(10),
             "both events counted");
         Assert.Contains("loom_events_published_total{qos=\"normal\",topic_group=\"orders.*.created\"} 1", metrics, StringComparison.Ordinal);
@@ -120,9 +136,7 @@ public sealed partial class CliTests : IDisposable
     [Fact]
     public async Task Run_says_that_metric_topic_groups_do_not_apply_to_a_running_bridge()
     {
-        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
-        using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await bridge.StartAsync(startup.Token);
+        await using var bridge = await StartBridgeAsync();
         var url = bridge.GrpcAddress.ToString().TrimEnd('/');
         File.WriteAllText(Path.Combine(_temp, "loom.yaml"), $"bridge:\n  url: {url}\n  metric_topic_groups: [orders.*.created]\nmain: say\nagents:\n  - name: say\n    command: echo done\n");
         var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "run", ".");
@@ -133,9 +147,8 @@ public sealed partial class CliTests : IDisposable
     [Fact]
     public async Task Logs_follows_events_filtered_by_topic_and_thread()
     {
-        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, _ => { });
+        await using var bridge = await StartBridgeAsync();
         using var startup = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await bridge.StartAsync(startup.Token);
         await using var logs = CliProcess.Start(_temp, null, "logs", "--url", bridge.GrpcAddress.ToString(), "--topic", "orders.>", "--thread", "t-7", "--json");
         await using var publisher = await LoomConnection.ConnectAsync(bridge.GrpcAddress, new LoomConnectionOptions { AgentId = "shop" }, cancellationToken: startup.Token);
 

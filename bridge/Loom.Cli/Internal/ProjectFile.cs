@@ -281,6 +281,20 @@ internal static partial class ProjectFileLoader
             b.TryGetValue("metric_topic_groups", out var groups) ? ReadTopicGroups(reader, groups) : null);
     }
 
+    /// <summary>Why <paramref name="pattern"/> cannot be a metric topic group (the core's own explanation), or null when it can.</summary>
+    public static string? TopicPatternProblem(string pattern)
+    {
+        try
+        {
+            Loom.Core.Topics.ValidatePattern(pattern);
+            return null;
+        }
+        catch (Loom.Core.InvalidParamsException ex)
+        {
+            return $"'{pattern}' is not a topic pattern: {ex.Message}";
+        }
+    }
+
     /// <summary>Topic patterns that name the metric label of the topics they match (instead of each topic's first token).</summary>
     private static string[] ReadTopicGroups(Reader reader, YamlNode node)
     {
@@ -290,9 +304,9 @@ internal static partial class ProjectFileLoader
         {
             var field = $"bridge.metric_topic_groups[{i}]";
             var pattern = reader.String(list.Children[i], field);
-            if (!Loom.Core.Topics.IsValidPattern(pattern))
+            if (TopicPatternProblem(pattern) is { } problem)
             {
-                throw reader.Error(list.Children[i], field, $"'{pattern}' is not a topic pattern: dot-separated tokens, '*' for one token, '>' for the rest as the last token (e.g. 'orders.*.created', 'thread.>')");
+                throw reader.Error(list.Children[i], field, problem);
             }
 
             patterns[i] = pattern;

@@ -24,7 +24,6 @@ BYTES_CONTENT_TYPE = "application/octet-stream"
 Handler = Callable[[Event], Awaitable[Any]]
 
 
-
 def qos_value(qos: Optional[QoS]) -> int:
     """The wire value of an envelope's QoS (0 when unset); anything but a :class:`QoS` is refused."""
     if qos is None:
@@ -33,6 +32,7 @@ def qos_value(qos: Optional[QoS]) -> int:
         return int(QoS(qos))
     except ValueError:
         raise InvalidParamsError(f"qos {qos!r} is not a QoS class; use loom.QoS.REALTIME, NORMAL or BATCH.", path="/qos") from None
+
 
 class Routing:
     """Routing policies for :meth:`Context.invoke` (``routing=``)."""

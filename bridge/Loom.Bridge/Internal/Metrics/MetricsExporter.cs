@@ -261,22 +261,21 @@ internal sealed class MetricsExporter : IDisposable
                 return PrometheusText.RenderLabels(tags);
             }
 
-            var key = default(LabelKey);
-            for (var i = 0; i < tags.Length; i++)
+            foreach (var tag in tags)
             {
-                if (tags[i].Value is not (string or null))
+                if (tag.Value is not (string or null))
                 {
                     return PrometheusText.RenderLabels(tags);
                 }
             }
 
-            key = tags.Length switch
-            {
-                0 => key,
-                1 => new LabelKey(tags[0].Key, (string?)tags[0].Value, null, null, null, null),
-                2 => new LabelKey(tags[0].Key, (string?)tags[0].Value, tags[1].Key, (string?)tags[1].Value, null, null),
-                _ => new LabelKey(tags[0].Key, (string?)tags[0].Value, tags[1].Key, (string?)tags[1].Value, tags[2].Key, (string?)tags[2].Value),
-            };
+            var key = new LabelKey(
+                tags.Length > 0 ? tags[0].Key : null,
+                tags.Length > 0 ? (string?)tags[0].Value : null,
+                tags.Length > 1 ? tags[1].Key : null,
+                tags.Length > 1 ? (string?)tags[1].Value : null,
+                tags.Length > 2 ? tags[2].Key : null,
+                tags.Length > 2 ? (string?)tags[2].Value : null);
             if (_labelCache.TryGetValue(key, out var labels))
             {
                 return labels;
