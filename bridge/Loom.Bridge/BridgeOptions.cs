@@ -34,6 +34,12 @@ public sealed class BridgeOptions
     /// </summary>
     public TimeSpan FirstContactGrace { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// gRPC server reflection (grpc.reflection.v1 and v1alpha, for tools such as grpcurl). Default
+    /// null: on when <see cref="Host"/> is a loopback address, off otherwise.
+    /// </summary>
+    public bool? GrpcReflection { get; init; }
+
     /// <summary>Largest gRPC message accepted or sent. Default 4 MiB.</summary>
     public int MaxMessageBytes { get; init; } = 4 * 1024 * 1024;
 

@@ -1,7 +1,9 @@
 using System.Net;
 using Loom.Bridge.Internal;
 using Loom.Core;
-using Loom.Grpc;
+using Grpc.AspNetCore.Server;
+using Grpc.Health.V1;
+using Grpc.HealthCheck;
 using Loom.Mcp;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -41,6 +43,11 @@ public sealed class LoomBridge : IAsyncDisposable
     }
 
     private readonly Internal.Metrics.BridgeTelemetry _telemetry;
+
+    /// <summary>grpc.health.v1: the server as a whole ("") and each Loom service; NOT_SERVING from the start of shutdown.</summary>
+    private readonly HealthServiceImpl _health = new();
+
+    private static readonly string[] HealthServices = ["", BridgeService.ServiceName, CollaborationService.ServiceName];
 
     /// <summary>True when spans are exported over OTLP (the OTEL_* environment asked for it at start).</summary>
     public bool TracingEnabled => _telemetry.TracingEnabled;
@@ -95,7 +102,7 @@ public sealed class LoomBridge : IAsyncDisposable
         {
             k.AddServerHeader = false;
             k.Limits.MaxRequestBodySize = null;
-            GrpcKestrel.ConfigureHttp2(k);
+            ConfigureHttp2(k.Limits.Http2);
             var address = ResolveAddress(_options.Host);
             k.Listen(address, _options.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; grpcListen = l; });
             k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; httpListen = l; });
@@ -106,18 +113,39 @@ public sealed class LoomBridge : IAsyncDisposable
             builder.Services.AddLoomMcp(_options.Mcp, Broker, Time);
         }
 
+        builder.Services.AddGrpc(o =>
+        {
+            o.MaxReceiveMessageSize = _options.MaxMessageBytes;
+            o.MaxSendMessageSize = _options.MaxMessageBytes;
+            o.EnableDetailedErrors = false;
+        });
+        var reflection = _options.GrpcReflection ?? IsLoopback(_options.Host);
+        if (reflection)
+        {
+            builder.Services.AddGrpcReflection();
+        }
+
+        // The services are singletons built from the core this bridge owns (resolved at the first call, after StartAsync set them up).
+        builder.Services.AddSingleton(sp => new BridgeService(_sessions!, Broker, sp.GetRequiredService<ILogger<BridgeService>>()));
+        builder.Services.AddSingleton(_ => new CollaborationService(_sessions!, _coordinator!));
+        builder.Services.AddSingleton(_health);
+
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge);
         _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
-        var service = new BridgeService(_sessions, Broker, loggerFactory.CreateLogger<BridgeService>());
-        var registry = new GrpcServiceRegistry();
-        service.Register(registry);
         _coordinator = Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>());
-        new CollaborationService(_sessions, _coordinator).Register(registry);
 
-        var grpcOptions = new GrpcServerOptions { MaxReceiveMessageSize = _options.MaxMessageBytes, MaxSendMessageSize = _options.MaxMessageBytes, Observer = _telemetry.Bridge };
-        app.UseWhen(ctx => ctx.Connection.LocalPort == _grpcPort, grpc => grpc.UseGrpcServices(registry, grpcOptions, loggerFactory));
+        app.UseRouting();
+        app.Use(SeparatePorts);
+        app.MapGrpcService<BridgeService>();
+        app.MapGrpcService<CollaborationService>();
+        app.MapGrpcService<HealthServiceImpl>();
+        if (reflection)
+        {
+            app.MapGrpcReflectionService();
+        }
+
         app.MapGet("/healthz", (HttpContext _) => Results.Json(new HealthReport("ok", SessionCount), HealthJsonContext.Default.HealthReport));
         AdminApi.Map(app, Agents, Broker, () => _sessions, Time);
         app.MapGet("/metrics", () => Results.Text(_telemetry.Exporter.Scrape(), Internal.Metrics.PrometheusText.ContentType));
@@ -134,7 +162,56 @@ public sealed class LoomBridge : IAsyncDisposable
         _app = app;
         _sessions.Start();
         _mcp.Start();
+        foreach (var service in HealthServices)
+        {
+            _health.SetStatus(service, HealthCheckResponse.Types.ServingStatus.Serving);
+        }
     }
+
+    /// <summary>
+    /// gRPC is served on the gRPC port only and everything else on the HTTP port only (a request on
+    /// the wrong port is 404). A served gRPC call's messages are counted under its method.
+    /// </summary>
+    private Task SeparatePorts(HttpContext context, RequestDelegate next)
+    {
+        var grpcMethod = context.GetEndpoint()?.Metadata.GetMetadata<GrpcMethodMetadata>();
+        if (context.Connection.LocalPort == _grpcPort)
+        {
+            if (grpcMethod is null && context.Request.ContentType?.StartsWith("application/grpc", StringComparison.Ordinal) != true)
+            {
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+                return Task.CompletedTask;
+            }
+
+            if (grpcMethod?.ServiceType == typeof(BridgeService) || grpcMethod?.ServiceType == typeof(CollaborationService))
+            {
+                WireCounters.Current = _telemetry.Bridge.Wire(grpcMethod.Method.FullName);
+            }
+        }
+        else if (grpcMethod is not null)
+        {
+            context.Response.StatusCode = StatusCodes.Status404NotFound;
+            return Task.CompletedTask;
+        }
+
+        return next(context);
+    }
+
+    /// <summary>
+    /// HTTP/2 limits for gRPC: keepalive pings every 30 s with a 20 s timeout (to detect dead peers
+    /// on long-lived streams), up to 1000 concurrent streams per connection, and flow-control
+    /// windows of 1 MiB per stream and 2 MiB per connection for high throughput.
+    /// </summary>
+    private static void ConfigureHttp2(Http2Limits http2)
+    {
+        http2.KeepAlivePingDelay = TimeSpan.FromSeconds(30);
+        http2.KeepAlivePingTimeout = TimeSpan.FromSeconds(20);
+        http2.MaxStreamsPerConnection = 1000;
+        http2.InitialStreamWindowSize = 1024 * 1024;
+        http2.InitialConnectionWindowSize = 2 * 1024 * 1024;
+    }
+
+    private static bool IsLoopback(string host) => host == "localhost" || (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
 
     /// <summary>Stops accepting work, drains in-flight work within <see cref="BridgeOptions.ShutdownTimeout"/>, and closes.</summary>
     public async Task StopAsync()
@@ -142,6 +219,11 @@ public sealed class LoomBridge : IAsyncDisposable
         if (Interlocked.Exchange(ref _stopped, 1) == 1 || _app is null)
         {
             return;
+        }
+
+        foreach (var service in HealthServices)
+        {
+            _health.SetStatus(service, HealthCheckResponse.Types.ServingStatus.NotServing);
         }
 
         using var bound = new CancellationTokenSource(_options.ShutdownTimeout);

@@ -2,7 +2,7 @@ using System.Text.Json;
 using Google.Protobuf;
 using Loom.Core;
 using Loom.Core.Collaboration;
-using Loom.Grpc;
+using Grpc.Core;
 using Loom.Protocol.V1;
 using Loom.Sdk.Internal;
 
@@ -196,14 +196,14 @@ public static class CollaborationExtensions
     private static Task<GatherResult> GatherAsync(IAgentTransport transport, GatherRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return RunAsync(transport, "Gather", request, GatherResult.Parser, request.TimeoutMs, TimeSpan.FromSeconds(30), s => request.SessionId = s,
+        return RunAsync(transport, static (client, options, r) => client.GatherAsync(r, options), request, request.TimeoutMs, TimeSpan.FromSeconds(30), s => request.SessionId = s,
             (c, caller, ct) => c.GatherAsync(request, caller, ct), r => r.Outcome, cancellationToken);
     }
 
     private static Task<BarrierResult> BarrierAsync(IAgentTransport transport, BarrierRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return RunAsync(transport, "Barrier", request, BarrierResult.Parser, request.TimeoutMs, TimeSpan.FromSeconds(30), s => request.SessionId = s,
+        return RunAsync(transport, static (client, options, r) => client.BarrierAsync(r, options), request, request.TimeoutMs, TimeSpan.FromSeconds(30), s => request.SessionId = s,
             (c, caller, ct) => c.BarrierAsync(request, caller, ct), r => r.Outcome, cancellationToken);
     }
 
@@ -264,7 +264,7 @@ public static class CollaborationExtensions
         ArgumentNullException.ThrowIfNull(request);
         if (scorer is null)
         {
-            return await RunAsync(transport, "ContractNet", request, ContractNetResult.Parser, request.TimeoutMs, TimeSpan.FromSeconds(60), s => request.SessionId = s,
+            return await RunAsync(transport, static (client, options, r) => client.ContractNetAsync(r, options), request, request.TimeoutMs, TimeSpan.FromSeconds(60), s => request.SessionId = s,
                 (c, caller, ct) => c.ContractNetAsync(request, caller, ct), r => r.Outcome, cancellationToken);
         }
 
@@ -311,7 +311,7 @@ public static class CollaborationExtensions
             return none;
         }
 
-        var result = await RunAsync(transport, "ContractNet", award, ContractNetResult.Parser, award.TimeoutMs, TimeSpan.FromSeconds(60), s => award.SessionId = s,
+        var result = await RunAsync(transport, static (client, options, r) => client.ContractNetAsync(r, options), award, award.TimeoutMs, TimeSpan.FromSeconds(60), s => award.SessionId = s,
             (c, caller, ct) => c.ContractNetAsync(award, caller, ct), r => r.Outcome, cancellationToken);
         result.NoBid.Add(gathered.TimedOut);
         return result;
@@ -319,9 +319,8 @@ public static class CollaborationExtensions
 
     private static async Task<TResult> RunAsync<TRequest, TResult>(
         IAgentTransport transport,
-        string method,
+        Func<Protocol.V1.Collaboration.CollaborationClient, CallOptions, TRequest, AsyncUnaryCall<TResult>> remote,
         TRequest request,
-        MessageParser<TResult> parser,
         uint timeoutMs,
         TimeSpan fallback,
         Action<string> setSession,
@@ -356,18 +355,13 @@ public static class CollaborationExtensions
                 var timeout = timeoutMs == 0 ? fallback : TimeSpan.FromMilliseconds(timeoutMs);
                 try
                 {
-                    return await connection.UnaryChannel.UnaryAsync(
-                        "loom.v1.Collaboration",
-                        method,
-                        request,
-                        parser,
-                        new GrpcCallOptions { Deadline = DateTimeOffset.UtcNow + timeout + Grace, CancellationToken = cancellationToken });
+                    return await remote(connection.Collaboration, new CallOptions(deadline: DateTime.UtcNow + timeout + Grace, cancellationToken: cancellationToken), request);
                 }
-                catch (GrpcStatusException ex) when (!cancellationToken.IsCancellationRequested)
+                catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
                 {
-                    throw ErrorMapping.FromStatus(ex);
+                    throw ErrorMapping.FromStatus(ex, connection.Address);
                 }
-                catch (GrpcStatusException) when (cancellationToken.IsCancellationRequested)
+                catch (RpcException) when (cancellationToken.IsCancellationRequested)
                 {
                     throw new OperationCanceledException(cancellationToken);
                 }

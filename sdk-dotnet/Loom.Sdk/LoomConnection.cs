@@ -2,7 +2,8 @@ using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Loom.Core;
-using Loom.Grpc;
+using Grpc.Core;
+using Grpc.Net.Client;
 using Loom.Protocol.V1;
 using Loom.Sdk.Internal;
 using Microsoft.Extensions.Logging;
@@ -20,7 +21,6 @@ namespace Loom.Sdk;
 /// </summary>
 public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
 {
-    private const string ServiceName = "loom.v1.Bridge";
     private const string SessionHeader = "loom-session-id";
     private const int FrameHeadroomBytes = 64 * 1024;
 
@@ -28,6 +28,8 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly GrpcChannel _channel;
+    private readonly bool _ownsChannel;
+    private readonly Bridge.BridgeClient _bridge;
     private readonly Channel<ClientMessage> _outbound;
     private readonly ConcurrentDictionary<string, PendingOperation> _pending = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, InflightCall> _inflight = new(StringComparer.Ordinal);
@@ -97,8 +99,33 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         _replies = new ReplyRouter(AgentId, _ids, _time);
         var inbox = new SubscriptionEntry(new Subscription { Pattern = _replies.InboxPattern, Qos = QosClass.Normal }, OnInboxDelivery, AgentId, _time, _logger);
         _entries.Add(inbox);
-        _channel = GrpcChannel.ForAddress(address, _options.Channel);
+        _ownsChannel = _options.Channel is null;
+        _channel = _options.Channel ?? GrpcChannel.ForAddress(address, _options.ChannelOptions ?? CreateChannelOptions());
+        _bridge = new Bridge.BridgeClient(_channel);
+        Collaboration = new Protocol.V1.Collaboration.CollaborationClient(_channel);
     }
+
+    /// <summary>
+    /// The channel options a connection uses by default: messages up to 4 MiB both ways, HTTP/2
+    /// keepalive pings every 30 s (10 s to answer) while calls are open, a 10 s connect timeout,
+    /// and a further HTTP/2 connection when one runs out of streams. Start from these to share one
+    /// channel among many agents (<see cref="LoomConnectionOptions.Channel"/>) or to add TLS and credentials.
+    /// </summary>
+    public static GrpcChannelOptions CreateChannelOptions() => new()
+    {
+        MaxReceiveMessageSize = 4 * 1024 * 1024,
+        MaxSendMessageSize = 4 * 1024 * 1024,
+        HttpHandler = new SocketsHttpHandler
+        {
+            KeepAlivePingDelay = TimeSpan.FromSeconds(30),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests,
+            ConnectTimeout = TimeSpan.FromSeconds(10),
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
+        },
+        DisposeHttpClient = true,
+    };
 
     /// <summary>Creates a connection and connects it (registers and opens the stream).</summary>
     public static async Task<LoomConnection> ConnectAsync(Uri address, LoomConnectionOptions? options = null, IEnumerable<LoomCapability>? capabilities = null, CancellationToken cancellationToken = default)
@@ -182,8 +209,8 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
 
     internal string InboxPattern => _replies.InboxPattern;
 
-    /// <summary>The channel, for unary calls of other services (collaboration operations).</summary>
-    internal GrpcChannel UnaryChannel => _channel;
+    /// <summary>The client of loom.v1.Collaboration on this connection's channel.</summary>
+    internal Protocol.V1.Collaboration.CollaborationClient Collaboration { get; }
 
     private bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
@@ -223,12 +250,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
     private async Task<StreamSession> EstablishAsync(CancellationToken cancellationToken)
     {
         var request = BuildRegistration();
-        var response = await _channel.UnaryAsync<RegisterAgentRequest, RegisterAgentResponse>(
-            ServiceName,
-            "RegisterAgent",
-            request,
-            RegisterAgentResponse.Parser,
-            new GrpcCallOptions { Deadline = _time.GetUtcNow() + _options.ConnectTimeout, CancellationToken = cancellationToken });
+        var response = await _bridge.RegisterAgentAsync(request, deadline: (_time.GetUtcNow() + _options.ConnectTimeout).UtcDateTime, cancellationToken: cancellationToken);
 
         var limits = response.Limits ?? new Limits();
         Volatile.Write(ref _limits, limits);
@@ -245,11 +267,8 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         try
         {
             // Frames are read one at a time and only their envelopes are kept, so delivery wrappers are reused.
-            session.Call = _channel.Duplex<ClientFrame, ServerFrame>(
-                ServiceName,
-                "EventStream",
-                new ServerFrameDecoder().Decode,
-                new GrpcCallOptions { Headers = [new(SessionHeader, response.SessionId)], CancellationToken = session.Token });
+            var eventStream = new Method<FrameEncoder, ServerFrame>(MethodType.DuplexStreaming, Bridge.Descriptor.FullName, "EventStream", FrameMarshallers.Encoded, FrameMarshallers.Decoded(new ServerFrameDecoder()));
+            session.Call = _channel.CreateCallInvoker().AsyncDuplexStreamingCall(eventStream, null, new CallOptions(new Metadata { { SessionHeader, response.SessionId } }, cancellationToken: session.Token));
             await session.Call.ResponseHeadersAsync.WaitAsync(_options.ConnectTimeout, _time, cancellationToken);
         }
         catch
@@ -401,7 +420,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                 var why = error switch
                 {
                     null => "the bridge ended the stream",
-                    GrpcStatusException status => $"{status.Status}: {status.Detail}",
+                    RpcException status => $"{status.StatusCode}: {status.Status.Detail}",
                     _ => error.Message,
                 };
                 Log.StreamLost(_logger, AgentId, why);
@@ -470,14 +489,8 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
 
         if (session.Call is { } call)
         {
-            try
-            {
-                await call.DisposeAsync();
-            }
-            catch (Exception ex) when (ex is IOException or GrpcStatusException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or HttpRequestException)
-            {
-                // The stream is gone either way.
-            }
+            // Cancels the call if it is still open; the stream is gone either way.
+            call.Dispose();
         }
     }
 
@@ -548,7 +561,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         var token = session.Token;
         try
         {
-            while (await call.MoveNextAsync(token))
+            while (await call.ResponseStream.MoveNext(token))
             {
                 if (Volatile.Read(ref _frozen) is { } frozen)
                 {
@@ -556,7 +569,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                 }
 
                 session.Touch(_time.GetTimestamp());
-                var frame = call.Current;
+                var frame = call.ResponseStream.Current;
                 Interlocked.Increment(ref _framesReceived);
                 Interlocked.Add(ref _messagesReceived, frame.Messages.Count);
                 foreach (var message in frame.Messages)
@@ -711,7 +724,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                 {
                     // DisposeAsync completed the queue and everything in it is written: half-close,
                     // which the bridge takes as the agent leaving.
-                    await call.CompleteRequestAsync().AsTask().WaitAsync(_options.DisposeTimeout, _time, token);
+                    await call.RequestStream.CompleteAsync().WaitAsync(_options.DisposeTimeout, _time, token);
                     return;
                 }
 
@@ -757,7 +770,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                         continue;
                     }
 
-                    await call.WriteRawAsync(encoder.Written, token);
+                    await call.RequestStream.WriteAsync(encoder, token);
                     taken = 0;
                     Interlocked.Increment(ref _framesSent);
                     Interlocked.Add(ref _messagesSent, count);
@@ -1338,7 +1351,10 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         }
 
         await Task.WhenAll(entries.Select(e => e.StopAsync(Remaining())));
-        _channel.Dispose();
+        if (_ownsChannel)
+        {
+            _channel.Dispose();
+        }
         SetStatus(ConnectionStatus.Closed, null, "");
         _statusChanges.Writer.TryComplete();
     }
@@ -1348,8 +1364,12 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
     {
         _killed = true;
         _closing = true;
-        Volatile.Read(ref _session)?.Call?.Cancel();
-        _channel.Dispose();
+        Volatile.Read(ref _session)?.Call?.Dispose();
+        if (_ownsChannel)
+        {
+            _channel.Dispose();
+        }
+
         _lifetime.Cancel();
         SetStatus(ConnectionStatus.Closed, new LoomException(ErrorCode.Unavailable, "Killed by a test."), "");
         OnStreamLost(int.MaxValue, new LoomException(ErrorCode.Unavailable, "The connection was killed."));
@@ -1360,5 +1380,5 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         Interlocked.CompareExchange(ref _frozen, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), null);
 
     /// <summary>Test hook: breaks the current stream (a network blip); the connection reconnects.</summary>
-    internal void BreakStreamForTest() => Volatile.Read(ref _session)?.Call?.Cancel();
+    internal void BreakStreamForTest() => Volatile.Read(ref _session)?.Call?.Dispose();
 }

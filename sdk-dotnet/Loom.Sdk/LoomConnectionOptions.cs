@@ -1,3 +1,4 @@
+using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
 namespace Loom.Sdk;
@@ -71,6 +72,18 @@ public sealed class LoomConnectionOptions
     /// <summary>Clock for timeouts, heartbeats and backoff. Default <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider? TimeProvider { get; init; }
 
-    /// <summary>Low-level gRPC channel settings (message sizes, keepalive). Default: Loom.Grpc's defaults.</summary>
-    public Loom.Grpc.GrpcChannelOptions? Channel { get; init; }
+    /// <summary>
+    /// The gRPC channel to reach the bridge through, owned by the caller (not disposed with the
+    /// connection): give one channel to many agents to share its HTTP/2 connections, or a channel with
+    /// TLS, credentials, interceptors or a handler of your own. Its address wins over the connection's.
+    /// Default null: the connection makes its own from <see cref="ChannelOptions"/>.
+    /// </summary>
+    public GrpcChannel? Channel { get; init; }
+
+    /// <summary>
+    /// Options of the channel the connection makes when <see cref="Channel"/> is null, used as given.
+    /// Default null: <see cref="LoomConnection.CreateChannelOptions"/> (4 MiB messages, keepalive
+    /// pings every 30 s with a 10 s timeout, a 10 s connect timeout, more than one HTTP/2 connection when streams run out).
+    /// </summary>
+    public GrpcChannelOptions? ChannelOptions { get; init; }
 }

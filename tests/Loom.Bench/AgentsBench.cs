@@ -10,7 +10,7 @@ namespace Loom.Bench;
 /// N agents, each with its own stream, session and heartbeats, on one bridge: the bridge's
 /// resident memory (and managed heap) per agent, read from its /metrics. Each agent has its own
 /// HTTP/2 connection, or with --agents-per-connection K groups of K agents share one (as agents
-/// hosted in one process can, through <see cref="Loom.Grpc.GrpcChannelOptions.Handler"/>).
+/// hosted in one process can, through <see cref="LoomConnectionOptions.Channel"/>).
 /// Without --url the bridge runs in a child process (this program in "serve-bridge" mode), a
 /// fresh one per run.
 /// </summary>
@@ -45,7 +45,7 @@ internal static partial class AgentsBench
             var before = await ScrapeAsync(http);
             var agents = new LoomConnection[options.Agents];
             var perConnection = options.AgentsPerConnection;
-            var handlers = perConnection == 1 ? [] : Enumerable.Range(0, (agents.Length + perConnection - 1) / perConnection).Select(_ => Loom.Grpc.GrpcChannel.CreateHandler()).ToArray();
+            var channels = perConnection == 1 ? [] : Enumerable.Range(0, (agents.Length + perConnection - 1) / perConnection).Select(_ => Grpc.Net.Client.GrpcChannel.ForAddress(grpc, LoomConnection.CreateChannelOptions())).ToArray();
             var stopwatch = Stopwatch.StartNew();
             try
             {
@@ -60,7 +60,7 @@ internal static partial class AgentsBench
                             Name = "bench-agent",
                             AgentId = $"bench-agent-{run}-{i}",
                             HeartbeatInterval = TimeSpan.FromMilliseconds(options.HeartbeatMs),
-                            Channel = perConnection == 1 ? null : new Loom.Grpc.GrpcChannelOptions { Handler = handlers[i / perConnection] },
+                            Channel = perConnection == 1 ? null : channels[i / perConnection],
                         });
                     }
                 });
@@ -98,9 +98,9 @@ internal static partial class AgentsBench
             finally
             {
                 await Task.WhenAll(agents.Where(a => a is not null).Select(a => a.DisposeAsync().AsTask()));
-                foreach (var handler in handlers)
+                foreach (var channel in channels)
                 {
-                    handler.Dispose();
+                    channel.Dispose();
                 }
             }
         }

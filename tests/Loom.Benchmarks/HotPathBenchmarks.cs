@@ -3,7 +3,6 @@ using BenchmarkDotNet.Attributes;
 using Google.Protobuf;
 using Loom.Core;
 using Loom.Core.Internal;
-using Loom.Grpc.Internal;
 using Loom.Protocol.V1;
 
 namespace Loom.Benchmarks;
@@ -58,7 +57,7 @@ public class EnvelopeCodecBenchmarks
     {
         _output.ResetWrittenCount();
         var size = _frame.CalculateSize();
-        GrpcFraming.WriteMessage(_output, _frame, size);
+        GrpcFrames.WriteMessage(_output, _frame, size);
         return _output.WrittenCount;
     }
 
@@ -246,7 +245,7 @@ public class FrameBatchingBenchmarks
         var writer = new ArrayBufferWriter<byte>();
         for (var i = 0; i < 16; i++)
         {
-            GrpcFraming.WriteMessage(writer, _batch, _batch.CalculateSize());
+            GrpcFrames.WriteMessage(writer, _batch, _batch.CalculateSize());
         }
 
         _stream = new ReadOnlySequence<byte>(writer.WrittenMemory);
@@ -256,7 +255,7 @@ public class FrameBatchingBenchmarks
     public int WriteFrame()
     {
         _output.ResetWrittenCount();
-        GrpcFraming.WriteMessage(_output, _batch, _batch.CalculateSize());
+        GrpcFrames.WriteMessage(_output, _batch, _batch.CalculateSize());
         return _output.WrittenCount;
     }
 
@@ -265,7 +264,7 @@ public class FrameBatchingBenchmarks
     {
         var buffer = _stream;
         var messages = 0;
-        while (GrpcFraming.TryReadMessage(ref buffer, 4 << 20, out var message))
+        while (GrpcFrames.TryReadMessage(ref buffer, 4 << 20, out var message))
         {
             messages += ClientFrame.Parser.ParseFrom(message).Messages.Count;
         }

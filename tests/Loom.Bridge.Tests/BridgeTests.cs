@@ -2,7 +2,8 @@ using System.Net;
 using System.Text;
 using Google.Protobuf;
 using Grpc.Health.V1;
-using Loom.Grpc;
+using Grpc.Core;
+using Grpc.Net.Client;
 using Loom.Protocol.V1;
 using Xunit;
 
@@ -50,8 +51,7 @@ public sealed class BridgeTests : IAsyncLifetime
         using (channel)
         {
             var request = new ForwardActionRequest { Call = new ActionCall { CallId = "1", Capability = capability, InputJson = ByteString.CopyFromUtf8(json) } };
-            return await channel.UnaryAsync<ForwardActionRequest, ForwardActionResponse>(
-                "loom.v1.Bridge", "ForwardAction", request, ForwardActionResponse.Parser, RawAgent.Options(timeout, cancellationToken));
+            return await new Protocol.V1.Bridge.BridgeClient(channel).ForwardActionAsync(request, RawAgent.Options(timeout, cancellationToken));
         }
     }
 
@@ -59,12 +59,15 @@ public sealed class BridgeTests : IAsyncLifetime
     public async Task Health_check_reports_serving_and_unknown_services()
     {
         using var channel = GrpcChannel.ForAddress(_bridge.GrpcAddress);
-        var ok = await channel.UnaryAsync<HealthCheckRequest, HealthCheckResponse>("grpc.health.v1.Health", "Check", new HealthCheckRequest(), HealthCheckResponse.Parser, RawAgent.Options());
+        var health = new Health.HealthClient(channel);
+        var ok = await health.CheckAsync(new HealthCheckRequest(), RawAgent.Options());
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, ok.Status);
-        var named = await channel.UnaryAsync<HealthCheckRequest, HealthCheckResponse>("grpc.health.v1.Health", "Check", new HealthCheckRequest { Service = "loom.v1.Bridge" }, HealthCheckResponse.Parser, RawAgent.Options());
+        var named = await health.CheckAsync(new HealthCheckRequest { Service = "loom.v1.Bridge" }, RawAgent.Options());
         Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, named.Status);
-        var ex = await Assert.ThrowsAsync<GrpcStatusException>(() => channel.UnaryAsync<HealthCheckRequest, HealthCheckResponse>("grpc.health.v1.Health", "Check", new HealthCheckRequest { Service = "nope" }, HealthCheckResponse.Parser, RawAgent.Options()));
-        Assert.Equal(GrpcStatusCode.NotFound, ex.Status);
+        var collaboration = await health.CheckAsync(new HealthCheckRequest { Service = "loom.v1.Collaboration" }, RawAgent.Options());
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, collaboration.Status);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => health.CheckAsync(new HealthCheckRequest { Service = "nope" }, RawAgent.Options()).ResponseAsync);
+        Assert.Equal(StatusCode.NotFound, ex.StatusCode);
     }
 
     [Fact]
@@ -124,11 +127,11 @@ public sealed class BridgeTests : IAsyncLifetime
     [Fact]
     public async Task A_bad_pattern_is_rejected_with_invalid_params_naming_it()
     {
-        var ex = await Assert.ThrowsAsync<GrpcStatusException>(() => RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("bad", "météo.>.x"), openStream: false));
-        Assert.Equal(GrpcStatusCode.InvalidArgument, ex.Status);
-        Assert.Contains("météo.>.x", ex.Detail, StringComparison.Ordinal);
-        Assert.Equal("INVALID_PARAMS", ex.Trailers["loom-error-code"]);
-        Assert.Equal("/subscriptions/0/pattern", ex.Trailers["loom-error-path"]);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("bad", "météo.>.x"), openStream: false));
+        Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+        Assert.Contains("météo.>.x", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal("INVALID_PARAMS", ex.Trailers.GetValue("loom-error-code"));
+        Assert.Equal("/subscriptions/0/pattern", ex.Trailers.GetValue("loom-error-path"));
         Assert.Empty(_bridge.Agents.All());
     }
 
@@ -138,9 +141,9 @@ public sealed class BridgeTests : IAsyncLifetime
         var request = Agent("cap-bad");
         request.Capabilities.Add(EchoCapability());
         request.Capabilities.Add(new CapabilityDescriptor { Name = "x.y", InputSchemaJson = "{\"type\": 42}" });
-        var ex = await Assert.ThrowsAsync<GrpcStatusException>(() => RawAgent.RegisterAsync(_bridge.GrpcAddress, request, openStream: false));
-        Assert.Equal(GrpcStatusCode.InvalidArgument, ex.Status);
-        Assert.Contains("capabilities[1]", ex.Detail, StringComparison.Ordinal);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => RawAgent.RegisterAsync(_bridge.GrpcAddress, request, openStream: false));
+        Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+        Assert.Contains("capabilities[1]", ex.Status.Detail, StringComparison.Ordinal);
         Assert.DoesNotContain(_bridge.Broker.Capabilities, c => c.Name == "test.echo");
     }
 
@@ -148,14 +151,14 @@ public sealed class BridgeTests : IAsyncLifetime
     public async Task The_stream_needs_a_known_session()
     {
         using var channel = GrpcChannel.ForAddress(_bridge.GrpcAddress);
-        await using var call = channel.Duplex<ClientFrame, ServerFrame>("loom.v1.Bridge", "EventStream", ServerFrame.Parser, new GrpcCallOptions { Headers = [new("loom-session-id", "nope")] });
-        var ex = await Assert.ThrowsAsync<GrpcStatusException>(async () =>
+        using var call = new Protocol.V1.Bridge.BridgeClient(channel).EventStream(new Metadata { { "loom-session-id", "nope" } }, deadline: DateTime.UtcNow.AddSeconds(10));
+        var ex = await Assert.ThrowsAsync<RpcException>(async () =>
         {
             await call.ResponseHeadersAsync.WaitAsync(TimeSpan.FromSeconds(10));
-            await call.MoveNextAsync(CancellationToken.None);
+            await call.ResponseStream.MoveNext(CancellationToken.None);
         });
-        Assert.Equal(GrpcStatusCode.Unauthenticated, ex.Status);
-        Assert.Equal("SESSION_NOT_FOUND", ex.Trailers["loom-error-code"]);
+        Assert.Equal(StatusCode.Unauthenticated, ex.StatusCode);
+        Assert.Equal("SESSION_NOT_FOUND", ex.Trailers.GetValue("loom-error-code"));
     }
 
     [Fact]
@@ -265,14 +268,14 @@ public sealed class BridgeTests : IAsyncLifetime
         Assert.Equal("""{"text":"hi"}""", response.OutputJson.ToStringUtf8());
         Assert.Equal("provider", response.Provider);
 
-        var bad = await Assert.ThrowsAsync<GrpcStatusException>(() => ForwardAsync("test.echo", """{"text":5}"""));
-        Assert.Equal(GrpcStatusCode.InvalidArgument, bad.Status);
-        Assert.Equal("INVALID_PARAMS", bad.Trailers["loom-error-code"]);
-        Assert.Equal("/text", bad.Trailers["loom-error-path"]);
+        var bad = await Assert.ThrowsAsync<RpcException>(() => ForwardAsync("test.echo", """{"text":5}"""));
+        Assert.Equal(StatusCode.InvalidArgument, bad.StatusCode);
+        Assert.Equal("INVALID_PARAMS", bad.Trailers.GetValue("loom-error-code"));
+        Assert.Equal("/text", bad.Trailers.GetValue("loom-error-path"));
 
-        var missing = await Assert.ThrowsAsync<GrpcStatusException>(() => ForwardAsync("no.such", "{}"));
-        Assert.Equal(GrpcStatusCode.NotFound, missing.Status);
-        Assert.Equal("CAPABILITY_NOT_FOUND", missing.Trailers["loom-error-code"]);
+        var missing = await Assert.ThrowsAsync<RpcException>(() => ForwardAsync("no.such", "{}"));
+        Assert.Equal(StatusCode.NotFound, missing.StatusCode);
+        Assert.Equal("CAPABILITY_NOT_FOUND", missing.Trailers.GetValue("loom-error-code"));
     }
 
     [Fact]
@@ -315,9 +318,9 @@ public sealed class BridgeTests : IAsyncLifetime
         var pending = ForwardAsync("test.doomed", """{"text":"x"}""");
         await provider.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Call);
         provider.Abort();
-        var ex = await Assert.ThrowsAsync<GrpcStatusException>(() => pending);
-        Assert.Equal(GrpcStatusCode.Unavailable, ex.Status);
-        Assert.Equal("PROVIDER_UNAVAILABLE", ex.Trailers["loom-error-code"]);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => pending);
+        Assert.Equal(StatusCode.Unavailable, ex.StatusCode);
+        Assert.Equal("PROVIDER_UNAVAILABLE", ex.Trailers.GetValue("loom-error-code"));
         await provider.DisposeAsync();
     }
 
@@ -360,9 +363,9 @@ public sealed class BridgeTests : IAsyncLifetime
         var started = DateTime.UtcNow;
 
         // The stream stays open but the agent sends nothing: a hung process.
-        var ex = await Assert.ThrowsAsync<GrpcStatusException>(() => pending);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => pending);
         var detectedAfter = DateTime.UtcNow - started;
-        Assert.Equal("PROVIDER_UNAVAILABLE", ex.Trailers["loom-error-code"]);
+        Assert.Equal("PROVIDER_UNAVAILABLE", ex.Trailers.GetValue("loom-error-code"));
         Assert.True(detectedAfter < TimeSpan.FromSeconds(2), $"detected after {detectedAfter}");
         await Poll.UntilAsync(() => _bridge.Agents.Find("silent") is null, what: "agent removed from the directory");
         Assert.DoesNotContain(_bridge.Broker.Capabilities, c => c.Name == "test.silent" && c.Providers.Count > 0);
@@ -427,8 +430,8 @@ public sealed class BridgeTests : IAsyncLifetime
         await using var agent = await RawAgent.RegisterAsync(_bridge.GrpcAddress, request);
         await agent.LeaveAsync();
         await Poll.UntilAsync(() => _bridge.Agents.Find("leaver") is null, what: "agent left");
-        var ex = await Assert.ThrowsAsync<GrpcStatusException>(() => ForwardAsync("test.leaver", """{"text":"x"}"""));
-        Assert.Contains(ex.Trailers["loom-error-code"], new[] { "CAPABILITY_NOT_FOUND", "PROVIDER_UNAVAILABLE" });
+        var ex = await Assert.ThrowsAsync<RpcException>(() => ForwardAsync("test.leaver", """{"text":"x"}"""));
+        Assert.Contains(ex.Trailers.GetValue("loom-error-code"), new[] { "CAPABILITY_NOT_FOUND", "PROVIDER_UNAVAILABLE" });
     }
 
     [Fact]

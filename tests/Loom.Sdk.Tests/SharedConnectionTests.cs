@@ -1,19 +1,20 @@
 using System.Net.Sockets;
-using Loom.Grpc;
+using Grpc.Net.Client;
 
 namespace Loom.Sdk.Tests;
 
-/// <summary>Agents in one process sharing HTTP/2 connections through one handler.</summary>
+/// <summary>Agents in one process sharing HTTP/2 connections through one gRPC channel.</summary>
 public sealed class SharedConnectionTests
 {
     private static readonly TimeSpan Short = TimeSpan.FromSeconds(10);
 
     [Fact]
-    public async Task Agents_given_one_handler_share_one_connection_and_stay_independent()
+    public async Task Agents_given_one_channel_share_one_connection_and_stay_independent()
     {
         await using var bridge = await TestBridge.StartAsync();
         var connects = 0;
-        using var handler = GrpcChannel.CreateHandler();
+        var channelOptions = LoomConnection.CreateChannelOptions();
+        var handler = (SocketsHttpHandler)channelOptions.HttpHandler!;
         handler.ConnectCallback = async (context, cancellationToken) =>
         {
             Interlocked.Increment(ref connects);
@@ -30,6 +31,8 @@ public sealed class SharedConnectionTests
             }
         };
 
+        using var channel = GrpcChannel.ForAddress(bridge.GrpcAddress, channelOptions);
+
         AgentHostOptions Shared()
         {
             var options = TestBridge.Options();
@@ -41,7 +44,7 @@ public sealed class SharedConnectionTests
                     ReconnectInitialDelay = options.Connection!.ReconnectInitialDelay,
                     ReconnectMaxDelay = options.Connection.ReconnectMaxDelay,
                     DisposeTimeout = options.Connection.DisposeTimeout,
-                    Channel = new GrpcChannelOptions { Handler = handler },
+                    Channel = channel,
                 },
             };
         }

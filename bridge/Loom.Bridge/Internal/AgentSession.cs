@@ -4,7 +4,7 @@ using System.Threading.Channels;
 using Google.Protobuf;
 using Loom.Bridge.Internal.Metrics;
 using Loom.Core;
-using Loom.Grpc;
+using Grpc.Core;
 using Loom.Protocol.V1;
 using Microsoft.Extensions.Logging;
 
@@ -306,11 +306,11 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     /// Serves one EventStream until the client ends it, it breaks, a newer stream replaces it,
     /// or the session expires. One read loop (this method) and one write loop (a task).
     /// </summary>
-    public async Task RunStreamAsync(IGrpcStreamReader<ClientFrame> reader, IGrpcStreamWriter<ServerFrame> writer, CancellationToken requestAborted)
+    public async Task RunStreamAsync(IAsyncStreamReader<ClientFrame> reader, IServerStreamWriter<FrameEncoder> writer, CancellationToken requestAborted)
     {
         if (IsExpired)
         {
-            throw new GrpcStatusException(GrpcStatusCode.Unauthenticated, $"Session '{SessionId}' has expired; register again.", StatusMapping.CodeTrailer(ErrorCode.SessionNotFound));
+            throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{SessionId}' has expired; register again.", ErrorCode.SessionNotFound);
         }
 
         MarkContact();
@@ -323,7 +323,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         if (previous is not null)
         {
             // A newer stream replaces the old one; the old one's pending pushed calls fail.
-            previous.End(GrpcStatusCode.Cancelled, "This stream was replaced by a newer stream of the same agent.");
+            previous.End(StatusCode.Cancelled, "This stream was replaced by a newer stream of the same agent.");
             await WaitQuietly(_streamTask, _options.ShutdownTimeout);
         }
 
@@ -335,13 +335,13 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         var gracefulEnd = false;
         try
         {
-            while (await reader.MoveNextAsync(token))
+            while (await reader.MoveNext(token))
             {
                 Touch();
                 var frame = reader.Current;
                 if (frame.Messages.Count > _options.MaxBatchMessages * 4)
                 {
-                    throw new GrpcStatusException(GrpcStatusCode.ResourceExhausted, $"A frame carried {frame.Messages.Count} messages; the limit is {_options.MaxBatchMessages * 4}.", StatusMapping.CodeTrailer(ErrorCode.ResourceExhausted));
+                    throw StatusMapping.Status(StatusCode.ResourceExhausted, $"A frame carried {frame.Messages.Count} messages; the limit is {_options.MaxBatchMessages * 4}.", ErrorCode.ResourceExhausted);
                 }
 
                 foreach (var message in frame.Messages)
@@ -382,12 +382,12 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
         else if (!requestAborted.IsCancellationRequested && attached.EndReason is { } reason)
         {
-            throw new GrpcStatusException(attached.EndStatus, reason, StatusMapping.CodeTrailer(attached.EndStatus == GrpcStatusCode.Cancelled ? ErrorCode.Cancelled : ErrorCode.Unavailable));
+            throw StatusMapping.Status(attached.EndStatus, reason, attached.EndStatus == StatusCode.Cancelled ? ErrorCode.Cancelled : ErrorCode.Unavailable);
         }
     }
 
     /// <summary>Ends the attached stream, if any, with a status that says why.</summary>
-    public void DetachStream(GrpcStatusCode status, string reason) => Volatile.Read(ref _stream)?.End(status, reason);
+    public void DetachStream(StatusCode status, string reason) => Volatile.Read(ref _stream)?.End(status, reason);
 
     private sealed class AttachedStream(CancellationTokenSource cts)
     {
@@ -396,9 +396,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
         public string? EndReason { get; private set; }
 
-        public GrpcStatusCode EndStatus { get; private set; }
+        public StatusCode EndStatus { get; private set; }
 
-        public void End(GrpcStatusCode status, string reason)
+        public void End(StatusCode status, string reason)
         {
             EndStatus = status;
             EndReason = reason;
@@ -427,7 +427,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
             await task.WaitAsync(bound);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or TimeoutException or IOException or GrpcStatusException or InvalidOperationException)
+        catch (Exception ex) when (ex is OperationCanceledException or TimeoutException or IOException or RpcException or InvalidOperationException)
         {
             // The loop ended badly or late; either way it is over for us.
         }
@@ -498,39 +498,20 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         Interlocked.Exchange(ref _heartbeatTimer, null)?.Dispose();
     }
 
-    private async Task WriteLoopAsync(IGrpcStreamWriter<ServerFrame> writer, AttachedStream attached, CancellationToken token)
+    private async Task WriteLoopAsync(IServerStreamWriter<FrameEncoder> writer, AttachedStream attached, CancellationToken token)
     {
-        var frame = new ServerFrame();
-        var deliveries = new List<ServerMessage>(); // reused messages of the generic path; grows only when used
         var rotation = 0;
         List<Activity>? spans = null;
 
-        // Hand-encoded frames (each envelope sized and written once) where the transport takes raw bytes.
-        var raw = writer as IGrpcRawStreamWriter;
-        var encoder = raw is null ? null : new FrameEncoder();
+        // Frames are encoded by hand: each envelope sized and written once, a fan-out's envelope encoded once for all.
+        var encoder = new FrameEncoder();
         try
         {
             while (!token.IsCancellationRequested)
             {
-                frame.Messages.Clear();
-                var bytes = 0;
-                var used = 0;
-                var count = 0;
-                while (count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
+                while (encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
                 {
-                    if (encoder is not null)
-                    {
-                        var before = encoder.Length;
-                        encoder.AddMessage(control);
-                        bytes += encoder.Length - before;
-                    }
-                    else
-                    {
-                        frame.Messages.Add(control);
-                        bytes += control.CalculateSize();
-                    }
-
-                    count++;
+                    encoder.AddMessage(control);
                 }
 
                 var subscriptions = Volatile.Read(ref _subscriptions);
@@ -538,12 +519,11 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 if (subscriptions.Length > 0)
                 {
                     rotation = (rotation + 1) % subscriptions.Length;
-                    for (var k = 0; k < subscriptions.Length && count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes; k++)
+                    for (var k = 0; k < subscriptions.Length && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes; k++)
                     {
                         var subscription = subscriptions[(rotation + k) % subscriptions.Length];
-                        while (count < _options.MaxBatchMessages && bytes < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
+                        while (encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
                         {
-                            count++;
                             if (tracing && StartDeliverSpan(envelope, subscription) is { } span)
                             {
                                 // Envelopes are shared by every subscriber: this one carries its own delivery's context.
@@ -553,50 +533,20 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                                 (spans ??= []).Add(span);
                             }
 
-                            if (encoder is not null)
-                            {
-                                var before = encoder.Length;
-                                encoder.AddDelivery(subscription.Id, envelope);
-                                bytes += encoder.Length - before;
-                                continue;
-                            }
-
-                            ServerMessage message;
-                            if (used < deliveries.Count)
-                            {
-                                message = deliveries[used];
-                            }
-                            else
-                            {
-                                message = new ServerMessage { Deliver = new Delivery() };
-                                deliveries.Add(message);
-                            }
-
-                            used++;
-                            message.Deliver.SubscriptionId = subscription.Id;
-                            message.Deliver.Envelope = envelope;
-                            frame.Messages.Add(message);
-                            bytes += envelope.Payload.Length + envelope.Topic.Length + 64;
+                            encoder.AddDelivery(subscription.Id, envelope);
                         }
                     }
                 }
 
-                if (count > 0)
+                if (encoder.Count > 0)
                 {
                     try
                     {
-                        if (encoder is not null)
-                        {
-                            await raw!.WriteRawAsync(encoder.Written, token);
-                        }
-                        else
-                        {
-                            await writer.WriteAsync(frame, token);
-                        }
+                        await writer.WriteAsync(encoder, token);
                     }
                     finally
                     {
-                        encoder?.Reset();
+                        encoder.Reset();
                         EndSpans(spans);
                     }
 
@@ -615,10 +565,14 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
         }
-        catch (Exception ex) when (ex is IOException or InvalidOperationException or GrpcStatusException)
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or RpcException)
         {
             Log.WriteLoopFailed(_logger, AgentId, ex.Message);
-            DetachStream(GrpcStatusCode.Unavailable, "Writing to the stream failed.");
+            DetachStream(StatusCode.Unavailable, "Writing to the stream failed.");
+        }
+        finally
+        {
+            encoder.Reset();
         }
     }
 
@@ -673,10 +627,10 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             catch (OperationCanceledException) when (!token.IsCancellationRequested)
             {
                 Log.SlowReader(_logger, AgentId, _options.OutboundQueueCapacity);
-                throw new GrpcStatusException(
-                    GrpcStatusCode.ResourceExhausted,
+                throw StatusMapping.Status(
+                    StatusCode.ResourceExhausted,
                     $"The agent did not read its stream for {_options.OutboundQueueFullTimeout.TotalSeconds:0.#} s while {_options.OutboundQueueCapacity} replies were waiting; read the stream while sending requests.",
-                    StatusMapping.CodeTrailer(ErrorCode.ResourceExhausted));
+                    ErrorCode.ResourceExhausted);
             }
         }
 
@@ -874,7 +828,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 await EnqueueAsync(new ServerMessage { Result = result }, streamToken);
             }
         }
-        catch (Exception ex) when (ex is OperationCanceledException or GrpcStatusException)
+        catch (Exception ex) when (ex is OperationCanceledException or RpcException)
         {
             // The stream ended; the caller is gone.
         }
@@ -1004,7 +958,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
 
         FailPushedCalls(why);
-        DetachStream(GrpcStatusCode.Unavailable, $"The session ended: {why}.");
+        DetachStream(StatusCode.Unavailable, $"The session ended: {why}.");
         StopHeartbeats();
         _wake.Writer.TryComplete();
     }

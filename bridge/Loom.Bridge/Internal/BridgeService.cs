@@ -1,28 +1,21 @@
-using Grpc.Health.V1;
+using Grpc.Core;
 using Loom.Core;
-using Loom.Grpc;
 using Loom.Protocol.V1;
 using Microsoft.Extensions.Logging;
 
 namespace Loom.Bridge.Internal;
 
-/// <summary>The gRPC face of the bridge: loom.v1.Bridge and grpc.health.v1.Health.</summary>
-internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broker, ILogger logger)
+/// <summary>
+/// The gRPC face of the bridge: loom.v1.Bridge, served by Grpc.AspNetCore. The methods are bound
+/// by <see cref="BridgeServiceBase"/> with Loom's marshallers (<see cref="WireMethods"/>); grpc-dotnet finds
+/// each handler by its method name. One instance serves every call.
+/// </summary>
+internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broker, ILogger<BridgeService> logger) : BridgeServiceBase
 {
     public const string ServiceName = "loom.v1.Bridge";
     public const string SessionHeader = "loom-session-id";
 
-    public void Register(GrpcServiceRegistry registry)
-    {
-        registry.AddUnary<RegisterAgentRequest, RegisterAgentResponse>(ServiceName, "RegisterAgent", RegisterAgentRequest.Parser, RegisterAgentAsync);
-        registry.AddDuplexStreaming<ClientFrame, ServerFrame>(ServiceName, "EventStream", ClientFrame.Parser, EventStreamAsync);
-        registry.AddUnary<ForwardActionRequest, ForwardActionResponse>(ServiceName, "ForwardAction", ForwardActionRequest.Parser, ForwardActionAsync);
-        registry.AddUnary<HeartbeatRequest, HeartbeatResponse>(ServiceName, "Heartbeat", HeartbeatRequest.Parser, HeartbeatAsync);
-        registry.AddUnary<HealthCheckRequest, HealthCheckResponse>("grpc.health.v1.Health", "Check", HealthCheckRequest.Parser, HealthCheckAsync);
-        registry.AddServerStreaming<HealthCheckRequest, HealthCheckResponse>("grpc.health.v1.Health", "Watch", HealthCheckRequest.Parser, HealthWatchAsync);
-    }
-
-    private Task<RegisterAgentResponse> RegisterAgentAsync(RegisterAgentRequest request, GrpcServerCallContext context)
+    public override Task<RegisterAgentResponse> RegisterAgent(RegisterAgentRequest request, ServerCallContext context)
     {
         try
         {
@@ -35,23 +28,25 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
         }
     }
 
-    private Task EventStreamAsync(IGrpcStreamReader<ClientFrame> reader, IGrpcStreamWriter<ServerFrame> writer, GrpcServerCallContext context)
+    public override async Task EventStream(IAsyncStreamReader<ClientFrame> requests, IServerStreamWriter<FrameEncoder> responses, ServerCallContext context)
     {
-        var sessionId = context.GetHeader(SessionHeader);
+        var sessionId = context.RequestHeaders.GetValue(SessionHeader);
         if (string.IsNullOrEmpty(sessionId))
         {
-            throw new GrpcStatusException(GrpcStatusCode.Unauthenticated, $"EventStream needs the metadata header '{SessionHeader}' with the session id from RegisterAgent.", StatusMapping.CodeTrailer(ErrorCode.SessionNotFound));
+            throw StatusMapping.Status(StatusCode.Unauthenticated, $"EventStream needs the metadata header '{SessionHeader}' with the session id from RegisterAgent.", ErrorCode.SessionNotFound);
         }
 
         if (!sessions.TryGetBySession(sessionId, out var session))
         {
-            throw new GrpcStatusException(GrpcStatusCode.Unauthenticated, $"Session '{sessionId}' is unknown or has expired; call RegisterAgent again.", StatusMapping.CodeTrailer(ErrorCode.SessionNotFound));
+            throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{sessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
         }
 
-        return session.RunStreamAsync(reader, writer, context.CancellationToken);
+        // Headers go out at once: a client waits for them to know the stream is open (grpc-dotnet would hold them until the first message).
+        await context.WriteResponseHeadersAsync([]);
+        await session.RunStreamAsync(requests, responses, context.CancellationToken);
     }
 
-    private async Task<ForwardActionResponse> ForwardActionAsync(ForwardActionRequest request, GrpcServerCallContext context)
+    public override async Task<ForwardActionResponse> ForwardAction(ForwardActionRequest request, ServerCallContext context)
     {
         if (request.Call is null || string.IsNullOrEmpty(request.Call.Capability))
         {
@@ -68,14 +63,14 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
         {
             if (!sessions.TryGetBySession(request.SessionId, out var session))
             {
-                throw new GrpcStatusException(GrpcStatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired.", StatusMapping.CodeTrailer(ErrorCode.SessionNotFound));
+                throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired.", ErrorCode.SessionNotFound);
             }
 
             caller = session.AgentId;
             session.MarkContact();
         }
 
-        var actionRequest = ToActionRequest(request.Call, caller, context.Deadline);
+        var actionRequest = ToActionRequest(request.Call, caller, DeadlineOf(context));
         var outcome = await broker.InvokeAsync(actionRequest, context.CancellationToken);
         if (outcome.Error is { } error)
         {
@@ -95,48 +90,19 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
         };
     }
 
-    private Task<HeartbeatResponse> HeartbeatAsync(HeartbeatRequest request, GrpcServerCallContext context)
+    public override Task<HeartbeatResponse> Heartbeat(HeartbeatRequest request, ServerCallContext context)
     {
         if (sessions.Heartbeat(request.SessionId) is not { } session)
         {
-            throw new GrpcStatusException(GrpcStatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired; call RegisterAgent again.", StatusMapping.CodeTrailer(ErrorCode.SessionNotFound));
+            throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
         }
 
         return Task.FromResult(new HeartbeatResponse { HeartbeatIntervalMs = (uint)session.HeartbeatInterval.TotalMilliseconds, ServerUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
     }
 
-    private HealthCheckResponse.Types.ServingStatus StatusOf(string service) => service switch
-    {
-        "" or ServiceName => sessions.IsShuttingDown ? HealthCheckResponse.Types.ServingStatus.NotServing : HealthCheckResponse.Types.ServingStatus.Serving,
-        _ => HealthCheckResponse.Types.ServingStatus.ServiceUnknown,
-    };
-
-    private Task<HealthCheckResponse> HealthCheckAsync(HealthCheckRequest request, GrpcServerCallContext context)
-    {
-        var status = StatusOf(request.Service);
-        if (status == HealthCheckResponse.Types.ServingStatus.ServiceUnknown)
-        {
-            throw new GrpcStatusException(GrpcStatusCode.NotFound, $"Unknown service '{request.Service}'; this server serves '{ServiceName}'.");
-        }
-
-        return Task.FromResult(new HealthCheckResponse { Status = status });
-    }
-
-    private async Task HealthWatchAsync(HealthCheckRequest request, IGrpcStreamWriter<HealthCheckResponse> writer, GrpcServerCallContext context)
-    {
-        var last = (HealthCheckResponse.Types.ServingStatus)(-1);
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(500));
-        do
-        {
-            var status = StatusOf(request.Service);
-            if (status != last)
-            {
-                await writer.WriteAsync(new HealthCheckResponse { Status = status }, context.CancellationToken);
-                last = status;
-            }
-        }
-        while (await timer.WaitForNextTickAsync(context.CancellationToken));
-    }
+    /// <summary>The call's deadline, or null when the client set none (grpc-dotnet reports none as <see cref="DateTime.MaxValue"/>).</summary>
+    public static DateTimeOffset? DeadlineOf(ServerCallContext context) =>
+        context.Deadline == DateTime.MaxValue ? null : new DateTimeOffset(context.Deadline, TimeSpan.Zero);
 
     public static ActionRequest ToActionRequest(ActionCall call, string caller, DateTimeOffset? deadline = null)
     {
@@ -167,5 +133,34 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             CallId = call.CallId,
             Headers = call.Headers.Count == 0 ? null : new Dictionary<string, string>(call.Headers, StringComparer.Ordinal),
         };
+    }
+}
+
+/// <summary>
+/// Binds loom.v1.Bridge for grpc-dotnet with Loom's marshallers (<see cref="WireMethods"/>). grpc-dotnet
+/// calls <see cref="BindService"/> without an instance and resolves each handler as the override of the
+/// abstract method of the same name, as it does for generated service bases.
+/// </summary>
+[BindServiceMethod(typeof(BridgeServiceBase), nameof(BindService))]
+internal abstract class BridgeServiceBase
+{
+    /// <summary>Read by gRPC server reflection.</summary>
+    public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor => Protocol.V1.Bridge.Descriptor;
+
+    public abstract Task<RegisterAgentResponse> RegisterAgent(RegisterAgentRequest request, ServerCallContext context);
+
+    public abstract Task EventStream(IAsyncStreamReader<ClientFrame> requests, IServerStreamWriter<FrameEncoder> responses, ServerCallContext context);
+
+    public abstract Task<ForwardActionResponse> ForwardAction(ForwardActionRequest request, ServerCallContext context);
+
+    public abstract Task<HeartbeatResponse> Heartbeat(HeartbeatRequest request, ServerCallContext context);
+
+    public static void BindService(ServiceBinderBase binder, BridgeServiceBase? service)
+    {
+        ArgumentNullException.ThrowIfNull(binder);
+            binder.AddMethod(WireMethods.RegisterAgent, service is null ? null : service.RegisterAgent);
+            binder.AddMethod(WireMethods.EventStream, service is null ? null : service.EventStream);
+            binder.AddMethod(WireMethods.ForwardAction, service is null ? null : service.ForwardAction);
+            binder.AddMethod(WireMethods.Heartbeat, service is null ? null : service.Heartbeat);
     }
 }

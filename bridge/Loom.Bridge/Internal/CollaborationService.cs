@@ -1,6 +1,6 @@
 using Loom.Core;
 using Loom.Core.Collaboration;
-using Loom.Grpc;
+using Grpc.Core;
 using Loom.Protocol.V1;
 
 namespace Loom.Bridge.Internal;
@@ -11,21 +11,20 @@ namespace Loom.Bridge.Internal;
 /// session goes in the request body; the gRPC deadline caps the operation's timeout and a client
 /// cancel cancels it (outstanding capability calls receive CancelCall).
 /// </summary>
-internal sealed class CollaborationService(SessionRegistry sessions, Coordinator coordinator)
+internal sealed class CollaborationService(SessionRegistry sessions, Coordinator coordinator) : CollaborationServiceBase
 {
     public const string ServiceName = "loom.v1.Collaboration";
 
-    public void Register(GrpcServiceRegistry registry)
-    {
-        registry.AddUnary<GatherRequest, GatherResult>(ServiceName, "Gather", GatherRequest.Parser, (r, c) =>
-            RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultTimeout, caller => coordinator.GatherAsync(r, caller, c.CancellationToken)));
-        registry.AddUnary<BarrierRequest, BarrierResult>(ServiceName, "Barrier", BarrierRequest.Parser, (r, c) =>
-            RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultTimeout, caller => coordinator.BarrierAsync(r, caller, c.CancellationToken)));
-        registry.AddUnary<ContractNetRequest, ContractNetResult>(ServiceName, "ContractNet", ContractNetRequest.Parser, (r, c) =>
-            RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultContractNetTimeout, caller => coordinator.ContractNetAsync(r, caller, c.CancellationToken)));
-    }
+    public override Task<GatherResult> Gather(GatherRequest r, ServerCallContext c) =>
+        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultTimeout, caller => coordinator.GatherAsync(r, caller, c.CancellationToken));
 
-    private async Task<TResult> RunAsync<TResult>(string sessionId, GrpcServerCallContext context, uint timeoutMs, Action<uint> setTimeout, TimeSpan fallback, Func<string, Task<TResult>> run)
+    public override Task<BarrierResult> Barrier(BarrierRequest r, ServerCallContext c) =>
+        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultTimeout, caller => coordinator.BarrierAsync(r, caller, c.CancellationToken));
+
+    public override Task<ContractNetResult> ContractNet(ContractNetRequest r, ServerCallContext c) =>
+        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultContractNetTimeout, caller => coordinator.ContractNetAsync(r, caller, c.CancellationToken));
+
+    private async Task<TResult> RunAsync<TResult>(string sessionId, ServerCallContext context, uint timeoutMs, Action<uint> setTimeout, TimeSpan fallback, Func<string, Task<TResult>> run)
     {
         if (sessions.IsShuttingDown)
         {
@@ -37,7 +36,7 @@ internal sealed class CollaborationService(SessionRegistry sessions, Coordinator
         {
             if (!sessions.TryGetBySession(sessionId, out var session))
             {
-                throw new GrpcStatusException(GrpcStatusCode.Unauthenticated, $"Session '{sessionId}' is unknown or has expired; call RegisterAgent again.", StatusMapping.CodeTrailer(ErrorCode.SessionNotFound));
+                throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{sessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
             }
 
             caller = session.AgentId;
@@ -45,7 +44,7 @@ internal sealed class CollaborationService(SessionRegistry sessions, Coordinator
         }
 
         // The gRPC deadline caps the operation's own deadline, with a little room to send the result.
-        if (context.Deadline is { } deadline)
+        if (BridgeService.DeadlineOf(context) is { } deadline)
         {
             var wanted = timeoutMs == 0 ? fallback : TimeSpan.FromMilliseconds(timeoutMs);
             var left = deadline - DateTimeOffset.UtcNow - TimeSpan.FromMilliseconds(50);
@@ -65,5 +64,31 @@ internal sealed class CollaborationService(SessionRegistry sessions, Coordinator
         {
             throw StatusMapping.ToStatus(ex);
         }
+    }
+}
+
+/// <summary>
+/// Binds loom.v1.Collaboration for grpc-dotnet with Loom's marshallers (<see cref="WireMethods"/>). grpc-dotnet
+/// calls <see cref="BindService"/> without an instance and resolves each handler as the override of the
+/// abstract method of the same name, as it does for generated service bases.
+/// </summary>
+[BindServiceMethod(typeof(CollaborationServiceBase), nameof(BindService))]
+internal abstract class CollaborationServiceBase
+{
+    /// <summary>Read by gRPC server reflection.</summary>
+    public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor => Protocol.V1.Collaboration.Descriptor;
+
+    public abstract Task<GatherResult> Gather(GatherRequest request, ServerCallContext context);
+
+    public abstract Task<BarrierResult> Barrier(BarrierRequest request, ServerCallContext context);
+
+    public abstract Task<ContractNetResult> ContractNet(ContractNetRequest request, ServerCallContext context);
+
+    public static void BindService(ServiceBinderBase binder, CollaborationServiceBase? service)
+    {
+        ArgumentNullException.ThrowIfNull(binder);
+            binder.AddMethod(WireMethods.Gather, service is null ? null : service.Gather);
+            binder.AddMethod(WireMethods.Barrier, service is null ? null : service.Barrier);
+            binder.AddMethod(WireMethods.ContractNet, service is null ? null : service.ContractNet);
     }
 }

@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using Loom.Bridge.Internal.Metrics;
 using Loom.Core;
-using Loom.Grpc;
+using Grpc.Core;
 using Loom.Protocol.V1;
 using Microsoft.Extensions.Logging;
 
@@ -119,7 +119,7 @@ internal sealed partial class SessionRegistry : IDisposable
                 var oldSessionId = existing.SessionId;
                 existing.ApplyRegistration(request, sessionId, interval);
                 _bySession.TryRemove(oldSessionId, out _);
-                existing.DetachStream(GrpcStatusCode.Cancelled, "The agent registered again; this stream belongs to the old session.");
+                existing.DetachStream(StatusCode.Cancelled, "The agent registered again; this stream belongs to the old session.");
                 session = existing;
                 reconnected = true;
             }

@@ -1,28 +1,30 @@
+using Grpc.Core;
 using Loom.Core;
-using Loom.Grpc;
 using Loom.Protocol.V1;
 
 namespace Loom.Bridge.Internal;
 
-/// <summary>Maps Loom's error taxonomy onto gRPC statuses at the edge.</summary>
+/// <summary>Maps Loom's error taxonomy onto gRPC statuses at the edge: the status code, the message, and Loom's code (and path) in trailers.</summary>
 internal static class StatusMapping
 {
     public const string ErrorCodeTrailer = "loom-error-code";
     public const string ErrorPathTrailer = "loom-error-path";
 
-    public static Dictionary<string, string> CodeTrailer(ErrorCode code) =>
-        new(StringComparer.Ordinal) { [ErrorCodeTrailer] = ErrorCodes.Name(code) };
+    /// <summary>A status with <paramref name="detail"/> and Loom's <paramref name="code"/> in the trailers.</summary>
+    public static RpcException Status(StatusCode status, string detail, ErrorCode code) =>
+        new(new Status(status, detail), new Metadata { { ErrorCodeTrailer, ErrorCodes.Name(code) } });
 
-    public static GrpcStatusException ToStatus(Error error)
+    public static RpcException ToStatus(Error error)
     {
-        var trailers = CodeTrailer(error.Code);
-        if (!string.IsNullOrEmpty(error.Path))
+        var trailers = new Metadata { { ErrorCodeTrailer, ErrorCodes.Name(error.Code) } };
+        // A metadata value is printable ASCII; a path that is not stays in the message only.
+        if (!string.IsNullOrEmpty(error.Path) && error.Path.AsSpan().IndexOfAnyExceptInRange(' ', '~') < 0)
         {
-            trailers[ErrorPathTrailer] = error.Path;
+            trailers.Add(ErrorPathTrailer, error.Path);
         }
 
-        return new GrpcStatusException((GrpcStatusCode)ErrorCodes.ToGrpcStatus(error.Code), error.Message, trailers);
+        return new RpcException(new Status((StatusCode)ErrorCodes.ToGrpcStatus(error.Code), error.Message), trailers);
     }
 
-    public static GrpcStatusException ToStatus(LoomException exception) => ToStatus(exception.ToError());
+    public static RpcException ToStatus(LoomException exception) => ToStatus(exception.ToError());
 }

@@ -1,5 +1,5 @@
 using Loom.Core;
-using Loom.Grpc;
+using Grpc.Core;
 using Loom.Protocol.V1;
 
 namespace Loom.Sdk.Internal;
@@ -10,35 +10,41 @@ internal static class ErrorMapping
     public const string CodeTrailer = "loom-error-code";
     public const string PathTrailer = "loom-error-path";
 
-    public static LoomException FromStatus(GrpcStatusException ex)
+    /// <summary>A status from the bridge as a typed Loom error: Loom's code from the trailers, else one mapped from the status code.</summary>
+    public static LoomException FromStatus(RpcException ex, Uri address)
     {
-        if (ex.Trailers.TryGetValue(CodeTrailer, out var name) && ErrorCodes.TryParse(name, out var code))
+        if (ex.Trailers.GetValue(CodeTrailer) is { } name && ErrorCodes.TryParse(name, out var code))
         {
-            ex.Trailers.TryGetValue(PathTrailer, out var path);
-            return Create(code, ex.Detail, path, ex);
+            return Create(code, ex.Status.Detail, ex.Trailers.GetValue(PathTrailer), ex);
         }
 
-        var mapped = ex.Status switch
+        if (ex.StatusCode == StatusCode.Unavailable && ex.Status.DebugException is { } cause)
         {
-            GrpcStatusCode.InvalidArgument => ErrorCode.InvalidParams,
-            GrpcStatusCode.DeadlineExceeded => ErrorCode.Timeout,
-            GrpcStatusCode.NotFound => ErrorCode.CapabilityNotFound,
-            GrpcStatusCode.PermissionDenied => ErrorCode.PermissionDenied,
-            GrpcStatusCode.ResourceExhausted => ErrorCode.ResourceExhausted,
-            GrpcStatusCode.FailedPrecondition => ErrorCode.HopLimitExceeded,
-            GrpcStatusCode.Unauthenticated => ErrorCode.SessionNotFound,
-            GrpcStatusCode.Cancelled => ErrorCode.Cancelled,
-            GrpcStatusCode.Internal or GrpcStatusCode.Unimplemented or GrpcStatusCode.DataLoss => ErrorCode.Internal,
+            // The transport's own failure (no connection, reset): say where and what.
+            return new LoomException(ErrorCode.Unavailable, $"Cannot reach the bridge at {address}: {cause.Message}", null, ex);
+        }
+
+        var mapped = ex.StatusCode switch
+        {
+            StatusCode.InvalidArgument => ErrorCode.InvalidParams,
+            StatusCode.DeadlineExceeded => ErrorCode.Timeout,
+            StatusCode.NotFound => ErrorCode.CapabilityNotFound,
+            StatusCode.PermissionDenied => ErrorCode.PermissionDenied,
+            StatusCode.ResourceExhausted => ErrorCode.ResourceExhausted,
+            StatusCode.FailedPrecondition => ErrorCode.HopLimitExceeded,
+            StatusCode.Unauthenticated => ErrorCode.SessionNotFound,
+            StatusCode.Cancelled => ErrorCode.Cancelled,
+            StatusCode.Internal or StatusCode.Unimplemented or StatusCode.DataLoss => ErrorCode.Internal,
             _ => ErrorCode.Unavailable,
         };
-        return Create(mapped, string.IsNullOrEmpty(ex.Detail) ? ex.Status.ToString() : ex.Detail, null, ex);
+        return Create(mapped, string.IsNullOrEmpty(ex.Status.Detail) ? ex.StatusCode.ToString() : ex.Status.Detail, null, ex);
     }
 
     /// <summary>Any failure of a bridge call, as a typed Loom error.</summary>
     public static LoomException FromTransport(Exception ex, Uri address) => ex switch
     {
         LoomException loom => loom,
-        GrpcStatusException status => FromStatus(status),
+        RpcException status => FromStatus(status, address),
         _ => new LoomException(ErrorCode.Unavailable, $"Cannot reach the bridge at {address}: {ex.Message}", null, ex),
     };
 

@@ -1,4 +1,4 @@
-using Loom.Grpc;
+using Grpc.Core;
 using Loom.Protocol.V1;
 
 namespace Loom.Sdk.Internal;
@@ -29,7 +29,7 @@ internal sealed class StreamSession(int generation, RegisterAgentResponse regist
 
     public CancellationToken Token => _cancellation.Token;
 
-    public GrpcDuplexCall<ClientFrame, ServerFrame>? Call { get; set; }
+    public AsyncDuplexStreamingCall<FrameEncoder, ServerFrame>? Call { get; set; }
 
     public Task ReadLoop { get; set; } = Task.CompletedTask;
 

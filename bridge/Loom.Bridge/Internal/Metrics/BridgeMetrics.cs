@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using Loom.Grpc;
 
 namespace Loom.Bridge.Internal.Metrics;
 
@@ -10,7 +9,7 @@ namespace Loom.Bridge.Internal.Metrics;
 /// the wire, the process) on the bridge's meter. Counters that are bumped per frame or per event
 /// are plain fields read by observable instruments, so the hot paths pay one interlocked add.
 /// </summary>
-internal sealed class BridgeMetrics : IGrpcServerObserver
+internal sealed class BridgeMetrics
 {
     private readonly ConcurrentDictionary<string, WireCounters> _wire = new(StringComparer.Ordinal);
     private readonly Counter<long> _registrations;
@@ -83,21 +82,8 @@ internal sealed class BridgeMetrics : IGrpcServerObserver
     public void ControlDropped(string kind, string reason, long count = 1) =>
         _controlDropped.Add(count, new KeyValuePair<string, object?>("kind", kind), new KeyValuePair<string, object?>("reason", reason));
 
-    void IGrpcServerObserver.MessageReceived(string method, int bytes)
-    {
-        var w = Wire(method);
-        Interlocked.Add(ref w.BytesIn, bytes);
-        Interlocked.Increment(ref w.MessagesIn);
-    }
-
-    void IGrpcServerObserver.MessageSent(string method, int bytes)
-    {
-        var w = Wire(method);
-        Interlocked.Add(ref w.BytesOut, bytes);
-        Interlocked.Increment(ref w.MessagesOut);
-    }
-
-    private WireCounters Wire(string method) => _wire.TryGetValue(method, out var w) ? w : _wire.GetOrAdd(method, static _ => new WireCounters());
+    /// <summary>The wire counters of one gRPC method (a path such as <c>/loom.v1.Bridge/EventStream</c>; callers pass only served methods).</summary>
+    public WireCounters Wire(string method) => _wire.TryGetValue(method, out var w) ? w : _wire.GetOrAdd(method, static _ => new WireCounters());
 
     private IEnumerable<Measurement<long>> ObserveWire(Func<WireCounters, long> read)
     {
@@ -112,14 +98,6 @@ internal sealed class BridgeMetrics : IGrpcServerObserver
         var counts = sessions?.CountByState() ?? default;
         yield return new Measurement<long>(counts.Connected, new KeyValuePair<string, object?>("state", "connected"));
         yield return new Measurement<long>(counts.Detached, new KeyValuePair<string, object?>("state", "detached"));
-    }
-
-    private sealed class WireCounters
-    {
-        public long BytesIn;
-        public long BytesOut;
-        public long MessagesIn;
-        public long MessagesOut;
     }
 }
 
