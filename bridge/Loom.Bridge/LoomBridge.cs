@@ -148,7 +148,7 @@ public sealed class LoomBridge : IAsyncDisposable
 
         app.MapGet("/healthz", (HttpContext _) => Results.Json(new HealthReport("ok", SessionCount), HealthJsonContext.Default.HealthReport));
         AdminApi.Map(app, Agents, Broker, () => _sessions, Time);
-        app.MapGet("/metrics", () => Results.Text(_telemetry.Exporter.Scrape(), Internal.Metrics.PrometheusText.ContentType));
+        app.MapGet("/metrics", _telemetry.Exporter.ServeAsync);
         if (_options.Mcp.Enabled)
         {
             app.MapLoomMcp(_options.Mcp);

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Net;
+using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Google.Protobuf;
@@ -212,7 +213,7 @@ public sealed partial class MetricsTests : IAsyncLifetime
         var histogram = meter.CreateHistogram<double>("test.latency", "s", "Latency.");
         histogram.Record(0.003);
         histogram.Record(42);
-        var text = exporter.Scrape();
+        var text = await ExpositionAsync(exporter);
         Assert.Contains("# HELP test_odd_total Help with a backslash \\\\ and a\\nnew line. (unit {thing})\n", text, StringComparison.Ordinal);
         Assert.Contains("test_odd_total{bad_name_x=\"ok\",value=\"quote \\\" backslash \\\\ newline \\n end\"} 3\n", text, StringComparison.Ordinal);
         Assert.Contains("test_latency_seconds_bucket{le=\"5\"} 1\n", text, StringComparison.Ordinal);
@@ -224,15 +225,68 @@ public sealed partial class MetricsTests : IAsyncLifetime
     }
 
     [Fact]
-    public void Names_follow_prometheus_conventions()
+    public async Task Names_follow_prometheus_conventions()
     {
-        Assert.Equal("loom_events_published_total", PrometheusText.MetricName("loom.events.published", "{event}", counter: true));
-        Assert.Equal("dotnet_process_cpu_time_seconds_total", PrometheusText.MetricName("dotnet.process.cpu.time", "s", counter: true));
-        Assert.Equal("loom_gc_heap_bytes", PrometheusText.MetricName("loom.gc.heap", "By", counter: false));
-        Assert.Equal("_9lives", PrometheusText.SanitizeName("9lives", allowColon: true));
-        Assert.Equal("a_b_c", PrometheusText.SanitizeName("a-b c", allowColon: false));
-        Assert.Equal("+Inf", PrometheusText.FormatValue(double.PositiveInfinity));
-        Assert.Equal("0.25", PrometheusText.FormatValue(0.25));
+        Assert.Equal("loom_events_published_total", MetricsExporter.MetricName("loom.events.published", "{event}", counter: true));
+        Assert.Equal("dotnet_process_cpu_time_seconds_total", MetricsExporter.MetricName("dotnet.process.cpu.time", "s", counter: true));
+        Assert.Equal("loom_gc_heap_bytes", MetricsExporter.MetricName("loom.gc.heap", "By", counter: false));
+        Assert.Equal("_9lives", MetricsExporter.SanitizeName("9lives", label: false));
+        Assert.Equal("a_b_c", MetricsExporter.SanitizeName("a-b c", label: true));
+
+        // Values are formatted by prometheus-net: read them from an exposition. +Inf is "+Inf" as a bucket bound; as a
+        // sample value prometheus-net writes "Infinity", which Go's ParseFloat (Prometheus, promtool) reads as +Inf.
+        using var meter = new Meter("Loom.Test.Values");
+        using var exporter = new MetricsExporter(i => ReferenceEquals(i.Meter, meter));
+        meter.CreateObservableGauge("test.inf", () => double.PositiveInfinity);
+        meter.CreateObservableGauge("test.quarter", () => 0.25);
+        meter.CreateHistogram<double>("test.spread").Record(1);
+        var text = await ExpositionAsync(exporter);
+        Assert.Contains("test_spread_bucket{le=\"+Inf\"} 1\n", text, StringComparison.Ordinal);
+        Assert.Matches(@"\ntest_inf (\+Inf|Infinity)\n", text);
+        Assert.Contains("\ntest_quarter 0.25\n", text, StringComparison.Ordinal);
+        var check = await ExternalProcess.RunAsync(ExternalProcess.Promtool, "check metrics", text, TimeSpan.FromSeconds(30));
+        Assert.True(check.ExitCode == 0, $"promtool check metrics failed ({check.ExitCode}):\n{check.Output}\n{text}");
+    }
+
+    [Fact]
+    public async Task Observable_series_are_what_the_callbacks_report_and_counters_never_go_back()
+    {
+        using var meter = new Meter("Loom.Test.Observable");
+        using var exporter = new MetricsExporter(i => ReferenceEquals(i.Meter, meter));
+        using var other = new MetricsExporter(i => i.Meter.Name == "Loom.Test.Other"); // a second exporter: its own registry
+        Measurement<long>[] reported = [new(5, new KeyValuePair<string, object?>("k", "a"))];
+        meter.CreateObservableCounter("test.seen", () => reported);
+        meter.CreateObservableGauge("test.level", () => reported);
+
+        var text = await ExpositionAsync(exporter);
+        Assert.Contains("test_seen_total{k=\"a\"} 5\n", text, StringComparison.Ordinal);
+        Assert.Contains("test_level{k=\"a\"} 5\n", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("test_seen", await ExpositionAsync(other), StringComparison.Ordinal);
+
+        reported = [new(3, new KeyValuePair<string, object?>("k", "a")), new(1, new KeyValuePair<string, object?>("k", "b")), new(1, new KeyValuePair<string, object?>("k", "b"))];
+        text = await ExpositionAsync(exporter);
+        Assert.Contains("test_seen_total{k=\"a\"} 5\n", text, StringComparison.Ordinal); // a counter never goes back
+        Assert.Contains("test_seen_total{k=\"b\"} 2\n", text, StringComparison.Ordinal); // one series reported twice adds up
+        Assert.Contains("test_level{k=\"a\"} 3\n", text, StringComparison.Ordinal);
+
+        reported = [new(1, new KeyValuePair<string, object?>("k", "b"))];
+        text = await ExpositionAsync(exporter);
+        Assert.DoesNotContain("k=\"a\"", text, StringComparison.Ordinal); // no longer reported: not exposed
+        Assert.Contains("test_level{k=\"b\"} 1\n", text, StringComparison.Ordinal);
+
+        reported = [new(4, new KeyValuePair<string, object?>("k", "a"))];
+        text = await ExpositionAsync(exporter);
+        Assert.Contains("test_seen_total{k=\"a\"} 5\n", text, StringComparison.Ordinal);
+        Assert.Contains("test_level{k=\"a\"} 4\n", text, StringComparison.Ordinal);
+    }
+
+    /// <summary>An exporter's exposition as <c>/metrics</c> serves it (text format 0.0.4).</summary>
+    private static async Task<string> ExpositionAsync(MetricsExporter exporter)
+    {
+        using var buffer = new MemoryStream();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await exporter.Registry.CollectAndExportAsTextAsync(buffer, Prometheus.ExpositionFormat.PrometheusText, timeout.Token);
+        return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
     [GeneratedRegex(@"loom_action_call_duration_seconds_bucket\{capability=""obs.echo"",outcome=""ok"",le=""[^""]+""\} ([0-9]+)")]
