@@ -44,10 +44,11 @@ internal static class Program
             Description = "A topic pattern whose matches share one metric label (repeatable; tried in order). Default: a topic's first token, e.g. 'orders.>'.",
             AllowMultipleArgumentsPerToken = false,
         };
+        var reflection = new Option<bool?>("--grpc-reflection") { Description = "Serve gRPC server reflection (true or false). Default: on when --host is a loopback address." };
         var config = new Option<string?>("--config") { Description = "A loom.yaml whose bridge settings, mcp_servers and mcp_expose to use (options given here win)." };
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, config,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config,
         };
         topicGroups.Validators.Add(r =>
         {
@@ -103,6 +104,7 @@ internal static class Program
                 HttpPort = Given(httpPort) ? parse.GetValue(httpPort) : file.HttpPort,
                 HeartbeatInterval = Given(heartbeat) ? TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)) : file.HeartbeatInterval,
                 EventBus = parse.GetValue(topicGroups) is { Length: > 0 } groups ? file.EventBus with { MetricTopicGroups = groups } : file.EventBus,
+                GrpcReflection = parse.GetValue(reflection) ?? file.GrpcReflection,
                 McpServers = file.McpServers,
                 Mcp = file.Mcp,
             };

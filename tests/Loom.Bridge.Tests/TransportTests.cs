@@ -118,6 +118,50 @@ public sealed class TransportTests : IAsyncLifetime, IDisposable
         Assert.Equal("0", Header(response.TrailingHeaders, "grpc-status"));
     }
 
+    [Fact]
+    public async Task A_gzip_compressed_request_is_accepted()
+    {
+        var body = new HealthCheckRequest { Service = "loom.v1.Bridge" }.ToByteArray();
+        using var compressed = new MemoryStream();
+        await using (var gzip = new System.IO.Compression.GZipStream(compressed, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+        {
+            await gzip.WriteAsync(body);
+        }
+
+        var framed = new byte[5 + compressed.Length];
+        framed[0] = 1; // compressed flag
+        BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)compressed.Length);
+        compressed.ToArray().CopyTo(framed, 5);
+        using var request = Grpc("/grpc.health.v1.Health/Check", framed);
+        request.Headers.TryAddWithoutValidation("grpc-encoding", "gzip");
+        using var response = await _http.SendAsync(request);
+        var answer = await response.Content.ReadAsByteArrayAsync();
+        Assert.Equal("0", Header(response.TrailingHeaders, "grpc-status"));
+        Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, HealthCheckResponse.Parser.ParseFrom(answer.AsSpan(5)).Status);
+    }
+
+    [Fact]
+    public async Task A_grpc_timeout_that_passes_ends_the_call_with_deadline_exceeded()
+    {
+        // A call that waits: ForwardAction to a provider that never answers.
+        await using var provider = await RawAgent.RegisterAsync(_bridge.GrpcAddress, WithCapability(Agent("mute"), "test.mute"));
+        var call = new ForwardActionRequest { Call = new ActionCall { CallId = "t1", Capability = "test.mute", InputJson = ByteString.CopyFromUtf8("{}") } };
+        using var request = Grpc("/loom.v1.Bridge/ForwardAction", Frame(call));
+        request.Headers.TryAddWithoutValidation("grpc-timeout", "300m");
+        using var response = await _http.SendAsync(request);
+        await response.Content.ReadAsByteArrayAsync();
+        Assert.Equal("4", Header(response.Headers, "grpc-status") ?? Header(response.TrailingHeaders, "grpc-status"));
+
+        // The provider was told to stop.
+        await provider.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Cancel);
+    }
+
+    private static RegisterAgentRequest WithCapability(RegisterAgentRequest request, string name)
+    {
+        request.Capabilities.Add(new CapabilityDescriptor { Name = name, Version = "1.0.0", InputSchemaJson = "{}", OutputSchemaJson = "{}" });
+        return request;
+    }
+
     [Theory]
     [InlineData("/loom.v1.Bridge/NoSuchMethod")]
     [InlineData("/loom.v9.Nothing/Call")]

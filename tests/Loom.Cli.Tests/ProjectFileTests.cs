@@ -75,6 +75,16 @@ public sealed class ProjectFileTests
         Assert.Empty(ProjectRunner.BridgeOptionsFor(Parse("agents:\n  - name: a\n    command: x\n")).EventBus.MetricTopicGroups);
     }
 
+    [Fact]
+    public void Grpc_reflection_maps_onto_the_bridge_options_and_defaults_to_the_host_rule()
+    {
+        Assert.False(ProjectRunner.BridgeOptionsFor(Parse("bridge:\n  grpc_reflection: false\nagents:\n  - name: a\n    command: x\n")).GrpcReflection);
+        Assert.True(ProjectRunner.BridgeOptionsFor(Parse("bridge:\n  grpc_reflection: true\nagents:\n  - name: a\n    command: x\n")).GrpcReflection);
+        Assert.Null(ProjectRunner.BridgeOptionsFor(Parse("agents:\n  - name: a\n    command: x\n")).GrpcReflection);
+        var ex = Assert.Throws<ProjectFileException>(() => Parse("bridge:\n  grpc_reflection: sometimes\nagents:\n  - name: a\n    command: x\n"));
+        Assert.StartsWith("loom.yaml:2:20: bridge.grpc_reflection", ex.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("bridge:\n  metric_topic_groups:\n    - a.>.b\nagents:\n  - name: a\n    command: x\n", "loom.yaml:3:7: bridge.metric_topic_groups[0]: 'a.>.b' is not a topic pattern")]
     [InlineData("bridge:\n  metric_topic_groups: orders\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:24: bridge.metric_topic_groups: expected a list")]

@@ -19,7 +19,7 @@ internal enum RestartPolicy
 }
 
 /// <summary>The bridge a project runs against: started in-process, or an existing one at <see cref="Url"/>.</summary>
-internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null);
+internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null);
 
 /// <summary>A command run before an agent starts, skipped while its inputs are unchanged.</summary>
 internal sealed record SetupSpec(string Command, IReadOnlyList<string> Inputs);
@@ -268,7 +268,7 @@ internal static partial class ProjectFileLoader
             return new BridgeSpec(null, null, "127.0.0.1", 0, 0, 5000);
         }
 
-        var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", "url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups");
+        var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", "url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection");
         string? url = b.TryGetValue("url", out var u) ? reader.AbsoluteUrl(u, "bridge.url") : null;
         string? httpUrl = b.TryGetValue("http_url", out var h) ? reader.AbsoluteUrl(h, "bridge.http_url") : null;
         return new BridgeSpec(
@@ -278,7 +278,8 @@ internal static partial class ProjectFileLoader
             b.TryGetValue("grpc_port", out var gp) ? reader.Int(gp, "bridge.grpc_port", 0, 65535) : 0,
             b.TryGetValue("http_port", out var hp) ? reader.Int(hp, "bridge.http_port", 0, 65535) : 0,
             b.TryGetValue("heartbeat_ms", out var hb) ? reader.Int(hb, "bridge.heartbeat_ms", 100, 60000) : 5000,
-            b.TryGetValue("metric_topic_groups", out var groups) ? ReadTopicGroups(reader, groups) : null);
+            b.TryGetValue("metric_topic_groups", out var groups) ? ReadTopicGroups(reader, groups) : null,
+            b.TryGetValue("grpc_reflection", out var reflection) ? reader.OneOf(reflection, "bridge.grpc_reflection", ["true", "false"]) == "true" : null);
     }
 
     /// <summary>Why <paramref name="pattern"/> cannot be a metric topic group (the core's own explanation), or null when it can.</summary>

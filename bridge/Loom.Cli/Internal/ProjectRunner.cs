@@ -210,6 +210,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             HttpPort = project.Bridge.HttpPort,
             HeartbeatInterval = TimeSpan.FromMilliseconds(project.Bridge.HeartbeatMs),
             EventBus = new Loom.Core.EventBusOptions { MetricTopicGroups = project.Bridge.MetricTopicGroups ?? [] },
+            GrpcReflection = project.Bridge.GrpcReflection,
             McpServers = servers,
             Mcp = project.McpExpose is { } e
                 ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }
