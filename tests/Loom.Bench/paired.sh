@@ -67,6 +67,6 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
 print("\n| scenario | figure | other (median of rounds) | this | this/other |\n|---|---|---:|---:|---:|")
 for (scenario, name, unit), sides in rows.items():
     o = statistics.median(sides.get("other", [float("nan")])); t = statistics.median(sides.get("this", [float("nan")]))
-    print(f"| {scenario} | {name} {unit} | {o:,.1f} ({min(sides.get('other', [o])):,.0f}–{max(sides.get('other', [o])):,.0f}) | {t:,.1f} ({min(sides.get('this', [t])):,.0f}–{max(sides.get('this', [t])):,.0f}) | {(t / o if o else float("nan")):.2f} |")
+    print(f"| {scenario} | {name} {unit} | {o:,.1f} ({min(sides.get('other', [o])):,.0f}–{max(sides.get('other', [o])):,.0f}) | {t:,.1f} ({min(sides.get('this', [t])):,.0f}–{max(sides.get('this', [t])):,.0f}) | {(t / o if o else float('nan')):.2f} |")
 print(f"\nraw results: {sys.argv[1]}")
 PY
