@@ -81,6 +81,7 @@ public sealed class CoreMetrics : IDisposable
         DropReason.BlockTimeout => "block_timeout",
         DropReason.TtlExpired => "ttl_expired",
         DropReason.HopLimit => "hop_limit",
+        DropReason.SlowConsumer => "slow_consumer",
         _ => "unknown",
     };
 

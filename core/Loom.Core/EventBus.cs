@@ -188,6 +188,10 @@ public sealed class EventBus : IDisposable
                     dropped++;
                     entry.CountDrop(DropReason.QueueFullDropNewest);
                     break;
+                case OfferResult.DroppedStalled:
+                    dropped++;
+                    entry.CountDrop(DropReason.SlowConsumer);
+                    break;
                 case OfferResult.MustBlock:
                     (blocked ??= []).Add(subscription);
                     break;
@@ -243,6 +247,11 @@ public sealed class EventBus : IDisposable
                 dropped++;
                 entry.CountDrop(DropReason.BlockTimeout);
             }
+            else if (result == OfferResult.DroppedStalled)
+            {
+                dropped++;
+                entry.CountDrop(DropReason.SlowConsumer);
+            }
         }
 
         return new PublishResult(PublishStatus.Accepted, delivered, dropped);
@@ -278,9 +287,9 @@ public sealed class EventBus : IDisposable
             OverflowPolicy.DropOldest or OverflowPolicy.DropNewest or OverflowPolicy.Block => options.Overflow,
             _ => throw new InvalidParamsException($"Unknown overflow policy {(int)options.Overflow}; use DROP_OLDEST, DROP_NEWEST or BLOCK.", "/overflow"),
         };
-        if (options.QueueCapacity < 0 || options.QueueCapacity > MaxQueueCapacity)
+        if (options.QueueCapacity < 0 || options.QueueCapacity > _options.MaxSubscriptionQueueCapacity)
         {
-            throw new InvalidParamsException($"Queue capacity {options.QueueCapacity} is out of range; use 1 to {MaxQueueCapacity}, or 0 for the QoS class default.", "/queue_capacity");
+            throw new InvalidParamsException($"Queue capacity {options.QueueCapacity} is out of range; use 1 to {_options.MaxSubscriptionQueueCapacity} (this bus's limit), or 0 for the QoS class default.", "/queue_capacity");
         }
 
         var capacity = options.QueueCapacity > 0
@@ -292,9 +301,9 @@ public sealed class EventBus : IDisposable
                 _ => _options.NormalQueueCapacity,
             };
         var blockTimeout = options.BlockTimeout ?? _options.DefaultBlockTimeout;
-        if (blockTimeout < TimeSpan.Zero)
+        if (blockTimeout < TimeSpan.Zero || blockTimeout > _options.MaxBlockTimeout)
         {
-            throw new InvalidParamsException($"Block timeout {blockTimeout} is negative; use zero or more.", "/block_timeout_ms");
+            throw new InvalidParamsException($"Block timeout of {blockTimeout.TotalMilliseconds:0} ms is out of range; use 0 to {_options.MaxBlockTimeout.TotalMilliseconds:0} ms (this bus's limit), or leave it unset for the default of {_options.DefaultBlockTimeout.TotalMilliseconds:0} ms.", "/block_timeout_ms");
         }
 
         var subscription = new EventSubscription(this, Guid.NewGuid().ToString("N"), pattern, qos, overflow, capacity, blockTimeout, options.Owner, signal)
@@ -557,8 +566,10 @@ public sealed class EventBus : IDisposable
         var problem = Capacity(options.RealtimeQueueCapacity, nameof(options.RealtimeQueueCapacity))
             ?? Capacity(options.NormalQueueCapacity, nameof(options.NormalQueueCapacity))
             ?? Capacity(options.BatchQueueCapacity, nameof(options.BatchQueueCapacity))
+            ?? Capacity(options.MaxSubscriptionQueueCapacity, nameof(options.MaxSubscriptionQueueCapacity))
             ?? (options.DefaultTtl <= TimeSpan.Zero ? $"DefaultTtl is {options.DefaultTtl}; it must be positive." : null)
             ?? (options.DefaultBlockTimeout < TimeSpan.Zero ? $"DefaultBlockTimeout is {options.DefaultBlockTimeout}; it must not be negative." : null)
+            ?? (options.MaxBlockTimeout < options.DefaultBlockTimeout ? $"MaxBlockTimeout is {options.MaxBlockTimeout}; it must be at least DefaultBlockTimeout ({options.DefaultBlockTimeout})." : null)
             ?? (options.SlowConsumerThreshold < TimeSpan.Zero ? $"SlowConsumerThreshold is {options.SlowConsumerThreshold}; it must not be negative." : null)
             ?? (options.MaxTrackedTopics < 0 ? $"MaxTrackedTopics is {options.MaxTrackedTopics}; it must not be negative." : null);
         if (problem is not null)

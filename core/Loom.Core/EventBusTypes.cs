@@ -17,6 +17,15 @@ public sealed record EventBusOptions
     /// <summary>How long a publisher waits for room in a blocking subscription before the envelope is dropped. Default 1 s.</summary>
     public TimeSpan DefaultBlockTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// The longest block timeout a subscription may ask for: a subscriber decides how long its
+    /// publishers may be held, so the bus bounds it. Default 10 s.
+    /// </summary>
+    public TimeSpan MaxBlockTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The largest queue capacity a subscription may ask for. Default 65536 (the batch default).</summary>
+    public int MaxSubscriptionQueueCapacity { get; init; } = 65536;
+
     /// <summary>Publishes an envelope may go through (a forwarding loop guard). Default 16.</summary>
     public uint MaxHops { get; init; } = 16;
 
@@ -94,6 +103,12 @@ public enum DropReason
 
     /// <summary>It went through more publishes than the hop limit.</summary>
     HopLimit,
+
+    /// <summary>
+    /// A blocking queue whose reader had stalled (a publisher already waited a whole block timeout
+    /// for it) refused it at once; publishers wait for it again once it drains to half its capacity.
+    /// </summary>
+    SlowConsumer,
 }
 
 /// <summary>Notified when a subscription's queue goes from empty to non-empty.</summary>

@@ -31,6 +31,7 @@ public sealed class EventSubscription : IDisposable
     private int _dropEpisode;
     private long _lastDropLogTicks = long.MinValue;
     private int _blockedWriters;
+    private int _stalled; // a publisher waited a whole block timeout: until the reader drains to half, nobody waits again
     private TaskCompletionSource<bool>? _readWaiter;
     private TaskCompletionSource? _spaceWaiter;
 
@@ -249,6 +250,9 @@ public sealed class EventSubscription : IDisposable
         {
             case OverflowPolicy.DropOldest:
                 return EnqueueEvictingOldest(envelope);
+            case OverflowPolicy.Block when Volatile.Read(ref _stalled) != 0:
+                CountDrop(DropReason.SlowConsumer);
+                return OfferResult.DroppedStalled;
             case OverflowPolicy.Block:
                 return OfferResult.MustBlock;
             default:
@@ -285,7 +289,14 @@ public sealed class EventSubscription : IDisposable
         }
     }
 
-    /// <summary>Block policy: waits for room until the deadline, then drops the envelope.</summary>
+    /// <summary>True while the queue is full of a reader that stalled (see <see cref="DropReason.SlowConsumer"/>).</summary>
+    public bool IsStalled => Volatile.Read(ref _stalled) != 0;
+
+    /// <summary>
+    /// Block policy: waits for room until the deadline, then drops the envelope and marks the
+    /// subscription stalled, which releases every other waiting publisher at once: a reader that
+    /// stops reading costs its publishers one block timeout per episode, not one per envelope.
+    /// </summary>
     internal async ValueTask<OfferResult> EnqueueBlockingAsync(Envelope envelope, long startTimestamp, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _blockedWriters);
@@ -311,10 +322,21 @@ public sealed class EventSubscription : IDisposable
                     return OfferResult.Enqueued;
                 }
 
+                if (Volatile.Read(ref _stalled) != 0)
+                {
+                    CountDrop(DropReason.SlowConsumer);
+                    return OfferResult.DroppedStalled;
+                }
+
                 var remaining = BlockTimeout - _bus.Time.GetElapsedTime(startTimestamp);
                 if (remaining <= TimeSpan.Zero)
                 {
                     CountDrop(DropReason.BlockTimeout);
+                    if (Interlocked.Exchange(ref _stalled, 1) == 0)
+                    {
+                        Interlocked.Exchange(ref _spaceWaiter, null)?.TrySetResult();
+                    }
+
                     return OfferResult.Dropped;
                 }
 
@@ -376,8 +398,9 @@ public sealed class EventSubscription : IDisposable
         // An eviction makes room for the next envelope at once: only a reader drains the queue.
         if (byReader && count < _highMark)
         {
-            if (count < _lowMark && (Volatile.Read(ref _slow) | Volatile.Read(ref _dropEpisode)) != 0)
+            if (count < _lowMark && (Volatile.Read(ref _slow) | Volatile.Read(ref _dropEpisode) | Volatile.Read(ref _stalled)) != 0)
             {
+                Volatile.Write(ref _stalled, 0);
                 Volatile.Write(ref _slow, 0);
                 Volatile.Write(ref _dropEpisode, 0);
                 Volatile.Write(ref _highSinceTicks, 0);

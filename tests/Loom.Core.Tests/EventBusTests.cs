@@ -9,6 +9,9 @@ public class EventBusTests
 
     private EventBus NewBus(EventBusOptions? options = null) => new(options, _time);
 
+    /// <summary>A bus that lets subscriptions block publishers for minutes (the default caps it at 10 s).</summary>
+    private static readonly EventBusOptions LongBlocks = new() { MaxBlockTimeout = TimeSpan.FromMinutes(5) };
+
     private static Envelope Env(string topic, string? id = null, uint ttlMs = 0) =>
         new() { Topic = topic, Id = id ?? string.Empty, TtlMs = ttlMs };
 
@@ -176,9 +179,65 @@ public class EventBusTests
     }
 
     [Fact]
-    public async Task Block_completes_when_the_reader_makes_room()
+    public async Task A_stalled_blocking_reader_costs_its_publishers_one_block_timeout_per_episode()
     {
         using var bus = NewBus();
+        using var stalled = bus.Subscribe("t", new(QosClass.Batch, QueueCapacity: 2, BlockTimeout: TimeSpan.FromMilliseconds(200)));
+        using var healthy = bus.Subscribe("t", new(QosClass.Normal, QueueCapacity: 1000));
+        await bus.PublishAsync(Env("t", "1"));
+        await bus.PublishAsync(Env("t", "2"));
+
+        // Two publishers wait for the full queue; when the first one's timeout passes, both go on.
+        var first = bus.PublishAsync(Env("t", "3"));
+        _time.Advance(TimeSpan.FromMilliseconds(100));
+        var second = bus.PublishAsync(Env("t", "4"));
+        Assert.False(first.IsCompleted);
+        Assert.False(second.IsCompleted);
+        _time.Advance(TimeSpan.FromMilliseconds(100));
+        Assert.Equal(new PublishResult(PublishStatus.Accepted, 1, 1), await first.AsTask().WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.Equal(new PublishResult(PublishStatus.Accepted, 1, 1), await second.AsTask().WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.True(stalled.IsStalled);
+
+        // While it stays stalled, publishing does not wait at all: the healthy subscriber gets everything.
+        for (var i = 5; i < 105; i++)
+        {
+            var publish = bus.PublishAsync(Env("t", i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            Assert.True(publish.IsCompletedSuccessfully, "a publish waited for a stalled subscriber");
+            Assert.Equal(new PublishResult(PublishStatus.Accepted, 1, 1), await publish);
+        }
+
+        Assert.Equal(104, Drain(healthy).Count);
+        Assert.Equal(1, stalled.Stats.Dropped[DropReason.BlockTimeout]);
+        Assert.Equal(101, stalled.Stats.Dropped[DropReason.SlowConsumer]);
+        Assert.Equal(101, bus.TopicStats()[0].Dropped[DropReason.SlowConsumer]);
+
+        // The reader comes back: once it drained to half its queue, publishers wait for it again.
+        Assert.Equal(["1", "2"], Drain(stalled));
+        Assert.False(stalled.IsStalled);
+        await bus.PublishAsync(Env("t", "a"));
+        await bus.PublishAsync(Env("t", "b"));
+        var waits = bus.PublishAsync(Env("t", "c"));
+        Assert.False(waits.IsCompleted);
+        Assert.True(stalled.TryRead(out _));
+        Assert.Equal(new PublishResult(PublishStatus.Accepted, 2, 0), await waits.AsTask().WaitAsync(TimeSpan.FromSeconds(5)));
+    }
+
+    [Theory]
+    [InlineData(20_000, 0)]
+    [InlineData(0, 100_000)]
+    public void A_subscription_may_not_ask_for_more_than_the_bus_allows(int blockTimeoutMs, int capacity)
+    {
+        using var bus = NewBus(new EventBusOptions { MaxBlockTimeout = TimeSpan.FromSeconds(10), MaxSubscriptionQueueCapacity = 65536 });
+        var ex = Assert.Throws<InvalidParamsException>(() => bus.Subscribe("t", new(QosClass.Batch, QueueCapacity: capacity, BlockTimeout: blockTimeoutMs == 0 ? null : TimeSpan.FromMilliseconds(blockTimeoutMs))));
+        Assert.Equal(blockTimeoutMs == 0 ? "/queue_capacity" : "/block_timeout_ms", ex.Path);
+        Assert.Contains(blockTimeoutMs == 0 ? "65536" : "10000 ms", ex.Message, StringComparison.Ordinal);
+        using var fits = bus.Subscribe("t", new(QosClass.Batch, QueueCapacity: 65536, BlockTimeout: TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task Block_completes_when_the_reader_makes_room()
+    {
+        using var bus = NewBus(LongBlocks);
         using var sub = bus.Subscribe("t", new(QosClass.Batch, QueueCapacity: 2, BlockTimeout: TimeSpan.FromSeconds(30)));
         await bus.PublishAsync(Env("t", "1"));
         await bus.PublishAsync(Env("t", "2"));
@@ -210,7 +269,7 @@ public class EventBusTests
     [Fact]
     public async Task Block_stops_waiting_when_the_subscription_goes_away()
     {
-        using var bus = NewBus();
+        using var bus = NewBus(LongBlocks);
         var sub = bus.Subscribe("t", new(QosClass.Batch, QueueCapacity: 1, BlockTimeout: TimeSpan.FromMinutes(1)));
         await bus.PublishAsync(Env("t"));
         var blocked = bus.PublishAsync(Env("t")).AsTask();
@@ -543,7 +602,7 @@ public class EventBusTests
     [Fact]
     public async Task Concurrent_blocking_publishers_deliver_everything_exactly_once()
     {
-        using var bus = new EventBus();
+        using var bus = new EventBus(LongBlocks);
         using var sub = bus.Subscribe("load", new(QosClass.Batch, QueueCapacity: 16, BlockTimeout: TimeSpan.FromSeconds(30)));
         const int Publishers = 3, PerPublisher = 20_000;
         var seen = new ConcurrentDictionary<string, bool>();

@@ -45,6 +45,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     private ITimer? _heartbeatTimer;
     private long _pushedCallSequence;
     private long _lastSeenTimestamp;
+    private int _waitingInBridge;
     private ulong _heartbeatSequence;
     private int _expired;
 
@@ -139,8 +140,8 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
     }
 
-    /// <summary>Time since the agent was last heard from.</summary>
-    public TimeSpan SinceLastSeen => _time.GetElapsedTime(Volatile.Read(ref _lastSeenTimestamp));
+    /// <summary>Time since the agent was last heard from; zero while the bridge itself holds its read loop.</summary>
+    public TimeSpan SinceLastSeen => Volatile.Read(ref _waitingInBridge) != 0 ? TimeSpan.Zero : _time.GetElapsedTime(Volatile.Read(ref _lastSeenTimestamp));
 
     public void Touch() => Volatile.Write(ref _lastSeenTimestamp, _time.GetTimestamp());
 
@@ -346,7 +347,24 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
                 foreach (var message in frame.Messages)
                 {
-                    await HandleAsync(message, token);
+                    var handled = HandleAsync(message, token);
+                    if (handled.IsCompletedSuccessfully)
+                    {
+                        continue;
+                    }
+
+                    // The bridge, not the agent, holds this read loop (a blocking subscriber's full
+                    // queue): the agent's heartbeats wait unread behind it, so it counts as alive meanwhile.
+                    Interlocked.Increment(ref _waitingInBridge);
+                    try
+                    {
+                        await handled;
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref _waitingInBridge);
+                        Touch();
+                    }
                 }
             }
 

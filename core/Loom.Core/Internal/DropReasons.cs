@@ -2,7 +2,7 @@ namespace Loom.Core.Internal;
 
 internal static class DropReasons
 {
-    public const int Count = 5;
+    public const int Count = 6;
 
     public static IReadOnlyDictionary<DropReason, long> Snapshot(long[] counters, out long total)
     {
@@ -24,6 +24,9 @@ internal enum OfferResult
 {
     Enqueued,
     Dropped,
+
+    /// <summary>A blocking subscription that is stalled refused it without making the publisher wait.</summary>
+    DroppedStalled,
     MustBlock,
     Closed,
 }
