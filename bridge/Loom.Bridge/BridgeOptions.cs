@@ -70,6 +70,18 @@ public sealed class BridgeOptions
     /// <summary>Capabilities one agent may register. Default 256.</summary>
     public int MaxCapabilitiesPerAgent { get; init; } = 256;
 
+    /// <summary>
+    /// Most TCP connections open at once on both ports; further ones are closed at once and counted.
+    /// Default 0: derived from the memory the process may use (one per 2 MiB, 1,024 to 65,536).
+    /// </summary>
+    public int MaxConnections { get; init; }
+
+    /// <summary>Most TCP connections open at once from one remote address. Default 0: no limit per address.</summary>
+    public int MaxConnectionsPerAddress { get; init; }
+
+    /// <summary>A connection that sends nothing for this long after it opens is closed. Default 10 s.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Bound on graceful shutdown: in-flight work gets this long to finish. Default 5 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(5);
 

@@ -96,6 +96,7 @@ public sealed class LoomBridge : IAsyncDisposable
 
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
 
+        ConnectionGate? gate = null; // made once logging exists, before Kestrel reads its options at start
         ListenOptions? grpcListen = null;
         ListenOptions? httpListen = null;
         builder.WebHost.ConfigureKestrel(k =>
@@ -104,8 +105,8 @@ public sealed class LoomBridge : IAsyncDisposable
             k.Limits.MaxRequestBodySize = null;
             ConfigureHttp2(k.Limits.Http2);
             var address = ResolveAddress(_options.Host);
-            k.Listen(address, _options.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; grpcListen = l; });
-            k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; httpListen = l; });
+            k.Listen(address, _options.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; l.Use(next => gate!.Wrap(next)); grpcListen = l; });
+            k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; l.Use(next => gate!.Wrap(next)); httpListen = l; });
         });
 
         if (_options.Mcp.Enabled)
@@ -132,6 +133,8 @@ public sealed class LoomBridge : IAsyncDisposable
 
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
+        gate = new ConnectionGate(_options, _telemetry.Bridge, loggerFactory.CreateLogger<ConnectionGate>(), Time);
+        _telemetry.Bridge.OpenConnections = () => gate.Open;
         _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge);
         _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
         _coordinator = Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>());

@@ -15,6 +15,7 @@ internal sealed class BridgeMetrics
     private readonly Counter<long> _registrations;
     private readonly Counter<long> _sessionsEnded;
     private readonly Counter<long> _controlDropped;
+    private readonly Counter<long> _connectionsRefused;
     private long _reconnects;
     private long _heartbeatsMissed;
     private long _streamsOpened;
@@ -31,6 +32,8 @@ internal sealed class BridgeMetrics
         meter.CreateObservableCounter("loom.grpc.sent", () => ObserveWire(static w => w.BytesOut), "By", "Bytes of gRPC messages sent (with their 5-byte framing), by method.");
         meter.CreateObservableCounter("loom.grpc.messages.received", () => ObserveWire(static w => w.MessagesIn), "{message}", "gRPC messages (frames, on EventStream) received, by method.");
         meter.CreateObservableCounter("loom.grpc.messages.sent", () => ObserveWire(static w => w.MessagesOut), "{message}", "gRPC messages (frames, on EventStream) sent, by method.");
+        meter.CreateObservableGauge("loom.connections.open", () => OpenConnections?.Invoke() ?? 0, "{connection}", "TCP connections open on the gRPC and HTTP ports.");
+        _connectionsRefused = meter.CreateCounter<long>("loom.connections.refused", "{connection}", "Connections closed by the bridge's connection limits, by reason: limit, per_address_limit, handshake_timeout.");
         _registrations = meter.CreateCounter<long>("loom.registrations", "{registration}", "RegisterAgent calls by result: new, reconnect or rejected.");
         _sessionsEnded = meter.CreateCounter<long>("loom.sessions.ended", "{session}", "Sessions removed, by reason: left (clean half-close), heartbeat_timeout, shutdown, rejected.");
         meter.CreateObservableCounter("loom.collab.operations", () => collaboration()?.Started ?? 0, "{operation}", "Collaboration operations started (gather, barrier, contract-net).");
@@ -78,6 +81,11 @@ internal sealed class BridgeMetrics
     public void HeartbeatsMissed(long count) => Interlocked.Add(ref _heartbeatsMissed, count);
 
     public void StreamOpened() => Interlocked.Increment(ref _streamsOpened);
+
+    /// <summary>Reads the open connections (set by the bridge once its connection gate exists).</summary>
+    public Func<int>? OpenConnections { get; set; }
+
+    public void ConnectionRefused(string reason) => _connectionsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     public void ControlDropped(string kind, string reason, long count = 1) =>
         _controlDropped.Add(count, new KeyValuePair<string, object?>("kind", kind), new KeyValuePair<string, object?>("reason", reason));
