@@ -48,11 +48,12 @@ public sealed class CoreMetrics : IDisposable
 
         meter.CreateObservableCounter("loom.events.published", ObservePublished, "{event}", "Envelopes accepted for publishing, by topic group and the envelope's QoS class.");
         meter.CreateObservableCounter("loom.events.no_subscribers", ObserveNoSubscribers, "{event}", "Published envelopes that matched no subscription, by topic group.");
-        meter.CreateObservableCounter("loom.events.refused", ObserveRefused, "{event}", "Envelopes refused at publish (hop_limit, ttl_expired), by topic group and reason.");
+        meter.CreateObservableCounter("loom.events.refused", ObserveRefused, "{event}", "Envelopes refused at publish (hop_limit, ttl_expired, memory_limit), by topic group and reason.");
         meter.CreateObservableCounter("loom.events.delivered", ObserveDelivered, "{event}", "Envelopes handed to subscribers, by subscription pattern group and QoS class.");
         meter.CreateObservableCounter("loom.events.dropped", ObserveDropped, "{event}", "Envelopes dropped by subscriptions, by pattern group, QoS class and reason.");
         meter.CreateObservableGauge("loom.subscriptions", ObserveSubscriptions, "{subscription}", "Live subscriptions, by pattern group and QoS class.");
         meter.CreateObservableGauge("loom.subscription.queue.depth", ObserveDepth, "{event}", "Envelopes waiting in subscription queues, by pattern group and QoS class.");
+        meter.CreateObservableGauge("loom.subscription.queue.bytes", () => bus.QueuedBytes, "By", "Bytes held in all subscription queues (payload, strings and headers plus 128 per envelope); publishes are refused at the bus's max_queued_bytes.");
         meter.CreateObservableGauge("loom.subscription.queue.capacity", ObserveCapacity, "{event}", "Total capacity of the subscription queues, by pattern group and QoS class.");
         meter.CreateObservableGauge("loom.action.calls.in_flight", ObserveInFlight, "{call}", "Capability calls running now, by capability.");
         _calls = meter.CreateCounter<long>("loom.action.calls", "{call}", "Capability calls completed, by capability and outcome (ok or the error code).");
@@ -82,6 +83,7 @@ public sealed class CoreMetrics : IDisposable
         DropReason.TtlExpired => "ttl_expired",
         DropReason.HopLimit => "hop_limit",
         DropReason.SlowConsumer => "slow_consumer",
+        DropReason.MemoryLimit => "memory_limit",
         _ => "unknown",
     };
 

@@ -34,6 +34,8 @@ public sealed class EventBus : IDisposable
     private readonly UnixClock _clock;
     private readonly long _defaultTtlMs;
     private readonly uint _maxHops;
+    private readonly long _maxQueuedBytes;
+    private long _queuedBytes;
     private long _version; // bumped on every subscription change; cached matches carry the version they saw
     private int _topicCount;
     private int _topicLimitLogged;
@@ -48,6 +50,7 @@ public sealed class EventBus : IDisposable
         _logger = (ILogger?)logger ?? NullLogger.Instance;
         _defaultTtlMs = (long)_options.DefaultTtl.TotalMilliseconds;
         _maxHops = _options.MaxHops;
+        _maxQueuedBytes = _options.MaxQueuedBytes > 0 ? _options.MaxQueuedBytes : DefaultMaxQueuedBytes();
         SlowConsumerThreshold = _options.SlowConsumerThreshold;
         Groups = new TopicGroups(_options.MetricTopicGroups, _options.MaxMetricTopicGroups);
     }
@@ -61,6 +64,39 @@ public sealed class EventBus : IDisposable
 
     /// <summary>The bus settings.</summary>
     public EventBusOptions Options => _options;
+
+    /// <summary>Bytes all subscriptions hold queued now (see <see cref="WeightOf"/>).</summary>
+    public long QueuedBytes => Volatile.Read(ref _queuedBytes);
+
+    /// <summary>The limit of <see cref="QueuedBytes"/> in force (configured, or derived from the machine's memory).</summary>
+    public long MaxQueuedBytes => _maxQueuedBytes;
+
+    /// <summary>A quarter of the memory the process may use, at least 256 MiB.</summary>
+    public static long DefaultMaxQueuedBytes() => Math.Max(256L * 1024 * 1024, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+
+    /// <summary>
+    /// The bytes an envelope is counted as while queued: its payload, strings and headers (one
+    /// byte a character) plus 128 for the objects around them. Cheap (no serialization), and
+    /// computed once per publication.
+    /// </summary>
+    public static int WeightOf(Envelope envelope)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        long weight = 128 + envelope.Payload.Length + envelope.Topic.Length + envelope.Id.Length + envelope.Sender.Length
+            + envelope.ThreadId.Length + envelope.CorrelationId.Length + envelope.ReplyTo.Length + envelope.ContentType.Length
+            + envelope.Traceparent.Length + envelope.Tracestate.Length;
+        if (envelope.Headers.Count != 0)
+        {
+            foreach (var (key, value) in envelope.Headers)
+            {
+                weight += key.Length + value.Length + 16;
+            }
+        }
+
+        return (int)Math.Min(weight, int.MaxValue);
+    }
+
+    internal void AddQueuedBytes(long delta) => Interlocked.Add(ref _queuedBytes, delta);
 
     /// <summary>Live subscriptions (a snapshot).</summary>
     public IReadOnlyCollection<EventSubscription> Subscriptions => _subscriptions.Values.ToArray();
@@ -173,13 +209,20 @@ public sealed class EventBus : IDisposable
             return new ValueTask<PublishResult>(new PublishResult(PublishStatus.NoSubscribers, 0, 0));
         }
 
+        if (Volatile.Read(ref _queuedBytes) >= _maxQueuedBytes)
+        {
+            entry.CountDrop(DropReason.MemoryLimit);
+            return new ValueTask<PublishResult>(new PublishResult(PublishStatus.MemoryLimit, 0, 0));
+        }
+
+        var weight = WeightOf(envelope);
         envelope.PrepareDeliveries(subscriptions.Length); // final now: N remote subscribers serialize it once
         var delivered = 0;
         var dropped = 0;
         List<EventSubscription>? blocked = null;
         foreach (var subscription in subscriptions)
         {
-            switch (subscription.Offer(envelope))
+            switch (subscription.Offer(envelope, weight))
             {
                 case OfferResult.Enqueued:
                     delivered++;
@@ -210,10 +253,10 @@ public sealed class EventBus : IDisposable
             return new ValueTask<PublishResult>(new PublishResult(PublishStatus.Accepted, delivered, dropped));
         }
 
-        return PublishBlockedAsync(envelope, entry, blocked, delivered, dropped, cancellationToken);
+        return PublishBlockedAsync(envelope, weight, entry, blocked, delivered, dropped, cancellationToken);
     }
 
-    private async ValueTask<PublishResult> PublishBlockedAsync(Envelope envelope, TopicEntry entry, List<EventSubscription> blocked, int delivered, int dropped, CancellationToken cancellationToken)
+    private async ValueTask<PublishResult> PublishBlockedAsync(Envelope envelope, int weight, TopicEntry entry, List<EventSubscription> blocked, int delivered, int dropped, CancellationToken cancellationToken)
     {
         // One clock for all: the publisher waits at most the longest block timeout in total.
         var start = Time.GetTimestamp();
@@ -222,7 +265,7 @@ public sealed class EventBus : IDisposable
             OfferResult result;
             try
             {
-                result = await blocked[i].EnqueueBlockingAsync(envelope, start, cancellationToken).ConfigureAwait(false);
+                result = await blocked[i].EnqueueBlockingAsync(envelope, weight, start, cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -411,10 +454,10 @@ public sealed class EventBus : IDisposable
         var snapshot = new BusMetricsSnapshot();
         foreach (var entry in _topics.Values)
         {
-            snapshot.AddTopic(entry.Group, entry.PublishedByQos, Volatile.Read(ref entry.NoSubscribers), Volatile.Read(ref entry.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref entry.RefusedTtl));
+            snapshot.AddTopic(entry.Group, entry.PublishedByQos, Volatile.Read(ref entry.NoSubscribers), Volatile.Read(ref entry.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref entry.RefusedTtl), Volatile.Read(ref entry.Dropped[(int)DropReason.MemoryLimit]));
         }
 
-        snapshot.AddTopic(_otherTopics.Group, _otherTopics.PublishedByQos, Volatile.Read(ref _otherTopics.NoSubscribers), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref _otherTopics.RefusedTtl));
+        snapshot.AddTopic(_otherTopics.Group, _otherTopics.PublishedByQos, Volatile.Read(ref _otherTopics.NoSubscribers), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref _otherTopics.RefusedTtl), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.MemoryLimit]));
 
         // Under the gate: a subscription moves from live to retired atomically, so sums never go back.
         lock (_gate)
@@ -567,6 +610,8 @@ public sealed class EventBus : IDisposable
             ?? Capacity(options.NormalQueueCapacity, nameof(options.NormalQueueCapacity))
             ?? Capacity(options.BatchQueueCapacity, nameof(options.BatchQueueCapacity))
             ?? Capacity(options.MaxSubscriptionQueueCapacity, nameof(options.MaxSubscriptionQueueCapacity))
+            ?? (options.MaxQueueBytesPerSubscription < 1 ? $"MaxQueueBytesPerSubscription is {options.MaxQueueBytesPerSubscription}; it must be positive." : null)
+            ?? (options.MaxQueuedBytes < 0 ? $"MaxQueuedBytes is {options.MaxQueuedBytes}; use 0 for the default or a positive number." : null)
             ?? (options.DefaultTtl <= TimeSpan.Zero ? $"DefaultTtl is {options.DefaultTtl}; it must be positive." : null)
             ?? (options.DefaultBlockTimeout < TimeSpan.Zero ? $"DefaultBlockTimeout is {options.DefaultBlockTimeout}; it must not be negative." : null)
             ?? (options.MaxBlockTimeout < options.DefaultBlockTimeout ? $"MaxBlockTimeout is {options.MaxBlockTimeout}; it must be at least DefaultBlockTimeout ({options.DefaultBlockTimeout})." : null)

@@ -26,6 +26,21 @@ public sealed record EventBusOptions
     /// <summary>The largest queue capacity a subscription may ask for. Default 65536 (the batch default).</summary>
     public int MaxSubscriptionQueueCapacity { get; init; } = 65536;
 
+    /// <summary>
+    /// Bytes one subscription may hold queued (payload, strings and headers of its envelopes plus
+    /// 128 each); past it the queue counts as full and its policy applies, though one envelope
+    /// always fits in an empty queue. Default 64 MiB.
+    /// </summary>
+    public long MaxQueueBytesPerSubscription { get; init; } = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// Bytes all subscriptions together may hold queued; while the bus holds that much, publishes
+    /// that would queue anything are refused (<see cref="PublishStatus.MemoryLimit"/>), as a
+    /// broker's memory alarm does, instead of the process growing until it dies. Default 0: a
+    /// quarter of the memory the process may use, at least 256 MiB.
+    /// </summary>
+    public long MaxQueuedBytes { get; init; }
+
     /// <summary>Publishes an envelope may go through (a forwarding loop guard). Default 16.</summary>
     public uint MaxHops { get; init; } = 16;
 
@@ -81,6 +96,9 @@ public enum PublishStatus
 
     /// <summary>The envelope went through more publishes than the hop limit (a loop); nothing was delivered.</summary>
     HopLimitExceeded,
+
+    /// <summary>The bus holds its limit of queued bytes (<see cref="EventBusOptions.MaxQueuedBytes"/>); nothing was delivered.</summary>
+    MemoryLimit,
 }
 
 /// <summary>Outcome of a publish: status, subscriptions that queued it and subscriptions that dropped it.</summary>
@@ -109,6 +127,12 @@ public enum DropReason
     /// for it) refused it at once; publishers wait for it again once it drains to half its capacity.
     /// </summary>
     SlowConsumer,
+
+    /// <summary>
+    /// The bus held <see cref="EventBusOptions.MaxQueuedBytes"/> of queued envelopes: the publish
+    /// was refused (<see cref="PublishStatus.MemoryLimit"/>) until readers drain below it.
+    /// </summary>
+    MemoryLimit,
 }
 
 /// <summary>Notified when a subscription's queue goes from empty to non-empty.</summary>

@@ -15,7 +15,9 @@ public sealed class EventSubscription : IDisposable
     private const int Closed = 1;
 
     private readonly EventBus _bus;
-    private readonly BoundedQueue<Envelope> _queue;
+    private readonly BoundedQueue<QueuedEnvelope> _queue;
+    private readonly long _maxBytes;
+    private long _bytes;
     private readonly ISubscriptionSignal? _signal;
     private readonly int _highMark; // depth at or above which the queue is 80% full
     private readonly int _lowMark;  // depth below which it is under 50% full
@@ -45,7 +47,8 @@ public sealed class EventSubscription : IDisposable
         Owner = owner;
         BlockTimeout = blockTimeout;
         _signal = signal;
-        _queue = new BoundedQueue<Envelope>(capacity);
+        _queue = new BoundedQueue<QueuedEnvelope>(capacity);
+        _maxBytes = bus.Options.MaxQueueBytesPerSubscription;
         _highMark = (int)Math.Max(1, ((4L * capacity) + 4) / 5);
         _lowMark = (int)((capacity + 1L) / 2);
     }
@@ -76,6 +79,9 @@ public sealed class EventSubscription : IDisposable
 
     /// <summary>Envelopes in the queue now.</summary>
     public int Count => Math.Clamp(Volatile.Read(ref _count), 0, Capacity);
+
+    /// <summary>Bytes queued now (see <see cref="EventBus.WeightOf"/>).</summary>
+    public long QueuedBytes => Volatile.Read(ref _bytes);
 
     /// <summary>True once the subscription is disposed (unsubscribed).</summary>
     public bool IsDisposed => Volatile.Read(ref _state) == Closed;
@@ -126,12 +132,12 @@ public sealed class EventSubscription : IDisposable
         long now = 0;
         while (true)
         {
-            if (!_queue.TryDequeue(out var next))
+            if (!_queue.TryDequeue(out var queued))
             {
                 // Arm first, then look again: a publisher that enqueued before it saw the flag
                 // is caught by the second look, one that enqueues after it sees the flag.
                 Interlocked.Exchange(ref _armed, 1);
-                if (!_queue.TryDequeue(out next))
+                if (!_queue.TryDequeue(out queued))
                 {
                     envelope = null;
                     return false;
@@ -140,6 +146,8 @@ public sealed class EventSubscription : IDisposable
                 Volatile.Write(ref _armed, 0);
             }
 
+            var next = queued.Envelope;
+            ReleaseBytes(queued.Weight);
             OnDequeued(byReader: true);
             var deadline = next.DeadlineUnixMs;
             if (deadline != 0)
@@ -229,17 +237,50 @@ public sealed class EventSubscription : IDisposable
 
         Interlocked.Exchange(ref _readWaiter, null)?.TrySetResult(false);
         Interlocked.Exchange(ref _spaceWaiter, null)?.TrySetResult();
+
+        // What nobody will read leaves the bus's count of queued bytes (and the heap).
+        while (_queue.TryDequeue(out var left))
+        {
+            ReleaseBytes(left.Weight);
+        }
+    }
+
+    /// <summary>
+    /// Enqueues unless the queue is full by count or by bytes (an empty queue always takes one
+    /// envelope, however large, so a big envelope cannot wedge it).
+    /// </summary>
+    private bool TryEnqueue(Envelope envelope, int weight)
+    {
+        if (Volatile.Read(ref _bytes) + weight > _maxBytes && !_queue.IsEmpty)
+        {
+            return false;
+        }
+
+        if (!_queue.TryEnqueue(new QueuedEnvelope(envelope, weight)))
+        {
+            return false;
+        }
+
+        Interlocked.Add(ref _bytes, weight);
+        _bus.AddQueuedBytes(weight);
+        return true;
+    }
+
+    private void ReleaseBytes(int weight)
+    {
+        Interlocked.Add(ref _bytes, -weight);
+        _bus.AddQueuedBytes(-weight);
     }
 
     /// <summary>Queues an envelope by the subscription's policy without waiting.</summary>
-    internal OfferResult Offer(Envelope envelope)
+    internal OfferResult Offer(Envelope envelope, int weight)
     {
         if (Volatile.Read(ref _state) == Closed)
         {
             return OfferResult.Closed;
         }
 
-        if (_queue.TryEnqueue(envelope))
+        if (TryEnqueue(envelope, weight))
         {
             OnEnqueued();
             return OfferResult.Enqueued;
@@ -249,7 +290,7 @@ public sealed class EventSubscription : IDisposable
         switch (Overflow)
         {
             case OverflowPolicy.DropOldest:
-                return EnqueueEvictingOldest(envelope);
+                return EnqueueEvictingOldest(envelope, weight);
             case OverflowPolicy.Block when Volatile.Read(ref _stalled) != 0:
                 CountDrop(DropReason.SlowConsumer);
                 return OfferResult.DroppedStalled;
@@ -261,19 +302,20 @@ public sealed class EventSubscription : IDisposable
         }
     }
 
-    private OfferResult EnqueueEvictingOldest(Envelope envelope)
+    private OfferResult EnqueueEvictingOldest(Envelope envelope, int weight)
     {
         var spin = default(SpinWait);
         while (true)
         {
             if (_queue.TryDequeue(out var evicted))
             {
+                ReleaseBytes(evicted.Weight);
                 OnDequeued(byReader: false);
                 CountDrop(DropReason.QueueFullDropOldest);
-                _bus.CountTopicDrop(evicted.Topic, DropReason.QueueFullDropOldest);
+                _bus.CountTopicDrop(evicted.Envelope.Topic, DropReason.QueueFullDropOldest);
             }
 
-            if (_queue.TryEnqueue(envelope))
+            if (TryEnqueue(envelope, weight))
             {
                 OnEnqueued();
                 return OfferResult.Enqueued;
@@ -297,7 +339,7 @@ public sealed class EventSubscription : IDisposable
     /// subscription stalled, which releases every other waiting publisher at once: a reader that
     /// stops reading costs its publishers one block timeout per episode, not one per envelope.
     /// </summary>
-    internal async ValueTask<OfferResult> EnqueueBlockingAsync(Envelope envelope, long startTimestamp, CancellationToken cancellationToken)
+    internal async ValueTask<OfferResult> EnqueueBlockingAsync(Envelope envelope, int weight, long startTimestamp, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _blockedWriters);
         try
@@ -316,7 +358,7 @@ public sealed class EventSubscription : IDisposable
                     space = Interlocked.CompareExchange(ref _spaceWaiter, created, null) ?? created;
                 }
 
-                if (_queue.TryEnqueue(envelope))
+                if (TryEnqueue(envelope, weight))
                 {
                     OnEnqueued();
                     return OfferResult.Enqueued;

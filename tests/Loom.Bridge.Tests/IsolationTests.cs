@@ -41,6 +41,16 @@ public sealed class IsolationTests : IAsyncLifetime
 
         // The publisher asks for 200 ms heartbeats: 600 ms unheard would expire it.
         await using var publisher = await RawAgent.RegisterAsync(_bridge.GrpcAddress, new RegisterAgentRequest { AgentId = "publisher", Name = "publisher", Sdk = "test", HeartbeatIntervalMs = 200 });
+        using var stopBeats = new CancellationTokenSource();
+        var beats = Task.Run(async () =>
+        {
+            // A well-behaved agent heartbeats on its stream; what matters is whether the bridge reads them.
+            for (ulong n = 1; !stopBeats.IsCancellationRequested; n++)
+            {
+                await publisher.SendAsync(new ClientMessage { Heartbeat = new HeartbeatPing { Sequence = n } });
+                await Task.Delay(100, stopBeats.Token).ContinueWith(static _ => { }, TaskScheduler.Default);
+            }
+        });
         const int Events = 1500;
         var payload = ByteString.CopyFrom(new byte[1024]);
         for (var i = 0; i < Events; i += 50)
@@ -65,6 +75,8 @@ public sealed class IsolationTests : IAsyncLifetime
         Assert.True(offenderStats.Dropped[DropReason.BlockTimeout] >= 1, "the first wait ended in a block timeout");
         Assert.True(offenderStats.Dropped[DropReason.SlowConsumer] > 0, "later envelopes were dropped without waiting");
 
+        await stopBeats.CancelAsync();
+        await beats.WaitAsync(Short);
         await stalledCancel.CancelAsync();
     }
 
@@ -77,5 +89,95 @@ public sealed class IsolationTests : IAsyncLifetime
         Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
         Assert.Equal("INVALID_PARAMS", ex.Trailers.GetValue("loom-error-code"));
         Assert.Contains("10000 ms", ex.Status.Detail, StringComparison.Ordinal);
+    }
+
+    /// <summary>An agent that registers with one subscription, opens its stream and never reads it.</summary>
+    private static async Task<(GrpcChannel Channel, AsyncDuplexStreamingCall<ClientFrame, ServerFrame> Stream)> NeverReadingAsync(LoomBridge bridge, string id, Protocol.V1.Subscription subscription, uint heartbeatMs = 0)
+    {
+        var channel = GrpcChannel.ForAddress(bridge.GrpcAddress);
+        var client = new Protocol.V1.Bridge.BridgeClient(channel);
+        var request = new RegisterAgentRequest { AgentId = id, Name = id, Sdk = "test", HeartbeatIntervalMs = heartbeatMs };
+        request.Subscriptions.Add(subscription);
+        var registered = await client.RegisterAgentAsync(request, RawAgent.Options());
+        var stream = client.EventStream(new Metadata { { "loom-session-id", registered.SessionId } });
+        await stream.ResponseHeadersAsync.WaitAsync(Short);
+        return (channel, stream);
+    }
+
+    [Fact]
+    public async Task Queued_megabyte_events_are_bounded_in_bytes_and_healthy_subscribers_get_them_all()
+    {
+        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0, EventBus = new EventBusOptions { MaxQueueBytesPerSubscription = 8L * 1024 * 1024 } }, _ => { });
+        await bridge.StartAsync();
+        var (channel, stream) = await NeverReadingAsync(bridge, "hoarder", new Protocol.V1.Subscription { Pattern = "big.>", Qos = QosClass.Normal });
+        using (channel)
+        using (stream)
+        {
+            var healthyRequest = new RegisterAgentRequest { AgentId = "reader", Name = "reader", Sdk = "test" };
+            // BATCH: the reader's own queue (also 8 MiB) holds the publisher back instead of dropping, so it loses nothing.
+            healthyRequest.Subscriptions.Add(new Protocol.V1.Subscription { Pattern = "big.>", Qos = QosClass.Batch });
+            await using var healthy = await RawAgent.RegisterAsync(bridge.GrpcAddress, healthyRequest);
+            await using var publisher = await RawAgent.RegisterAsync(bridge.GrpcAddress, new RegisterAgentRequest { AgentId = "pub", Name = "pub", Sdk = "test" });
+
+            var payload = ByteString.CopyFrom(new byte[1024 * 1024 - 1024]);
+            const int Events = 40;
+            for (var i = 0; i < Events; i++)
+            {
+                await publisher.SendAsync(new ClientMessage { Publish = new Envelope { Topic = "big.data", Id = "m" + i, Payload = payload } });
+                Assert.True(bridge.Bus.QueuedBytes <= (8L + 8 + 2) * 1024 * 1024, $"{bridge.Bus.QueuedBytes} bytes queued");
+            }
+
+            for (var i = 0; i < Events; i++)
+            {
+                var delivery = await healthy.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Deliver, Short);
+                Assert.Equal("m" + i, delivery.Deliver.Envelope.Id);
+            }
+
+            var hoarder = bridge.Bus.Subscriptions.Single(s => s.Owner == "hoarder");
+            Assert.True(hoarder.QueuedBytes <= 9L * 1024 * 1024, $"the hoarder's queue holds {hoarder.QueuedBytes} bytes");
+            Assert.True(hoarder.Stats.Dropped[DropReason.QueueFullDropNewest] > 0, "the hoarder's overflow was dropped and counted");
+        }
+    }
+
+    [Fact]
+    public async Task Past_the_bridge_wide_byte_limit_a_publisher_is_told_and_the_bridge_recovers()
+    {
+        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0, MinHeartbeatInterval = TimeSpan.FromMilliseconds(100), EventBus = new EventBusOptions { MaxQueuedBytes = 4L * 1024 * 1024 } }, _ => { });
+        await bridge.StartAsync();
+
+        // The hoarder sends nothing, so it is expired soon after its stream goes away (1 s heartbeats).
+        var (channel, stream) = await NeverReadingAsync(bridge, "hoarder", new Protocol.V1.Subscription { Pattern = "big.>", Qos = QosClass.Normal }, heartbeatMs: 1000);
+        using (channel)
+        {
+            await using var publisher = await RawAgent.RegisterAsync(bridge.GrpcAddress, new RegisterAgentRequest { AgentId = "pub", Name = "pub", Sdk = "test" });
+            var payload = ByteString.CopyFrom(new byte[512 * 1024]);
+            ServerMessage? refusal = null;
+            for (var i = 0; i < 200 && refusal is null; i++)
+            {
+                await publisher.SendAsync(new ClientMessage { Publish = new Envelope { Topic = "big.data", Id = "m" + i, Payload = payload } });
+                try
+                {
+                    refusal = await publisher.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Error, TimeSpan.FromMilliseconds(50));
+                }
+                catch (TimeoutException)
+                {
+                    // Not refused yet (the hoarder's stream still takes some): publish more.
+                }
+            }
+
+            Assert.NotNull(refusal);
+            Assert.Equal(Protocol.V1.ErrorCode.ResourceExhausted, refusal.Error.Error.Code);
+            Assert.Contains("max_queued_bytes", refusal.Error.Error.Message, StringComparison.Ordinal);
+
+            // The hoarder goes away: its queue's bytes are released and publishing works again.
+            stream.Dispose();
+            await Poll.UntilAsync(() => bridge.Bus.QueuedBytes < 4L * 1024 * 1024, Short, "the hoarder's queued bytes released");
+            var readerRequest = new RegisterAgentRequest { AgentId = "reader", Name = "reader", Sdk = "test" };
+            readerRequest.Subscriptions.Add(new Protocol.V1.Subscription { Pattern = "big.>" });
+            await using var reader = await RawAgent.RegisterAsync(bridge.GrpcAddress, readerRequest);
+            await publisher.PublishAsync("big.after", "ok");
+            var delivered = await reader.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Deliver, Short);
+            Assert.Equal("ok", delivered.Deliver.Envelope.Payload.ToStringUtf8());
+        }
     }
 }

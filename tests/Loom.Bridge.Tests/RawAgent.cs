@@ -15,6 +15,7 @@ internal sealed class RawAgent : IAsyncDisposable
 {
     private readonly Channel<ServerMessage> _inbox = System.Threading.Channels.Channel.CreateUnbounded<ServerMessage>();
     private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _writeTurn = new(1, 1);
     private AsyncDuplexStreamingCall<ClientFrame, ServerFrame>? _stream;
     private Task? _reader;
 
@@ -90,11 +91,20 @@ internal sealed class RawAgent : IAsyncDisposable
         }
     }
 
-    public Task SendAsync(params ClientMessage[] messages)
+    /// <summary>Writes one frame; callers on several tasks take turns (a gRPC stream has one writer at a time).</summary>
+    public async Task SendAsync(params ClientMessage[] messages)
     {
         var frame = new ClientFrame();
         frame.Messages.Add(messages);
-        return _stream!.RequestStream.WriteAsync(frame, CancellationToken.None);
+        await _writeTurn.WaitAsync(TimeSpan.FromSeconds(30));
+        try
+        {
+            await _stream!.RequestStream.WriteAsync(frame, CancellationToken.None);
+        }
+        finally
+        {
+            _writeTurn.Release();
+        }
     }
 
     public Task PublishAsync(string topic, string payload, Action<Envelope>? configure = null)
@@ -160,5 +170,6 @@ internal sealed class RawAgent : IAsyncDisposable
         _stream?.Dispose();
         Channel.Dispose();
         _stop.Dispose();
+        _writeTurn.Dispose();
     }
 }

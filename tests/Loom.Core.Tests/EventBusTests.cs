@@ -222,6 +222,73 @@ public class EventBusTests
         Assert.Equal(new PublishResult(PublishStatus.Accepted, 2, 0), await waits.AsTask().WaitAsync(TimeSpan.FromSeconds(5)));
     }
 
+    private static Envelope Sized(string topic, string id, int payloadBytes) =>
+        new() { Topic = topic, Id = id, Payload = Google.Protobuf.ByteString.CopyFrom(new byte[payloadBytes]) };
+
+    [Theory]
+    [InlineData(OverflowPolicy.DropNewest)]
+    [InlineData(OverflowPolicy.DropOldest)]
+    public async Task A_queue_is_bounded_in_bytes_as_well_as_in_count(OverflowPolicy overflow)
+    {
+        using var bus = NewBus(new EventBusOptions { MaxQueueBytesPerSubscription = 10_000 });
+        using var sub = bus.Subscribe("t", new(QosClass.Normal, overflow, QueueCapacity: 8192));
+        var weight = EventBus.WeightOf(Sized("t", "00", 1000));
+        var fits = (int)(10_000 / weight);
+        for (var i = 0; i < 30; i++)
+        {
+            await bus.PublishAsync(Sized("t", i.ToString("00", System.Globalization.CultureInfo.InvariantCulture), 1000));
+        }
+
+        Assert.Equal(fits, sub.Count);
+        Assert.Equal(fits * weight, sub.QueuedBytes);
+        Assert.Equal(sub.QueuedBytes, bus.QueuedBytes);
+        var reason = overflow == OverflowPolicy.DropNewest ? DropReason.QueueFullDropNewest : DropReason.QueueFullDropOldest;
+        Assert.Equal(30 - fits, sub.Stats.Dropped[reason]);
+
+        // Drop-newest keeps the first that fitted, drop-oldest the last ones.
+        var expected = Enumerable.Range(overflow == OverflowPolicy.DropNewest ? 0 : 30 - fits, fits).Select(i => i.ToString("00", System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(expected, Drain(sub));
+        Assert.Equal(0, sub.QueuedBytes);
+        Assert.Equal(0, bus.QueuedBytes);
+    }
+
+    [Fact]
+    public async Task One_envelope_larger_than_the_byte_bound_still_fits_an_empty_queue()
+    {
+        using var bus = NewBus(new EventBusOptions { MaxQueueBytesPerSubscription = 1000 });
+        using var sub = bus.Subscribe("t", new(QosClass.Normal));
+        Assert.Equal(1, (await bus.PublishAsync(Sized("t", "big", 5000))).Delivered);
+        Assert.Equal(0, (await bus.PublishAsync(Sized("t", "next", 10))).Delivered);
+        Assert.Equal(["big"], Drain(sub));
+    }
+
+    [Fact]
+    public async Task Past_the_bus_wide_byte_limit_publishes_are_refused_until_readers_drain()
+    {
+        using var bus = NewBus(new EventBusOptions { MaxQueuedBytes = 20_000 });
+        using var a = bus.Subscribe("t", new(QosClass.Normal));
+        using var b = bus.Subscribe("t", new(QosClass.Normal));
+        var published = 0;
+        PublishResult result;
+        while ((result = await bus.PublishAsync(Sized("t", "e" + published, 1000))).Status == PublishStatus.Accepted)
+        {
+            published++;
+            Assert.True(published < 100, "the limit never applied");
+        }
+
+        Assert.Equal(new PublishResult(PublishStatus.MemoryLimit, 0, 0), result);
+        Assert.True(bus.QueuedBytes >= 20_000);
+        Assert.True(bus.QueuedBytes < 20_000 + (2 * EventBus.WeightOf(Sized("t", "e0", 1000))), "at most one publication past the limit");
+        Assert.Equal(1, bus.TopicStats()[0].Dropped[DropReason.MemoryLimit]);
+
+        // A reader drains: publishing goes on. An unsubscribed queue gives its bytes back too.
+        Drain(a);
+        Assert.Equal(PublishStatus.Accepted, (await bus.PublishAsync(Sized("t", "after", 1000))).Status);
+        b.Dispose();
+        Drain(a);
+        Assert.Equal(0, bus.QueuedBytes);
+    }
+
     [Theory]
     [InlineData(20_000, 0)]
     [InlineData(0, 100_000)]

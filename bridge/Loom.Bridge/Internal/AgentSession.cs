@@ -725,6 +725,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 case PublishStatus.HopLimitExceeded:
                     await ReplyErrorAsync(envelope.Id, new LoomException(ErrorCode.HopLimitExceeded, $"Envelope '{envelope.Id}' on topic '{envelope.Topic}' passed the hop limit; is there a forwarding loop?"), token);
                     break;
+                case PublishStatus.MemoryLimit:
+                    await ReplyErrorAsync(envelope.Id, new ResourceExhaustedException($"Envelope '{envelope.Id}' on topic '{envelope.Topic}' was refused: the bridge holds {_bus.QueuedBytes / (1024 * 1024)} MiB of queued events, its limit of {_bus.MaxQueuedBytes / (1024 * 1024)} MiB (max_queued_bytes), because subscribers read slower than publishers write. Retry later or publish slower."), token);
+                    break;
                 default:
                     break;
             }

@@ -12,7 +12,6 @@ namespace Loom.Core.Internal;
 /// producer can evict the oldest item by dequeuing.
 /// </summary>
 internal sealed class BoundedQueue<T>
-    where T : class
 {
     private readonly ConcurrentQueue<T> _items = new();
     private PaddedCount _count; // items queued plus enqueues reserved and not yet visible

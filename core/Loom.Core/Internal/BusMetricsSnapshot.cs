@@ -13,7 +13,7 @@ internal sealed class BusMetricsSnapshot
 
     public Dictionary<(string Pattern, QosClass Qos), SubscriptionTotals> Subscriptions { get; } = [];
 
-    public void AddTopic(string group, long[] publishedByQos, long noSubscribers, long refusedHops, long refusedTtl)
+    public void AddTopic(string group, long[] publishedByQos, long noSubscribers, long refusedHops, long refusedTtl, long refusedMemory = 0)
     {
         for (var q = 1; q < publishedByQos.Length; q++)
         {
@@ -38,6 +38,11 @@ internal sealed class BusMetricsSnapshot
         if (refusedTtl != 0)
         {
             Refused[(group, DropReason.TtlExpired)] = Refused.GetValueOrDefault((group, DropReason.TtlExpired)) + refusedTtl;
+        }
+
+        if (refusedMemory != 0)
+        {
+            Refused[(group, DropReason.MemoryLimit)] = Refused.GetValueOrDefault((group, DropReason.MemoryLimit)) + refusedMemory;
         }
     }
 

@@ -1,8 +1,10 @@
+using Loom.Protocol.V1;
+
 namespace Loom.Core.Internal;
 
 internal static class DropReasons
 {
-    public const int Count = 6;
+    public const int Count = 7;
 
     public static IReadOnlyDictionary<DropReason, long> Snapshot(long[] counters, out long total)
     {
@@ -18,6 +20,9 @@ internal static class DropReasons
         return result;
     }
 }
+
+/// <summary>An envelope in a subscription's queue with the bytes it was counted as (see <see cref="EventBus.WeightOf"/>).</summary>
+internal readonly record struct QueuedEnvelope(Envelope Envelope, int Weight);
 
 /// <summary>What a subscription did with an offered envelope.</summary>
 internal enum OfferResult
