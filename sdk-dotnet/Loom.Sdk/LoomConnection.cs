@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using Google.Protobuf;
 using Loom.Core;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using Loom.Protocol.V1;
 using Loom.Sdk.Internal;
@@ -29,6 +30,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
     private readonly ILogger _logger;
     private readonly GrpcChannel _channel;
     private readonly bool _ownsChannel;
+    private readonly CallInvoker _invoker;
     private readonly Bridge.BridgeClient _bridge;
     private readonly Channel<ClientMessage> _outbound;
     private readonly ConcurrentDictionary<string, PendingOperation> _pending = new(StringComparer.Ordinal);
@@ -101,8 +103,9 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         _entries.Add(inbox);
         _ownsChannel = _options.Channel is null;
         _channel = _options.Channel ?? GrpcChannel.ForAddress(address, _options.ChannelOptions ?? CreateChannelOptions());
-        _bridge = new Bridge.BridgeClient(_channel);
-        Collaboration = new Protocol.V1.Collaboration.CollaborationClient(_channel);
+        _invoker = _options.Interceptors is { Count: > 0 } interceptors ? _channel.Intercept([.. interceptors]) : _channel.CreateCallInvoker();
+        _bridge = new Bridge.BridgeClient(_invoker);
+        Collaboration = new Protocol.V1.Collaboration.CollaborationClient(_invoker);
     }
 
     /// <summary>
@@ -268,7 +271,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         {
             // Frames are read one at a time and only their envelopes are kept, so delivery wrappers are reused.
             var eventStream = new Method<FrameEncoder, ServerFrame>(MethodType.DuplexStreaming, Bridge.Descriptor.FullName, "EventStream", FrameMarshallers.Encoded, FrameMarshallers.Decoded(new ServerFrameDecoder()));
-            session.Call = _channel.CreateCallInvoker().AsyncDuplexStreamingCall(eventStream, null, new CallOptions(new Metadata { { SessionHeader, response.SessionId } }, cancellationToken: session.Token));
+            session.Call = _invoker.AsyncDuplexStreamingCall(eventStream, null, new CallOptions(new Metadata { { SessionHeader, response.SessionId } }, cancellationToken: session.Token));
             await session.Call.ResponseHeadersAsync.WaitAsync(_options.ConnectTimeout, _time, cancellationToken);
         }
         catch

@@ -86,4 +86,11 @@ public sealed class LoomConnectionOptions
     /// pings every 30 s with a 10 s timeout, a 10 s connect timeout, more than one HTTP/2 connection when streams run out).
     /// </summary>
     public GrpcChannelOptions? ChannelOptions { get; init; }
+
+    /// <summary>
+    /// gRPC client interceptors every call of the connection goes through (RegisterAgent, the
+    /// EventStream, collaboration operations), first one outermost: for auth headers, logging,
+    /// metrics of your own. Default none.
+    /// </summary>
+    public IReadOnlyList<Grpc.Core.Interceptors.Interceptor>? Interceptors { get; init; }
 }

@@ -90,3 +90,35 @@ public sealed class SharedConnectionTests
         }
     }
 }
+
+/// <summary>Client interceptors given to a connection see every call it makes.</summary>
+public sealed class InterceptorTests
+{
+    private sealed class Recorder : Grpc.Core.Interceptors.Interceptor
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<string> Methods { get; } = new();
+
+        public override Grpc.Core.AsyncUnaryCall<TResponse> AsyncUnaryCall<TRequest, TResponse>(TRequest request, Grpc.Core.Interceptors.ClientInterceptorContext<TRequest, TResponse> context, AsyncUnaryCallContinuation<TRequest, TResponse> continuation)
+        {
+            Methods.Enqueue(context.Method.FullName);
+            return continuation(request, context);
+        }
+
+        public override Grpc.Core.AsyncDuplexStreamingCall<TRequest, TResponse> AsyncDuplexStreamingCall<TRequest, TResponse>(Grpc.Core.Interceptors.ClientInterceptorContext<TRequest, TResponse> context, AsyncDuplexStreamingCallContinuation<TRequest, TResponse> continuation)
+        {
+            Methods.Enqueue(context.Method.FullName);
+            return continuation(context);
+        }
+    }
+
+    [Fact]
+    public async Task Registration_the_stream_and_collaboration_calls_go_through_the_interceptors()
+    {
+        await using var bridge = await TestBridge.StartAsync();
+        var recorder = new Recorder();
+        await using var connection = await LoomConnection.ConnectAsync(bridge.GrpcAddress, new LoomConnectionOptions { Name = "intercepted", Interceptors = [recorder] });
+        var barrier = await connection.BarrierAsync(new Loom.Protocol.V1.BarrierRequest { BarrierId = "solo", Count = 1, TimeoutMs = 5000 });
+        Assert.Equal(Loom.Protocol.V1.CollabOutcome.Completed, barrier.Outcome);
+        Assert.Equal(["/loom.v1.Bridge/RegisterAgent", "/loom.v1.Bridge/EventStream", "/loom.v1.Collaboration/Barrier"], recorder.Methods);
+    }
+}
