@@ -40,6 +40,13 @@ public sealed class BridgeOptions
     /// </summary>
     public bool? GrpcReflection { get; init; }
 
+    /// <summary>
+    /// Applied to grpc-dotnet's <see cref="Grpc.AspNetCore.Server.GrpcServiceOptions"/> after Loom's settings
+    /// (message sizes from <see cref="MaxMessageBytes"/>): server interceptors, compression providers,
+    /// detailed errors. Default none.
+    /// </summary>
+    public Action<Grpc.AspNetCore.Server.GrpcServiceOptions>? ConfigureGrpc { get; init; }
+
     /// <summary>Largest gRPC message accepted or sent. Default 4 MiB.</summary>
     public int MaxMessageBytes { get; init; } = 4 * 1024 * 1024;
 

@@ -119,6 +119,7 @@ public sealed class LoomBridge : IAsyncDisposable
             o.MaxReceiveMessageSize = _options.MaxMessageBytes;
             o.MaxSendMessageSize = _options.MaxMessageBytes;
             o.EnableDetailedErrors = false;
+            _options.ConfigureGrpc?.Invoke(o);
         });
         var reflection = _options.GrpcReflection ?? IsLoopback(_options.Host);
         if (reflection)

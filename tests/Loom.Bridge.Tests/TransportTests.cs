@@ -232,6 +232,34 @@ public sealed class TransportTests : IAsyncLifetime, IDisposable
         await call.RequestStream.CompleteAsync();
     }
 
+    private sealed class CountingInterceptor(System.Collections.Concurrent.ConcurrentQueue<string> methods) : Grpc.Core.Interceptors.Interceptor
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<string> Methods => methods;
+
+        public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+        {
+            Methods.Enqueue(context.Method);
+            return continuation(request, context);
+        }
+
+        public override Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+        {
+            Methods.Enqueue(context.Method);
+            return continuation(requestStream, responseStream, context);
+        }
+    }
+
+    [Fact]
+    public async Task Server_interceptors_configured_on_the_bridge_see_its_calls()
+    {
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0, ConfigureGrpc = o => o.Interceptors.Add<CountingInterceptor>(seen) }, _ => { });
+        await bridge.StartAsync();
+        await using var agent = await RawAgent.RegisterAsync(bridge.GrpcAddress, Agent("seen"));
+        await Poll.UntilAsync(() => seen.Contains("/loom.v1.Bridge/EventStream"), Short, "the interceptor saw the stream");
+        Assert.Contains("/loom.v1.Bridge/RegisterAgent", seen);
+    }
+
     [Fact]
     public async Task Reflection_can_be_switched_off()
     {
