@@ -33,4 +33,10 @@ internal static partial class Log
 
     [LoggerMessage(10, LogLevel.Warning, "Tracing: no spans are exported ({Reason})")]
     public static partial void TracingOff(ILogger logger, string reason);
+
+    [LoggerMessage(11, LogLevel.Warning, "{Count} more '{Kind}' warnings were left out of the log (at most {Burst} are written per {IntervalSeconds} s)")]
+    public static partial void WarningsLeftOut(ILogger logger, long count, string kind, int burst, double intervalSeconds);
+
+    [LoggerMessage(12, LogLevel.Error, "The {Loop} failed; it runs again at its next tick")]
+    public static partial void LoopFailed(ILogger logger, Exception exception, string loop);
 }
