@@ -1,3 +1,4 @@
+using System.Net;
 using Grpc.Core;
 using Loom.Bridge.Internal;
 using Loom.Protocol.V1;
@@ -136,4 +137,30 @@ public sealed class LogHygieneTests
     [InlineData("", 4, "")]
     public void Client_text_is_escaped_and_cut_for_the_log(string text, int max, string expected) =>
         Assert.Equal(expected, LogText.Clean(text, max));
+
+    [Fact]
+    public async Task A_bridge_on_every_interface_warns_with_its_real_address_and_prints_one_a_local_client_reaches()
+    {
+        var (bridge, log) = await StartAsync("0.0.0.0");
+        await using (bridge)
+        {
+            Assert.Equal(IPAddress.Any, bridge.GrpcEndPoint.Address);
+            Assert.Equal(IPAddress.Any, bridge.HttpEndPoint.Address);
+            Assert.Equal(new Uri($"http://127.0.0.1:{bridge.GrpcEndPoint.Port}"), bridge.GrpcAddress);
+            var warning = Assert.Single(log.Of("LoomBridge", 13));
+            Assert.Equal(LogLevel.Warning, warning.Level);
+            Assert.Contains($"0.0.0.0:{bridge.GrpcEndPoint.Port} (gRPC) and 0.0.0.0:{bridge.HttpEndPoint.Port} (HTTP), every IPv4 interface", warning.Message, StringComparison.Ordinal);
+            Assert.Contains("no authentication", warning.Message, StringComparison.Ordinal);
+
+            using var http = new HttpClient { Timeout = Short };
+            Assert.Contains("\"ok\"", await http.GetStringAsync(new Uri(bridge.HttpAddress, "/healthz")), StringComparison.Ordinal);
+        }
+
+        var (local, quiet) = await StartAsync();
+        await using (local)
+        {
+            Assert.Equal(IPAddress.Loopback, local.GrpcEndPoint.Address);
+            Assert.Empty(quiet.Of("LoomBridge", 13));
+        }
+    }
 }
