@@ -21,7 +21,7 @@ internal sealed partial class SessionRegistry : IDisposable
     /// Sessions ended per batch: their capabilities leave the broker together, and between two
     /// batches the sweep yields its thread (a flood's expiry must not hold up requests and healthy agents).
     /// </summary>
-    internal const int MaxRemovalsPerBatch = 256;
+    private const int MaxRemovalsPerBatch = 256;
 
     private readonly BridgeOptions _options;
     private readonly EventBus _bus;
