@@ -28,6 +28,8 @@ public sealed class LoomBridge : IAsyncDisposable
     private McpIngestHost? _mcp;
     private int _grpcPort;
     private int _httpPort;
+    private IPEndPoint? _grpcEndPoint;
+    private IPEndPoint? _httpEndPoint;
     private int _stopped;
 
     public LoomBridge(BridgeOptions? options = null, Action<ILoggingBuilder>? configureLogging = null, TimeProvider? time = null)
@@ -62,11 +64,21 @@ public sealed class LoomBridge : IAsyncDisposable
 
     public AgentDirectory Agents { get; }
 
-    /// <summary>The gRPC address, e.g. <c>http://127.0.0.1:7070</c>; valid after <see cref="StartAsync"/>.</summary>
+    /// <summary>
+    /// The gRPC address a client on this machine connects to, e.g. <c>http://127.0.0.1:7070</c>:
+    /// the bound address, or the loopback address when the bridge listens on every interface
+    /// (see <see cref="GrpcEndPoint"/>); valid after <see cref="StartAsync"/>.
+    /// </summary>
     public Uri GrpcAddress => new($"http://{FormatHost(_options.Host)}:{_grpcPort}");
 
-    /// <summary>The HTTP/1.1 address for health checks; valid after <see cref="StartAsync"/>.</summary>
+    /// <summary>The HTTP/1.1 address for health checks, as <see cref="GrpcAddress"/>; valid after <see cref="StartAsync"/>.</summary>
     public Uri HttpAddress => new($"http://{FormatHost(_options.Host)}:{_httpPort}");
+
+    /// <summary>Where the gRPC listener is bound, e.g. <c>0.0.0.0:7070</c> for every IPv4 interface; valid after <see cref="StartAsync"/>.</summary>
+    public IPEndPoint GrpcEndPoint => _grpcEndPoint ?? throw new InvalidOperationException("The bridge is not started.");
+
+    /// <summary>Where the HTTP/1.1 listener is bound; valid after <see cref="StartAsync"/>.</summary>
+    public IPEndPoint HttpEndPoint => _httpEndPoint ?? throw new InvalidOperationException("The bridge is not started.");
 
     /// <summary>The ingested MCP servers and their state (empty before <see cref="StartAsync"/>).</summary>
     public IReadOnlyList<McpServerStatus> McpServers => _mcp?.Servers ?? [];
@@ -128,7 +140,7 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         // The services are singletons built from the core this bridge owns (resolved at the first call, after StartAsync set them up).
-        builder.Services.AddSingleton(sp => new BridgeService(_sessions!, Broker, sp.GetRequiredService<ILogger<BridgeService>>()));
+        builder.Services.AddSingleton(_ => new BridgeService(_sessions!, Broker));
         builder.Services.AddSingleton(_ => new CollaborationService(_sessions!, _coordinator!));
         builder.Services.AddSingleton(_health);
 
@@ -161,8 +173,17 @@ public sealed class LoomBridge : IAsyncDisposable
         _mcp = new McpIngestHost(_options.McpServers, Broker, Agents, Time, loggerFactory);
 
         await app.StartAsync(cancellationToken);
-        _grpcPort = grpcListen!.IPEndPoint!.Port;
-        _httpPort = httpListen!.IPEndPoint!.Port;
+        _grpcEndPoint = grpcListen!.IPEndPoint!;
+        _httpEndPoint = httpListen!.IPEndPoint!;
+        _grpcPort = _grpcEndPoint.Port;
+        _httpPort = _httpEndPoint.Port;
+        if (!IsLoopback(_options.Host))
+        {
+            var scope = _grpcEndPoint.Address.Equals(IPAddress.Any) ? "every IPv4 interface"
+                : _grpcEndPoint.Address.Equals(IPAddress.IPv6Any) ? "every interface"
+                : "a non-loopback address";
+            Log.NotLoopback(loggerFactory.CreateLogger<LoomBridge>(), _grpcEndPoint.ToString(), _httpEndPoint.ToString(), scope);
+        }
         _app = app;
         _sessions.Start();
         _mcp.Start();
@@ -276,7 +297,14 @@ public sealed class LoomBridge : IAsyncDisposable
         _ => IPAddress.TryParse(host, out var ip) ? ip : throw new ArgumentException($"Host '{host}' is not an IP address; use an address such as 127.0.0.1 or 0.0.0.0.", nameof(host)),
     };
 
-    private static string FormatHost(string host) => host is "*" or "0.0.0.0" ? "127.0.0.1" : host == "localhost" ? "127.0.0.1" : host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host;
+    /// <summary>The host of the connect addresses: a wildcard bind is reached on the loopback address of its family.</summary>
+    private static string FormatHost(string host) => host switch
+    {
+        "*" or "0.0.0.0" or "localhost" => "127.0.0.1",
+        "::" => "[::1]",
+        _ when host.Contains(':', StringComparison.Ordinal) => $"[{host}]",
+        _ => host,
+    };
 }
 
 internal sealed record HealthReport(string Status, int Agents);

@@ -31,6 +31,10 @@ public sealed partial class ActionBroker
     private readonly ConcurrentDictionary<string, ProviderSlot[]> _byName = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ProviderHealth> _health = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, JsonSchema> _schemaCache = new(StringComparer.Ordinal);
+
+    // Under _gate: provider id -> capability name -> its slots there, so removing a provider
+    // touches its own capabilities only, not every name.
+    private readonly Dictionary<string, Dictionary<string, int>> _slotsByProvider = new(StringComparer.Ordinal);
     private CoreMetrics? _metrics;
 
     public ActionBroker(ActionBrokerOptions? options = null, IRouter? router = null, TimeProvider? time = null, ILogger<ActionBroker>? logger = null)
@@ -111,6 +115,7 @@ public sealed partial class ActionBroker
             else
             {
                 next = [.. current, slot];
+                CountSlot(provider.ProviderId, copy.Name, +1);
             }
 
             _byName[copy.Name] = next;
@@ -119,21 +124,65 @@ public sealed partial class ActionBroker
         return registration;
     }
 
-    /// <summary>Removes every capability of a provider (e.g. its agent left).</summary>
+    /// <summary>Removes every capability of a provider (e.g. its agent left); only the names it provides are touched.</summary>
     public void UnregisterProvider(string providerId)
     {
         ArgumentNullException.ThrowIfNull(providerId);
         lock (_gate)
         {
-            foreach (var (name, slots) in _byName)
+            if (_slotsByProvider.Remove(providerId, out var names))
             {
-                if (Array.Exists(slots, s => s.Provider.ProviderId == providerId))
+                foreach (var name in names.Keys)
                 {
-                    Replace(name, Array.FindAll(slots, s => s.Provider.ProviderId != providerId));
+                    if (_byName.TryGetValue(name, out var slots))
+                    {
+                        Replace(name, Array.FindAll(slots, s => s.Provider.ProviderId != providerId));
+                    }
                 }
             }
 
             _health.TryRemove(providerId, out _);
+        }
+    }
+
+    /// <summary>
+    /// Unregisters several registrations at once (e.g. many agents expiring together): each
+    /// capability name's provider list is rebuilt once for all of them, not once per registration.
+    /// Registrations already unregistered are skipped, as <see cref="CapabilityRegistration.Dispose"/> does.
+    /// </summary>
+    /// <exception cref="ArgumentException">A registration belongs to another broker.</exception>
+    public void UnregisterAll(IEnumerable<CapabilityRegistration> registrations)
+    {
+        ArgumentNullException.ThrowIfNull(registrations);
+        Dictionary<string, HashSet<CapabilityRegistration>>? byName = null;
+        foreach (var registration in registrations)
+        {
+            if (!registration.IsOf(this))
+            {
+                throw new ArgumentException($"The registration of '{registration.Descriptor.Name}' belongs to another broker.", nameof(registrations));
+            }
+
+            if (registration.TryRetire())
+            {
+                byName ??= new(StringComparer.Ordinal);
+                if (!byName.TryGetValue(registration.Descriptor.Name, out var set))
+                {
+                    byName[registration.Descriptor.Name] = set = [];
+                }
+
+                set.Add(registration);
+            }
+        }
+
+        if (byName is not null)
+        {
+            lock (_gate)
+            {
+                foreach (var (name, set) in byName)
+                {
+                    RemoveLocked(name, set);
+                }
+            }
         }
     }
 
@@ -604,21 +653,57 @@ public sealed partial class ActionBroker
     {
         lock (_gate)
         {
-            var name = registration.Descriptor.Name;
-            if (_byName.TryGetValue(name, out var slots))
-            {
-                var index = Array.FindIndex(slots, s => ReferenceEquals(s.Registration, registration));
-                if (index >= 0)
-                {
-                    Replace(name, Array.FindAll(slots, s => !ReferenceEquals(s.Registration, registration)));
-                }
-            }
+            RemoveLocked(registration.Descriptor.Name, [registration]);
+        }
+    }
 
-            var providerId = registration.Provider.ProviderId;
-            if (!_byName.Values.Any(list => Array.Exists(list, s => s.Provider.ProviderId == providerId)))
+    /// <summary>Removes these registrations of one name (under the gate); a provider left with no capability loses its health entry.</summary>
+    private void RemoveLocked(string name, HashSet<CapabilityRegistration> registrations)
+    {
+        if (!_byName.TryGetValue(name, out var slots))
+        {
+            return;
+        }
+
+        var kept = new List<ProviderSlot>(Math.Max(0, slots.Length - registrations.Count));
+        foreach (var slot in slots)
+        {
+            if (registrations.Contains(slot.Registration))
             {
-                _health.TryRemove(providerId, out _);
+                CountSlot(slot.Provider.ProviderId, name, -1);
             }
+            else
+            {
+                kept.Add(slot);
+            }
+        }
+
+        if (kept.Count != slots.Length)
+        {
+            Replace(name, kept.ToArray());
+        }
+    }
+
+    /// <summary>Keeps <see cref="_slotsByProvider"/> in step with <see cref="_byName"/> (under the gate).</summary>
+    private void CountSlot(string providerId, string name, int delta)
+    {
+        if (!_slotsByProvider.TryGetValue(providerId, out var names))
+        {
+            _slotsByProvider[providerId] = names = new Dictionary<string, int>(StringComparer.Ordinal);
+        }
+
+        var count = names.GetValueOrDefault(name) + delta;
+        if (count > 0)
+        {
+            names[name] = count;
+            return;
+        }
+
+        names.Remove(name);
+        if (names.Count == 0)
+        {
+            _slotsByProvider.Remove(providerId);
+            _health.TryRemove(providerId, out _);
         }
     }
 

@@ -204,11 +204,16 @@ public sealed class CapabilityRegistration : IDisposable
     /// <summary>Unregisters this capability of this provider (idempotent).</summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        if (TryRetire())
         {
             _broker.Unregister(this);
         }
     }
+
+    /// <summary>True the first time only: the caller then takes it out of the broker.</summary>
+    internal bool TryRetire() => Interlocked.Exchange(ref _disposed, 1) == 0;
+
+    internal bool IsOf(ActionBroker broker) => ReferenceEquals(_broker, broker);
 }
 
 /// <summary>A provider of a capability as routing sees it: a snapshot of its health and statistics.</summary>

@@ -243,7 +243,7 @@ public sealed class MemoryStore
                     break;
                 case MemoryRequest.OpOneofCase.List:
                     response.Entries.Add(List(ns, request.List.Prefix, (int)Math.Min(request.List.Limit, MaxListLimit)));
-                    response.Found = response.Entries.Count > 0;
+                    response.Found = true; // the listing ran (protocol §10); no match is an empty list, not a missing key
                     break;
                 case MemoryRequest.OpOneofCase.CompareAndSet:
                 {

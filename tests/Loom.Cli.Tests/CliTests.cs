@@ -134,6 +134,23 @@ public sealed partial class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Up_on_every_interface_prints_a_line_tools_parse_and_warns_with_the_real_address()
+    {
+        await using var up = CliProcess.Start(_temp, null, "up", "--host", "0.0.0.0", "--grpc-port", "0", "--http-port", "0");
+
+        // The line the SDK suites and scripts wait for: a connect address, loopback for a wildcard bind.
+        var listening = await up.WaitForLineAsync(@"^listening grpc=http://(127\.0\.0\.1:(\d+)) http=http://(127\.0\.0\.1:(\d+))\s*$", TimeSpan.FromSeconds(60));
+        var (grpcPort, httpPort) = (listening.Groups[2].Value, listening.Groups[4].Value);
+
+        // On stderr: where it is really bound, and that this is unauthenticated.
+        var warning = await up.WaitForLineAsync(@"Listening on (\S+) \(gRPC\) and (\S+) \(HTTP\), every IPv4 interface\. The bridge has no authentication", TimeSpan.FromSeconds(10));
+        Assert.Equal(($"0.0.0.0:{grpcPort}", $"0.0.0.0:{httpPort}"), (warning.Groups[1].Value, warning.Groups[2].Value));
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        Assert.Contains("\"ok\"", await http.GetStringAsync(new Uri($"http://{listening.Groups[3].Value}/healthz")), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Run_says_that_metric_topic_groups_do_not_apply_to_a_running_bridge()
     {
         await using var bridge = await StartBridgeAsync();

@@ -482,6 +482,90 @@ public class ActionBrokerTests
         Assert.Equal("1", Output(await broker.InvokeAsync(Call("s"))));
     }
 
+    /// <summary>A provider that counts how often the broker reads its id (to see which providers an operation touches).</summary>
+    private sealed class CountingProvider(string id) : ICapabilityProvider
+    {
+        public int IdReads;
+
+        public string ProviderId
+        {
+            get
+            {
+                Interlocked.Increment(ref IdReads);
+                return id;
+            }
+        }
+
+        public string AgentId => id;
+
+        public bool IsLocal => false;
+
+        public ValueTask<ReadOnlyMemory<byte>> InvokeAsync(ActionInvocation invocation, CancellationToken cancellationToken) =>
+            ValueTask.FromResult<ReadOnlyMemory<byte>>("1"u8.ToArray());
+    }
+
+    [Fact]
+    public async Task Unregistering_a_provider_touches_only_its_own_capabilities()
+    {
+        var broker = NewBroker();
+        var providers = Enumerable.Range(0, 500).Select(i => new CountingProvider("p" + i)).ToArray();
+        var registrations = providers.Select((p, i) => broker.Register(Cap("own." + i), p)).ToArray();
+        broker.Register(Cap("extra.0"), providers[0]);
+        foreach (var p in providers)
+        {
+            p.IdReads = 0;
+        }
+
+        broker.UnregisterProvider("p0");
+        registrations[1].Dispose();
+
+        // The other 498 providers' capabilities were not looked at (they used to be scanned on every removal).
+        Assert.Equal(0, providers.Skip(2).Sum(p => p.IdReads));
+        Assert.Empty(broker.FindProviders("own.0"));
+        Assert.Empty(broker.FindProviders("extra.0"));
+        Assert.Empty(broker.FindProviders("own.1"));
+        Assert.Equal(498, broker.Capabilities.Count);
+        Assert.Equal(ErrorCode.CapabilityNotFound, (await broker.InvokeAsync(Call("own.0"))).Error!.Code);
+        Assert.Equal("1", Output(await broker.InvokeAsync(Call("own.2"))));
+
+        // A provider that comes back starts healthy: its old health entry went with its last capability.
+        broker.MarkUnhealthy("p2");
+        broker.UnregisterProvider("p2");
+        broker.Register(Cap("own.2"), providers[2]);
+        Assert.True(Assert.Single(broker.FindProviders("own.2")).IsHealthy);
+    }
+
+    [Fact]
+    public async Task UnregisterAll_removes_many_registrations_at_once_and_keeps_the_rest()
+    {
+        var broker = NewBroker();
+        var shared = new List<CapabilityRegistration>();
+        var own = new List<CapabilityRegistration>();
+        for (var i = 0; i < 100; i++)
+        {
+            var provider = TestProvider.Returning("p" + i, i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            shared.Add(broker.Register(Cap("shared"), provider));
+            own.Add(broker.Register(Cap("own." + i), provider));
+        }
+
+        var leaving = Enumerable.Range(0, 100).Where(i => i % 2 == 0).ToArray();
+        shared[0].Dispose(); // already gone: skipped
+        broker.UnregisterAll(leaving.SelectMany(i => new[] { shared[i], own[i] }));
+
+        Assert.Equal(
+            Enumerable.Range(0, 100).Where(i => i % 2 == 1).Select(i => "p" + i).Order(StringComparer.Ordinal),
+            broker.FindProviders("shared").Select(p => p.Provider.ProviderId).Order(StringComparer.Ordinal));
+        Assert.All(leaving, i => Assert.Empty(broker.FindProviders("own." + i)));
+        Assert.Single(broker.FindProviders("own.1"));
+        Assert.Equal("1", Output(await broker.InvokeAsync(Call("shared", target: "p1"))));
+
+        own[0].Dispose(); // unregistered by UnregisterAll: no effect
+        broker.UnregisterAll([]);
+        Assert.Equal(51, broker.Capabilities.Count);
+        Assert.Throws<ArgumentException>(() => NewBroker().UnregisterAll([own[1]]));
+        Assert.Single(broker.FindProviders("own.1"));
+    }
+
     [Fact]
     public async Task Statistics_are_tracked()
     {

@@ -218,6 +218,13 @@ public class MemoryStoreTests
         Run(new MemoryRequest { Set = new MemorySet { Key = "k2", Value = ByteString.CopyFromUtf8("2") } });
         var list = Run(new MemoryRequest { List = new MemoryList { Prefix = "k", Limit = 0 } });
         Assert.Equal(["k", "k2"], list.Entries.Select(e => e.Key));
+        Assert.True(list.Found);
+
+        // found is true for every list that runs (protocol §10), also when nothing matches.
+        var none = Run(new MemoryRequest { List = new MemoryList { Prefix = "nothing-here" } });
+        Assert.True(none.Found);
+        Assert.Empty(none.Entries);
+        Assert.Null(none.Error);
         Assert.Single(Run(new MemoryRequest { List = new MemoryList { Prefix = "k", Limit = 1 } }).Entries);
 
         Assert.True(Run(new MemoryRequest { Delete = new MemoryDelete { Key = "k" } }).Found);

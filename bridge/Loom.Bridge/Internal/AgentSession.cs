@@ -110,6 +110,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     /// <summary>Where drops and stream openings are counted (none in unit tests).</summary>
     public BridgeMetrics? Metrics { get; init; }
 
+    /// <summary>Limits on the warnings a client can trigger (shared by every session; none in unit tests).</summary>
+    public BridgeWarnings? Warnings { get; init; }
+
     /// <summary>Heartbeats already counted as missed in the current silence (the registry's sweep owns it).</summary>
     public int MissedHeartbeatsReported { get; set; }
 
@@ -585,7 +588,11 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or RpcException)
         {
-            Log.WriteLoopFailed(_logger, AgentId, ex.Message);
+            if (Warnings?.WriteFailed.TryEnter() ?? true)
+            {
+                Log.WriteLoopFailed(_logger, AgentId, LogText.Clean(ex.Message, LogText.Long));
+            }
+
             DetachStream(StatusCode.Unavailable, "Writing to the stream failed.");
         }
         finally
@@ -644,7 +651,11 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             }
             catch (OperationCanceledException) when (!token.IsCancellationRequested)
             {
-                Log.SlowReader(_logger, AgentId, _options.OutboundQueueCapacity);
+                if (Warnings?.SlowReader.TryEnter() ?? true)
+                {
+                    Log.SlowReader(_logger, AgentId, _options.OutboundQueueCapacity);
+                }
+
                 throw StatusMapping.Status(
                     StatusCode.ResourceExhausted,
                     $"The agent did not read its stream for {_options.OutboundQueueFullTimeout.TotalSeconds:0.#} s while {_options.OutboundQueueCapacity} replies were waiting; read the stream while sending requests.",
@@ -867,7 +878,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     {
         if (!_pushedCalls.TryRemove(result.CallId, out var pending))
         {
-            Log.LateResult(_logger, AgentId, result.CallId);
+            Log.LateResult(_logger, AgentId, LogText.Clean(result.CallId));
             return;
         }
 
@@ -955,6 +966,20 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     // End of life
     // ---------------------------------------------------------------------------------------
 
+    /// <summary>
+    /// Hands over the capability registrations of a session that is ending, for the registry to
+    /// unregister with other sessions' in one pass (<see cref="ActionBroker.UnregisterAll"/>).
+    /// </summary>
+    public List<CapabilityRegistration> TakeCapabilities()
+    {
+        lock (_gate)
+        {
+            var taken = _capabilities;
+            _capabilities = [];
+            return taken;
+        }
+    }
+
     /// <summary>Removes everything the agent held: subscriptions, capabilities, calls, the stream.</summary>
     public void Expire(string why)
     {
@@ -964,15 +989,18 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
 
         EventSubscription[] subscriptions;
+        List<CapabilityRegistration> capabilities;
         lock (_gate)
         {
             subscriptions = _subscriptions;
             _subscriptions = [];
+            capabilities = _capabilities;
             _capabilities = [];
         }
 
-        // One call removes every capability this agent provided.
-        _broker.UnregisterProvider(AgentId);
+        // Its own registrations, not whatever is registered under its agent id: a new session of
+        // the same agent may have registered since this one left the registry.
+        _broker.UnregisterAll(capabilities);
         foreach (var s in subscriptions)
         {
             s.Dispose();

@@ -1,7 +1,6 @@
 using Grpc.Core;
 using Loom.Core;
 using Loom.Protocol.V1;
-using Microsoft.Extensions.Logging;
 
 namespace Loom.Bridge.Internal;
 
@@ -10,7 +9,7 @@ namespace Loom.Bridge.Internal;
 /// by <see cref="BridgeServiceBase"/> with Loom's marshallers (<see cref="WireMethods"/>); grpc-dotnet finds
 /// each handler by its method name. One instance serves every call.
 /// </summary>
-internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broker, ILogger<BridgeService> logger) : BridgeServiceBase
+internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broker) : BridgeServiceBase
 {
     public const string ServiceName = "loom.v1.Bridge";
     public const string SessionHeader = "loom-session-id";
@@ -23,7 +22,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
         }
         catch (LoomException ex)
         {
-            Log.RegistrationRejected(logger, request.AgentId, ex.Message);
+            // Logged by the registry, at a bounded rate.
             throw StatusMapping.ToStatus(ex);
         }
     }

@@ -15,13 +15,10 @@ namespace Loom.Bridge.Internal;
 /// </summary>
 internal sealed partial class ConnectionGate(BridgeOptions options, Metrics.BridgeMetrics metrics, ILogger logger, TimeProvider time)
 {
-    private static readonly TimeSpan LogInterval = TimeSpan.FromSeconds(10);
-
     private readonly ConcurrentDictionary<IPAddress, int> _perAddress = new();
     private readonly int _maxConnections = options.MaxConnections > 0 ? options.MaxConnections : DefaultMaxConnections();
+    private readonly LogLimiter _refusals = new(logger, "connection refused", time, burst: 1);
     private int _open;
-    private long _lastLogTicks = long.MinValue;
-    private long _suppressed;
 
     /// <summary>Open connections now.</summary>
     public int Open => Volatile.Read(ref _open);
@@ -118,17 +115,9 @@ internal sealed partial class ConnectionGate(BridgeOptions options, Metrics.Brid
     private void Refuse(string reason, IPAddress? address, string why)
     {
         metrics.ConnectionRefused(reason);
-        var now = time.GetTimestamp();
-        var last = Volatile.Read(ref _lastLogTicks);
-        if (last != long.MinValue && time.GetElapsedTime(last, now) < LogInterval)
+        if (_refusals.TryEnter(out var suppressed))
         {
-            Interlocked.Increment(ref _suppressed);
-            return;
-        }
-
-        if (Interlocked.CompareExchange(ref _lastLogTicks, now, last) == last)
-        {
-            ConnectionRefused(logger, address?.ToString() ?? "(unknown)", why, Interlocked.Exchange(ref _suppressed, 0));
+            ConnectionRefused(logger, address?.ToString() ?? "(unknown)", why, suppressed);
         }
     }
 

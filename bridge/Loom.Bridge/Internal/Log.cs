@@ -33,4 +33,13 @@ internal static partial class Log
 
     [LoggerMessage(10, LogLevel.Warning, "Tracing: no spans are exported ({Reason})")]
     public static partial void TracingOff(ILogger logger, string reason);
+
+    [LoggerMessage(11, LogLevel.Warning, "{Count} more '{Kind}' warnings were left out of the log (at most {Burst} are written per {IntervalSeconds} s)")]
+    public static partial void WarningsLeftOut(ILogger logger, long count, string kind, int burst, double intervalSeconds);
+
+    [LoggerMessage(12, LogLevel.Error, "The {Loop} failed; it runs again at its next tick")]
+    public static partial void LoopFailed(ILogger logger, Exception exception, string loop);
+
+    [LoggerMessage(13, LogLevel.Warning, "Listening on {GrpcEndPoint} (gRPC) and {HttpEndPoint} (HTTP), {Scope}. The bridge has no authentication: whoever reaches these ports can register agents, call every capability and read and write memory. Bind 127.0.0.1 (loom up --host), or let only trusted peers through a firewall.")]
+    public static partial void NotLoopback(ILogger logger, string grpcEndPoint, string httpEndPoint, string scope);
 }

@@ -9,10 +9,19 @@ using Microsoft.Extensions.Logging;
 
 namespace Loom.Bridge.Internal;
 
-/// <summary>Live agent sessions by agent id and session id; expires agents whose heartbeats lapse.</summary>
+/// <summary>
+/// Live agent sessions by agent id and session id; expires agents whose heartbeats lapse. One
+/// sweep runs at a time, and it ends sessions in batches of <see cref="MaxRemovalsPerBatch"/>.
+/// </summary>
 internal sealed partial class SessionRegistry : IDisposable
 {
     private static readonly TimeSpan SweepPeriod = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// Sessions ended per batch: their capabilities leave the broker together, and between two
+    /// batches the sweep yields its thread (a flood's expiry must not hold up requests and healthy agents).
+    /// </summary>
+    private const int MaxRemovalsPerBatch = 256;
 
     private readonly BridgeOptions _options;
     private readonly EventBus _bus;
@@ -25,8 +34,8 @@ internal sealed partial class SessionRegistry : IDisposable
     private readonly ConcurrentDictionary<string, AgentSession> _bySession = new(StringComparer.Ordinal);
     private readonly Lock _registerGate = new();
     private readonly BridgeMetrics? _metrics;
-    private ITimer? _sweeper;
-    private ITimer? _memorySweeper;
+    private readonly BridgeWarnings _warnings;
+    private readonly CancellationTokenSource _stopLoops = new();
     private volatile bool _shuttingDown;
 
     public SessionRegistry(BridgeOptions options, EventBus bus, ActionBroker broker, MemoryStore memory, AgentDirectory agents, TimeProvider time, ILogger logger, BridgeMetrics? metrics = null)
@@ -39,6 +48,7 @@ internal sealed partial class SessionRegistry : IDisposable
         _agents = agents;
         _time = time;
         _logger = logger;
+        _warnings = new BridgeWarnings(logger, time);
         _bus.SlowConsumer += OnSlowConsumer;
     }
 
@@ -48,8 +58,38 @@ internal sealed partial class SessionRegistry : IDisposable
 
     public void Start()
     {
-        _sweeper = _time.CreateTimer(static s => ((SessionRegistry)s!).Sweep(), this, SweepPeriod, SweepPeriod);
-        _memorySweeper = _time.CreateTimer(static s => ((SessionRegistry)s!)._memory.Sweep(), this, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        // Loops rather than periodic timer callbacks: a long sweep (a flood of expiries, a large
+        // memory store) delays the next one instead of running beside it on another thread.
+        _ = RunEveryAsync(SweepPeriod, SweepAsync, "session sweep");
+        _ = RunEveryAsync(TimeSpan.FromSeconds(1), _ =>
+        {
+            _memory.Sweep();
+            return Task.CompletedTask;
+        }, "memory sweep");
+    }
+
+    private async Task RunEveryAsync(TimeSpan period, Func<CancellationToken, Task> work, string name)
+    {
+        var token = _stopLoops.Token;
+        using var timer = new PeriodicTimer(period, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(token))
+            {
+                try
+                {
+                    await work(token);
+                }
+                catch (Exception ex) when (!token.IsCancellationRequested && ex is not OutOfMemoryException)
+                {
+                    Log.LoopFailed(_logger, ex, name);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            // Disposed.
+        }
     }
 
     public bool TryGetByAgent(string agentId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out AgentSession session) =>
@@ -66,9 +106,14 @@ internal sealed partial class SessionRegistry : IDisposable
             _metrics?.Registered(response.Reconnected);
             return response;
         }
-        catch (LoomException)
+        catch (LoomException ex)
         {
             _metrics?.RegistrationRejected();
+            if (_warnings.RegistrationRejected.TryEnter())
+            {
+                Log.RegistrationRejected(_logger, LogText.Clean(request.AgentId), LogText.Clean(ex.Message, LogText.Long));
+            }
+
             throw;
         }
     }
@@ -128,6 +173,7 @@ internal sealed partial class SessionRegistry : IDisposable
                 session = new AgentSession(request, agentId, sessionId, interval, _options, _bus, _broker, _memory, _time, _logger)
                 {
                     Metrics = _metrics,
+                    Warnings = _warnings,
                     IsShuttingDown = () => _shuttingDown,
                     SubscriptionsChanged = changed =>
                     {
@@ -156,7 +202,7 @@ internal sealed partial class SessionRegistry : IDisposable
             _agents.Upsert(session.ToAgentInfo());
         }
 
-        Log.AgentRegistered(_logger, agentId, request.Name, request.Sdk, sessionId, session.Subscriptions.Count, request.Capabilities.Count, reconnected);
+        Log.AgentRegistered(_logger, agentId, LogText.Clean(request.Name), LogText.Clean(request.Sdk), sessionId, session.Subscriptions.Count, request.Capabilities.Count, reconnected);
         var response = new RegisterAgentResponse
         {
             SessionId = sessionId,
@@ -194,35 +240,62 @@ internal sealed partial class SessionRegistry : IDisposable
         return session;
     }
 
-    private void Sweep()
+    private async Task SweepAsync(CancellationToken token)
     {
+        _warnings.Flush();
+        List<(AgentSession Session, string? Reason)>? ending = null;
         foreach (var session in _byAgent.Values)
         {
-            var silent = session.SinceLastSeen;
-            if (_metrics is not null && session.Contacted)
+            CountMissedHeartbeats(session);
+            if (IsOver(session, out var reason))
             {
-                // A heartbeat counts as missed after 1.5 intervals of silence, then once per interval.
-                var missed = (int)Math.Max(0, Math.Floor((silent - (session.HeartbeatInterval / 2)) / session.HeartbeatInterval));
-                if (missed < session.MissedHeartbeatsReported)
-                {
-                    session.MissedHeartbeatsReported = missed; // contact resumed
-                }
-                else if (missed > session.MissedHeartbeatsReported)
-                {
-                    _metrics.HeartbeatsMissed(missed - session.MissedHeartbeatsReported);
-                    session.MissedHeartbeatsReported = missed;
-                }
-            }
-
-            if (session.GracefullyClosed && !session.HasStream)
-            {
-                Remove(session, null);
-            }
-            else if (silent > ExpiryAfter(session))
-            {
-                Remove(session, $"no heartbeat for {session.SinceLastSeen.TotalMilliseconds:0} ms ({_options.MissedHeartbeatsBeforeExpiry} intervals of {session.HeartbeatInterval.TotalMilliseconds:0} ms)");
+                (ending ??= []).Add((session, reason));
             }
         }
+
+        if (ending is not null)
+        {
+            await RemoveInBatchesAsync(ending, recheck: true, token);
+        }
+    }
+
+    private void CountMissedHeartbeats(AgentSession session)
+    {
+        if (_metrics is null || !session.Contacted)
+        {
+            return;
+        }
+
+        // A heartbeat counts as missed after 1.5 intervals of silence, then once per interval.
+        var missed = (int)Math.Max(0, Math.Floor((session.SinceLastSeen - (session.HeartbeatInterval / 2)) / session.HeartbeatInterval));
+        if (missed < session.MissedHeartbeatsReported)
+        {
+            session.MissedHeartbeatsReported = missed; // contact resumed
+        }
+        else if (missed > session.MissedHeartbeatsReported)
+        {
+            _metrics.HeartbeatsMissed(missed - session.MissedHeartbeatsReported);
+            session.MissedHeartbeatsReported = missed;
+        }
+    }
+
+    /// <summary>Whether the session ends now: it left (closed cleanly and has no stream; <paramref name="reason"/> null) or went silent.</summary>
+    private bool IsOver(AgentSession session, out string? reason)
+    {
+        reason = null;
+        if (session.GracefullyClosed && !session.HasStream)
+        {
+            return true;
+        }
+
+        var silent = session.SinceLastSeen;
+        if (silent <= ExpiryAfter(session))
+        {
+            return false;
+        }
+
+        reason = $"no heartbeat for {silent.TotalMilliseconds:0} ms ({_options.MissedHeartbeatsBeforeExpiry} intervals of {session.HeartbeatInterval.TotalMilliseconds:0} ms)";
+        return true;
     }
 
     private TimeSpan ExpiryAfter(AgentSession session)
@@ -231,33 +304,68 @@ internal sealed partial class SessionRegistry : IDisposable
         return session.Contacted || missed > _options.FirstContactGrace ? missed : _options.FirstContactGrace;
     }
 
-    private void Remove(AgentSession session, string? reason)
+    /// <summary>Ends sessions batch by batch, yielding the thread between batches.</summary>
+    private async Task RemoveInBatchesAsync(List<(AgentSession Session, string? Reason)> ending, bool recheck, CancellationToken token)
     {
-        lock (_registerGate)
+        for (var i = 0; i < ending.Count; i += MaxRemovalsPerBatch)
         {
-            if (!_byAgent.TryRemove(new KeyValuePair<string, AgentSession>(session.AgentId, session)))
+            if (i > 0)
             {
-                return;
+                token.ThrowIfCancellationRequested();
+                await Task.Yield();
             }
 
-            _bySession.TryRemove(session.SessionId, out _);
-            _agents.Remove(session.AgentId);
-        }
-
-        session.Expire(reason ?? "the agent left");
-        _metrics?.SessionEnded(reason is null ? "left" : _shuttingDown ? "shutdown" : "heartbeat_timeout");
-        if (reason is null)
-        {
-            Log.AgentLeft(_logger, session.AgentId);
-        }
-        else
-        {
-            Log.AgentExpired(_logger, session.AgentId, reason);
+            RemoveBatch(ending.GetRange(i, Math.Min(MaxRemovalsPerBatch, ending.Count - i)), recheck);
         }
     }
 
-    private void OnSlowConsumer(SlowConsumerEvent e) =>
-        Log.SlowConsumer(_logger, e.SubscriptionId, e.Pattern, e.Owner ?? "-", e.Depth, e.Capacity, e.Policy.ToString());
+    /// <summary>
+    /// Ends a batch of sessions (a null reason: the agent left). With <paramref name="recheck"/>,
+    /// one that is no longer over (it was heard from since the sweep looked) stays.
+    /// </summary>
+    private void RemoveBatch(List<(AgentSession Session, string? Reason)> batch, bool recheck)
+    {
+        var removed = new List<(AgentSession Session, string? Reason)>(batch.Count);
+        lock (_registerGate)
+        {
+            foreach (var (session, reason) in batch)
+            {
+                if ((recheck && !IsOver(session, out _)) || !_byAgent.TryRemove(new KeyValuePair<string, AgentSession>(session.AgentId, session)))
+                {
+                    continue;
+                }
+
+                _bySession.TryRemove(session.SessionId, out _);
+                _agents.Remove(session.AgentId);
+                removed.Add((session, reason));
+            }
+        }
+
+        // One pass over the broker for the batch: agents sharing a capability name rebuild its provider list once, not once each.
+        _broker.UnregisterAll(removed.SelectMany(r => r.Session.TakeCapabilities()));
+        foreach (var (session, reason) in removed)
+        {
+            session.Expire(reason ?? "the agent left");
+            _metrics?.SessionEnded(reason is null ? "left" : _shuttingDown ? "shutdown" : "heartbeat_timeout");
+            if (reason is null)
+            {
+                Log.AgentLeft(_logger, session.AgentId);
+            }
+            else if (_warnings.AgentExpired.TryEnter())
+            {
+                Log.AgentExpired(_logger, session.AgentId, reason);
+            }
+        }
+    }
+
+    private void OnSlowConsumer(SlowConsumerEvent e)
+    {
+        // A queue of one is "80% full" at every envelope: without the limit that is a line per event.
+        if (_warnings.SlowConsumer.TryEnter())
+        {
+            Log.SlowConsumer(_logger, e.SubscriptionId, e.Pattern, e.Owner ?? "-", e.Depth, e.Capacity, e.Policy.ToString());
+        }
+    }
 
     /// <summary>Stops registrations, lets in-flight calls finish (bounded), then ends every session.</summary>
     public async Task ShutdownAsync(CancellationToken bound)
@@ -275,17 +383,14 @@ internal sealed partial class SessionRegistry : IDisposable
             // Past the bound: what is still running fails with PROVIDER_UNAVAILABLE.
         }
 
-        foreach (var session in _byAgent.Values)
-        {
-            Remove(session, "the bridge is shutting down");
-        }
+        await RemoveInBatchesAsync([.. _byAgent.Values.Select(s => (s, (string?)"the bridge is shutting down"))], recheck: false, CancellationToken.None);
     }
 
     public void Dispose()
     {
         _bus.SlowConsumer -= OnSlowConsumer;
-        _sweeper?.Dispose();
-        _memorySweeper?.Dispose();
+        _stopLoops.Cancel();
+        _stopLoops.Dispose();
     }
 
     // ---------------------------------------------------------------------------------------

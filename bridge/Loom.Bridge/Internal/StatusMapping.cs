@@ -10,9 +10,15 @@ internal static class StatusMapping
     public const string ErrorCodeTrailer = "loom-error-code";
     public const string ErrorPathTrailer = "loom-error-path";
 
+    /// <summary>
+    /// Longest status message: it travels in a trailer, and one that quotes a huge client string
+    /// (a 200 KB pattern) would pass the client's header limit and turn INVALID_PARAMS into UNAVAILABLE.
+    /// </summary>
+    public const int MaxDetailLength = 2048;
+
     /// <summary>A status with <paramref name="detail"/> and Loom's <paramref name="code"/> in the trailers.</summary>
     public static RpcException Status(StatusCode status, string detail, ErrorCode code) =>
-        new(new Status(status, detail), new Metadata { { ErrorCodeTrailer, ErrorCodes.Name(code) } });
+        new(new Status(status, Cut(detail)), new Metadata { { ErrorCodeTrailer, ErrorCodes.Name(code) } });
 
     public static RpcException ToStatus(Error error)
     {
@@ -23,8 +29,11 @@ internal static class StatusMapping
             trailers.Add(ErrorPathTrailer, error.Path);
         }
 
-        return new RpcException(new Status((StatusCode)ErrorCodes.ToGrpcStatus(error.Code), error.Message), trailers);
+        return new RpcException(new Status((StatusCode)ErrorCodes.ToGrpcStatus(error.Code), Cut(error.Message)), trailers);
     }
+
+    private static string Cut(string detail) =>
+        detail.Length <= MaxDetailLength ? detail : string.Concat(detail.AsSpan(0, MaxDetailLength), $"…({detail.Length - MaxDetailLength} more characters)");
 
     public static RpcException ToStatus(LoomException exception) => ToStatus(exception.ToError());
 }
