@@ -521,37 +521,86 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         var rotation = 0;
         List<Activity>? spans = null;
 
+        // A frame never exceeds the agent's message limit (the transport would end the stream): what
+        // does not fit waits here for the next frame, which it opens.
+        var limit = _options.MaxMessageBytes;
+        ServerMessage? heldControl = null;
+        var heldControlSize = 0;
+        HeldDelivery? heldDelivery = null;
+
         // Frames are encoded by hand: each envelope sized and written once, a fan-out's envelope encoded once for all.
         var encoder = new FrameEncoder();
         try
         {
             while (!token.IsCancellationRequested)
             {
-                while (encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
+                if (heldControl is not null)
                 {
-                    encoder.AddMessage(control);
+                    encoder.AddMessage(heldControl, heldControlSize);
+                    heldControl = null;
+                }
+                else if (heldDelivery is { } held)
+                {
+                    AddDelivery(encoder, held, ref spans);
+                    heldDelivery = null;
+                }
+
+                var full = false;
+                while (!full && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
+                {
+                    var size = control.CalculateSize();
+                    var length = FrameEncoder.EntryLength(size);
+                    if (encoder.Length + length <= limit)
+                    {
+                        encoder.AddMessage(control, size);
+                    }
+                    else if (length > limit)
+                    {
+                        RefuseOversized(encoder, control, size);
+                    }
+                    else
+                    {
+                        (heldControl, heldControlSize, full) = (control, size, true);
+                    }
                 }
 
                 var subscriptions = Volatile.Read(ref _subscriptions);
                 var tracing = LoomTelemetry.Source.HasListeners();
-                if (subscriptions.Length > 0)
+                if (subscriptions.Length > 0 && !full)
                 {
                     rotation = (rotation + 1) % subscriptions.Length;
-                    for (var k = 0; k < subscriptions.Length && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes; k++)
+                    for (var k = 0; k < subscriptions.Length && !full && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes; k++)
                     {
                         var subscription = subscriptions[(rotation + k) % subscriptions.Length];
-                        while (encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
+                        while (!full && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
                         {
-                            if (tracing && StartDeliverSpan(envelope, subscription) is { } span)
+                            Activity? span = null;
+                            if (tracing && (span = StartDeliverSpan(envelope, subscription)) is not null)
                             {
                                 // Envelopes are shared by every subscriber: this one carries its own delivery's context.
                                 envelope = envelope.Clone();
                                 envelope.Traceparent = LoomTelemetry.TraceparentOf(span);
                                 envelope.Tracestate = span.TraceStateString ?? string.Empty;
-                                (spans ??= []).Add(span);
                             }
 
-                            encoder.AddDelivery(subscription.Id, envelope);
+                            var shared = envelope.TryGetSharedEncoding(out var encoding);
+                            var delivery = new HeldDelivery(subscription.Id, envelope, shared ? encoding.Length : envelope.CalculateSize(), shared ? encoding : null, span);
+                            var length = FrameEncoder.DeliveryLength(delivery.SubscriptionId, delivery.Size);
+                            if (encoder.Length + length <= limit)
+                            {
+                                AddDelivery(encoder, delivery, ref spans);
+                            }
+                            else if (length > limit)
+                            {
+                                // Publishes are sized against the limit, so only a bug gets here: dropped, counted, never sent.
+                                Metrics?.ControlDropped("deliver", "too_large");
+                                Log.OversizedMessage(_logger, AgentId, "deliver", length, limit);
+                                span?.Stop();
+                            }
+                            else
+                            {
+                                (heldDelivery, full) = (delivery, true);
+                            }
                         }
                     }
                 }
@@ -591,6 +640,46 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         finally
         {
             encoder.Reset();
+            heldDelivery?.Span?.Stop();
+        }
+    }
+
+    /// <summary>A delivery sized for a frame: its shared encoding if any, and its delivery span if traced.</summary>
+    private readonly record struct HeldDelivery(string SubscriptionId, Envelope Envelope, int Size, byte[]? Encoding, Activity? Span);
+
+    private static void AddDelivery(FrameEncoder encoder, HeldDelivery delivery, ref List<Activity>? spans)
+    {
+        encoder.AddDelivery(delivery.SubscriptionId, delivery.Envelope, delivery.Size, delivery.Encoding);
+        if (delivery.Span is not null)
+        {
+            (spans ??= []).Add(delivery.Span);
+        }
+    }
+
+    /// <summary>
+    /// A control message over the limit by itself. Every source sizes what it queues, so only a bug
+    /// gets here; the message is not sent (that would end the stream), and whoever waits for it is told.
+    /// </summary>
+    private void RefuseOversized(FrameEncoder encoder, ServerMessage message, int size)
+    {
+        var kind = message.KindCase.ToString().ToLowerInvariant();
+        Metrics?.ControlDropped(kind, "too_large");
+        Log.OversizedMessage(_logger, AgentId, kind, size, _options.MaxMessageBytes);
+        var why = $"The {kind} message for agent '{AgentId}' is {size} bytes, over the {_options.MaxMessageBytes}-byte message limit (max_message_bytes).";
+        ServerMessage? notice = message.KindCase switch
+        {
+            ServerMessage.KindOneofCase.Result => new ServerMessage { Result = new ActionResult { CallId = message.Result.CallId, Provider = message.Result.Provider, Error = new ResourceExhaustedException(why).ToError() } },
+            ServerMessage.KindOneofCase.Memory => new ServerMessage { Memory = new MemoryResponse { CorrelationId = message.Memory.CorrelationId, Error = new ResourceExhaustedException(why).ToError() } },
+            _ => null,
+        };
+        if (message.KindCase == ServerMessage.KindOneofCase.Call && _pushedCalls.TryRemove(message.Call.CallId, out var pending))
+        {
+            pending.TrySetException(new ResourceExhaustedException(why));
+        }
+
+        if (notice is not null && notice.CalculateSize() is var noticeSize && FrameEncoder.EntryLength(noticeSize) <= _options.MaxMessageBytes)
+        {
+            encoder.AddMessage(notice, noticeSize);
         }
     }
 

@@ -33,4 +33,7 @@ internal static partial class Log
 
     [LoggerMessage(10, LogLevel.Warning, "Tracing: no spans are exported ({Reason})")]
     public static partial void TracingOff(ILogger logger, string reason);
+
+    [LoggerMessage(20, LogLevel.Warning, "A {Kind} message of {Bytes} bytes for agent {AgentId} is over the {Limit}-byte message limit: not sent")]
+    public static partial void OversizedMessage(ILogger logger, string agentId, string kind, int bytes, int limit);
 }
