@@ -35,7 +35,9 @@ public sealed class LoomBridge : IAsyncDisposable
         _options = options ?? new BridgeOptions();
         _configureLogging = configureLogging;
         Time = time ?? TimeProvider.System;
-        Bus = new EventBus(_options.EventBus, Time);
+        // No envelope larger than an agent can receive gets into the bus: it would end every subscriber's stream.
+        var envelopeLimit = _options.EventBus.MaxEnvelopeBytes > 0 ? Math.Min(_options.EventBus.MaxEnvelopeBytes, _options.MaxForwardedBytes) : _options.MaxForwardedBytes;
+        Bus = new EventBus(_options.EventBus with { MaxEnvelopeBytes = envelopeLimit }, Time);
         Broker = new ActionBroker(_options.Actions, new Router(), Time);
         Memory = new MemoryStore(_options.Memory, Time);
         Agents = new AgentDirectory();

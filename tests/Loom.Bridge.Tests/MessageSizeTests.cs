@@ -56,6 +56,64 @@ public sealed class MessageSizeTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task An_envelope_with_oversized_headers_is_refused_and_counted_and_every_subscriber_stays_up()
+    {
+        var subscribers = new List<RawAgent>();
+        try
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                subscribers.Add(await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("reader" + i, "news.>")));
+            }
+
+            await using var publisher = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("publisher"));
+
+            // A 1 KB payload and headers that fill the publisher's frame to just under the limit: the
+            // bridge accepts the frame, but the envelope with its sender, timestamps and delivery wrapping would not fit.
+            Envelope Big(ByteString filler)
+            {
+                var envelope = new Envelope { Topic = "news.big", Id = "big-1", Payload = ByteString.CopyFrom(new byte[1024]) };
+                for (var h = 0; h < 3; h++)
+                {
+                    envelope.Headers["h" + h] = new string('v', 60 * 1024);
+                }
+
+                envelope.Headers["last"] = filler.ToStringUtf8();
+                return envelope;
+            }
+
+            ClientFrame PublishFrame(ByteString filler) => new() { Messages = { new ClientMessage { Publish = Big(filler) } } };
+            var frame = PublishFrame(InputSized(filler => PublishFrame(filler).CalculateSize(), Limit - 16));
+            await publisher.SendAsync(frame.Messages[0]);
+            var error = await publisher.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Error, Short);
+            Assert.Equal("big-1", error.Error.CorrelationId);
+            Assert.Equal(ErrorCode.ResourceExhausted, error.Error.Error.Code);
+            Assert.Contains("headers", error.Error.Error.Message, StringComparison.Ordinal);
+
+            // Every subscriber is still connected, and the next normal event is the first thing each gets.
+            await publisher.PublishAsync("news.small", "hello", e => e.Id = "small-1");
+            foreach (var subscriber in subscribers)
+            {
+                var delivery = await subscriber.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Deliver, Short);
+                Assert.Equal("small-1", delivery.Deliver.Envelope.Id);
+                Assert.Null(subscriber.StreamError);
+            }
+
+            await Poll.UntilAsync(
+                async ct => (await _http.GetStringAsync(new Uri(_bridge.HttpAddress, "/metrics"), ct)).Contains("loom_events_refused_total{reason=\"too_large\",topic_group=\"news.>\"} 1\n", StringComparison.Ordinal),
+                Short,
+                "the refusal counted in /metrics");
+        }
+        finally
+        {
+            foreach (var subscriber in subscribers)
+            {
+                await subscriber.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Envelopes_that_together_exceed_the_limit_are_delivered_in_separate_frames()
     {
         // The subscriber opens its stream only once both are queued, so its write loop finds them together.

@@ -814,6 +814,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 case PublishStatus.HopLimitExceeded:
                     await ReplyErrorAsync(envelope.Id, new LoomException(ErrorCode.HopLimitExceeded, $"Envelope '{envelope.Id}' on topic '{envelope.Topic}' passed the hop limit; is there a forwarding loop?"), token);
                     break;
+                case PublishStatus.TooLarge:
+                    await ReplyErrorAsync(envelope.Id, TooLarge(envelope), token);
+                    break;
                 case PublishStatus.MemoryLimit:
                     await ReplyErrorAsync(envelope.Id, new ResourceExhaustedException($"Envelope '{envelope.Id}' on topic '{envelope.Topic}' was refused: the bridge holds {_bus.QueuedBytes / (1024 * 1024)} MiB of queued events, its limit of {_bus.MaxQueuedBytes / (1024 * 1024)} MiB (max_queued_bytes), because subscribers read slower than publishers write. Retry later or publish slower."), token);
                     break;
@@ -825,6 +828,20 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
             await ReplyErrorAsync(envelope.Id, ex, token);
         }
+    }
+
+    private ResourceExhaustedException TooLarge(Envelope envelope)
+    {
+        long headerChars = 0;
+        foreach (var (key, value) in envelope.Headers)
+        {
+            headerChars += key.Length + value.Length;
+        }
+
+        return new ResourceExhaustedException(
+            $"Envelope '{envelope.Id}' on topic '{envelope.Topic}' is {envelope.CalculateSize()} bytes encoded ({envelope.Payload.Length} bytes of payload, {envelope.Headers.Count} headers of {headerChars} characters), "
+            + $"over the {_bus.Options.MaxEnvelopeBytes}-byte limit of an envelope (max_message_bytes, {_options.MaxMessageBytes}, less room for delivery): no subscriber could receive it. "
+            + "Put less in its headers and payload, or store large data elsewhere (memory, a file, a URL) and publish a reference.");
     }
 
     private async ValueTask SubscribeAsync(SubscribeRequest request, CancellationToken token)
