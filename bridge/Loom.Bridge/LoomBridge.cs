@@ -129,7 +129,7 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         // The services are singletons built from the core this bridge owns (resolved at the first call, after StartAsync set them up).
-        builder.Services.AddSingleton(sp => new BridgeService(_sessions!, Broker, sp.GetRequiredService<ILogger<BridgeService>>()));
+        builder.Services.AddSingleton(sp => new BridgeService(_sessions!, Broker, _options, sp.GetRequiredService<ILogger<BridgeService>>()));
         builder.Services.AddSingleton(_ => new CollaborationService(_sessions!, _coordinator!));
         builder.Services.AddSingleton(_health);
 

@@ -56,6 +56,75 @@ public sealed class MessageSizeTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task An_input_too_large_for_the_providers_is_refused_to_the_caller_and_every_provider_stays_up()
+    {
+        var capability = new CapabilityDescriptor
+        {
+            Name = "big.echo",
+            Version = "1.0.0",
+            InputSchemaJson = """{"type":"object","properties":{"text":{"type":"string"}},"required":["text"]}""",
+            OutputSchemaJson = "{}",
+        };
+        var providers = new List<RawAgent>();
+        try
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                var request = Agent("provider" + i);
+                request.Capabilities.Add(capability);
+                providers.Add(await RawAgent.RegisterAsync(_bridge.GrpcAddress, request));
+            }
+
+            await using var caller = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("caller"));
+            using var channel = GrpcChannel.ForAddress(_bridge.GrpcAddress);
+            var client = new Protocol.V1.Bridge.BridgeClient(channel);
+
+            // ForwardAction: a request the bridge accepts (just under its limit) whose pushed call, with the
+            // deadline, caller and version the bridge adds and the frame around it, would not fit.
+            ForwardActionRequest Forward(ByteString input) => new() { Call = new ActionCall { CallId = "f1", Capability = "big.echo", InputJson = input } };
+            var forward = Forward(InputSized(input => Forward(input).CalculateSize(), Limit - 16));
+            var refused = await Assert.ThrowsAsync<RpcException>(() => client.ForwardActionAsync(forward, RawAgent.Options(Short)).ResponseAsync);
+            Assert.Equal(StatusCode.ResourceExhausted, refused.StatusCode);
+            Assert.Equal("RESOURCE_EXHAUSTED", refused.Trailers.GetValue("loom-error-code"));
+            Assert.Contains(Limit.ToString(System.Globalization.CultureInfo.InvariantCulture), refused.Status.Detail, StringComparison.Ordinal);
+
+            // The same over the caller's stream: its frame fits the bridge's limit, the pushed call would not.
+            ClientFrame CallFrame(ByteString input) => new() { Messages = { new ClientMessage { Call = new ActionCall { CallId = "s1", Capability = "big.echo", InputJson = input } } } };
+            var streamed = CallFrame(InputSized(input => CallFrame(input).CalculateSize(), Limit - 16));
+            await caller.SendAsync(streamed.Messages[0]);
+            var result = await caller.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Result, Short);
+            Assert.Equal("s1", result.Result.CallId);
+            Assert.Equal(ErrorCode.ResourceExhausted, result.Result.Error.Code);
+            Assert.Contains("input", result.Result.Error.Message, StringComparison.Ordinal);
+            Assert.Null(caller.StreamError);
+
+            // Every provider is still connected, saw neither call, and answers a normal one.
+            foreach (var provider in providers)
+            {
+                var answering = Task.Run(async () =>
+                {
+                    var call = await provider.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Call, Short);
+                    await provider.SendAsync(new ClientMessage { Result = new ActionResult { CallId = call.Call.CallId, OutputJson = call.Call.InputJson } });
+                    return call.Call.InputJson.Length;
+                });
+                var normal = new ForwardActionRequest { Call = new ActionCall { CallId = "n", Capability = "big.echo", TargetAgent = provider.AgentId, InputJson = ByteString.CopyFromUtf8("""{"text":"small"}""") } };
+                var answer = await client.ForwardActionAsync(normal, RawAgent.Options(Short)).ResponseAsync.WaitAsync(Short);
+                Assert.Equal(provider.AgentId, answer.Provider);
+                Assert.Equal("""{"text":"small"}""", answer.OutputJson.ToStringUtf8());
+                Assert.True(await answering.WaitAsync(Short) < 100, $"{provider.AgentId}'s first pushed call was the normal one");
+                Assert.Null(provider.StreamError);
+            }
+        }
+        finally
+        {
+            foreach (var provider in providers)
+            {
+                await provider.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
     public async Task An_envelope_with_oversized_headers_is_refused_and_counted_and_every_subscriber_stays_up()
     {
         var subscribers = new List<RawAgent>();

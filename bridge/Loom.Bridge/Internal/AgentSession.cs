@@ -945,9 +945,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
             var outcome = await _broker.InvokeAsync(BridgeService.ToActionRequest(call, AgentId), cts.Token);
             var result = outcome.ToResult(call.CallId);
-            if (result.CalculateSize() > _options.MaxMessageBytes - 1024)
+            if (result.CalculateSize() is var size && size > _options.MaxForwardedBytes)
             {
-                result = new ActionResult { CallId = call.CallId, Provider = result.Provider, Error = new ResourceExhaustedException($"The result of '{call.Capability}' is {result.CalculateSize()} bytes, over the {_options.MaxMessageBytes}-byte message limit.").ToError() };
+                result = new ActionResult { CallId = call.CallId, Provider = result.Provider, Error = new ResourceExhaustedException($"The result of '{call.Capability}' is {size} bytes, over the {_options.MaxForwardedBytes}-byte limit of what the bridge forwards (max_message_bytes, {_options.MaxMessageBytes}, less room for framing).").ToError() };
             }
 
             if (!streamToken.IsCancellationRequested)
@@ -1000,15 +1000,10 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
         // Our own id: callers' ids are only unique per caller.
         var callId = "b" + Interlocked.Increment(ref _pushedCallSequence).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        // Synchronous continuations: the provider's read loop, which completes this, carries the result
-        // through the broker straight into the caller's queue, without a hop through the thread pool.
-        var pending = new TaskCompletionSource<ReadOnlyMemory<byte>>();
-        _pushedCalls[callId] = pending;
         var call = new ActionCall
         {
             CallId = callId,
             Capability = invocation.Capability,
-            InputJson = ByteString.CopyFrom(invocation.InputJson.Span),
             DeadlineUnixMs = invocation.Deadline.ToUnixTimeMilliseconds(),
             Caller = invocation.Caller,
             ThreadId = invocation.ThreadId,
@@ -1028,6 +1023,24 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             call.Headers[LoomTelemetry.TracestateHeader] = invocation.Tracestate;
         }
 
+        // Sized before the input is copied. A call the agent could not receive is refused to the caller
+        // here, so no provider sees it (sent, it would end this provider's stream and the broker would try the next).
+        var input = invocation.InputJson;
+        var size = call.CalculateSize() + (input.IsEmpty ? 0 : FrameEncoder.EntryLength(input.Length));
+        if (size > _options.MaxForwardedBytes)
+        {
+            throw new ResourceExhaustedException(
+                $"The call to '{invocation.Capability}' would reach its provider as a message of {size} bytes ({input.Length} bytes of input, {call.Headers.Count} headers), "
+                + $"over the {_options.MaxForwardedBytes}-byte limit of what the bridge forwards (max_message_bytes, {_options.MaxMessageBytes}, less room for framing). "
+                + "Send a smaller input, or store large data elsewhere (memory, a file, a URL) and pass a reference.");
+        }
+
+        call.InputJson = ByteString.CopyFrom(input.Span);
+
+        // Synchronous continuations: the provider's read loop, which completes this, carries the result
+        // through the broker straight into the caller's queue, without a hop through the thread pool.
+        var pending = new TaskCompletionSource<ReadOnlyMemory<byte>>();
+        _pushedCalls[callId] = pending;
         if (!_control.Writer.TryWrite(new ServerMessage { Call = call }))
         {
             _pushedCalls.TryRemove(callId, out _);
