@@ -55,6 +55,11 @@ public sealed class MessageSizeTests : IAsyncLifetime, IDisposable
         throw new InvalidOperationException("Could not size the input.");
     }
 
+    private Task MetricsShowAsync(string sample) => Poll.UntilAsync(
+        async ct => (await _http.GetStringAsync(new Uri(_bridge.HttpAddress, "/metrics"), ct)).Contains(sample + "\n", StringComparison.Ordinal),
+        Short,
+        sample + " in /metrics");
+
     [Fact]
     public async Task An_input_too_large_for_the_providers_is_refused_to_the_caller_and_every_provider_stays_up()
     {
@@ -114,6 +119,8 @@ public sealed class MessageSizeTests : IAsyncLifetime, IDisposable
                 Assert.True(await answering.WaitAsync(Short) < 100, $"{provider.AgentId}'s first pushed call was the normal one");
                 Assert.Null(provider.StreamError);
             }
+
+            await MetricsShowAsync("loom_control_messages_dropped_total{kind=\"call\",reason=\"too_large\"} 2");
         }
         finally
         {
@@ -168,10 +175,7 @@ public sealed class MessageSizeTests : IAsyncLifetime, IDisposable
                 Assert.Null(subscriber.StreamError);
             }
 
-            await Poll.UntilAsync(
-                async ct => (await _http.GetStringAsync(new Uri(_bridge.HttpAddress, "/metrics"), ct)).Contains("loom_events_refused_total{reason=\"too_large\",topic_group=\"news.>\"} 1\n", StringComparison.Ordinal),
-                Short,
-                "the refusal counted in /metrics");
+            await MetricsShowAsync("loom_events_refused_total{reason=\"too_large\",topic_group=\"news.>\"} 1");
         }
         finally
         {
@@ -203,5 +207,35 @@ public sealed class MessageSizeTests : IAsyncLifetime, IDisposable
         }
 
         Assert.Null(subscriber.StreamError);
+    }
+
+    [Fact]
+    public async Task A_memory_list_too_large_for_one_message_is_refused_and_the_requester_stays_up()
+    {
+        await using var agent = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("lister"));
+        var value = ByteString.CopyFrom(new byte[60 * 1024]);
+        for (var i = 0; i < 6; i++)
+        {
+            await agent.SendAsync(new ClientMessage { Memory = new MemoryRequest { CorrelationId = "set" + i, Set = new MemorySet { Key = "k" + i, Value = value } } });
+            var stored = await agent.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Memory, Short);
+            Assert.Null(stored.Memory.Error);
+        }
+
+        // Six values of 60 KiB: 360 KiB, over the 256 KiB limit.
+        await agent.SendAsync(new ClientMessage { Memory = new MemoryRequest { CorrelationId = "all", List = new MemoryList { Prefix = "k" } } });
+        var refused = await agent.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Memory, Short);
+        Assert.Equal("all", refused.Memory.CorrelationId);
+        Assert.Equal(ErrorCode.ResourceExhausted, refused.Memory.Error.Code);
+        Assert.Empty(refused.Memory.Entries);
+        Assert.Contains("limit 4", refused.Memory.Error.Message, StringComparison.Ordinal);
+
+        // The stream is up, and the limit the refusal suggested is answered.
+        await agent.SendAsync(new ClientMessage { Memory = new MemoryRequest { CorrelationId = "some", List = new MemoryList { Prefix = "k", Limit = 4 } } });
+        var some = await agent.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Memory, Short);
+        Assert.Equal("some", some.Memory.CorrelationId);
+        Assert.Null(some.Memory.Error);
+        Assert.Equal(["k0", "k1", "k2", "k3"], some.Memory.Entries.Select(e => e.Key));
+        Assert.Null(agent.StreamError);
+        await MetricsShowAsync("loom_control_messages_dropped_total{kind=\"memory\",reason=\"too_large\"} 1");
     }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Text;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Loom.Bridge.Internal.Metrics;
@@ -773,7 +774,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             case ClientMessage.KindOneofCase.Heartbeat:
                 break; // Touch() already ran for the frame.
             case ClientMessage.KindOneofCase.Memory:
-                await EnqueueAsync(new ServerMessage { Memory = _memory.Execute(message.Memory, Namespace) }, token);
+                await EnqueueAsync(new ServerMessage { Memory = Bounded(message.Memory, _memory.Execute(message.Memory, Namespace)) }, token);
                 break;
             case ClientMessage.KindOneofCase.Cancel:
                 if (_outgoingCalls.TryRemove(message.Cancel.CallId, out var cts))
@@ -786,6 +787,52 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 await ReplyErrorAsync(string.Empty, new InvalidParamsException($"Unknown client message kind {(int)message.KindCase}; this bridge speaks loom.v1."), token);
                 break;
         }
+    }
+
+    /// <summary>
+    /// A memory answer the agent could not receive is refused in its place (RESOURCE_EXHAUSTED):
+    /// sent, it would end the stream. A list's refusal says how many entries would fit.
+    /// </summary>
+    private MemoryResponse Bounded(MemoryRequest request, MemoryResponse response)
+    {
+        var limit = _options.MaxForwardedBytes;
+        var size = response.CalculateSize();
+        if (size <= limit)
+        {
+            return response;
+        }
+
+        Metrics?.ControlDropped("memory", "too_large");
+        var over = $"{size} bytes, over the {limit}-byte limit of what the bridge sends (max_message_bytes, {_options.MaxMessageBytes}, less room for framing)";
+        string message;
+        if (request.OpCase == MemoryRequest.OpOneofCase.List)
+        {
+            var used = 64 + Encoding.UTF8.GetByteCount(response.CorrelationId); // the refusal's own fields, generously
+            var fits = 0;
+            foreach (var entry in response.Entries)
+            {
+                used += FrameEncoder.EntryLength(entry.CalculateSize());
+                if (used > limit)
+                {
+                    break;
+                }
+
+                fits++;
+            }
+
+            message = fits > 0
+                ? $"The answer to this memory list ({response.Entries.Count} entries) is {over}. The first {fits} entries fit: ask again with limit {fits}, or with a longer prefix."
+                : $"The answer to this memory list is {over}, and its first entry alone does not fit: read the keys one by one, or lower memory.max_value_bytes below max_message_bytes.";
+        }
+        else
+        {
+            var applied = request.OpCase == MemoryRequest.OpOneofCase.Set || (request.OpCase == MemoryRequest.OpOneofCase.CompareAndSet && response.Found)
+                ? " The write itself took effect."
+                : string.Empty;
+            message = $"The answer to this memory {request.OpCase.ToString().ToLowerInvariant()} is {over}: its value cannot be sent over this bridge; keep memory.max_value_bytes below max_message_bytes.{applied}";
+        }
+
+        return new MemoryResponse { CorrelationId = response.CorrelationId, Error = new ResourceExhaustedException(message).ToError() };
     }
 
     private async ValueTask PublishAsync(Envelope envelope, CancellationToken token)
@@ -947,6 +994,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             var result = outcome.ToResult(call.CallId);
             if (result.CalculateSize() is var size && size > _options.MaxForwardedBytes)
             {
+                Metrics?.ControlDropped("result", "too_large");
                 result = new ActionResult { CallId = call.CallId, Provider = result.Provider, Error = new ResourceExhaustedException($"The result of '{call.Capability}' is {size} bytes, over the {_options.MaxForwardedBytes}-byte limit of what the bridge forwards (max_message_bytes, {_options.MaxMessageBytes}, less room for framing).").ToError() };
             }
 
@@ -1029,6 +1077,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         var size = call.CalculateSize() + (input.IsEmpty ? 0 : FrameEncoder.EntryLength(input.Length));
         if (size > _options.MaxForwardedBytes)
         {
+            Metrics?.ControlDropped("call", "too_large");
             throw new ResourceExhaustedException(
                 $"The call to '{invocation.Capability}' would reach its provider as a message of {size} bytes ({input.Length} bytes of input, {call.Headers.Count} headers), "
                 + $"over the {_options.MaxForwardedBytes}-byte limit of what the bridge forwards (max_message_bytes, {_options.MaxMessageBytes}, less room for framing). "
