@@ -210,6 +210,28 @@ public sealed class MessageSizeTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task An_error_reply_too_large_for_the_agent_is_cut_short_and_the_stream_stays_up()
+    {
+        await using var agent = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("echoed"));
+
+        // The error echoes the correlation id and names the unknown subscription id: with its own words,
+        // more than the frame that asked, which was just under the limit.
+        var correlation = new string('c', 100 * 1024);
+        ClientFrame Unsubscribe(ByteString id) => new() { Messages = { new ClientMessage { Unsubscribe = new UnsubscribeRequest { CorrelationId = correlation, SubscriptionId = id.ToStringUtf8() } } } };
+        var frame = Unsubscribe(InputSized(id => Unsubscribe(id).CalculateSize(), Limit - 16));
+        await agent.SendAsync(frame.Messages[0]);
+        var error = await agent.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Error, Short);
+        Assert.Equal(correlation, error.Error.CorrelationId);
+        Assert.Equal(ErrorCode.InvalidParams, error.Error.Error.Code);
+        Assert.Contains("cut short", error.Error.Error.Message, StringComparison.Ordinal);
+
+        await agent.SendAsync(new ClientMessage { Subscribe = new SubscribeRequest { CorrelationId = "after", Subscription = new Protocol.V1.Subscription { Pattern = "after.>" } } });
+        var ack = await agent.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Ack, Short);
+        Assert.Equal("after", ack.Ack.CorrelationId);
+        Assert.Null(agent.StreamError);
+    }
+
+    [Fact]
     public async Task A_memory_list_too_large_for_one_message_is_refused_and_the_requester_stays_up()
     {
         await using var agent = await RawAgent.RegisterAsync(_bridge.GrpcAddress, Agent("lister"));

@@ -661,6 +661,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     /// A control message over the limit by itself. Every source sizes what it queues, so only a bug
     /// gets here; the message is not sent (that would end the stream), and whoever waits for it is told.
     /// </summary>
+    private static string Shortened(string text) =>
+        text.Length <= 512 ? text : string.Concat(text.AsSpan(0, 512), $"… ({text.Length} characters in all; cut short to fit the message limit)");
+
     private void RefuseOversized(FrameEncoder encoder, ServerMessage message, int size)
     {
         var kind = message.KindCase.ToString().ToLowerInvariant();
@@ -671,6 +674,21 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
             ServerMessage.KindOneofCase.Result => new ServerMessage { Result = new ActionResult { CallId = message.Result.CallId, Provider = message.Result.Provider, Error = new ResourceExhaustedException(why).ToError() } },
             ServerMessage.KindOneofCase.Memory => new ServerMessage { Memory = new MemoryResponse { CorrelationId = message.Memory.CorrelationId, Error = new ResourceExhaustedException(why).ToError() } },
+
+            // An error that echoes what the agent sent (ids, names) is cut short: the agent still learns what failed.
+            ServerMessage.KindOneofCase.Error => new ServerMessage
+            {
+                Error = new ErrorReply
+                {
+                    CorrelationId = message.Error.CorrelationId,
+                    Error = new Error
+                    {
+                        Code = message.Error.Error?.Code ?? ErrorCode.Internal,
+                        Message = Shortened(message.Error.Error?.Message ?? string.Empty),
+                        Retryable = message.Error.Error?.Retryable ?? false,
+                    },
+                },
+            },
             _ => null,
         };
         if (message.KindCase == ServerMessage.KindOneofCase.Call && _pushedCalls.TryRemove(message.Call.CallId, out var pending))
