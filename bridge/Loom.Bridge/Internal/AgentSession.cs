@@ -549,19 +549,25 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 var full = false;
                 while (!full && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
                 {
-                    var size = control.CalculateSize();
-                    var length = FrameEncoder.EntryLength(size);
-                    if (encoder.Length + length <= limit)
+                    var message = control;
+                    var size = message.CalculateSize();
+                    if (FrameEncoder.EntryLength(size) > limit)
                     {
-                        encoder.AddMessage(control, size);
+                        if (Oversized(message, size) is not { } notice || FrameEncoder.EntryLength(notice.CalculateSize()) > limit)
+                        {
+                            continue;
+                        }
+
+                        (message, size) = (notice, notice.CalculateSize());
                     }
-                    else if (length > limit)
+
+                    if (encoder.Length + FrameEncoder.EntryLength(size) <= limit)
                     {
-                        RefuseOversized(encoder, control, size);
+                        encoder.AddMessage(message, size);
                     }
                     else
                     {
-                        (heldControl, heldControlSize, full) = (control, size, true);
+                        (heldControl, heldControlSize, full) = (message, size, true);
                     }
                 }
 
@@ -657,14 +663,15 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
     }
 
-    /// <summary>
-    /// A control message over the limit by itself. Every source sizes what it queues, so only a bug
-    /// gets here; the message is not sent (that would end the stream), and whoever waits for it is told.
-    /// </summary>
     private static string Shortened(string text) =>
         text.Length <= 512 ? text : string.Concat(text.AsSpan(0, 512), $"… ({text.Length} characters in all; cut short to fit the message limit)");
 
-    private void RefuseOversized(FrameEncoder encoder, ServerMessage message, int size)
+    /// <summary>
+    /// A control message over the limit by itself. Every source sizes what it queues, so only a bug or
+    /// an echo of what the agent sent gets here; the message is not sent (that would end the stream):
+    /// returns what to send instead, if anything, and tells whoever waits for a pushed call.
+    /// </summary>
+    private ServerMessage? Oversized(ServerMessage message, int size)
     {
         var kind = message.KindCase.ToString().ToLowerInvariant();
         Metrics?.ControlDropped(kind, "too_large");
@@ -696,10 +703,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             pending.TrySetException(new ResourceExhaustedException(why));
         }
 
-        if (notice is not null && notice.CalculateSize() is var noticeSize && FrameEncoder.EntryLength(noticeSize) <= _options.MaxMessageBytes)
-        {
-            encoder.AddMessage(notice, noticeSize);
-        }
+        return notice;
     }
 
     private Activity? StartDeliverSpan(Envelope envelope, EventSubscription subscription)
