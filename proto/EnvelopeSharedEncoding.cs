@@ -22,6 +22,12 @@ public sealed partial class Envelope
     public void PrepareDeliveries(int subscriptions) =>
         Volatile.Write(ref _shared, subscriptions > 1 ? new SharedEncoding(subscriptions) : null);
 
+    /// <summary>
+    /// Bytes of fields this build does not know (kept and forwarded as received); zero, without any
+    /// work, for an envelope that has none. Sizes that are estimated from the known fields add it.
+    /// </summary>
+    public int UnknownFieldsSize => _unknownFields is null ? 0 : _unknownFields.CalculateSize();
+
     /// <summary>True while bytes are kept for this publication's remaining deliveries.</summary>
     public bool HasSharedEncoding => Volatile.Read(ref _shared)?.Bytes is not null;
 

@@ -59,11 +59,28 @@ public sealed class FrameEncoder
         return _array.AsSpan(_written);
     }
 
+    /// <summary>The bytes a message of <paramref name="size"/> bytes adds to a frame (its tag and length included).</summary>
+    public static int EntryLength(int size) => 1 + WireFormat.VarintSize((uint)size) + size;
+
+    /// <summary>The bytes <see cref="AddDelivery(string, Envelope, int, byte[])"/> adds to a frame for an envelope of <paramref name="envelopeSize"/> bytes.</summary>
+    public static int DeliveryLength(string subscriptionId, int envelopeSize)
+    {
+        ArgumentNullException.ThrowIfNull(subscriptionId);
+        var idBytes = Encoding.UTF8.GetByteCount(subscriptionId);
+        return EntryLength(EntryLength(1 + WireFormat.VarintSize((uint)idBytes) + idBytes + EntryLength(envelopeSize)));
+    }
+
     /// <summary>Appends one message (a ServerMessage or a ClientMessage, as the frame's kind).</summary>
     public void AddMessage(IMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        var size = message.CalculateSize();
+        AddMessage(message, message.CalculateSize());
+    }
+
+    /// <summary>Appends one message whose <see cref="IMessage.CalculateSize"/> the caller already has.</summary>
+    public void AddMessage(IMessage message, int size)
+    {
+        ArgumentNullException.ThrowIfNull(message);
         var span = GetSpan(1 + 5 + size);
         var n = WireFormat.WriteTagAndLength(span, FieldOneLength, size);
         message.WriteTo(span.Slice(n, size));
@@ -88,11 +105,21 @@ public sealed class FrameEncoder
     /// <summary>Appends ServerMessage{deliver: Delivery{subscription_id, envelope}}.</summary>
     public void AddDelivery(string subscriptionId, Envelope envelope)
     {
+        ArgumentNullException.ThrowIfNull(envelope);
+        var shared = envelope.TryGetSharedEncoding(out var encoding);
+        AddDelivery(subscriptionId, envelope, shared ? encoding.Length : envelope.CalculateSize(), shared ? encoding : null);
+    }
+
+    /// <summary>
+    /// Appends ServerMessage{deliver: Delivery{subscription_id, envelope}} for an envelope the caller
+    /// has sized: <paramref name="encoding"/> is its shared encoding (<see cref="Envelope.TryGetSharedEncoding"/>)
+    /// or null, and <paramref name="envelopeSize"/> that encoding's length or the envelope's size.
+    /// </summary>
+    public void AddDelivery(string subscriptionId, Envelope envelope, int envelopeSize, byte[]? encoding)
+    {
         ArgumentNullException.ThrowIfNull(subscriptionId);
         ArgumentNullException.ThrowIfNull(envelope);
         var idBytes = Encoding.UTF8.GetByteCount(subscriptionId);
-        var shared = envelope.TryGetSharedEncoding(out var encoding);
-        var envelopeSize = shared ? encoding.Length : envelope.CalculateSize();
         var deliverySize = 1 + WireFormat.VarintSize((uint)idBytes) + idBytes + 1 + WireFormat.VarintSize((uint)envelopeSize) + envelopeSize;
         var messageSize = 1 + WireFormat.VarintSize((uint)deliverySize) + deliverySize;
         var span = GetSpan(1 + 5 + messageSize);
@@ -101,7 +128,7 @@ public sealed class FrameEncoder
         n += WireFormat.WriteTagAndLength(span[n..], FieldOneLength, idBytes);
         n += Encoding.UTF8.GetBytes(subscriptionId, span[n..]);
         n += WireFormat.WriteTagAndLength(span[n..], FieldTwoLength, envelopeSize);
-        if (shared)
+        if (encoding is not null)
         {
             encoding.CopyTo(span[n..]);
         }

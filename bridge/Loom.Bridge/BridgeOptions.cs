@@ -47,8 +47,18 @@ public sealed class BridgeOptions
     /// </summary>
     public Action<Grpc.AspNetCore.Server.GrpcServiceOptions>? ConfigureGrpc { get; init; }
 
-    /// <summary>Largest gRPC message accepted or sent. Default 4 MiB.</summary>
+    /// <summary>
+    /// Largest gRPC message accepted or sent. Agents must accept messages of this size (it is in
+    /// the registration's limits); whatever the bridge would forward beyond it is refused to its
+    /// sender with RESOURCE_EXHAUSTED instead. Default 4 MiB.
+    /// </summary>
     public int MaxMessageBytes { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>Room kept in every message the bridge sends for what it wraps around a sender's content (frame, delivery, ids it sets, trace context).</summary>
+    internal const int FramingHeadroomBytes = 1024;
+
+    /// <summary>The largest envelope, pushed call, result or memory answer the bridge forwards to an agent.</summary>
+    internal int MaxForwardedBytes => Math.Max(MaxMessageBytes / 2, MaxMessageBytes - FramingHeadroomBytes);
 
     /// <summary>Largest envelope payload. Default 1 MiB.</summary>
     public int MaxPayloadBytes { get; init; } = 1024 * 1024;

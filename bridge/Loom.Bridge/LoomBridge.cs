@@ -37,7 +37,9 @@ public sealed class LoomBridge : IAsyncDisposable
         _options = options ?? new BridgeOptions();
         _configureLogging = configureLogging;
         Time = time ?? TimeProvider.System;
-        Bus = new EventBus(_options.EventBus, Time);
+        // No envelope larger than an agent can receive gets into the bus: it would end every subscriber's stream.
+        var envelopeLimit = _options.EventBus.MaxEnvelopeBytes > 0 ? Math.Min(_options.EventBus.MaxEnvelopeBytes, _options.MaxForwardedBytes) : _options.MaxForwardedBytes;
+        Bus = new EventBus(_options.EventBus with { MaxEnvelopeBytes = envelopeLimit }, Time);
         Broker = new ActionBroker(_options.Actions, new Router(), Time);
         Memory = new MemoryStore(_options.Memory, Time);
         Agents = new AgentDirectory();
@@ -140,7 +142,7 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         // The services are singletons built from the core this bridge owns (resolved at the first call, after StartAsync set them up).
-        builder.Services.AddSingleton(_ => new BridgeService(_sessions!, Broker));
+        builder.Services.AddSingleton(_ => new BridgeService(_sessions!, Broker, _options));
         builder.Services.AddSingleton(_ => new CollaborationService(_sessions!, _coordinator!));
         builder.Services.AddSingleton(_health);
 

@@ -48,7 +48,7 @@ public sealed class CoreMetrics : IDisposable
 
         meter.CreateObservableCounter("loom.events.published", ObservePublished, "{event}", "Envelopes accepted for publishing, by topic group and the envelope's QoS class.");
         meter.CreateObservableCounter("loom.events.no_subscribers", ObserveNoSubscribers, "{event}", "Published envelopes that matched no subscription, by topic group.");
-        meter.CreateObservableCounter("loom.events.refused", ObserveRefused, "{event}", "Envelopes refused at publish (hop_limit, ttl_expired, memory_limit), by topic group and reason.");
+        meter.CreateObservableCounter("loom.events.refused", ObserveRefused, "{event}", "Envelopes refused at publish (hop_limit, ttl_expired, memory_limit, too_large), by topic group and reason.");
         meter.CreateObservableCounter("loom.events.delivered", ObserveDelivered, "{event}", "Envelopes handed to subscribers, by subscription pattern group and QoS class.");
         meter.CreateObservableCounter("loom.events.dropped", ObserveDropped, "{event}", "Envelopes dropped by subscriptions, by pattern group, QoS class and reason.");
         meter.CreateObservableGauge("loom.subscriptions", ObserveSubscriptions, "{subscription}", "Live subscriptions, by pattern group and QoS class.");
@@ -84,6 +84,7 @@ public sealed class CoreMetrics : IDisposable
         DropReason.HopLimit => "hop_limit",
         DropReason.SlowConsumer => "slow_consumer",
         DropReason.MemoryLimit => "memory_limit",
+        DropReason.TooLarge => "too_large",
         _ => "unknown",
     };
 
@@ -182,7 +183,7 @@ public sealed class CoreMetrics : IDisposable
         {
             for (var r = 0; r < totals.Dropped.Length; r++)
             {
-                if (r == (int)DropReason.HopLimit)
+                if (r is (int)DropReason.HopLimit or (int)DropReason.TooLarge)
                 {
                     continue; // only at publish: loom.events.refused
                 }

@@ -35,6 +35,7 @@ public sealed class EventBus : IDisposable
     private readonly long _defaultTtlMs;
     private readonly uint _maxHops;
     private readonly long _maxQueuedBytes;
+    private readonly int _maxEnvelopeBytes;
     private long _queuedBytes;
     private long _version; // bumped on every subscription change; cached matches carry the version they saw
     private int _topicCount;
@@ -51,6 +52,7 @@ public sealed class EventBus : IDisposable
         _defaultTtlMs = (long)_options.DefaultTtl.TotalMilliseconds;
         _maxHops = _options.MaxHops;
         _maxQueuedBytes = _options.MaxQueuedBytes > 0 ? _options.MaxQueuedBytes : DefaultMaxQueuedBytes();
+        _maxEnvelopeBytes = _options.MaxEnvelopeBytes;
         SlowConsumerThreshold = _options.SlowConsumerThreshold;
         Groups = new TopicGroups(_options.MetricTopicGroups, _options.MaxMetricTopicGroups);
     }
@@ -76,13 +78,13 @@ public sealed class EventBus : IDisposable
 
     /// <summary>
     /// The bytes an envelope is counted as while queued: its payload, strings and headers (one
-    /// byte a character) plus 128 for the objects around them. Cheap (no serialization), and
-    /// computed once per publication.
+    /// byte a character), fields unknown to this build, plus 128 for the objects around them. Cheap
+    /// (no serialization), and computed once per publication.
     /// </summary>
     public static int WeightOf(Envelope envelope)
     {
         ArgumentNullException.ThrowIfNull(envelope);
-        long weight = 128 + envelope.Payload.Length + envelope.Topic.Length + envelope.Id.Length + envelope.Sender.Length
+        long weight = 128 + envelope.Payload.Length + envelope.UnknownFieldsSize + envelope.Topic.Length + envelope.Id.Length + envelope.Sender.Length
             + envelope.ThreadId.Length + envelope.CorrelationId.Length + envelope.ReplyTo.Length + envelope.ContentType.Length
             + envelope.Traceparent.Length + envelope.Tracestate.Length;
         if (envelope.Headers.Count != 0)
@@ -201,6 +203,16 @@ public sealed class EventBus : IDisposable
             return new ValueTask<PublishResult>(new PublishResult(PublishStatus.TtlExpired, 0, 0));
         }
 
+        // Sized whole, as subscribers would receive it, whether or not any subscribes now: a publisher
+        // learns of its mistake at once. The weight bounds the encoding (at most 3 bytes a character,
+        // 128 for the fields), so most envelopes are never serialized for this.
+        var weight = WeightOf(envelope);
+        if (_maxEnvelopeBytes > 0 && 3L * weight > _maxEnvelopeBytes && envelope.CalculateSize() > _maxEnvelopeBytes)
+        {
+            entry.CountDrop(DropReason.TooLarge);
+            return new ValueTask<PublishResult>(new PublishResult(PublishStatus.TooLarge, 0, 0));
+        }
+
         var subscriptions = MatchesOf(entry, envelope.Topic);
         Interlocked.Increment(ref entry.PublishedByQos[QosIndex(envelope.Qos)]);
         if (subscriptions.Length == 0)
@@ -215,7 +227,6 @@ public sealed class EventBus : IDisposable
             return new ValueTask<PublishResult>(new PublishResult(PublishStatus.MemoryLimit, 0, 0));
         }
 
-        var weight = WeightOf(envelope);
         envelope.PrepareDeliveries(subscriptions.Length); // final now: N remote subscribers serialize it once
         var delivered = 0;
         var dropped = 0;
@@ -454,10 +465,10 @@ public sealed class EventBus : IDisposable
         var snapshot = new BusMetricsSnapshot();
         foreach (var entry in _topics.Values)
         {
-            snapshot.AddTopic(entry.Group, entry.PublishedByQos, Volatile.Read(ref entry.NoSubscribers), Volatile.Read(ref entry.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref entry.RefusedTtl), Volatile.Read(ref entry.Dropped[(int)DropReason.MemoryLimit]));
+            snapshot.AddTopic(entry.Group, entry.PublishedByQos, Volatile.Read(ref entry.NoSubscribers), Volatile.Read(ref entry.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref entry.RefusedTtl), Volatile.Read(ref entry.Dropped[(int)DropReason.MemoryLimit]), Volatile.Read(ref entry.Dropped[(int)DropReason.TooLarge]));
         }
 
-        snapshot.AddTopic(_otherTopics.Group, _otherTopics.PublishedByQos, Volatile.Read(ref _otherTopics.NoSubscribers), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref _otherTopics.RefusedTtl), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.MemoryLimit]));
+        snapshot.AddTopic(_otherTopics.Group, _otherTopics.PublishedByQos, Volatile.Read(ref _otherTopics.NoSubscribers), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.HopLimit]), Volatile.Read(ref _otherTopics.RefusedTtl), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.MemoryLimit]), Volatile.Read(ref _otherTopics.Dropped[(int)DropReason.TooLarge]));
 
         // Under the gate: a subscription moves from live to retired atomically, so sums never go back.
         lock (_gate)
@@ -612,6 +623,7 @@ public sealed class EventBus : IDisposable
             ?? Capacity(options.MaxSubscriptionQueueCapacity, nameof(options.MaxSubscriptionQueueCapacity))
             ?? (options.MaxQueueBytesPerSubscription < 1 ? $"MaxQueueBytesPerSubscription is {options.MaxQueueBytesPerSubscription}; it must be positive." : null)
             ?? (options.MaxQueuedBytes < 0 ? $"MaxQueuedBytes is {options.MaxQueuedBytes}; use 0 for the default or a positive number." : null)
+            ?? (options.MaxEnvelopeBytes < 0 ? $"MaxEnvelopeBytes is {options.MaxEnvelopeBytes}; use 0 for no limit or a positive number." : null)
             ?? (options.DefaultTtl <= TimeSpan.Zero ? $"DefaultTtl is {options.DefaultTtl}; it must be positive." : null)
             ?? (options.DefaultBlockTimeout < TimeSpan.Zero ? $"DefaultBlockTimeout is {options.DefaultBlockTimeout}; it must not be negative." : null)
             ?? (options.MaxBlockTimeout < options.DefaultBlockTimeout ? $"MaxBlockTimeout is {options.MaxBlockTimeout}; it must be at least DefaultBlockTimeout ({options.DefaultBlockTimeout})." : null)

@@ -41,6 +41,14 @@ public sealed record EventBusOptions
     /// </summary>
     public long MaxQueuedBytes { get; init; }
 
+    /// <summary>
+    /// Largest envelope, encoded (payload, headers and every other field, as the bus finalizes it),
+    /// that a publish may carry; a larger one is refused (<see cref="PublishStatus.TooLarge"/>) rather
+    /// than handed to subscribers that could not receive it. Default 0: no limit (a bridge sets it
+    /// from its message limit).
+    /// </summary>
+    public int MaxEnvelopeBytes { get; init; }
+
     /// <summary>Publishes an envelope may go through (a forwarding loop guard). Default 16.</summary>
     public uint MaxHops { get; init; } = 16;
 
@@ -99,6 +107,9 @@ public enum PublishStatus
 
     /// <summary>The bus holds its limit of queued bytes (<see cref="EventBusOptions.MaxQueuedBytes"/>); nothing was delivered.</summary>
     MemoryLimit,
+
+    /// <summary>The envelope is larger than <see cref="EventBusOptions.MaxEnvelopeBytes"/>; nothing was delivered.</summary>
+    TooLarge,
 }
 
 /// <summary>Outcome of a publish: status, subscriptions that queued it and subscriptions that dropped it.</summary>
@@ -133,6 +144,9 @@ public enum DropReason
     /// was refused (<see cref="PublishStatus.MemoryLimit"/>) until readers drain below it.
     /// </summary>
     MemoryLimit,
+
+    /// <summary>It was larger than <see cref="EventBusOptions.MaxEnvelopeBytes"/>: the publish was refused (<see cref="PublishStatus.TooLarge"/>).</summary>
+    TooLarge,
 }
 
 /// <summary>Notified when a subscription's queue goes from empty to non-empty.</summary>

@@ -28,12 +28,16 @@ public sealed class FrameEncoderTests
             };
             envelope.Headers["k" + i] = "v";
             var subscription = i % 3 == 0 ? "sub-ü" : "5f0c2b6a9d8e4f7a8b1c2d3e4f5a6b7c";
+            var before = encoder.Length;
             encoder.AddDelivery(subscription, envelope);
+            Assert.Equal(FrameEncoder.DeliveryLength(subscription, envelope.CalculateSize()), encoder.Length - before); // what the write loop sizes frames by
             expected.Messages.Add(new ServerMessage { Deliver = new Delivery { SubscriptionId = subscription, Envelope = envelope } });
         }
 
         var large = new ServerMessage { Result = new ActionResult { CallId = "b1", OutputJson = ByteString.CopyFrom(new byte[70_000]) } };
+        var beforeLarge = encoder.Length;
         encoder.AddMessage(large);
+        Assert.Equal(FrameEncoder.EntryLength(large.CalculateSize()), encoder.Length - beforeLarge);
         expected.Messages.Add(large);
 
         Assert.Equal(302, encoder.Count);

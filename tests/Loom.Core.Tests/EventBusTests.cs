@@ -289,6 +289,35 @@ public class EventBusTests
         Assert.Equal(0, bus.QueuedBytes);
     }
 
+    [Fact]
+    public async Task An_envelope_over_the_size_limit_is_refused_whole_and_counted()
+    {
+        using var bus = NewBus(new EventBusOptions { MaxEnvelopeBytes = 10_000 });
+        using var sub = bus.Subscribe("t", new(QosClass.Normal));
+
+        // Headers count as much as the payload; two-byte characters count as two.
+        var headers = Sized("t", "headers", 1000);
+        headers.Headers["a"] = new string('é', 2500);
+        headers.Headers["b"] = new string('é', 2500);
+        Assert.Equal(new PublishResult(PublishStatus.TooLarge, 0, 0), await bus.PublishAsync(headers));
+
+        // So do fields this build does not know, forwarded as received.
+        using var bytes = new MemoryStream();
+        var output = new Google.Protobuf.CodedOutputStream(bytes);
+        new Envelope { Topic = "t", Id = "unknown" }.WriteTo(output);
+        output.WriteTag(99, Google.Protobuf.WireFormat.WireType.LengthDelimited);
+        output.WriteBytes(Google.Protobuf.ByteString.CopyFrom(new byte[20_000]));
+        output.Flush();
+        var unknown = Envelope.Parser.ParseFrom(bytes.ToArray());
+        Assert.True(unknown.UnknownFieldsSize > 20_000);
+        Assert.Equal(new PublishResult(PublishStatus.TooLarge, 0, 0), await bus.PublishAsync(unknown));
+
+        Assert.Equal(new PublishResult(PublishStatus.Accepted, 1, 0), await bus.PublishAsync(Sized("t", "fits", 9000)));
+        Assert.Equal(["fits"], Drain(sub));
+        Assert.Equal(2, bus.TopicStats()[0].Dropped[DropReason.TooLarge]);
+        Assert.Equal(0, sub.Stats.Dropped[DropReason.TooLarge]);
+    }
+
     [Theory]
     [InlineData(20_000, 0)]
     [InlineData(0, 100_000)]

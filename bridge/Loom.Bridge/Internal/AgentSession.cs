@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Text;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Loom.Bridge.Internal.Metrics;
@@ -524,37 +525,92 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         var rotation = 0;
         List<Activity>? spans = null;
 
+        // A frame never exceeds the agent's message limit (the transport would end the stream): what
+        // does not fit waits here for the next frame, which it opens.
+        var limit = _options.MaxMessageBytes;
+        ServerMessage? heldControl = null;
+        var heldControlSize = 0;
+        HeldDelivery? heldDelivery = null;
+
         // Frames are encoded by hand: each envelope sized and written once, a fan-out's envelope encoded once for all.
         var encoder = new FrameEncoder();
         try
         {
             while (!token.IsCancellationRequested)
             {
-                while (encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
+                if (heldControl is not null)
                 {
-                    encoder.AddMessage(control);
+                    encoder.AddMessage(heldControl, heldControlSize);
+                    heldControl = null;
+                }
+                else if (heldDelivery is { } held)
+                {
+                    AddDelivery(encoder, held, ref spans);
+                    heldDelivery = null;
+                }
+
+                var full = false;
+                while (!full && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && _control.Reader.TryRead(out var control))
+                {
+                    var message = control;
+                    var size = message.CalculateSize();
+                    if (FrameEncoder.EntryLength(size) > limit)
+                    {
+                        if (Oversized(message, size) is not { } notice || FrameEncoder.EntryLength(notice.CalculateSize()) > limit)
+                        {
+                            continue;
+                        }
+
+                        (message, size) = (notice, notice.CalculateSize());
+                    }
+
+                    if (encoder.Length + FrameEncoder.EntryLength(size) <= limit)
+                    {
+                        encoder.AddMessage(message, size);
+                    }
+                    else
+                    {
+                        (heldControl, heldControlSize, full) = (message, size, true);
+                    }
                 }
 
                 var subscriptions = Volatile.Read(ref _subscriptions);
                 var tracing = LoomTelemetry.Source.HasListeners();
-                if (subscriptions.Length > 0)
+                if (subscriptions.Length > 0 && !full)
                 {
                     rotation = (rotation + 1) % subscriptions.Length;
-                    for (var k = 0; k < subscriptions.Length && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes; k++)
+                    for (var k = 0; k < subscriptions.Length && !full && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes; k++)
                     {
                         var subscription = subscriptions[(rotation + k) % subscriptions.Length];
-                        while (encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
+                        while (!full && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
                         {
-                            if (tracing && StartDeliverSpan(envelope, subscription) is { } span)
+                            Activity? span = null;
+                            if (tracing && (span = StartDeliverSpan(envelope, subscription)) is not null)
                             {
                                 // Envelopes are shared by every subscriber: this one carries its own delivery's context.
                                 envelope = envelope.Clone();
                                 envelope.Traceparent = LoomTelemetry.TraceparentOf(span);
                                 envelope.Tracestate = span.TraceStateString ?? string.Empty;
-                                (spans ??= []).Add(span);
                             }
 
-                            encoder.AddDelivery(subscription.Id, envelope);
+                            var shared = envelope.TryGetSharedEncoding(out var encoding);
+                            var delivery = new HeldDelivery(subscription.Id, envelope, shared ? encoding.Length : envelope.CalculateSize(), shared ? encoding : null, span);
+                            var length = FrameEncoder.DeliveryLength(delivery.SubscriptionId, delivery.Size);
+                            if (encoder.Length + length <= limit)
+                            {
+                                AddDelivery(encoder, delivery, ref spans);
+                            }
+                            else if (length > limit)
+                            {
+                                // Publishes are sized against the limit, so only a bug gets here: dropped, counted, never sent.
+                                Metrics?.ControlDropped("deliver", "too_large");
+                                Log.OversizedMessage(_logger, AgentId, "deliver", length, limit);
+                                span?.Stop();
+                            }
+                            else
+                            {
+                                (heldDelivery, full) = (delivery, true);
+                            }
                         }
                     }
                 }
@@ -598,7 +654,63 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         finally
         {
             encoder.Reset();
+            heldDelivery?.Span?.Stop();
         }
+    }
+
+    /// <summary>A delivery sized for a frame: its shared encoding if any, and its delivery span if traced.</summary>
+    private readonly record struct HeldDelivery(string SubscriptionId, Envelope Envelope, int Size, byte[]? Encoding, Activity? Span);
+
+    private static void AddDelivery(FrameEncoder encoder, HeldDelivery delivery, ref List<Activity>? spans)
+    {
+        encoder.AddDelivery(delivery.SubscriptionId, delivery.Envelope, delivery.Size, delivery.Encoding);
+        if (delivery.Span is not null)
+        {
+            (spans ??= []).Add(delivery.Span);
+        }
+    }
+
+    private static string Shortened(string text) =>
+        text.Length <= 512 ? text : string.Concat(text.AsSpan(0, 512), $"… ({text.Length} characters in all; cut short to fit the message limit)");
+
+    /// <summary>
+    /// A control message over the limit by itself. Every source sizes what it queues, so only a bug or
+    /// an echo of what the agent sent gets here; the message is not sent (that would end the stream):
+    /// returns what to send instead, if anything, and tells whoever waits for a pushed call.
+    /// </summary>
+    private ServerMessage? Oversized(ServerMessage message, int size)
+    {
+        var kind = message.KindCase.ToString().ToLowerInvariant();
+        Metrics?.ControlDropped(kind, "too_large");
+        Log.OversizedMessage(_logger, AgentId, kind, size, _options.MaxMessageBytes);
+        var why = $"The {kind} message for agent '{AgentId}' is {size} bytes, over the {_options.MaxMessageBytes}-byte message limit (max_message_bytes).";
+        ServerMessage? notice = message.KindCase switch
+        {
+            ServerMessage.KindOneofCase.Result => new ServerMessage { Result = new ActionResult { CallId = message.Result.CallId, Provider = message.Result.Provider, Error = new ResourceExhaustedException(why).ToError() } },
+            ServerMessage.KindOneofCase.Memory => new ServerMessage { Memory = new MemoryResponse { CorrelationId = message.Memory.CorrelationId, Error = new ResourceExhaustedException(why).ToError() } },
+
+            // An error that echoes what the agent sent (ids, names) is cut short: the agent still learns what failed.
+            ServerMessage.KindOneofCase.Error => new ServerMessage
+            {
+                Error = new ErrorReply
+                {
+                    CorrelationId = message.Error.CorrelationId,
+                    Error = new Error
+                    {
+                        Code = message.Error.Error?.Code ?? ErrorCode.Internal,
+                        Message = Shortened(message.Error.Error?.Message ?? string.Empty),
+                        Retryable = message.Error.Error?.Retryable ?? false,
+                    },
+                },
+            },
+            _ => null,
+        };
+        if (message.KindCase == ServerMessage.KindOneofCase.Call && _pushedCalls.TryRemove(message.Call.CallId, out var pending))
+        {
+            pending.TrySetException(new ResourceExhaustedException(why));
+        }
+
+        return notice;
     }
 
     private Activity? StartDeliverSpan(Envelope envelope, EventSubscription subscription)
@@ -695,7 +807,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             case ClientMessage.KindOneofCase.Heartbeat:
                 break; // Touch() already ran for the frame.
             case ClientMessage.KindOneofCase.Memory:
-                await EnqueueAsync(new ServerMessage { Memory = _memory.Execute(message.Memory, Namespace) }, token);
+                await EnqueueAsync(new ServerMessage { Memory = Bounded(message.Memory, _memory.Execute(message.Memory, Namespace)) }, token);
                 break;
             case ClientMessage.KindOneofCase.Cancel:
                 if (_outgoingCalls.TryRemove(message.Cancel.CallId, out var cts))
@@ -708,6 +820,52 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 await ReplyErrorAsync(string.Empty, new InvalidParamsException($"Unknown client message kind {(int)message.KindCase}; this bridge speaks loom.v1."), token);
                 break;
         }
+    }
+
+    /// <summary>
+    /// A memory answer the agent could not receive is refused in its place (RESOURCE_EXHAUSTED):
+    /// sent, it would end the stream. A list's refusal says how many entries would fit.
+    /// </summary>
+    private MemoryResponse Bounded(MemoryRequest request, MemoryResponse response)
+    {
+        var limit = _options.MaxForwardedBytes;
+        var size = response.CalculateSize();
+        if (size <= limit)
+        {
+            return response;
+        }
+
+        Metrics?.ControlDropped("memory", "too_large");
+        var over = $"{size} bytes, over the {limit}-byte limit of what the bridge sends (max_message_bytes, {_options.MaxMessageBytes}, less room for framing)";
+        string message;
+        if (request.OpCase == MemoryRequest.OpOneofCase.List)
+        {
+            var used = 64 + Encoding.UTF8.GetByteCount(response.CorrelationId); // the refusal's own fields, generously
+            var fits = 0;
+            foreach (var entry in response.Entries)
+            {
+                used += FrameEncoder.EntryLength(entry.CalculateSize());
+                if (used > limit)
+                {
+                    break;
+                }
+
+                fits++;
+            }
+
+            message = fits > 0
+                ? $"The answer to this memory list ({response.Entries.Count} entries) is {over}. The first {fits} entries fit: ask again with limit {fits}, or with a longer prefix."
+                : $"The answer to this memory list is {over}, and its first entry alone does not fit: read the keys one by one, or lower memory.max_value_bytes below max_message_bytes.";
+        }
+        else
+        {
+            var applied = request.OpCase == MemoryRequest.OpOneofCase.Set || (request.OpCase == MemoryRequest.OpOneofCase.CompareAndSet && response.Found)
+                ? " The write itself took effect."
+                : string.Empty;
+            message = $"The answer to this memory {request.OpCase.ToString().ToLowerInvariant()} is {over}: its value cannot be sent over this bridge; keep memory.max_value_bytes below max_message_bytes.{applied}";
+        }
+
+        return new MemoryResponse { CorrelationId = response.CorrelationId, Error = new ResourceExhaustedException(message).ToError() };
     }
 
     private async ValueTask PublishAsync(Envelope envelope, CancellationToken token)
@@ -736,6 +894,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 case PublishStatus.HopLimitExceeded:
                     await ReplyErrorAsync(envelope.Id, new LoomException(ErrorCode.HopLimitExceeded, $"Envelope '{envelope.Id}' on topic '{envelope.Topic}' passed the hop limit; is there a forwarding loop?"), token);
                     break;
+                case PublishStatus.TooLarge:
+                    await ReplyErrorAsync(envelope.Id, TooLarge(envelope), token);
+                    break;
                 case PublishStatus.MemoryLimit:
                     await ReplyErrorAsync(envelope.Id, new ResourceExhaustedException($"Envelope '{envelope.Id}' on topic '{envelope.Topic}' was refused: the bridge holds {_bus.QueuedBytes / (1024 * 1024)} MiB of queued events, its limit of {_bus.MaxQueuedBytes / (1024 * 1024)} MiB (max_queued_bytes), because subscribers read slower than publishers write. Retry later or publish slower."), token);
                     break;
@@ -747,6 +908,20 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
             await ReplyErrorAsync(envelope.Id, ex, token);
         }
+    }
+
+    private ResourceExhaustedException TooLarge(Envelope envelope)
+    {
+        long headerChars = 0;
+        foreach (var (key, value) in envelope.Headers)
+        {
+            headerChars += key.Length + value.Length;
+        }
+
+        return new ResourceExhaustedException(
+            $"Envelope '{envelope.Id}' on topic '{envelope.Topic}' is {envelope.CalculateSize()} bytes encoded ({envelope.Payload.Length} bytes of payload, {envelope.Headers.Count} headers of {headerChars} characters), "
+            + $"over the {_bus.Options.MaxEnvelopeBytes}-byte limit of an envelope (max_message_bytes, {_options.MaxMessageBytes}, less room for delivery): no subscriber could receive it. "
+            + "Put less in its headers and payload, or store large data elsewhere (memory, a file, a URL) and publish a reference.");
     }
 
     private async ValueTask SubscribeAsync(SubscribeRequest request, CancellationToken token)
@@ -850,9 +1025,10 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
             var outcome = await _broker.InvokeAsync(BridgeService.ToActionRequest(call, AgentId), cts.Token);
             var result = outcome.ToResult(call.CallId);
-            if (result.CalculateSize() > _options.MaxMessageBytes - 1024)
+            if (result.CalculateSize() is var size && size > _options.MaxForwardedBytes)
             {
-                result = new ActionResult { CallId = call.CallId, Provider = result.Provider, Error = new ResourceExhaustedException($"The result of '{call.Capability}' is {result.CalculateSize()} bytes, over the {_options.MaxMessageBytes}-byte message limit.").ToError() };
+                Metrics?.ControlDropped("result", "too_large");
+                result = new ActionResult { CallId = call.CallId, Provider = result.Provider, Error = new ResourceExhaustedException($"The result of '{call.Capability}' is {size} bytes, over the {_options.MaxForwardedBytes}-byte limit of what the bridge forwards (max_message_bytes, {_options.MaxMessageBytes}, less room for framing).").ToError() };
             }
 
             if (!streamToken.IsCancellationRequested)
@@ -905,15 +1081,10 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
         // Our own id: callers' ids are only unique per caller.
         var callId = "b" + Interlocked.Increment(ref _pushedCallSequence).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        // Synchronous continuations: the provider's read loop, which completes this, carries the result
-        // through the broker straight into the caller's queue, without a hop through the thread pool.
-        var pending = new TaskCompletionSource<ReadOnlyMemory<byte>>();
-        _pushedCalls[callId] = pending;
         var call = new ActionCall
         {
             CallId = callId,
             Capability = invocation.Capability,
-            InputJson = ByteString.CopyFrom(invocation.InputJson.Span),
             DeadlineUnixMs = invocation.Deadline.ToUnixTimeMilliseconds(),
             Caller = invocation.Caller,
             ThreadId = invocation.ThreadId,
@@ -933,6 +1104,25 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             call.Headers[LoomTelemetry.TracestateHeader] = invocation.Tracestate;
         }
 
+        // Sized before the input is copied. A call the agent could not receive is refused to the caller
+        // here, so no provider sees it (sent, it would end this provider's stream and the broker would try the next).
+        var input = invocation.InputJson;
+        var size = call.CalculateSize() + (input.IsEmpty ? 0 : FrameEncoder.EntryLength(input.Length));
+        if (size > _options.MaxForwardedBytes)
+        {
+            Metrics?.ControlDropped("call", "too_large");
+            throw new ResourceExhaustedException(
+                $"The call to '{invocation.Capability}' would reach its provider as a message of {size} bytes ({input.Length} bytes of input, {call.Headers.Count} headers), "
+                + $"over the {_options.MaxForwardedBytes}-byte limit of what the bridge forwards (max_message_bytes, {_options.MaxMessageBytes}, less room for framing). "
+                + "Send a smaller input, or store large data elsewhere (memory, a file, a URL) and pass a reference.");
+        }
+
+        call.InputJson = ByteString.CopyFrom(input.Span);
+
+        // Synchronous continuations: the provider's read loop, which completes this, carries the result
+        // through the broker straight into the caller's queue, without a hop through the thread pool.
+        var pending = new TaskCompletionSource<ReadOnlyMemory<byte>>();
+        _pushedCalls[callId] = pending;
         if (!_control.Writer.TryWrite(new ServerMessage { Call = call }))
         {
             _pushedCalls.TryRemove(callId, out _);

@@ -9,7 +9,7 @@ namespace Loom.Bridge.Internal;
 /// by <see cref="BridgeServiceBase"/> with Loom's marshallers (<see cref="WireMethods"/>); grpc-dotnet finds
 /// each handler by its method name. One instance serves every call.
 /// </summary>
-internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broker) : BridgeServiceBase
+internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broker, BridgeOptions options) : BridgeServiceBase
 {
     public const string ServiceName = "loom.v1.Bridge";
     public const string SessionHeader = "loom-session-id";
@@ -79,6 +79,12 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             }
 
             throw StatusMapping.ToStatus(error);
+        }
+
+        if (outcome.OutputJson.Length > options.MaxForwardedBytes)
+        {
+            // Said plainly, rather than the transport's bare "exceeds the maximum configured message size".
+            throw StatusMapping.ToStatus(new ResourceExhaustedException($"The output of '{request.Call.Capability}' is {outcome.OutputJson.Length} bytes, over the {options.MaxForwardedBytes}-byte limit of what the bridge forwards (max_message_bytes, {options.MaxMessageBytes}, less room for framing)."));
         }
 
         return new ForwardActionResponse

@@ -13,7 +13,7 @@ internal sealed class BusMetricsSnapshot
 
     public Dictionary<(string Pattern, QosClass Qos), SubscriptionTotals> Subscriptions { get; } = [];
 
-    public void AddTopic(string group, long[] publishedByQos, long noSubscribers, long refusedHops, long refusedTtl, long refusedMemory = 0)
+    public void AddTopic(string group, long[] publishedByQos, long noSubscribers, long refusedHops, long refusedTtl, long refusedMemory = 0, long refusedTooLarge = 0)
     {
         for (var q = 1; q < publishedByQos.Length; q++)
         {
@@ -43,6 +43,11 @@ internal sealed class BusMetricsSnapshot
         if (refusedMemory != 0)
         {
             Refused[(group, DropReason.MemoryLimit)] = Refused.GetValueOrDefault((group, DropReason.MemoryLimit)) + refusedMemory;
+        }
+
+        if (refusedTooLarge != 0)
+        {
+            Refused[(group, DropReason.TooLarge)] = Refused.GetValueOrDefault((group, DropReason.TooLarge)) + refusedTooLarge;
         }
     }
 

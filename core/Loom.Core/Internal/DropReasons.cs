@@ -4,7 +4,7 @@ namespace Loom.Core.Internal;
 
 internal static class DropReasons
 {
-    public const int Count = 7;
+    public const int Count = 8;
 
     public static IReadOnlyDictionary<DropReason, long> Snapshot(long[] counters, out long total)
     {

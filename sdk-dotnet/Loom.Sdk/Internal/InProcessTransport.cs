@@ -128,7 +128,7 @@ internal sealed class InProcessTransport : IAgentTransport, IAsyncDisposable
         envelope.Sender = AgentId;
         Tracing.OnPublish(envelope);
         var result = await _bus.PublishAsync(envelope, cancellationToken);
-        if (result.Status is PublishStatus.TtlExpired or PublishStatus.HopLimitExceeded or PublishStatus.MemoryLimit)
+        if (result.Status is PublishStatus.TtlExpired or PublishStatus.HopLimitExceeded or PublishStatus.MemoryLimit or PublishStatus.TooLarge)
         {
             Log.PublishNotAccepted(_logger, AgentId, envelope.Topic, result.Status.ToString());
         }

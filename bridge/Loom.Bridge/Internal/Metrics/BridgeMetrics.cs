@@ -40,7 +40,7 @@ internal sealed class BridgeMetrics
         meter.CreateObservableGauge("loom.collab.in_flight", () => collaboration()?.InFlight ?? 0, "{operation}", "Gathers and contract-nets waiting for replies.");
         meter.CreateObservableGauge("loom.collab.barriers", () => collaboration()?.Barriers ?? 0, "{barrier}", "Barriers alive.");
         meter.CreateObservableCounter("loom.collab.replies.dropped", () => ObserveDroppedReplies(collaboration()), "{reply}", "Collaboration replies counted and dropped, by reason: late (after the operation ended), duplicate (a responder's second reply), overflow (too many unread).");
-        _controlDropped = meter.CreateCounter<long>("loom.control_messages.dropped", "{message}", "Control messages for an agent that were not delivered, by kind and reason.");
+        _controlDropped = meter.CreateCounter<long>("loom.control_messages.dropped", "{message}", "Messages for an agent that were not delivered, by kind and reason: queue_full, stream_ended, too_large (over max_message_bytes; refused to the sender instead).");
 
         // The process, under the names Prometheus client libraries use.
         var process = Process.GetCurrentProcess();
