@@ -147,6 +147,13 @@ internal sealed partial class BridgeProcess : IAsyncDisposable
 
     public Uri HttpUrl { get; }
 
+    public int ProcessId => _process.Id;
+
+    /// <summary>True once the bridge process has ended (the soak reports it).</summary>
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.HasExited ? _process.ExitCode : 0;
+
     /// <summary>Makes the bridge process run a full compacting collection.</summary>
     public async Task CollectAsync()
     {
