@@ -62,6 +62,7 @@ internal sealed class HealthyPublisher : IAsyncDisposable
             if (due - onSchedule > _rate)
             {
                 // More than a second behind (the publisher was held): a fresh schedule from now, not a burst of the backlog.
+                Atomic.Max(ref _maxLagTicks, now - (origin + (long)(onSchedule * interval)));
                 _tally.Add("publisher/schedule_restarted");
                 origin = now;
                 onSchedule = 0;

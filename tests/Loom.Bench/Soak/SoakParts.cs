@@ -148,7 +148,15 @@ internal sealed class SoakParts : IAsyncDisposable
     public long Received => Subscribers.Sum(s => s.Received);
 
     /// <summary>Reconnects of healthy SDK connections (their streams ended under them).</summary>
-    public long HealthyReconnects => Subscribers.Sum(s => s.Reconnects) + Callers.Reconnects + Sinks.Reconnects + Publisher.Connection.Statistics.Reconnects;
+    public long HealthyReconnects => ReconnectsByPart.Sum(p => p.Value);
+
+    public IReadOnlyList<KeyValuePair<string, long>> ReconnectsByPart =>
+    [
+        KeyValuePair.Create("subscribers", Subscribers.Sum(s => s.Reconnects)),
+        KeyValuePair.Create("publisher", Publisher.Connection.Statistics.Reconnects),
+        KeyValuePair.Create("echo provider and caller", Callers.Reconnects),
+        KeyValuePair.Create("sink providers", Sinks.Reconnects),
+    ];
 
     private void Own(string name, Func<ValueTask> dispose) => _owned.Add((name, dispose));
 

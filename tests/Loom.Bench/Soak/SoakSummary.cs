@@ -39,7 +39,7 @@ internal static class SoakSummary
         Add("publisher held behind schedule per interval", "ms", samples.Select(s => s.PublisherLagMs).ToList(), "max = the longest hold");
         One("calls ok", "calls", parts.Callers.Ok);
         One("call errors", "calls", parts.Callers.Failed, ByPrefix(parts.Healthy, "call/"));
-        One("healthy reconnects", "streams", parts.HealthyReconnects, "streams of healthy SDK agents that ended under them");
+        One("healthy reconnects", "streams", parts.HealthyReconnects, "streams of healthy SDK agents that ended under them: " + Tally.Format(parts.ReconnectsByPart));
         One("offender envelopes received by healthy subscribers", "envelopes", parts.Subscribers.Sum(s => s.Foreign), "the oversized-headers envelopes, delivered");
         foreach (var (key, count) in parts.Healthy.Snapshot().Where(kv => !kv.Key.StartsWith("call/", StringComparison.Ordinal)))
         {
