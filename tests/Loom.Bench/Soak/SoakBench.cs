@@ -15,10 +15,16 @@ internal static class SoakBench
     private static readonly TimeSpan StopBound = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan DrainBound = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// The child bridge runs with background GC, as `loom up` does (Loom.Cli.csproj); this program's own
+    /// setting (blocking GC, for steadier bench figures) would make its pauses longer than a real bridge's.
+    /// </summary>
+    private static readonly Dictionary<string, string> LikeLoomUp = new(StringComparer.Ordinal) { ["DOTNET_gcConcurrent"] = "1" };
+
     public static async Task<IReadOnlyList<Figure>> RunAsync(BenchOptions options, TextWriter progress)
     {
         var settings = SoakSettings.From(options);
-        await using var bridge = options.Url is null ? await BridgeProcess.StartAsync() : null;
+        await using var bridge = options.Url is null ? await BridgeProcess.StartAsync(LikeLoomUp) : null;
         var grpc = bridge?.GrpcUrl ?? options.Url!;
         var http = bridge?.HttpUrl ?? options.HttpUrl ?? throw new ArgumentException("soak with --url needs --http-url for the bridge's /metrics.");
         progress.WriteLine($"soak: bridge {(bridge is null ? "at " + grpc : $"in a child process (pid {bridge.ProcessId}, {grpc})")}; {settings.Describe()}");
@@ -78,6 +84,11 @@ internal static class SoakBench
 
             var lastSent = parts.Publisher.Sent;
             await DrainAsync(parts, lastSent);
+            using (var collectBound = new CancellationTokenSource(TimeSpan.FromSeconds(90)))
+            {
+                await monitor.CollectAtEndAsync(collectBound.Token);
+            }
+
             return SoakSummary.Build(settings, parts, monitor, clock.Elapsed.TotalSeconds);
         }
     }

@@ -8,6 +8,7 @@ internal sealed record SoakSample(
     bool ScrapeOk,
     double ScrapeMs,
     double RssMb,
+    double HeapMb,
     double CpuPercent,
     double SentPerSecond,
     double ReceivedPerSecond,
@@ -53,6 +54,27 @@ internal sealed class SoakMonitor(SoakParts parts, BridgeScraper scraper, Bridge
 
     /// <summary>Set when the child bridge process was found dead.</summary>
     public string? BridgeExit { get; private set; }
+
+    /// <summary>The bridge after a full compacting GC at the end (a child bridge only): what it still holds, without garbage.</summary>
+    public MetricsSnapshot? AfterCollect { get; private set; }
+
+    public async Task CollectAtEndAsync(CancellationToken cancellationToken)
+    {
+        if (bridge is null || bridge.HasExited)
+        {
+            return;
+        }
+
+        try
+        {
+            await bridge.CollectAsync();
+            AfterCollect = (await scraper.ScrapeAsync(cancellationToken)).Snapshot;
+        }
+        catch (Exception ex) when (ex is TimeoutException or IOException or InvalidOperationException)
+        {
+            progress.WriteLine($"soak: the full GC at the end failed: {ex.Message}");
+        }
+    }
 
     public async Task BaselineAsync(CancellationToken cancellationToken)
     {
@@ -105,6 +127,7 @@ internal sealed class SoakMonitor(SoakParts parts, BridgeScraper scraper, Bridge
             metrics is not null,
             result.Milliseconds,
             metrics?.Value("process_resident_memory_bytes") / (1024.0 * 1024) ?? double.NaN,
+            metrics?.Value("loom_gc_heap_bytes") / (1024.0 * 1024) ?? double.NaN,
             (cpu - _lastCpu) / span * 100,
             (sent - _lastSent) / span,
             (received - _lastReceived) / span / Math.Max(1, parts.Subscribers.Count),
@@ -135,7 +158,7 @@ internal sealed class SoakMonitor(SoakParts parts, BridgeScraper scraper, Bridge
     {
         var bridgePart = metrics is null
             ? $"bridge: /metrics FAILED ({scrapeError}, {s.ScrapeMs:N0} ms){(BridgeExit is null ? "" : ", " + BridgeExit)}"
-            : string.Create(CultureInfo.InvariantCulture, $"bridge {s.RssMb:N0} MB (heap {metrics.Value("loom_gc_heap_bytes") / (1024 * 1024):N0}), cpu {s.CpuPercent:N0}%, {metrics.Value("loom_sessions"):N0} sessions, {metrics.Value("loom_connections_open"):N0} conns, scrape {s.ScrapeMs:N0} ms");
+            : string.Create(CultureInfo.InvariantCulture, $"bridge {s.RssMb:N0} MB (heap {s.HeapMb:N0}), cpu {s.CpuPercent:N0}%, {metrics.Value("loom_sessions"):N0} sessions, {metrics.Value("loom_connections_open"):N0} conns, scrape {s.ScrapeMs:N0} ms");
         var incidents = s.Incidents.Where(kv => !IsRoutine(kv.Key)).ToList();
         return string.Create(CultureInfo.InvariantCulture,
             $"[{s.Seconds,5:N0}s] {bridgePart} | events {s.SentPerSecond:N0}/s sent, {s.ReceivedPerSecond:N0}/s received each, lost {s.Lost:N0}, p99 {Ms(s.OneWayP99Us)} (max {Ms(s.OneWayMaxUs)}), publisher held {s.PublisherLagMs:N0} ms" +

@@ -20,6 +20,13 @@ internal static class SoakSummary
         var rssStart = first.Value("process_resident_memory_bytes") / (1024 * 1024);
         Add("bridge RSS per sample", "MB", ok.Select(s => s.RssMb).ToList(), string.Create(CultureInfo.InvariantCulture, $"{rssStart:N0} MB before the load; {settings.Minutes} min, a sample every {settings.Interval.TotalSeconds:N0} s"));
         One("bridge RSS at end", "MB", ok.Count > 0 ? ok[^1].RssMb : double.NaN);
+        Add("bridge managed heap per sample", "MB", ok.Select(s => s.HeapMb).ToList(), "allocated, garbage included");
+        if (monitor.AfterCollect is { } collected)
+        {
+            One("bridge RSS after a full GC at end", "MB", collected.Value("process_resident_memory_bytes") / (1024 * 1024), "offenders' data still held (memory store, queues)");
+            One("bridge managed heap after a full GC at end", "MB", collected.Value("loom_gc_heap_bytes") / (1024 * 1024));
+        }
+
         Add("bridge CPU per sample", "%", ok.Where(s => !double.IsNaN(s.CpuPercent)).Select(s => s.CpuPercent).ToList(), "100% = one core");
 
         var oneWay = parts.OneWay.Total;
