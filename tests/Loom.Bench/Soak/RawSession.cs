@@ -62,7 +62,16 @@ internal sealed class RawSession : IAsyncDisposable
             _stream?.Close();
             var registration = await _client.RegisterAgentAsync(_request(), new CallOptions(deadline: DateTime.UtcNow + Bound, cancellationToken: cancellationToken));
             var stream = new Stream(this, registration);
-            await stream.OpenAsync(cancellationToken);
+            try
+            {
+                await stream.OpenAsync(cancellationToken);
+            }
+            catch
+            {
+                stream.Close();
+                throw;
+            }
+
             _tally.Add(_name + "/stream_opened");
             Volatile.Write(ref _stream, stream);
         }

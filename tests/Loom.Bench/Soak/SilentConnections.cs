@@ -29,11 +29,23 @@ internal sealed class SilentConnections(Uri url, int count, Tally tally)
         }
     }
 
-    public Task RunAsync(CancellationToken stop)
+    public async Task RunAsync(CancellationToken stop)
     {
-        var target = new IPEndPoint(Dns.GetHostAddresses(url.Host).First(a => a.AddressFamily == AddressFamily.InterNetwork), url.Port);
-        var from = IPAddress.IsLoopback(target.Address) ? IPAddress.Parse("127.0.0.2") : null;
-        return Task.WhenAll(Enumerable.Range(0, count).Select(i => Task.Run(() => HoldAsync(target, from, i, stop), CancellationToken.None)));
+        IPAddress[] addresses;
+        try
+        {
+            addresses = await Dns.GetHostAddressesAsync(url.Host, stop);
+        }
+        catch (SocketException ex)
+        {
+            tally.Add(Name + "/resolve_" + ex.SocketErrorCode);
+            return;
+        }
+
+        var address = addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? addresses[0];
+        var target = new IPEndPoint(address, url.Port);
+        var from = address.Equals(IPAddress.Loopback) ? IPAddress.Parse("127.0.0.2") : null;
+        await Task.WhenAll(Enumerable.Range(0, count).Select(i => Task.Run(() => HoldAsync(target, from, i, stop), CancellationToken.None)));
     }
 
     private async Task HoldAsync(IPEndPoint target, IPAddress? from, int index, CancellationToken stop)

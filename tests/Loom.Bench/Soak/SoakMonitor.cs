@@ -161,7 +161,7 @@ internal sealed class SoakMonitor(SoakParts parts, BridgeScraper scraper, Bridge
             : string.Create(CultureInfo.InvariantCulture, $"bridge {s.RssMb:N0} MB (heap {s.HeapMb:N0}), cpu {s.CpuPercent:N0}%, {metrics.Value("loom_sessions"):N0} sessions, {metrics.Value("loom_connections_open"):N0} conns, scrape {s.ScrapeMs:N0} ms");
         var incidents = s.Incidents.Where(kv => !IsRoutine(kv.Key)).ToList();
         return string.Create(CultureInfo.InvariantCulture,
-            $"[{s.Seconds,5:N0}s] {bridgePart} | events {s.SentPerSecond:N0}/s sent, {s.ReceivedPerSecond:N0}/s received each, lost {s.Lost:N0}, p99 {Ms(s.OneWayP99Us)} (max {Ms(s.OneWayMaxUs)}), publisher held {s.PublisherLagMs:N0} ms" +
+            $"[{s.Seconds,5:N0}s] {bridgePart} | events {s.SentPerSecond:N0}/s sent, {s.ReceivedPerSecond:N0}/s received each, lost so far {s.Lost:N0}, p99 {Ms(s.OneWayP99Us)} (max {Ms(s.OneWayMaxUs)}), publisher held {s.PublisherLagMs:N0} ms" +
             $" | calls {s.CallsPerSecond:N0}/s ok, {s.CallsFailed:N0} failed, p99 {Ms(s.CallP99Us)} | healthy reconnects {s.HealthyReconnects}" +
             $" | drops {(s.Drops.Count == 0 ? "none" : Tally.Format(s.Drops))} | incidents {(incidents.Count == 0 ? "none" : Tally.Format(incidents))}");
     }
