@@ -147,6 +147,13 @@ internal sealed partial class BridgeProcess : IAsyncDisposable
 
     public Uri HttpUrl { get; }
 
+    public int ProcessId => _process.Id;
+
+    /// <summary>True once the bridge process has ended (the soak reports it).</summary>
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.HasExited ? _process.ExitCode : 0;
+
     /// <summary>Makes the bridge process run a full compacting collection.</summary>
     public async Task CollectAsync()
     {
@@ -157,10 +164,16 @@ internal sealed partial class BridgeProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<BridgeProcess> StartAsync()
+    /// <param name="environment">Variables set for the child only (e.g. the GC mode of the process it stands for).</param>
+    public static async Task<BridgeProcess> StartAsync(IReadOnlyDictionary<string, string>? environment = null)
     {
         var self = Environment.ProcessPath!;
         var start = new ProcessStartInfo(self) { RedirectStandardOutput = true, RedirectStandardInput = true, RedirectStandardError = false, UseShellExecute = false };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
         if (Path.GetFileNameWithoutExtension(self) == "dotnet")
         {
             start.ArgumentList.Add(typeof(BridgeProcess).Assembly.Location);

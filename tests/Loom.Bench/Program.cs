@@ -24,13 +24,15 @@ internal static class Program
           fanout     one publisher to --subscribers N subscriber connections (default 10): events/s delivered
           agents     --agents N connected agents with heartbeats (default 10000): bridge memory per agent
           external   events/s received from an external publisher: --cmd "COMMAND" (see docs/performance.md)
-          all        bus, pubsub, paced, rpc, reqreply, fanout (agents and external only when named)
+          soak       --minutes N of steady mixed load with one misbehaving client of each kind attached: bridge RSS,
+                     drops by reason, p99 latency and errors, a line per interval (bridge in a child process)
+          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external and soak only when named)
         Options:
           --url URL          bridge gRPC address (default: a bridge in this process; agents: a bridge process)
-          --http-url URL     the bridge's HTTP address, for /metrics (agents with --url)
+          --http-url URL     the bridge's HTTP address, for /metrics (agents and soak with --url)
           --runs N           measured runs per figure (default 5; agents 3)
           --events N         events per run (bus 10000000, pubsub 1000000, fanout 200000 per subscriber, external 1000000)
-          --payload N        payload bytes (default 100)
+          --payload N        payload bytes (default 100; soak: at least 16)
           --rates R1,R2      paced: events/s (default 1000,100000)
           --seconds N        paced: seconds per run (default 5)
           --calls N          rpc/reqreply: calls per run (default 10000)
@@ -40,6 +42,18 @@ internal static class Program
           --agents-per-connection N  agents: agents sharing one HTTP/2 connection (default 1: a connection each)
           --heartbeat-ms N   agents: heartbeat interval asked for (default 5000, the bridge default)
           --cmd COMMAND      external: publisher command; {url} {topic} {events} {payload} are replaced
+          --minutes N        soak: how long (default 10)
+          --rate N           soak: healthy events/s published (default 2000)
+          --callers N        soak: concurrent callers of a capability (default 8)
+          --call-rate N      soak: calls/s by all callers together (default 1000)
+          --interval N       soak: seconds between samples, and between registration bursts (default 10)
+          --silent N         soak: silent TCP connections held open (default 300)
+          --flood N          soak: registrations per burst (default 500)
+          --fill-rate N      soak: 1 MiB memory writes per second by the filler (default 2)
+          --slow-ms N        soak: ms the slow subscriber takes per event (default 5)
+          --oversize-every N soak: seconds between oversized forwards, headers and lists (default 5)
+          --offenders LIST   soak: which misbehaving clients: all (default), none, or some of
+                             stalled,slow,silent,flood,oversize,fill
           --json FILE        also write the results as JSON to FILE ('-' for stdout instead of the table)
         """;
 
@@ -79,7 +93,7 @@ internal static class Program
         };
 
         var scenarios = options.Scenario == "all" ? ["bus", "pubsub", "paced", "rpc", "reqreply", "fanout"] : new[] { options.Scenario };
-        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents");
+        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak");
         LoomBridge? bridge = null;
         var url = options.Url;
         if (url is null && needsBridge)
@@ -89,7 +103,7 @@ internal static class Program
             url = bridge.GrpcAddress;
         }
 
-        report.Bridge = options.Url is not null ? options.Url.ToString() : needsBridge ? $"in-process ({url})" : "(none)";
+        report.Bridge = options.Url is not null ? options.Url.ToString() : needsBridge ? $"in-process ({url})" : scenarios.Any(s => s is "agents" or "soak") ? "child process (serve-bridge)" : "(none)";
         var progress = Console.Error;
         try
         {
@@ -106,6 +120,7 @@ internal static class Program
                     "fanout" => await FanOutBench.RunAsync(url!, options, progress),
                     "agents" => await AgentsBench.RunAsync(options, progress),
                     "external" => await ExternalBench.RunAsync(url!, options, progress),
+                    "soak" => await Soak.SoakBench.RunAsync(options, progress),
                     _ => throw new InvalidOperationException(scenario),
                 };
                 report.Results.AddRange(results);
@@ -194,6 +209,28 @@ internal sealed class BenchOptions
 
     public string? Command { get; private set; }
 
+    public int Minutes { get; private set; } = 10;
+
+    public int Rate { get; private set; } = 2000;
+
+    public int Callers { get; private set; } = 8;
+
+    public int CallRate { get; private set; } = 1000;
+
+    public int IntervalSeconds { get; private set; } = 10;
+
+    public int Silent { get; private set; } = 300;
+
+    public int FloodBurst { get; private set; } = 500;
+
+    public int FillRate { get; private set; } = 2;
+
+    public int SlowMs { get; private set; } = 5;
+
+    public int OversizeEverySeconds { get; private set; } = 5;
+
+    public IReadOnlySet<string> Offenders { get; private set; } = Bench.Soak.SoakSettings.AllOffenders.ToHashSet(StringComparer.Ordinal);
+
     public string? JsonFile { get; private set; }
 
     public bool Help { get; private set; }
@@ -213,7 +250,7 @@ internal sealed class BenchOptions
             Uri Address() => Uri.TryCreate(Next(), UriKind.Absolute, out var url) ? url : throw new ArgumentException($"{arg} needs an absolute http:// address.");
             switch (arg)
             {
-                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "all":
+                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "all":
                     o.Scenario = arg;
                     break;
                 case "--url":
@@ -258,6 +295,44 @@ internal sealed class BenchOptions
                 case "--cmd":
                     o.Command = Next();
                     break;
+                case "--minutes":
+                    o.Minutes = Number();
+                    break;
+                case "--rate":
+                    o.Rate = Number();
+                    break;
+                case "--callers":
+                    o.Callers = Number();
+                    break;
+                case "--call-rate":
+                    o.CallRate = Number();
+                    break;
+                case "--interval":
+                    o.IntervalSeconds = Number();
+                    break;
+                case "--silent":
+                    o.Silent = Number();
+                    break;
+                case "--flood":
+                    o.FloodBurst = Number();
+                    break;
+                case "--fill-rate":
+                    o.FillRate = Number();
+                    break;
+                case "--slow-ms":
+                    o.SlowMs = Number();
+                    break;
+                case "--oversize-every":
+                    o.OversizeEverySeconds = Number();
+                    break;
+                case "--offenders":
+                    o.Offenders = Next() switch
+                    {
+                        "all" => Bench.Soak.SoakSettings.AllOffenders.ToHashSet(StringComparer.Ordinal),
+                        "none" => new HashSet<string>(StringComparer.Ordinal),
+                        var list => list.Split(',').Select(k => Bench.Soak.SoakSettings.AllOffenders.Contains(k) ? k : throw new ArgumentException($"--offenders: unknown '{k}' (all, none, or some of {string.Join(',', Bench.Soak.SoakSettings.AllOffenders)}).")).ToHashSet(StringComparer.Ordinal),
+                    };
+                    break;
                 case "--json":
                     // "--json" alone (the old form) prints JSON to stdout.
                     o.JsonFile = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) && !IsScenario(args[i + 1]) ? args[++i] : "-";
@@ -278,7 +353,7 @@ internal sealed class BenchOptions
         return o;
     }
 
-    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "all";
+    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "all";
 }
 
 /// <summary>One figure: the median of several runs, with the spread.</summary>

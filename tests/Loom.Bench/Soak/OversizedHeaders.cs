@@ -1,0 +1,56 @@
+using Google.Protobuf;
+using Loom.Protocol.V1;
+
+namespace Loom.Bench.Soak;
+
+/// <summary>
+/// Offender 5b: an envelope with a 1 KB payload and about 3 MB of headers, published on the load
+/// topic, so it goes to the healthy subscribers (and the other offenders) too. A refusal comes back
+/// as an error with the envelope's id; none within 2 s counts as accepted.
+/// </summary>
+internal sealed class OversizedHeaders : IAsyncDisposable
+{
+    public const string Name = "oversize_headers";
+    private static readonly TimeSpan RefusalWait = TimeSpan.FromSeconds(2);
+    private readonly RawSession _session;
+    private readonly TimeSpan _period;
+    private readonly Tally _tally;
+    private readonly ByteString _payload = ByteString.CopyFrom(new byte[1024]);
+    private readonly string _header = new('h', 1_000_000);
+
+    public OversizedHeaders(Uri url, TimeSpan period, Tally tally)
+    {
+        _period = period;
+        _tally = tally;
+        _session = new RawSession(url, Name, static () => new RegisterAgentRequest { AgentId = "soak-headers", Name = "soak-headers", Sdk = "loom-soak" }, read: true, tally);
+    }
+
+    public Task RunAsync(CancellationToken stop) => Pace.EveryAsync(_period, PublishAsync, _tally, Name, stop);
+
+    private async Task PublishAsync(CancellationToken stop)
+    {
+        var id = _session.NextId();
+        var envelope = new Envelope { Id = id, Topic = HealthyPublisher.Topic, Payload = _payload };
+        for (var i = 0; i < 3; i++)
+        {
+            envelope.Headers["x-soak-" + i] = _header;
+        }
+
+        try
+        {
+            var reply = await _session.RequestAsync(id, new ClientMessage { Publish = envelope }, RefusalWait, stop);
+            var error = reply.Error?.Error;
+            _tally.Add(Name + "/publish_" + Loom.Core.ErrorCodes.Name(error?.Code ?? ErrorCode.Unspecified), error?.Message);
+        }
+        catch (TimeoutException)
+        {
+            _tally.Add(Name + "/publish_accepted");
+        }
+        catch (Exception ex) when (!stop.IsCancellationRequested)
+        {
+            _tally.Add(Name + "/publish_" + Outcome.Of(ex));
+        }
+    }
+
+    public ValueTask DisposeAsync() => _session.DisposeAsync();
+}
