@@ -31,6 +31,10 @@ public sealed class LoomBridge : IAsyncDisposable
     private IPEndPoint? _grpcEndPoint;
     private IPEndPoint? _httpEndPoint;
     private int _stopped;
+    private ConnectionGate? _gate;
+
+    /// <summary>TCP connections the connection gate counts as open now (for tests).</summary>
+    internal int OpenConnections => _gate?.Open ?? 0;
 
     public LoomBridge(BridgeOptions? options = null, Action<ILoggingBuilder>? configureLogging = null, TimeProvider? time = null)
     {
@@ -149,6 +153,7 @@ public sealed class LoomBridge : IAsyncDisposable
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         gate = new ConnectionGate(_options, _telemetry.Bridge, loggerFactory.CreateLogger<ConnectionGate>(), Time);
+        _gate = gate;
         _telemetry.Bridge.OpenConnections = () => gate.Open;
         _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge);
         _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
