@@ -39,11 +39,10 @@ internal sealed partial class ConnectionGate(BridgeOptions options, Metrics.Brid
     private async Task ServeAsync(ConnectionContext connection, ConnectionDelegate next)
     {
         var address = (connection.RemoteEndPoint as IPEndPoint)?.Address;
-        var counted = false;
         var countedAddress = false;
         try
         {
-            counted = true;
+            // The first statement of the try: the finally's decrement always matches it.
             if (Interlocked.Increment(ref _open) > _maxConnections)
             {
                 Refuse("limit", address, $"{_maxConnections} connections are open (max_connections)");
@@ -94,10 +93,7 @@ internal sealed partial class ConnectionGate(BridgeOptions options, Metrics.Brid
                 Release(address);
             }
 
-            if (counted)
-            {
-                Interlocked.Decrement(ref _open);
-            }
+            Interlocked.Decrement(ref _open);
         }
     }
 
