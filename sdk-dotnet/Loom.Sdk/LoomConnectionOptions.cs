@@ -38,9 +38,11 @@ public sealed class LoomConnectionOptions
 
     /// <summary>
     /// Capacity of the outbound queue (publishes, calls, results, acks) shared by all writers.
-    /// A full queue makes senders wait (backpressure). Default 8192.
+    /// A full queue makes senders wait (backpressure). Default 2048: two frames' worth keeps the
+    /// write loop fed, and messages that wait longer in a deeper queue survive garbage collections
+    /// (8192 cost the publisher a third of its CPU in GC pauses at full speed).
     /// </summary>
-    public int OutboundQueueCapacity { get; init; } = 8192;
+    public int OutboundQueueCapacity { get; init; } = 2048;
 
     /// <summary>Byte budget of one outbound frame; also capped below the bridge's max message size. Default 1 MiB.</summary>
     public int MaxFrameBytes { get; init; } = 1024 * 1024;

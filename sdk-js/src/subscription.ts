@@ -12,7 +12,7 @@ export interface SubscribeOptions {
   qos?: Qos;
   /** Full-queue policy, in the bridge and locally. @default the class default: realtime drop-oldest, normal drop-newest, batch block */
   overflow?: OverflowPolicy;
-  /** Capacity of the bridge-side queue. @default 0 (the class default: 1024 / 8192 / 65536) */
+  /** Capacity of the bridge-side queue. @default 0 (the class default: 1024 / 8192 / 8192) */
   queueCapacity?: number;
   /** For the `block` policy: how long a full queue holds up the stream before dropping. @default 1000 */
   blockTimeoutMs?: number;

@@ -88,7 +88,7 @@ def test_register_agent(stub, pb):
 def test_event_stream_10000_messages_in_order(stub, pb):
     n = 10_000
     topic = f"interop.seq.{uid()}"
-    batch = pb.bridge.QOS_CLASS_BATCH  # 65536 queue: no drop can hide an ordering bug
+    batch = pb.bridge.QOS_CLASS_BATCH  # blocks when full: no drop can hide an ordering bug
     reg = register(stub, pb, subscriptions=[pb.bridge.Subscription(pattern=topic, qos=batch)])
     sub_id = reg.subscriptions[0].subscription_id if reg.subscriptions else None
 
