@@ -28,6 +28,9 @@ public sealed partial class Envelope
     /// </summary>
     public int UnknownFieldsSize => _unknownFields is null ? 0 : _unknownFields.CalculateSize();
 
+    /// <summary>No headers and no unknown fields: <see cref="EnvelopeCodec"/> writes it by hand.</summary>
+    internal bool IsPlain => _unknownFields is null && headers_.Count == 0;
+
     /// <summary>True while bytes are kept for this publication's remaining deliveries.</summary>
     public bool HasSharedEncoding => Volatile.Read(ref _shared)?.Bytes is not null;
 
@@ -48,7 +51,7 @@ public sealed partial class Envelope
         var kept = Volatile.Read(ref shared.Bytes);
         if (kept is null)
         {
-            var size = CalculateSize();
+            var size = EnvelopeCodec.Size(this);
             if (size > MaxSharedBytes)
             {
                 shared.TooLarge = true;
@@ -58,7 +61,7 @@ public sealed partial class Envelope
 
             // Two deliveries encoding at once may both serialize; one result is kept, both are the same bytes.
             var fresh = new byte[size];
-            Google.Protobuf.MessageExtensions.WriteTo(this, fresh.AsSpan());
+            EnvelopeCodec.Write(this, size, fresh);
             kept = Interlocked.CompareExchange(ref shared.Bytes, fresh, null) ?? fresh;
         }
 

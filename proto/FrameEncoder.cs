@@ -92,12 +92,12 @@ public sealed class FrameEncoder
     public void AddPublish(Envelope envelope)
     {
         ArgumentNullException.ThrowIfNull(envelope);
-        var envelopeSize = envelope.CalculateSize();
+        var envelopeSize = EnvelopeCodec.Size(envelope);
         var messageSize = 1 + WireFormat.VarintSize((uint)envelopeSize) + envelopeSize;
         var span = GetSpan(1 + 5 + messageSize);
         var n = WireFormat.WriteTagAndLength(span, FieldOneLength, messageSize);
         n += WireFormat.WriteTagAndLength(span[n..], FieldOneLength, envelopeSize);
-        envelope.WriteTo(span.Slice(n, envelopeSize));
+        EnvelopeCodec.Write(envelope, envelopeSize, span[n..]);
         _written += n + envelopeSize;
         Count++;
     }
@@ -107,7 +107,7 @@ public sealed class FrameEncoder
     {
         ArgumentNullException.ThrowIfNull(envelope);
         var shared = envelope.TryGetSharedEncoding(out var encoding);
-        AddDelivery(subscriptionId, envelope, shared ? encoding.Length : envelope.CalculateSize(), shared ? encoding : null);
+        AddDelivery(subscriptionId, envelope, shared ? encoding.Length : EnvelopeCodec.Size(envelope), shared ? encoding : null);
     }
 
     /// <summary>
@@ -134,7 +134,7 @@ public sealed class FrameEncoder
         }
         else
         {
-            envelope.WriteTo(span.Slice(n, envelopeSize));
+            EnvelopeCodec.Write(envelope, envelopeSize, span[n..]);
         }
 
         _written += n + envelopeSize;

@@ -48,16 +48,24 @@ public static class FrameMarshallers
             context => decoder.Decode(context.PayloadAsReadOnlySequence()));
     }
 
+    /// <summary>Reads client frames on the bridge with <see cref="ClientFrameDecoder"/>; a malformed one is INVALID_ARGUMENT.</summary>
+    public static Marshaller<ClientFrame> ClientFrames { get; } = new(
+        static (_, _) => throw new NotSupportedException("This marshaller only reads client frames; write them with a FrameEncoder."),
+        static context => Parse(context, static sequence => ClientFrameDecoder.Decode(sequence)));
+
     /// <summary>
     /// Parses one message; a malformed one is INVALID_ARGUMENT naming the message type (the
     /// transport's default would be a bare INTERNAL), so a client can tell its own fault.
     /// </summary>
     private static T Parse<T>(MessageParser<T> parser, DeserializationContext context)
-        where T : IMessage<T>
+        where T : IMessage<T> =>
+        Parse(context, parser.ParseFrom);
+
+    private static T Parse<T>(DeserializationContext context, Func<ReadOnlySequence<byte>, T> parse)
     {
         try
         {
-            return parser.ParseFrom(context.PayloadAsReadOnlySequence());
+            return parse(context.PayloadAsReadOnlySequence());
         }
         catch (InvalidProtocolBufferException ex)
         {

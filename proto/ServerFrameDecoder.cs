@@ -88,7 +88,7 @@ public sealed class ServerFrameDecoder
             return null;
         }
 
-        var envelope = Envelope.Parser.ParseFrom(rest[envelopeStart..]);
+        var envelope = EnvelopeCodec.Parse(rest[envelopeStart..]);
         if (!id.SequenceEqual(_lastIdBytes))
         {
             _lastId = Encoding.UTF8.GetString(id);

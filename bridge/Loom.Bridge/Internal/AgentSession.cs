@@ -594,7 +594,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                             }
 
                             var shared = envelope.TryGetSharedEncoding(out var encoding);
-                            var delivery = new HeldDelivery(subscription.Id, envelope, shared ? encoding.Length : envelope.CalculateSize(), shared ? encoding : null, span);
+                            var delivery = new HeldDelivery(subscription.Id, envelope, shared ? encoding.Length : EnvelopeCodec.Size(envelope), shared ? encoding : null, span);
                             var length = FrameEncoder.DeliveryLength(delivery.SubscriptionId, delivery.Size);
                             if (encoder.Length + length <= limit)
                             {

@@ -17,7 +17,7 @@ internal static class WireMethods
         MethodType.DuplexStreaming,
         BridgeService.ServiceName,
         "EventStream",
-        Counted(FrameMarshallers.For(ClientFrame.Parser)),
+        Counted(FrameMarshallers.ClientFrames),
         Counted(FrameMarshallers.Encoded));
 
     public static readonly Method<ForwardActionRequest, ForwardActionResponse> ForwardAction = Unary(BridgeService.ServiceName, "ForwardAction", ForwardActionRequest.Parser, ForwardActionResponse.Parser);
