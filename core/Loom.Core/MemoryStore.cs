@@ -57,7 +57,7 @@ public sealed record MemoryStoreOptions
             ?? (MaxValueBytes < 0 ? $"MaxValueBytes (memory.max_value_bytes) is {MaxValueBytes}; use 0 or a positive number of bytes." : null)
             ?? (MaxKeyLength < 1 ? $"MaxKeyLength is {MaxKeyLength}; use a positive number of characters." : null)
             ?? (MaxNamespaces < 1 ? $"MaxNamespaces is {MaxNamespaces}; use a positive number." : null)
-            ?? (MaxTtl <= TimeSpan.Zero ? $"MaxTtl is {MaxTtl}; use a positive time." : null);
+            ?? (MaxTtl <= TimeSpan.Zero ? $"MaxTtl is {MaxTtl}; use a positive time span." : null);
         if (problem is not null)
         {
             throw new ArgumentOutOfRangeException(ParamOf(problem), problem);
