@@ -3,8 +3,12 @@ using Loom.Mcp;
 
 namespace Loom.Bridge;
 
-/// <summary>Settings of one bridge process. Every value has a working default.</summary>
-public sealed class BridgeOptions
+/// <summary>
+/// Settings of one bridge process. Every value has a working default; <see cref="Validate"/>
+/// (called by <see cref="LoomBridge"/> when it is made) checks them all. The names in parentheses
+/// in its messages are the keys of loom.yaml's <c>bridge:</c> section (see docs/operations.md).
+/// </summary>
+public sealed record BridgeOptions
 {
     /// <summary>Address both listeners bind to. Default <c>127.0.0.1</c>.</summary>
     public string Host { get; init; } = "127.0.0.1";
@@ -99,6 +103,13 @@ public sealed class BridgeOptions
     /// <summary>A connection that sends nothing for this long after it opens is closed. Default 10 s.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Most agent sessions alive at once (connected or waiting for a reconnect); a registration
+    /// past it is refused with RESOURCE_EXHAUSTED (a reconnect of a live session is not a new one).
+    /// Default 0: derived from the memory the process may use (one per MiB, 1,024 to 65,536).
+    /// </summary>
+    public int MaxSessions { get; init; }
+
     /// <summary>Bound on graceful shutdown: in-flight work gets this long to finish. Default 5 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -116,4 +127,80 @@ public sealed class BridgeOptions
 
     /// <summary>Serving capabilities to MCP clients over streamable HTTP on the HTTP port. Default enabled at <c>/mcp</c>, every capability.</summary>
     public McpExposeOptions Mcp { get; init; } = new();
+
+    /// <summary>The smallest <see cref="MaxMessageBytes"/> accepted: 16 KiB.</summary>
+    public const int MinMessageBytes = 16 * 1024;
+
+    /// <summary>The largest <see cref="MaxMessageBytes"/> accepted: 1 GiB.</summary>
+    public const int MaxMessageBytesLimit = 1024 * 1024 * 1024;
+
+    /// <summary>
+    /// Checks every setting, including those of <see cref="EventBus"/>, <see cref="Actions"/> and
+    /// <see cref="Memory"/>: numbers in range, minimums not above maximums.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// A setting is out of range: <see cref="ArgumentException.ParamName"/> is the option's name
+    /// (e.g. <c>MaxSessions</c>, <c>EventBus.MaxQueuedBytes</c>) and the message says what is accepted.
+    /// </exception>
+    /// <exception cref="ArgumentException"><see cref="Host"/> is not an IP address.</exception>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Host))
+        {
+            throw new ArgumentException("Host is empty; use an address such as 127.0.0.1 or 0.0.0.0.", nameof(Host));
+        }
+
+        _ = LoomBridge.ResolveAddress(Host);
+        Check(GrpcPort is < 0 or > 65535, nameof(GrpcPort), $"GrpcPort is {GrpcPort}; use 0 (a free port) to 65535.");
+        Check(HttpPort is < 0 or > 65535, nameof(HttpPort), $"HttpPort is {HttpPort}; use 0 (a free port) to 65535.");
+        Check(GrpcPort != 0 && GrpcPort == HttpPort, nameof(HttpPort), $"GrpcPort and HttpPort are both {GrpcPort}; use two different ports (or 0 for free ones).");
+        Check(MinHeartbeatInterval <= TimeSpan.Zero, nameof(MinHeartbeatInterval), $"MinHeartbeatInterval is {Ms(MinHeartbeatInterval)}; it must be positive.");
+        Check(MaxHeartbeatInterval < MinHeartbeatInterval, nameof(MaxHeartbeatInterval), $"MaxHeartbeatInterval is {Ms(MaxHeartbeatInterval)}; it must be at least MinHeartbeatInterval ({Ms(MinHeartbeatInterval)}).");
+        Check(HeartbeatInterval < MinHeartbeatInterval || HeartbeatInterval > MaxHeartbeatInterval, nameof(HeartbeatInterval), $"HeartbeatInterval (heartbeat_ms) is {Ms(HeartbeatInterval)}; use {Ms(MinHeartbeatInterval)} (MinHeartbeatInterval) to {Ms(MaxHeartbeatInterval)} (MaxHeartbeatInterval).");
+        Check(MissedHeartbeatsBeforeExpiry is < 1 or > 1000, nameof(MissedHeartbeatsBeforeExpiry), $"MissedHeartbeatsBeforeExpiry is {MissedHeartbeatsBeforeExpiry}; use 1 to 1000.");
+        Check(FirstContactGrace < TimeSpan.Zero, nameof(FirstContactGrace), $"FirstContactGrace is {Ms(FirstContactGrace)}; it must not be negative.");
+        Check(MaxMessageBytes is < MinMessageBytes or > MaxMessageBytesLimit, nameof(MaxMessageBytes), $"MaxMessageBytes (max_message_bytes) is {MaxMessageBytes}; use {MinMessageBytes} (16 KiB) to {MaxMessageBytesLimit} (1 GiB).");
+        Check(MaxPayloadBytes < 1 || MaxPayloadBytes > MaxMessageBytes, nameof(MaxPayloadBytes), $"MaxPayloadBytes (max_payload_bytes) is {MaxPayloadBytes}; use 1 to MaxMessageBytes (max_message_bytes, {MaxMessageBytes}).");
+        Check(MaxBatchMessages < 1, nameof(MaxBatchMessages), $"MaxBatchMessages is {MaxBatchMessages}; it must be positive.");
+        Check(MaxBatchBytes < 1, nameof(MaxBatchBytes), $"MaxBatchBytes is {MaxBatchBytes}; it must be positive.");
+        Check(MaxInflightCallsPerSession < 1, nameof(MaxInflightCallsPerSession), $"MaxInflightCallsPerSession is {MaxInflightCallsPerSession}; it must be positive.");
+        Check(OutboundQueueCapacity < 1, nameof(OutboundQueueCapacity), $"OutboundQueueCapacity is {OutboundQueueCapacity}; it must be positive.");
+        Check(OutboundQueueFullTimeout <= TimeSpan.Zero, nameof(OutboundQueueFullTimeout), $"OutboundQueueFullTimeout is {Ms(OutboundQueueFullTimeout)}; it must be positive.");
+        Check(MaxSubscriptionsPerSession < 1, nameof(MaxSubscriptionsPerSession), $"MaxSubscriptionsPerSession (max_subscriptions_per_session) is {MaxSubscriptionsPerSession}; it must be positive.");
+        Check(MaxCapabilitiesPerAgent < 1, nameof(MaxCapabilitiesPerAgent), $"MaxCapabilitiesPerAgent (max_capabilities_per_agent) is {MaxCapabilitiesPerAgent}; it must be positive.");
+        Check(MaxConnections < 0, nameof(MaxConnections), $"MaxConnections (max_connections) is {MaxConnections}; use 0 (derived from the machine's memory) or a positive number.");
+        Check(MaxConnectionsPerAddress < 0, nameof(MaxConnectionsPerAddress), $"MaxConnectionsPerAddress (max_connections_per_address) is {MaxConnectionsPerAddress}; use 0 (no limit per address) or a positive number.");
+        Check(HandshakeTimeout <= TimeSpan.Zero, nameof(HandshakeTimeout), $"HandshakeTimeout (handshake_timeout_ms) is {Ms(HandshakeTimeout)}; it must be positive.");
+        Check(MaxSessions < 0, nameof(MaxSessions), $"MaxSessions (max_sessions) is {MaxSessions}; use 0 (derived from the machine's memory) or a positive number.");
+        Check(ShutdownTimeout < TimeSpan.Zero, nameof(ShutdownTimeout), $"ShutdownTimeout is {Ms(ShutdownTimeout)}; it must not be negative.");
+        Check(Actions.DefaultTimeout <= TimeSpan.Zero, "Actions.DefaultTimeout", $"Actions.DefaultTimeout is {Ms(Actions.DefaultTimeout)}; it must be positive.");
+        Check(Actions.MaxTimeout < Actions.DefaultTimeout, "Actions.MaxTimeout", $"Actions.MaxTimeout is {Ms(Actions.MaxTimeout)}; it must be at least Actions.DefaultTimeout ({Ms(Actions.DefaultTimeout)}).");
+        Check(Actions.MaxInputBytes < 1, "Actions.MaxInputBytes", $"Actions.MaxInputBytes is {Actions.MaxInputBytes}; it must be positive.");
+        Check(Actions.UnhealthyCooldown < TimeSpan.Zero, "Actions.UnhealthyCooldown", $"Actions.UnhealthyCooldown is {Ms(Actions.UnhealthyCooldown)}; it must not be negative.");
+        Nested("EventBus", EventBus.Validate);
+        Nested("Memory", Memory.Validate);
+
+        static void Check(bool bad, string name, string message)
+        {
+            if (bad)
+            {
+                throw new ArgumentOutOfRangeException(name, message);
+            }
+        }
+
+        static void Nested(string prefix, Action validate)
+        {
+            try
+            {
+                validate();
+            }
+            catch (ArgumentOutOfRangeException ex)
+            {
+                var message = ex.ParamName is { } name ? ex.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : ex.Message;
+                throw new ArgumentOutOfRangeException($"{prefix}.{ex.ParamName}", $"{prefix}.{message}");
+            }
+        }
+    }
+
+    private static string Ms(TimeSpan value) => value.TotalMilliseconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) + " ms";
 }

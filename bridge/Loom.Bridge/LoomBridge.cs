@@ -36,9 +36,12 @@ public sealed class LoomBridge : IAsyncDisposable
     /// <summary>TCP connections the connection gate counts as open now (for tests).</summary>
     internal int OpenConnections => _gate?.Open ?? 0;
 
+    /// <summary>Makes a bridge (not yet listening: see <see cref="StartAsync"/>).</summary>
+    /// <exception cref="ArgumentException">A setting is out of range (<see cref="BridgeOptions.Validate"/>).</exception>
     public LoomBridge(BridgeOptions? options = null, Action<ILoggingBuilder>? configureLogging = null, TimeProvider? time = null)
     {
         _options = options ?? new BridgeOptions();
+        _options.Validate();
         _configureLogging = configureLogging;
         Time = time ?? TimeProvider.System;
         // No envelope larger than an agent can receive gets into the bus: it would end every subscriber's stream.
@@ -47,7 +50,7 @@ public sealed class LoomBridge : IAsyncDisposable
         Broker = new ActionBroker(_options.Actions, new Router(), Time);
         Memory = new MemoryStore(_options.Memory, Time);
         Agents = new AgentDirectory();
-        _telemetry = new Internal.Metrics.BridgeTelemetry(Bus, Broker, () => _sessions, () => _coordinator?.Stats);
+        _telemetry = new Internal.Metrics.BridgeTelemetry(Bus, Broker, Memory, () => _sessions, () => _coordinator?.Stats);
     }
 
     private readonly Internal.Metrics.BridgeTelemetry _telemetry;
@@ -297,7 +300,7 @@ public sealed class LoomBridge : IAsyncDisposable
         _telemetry.Dispose();
     }
 
-    private static IPAddress ResolveAddress(string host) => host switch
+    internal static IPAddress ResolveAddress(string host) => host switch
     {
         "localhost" => IPAddress.Loopback,
         "*" or "0.0.0.0" => IPAddress.Any,

@@ -50,6 +50,27 @@ internal static class Program
         {
             host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config,
         };
+
+        // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
+        var limits = new List<(Internal.BridgeLimit Limit, Option<string> Option)>();
+        foreach (var limit in Internal.BridgeLimits.All)
+        {
+            var option = new Option<string>(limit.Flag)
+            {
+                Description = limit.Unit == Internal.LimitUnit.Bytes ? limit.Help + " Bytes, or with KiB, MiB, GiB or TiB (e.g. 64MiB)." : limit.Help,
+                HelpName = limit.Unit switch { Internal.LimitUnit.Bytes => "BYTES", Internal.LimitUnit.Milliseconds => "MS", _ => "N" },
+            };
+            option.Validators.Add(r =>
+            {
+                if (!limit.TryParse(r.GetValueOrDefault<string>(), out _, out var problem))
+                {
+                    r.AddError($"{limit.Flag}: {problem}.");
+                }
+            });
+            command.Options.Add(option);
+            limits.Add((limit, option));
+        }
+
         topicGroups.Validators.Add(r =>
         {
             foreach (var pattern in r.GetValueOrDefault<string[]>() ?? [])
@@ -97,7 +118,7 @@ internal static class Program
             }
 
             bool Given(Option option) => parse.GetResult(option) is { Implicit: false } || parse.GetValue(config) is null;
-            var options = new BridgeOptions
+            var options = file with
             {
                 Host = Given(host) ? parse.GetValue(host)! : file.Host,
                 GrpcPort = Given(grpcPort) ? parse.GetValue(grpcPort) : file.GrpcPort,
@@ -105,9 +126,27 @@ internal static class Program
                 HeartbeatInterval = Given(heartbeat) ? TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)) : file.HeartbeatInterval,
                 EventBus = parse.GetValue(topicGroups) is { Length: > 0 } groups ? file.EventBus with { MetricTopicGroups = groups } : file.EventBus,
                 GrpcReflection = parse.GetValue(reflection) ?? file.GrpcReflection,
-                McpServers = file.McpServers,
-                Mcp = file.Mcp,
             };
+            var given = new Dictionary<string, long>(StringComparer.Ordinal);
+            foreach (var (limit, option) in limits)
+            {
+                if (parse.GetValue(option) is { } text && limit.TryParse(text, out var value, out var unused))
+                {
+                    given[limit.Key] = value;
+                }
+            }
+
+            options = Internal.BridgeLimits.Apply(options, given);
+            try
+            {
+                options.Validate();
+            }
+            catch (ArgumentException ex)
+            {
+                await Console.Error.WriteLineAsync($"loom: {Internal.BridgeLimits.Describe(ex)}");
+                return 2;
+            }
+
             var level = parse.GetValue(logLevel);
             return await RunBridgeAsync(options, level);
         });

@@ -45,7 +45,7 @@ public sealed class EventBus : IDisposable
     public EventBus(EventBusOptions? options = null, TimeProvider? time = null, ILogger<EventBus>? logger = null)
     {
         _options = options ?? new EventBusOptions();
-        Validate(_options);
+        _options.Validate();
         Time = time ?? TimeProvider.System;
         _clock = new UnixClock(Time);
         _logger = (ILogger?)logger ?? NullLogger.Instance;
@@ -609,29 +609,6 @@ public sealed class EventBus : IDisposable
             }
 
             return subscriptions;
-        }
-    }
-
-    private static void Validate(EventBusOptions options)
-    {
-        static string? Capacity(int value, string name) =>
-            value < 1 || value > MaxQueueCapacity ? $"{name} is {value}; use 1 to {MaxQueueCapacity}." : null;
-
-        var problem = Capacity(options.RealtimeQueueCapacity, nameof(options.RealtimeQueueCapacity))
-            ?? Capacity(options.NormalQueueCapacity, nameof(options.NormalQueueCapacity))
-            ?? Capacity(options.BatchQueueCapacity, nameof(options.BatchQueueCapacity))
-            ?? Capacity(options.MaxSubscriptionQueueCapacity, nameof(options.MaxSubscriptionQueueCapacity))
-            ?? (options.MaxQueueBytesPerSubscription < 1 ? $"MaxQueueBytesPerSubscription is {options.MaxQueueBytesPerSubscription}; it must be positive." : null)
-            ?? (options.MaxQueuedBytes < 0 ? $"MaxQueuedBytes is {options.MaxQueuedBytes}; use 0 for the default or a positive number." : null)
-            ?? (options.MaxEnvelopeBytes < 0 ? $"MaxEnvelopeBytes is {options.MaxEnvelopeBytes}; use 0 for no limit or a positive number." : null)
-            ?? (options.DefaultTtl <= TimeSpan.Zero ? $"DefaultTtl is {options.DefaultTtl}; it must be positive." : null)
-            ?? (options.DefaultBlockTimeout < TimeSpan.Zero ? $"DefaultBlockTimeout is {options.DefaultBlockTimeout}; it must not be negative." : null)
-            ?? (options.MaxBlockTimeout < options.DefaultBlockTimeout ? $"MaxBlockTimeout is {options.MaxBlockTimeout}; it must be at least DefaultBlockTimeout ({options.DefaultBlockTimeout})." : null)
-            ?? (options.SlowConsumerThreshold < TimeSpan.Zero ? $"SlowConsumerThreshold is {options.SlowConsumerThreshold}; it must not be negative." : null)
-            ?? (options.MaxTrackedTopics < 0 ? $"MaxTrackedTopics is {options.MaxTrackedTopics}; it must not be negative." : null);
-        if (problem is not null)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), problem);
         }
     }
 

@@ -79,6 +79,37 @@ public sealed record EventBusOptions
 
     /// <summary>Most groups derived from first tokens before further topics share <c>(other)</c>. Default 64.</summary>
     public int MaxMetricTopicGroups { get; init; } = 64;
+
+    /// <summary>Checks every setting: capacities from 1 to 16,777,216, byte limits positive (or 0 where that means the default), timeouts in order.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A setting is out of range: <see cref="ArgumentException.ParamName"/> names it and the message says what is accepted.</exception>
+    public void Validate()
+    {
+        static string Ms(TimeSpan value) => value.TotalMilliseconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) + " ms";
+
+        static void Check(bool bad, string name, string message)
+        {
+            if (bad)
+            {
+                throw new ArgumentOutOfRangeException(name, message);
+            }
+        }
+
+        static void Capacity(int value, string name, string? key = null) =>
+            Check(value < 1 || value > EventBus.MaxQueueCapacity, name, $"{name}{(key is null ? "" : $" ({key})")} is {value}; use 1 to {EventBus.MaxQueueCapacity}.");
+
+        Capacity(RealtimeQueueCapacity, nameof(RealtimeQueueCapacity));
+        Capacity(NormalQueueCapacity, nameof(NormalQueueCapacity));
+        Capacity(BatchQueueCapacity, nameof(BatchQueueCapacity));
+        Capacity(MaxSubscriptionQueueCapacity, nameof(MaxSubscriptionQueueCapacity), "max_subscription_queue_capacity");
+        Check(MaxQueueBytesPerSubscription < 1, nameof(MaxQueueBytesPerSubscription), $"MaxQueueBytesPerSubscription (max_queue_bytes_per_subscription) is {MaxQueueBytesPerSubscription}; use a positive number of bytes.");
+        Check(MaxQueuedBytes < 0, nameof(MaxQueuedBytes), $"MaxQueuedBytes (max_queued_bytes) is {MaxQueuedBytes}; use 0 for the default (a quarter of the memory the process may use) or a positive number of bytes.");
+        Check(MaxEnvelopeBytes < 0, nameof(MaxEnvelopeBytes), $"MaxEnvelopeBytes is {MaxEnvelopeBytes}; use 0 for no limit or a positive number of bytes.");
+        Check(DefaultTtl <= TimeSpan.Zero, nameof(DefaultTtl), $"DefaultTtl is {Ms(DefaultTtl)}; it must be positive.");
+        Check(DefaultBlockTimeout < TimeSpan.Zero, nameof(DefaultBlockTimeout), $"DefaultBlockTimeout is {Ms(DefaultBlockTimeout)}; it must not be negative.");
+        Check(MaxBlockTimeout < DefaultBlockTimeout, nameof(MaxBlockTimeout), $"MaxBlockTimeout (max_block_timeout_ms) is {Ms(MaxBlockTimeout)}; it must be at least DefaultBlockTimeout ({Ms(DefaultBlockTimeout)}).");
+        Check(SlowConsumerThreshold < TimeSpan.Zero, nameof(SlowConsumerThreshold), $"SlowConsumerThreshold is {Ms(SlowConsumerThreshold)}; it must not be negative.");
+        Check(MaxTrackedTopics < 0, nameof(MaxTrackedTopics), $"MaxTrackedTopics is {MaxTrackedTopics}; it must not be negative.");
+    }
 }
 
 /// <summary>How a subscription queues: QoS class, full-queue policy, capacity, blocking timeout and owner.</summary>

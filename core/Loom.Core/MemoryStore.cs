@@ -5,10 +5,31 @@ using Loom.Protocol.V1;
 namespace Loom.Core;
 
 /// <summary>Limits of a <see cref="MemoryStore"/>.</summary>
-public sealed class MemoryStoreOptions
+/// <remarks>
+/// Bytes are counted per entry as the UTF-8 bytes of its key, the bytes of its value and
+/// <see cref="MemoryStore.EntryOverheadBytes"/> for what the store keeps beside them. A write
+/// past a limit is refused with RESOURCE_EXHAUSTED and changes nothing; deletes, overwrites with
+/// smaller values and expiry give the bytes back.
+/// </remarks>
+public sealed record MemoryStoreOptions
 {
     /// <summary>Entries one namespace may hold. Default 100000.</summary>
     public int MaxEntriesPerNamespace { get; init; } = 100_000;
+
+    /// <summary>Entries the whole store may hold. Default 1000000.</summary>
+    public long MaxTotalEntries { get; init; } = 1_000_000;
+
+    /// <summary>
+    /// Bytes the whole store may hold (see the remarks for how an entry is counted). Default 0:
+    /// an eighth of the memory the process may use, at least 64 MiB (3 GiB with 24 GiB).
+    /// </summary>
+    public long MaxTotalBytes { get; init; }
+
+    /// <summary>
+    /// Bytes one namespace may hold, so that one agent's runaway writes leave room for the others.
+    /// Default 0: a quarter of <see cref="MaxTotalBytes"/> in force.
+    /// </summary>
+    public long MaxBytesPerNamespace { get; init; }
 
     /// <summary>Largest value, in bytes. Default 1 MiB.</summary>
     public int MaxValueBytes { get; init; } = 1024 * 1024;
@@ -21,13 +42,39 @@ public sealed class MemoryStoreOptions
 
     /// <summary>Longest time to live. Default 30 days.</summary>
     public TimeSpan MaxTtl { get; init; } = TimeSpan.FromDays(30);
+
+    /// <summary>An eighth of the memory the process may use, at least 64 MiB.</summary>
+    public static long DefaultMaxTotalBytes() => Math.Max(64L * 1024 * 1024, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8);
+
+    /// <summary>Checks every limit.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A limit is out of range; the message names it and the accepted range.</exception>
+    public void Validate()
+    {
+        var problem = (MaxEntriesPerNamespace < 1 ? $"MaxEntriesPerNamespace (memory.max_entries_per_namespace) is {MaxEntriesPerNamespace}; use a positive number." : null)
+            ?? (MaxTotalEntries < 1 ? $"MaxTotalEntries (memory.max_total_entries) is {MaxTotalEntries}; use a positive number." : null)
+            ?? (MaxTotalBytes < 0 ? $"MaxTotalBytes (memory.max_total_bytes) is {MaxTotalBytes}; use 0 for the default (an eighth of the memory the process may use) or a positive number of bytes." : null)
+            ?? (MaxBytesPerNamespace < 0 ? $"MaxBytesPerNamespace (memory.max_bytes_per_namespace) is {MaxBytesPerNamespace}; use 0 for the default (a quarter of the total) or a positive number of bytes." : null)
+            ?? (MaxValueBytes < 0 ? $"MaxValueBytes (memory.max_value_bytes) is {MaxValueBytes}; use 0 or a positive number of bytes." : null)
+            ?? (MaxKeyLength < 1 ? $"MaxKeyLength is {MaxKeyLength}; use a positive number of characters." : null)
+            ?? (MaxNamespaces < 1 ? $"MaxNamespaces is {MaxNamespaces}; use a positive number." : null)
+            ?? (MaxTtl <= TimeSpan.Zero ? $"MaxTtl is {MaxTtl}; use a positive time span." : null);
+        if (problem is not null)
+        {
+            throw new ArgumentOutOfRangeException(ParamOf(problem), problem);
+        }
+    }
+
+    private static string ParamOf(string problem) => problem[..problem.IndexOf(' ', StringComparison.Ordinal)];
 }
 
 /// <summary>
 /// Namespaced key-value memory with TTL, versions and compare-and-set. Versions come from one
 /// store-wide counter, so a key's version increases on every write and never repeats, even after
 /// a delete. Expired entries are never returned; they are removed when touched and by
-/// <see cref="Sweep"/>. Thread-safe (one lock per namespace).
+/// <see cref="Sweep"/>. Entries and bytes are bounded per namespace and in total
+/// (<see cref="MemoryStoreOptions"/>); a write past a limit is refused with RESOURCE_EXHAUSTED and
+/// changes nothing. Thread-safe (one lock per namespace; the totals are reserved atomically, so
+/// concurrent writers never take the store past them).
 /// </summary>
 public sealed class MemoryStore
 {
@@ -38,21 +85,50 @@ public sealed class MemoryStore
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, Space> _spaces = new(StringComparer.Ordinal);
     private readonly Lock _createGate = new();
+    private readonly Totals _totals = new();
+    private readonly long _maxTotalBytes;
+    private readonly long _maxBytesPerNamespace;
+    private readonly long[] _refused = new long[Enum.GetValues<MemoryStoreLimit>().Length];
     private long _version;
+
+    // Earliest expiry of any entry (long.MaxValue: none known), so a full store sweeps only when something expired.
+    private long _earliestExpiry = long.MaxValue;
+
+    /// <summary>
+    /// Bytes an entry is counted as beyond its key (UTF-8) and value: the entry, its key string,
+    /// the value's buffer and the index nodes that hold them, on a 64-bit runtime.
+    /// </summary>
+    public const int EntryOverheadBytes = 192;
 
     public MemoryStore(MemoryStoreOptions? options = null, TimeProvider? time = null)
     {
         _options = options ?? new MemoryStoreOptions();
-        if (_options.MaxEntriesPerNamespace < 1 || _options.MaxValueBytes < 0 || _options.MaxKeyLength < 1 || _options.MaxNamespaces < 1 || _options.MaxTtl <= TimeSpan.Zero)
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), "MaxEntriesPerNamespace, MaxKeyLength, MaxNamespaces and MaxTtl must be positive, MaxValueBytes not negative.");
-        }
-
+        _options.Validate();
+        _maxTotalBytes = _options.MaxTotalBytes > 0 ? _options.MaxTotalBytes : MemoryStoreOptions.DefaultMaxTotalBytes();
+        _maxBytesPerNamespace = _options.MaxBytesPerNamespace > 0 ? _options.MaxBytesPerNamespace : Math.Max(1, _maxTotalBytes / 4);
         _time = time ?? TimeProvider.System;
     }
 
     /// <summary>The store limits.</summary>
     public MemoryStoreOptions Options => _options;
+
+    /// <summary>The limit of <see cref="TotalBytes"/> in force (configured, or derived from the machine's memory).</summary>
+    public long MaxTotalBytes => _maxTotalBytes;
+
+    /// <summary>The limit of one namespace's bytes in force (configured, or a quarter of <see cref="MaxTotalBytes"/>).</summary>
+    public long MaxBytesPerNamespace => _maxBytesPerNamespace;
+
+    /// <summary>Bytes the store holds now (entries not yet removed after they expired included), counted as <see cref="EntryOverheadBytes"/> says.</summary>
+    public long TotalBytes => Volatile.Read(ref _totals.Bytes);
+
+    /// <summary>Entries the store holds now (entries not yet removed after they expired included).</summary>
+    public long TotalEntries => Volatile.Read(ref _totals.Entries);
+
+    /// <summary>Writes refused so far because of <paramref name="limit"/>.</summary>
+    public long Refused(MemoryStoreLimit limit) => Volatile.Read(ref _refused[(int)limit]);
+
+    /// <summary>Bytes one entry is counted as: its key in UTF-8, its value and <see cref="EntryOverheadBytes"/>.</summary>
+    public static long SizeOf(string key, int valueBytes) => System.Text.Encoding.UTF8.GetByteCount(key) + (long)valueBytes + EntryOverheadBytes;
 
     /// <summary>The live entry, or null when absent or expired.</summary>
     public MemoryEntry? Get(string ns, string key)
@@ -188,11 +264,14 @@ public sealed class MemoryStore
     {
         var now = NowUnixMs();
         var removed = 0;
+        var earliest = long.MaxValue;
+        Volatile.Write(ref _earliestExpiry, long.MaxValue); // writes meanwhile lower it again
         foreach (var (name, space) in _spaces)
         {
             lock (space.Gate)
             {
                 removed += space.RemoveExpired(now);
+                earliest = Math.Min(earliest, space.NextExpiry);
                 if (space.Entries.Count == 0)
                 {
                     space.Retired = true;
@@ -201,6 +280,7 @@ public sealed class MemoryStore
             }
         }
 
+        LowerEarliestExpiry(earliest);
         return removed;
     }
 
@@ -283,6 +363,7 @@ public sealed class MemoryStore
         CheckKey(key);
         CheckValue(value.Length);
         var ttlMs = CheckTtl(ttl);
+        var swept = false;
         while (true)
         {
             var space = GetOrCreateSpace(ns);
@@ -294,14 +375,16 @@ public sealed class MemoryStore
                     continue; // swept away meanwhile: take the new one
                 }
 
-                var exists = space.TryGetLive(key, now, out _);
-                if (!exists)
+                space.TryGetLive(key, now, out var current);
+                if (WriteLocked(space, ns, key, value, ttlMs, now, current, mayDeferToSweep: !swept) is { } written)
                 {
-                    EnsureRoom(space, ns, now);
+                    return written.ToProto(key);
                 }
-
-                return space.Write(key, value, NextVersion(), ttlMs == 0 ? 0 : now + ttlMs).ToProto(key);
             }
+
+            // The store is full, and entries elsewhere have expired: remove them (outside any namespace's lock) and try once more.
+            swept = true;
+            Sweep();
         }
     }
 
@@ -311,6 +394,7 @@ public sealed class MemoryStore
         CheckKey(key);
         CheckValue(value.Length);
         var ttlMs = CheckTtl(ttl);
+        var swept = false;
         while (true)
         {
             Space? space;
@@ -338,28 +422,113 @@ public sealed class MemoryStore
                     return (false, exists ? current!.ToProto(key) : null);
                 }
 
-                if (!exists)
+                if (WriteLocked(space, ns, key, value, ttlMs, now, current, mayDeferToSweep: !swept) is { } written)
                 {
-                    EnsureRoom(space, ns, now);
+                    return (true, written.ToProto(key));
                 }
+            }
 
-                return (true, space.Write(key, value, NextVersion(), ttlMs == 0 ? 0 : now + ttlMs).ToProto(key));
+            swept = true;
+            Sweep();
+        }
+    }
+
+    /// <summary>
+    /// Writes <paramref name="key"/> (whose live entry is <paramref name="current"/>, or null) once
+    /// every limit allows it, under the namespace's lock. Null when only the store-wide totals are
+    /// short and some entry has expired (with <paramref name="mayDeferToSweep"/>): the caller sweeps
+    /// and tries again. A refusal changes nothing.
+    /// </summary>
+    private Entry? WriteLocked(Space space, string ns, string key, ByteString value, long ttlMs, long now, Entry? current, bool mayDeferToSweep)
+    {
+        var size = SizeOf(key, value.Length);
+        var addsEntry = current is null;
+        var delta = size - (current?.Size ?? 0);
+        if ((addsEntry && space.Entries.Count >= _options.MaxEntriesPerNamespace) || (delta > 0 && space.Bytes + delta > _maxBytesPerNamespace))
+        {
+            space.RemoveExpired(now); // the current entry is live now, so it stays
+            if (addsEntry && space.Entries.Count >= _options.MaxEntriesPerNamespace)
+            {
+                throw Full(MemoryStoreLimit.NamespaceEntries, $"Namespace '{ns}' holds {space.Entries.Count} entries, its limit (memory.max_entries_per_namespace). Nothing was written: delete keys or let them expire first, or raise the limit.");
+            }
+
+            if (delta > 0 && space.Bytes + delta > _maxBytesPerNamespace)
+            {
+                throw Full(MemoryStoreLimit.NamespaceBytes, $"Namespace '{ns}' holds {space.Bytes} bytes and this write needs {delta} more, over its limit of {_maxBytesPerNamespace} bytes (memory.max_bytes_per_namespace; an entry counts its key and value plus {EntryOverheadBytes} bytes). Nothing was written: delete keys, write smaller values or let entries expire, or raise the limit.");
+            }
+        }
+
+        if (addsEntry && !TryAdd(ref _totals.Entries, 1, _options.MaxTotalEntries))
+        {
+            return mayDeferToSweep && SomethingExpired(now) ? null
+                : throw Full(MemoryStoreLimit.TotalEntries, $"The memory store holds {TotalEntries} entries, its limit (memory.max_total_entries). Nothing was written: delete keys or let them expire first, or raise the limit.");
+        }
+
+        if (!TryAdd(ref _totals.Bytes, delta, _maxTotalBytes))
+        {
+            if (addsEntry)
+            {
+                Interlocked.Decrement(ref _totals.Entries);
+            }
+
+            return mayDeferToSweep && SomethingExpired(now) ? null
+                : throw Full(MemoryStoreLimit.TotalBytes, $"The memory store holds {TotalBytes} bytes and this write needs {delta} more, over its limit of {_maxTotalBytes} bytes (memory.max_total_bytes; an entry counts its key and value plus {EntryOverheadBytes} bytes). Nothing was written: delete keys, write smaller values or let entries expire, or raise the limit.");
+        }
+
+        var expires = ttlMs == 0 ? 0 : now + ttlMs;
+        if (expires != 0)
+        {
+            LowerEarliestExpiry(expires);
+        }
+
+        return space.Write(key, value, NextVersion(), expires, size);
+    }
+
+    /// <summary>Adds <paramref name="delta"/> unless that takes <paramref name="counter"/> past <paramref name="max"/> (a decrease always applies).</summary>
+    private static bool TryAdd(ref long counter, long delta, long max)
+    {
+        if (delta <= 0)
+        {
+            Interlocked.Add(ref counter, delta);
+            return true;
+        }
+
+        while (true)
+        {
+            var current = Volatile.Read(ref counter);
+            if (current + delta > max)
+            {
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref counter, current + delta, current) == current)
+            {
+                return true;
             }
         }
     }
 
-    private void EnsureRoom(Space space, string ns, long now)
-    {
-        if (space.Entries.Count < _options.MaxEntriesPerNamespace)
-        {
-            return;
-        }
+    private bool SomethingExpired(long now) => now >= Volatile.Read(ref _earliestExpiry);
 
-        space.RemoveExpired(now);
-        if (space.Entries.Count >= _options.MaxEntriesPerNamespace)
+    private void LowerEarliestExpiry(long expires)
+    {
+        var current = Volatile.Read(ref _earliestExpiry);
+        while (expires < current)
         {
-            throw new ResourceExhaustedException($"Namespace '{ns}' holds {space.Entries.Count} entries, the limit; delete keys or let them expire first.");
+            var seen = Interlocked.CompareExchange(ref _earliestExpiry, expires, current);
+            if (seen == current)
+            {
+                return;
+            }
+
+            current = seen;
         }
+    }
+
+    private ResourceExhaustedException Full(MemoryStoreLimit limit, string message)
+    {
+        Interlocked.Increment(ref _refused[(int)limit]);
+        return new ResourceExhaustedException(message);
     }
 
     private Space GetOrCreateSpace(string ns)
@@ -381,11 +550,11 @@ public sealed class MemoryStore
                 Sweep();
                 if (_spaces.Count >= _options.MaxNamespaces)
                 {
-                    throw new ResourceExhaustedException($"The memory store holds {_spaces.Count} namespaces, the limit; no new namespace can be created.");
+                    throw Full(MemoryStoreLimit.Namespaces, $"The memory store holds {_spaces.Count} namespaces, its limit; no new namespace can be created. Write into an existing namespace, or delete every key of one you no longer need.");
                 }
             }
 
-            space = new Space();
+            space = new Space(_totals);
             _spaces[ns] = space;
             return space;
         }
@@ -451,11 +620,14 @@ public sealed class MemoryStore
         return Math.Max(1, (long)Math.Ceiling(value.TotalMilliseconds));
     }
 
-    private sealed class Entry(ByteString value, ulong version, long expiresUnixMs)
+    private sealed class Entry(ByteString value, ulong version, long expiresUnixMs, long size)
     {
         public readonly ByteString Value = value;
         public readonly ulong Version = version;
         public readonly long ExpiresUnixMs = expiresUnixMs;
+
+        /// <summary>Bytes it is counted as (<see cref="SizeOf"/>).</summary>
+        public readonly long Size = size;
 
         public bool IsExpired(long now) => ExpiresUnixMs != 0 && now >= ExpiresUnixMs;
 
@@ -468,16 +640,32 @@ public sealed class MemoryStore
         };
     }
 
-    /// <summary>One namespace. Guarded by <see cref="Gate"/>.</summary>
-    private sealed class Space
+    /// <summary>What the whole store holds; changed with interlocked operations.</summary>
+    private sealed class Totals
+    {
+        public long Bytes;
+        public long Entries;
+    }
+
+    /// <summary>
+    /// One namespace. Guarded by <see cref="Gate"/>. A write's share of the store's totals is
+    /// reserved by the store before <see cref="Write"/>; <see cref="Remove"/> gives it back.
+    /// </summary>
+    private sealed class Space(Totals totals)
     {
         public readonly Lock Gate = new();
         public readonly Dictionary<string, Entry> Entries = new(StringComparer.Ordinal);
         public readonly SortedSet<string> Keys = new(StringComparer.Ordinal);
         public bool Retired;
 
+        /// <summary>Bytes of this namespace's entries.</summary>
+        public long Bytes;
+
         // Earliest expiry of any entry (long.MaxValue: none), so sweeps skip idle namespaces.
         private long _nextExpiry = long.MaxValue;
+
+        /// <summary>No entry expires before this (long.MaxValue: none expires).</summary>
+        public long NextExpiry => _nextExpiry;
 
         public bool TryGetLive(string key, long now, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Entry? entry)
         {
@@ -495,17 +683,21 @@ public sealed class MemoryStore
             return false;
         }
 
-        public Entry Write(string key, ByteString value, ulong version, long expiresUnixMs)
+        public Entry Write(string key, ByteString value, ulong version, long expiresUnixMs, long size)
         {
-            var entry = new Entry(value, version, expiresUnixMs);
-            if (Entries.TryAdd(key, entry))
+            var entry = new Entry(value, version, expiresUnixMs, size);
+            if (Entries.TryGetValue(key, out var old))
             {
-                Keys.Add(key);
+                Bytes -= old.Size;
+                Entries[key] = entry;
             }
             else
             {
-                Entries[key] = entry;
+                Entries.Add(key, entry);
+                Keys.Add(key);
             }
+
+            Bytes += size;
 
             if (expiresUnixMs != 0 && expiresUnixMs < _nextExpiry)
             {
@@ -517,9 +709,12 @@ public sealed class MemoryStore
 
         public void Remove(string key)
         {
-            if (Entries.Remove(key))
+            if (Entries.Remove(key, out var entry))
             {
                 Keys.Remove(key);
+                Bytes -= entry.Size;
+                Interlocked.Add(ref totals.Bytes, -entry.Size);
+                Interlocked.Decrement(ref totals.Entries);
             }
         }
 
@@ -558,4 +753,23 @@ public sealed class MemoryStore
             return expired.Count;
         }
     }
+}
+
+/// <summary>A limit of a <see cref="MemoryStore"/> that can refuse a write (see <see cref="MemoryStore.Refused"/>).</summary>
+public enum MemoryStoreLimit
+{
+    /// <summary><see cref="MemoryStoreOptions.MaxTotalBytes"/>.</summary>
+    TotalBytes,
+
+    /// <summary><see cref="MemoryStoreOptions.MaxBytesPerNamespace"/>.</summary>
+    NamespaceBytes,
+
+    /// <summary><see cref="MemoryStoreOptions.MaxTotalEntries"/>.</summary>
+    TotalEntries,
+
+    /// <summary><see cref="MemoryStoreOptions.MaxEntriesPerNamespace"/>.</summary>
+    NamespaceEntries,
+
+    /// <summary><see cref="MemoryStoreOptions.MaxNamespaces"/>.</summary>
+    Namespaces,
 }

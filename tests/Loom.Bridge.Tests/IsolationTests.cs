@@ -180,4 +180,99 @@ public sealed class IsolationTests : IAsyncLifetime
             Assert.Equal("ok", delivered.Deliver.Envelope.Payload.ToStringUtf8());
         }
     }
+
+    [Fact]
+    public async Task A_client_filling_the_memory_store_is_refused_and_others_keep_working()
+    {
+        const int ValueBytes = 8 * 1024;
+        var memory = new MemoryStoreOptions { MaxTotalBytes = 192 * 1024, MaxBytesPerNamespace = 128 * 1024, MaxValueBytes = 16 * 1024 };
+        await using var bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0, Memory = memory }, _ => { });
+        await bridge.StartAsync();
+
+        var healthyRequest = new RegisterAgentRequest { AgentId = "healthy", Name = "healthy", Sdk = "test", Namespace = "healthy" };
+        healthyRequest.Subscriptions.Add(new Protocol.V1.Subscription { Pattern = "chat.>" });
+        await using var healthy = await RawAgent.RegisterAsync(bridge.GrpcAddress, healthyRequest);
+        await using var filler = await RawAgent.RegisterAsync(bridge.GrpcAddress, new RegisterAgentRequest { AgentId = "filler", Name = "filler", Sdk = "test", Namespace = "filler" });
+
+        async Task<MemoryResponse> AskAsync(RawAgent agent, MemoryRequest request)
+        {
+            request.CorrelationId = Guid.NewGuid().ToString("N");
+            await agent.SendAsync(new ClientMessage { Memory = request });
+            return (await agent.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Memory && m.Memory.CorrelationId == request.CorrelationId, Short)).Memory;
+        }
+
+        async Task<(int Stored, Error Refusal)> FillAsync(string? ns)
+        {
+            var value = ByteString.CopyFrom(new byte[ValueBytes]);
+            for (var i = 0; i < 100; i++)
+            {
+                var answer = await AskAsync(filler, new MemoryRequest { Namespace = ns ?? "", Set = new MemorySet { Key = $"blob-{i:000}", Value = value } });
+                if (answer.Error is not null)
+                {
+                    return (i, answer.Error);
+                }
+            }
+
+            throw new Xunit.Sdk.XunitException("100 writes of 8 KiB were all stored past a 128 KiB limit");
+        }
+
+        // The offender fills its own namespace: refused at the namespace's limit, with what to do.
+        var (stored, refusal) = await FillAsync(null);
+        Assert.Equal(ErrorCode.ResourceExhausted, refusal.Code);
+        Assert.True(refusal.Retryable);
+        Assert.Contains("Namespace 'filler' holds", refusal.Message, StringComparison.Ordinal);
+        Assert.Contains("(memory.max_bytes_per_namespace", refusal.Message, StringComparison.Ordinal);
+        Assert.Contains("Nothing was written", refusal.Message, StringComparison.Ordinal);
+        Assert.Equal(128 * 1024 / (int)MemoryStore.SizeOf("blob-000", ValueBytes), stored);
+
+        // Nothing it stored was lost, and its stream goes on.
+        var first = await AskAsync(filler, new MemoryRequest { Get = new MemoryGet { Key = "blob-000" } });
+        Assert.True(first.Found);
+        Assert.Equal(ValueBytes, first.Entries[0].Value.Length);
+        Assert.Null(filler.StreamError);
+
+        // A healthy agent publishes and receives, and its memory works in its own namespace.
+        await AssertHealthyAsync();
+
+        // The offender fills another namespace until the store's total is reached: the healthy agent's writes are
+        // refused too now (with the total named), its reads still work, and a delete gives the room back.
+        (_, refusal) = await FillAsync("filler-2");
+        Assert.Contains("(memory.max_total_bytes", refusal.Message, StringComparison.Ordinal);
+        Assert.True(bridge.Memory.TotalBytes <= 192 * 1024, $"the store holds {bridge.Memory.TotalBytes} bytes");
+        var refused = await AskAsync(healthy, new MemoryRequest { Set = new MemorySet { Key = "more", Value = ByteString.CopyFrom(new byte[ValueBytes]) } });
+        Assert.Equal(ErrorCode.ResourceExhausted, refused.Error.Code);
+        Assert.Contains("(memory.max_total_bytes", refused.Error.Message, StringComparison.Ordinal);
+        Assert.Equal("v2", (await AskAsync(healthy, new MemoryRequest { Get = new MemoryGet { Key = "plan" } })).Entries[0].Value.ToStringUtf8());
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.True((await AskAsync(filler, new MemoryRequest { Namespace = "filler-2", Delete = new MemoryDelete { Key = $"blob-{i:000}" } })).Found);
+        }
+
+        Assert.Null((await AskAsync(healthy, new MemoryRequest { Set = new MemorySet { Key = "more", Value = ByteString.CopyFrom(new byte[ValueBytes]) } })).Error);
+        await AssertHealthyAsync();
+
+        // The refusals are counted by limit, and the store's bytes and entries are exported.
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var metrics = await http.GetStringAsync(new Uri(bridge.HttpAddress, "/metrics"));
+        Assert.Contains("loom_memory_writes_refused_total{reason=\"namespace_bytes\"} 1\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("loom_memory_writes_refused_total{reason=\"total_bytes\"} 2\n", metrics, StringComparison.Ordinal);
+        Assert.Contains($"loom_memory_bytes {bridge.Memory.TotalBytes}\n", metrics, StringComparison.Ordinal);
+        Assert.Contains($"loom_memory_entries {bridge.Memory.TotalEntries}\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("loom_memory_limit_bytes 196608\n", metrics, StringComparison.Ordinal);
+
+        async Task AssertHealthyAsync()
+        {
+            var id = Guid.NewGuid().ToString("N");
+            await healthy.PublishAsync("chat.note", id);
+            var delivered = await healthy.WaitForAsync(m => m.KindCase == ServerMessage.KindOneofCase.Deliver && m.Deliver.Envelope.Payload.ToStringUtf8() == id, Short);
+            Assert.Equal("healthy", delivered.Deliver.Envelope.Sender);
+            var set = await AskAsync(healthy, new MemoryRequest { Set = new MemorySet { Key = "plan", Value = ByteString.CopyFromUtf8("v1") } });
+            Assert.Null(set.Error);
+            var cas = await AskAsync(healthy, new MemoryRequest { CompareAndSet = new MemoryCompareAndSet { Key = "plan", ExpectedVersion = set.Entries[0].Version, Value = ByteString.CopyFromUtf8("v2") } });
+            Assert.True(cas.Found);
+            var list = await AskAsync(healthy, new MemoryRequest { List = new MemoryList { Prefix = "pl" } });
+            Assert.Equal("v2", Assert.Single(list.Entries).Value.ToStringUtf8());
+            Assert.Null(healthy.StreamError);
+        }
+    }
 }

@@ -151,6 +151,34 @@ public sealed partial class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Up_takes_limits_from_flags_over_its_config_and_refuses_bad_values_in_one_line()
+    {
+        // A malformed value, and two that contradict each other: one line each, naming the option and what it takes; exit 2.
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "up", "--grpc-port", "0", "--http-port", "0", "--memory-max-total-bytes", "64MB");
+        Assert.Equal(2, code);
+        Assert.Equal("[stderr] loom: --memory-max-total-bytes: expected a byte size from 0 to 1 TiB (a whole number of bytes, or with KiB, MiB, GiB or TiB, e.g. 64MiB), got '64MB'. (see 'loom --help')", output.Trim());
+        (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "up", "--grpc-port", "0", "--http-port", "0", "--max-message-bytes", "64KiB", "--max-payload-bytes", "1MiB");
+        Assert.Equal(2, code);
+        Assert.Equal("[stderr] loom: MaxPayloadBytes (max_payload_bytes) is 1048576; use 1 to MaxMessageBytes (max_message_bytes, 65536).", output.Trim());
+
+        // The file sets a session limit and the store's size; the flag's session limit wins.
+        File.WriteAllText(Path.Combine(_temp, "bridge.yaml"), "bridge:\n  max_sessions: 5\n  memory:\n    max_total_bytes: 1MiB\n");
+        await using var up = CliProcess.Start(_temp, null, "up", "--grpc-port", "0", "--http-port", "0", "--config", "bridge.yaml", "--max-sessions", "1");
+        var listening = await up.WaitForLineAsync(@"listening grpc=(\S+) http=(\S+)", TimeSpan.FromSeconds(60));
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(listening.Groups[1].Value);
+        var client = new Loom.Protocol.V1.Bridge.BridgeClient(channel);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        await client.RegisterAgentAsync(new RegisterAgentRequest { AgentId = "first", Name = "first", Sdk = "test", HeartbeatIntervalMs = 60_000 }, deadline: deadline);
+        var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await client.RegisterAgentAsync(new RegisterAgentRequest { AgentId = "second", Name = "second", Sdk = "test" }, deadline: deadline));
+        Assert.Equal(Grpc.Core.StatusCode.ResourceExhausted, refused.StatusCode);
+        Assert.Contains("(max_sessions)", refused.Status.Detail, StringComparison.Ordinal);
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var metrics = await http.GetStringAsync(listening.Groups[2].Value + "/metrics");
+        Assert.Contains("loom_memory_limit_bytes 1048576\n", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Run_says_that_metric_topic_groups_do_not_apply_to_a_running_bridge()
     {
         await using var bridge = await StartBridgeAsync();

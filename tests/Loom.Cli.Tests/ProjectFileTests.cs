@@ -85,6 +85,89 @@ public sealed class ProjectFileTests
         Assert.StartsWith("loom.yaml:2:20: bridge.grpc_reflection", ex.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Limits_map_onto_the_bridge_options()
+    {
+        var options = ProjectRunner.BridgeOptionsFor(Parse("""
+            bridge:
+              max_connections: 500
+              max_connections_per_address: 20
+              handshake_timeout_ms: 2500
+              max_sessions: 300
+              max_subscriptions_per_session: 16
+              max_capabilities_per_agent: 8
+              max_subscription_queue_capacity: 4096
+              max_queue_bytes_per_subscription: 8MiB
+              max_queued_bytes: 1 GiB
+              max_block_timeout_ms: 5000
+              max_message_bytes: 2MiB
+              max_payload_bytes: 524288
+              memory:
+                max_total_bytes: 256MiB
+                max_bytes_per_namespace: 32MiB
+                max_total_entries: 50000
+                max_entries_per_namespace: 1000
+                max_value_bytes: 64KiB
+            agents:
+              - name: a
+                command: x
+            """));
+        Assert.Equal((500, 20, TimeSpan.FromMilliseconds(2500), 300), (options.MaxConnections, options.MaxConnectionsPerAddress, options.HandshakeTimeout, options.MaxSessions));
+        Assert.Equal((16, 8), (options.MaxSubscriptionsPerSession, options.MaxCapabilitiesPerAgent));
+        Assert.Equal((4096, 8L * 1024 * 1024, 1L << 30, TimeSpan.FromSeconds(5)), (options.EventBus.MaxSubscriptionQueueCapacity, options.EventBus.MaxQueueBytesPerSubscription, options.EventBus.MaxQueuedBytes, options.EventBus.MaxBlockTimeout));
+        Assert.Equal((2 * 1024 * 1024, 512 * 1024), (options.MaxMessageBytes, options.MaxPayloadBytes));
+        Assert.Equal((256L << 20, 32L << 20, 50_000L, 1000, 64 * 1024), (options.Memory.MaxTotalBytes, options.Memory.MaxBytesPerNamespace, options.Memory.MaxTotalEntries, options.Memory.MaxEntriesPerNamespace, options.Memory.MaxValueBytes));
+
+        // Unset, every limit keeps its documented default.
+        var defaults = ProjectRunner.BridgeOptionsFor(Parse("agents:\n  - name: a\n    command: x\n"));
+        var expected = new Loom.Bridge.BridgeOptions();
+        Assert.Equal((expected.MaxConnections, expected.MaxSessions, expected.MaxMessageBytes, expected.MaxPayloadBytes), (defaults.MaxConnections, defaults.MaxSessions, defaults.MaxMessageBytes, defaults.MaxPayloadBytes));
+        Assert.Equal(expected.Memory, defaults.Memory);
+        Assert.Equal(expected.EventBus.MaxQueuedBytes, defaults.EventBus.MaxQueuedBytes);
+    }
+
+    [Fact]
+    public void Related_defaults_follow_a_limit_set_below_them_and_contradictions_are_refused()
+    {
+        // A lower block timeout or message size takes the default wait and payload limit down with it.
+        var options = ProjectRunner.BridgeOptionsFor(Parse("bridge:\n  max_block_timeout_ms: 200\n  max_message_bytes: 64KiB\nagents:\n  - name: a\n    command: x\n"));
+        Assert.Equal((TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(200)), (options.EventBus.MaxBlockTimeout, options.EventBus.DefaultBlockTimeout));
+        Assert.Equal(64 * 1024, options.MaxPayloadBytes);
+
+        // Both given and contradicting: one line naming the option, its key and the accepted range.
+        var ex = Assert.Throws<ArgumentException>(() => ProjectRunner.BridgeOptionsFor(Parse("bridge:\n  max_message_bytes: 64KiB\n  max_payload_bytes: 1MiB\nagents:\n  - name: a\n    command: x\n")));
+        Assert.Equal("bridge: MaxPayloadBytes (max_payload_bytes) is 1048576; use 1 to MaxMessageBytes (max_message_bytes, 65536).", ex.Message);
+    }
+
+    [Theory]
+    [InlineData("64", 64L)]
+    [InlineData("64KiB", 64L * 1024)]
+    [InlineData("64 MiB", 64L * 1024 * 1024)]
+    [InlineData("2gib", 2L * 1024 * 1024 * 1024)]
+    [InlineData("1TiB", 1L << 40)]
+    [InlineData("10B", 10L)]
+    [InlineData("64MB", null)]
+    [InlineData("1.5GiB", null)]
+    [InlineData("-1", null)]
+    [InlineData("MiB", null)]
+    [InlineData("99999999999999999999", null)]
+    [InlineData("16777216TiB", null)]
+    public void Byte_sizes_are_whole_numbers_with_an_optional_binary_unit(string text, long? expected)
+    {
+        Assert.Equal(expected is not null, BridgeLimits.TryParseBytes(text, out var value));
+        Assert.Equal(expected ?? 0, value);
+    }
+
+    [Fact]
+    public void Every_limit_has_a_flag_named_after_its_key()
+    {
+        Assert.Equal(
+            ["--max-connections", "--max-connections-per-address", "--handshake-timeout-ms", "--max-sessions", "--max-subscriptions-per-session", "--max-capabilities-per-agent",
+             "--max-subscription-queue-capacity", "--max-queue-bytes-per-subscription", "--max-queued-bytes", "--max-block-timeout-ms", "--max-message-bytes", "--max-payload-bytes",
+             "--memory-max-total-bytes", "--memory-max-bytes-per-namespace", "--memory-max-total-entries", "--memory-max-entries-per-namespace", "--memory-max-value-bytes"],
+            BridgeLimits.All.Select(l => l.Flag));
+    }
+
     [Theory]
     [InlineData("bridge:\n  metric_topic_groups:\n    - a.>.b\nagents:\n  - name: a\n    command: x\n", "loom.yaml:3:7: bridge.metric_topic_groups[0]: 'a.>.b' is not a topic pattern")]
     [InlineData("bridge:\n  metric_topic_groups: orders\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:24: bridge.metric_topic_groups: expected a list")]
@@ -97,6 +180,14 @@ public sealed class ProjectFileTests
     [InlineData("agents:\n  - name: a\n    command: x\nmain: b\n", "loom.yaml:4:7: main: no agent is named 'b'")]
     [InlineData("agents:\n  - name: a\n    command: x\n    env: { 1BAD: x }\n", "loom.yaml:4:12: agents[0].env.1BAD: not an environment variable name")]
     [InlineData("bridge:\n  grpc_port: 70000\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:14: bridge.grpc_port: expected a whole number from 0 to 65535")]
+    [InlineData("bridge:\n  max_queued_bytes: lots\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:21: bridge.max_queued_bytes: expected a byte size from 0 to 1 TiB (a whole number of bytes, or with KiB, MiB, GiB or TiB, e.g. 64MiB), got 'lots'")]
+    [InlineData("bridge:\n  max_message_bytes: 1KiB\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:22: bridge.max_message_bytes: expected a byte size from 16 KiB to 1 GiB")]
+    [InlineData("bridge:\n  handshake_timeout_ms: 0\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:25: bridge.handshake_timeout_ms: expected a whole number of milliseconds from 1 to 3600000, got '0'")]
+    [InlineData("bridge:\n  max_sessions: -3\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:17: bridge.max_sessions: expected a whole number from 0 to 1000000, got '-3'")]
+    [InlineData("bridge:\n  max_session: 3\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:3: bridge.max_session: unknown key (did you mean 'max_sessions'?)")]
+    [InlineData("bridge:\n  memory:\n    max_total_byte: 1MiB\nagents:\n  - name: a\n    command: x\n", "loom.yaml:3:5: bridge.memory.max_total_byte: unknown key (did you mean 'max_total_bytes'?)")]
+    [InlineData("bridge:\n  memory:\n    max_total_entries: many\nagents:\n  - name: a\n    command: x\n", "loom.yaml:3:24: bridge.memory.max_total_entries: expected a whole number from 1 to 1000000000, got 'many'")]
+    [InlineData("bridge:\n  memory: 64MiB\nagents:\n  - name: a\n    command: x\n", "loom.yaml:2:11: bridge.memory: expected a mapping")]
     public void Mistakes_are_reported_with_line_column_and_field(string yaml, string expected)
     {
         var ex = Assert.Throws<ProjectFileException>(() => Parse(yaml));

@@ -169,7 +169,7 @@ public class MemoryStoreTests
         store.Set("a", "k2", B("2"), TimeSpan.FromSeconds(1));
         store.Set("a", "k1", B("1b")); // overwriting is not growing
         var full = Assert.Throws<ResourceExhaustedException>(() => store.Set("a", "k3", B("3")));
-        Assert.Contains("Namespace 'a' holds 2 entries", full.Message, StringComparison.Ordinal);
+        Assert.Contains("Namespace 'a' holds 2 entries, its limit (memory.max_entries_per_namespace)", full.Message, StringComparison.Ordinal);
         Assert.False(store.CompareAndSet("a", "k1", 999, B("x")).Swapped);
         Assert.Throws<ResourceExhaustedException>(() => store.CompareAndSet("a", "k3", 0, B("3")));
 
@@ -186,6 +186,165 @@ public class MemoryStoreTests
         store.Set("b", "k", B("1"));
         Assert.Throws<ResourceExhaustedException>(() => store.Set("c", "k", B("1")));
         Assert.Equal("1b", store.Get("a", "k1")!.Value.ToStringUtf8()); // failures changed nothing
+    }
+
+    private static long Size(string key, string value) => System.Text.Encoding.UTF8.GetByteCount(key) + System.Text.Encoding.UTF8.GetByteCount(value) + MemoryStore.EntryOverheadBytes;
+
+    [Fact]
+    public void Bytes_and_entries_are_counted_exactly_and_given_back()
+    {
+        var store = NewStore();
+        Assert.Equal((0L, 0L), (store.TotalBytes, store.TotalEntries));
+        Assert.Equal(MemoryStoreOptions.DefaultMaxTotalBytes(), store.MaxTotalBytes);
+        Assert.Equal(store.MaxTotalBytes / 4, store.MaxBytesPerNamespace);
+
+        store.Set("a", "ключ", B("12345")); // the key counts in UTF-8: 8 bytes
+        Assert.Equal(8 + 5 + MemoryStore.EntryOverheadBytes, store.TotalBytes);
+        Assert.Equal(Size("ключ", "12345"), MemoryStore.SizeOf("ключ", 5));
+        store.Set("a", "ключ", B("1234567890")); // an overwrite counts the difference
+        store.Set("b", "k", B("v"));
+        Assert.Equal(Size("ключ", "1234567890") + Size("k", "v"), store.TotalBytes);
+        Assert.Equal(2, store.TotalEntries);
+        store.Set("a", "ключ", B("1")); // a smaller value gives bytes back
+        Assert.Equal(Size("ключ", "1") + Size("k", "v"), store.TotalBytes);
+
+        var (swapped, current) = store.CompareAndSet("b", "k", store.Get("b", "k")!.Version, B("vvv"));
+        Assert.True(swapped);
+        Assert.True(store.CompareAndSet("b", "new", 0, B("n")).Swapped);
+        Assert.False(store.CompareAndSet("b", "k", current!.Version + 99, B("a much longer value")).Swapped); // no write, no bytes
+        Assert.Equal(Size("ключ", "1") + Size("k", "vvv") + Size("new", "n"), store.TotalBytes);
+        Assert.Equal(3, store.TotalEntries);
+
+        Assert.True(store.Delete("b", "k"));
+        Assert.True(store.Delete("b", "new"));
+        Assert.False(store.Delete("b", "new"));
+        Assert.Equal(Size("ключ", "1"), store.TotalBytes);
+        Assert.True(store.Delete("a", "ключ"));
+        Assert.Equal((0L, 0L), (store.TotalBytes, store.TotalEntries));
+    }
+
+    [Fact]
+    public void A_full_namespace_refuses_writes_and_keeps_what_it_holds()
+    {
+        var entry = Size("k0", "0123456789");
+        var store = NewStore(new MemoryStoreOptions { MaxBytesPerNamespace = 3 * entry, MaxTotalBytes = 100 * entry });
+        for (var i = 0; i < 3; i++)
+        {
+            store.Set("a", "k" + i, B("0123456789"));
+        }
+
+        var full = Assert.Throws<ResourceExhaustedException>(() => store.Set("a", "k3", B("0123456789")));
+        Assert.Contains($"Namespace 'a' holds {3 * entry} bytes and this write needs {entry} more, over its limit of {3 * entry} bytes (memory.max_bytes_per_namespace", full.Message, StringComparison.Ordinal);
+        Assert.Throws<ResourceExhaustedException>(() => store.Set("a", "k0", B("0123456789+"))); // growing an entry needs room too
+        Assert.Throws<ResourceExhaustedException>(() => store.CompareAndSet("a", "k9", 0, B("x")));
+        Assert.Equal(3, store.Refused(MemoryStoreLimit.NamespaceBytes));
+        Assert.Equal(3 * entry, store.TotalBytes);
+        Assert.Equal("0123456789", store.Get("a", "k0")!.Value.ToStringUtf8()); // nothing stored was lost
+
+        store.Set("a", "k0", B("abcdefghij")); // the same size fits
+        store.Set("a", "k1", B("short")); // a smaller one makes room...
+        store.Set("b", "k0", B("0123456789")); // ...and other namespaces have their own
+        Assert.Throws<ResourceExhaustedException>(() => store.Set("a", "k3", B("0123456789")));
+        Assert.True(store.Delete("a", "k2"));
+        store.Set("a", "k3", B("0123456789")); // a delete gives it back
+
+        var response = store.Execute(new MemoryRequest { Set = new MemorySet { Key = "k4", Value = ByteString.CopyFromUtf8("0123456789") } }, "a");
+        Assert.Equal(ErrorCode.ResourceExhausted, response.Error.Code);
+        Assert.True(response.Error.Retryable);
+        Assert.Contains("memory.max_bytes_per_namespace", response.Error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_total_bounds_all_namespaces_together_and_expiry_gives_bytes_back()
+    {
+        var entry = Size("k", "0123456789");
+        var store = NewStore(new MemoryStoreOptions { MaxTotalBytes = 4 * entry, MaxBytesPerNamespace = 4 * entry });
+        store.Set("a", "k", B("0123456789"), TimeSpan.FromSeconds(10));
+        store.Set("b", "k", B("0123456789"), TimeSpan.FromSeconds(20));
+        store.Set("c", "k", B("0123456789"));
+        store.Set("d", "k", B("0123456789"));
+
+        var full = Assert.Throws<ResourceExhaustedException>(() => store.Set("e", "k", B("0123456789")));
+        Assert.Contains($"The memory store holds {4 * entry} bytes and this write needs {entry} more, over its limit of {4 * entry} bytes (memory.max_total_bytes", full.Message, StringComparison.Ordinal);
+        Assert.Throws<ResourceExhaustedException>(() => store.CompareAndSet("c", "k", store.Get("c", "k")!.Version, B("0123456789+")));
+        Assert.Equal("0123456789", store.Get("c", "k")!.Value.ToStringUtf8());
+        Assert.Equal(2, store.Refused(MemoryStoreLimit.TotalBytes));
+
+        // a.k expires: the next write that needs room finds it, in another namespace, without waiting for the sweep.
+        _time.Advance(TimeSpan.FromSeconds(10));
+        Assert.Equal(4 * entry, store.TotalBytes); // not removed until something looks
+        store.Set("e", "k", B("0123456789"));
+        Assert.Equal(4 * entry, store.TotalBytes);
+        Assert.Null(store.Get("a", "k"));
+        Assert.Throws<ResourceExhaustedException>(() => store.Set("f", "k", B("0123456789")));
+
+        _time.Advance(TimeSpan.FromSeconds(10)); // b.k expires; the periodic sweep gives it back
+        Assert.Equal(1, store.Sweep());
+        Assert.Equal((3 * entry, 3L), (store.TotalBytes, store.TotalEntries));
+        store.Set("f", "k", B("0123456789"));
+    }
+
+    [Fact]
+    public void Total_entries_are_bounded_and_refusals_counted_by_limit()
+    {
+        var store = NewStore(new MemoryStoreOptions { MaxTotalEntries = 3, MaxEntriesPerNamespace = 2, MaxNamespaces = 3 });
+        store.Set("a", "1", B("x"));
+        store.Set("a", "2", B("x"));
+        Assert.Contains("memory.max_entries_per_namespace", Assert.Throws<ResourceExhaustedException>(() => store.Set("a", "3", B("x"))).Message, StringComparison.Ordinal);
+        store.Set("b", "1", B("x"));
+        var full = Assert.Throws<ResourceExhaustedException>(() => store.Set("b", "2", B("x")));
+        Assert.Contains("The memory store holds 3 entries, its limit (memory.max_total_entries)", full.Message, StringComparison.Ordinal);
+        store.Set("b", "1", B("overwriting adds no entry"));
+        Assert.Throws<ResourceExhaustedException>(() => store.Set("c", "1", B("x"), TimeSpan.FromSeconds(1)));
+        Assert.Equal(3, store.TotalEntries);
+        Assert.True(store.Delete("a", "1"));
+        store.Set("b", "2", B("x"));
+        Assert.Equal((1L, 2L, 0L), (store.Refused(MemoryStoreLimit.NamespaceEntries), store.Refused(MemoryStoreLimit.TotalEntries), store.Refused(MemoryStoreLimit.TotalBytes)));
+    }
+
+    [Fact]
+    public void Concurrent_writers_never_pass_the_total_and_everything_is_given_back()
+    {
+        var entry = Size("k00", "0123456789");
+        var store = new MemoryStore(new MemoryStoreOptions { MaxTotalBytes = 50 * entry, MaxBytesPerNamespace = 50 * entry });
+        var refused = 0;
+        Parallel.For(0, 4, worker =>
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                try
+                {
+                    store.Set("ns" + worker, "k" + i.ToString("00", System.Globalization.CultureInfo.InvariantCulture), B("0123456789"));
+                }
+                catch (ResourceExhaustedException)
+                {
+                    Interlocked.Increment(ref refused);
+                }
+
+                Assert.True(store.TotalBytes <= 50 * entry);
+            }
+        });
+        Assert.Equal((50 * entry, 50L, 160 - 50), (store.TotalBytes, store.TotalEntries, refused));
+        Parallel.For(0, 4, worker =>
+        {
+            foreach (var item in store.List("ns" + worker, ""))
+            {
+                Assert.True(store.Delete("ns" + worker, item.Key));
+            }
+        });
+        Assert.Equal((0L, 0L), (store.TotalBytes, store.TotalEntries));
+    }
+
+    [Theory]
+    [InlineData(-1L, 0L, 1L, "MaxTotalBytes (memory.max_total_bytes) is -1")]
+    [InlineData(0L, -5L, 1L, "MaxBytesPerNamespace (memory.max_bytes_per_namespace) is -5")]
+    [InlineData(0L, 0L, 0L, "MaxTotalEntries (memory.max_total_entries) is 0")]
+    public void Bad_limits_are_refused_naming_the_option(long total, long perNamespace, long entries, string expected)
+    {
+        var options = new MemoryStoreOptions { MaxTotalBytes = total, MaxBytesPerNamespace = perNamespace, MaxTotalEntries = entries };
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryStore(options));
+        Assert.StartsWith(expected, ex.Message, StringComparison.Ordinal);
+        Assert.Equal(expected.Split(' ')[0], ex.ParamName);
     }
 
     [Fact]

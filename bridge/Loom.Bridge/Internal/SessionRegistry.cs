@@ -36,6 +36,7 @@ internal sealed partial class SessionRegistry : IDisposable
     private readonly BridgeMetrics? _metrics;
     private readonly BridgeWarnings _warnings;
     private readonly CancellationTokenSource _stopLoops = new();
+    private readonly int _maxSessions;
     private volatile bool _shuttingDown;
 
     public SessionRegistry(BridgeOptions options, EventBus bus, ActionBroker broker, MemoryStore memory, AgentDirectory agents, TimeProvider time, ILogger logger, BridgeMetrics? metrics = null)
@@ -49,10 +50,22 @@ internal sealed partial class SessionRegistry : IDisposable
         _time = time;
         _logger = logger;
         _warnings = new BridgeWarnings(logger, time);
+        _maxSessions = options.MaxSessions > 0 ? options.MaxSessions : DefaultMaxSessions();
         _bus.SlowConsumer += OnSlowConsumer;
     }
 
     public int Count => _byAgent.Count;
+
+    /// <summary>The limit of sessions in force (configured, or derived from the machine's memory).</summary>
+    public int MaxSessions => _maxSessions;
+
+    /// <summary>
+    /// One session per MiB of the memory the process may use, between 1,024 and 65,536: a session
+    /// with a few subscriptions and capabilities costs tens to a hundred-odd KB, so this leaves most
+    /// of the memory to what they queue and store (24 GiB gives 24,576).
+    /// </summary>
+    public static int DefaultMaxSessions() =>
+        (int)Math.Clamp(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024L * 1024), 1024, 65536);
 
     public bool IsShuttingDown => _shuttingDown;
 
@@ -170,6 +183,12 @@ internal sealed partial class SessionRegistry : IDisposable
             }
             else
             {
+                // A new session (an expired one of the same agent id is replaced, not added to).
+                if (!_byAgent.ContainsKey(agentId) && _byAgent.Count >= _maxSessions)
+                {
+                    throw new ResourceExhaustedException($"The bridge holds {_byAgent.Count} agent sessions, its limit (max_sessions); no new agent can register until one leaves or expires. Retry later, or raise max_sessions.");
+                }
+
                 session = new AgentSession(request, agentId, sessionId, interval, _options, _bus, _broker, _memory, _time, _logger)
                 {
                     Metrics = _metrics,

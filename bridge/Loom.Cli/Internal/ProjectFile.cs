@@ -18,8 +18,11 @@ internal enum RestartPolicy
     Always,
 }
 
-/// <summary>The bridge a project runs against: started in-process, or an existing one at <see cref="Url"/>.</summary>
-internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null);
+/// <summary>
+/// The bridge a project runs against: started in-process, or an existing one at <see cref="Url"/>.
+/// <see cref="Limits"/> holds the limits the file sets, by <see cref="BridgeLimit.Key"/>.
+/// </summary>
+internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null, IReadOnlyDictionary<string, long>? Limits = null);
 
 /// <summary>A command run before an agent starts, skipped while its inputs are unchanged.</summary>
 internal sealed record SetupSpec(string Command, IReadOnlyList<string> Inputs);
@@ -268,7 +271,16 @@ internal static partial class ProjectFileLoader
             return new BridgeSpec(null, null, "127.0.0.1", 0, 0, 5000);
         }
 
-        var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", "url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection");
+        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
+        var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", known);
+        var limits = new Dictionary<string, long>(StringComparer.Ordinal);
+        ReadLimits(b, BridgeLimits.Bridge, "", "bridge.");
+        if (b.TryGetValue("memory", out var memoryNode))
+        {
+            var memory = BridgeLimits.Memory.ToList();
+            ReadLimits(reader.Keys(reader.Mapping(memoryNode, "bridge.memory"), "bridge.memory", [.. memory.Select(l => l.Key["memory.".Length..])]), memory, "memory.", "bridge.");
+        }
+
         string? url = b.TryGetValue("url", out var u) ? reader.AbsoluteUrl(u, "bridge.url") : null;
         string? httpUrl = b.TryGetValue("http_url", out var h) ? reader.AbsoluteUrl(h, "bridge.http_url") : null;
         return new BridgeSpec(
@@ -279,7 +291,20 @@ internal static partial class ProjectFileLoader
             b.TryGetValue("http_port", out var hp) ? reader.Int(hp, "bridge.http_port", 0, 65535) : 0,
             b.TryGetValue("heartbeat_ms", out var hb) ? reader.Int(hb, "bridge.heartbeat_ms", 100, 60000) : 5000,
             b.TryGetValue("metric_topic_groups", out var groups) ? ReadTopicGroups(reader, groups) : null,
-            b.TryGetValue("grpc_reflection", out var reflection) ? reader.OneOf(reflection, "bridge.grpc_reflection", ["true", "false"]) == "true" : null);
+            b.TryGetValue("grpc_reflection", out var reflection) ? reader.OneOf(reflection, "bridge.grpc_reflection", ["true", "false"]) == "true" : null,
+            limits);
+
+        void ReadLimits(Dictionary<string, YamlNode> given, IEnumerable<BridgeLimit> candidates, string prefix, string fieldPrefix)
+        {
+            foreach (var limit in candidates)
+            {
+                if (given.TryGetValue(limit.Key[prefix.Length..], out var value))
+                {
+                    var text = reader.String(value, fieldPrefix + limit.Key);
+                    limits[limit.Key] = limit.TryParse(text, out var parsed, out var problem) ? parsed : throw reader.Error(value, fieldPrefix + limit.Key, problem);
+                }
+            }
+        }
     }
 
     /// <summary>Why <paramref name="pattern"/> cannot be a metric topic group (the core's own explanation), or null when it can.</summary>

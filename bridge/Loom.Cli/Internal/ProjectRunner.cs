@@ -85,6 +85,12 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 // They configure a bridge this run starts; a running bridge has its own (loom up --metric-topic-group).
                 sink.Status("[yellow]bridge.metric_topic_groups is ignored with a running bridge: give them to its `loom up --metric-topic-group`[/]");
             }
+
+            if (project.Bridge.Limits is { Count: > 0 } limits)
+            {
+                // Limits, too, configure a bridge this run starts.
+                sink.Status($"[yellow]bridge limits ({Markup(string.Join(", ", limits.Keys))}) are ignored with a running bridge: give them to its `loom up` (or its --config)[/]");
+            }
         }
         else
         {
@@ -203,7 +209,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
 
             return server;
         }).ToList();
-        return new BridgeOptions
+        var options = new BridgeOptions
         {
             Host = project.Bridge.Host,
             GrpcPort = project.Bridge.GrpcPort,
@@ -216,6 +222,17 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }
                 : new Loom.Mcp.McpExposeOptions(),
         };
+        options = BridgeLimits.Apply(options, project.Bridge.Limits ?? new Dictionary<string, long>());
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ArgumentException($"bridge: {BridgeLimits.Describe(ex)}", ex);
+        }
+
+        return options;
     }
 
     private async Task<int> SuperviseAsync(string grpcUrl, string? httpUrl, CancellationToken stop)

@@ -20,7 +20,16 @@ internal sealed class BridgeMetrics
     private long _heartbeatsMissed;
     private long _streamsOpened;
 
-    public BridgeMetrics(Meter meter, Func<SessionRegistry?> sessions, Func<Loom.Core.Collaboration.CoordinatorStats?> collaboration)
+    private static readonly (Loom.Core.MemoryStoreLimit Limit, string Label)[] MemoryLimits =
+    [
+        (Loom.Core.MemoryStoreLimit.TotalBytes, "total_bytes"),
+        (Loom.Core.MemoryStoreLimit.NamespaceBytes, "namespace_bytes"),
+        (Loom.Core.MemoryStoreLimit.TotalEntries, "total_entries"),
+        (Loom.Core.MemoryStoreLimit.NamespaceEntries, "namespace_entries"),
+        (Loom.Core.MemoryStoreLimit.Namespaces, "namespaces"),
+    ];
+
+    public BridgeMetrics(Meter meter, Loom.Core.MemoryStore memory, Func<SessionRegistry?> sessions, Func<Loom.Core.Collaboration.CoordinatorStats?> collaboration)
     {
         meter.CreateObservableGauge("loom.agents.connected", () => sessions()?.CountByState().Connected ?? 0, "{agent}", "Agents with an attached EventStream.");
         meter.CreateObservableGauge("loom.sessions", () => ObserveSessions(sessions()), "{session}", "Live sessions by state: connected (stream attached) or detached (waiting for a reconnect or expiry).");
@@ -34,12 +43,16 @@ internal sealed class BridgeMetrics
         meter.CreateObservableCounter("loom.grpc.messages.sent", () => ObserveWire(static w => w.MessagesOut), "{message}", "gRPC messages (frames, on EventStream) sent, by method.");
         meter.CreateObservableGauge("loom.connections.open", () => OpenConnections?.Invoke() ?? 0, "{connection}", "TCP connections open on the gRPC and HTTP ports.");
         _connectionsRefused = meter.CreateCounter<long>("loom.connections.refused", "{connection}", "Connections closed by the bridge's connection limits, by reason: limit, per_address_limit, handshake_timeout.");
-        _registrations = meter.CreateCounter<long>("loom.registrations", "{registration}", "RegisterAgent calls by result: new, reconnect or rejected.");
+        _registrations = meter.CreateCounter<long>("loom.registrations", "{registration}", "RegisterAgent calls by result: new, reconnect or rejected (invalid, past a limit such as max_sessions, or while shutting down).");
         _sessionsEnded = meter.CreateCounter<long>("loom.sessions.ended", "{session}", "Sessions removed, by reason: left (clean half-close), heartbeat_timeout, shutdown, rejected.");
         meter.CreateObservableCounter("loom.collab.operations", () => collaboration()?.Started ?? 0, "{operation}", "Collaboration operations started (gather, barrier, contract-net).");
         meter.CreateObservableGauge("loom.collab.in_flight", () => collaboration()?.InFlight ?? 0, "{operation}", "Gathers and contract-nets waiting for replies.");
         meter.CreateObservableGauge("loom.collab.barriers", () => collaboration()?.Barriers ?? 0, "{barrier}", "Barriers alive.");
         meter.CreateObservableCounter("loom.collab.replies.dropped", () => ObserveDroppedReplies(collaboration()), "{reply}", "Collaboration replies counted and dropped, by reason: late (after the operation ended), duplicate (a responder's second reply), overflow (too many unread).");
+        meter.CreateObservableGauge("loom.memory", () => memory.TotalBytes, "By", "Bytes the memory store holds: each entry's key (UTF-8) and value plus 192; writes are refused at memory.max_total_bytes.");
+        meter.CreateObservableGauge("loom.memory.limit", () => memory.MaxTotalBytes, "By", "The memory store's limit of bytes in force (memory.max_total_bytes).");
+        meter.CreateObservableGauge("loom.memory.entries", () => memory.TotalEntries, "{entry}", "Entries the memory store holds (expired ones until they are removed, within a second).");
+        meter.CreateObservableCounter("loom.memory.writes.refused", () => ObserveMemoryRefusals(memory), "{write}", "Memory writes refused by the store's limits, by reason: total_bytes, namespace_bytes, total_entries, namespace_entries, namespaces.");
         _controlDropped = meter.CreateCounter<long>("loom.control_messages.dropped", "{message}", "Messages for an agent that were not delivered, by kind and reason: queue_full, stream_ended, too_large (over max_message_bytes; refused to the sender instead).");
 
         // The process, under the names Prometheus client libraries use.
@@ -51,6 +64,14 @@ internal sealed class BridgeMetrics
         meter.CreateObservableGauge("loom.gc.heap", () => GC.GetTotalMemory(forceFullCollection: false), "By", "Bytes of the managed heap thought to be allocated.");
         meter.CreateObservableGauge("loom.threadpool.threads", () => ThreadPool.ThreadCount, "{thread}", "Thread-pool threads.");
         meter.CreateObservableGauge("loom.threadpool.queue.length", () => ThreadPool.PendingWorkItemCount, "{item}", "Work items waiting for a thread-pool thread.");
+    }
+
+    private static IEnumerable<Measurement<long>> ObserveMemoryRefusals(Loom.Core.MemoryStore memory)
+    {
+        foreach (var (limit, label) in MemoryLimits)
+        {
+            yield return new Measurement<long>(memory.Refused(limit), new KeyValuePair<string, object?>("reason", label));
+        }
     }
 
     private static IEnumerable<Measurement<long>> ObserveDroppedReplies(Loom.Core.Collaboration.CoordinatorStats? stats)

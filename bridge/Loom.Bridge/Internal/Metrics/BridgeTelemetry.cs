@@ -23,11 +23,11 @@ internal sealed class BridgeTelemetry : IDisposable
     private readonly CoreMetrics _core;
     private TracerProvider? _tracing;
 
-    public BridgeTelemetry(EventBus bus, ActionBroker broker, Func<SessionRegistry?> sessions, Func<Loom.Core.Collaboration.CoordinatorStats?> collaboration)
+    public BridgeTelemetry(EventBus bus, ActionBroker broker, MemoryStore memory, Func<SessionRegistry?> sessions, Func<Loom.Core.Collaboration.CoordinatorStats?> collaboration)
     {
         _meter = new Meter(CoreMetrics.MeterName, typeof(BridgeTelemetry).Assembly.GetName().Version?.ToString(3));
         _core = new CoreMetrics(_meter, bus, broker);
-        Bridge = new BridgeMetrics(_meter, sessions, collaboration);
+        Bridge = new BridgeMetrics(_meter, memory, sessions, collaboration);
         var meter = _meter;
         var core = _core;
         Exporter = new MetricsExporter(instrument => ReferenceEquals(instrument.Meter, meter) || instrument.Meter.Name == RuntimeMeterName, core.BeginCollection);
