@@ -9,6 +9,19 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 langs=("$@"); [ ${#langs[@]} -gt 0 ] || langs=(python ts dotnet)
+
+# Debian's packages the Python route needs (PyPI is not reachable here); the log goes to .loom/.
+need=()
+/usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null || need+=(python3-grpcio python3-protobuf)
+/usr/bin/python3 -c 'import venv, ensurepip, setuptools, wheel' 2>/dev/null || need+=(python3-venv python3-setuptools python3-wheel)
+/usr/bin/python3 -c 'import build' 2>/dev/null || need+=(python3-build)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} (log: .loom/install-apt.log)"
+  mkdir -p "$root/.loom"
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"; } >"$root/.loom/install-apt.log" 2>&1 \
+    || { tail -20 "$root/.loom/install-apt.log"; echo "install: 0 passed, 1 failed"; exit 1; }
+fi
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/loom-install.XXXXXX")"
 bridge_pid=""
 cleanup() {
@@ -36,7 +49,7 @@ first_agent() {
 
 # --- a bridge ---------------------------------------------------------------------------------
 cli="$root/bridge/Loom.Cli/bin/Release/net10.0/loom.dll"
-[ -f "$cli" ] || "$root/loom" --help >/dev/null || { echo "install: the loom CLI does not build"; echo "0 passed, 1 failed"; exit 1; }
+[ -f "$cli" ] || "$root/loom" --help >/dev/null || { echo "install: the loom CLI does not build"; echo "install: 0 passed, 1 failed"; exit 1; }
 dotnet "$cli" up --grpc-port 0 --http-port 0 --log-level Warning >"$tmp/bridge.log" 2>&1 &
 bridge_pid=$!
 for _ in $(seq 1 120); do
@@ -46,7 +59,7 @@ for _ in $(seq 1 120); do
 done
 LOOM_URL="$(sed -nE 's/.*listening grpc=(http:[^ ]+).*/\1/p' "$tmp/bridge.log" | head -1)"
 if [ -z "$LOOM_URL" ]; then
-  echo "install: the bridge did not start:"; cat "$tmp/bridge.log"; echo "0 passed, 1 failed"; exit 1
+  echo "install: the bridge did not start:"; cat "$tmp/bridge.log"; echo "install: 0 passed, 1 failed"; exit 1
 fi
 export LOOM_URL
 echo "bridge at $LOOM_URL"
