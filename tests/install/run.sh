@@ -4,6 +4,7 @@
 # agent (the code block after its "first-agent" marker) runs from outside the checkout against a
 # real bridge (`loom up` on free ports): it serves greeter.hello and calls it, printing "Hello, Ada!".
 # Only the package registries of this machine are used (Debian's packages, npm, NuGet; no PyPI).
+# The packages it built (wheel, npm tarball, .nupkg files) are left in artifacts/install-test/.
 # Usage: tests/install/run.sh [python] [ts] [dotnet]   (default: all three). Ends with "N passed, N failed".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,6 +25,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/loom-install.XXXXXX")"
 bridge_pid=""
+keep="$root/artifacts/install-test"
+mkdir -p "$keep"
 cleanup() {
   [ -n "$bridge_pid" ] && kill "$bridge_pid" 2>/dev/null && wait "$bridge_pid" 2>/dev/null
   rm -rf "$tmp"
@@ -95,6 +98,7 @@ missing = need - names
 print("wheel:", sys.argv[1].rsplit("/", 1)[-1], "missing " + ", ".join(sorted(missing)) if missing else "complete")
 sys.exit(1 if missing else 0)
 PY
+  cp wheels/loom_agents-*.whl "$keep/"
 }
 
 # --- TypeScript: npm pack -> install the tarball (tsc and tsx); npm install <folder> ------------
@@ -106,6 +110,7 @@ test_ts() {
   (cd "$tmp/ts/a/sdk-js" && npm pack "${npmq[@]}" >../pack.log 2>&1) || { cat "$tmp/ts/a/pack.log"; return 1; }
   local tgz; tgz="$(ls "$tmp"/ts/a/sdk-js/loom-agents-sdk-*.tgz)" || return 1
   tar -tzf "$tgz" >"$tmp/ts/tarball.txt" && grep -qx "package/dist/mod.js" "$tmp/ts/tarball.txt" || { echo "the tarball has no dist/mod.js"; return 1; }
+  cp "$tgz" "$keep/"
   mkdir -p "$tmp/ts/app" && cd "$tmp/ts/app" || return 1
   npm init -y >/dev/null && npm pkg set type=module || return 1
   npm install "${npmq[@]}" "$tgz" || return 1
@@ -132,6 +137,7 @@ test_dotnet() {
   dotnet pack "$tmp/dn/loom/sdk-dotnet/Loom.Sdk.slnf" -c Release -o "$tmp/dn/loom-packages" -nologo -v quiet >"$tmp/dn/pack.log" 2>&1 </dev/null \
     || { tail -30 "$tmp/dn/pack.log"; return 1; }
   ls "$tmp"/dn/loom-packages/Loom.{Sdk,Core,Protocol}.0.1.0.nupkg >/dev/null || return 1
+  cp "$tmp"/dn/loom-packages/*.nupkg "$keep/"
   # A package cache of its own: the machine's may hold an older Loom.Sdk 0.1.0.
   export NUGET_PACKAGES="$tmp/dn/nuget-packages"
   cd "$tmp/dn" && dotnet new console -n Hello -o Hello >/dev/null </dev/null || return 1
