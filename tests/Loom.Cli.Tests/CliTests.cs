@@ -197,7 +197,7 @@ public sealed partial class CliTests : IDisposable
     public async Task New_scaffolds_an_agent_that_connects_and_answers_its_capability(string language)
     {
         var name = $"greeter-{language}";
-        // `new` may first pack the SDK (scripts/pack-sdks.sh), which can take a minute or two.
+        // `new` may first pack the SDK (`loom pack`), which can take a minute or two.
         var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromMinutes(5), null, "new", language, name);
         Assert.True(code == 0, output);
         Assert.True(File.Exists(Path.Combine(_temp, name, "loom.yaml")), output);

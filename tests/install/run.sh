@@ -4,7 +4,7 @@
 # agent (the code block after its "first-agent" marker) runs from outside the checkout against a
 # real bridge (`loom up` on free ports): it serves greeter.hello and calls it, printing "Hello, Ada!".
 # Only the package registries of this machine are used (Debian's packages, npm, NuGet; no PyPI).
-# The packages it built (wheel, npm tarball, .nupkg files) are left in artifacts/install-test/.
+# The packages it built (wheel, npm tarball, .nupkg files) are left in .loom/install-test/.
 # Usage: tests/install/run.sh [python] [ts] [dotnet]   (default: all three). Ends with "N passed, N failed".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,7 +25,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/loom-install.XXXXXX")"
 bridge_pid=""
-keep="$root/artifacts/install-test"
+keep="$root/.loom/install-test"
 mkdir -p "$keep"
 cleanup() {
   [ -n "$bridge_pid" ] && kill "$bridge_pid" 2>/dev/null && wait "$bridge_pid" 2>/dev/null

@@ -9,7 +9,7 @@ namespace Loom.Cli.Internal;
 /// setup it needs), and a README. The project takes the SDK as a package, the way a user's would
 /// (loom-agents in requirements.txt, @loom-agents/sdk in package.json, a PackageReference to
 /// Loom.Sdk), from a local package folder while the packages are not published: LOOM_PACKAGES, or
-/// in a checkout artifacts/packages, which scripts/pack-sdks.sh fills (run here when needed).
+/// in a checkout .loom/packages, which loom pack (bridge/Loom.Cli/pack-sdks.sh) fills (run here when needed).
 /// </summary>
 internal static partial class Scaffolder
 {
@@ -61,7 +61,7 @@ internal static partial class Scaffolder
     /// <summary>
     /// Where the SDK package comes from: a file in the local package folder (<see cref="Package.File"/>
     /// set), or the public registry by name and version. The folder is LOOM_PACKAGES when set (used as
-    /// it is), else in a checkout artifacts/packages, brought up to date by scripts/pack-sdks.sh.
+    /// it is), else in a checkout .loom/packages, brought up to date by loom pack (bridge/Loom.Cli/pack-sdks.sh).
     /// </summary>
     internal sealed record Package(string Version, string? File, string? Folder);
 
@@ -74,7 +74,7 @@ internal static partial class Scaffolder
             _ => ("Loom.Sdk.*.nupkg", "Loom.Sdk.", ".nupkg"),
         };
         var configured = Environment.GetEnvironmentVariable("LOOM_PACKAGES");
-        var script = Path.Combine(loomHome, "scripts", "pack-sdks.sh");
+        var script = Path.Combine(loomHome, "bridge", "Loom.Cli", "pack-sdks.sh");
         string folder;
         if (configured is { Length: > 0 })
         {
@@ -82,7 +82,7 @@ internal static partial class Scaffolder
         }
         else if (File.Exists(script))
         {
-            folder = Path.Combine(loomHome, "artifacts", "packages");
+            folder = Path.Combine(loomHome, ".loom", "packages");
             Pack(script, folder, language);
         }
         else
@@ -96,13 +96,13 @@ internal static partial class Scaffolder
             : null;
         if (file is null || !file.Name.EndsWith(suffix, StringComparison.Ordinal))
         {
-            throw new ArgumentException($"no {pattern} in LOOM_PACKAGES={folder}; make the packages with scripts/pack-sdks.sh --out {folder}");
+            throw new ArgumentException($"no {pattern} in LOOM_PACKAGES={folder}; make the packages with loom pack --out {folder}");
         }
 
         return new Package(file.Name[prefix.Length..^suffix.Length], file.FullName, folder);
     }
 
-    /// <summary>Runs scripts/pack-sdks.sh for one language (quick when the package is up to date).</summary>
+    /// <summary>Runs loom pack (bridge/Loom.Cli/pack-sdks.sh) for one language (quick when the package is up to date).</summary>
     /// <exception cref="InvalidOperationException">The script failed (its output is on stderr).</exception>
     private static void Pack(string script, string folder, string language)
     {
@@ -112,7 +112,7 @@ internal static partial class Scaffolder
             info.ArgumentList.Add(arg);
         }
 
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("cannot start bash to run scripts/pack-sdks.sh");
+        using var process = Process.Start(info) ?? throw new InvalidOperationException("cannot start bash to run loom pack (bridge/Loom.Cli/pack-sdks.sh)");
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine(e.Data); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine(e.Data); };
         process.BeginOutputReadLine();
@@ -120,7 +120,7 @@ internal static partial class Scaffolder
         process.WaitForExit();
         if (process.ExitCode != 0)
         {
-            throw new InvalidOperationException($"packing the {language} SDK failed (scripts/pack-sdks.sh {language}, exit {process.ExitCode})");
+            throw new InvalidOperationException($"packing the {language} SDK failed (loom pack {language}, exit {process.ExitCode})");
         }
     }
 

@@ -4,18 +4,18 @@
 #   ts      loom-agents-sdk-VERSION.tgz             (npm pack: ships the compiled dist/)
 #   dotnet  Loom.Sdk, Loom.Core, Loom.Protocol .nupkg (dotnet pack sdk-dotnet/Loom.Sdk.slnf)
 # The folder is then a local package source: pip --find-links, an npm file: dependency, a NuGet
-# folder feed. `loom new` uses it (LOOM_PACKAGES, default artifacts/packages) and calls this script.
+# folder feed. `loom new` uses it (LOOM_PACKAGES, default .loom/packages) and calls this script.
 #
-# Usage: scripts/pack-sdks.sh [--out DIR] [--release] [python] [ts] [dotnet]   (default: all three)
-#   --out DIR   where the packages go (default: artifacts/packages in this checkout)
+# Usage: loom pack [--out DIR] [--release] [python] [ts] [dotnet]   (default: all three)
+#   --out DIR   where the packages go (default: .loom/packages in this checkout)
 #   --release   .NET packages keep the version of the sources (0.1.0). Without it they are
 #               0.1.0-dev.gHASH, HASH naming the sources, because NuGet caches a package by id and
 #               version for good (~/.nuget/packages): a rebuilt 0.1.0 would never reach a project
 #               that already restored 0.1.0. Python and npm packages always keep the source version.
 # A package whose sources did not change since the last run into the same folder is not rebuilt.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="$root/artifacts/packages"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+out="$root/.loom/packages"
 release=0
 langs=()
 while [ $# -gt 0 ]; do
