@@ -47,8 +47,9 @@ for proj in tests/Loom.*.Tests/*.csproj; do
   add "${p:-0}" "${f:-0}" "${s:-0}"
 done
 
-# --- Python and Node suites: interop with the official gRPC clients, then the SDKs -------
-for runner in tests/interop/python/run.sh tests/interop/node/run.sh sdk-python/run-tests.sh sdk-js/run-tests.sh examples/trio/researcher/run-tests.sh; do
+# --- Python and Node suites: interop with the official gRPC clients, then the SDKs, then each
+# SDK installed from a copy outside the checkout (tests/install) ------------------------------
+for runner in tests/interop/python/run.sh tests/interop/node/run.sh sdk-python/run-tests.sh sdk-js/run-tests.sh examples/trio/researcher/run-tests.sh tests/install/run.sh; do
   [ -f "$runner" ] || continue
   name="$(dirname "$runner")"
   echo "== $name"

@@ -225,7 +225,8 @@ public sealed partial class CliTests : IDisposable
     public async Task New_scaffolds_an_agent_that_connects_and_answers_its_capability(string language)
     {
         var name = $"greeter-{language}";
-        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "new", language, name);
+        // `new` may first pack the SDK (`loom pack`), which can take a minute or two.
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromMinutes(5), null, "new", language, name);
         Assert.True(code == 0, output);
         Assert.True(File.Exists(Path.Combine(_temp, name, "loom.yaml")), output);
 

@@ -38,6 +38,11 @@ internal static class NewCommand
                 await Console.Error.WriteLineAsync($"loom: cannot write {target}: {ex.Message}");
                 return 1;
             }
+            catch (InvalidOperationException ex)
+            {
+                await Console.Error.WriteLineAsync($"loom: {ex.Message}");
+                return 1;
+            }
         });
         return command;
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 
@@ -5,8 +6,10 @@ namespace Loom.Cli.Internal;
 
 /// <summary>
 /// Writes a new agent project: one agent with one capability, a loom.yaml that runs it (with the
-/// setup it needs), and a README. The SDK is referenced from this repository (LOOM_HOME), since
-/// the packages are not published yet.
+/// setup it needs), and a README. The project takes the SDK as a package, the way a user's would
+/// (loom-agents in requirements.txt, @loom-agents/sdk in package.json, a PackageReference to
+/// Loom.Sdk), from a local package folder while the packages are not published: LOOM_PACKAGES, or
+/// in a checkout .loom/packages, which loom pack (bridge/Loom.Cli/pack-sdks.sh) fills (run here when needed).
 /// </summary>
 internal static partial class Scaffolder
 {
@@ -34,14 +37,15 @@ internal static partial class Scaffolder
             throw new ArgumentException($"{directory} already exists and is not empty; choose another name or --dir");
         }
 
+        var packages = FindPackage(language, loomHome);
         Directory.CreateDirectory(directory);
         var full = Path.GetFullPath(directory);
         var pascal = string.Concat(name.Split('-').Select(p => char.ToUpperInvariant(p[0]) + p[1..]));
         var files = language switch
         {
-            "python" => Python(name, pascal),
-            "ts" => TypeScript(name, Path.GetRelativePath(full, Path.Combine(loomHome, "sdk-js"))),
-            _ => DotNet(name, pascal, Path.GetRelativePath(full, Path.Combine(loomHome, "sdk-dotnet", "Loom.Sdk", "Loom.Sdk.csproj"))),
+            "python" => Python(name, pascal, packages),
+            "ts" => TypeScript(name, packages),
+            _ => DotNet(name, pascal, packages, InsideCheckout(full, loomHome)),
         };
         files["README.md"] = Readme(name, language);
         foreach (var (relative, text) in files)
@@ -54,12 +58,85 @@ internal static partial class Scaffolder
         return files.Keys.Order(StringComparer.Ordinal).ToList();
     }
 
-    private static Dictionary<string, string> Python(string name, string pascal) => new(StringComparer.Ordinal)
+    /// <summary>
+    /// Where the SDK package comes from: a file in the local package folder (<see cref="Package.File"/>
+    /// set), or the public registry by name and version. The folder is LOOM_PACKAGES when set (used as
+    /// it is), else in a checkout .loom/packages, brought up to date by loom pack (bridge/Loom.Cli/pack-sdks.sh).
+    /// </summary>
+    internal sealed record Package(string Version, string? File, string? Folder);
+
+    private static Package FindPackage(string language, string loomHome)
+    {
+        var (pattern, prefix, suffix) = language switch
+        {
+            "python" => ("loom_agents-*.whl", "loom_agents-", "-py3-none-any.whl"),
+            "ts" => ("loom-agents-sdk-*.tgz", "loom-agents-sdk-", ".tgz"),
+            _ => ("Loom.Sdk.*.nupkg", "Loom.Sdk.", ".nupkg"),
+        };
+        var configured = Environment.GetEnvironmentVariable("LOOM_PACKAGES");
+        var script = Path.Combine(loomHome, "bridge", "Loom.Cli", "pack-sdks.sh");
+        string folder;
+        if (configured is { Length: > 0 })
+        {
+            folder = Path.GetFullPath(configured);
+        }
+        else if (File.Exists(script))
+        {
+            folder = Path.Combine(loomHome, ".loom", "packages");
+            Pack(script, folder, language);
+        }
+        else
+        {
+            var version = typeof(Scaffolder).Assembly.GetName().Version ?? new Version(0, 1, 0);
+            return new Package(version.ToString(3), null, null);
+        }
+
+        var file = Directory.Exists(folder)
+            ? new DirectoryInfo(folder).EnumerateFiles(pattern).OrderByDescending(f => f.LastWriteTimeUtc).FirstOrDefault()
+            : null;
+        if (file is null || !file.Name.EndsWith(suffix, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"no {pattern} in LOOM_PACKAGES={folder}; make the packages with loom pack --out {folder}");
+        }
+
+        return new Package(file.Name[prefix.Length..^suffix.Length], file.FullName, folder);
+    }
+
+    /// <summary>Runs loom pack (bridge/Loom.Cli/pack-sdks.sh) for one language (quick when the package is up to date).</summary>
+    /// <exception cref="InvalidOperationException">The script failed (its output is on stderr).</exception>
+    private static void Pack(string script, string folder, string language)
+    {
+        var info = new ProcessStartInfo("bash") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { script, "--out", folder, language })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(info) ?? throw new InvalidOperationException("cannot start bash to run loom pack (bridge/Loom.Cli/pack-sdks.sh)");
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"packing the {language} SDK failed (loom pack {language}, exit {process.ExitCode})");
+        }
+    }
+
+    private static bool InsideCheckout(string directory, string loomHome)
+    {
+        var relative = Path.GetRelativePath(Path.GetFullPath(loomHome), directory);
+        return File.Exists(Path.Combine(loomHome, "Directory.Packages.props")) && relative != ".." && !relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) && !Path.IsPathRooted(relative);
+    }
+
+    private static Dictionary<string, string> Python(string name, string pascal, Package package) => new(StringComparer.Ordinal)
     {
         ["agent.py"] = $$""""
             """{{pascal}}: a Loom agent in Python (made by `loom new python {{name}}`).
 
-            Run it with `loom run .` (or `python3 agent.py` against a bridge at $LOOM_URL).
+            Run it with `loom run .`, which makes .venv with the SDK (requirements.txt) and starts
+            it; or by hand: `.venv/bin/python agent.py` against a bridge at $LOOM_URL.
             Call it from anywhere: invoke("{{name}}.greet", {"name": "Ada"}).
             """
 
@@ -84,25 +161,32 @@ internal static partial class Scaffolder
                 loom.run({{pascal}}())
 
             """",
+        ["requirements.txt"] = package.File is null
+            ? $"loom-agents~={package.Version}\n"
+            : $"# The Loom SDK from the local package folder (LOOM_PACKAGES); once published: loom-agents~={package.Version}\nloom-agents @ {new Uri(package.File).AbsoluteUri}\n",
+        [".gitignore"] = ".venv/\n__pycache__/\n.loom/\n",
         ["loom.yaml"] = $$"""
             # Run with: loom run .   (loom dev . restarts the agent when agent.py changes)
             name: {{name}}
             agents:
               - name: {{name}}
                 language: python
-                command: exec /usr/bin/python3 agent.py
+                command: exec .venv/bin/python agent.py
                 setup:
-                  command: ${LOOM_HOME}/sdk-python/scripts/ensure-deps.sh
-                  inputs: [loom.yaml]
-                env:
-                  PYTHONPATH: ${LOOM_HOME}/sdk-python/src
-                watch: ["**/*.py"]
+                  # A virtual environment with requirements.txt. --system-site-packages lets a Debian
+                  # Python's python3-grpcio and python3-protobuf stand in for grpcio and protobuf.
+                  command: {{SystemPython()}} -m venv --system-site-packages .venv && .venv/bin/pip install --disable-pip-version-check -q -r requirements.txt
+                  inputs: [requirements.txt]
+                watch: ["*.py"]
                 restart: on-failure
 
             """,
     };
 
-    private static Dictionary<string, string> TypeScript(string name, string sdkPath) => new(StringComparer.Ordinal)
+    /// <summary>The Python for the project's venv: the system's (Debian's, with its python3-grpcio) when there is one.</summary>
+    private static string SystemPython() => File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+    private static Dictionary<string, string> TypeScript(string name, Package package) => new(StringComparer.Ordinal)
     {
         ["src/agent.ts"] = $$"""
             // {{name}}: a Loom agent in TypeScript (made by `loom new ts {{name}}`).
@@ -149,7 +233,7 @@ internal static partial class Scaffolder
                 "start": "node dist/agent.js"
               },
               "dependencies": {
-                "@loom-agents/sdk": "file:{{sdkPath.Replace('\\', '/')}}"
+                "@loom-agents/sdk": "{{(package.File is null ? "^" + package.Version : "file:" + package.File.Replace('\\', '/'))}}"
               },
               "devDependencies": {
                 "@types/node": "20.19.43",
@@ -183,7 +267,7 @@ internal static partial class Scaffolder
                 language: typescript
                 command: exec node dist/agent.js
                 setup:
-                  command: ${LOOM_HOME}/sdk-js/scripts/ensure-built.sh && npm install --no-audit --no-fund && npm run build
+                  command: npm install --no-audit --no-fund && npm run build
                   inputs: [package.json, tsconfig.json, "src/**/*.ts"]
                 watch: ["src/**/*.ts"]
                 restart: on-failure
@@ -191,7 +275,28 @@ internal static partial class Scaffolder
             """,
     };
 
-    private static Dictionary<string, string> DotNet(string name, string pascal, string sdkProject) => new(StringComparer.Ordinal)
+    private static Dictionary<string, string> DotNet(string name, string pascal, Package package, bool insideCheckout)
+    {
+        var files = DotNetFiles(name, pascal, package, insideCheckout);
+        if (package.Folder is not null)
+        {
+            files["nuget.config"] = $$"""
+                <?xml version="1.0" encoding="utf-8"?>
+                <configuration>
+                  <packageSources>
+                    <!-- Loom.Sdk and the packages it needs, from the local package folder (LOOM_PACKAGES)
+                         until they are on nuget.org; the other packages come from your usual sources. -->
+                    <add key="loom-local" value="{{package.Folder}}" />
+                  </packageSources>
+                </configuration>
+
+                """;
+        }
+
+        return files;
+    }
+
+    private static Dictionary<string, string> DotNetFiles(string name, string pascal, Package package, bool insideCheckout) => new(StringComparer.Ordinal)
     {
         [$"{pascal}.csproj"] = $$"""
             <Project Sdk="Microsoft.NET.Sdk">
@@ -200,10 +305,10 @@ internal static partial class Scaffolder
                 <TargetFramework>net10.0</TargetFramework>
                 <Nullable>enable</Nullable>
                 <ImplicitUsings>enable</ImplicitUsings>
-                <AssemblyName>{{name}}</AssemblyName>
+                <AssemblyName>{{name}}</AssemblyName>{{(insideCheckout ? "\n    <!-- Inside the Loom checkout, whose Directory.Packages.props manages versions centrally. -->\n    <ManagePackageVersionsCentrally>false</ManagePackageVersionsCentrally>" : "")}}
               </PropertyGroup>
               <ItemGroup>
-                <ProjectReference Include="{{sdkProject.Replace('/', '\\')}}" />
+                <PackageReference Include="Loom.Sdk" Version="{{package.Version}}" />
               </ItemGroup>
             </Project>
 
@@ -270,7 +375,7 @@ internal static partial class Scaffolder
 
         A Loom agent in {{language switch { "python" => "Python", "ts" => "TypeScript", _ => ".NET" }}}, made by `loom new {{language}} {{name}}`.
 
-        - `loom run .` starts a bridge and the agent (the first run sets it up).
+        - `loom run .` starts a bridge and the agent (the first run sets it up: {{language switch { "python" => "a `.venv` with the SDK, `loom-agents`, from requirements.txt", "ts" => "`npm install` of `@loom-agents/sdk` from package.json, then `npm run build`", _ => "`dotnet build`, which restores the `Loom.Sdk` package" }}}).
         - `loom dev .` does the same and restarts the agent when its files change.
         - While it runs, `loom list --url <the http address loom printed>` shows it and its capability
           `{{name}}.greet`, and any agent can call it: `invoke("{{name}}.greet", {"name": "Ada"})`.
