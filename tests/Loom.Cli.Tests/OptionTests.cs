@@ -114,6 +114,34 @@ public sealed class OptionTests : IDisposable
     }
 
     [Fact]
+    public async Task An_unknown_command_is_one_line_listing_the_commands()
+    {
+        var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "lsit");
+        Assert.Equal(2, code);
+        Assert.Equal("[stderr] loom: unknown command 'lsit' (one of up, run, dev, list, logs, new, bench, mcp, pack) (see 'loom --help')", output.Trim());
+    }
+
+    [Theory]
+    [InlineData("--out", "loom pack: --out needs a value: a directory path")]
+    [InlineData("--fast", "loom pack: unknown option '--fast'")]
+    [InlineData("cobol", "loom pack: LANGUAGE: expected one of python, ts, dotnet, got 'cobol'")]
+    public async Task Pack_a_shell_script_refuses_bad_arguments_the_same_way(string arg, string expected)
+    {
+        // loom pack is run by the ./loom script (bridge/Loom.Cli/pack-sdks.sh), not by the CLI's parser.
+        var info = new System.Diagnostics.ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add(Path.Combine(CliProcess.RepoRoot, "bridge", "Loom.Cli", "pack-sdks.sh"));
+        info.ArgumentList.Add(arg);
+        using var pack = System.Diagnostics.Process.Start(info)!;
+        var stdout = pack.StandardOutput.ReadToEndAsync();
+        var stderr = await pack.StandardError.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await pack.WaitForExitAsync(deadline.Token);
+        Assert.Equal(2, pack.ExitCode);
+        Assert.Equal("", await stdout);
+        Assert.StartsWith(expected, Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_missing_project_directory_or_file_says_what_is_missing_in_one_line()
     {
         Directory.CreateDirectory(Path.Combine(_temp, "empty"));

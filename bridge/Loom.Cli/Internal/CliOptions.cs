@@ -284,6 +284,8 @@ internal static class CliErrors
             var token = parse.UnmatchedTokens[0];
             message = token.StartsWith('-')
                 ? $"unknown option '{token}' {help}"
+                : parse.CommandResult.Command is RootCommand root
+                    ? $"unknown command '{token}' (one of {string.Join(", ", root.Subcommands.Select(c => c.Name).Append("pack"))}) {help}"
                 : FlagBefore(parse, token) is { } flag
                     ? $"{flag.Name} takes no value, got '{token}' {help}"
                     : $"unexpected argument '{token}' {help}";
