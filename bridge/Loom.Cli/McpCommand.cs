@@ -18,8 +18,8 @@ internal static class McpCommand
     {
         var url = CliOptions.Url("--url", "The bridge's gRPC address (default: the bridge of a 'loom run' in this directory, else $LOOM_URL, else http://127.0.0.1:7070).", "http://127.0.0.1:7070");
         var httpUrl = CliOptions.Url("--http-url", "The bridge's HTTP address, for GET /v1/capabilities (default: as --url, for the HTTP port: $LOOM_HTTP_URL, else http://127.0.0.1:7071).", "http://127.0.0.1:7071");
-        var include = CliOptions.Texts("--include", "Capability name patterns to expose ('*' any run, '?' one character); repeatable. Default: all.", "PATTERN", "a capability name pattern such as 'orders.*'");
-        var exclude = CliOptions.Texts("--exclude", "Capability name patterns not to expose; repeatable.", "PATTERN", "a capability name pattern such as 'orders.*'");
+        var include = CliOptions.Texts("--include", "Capability name patterns to expose ('*' any run, '?' one character); repeatable. Default: all.", "PATTERN", "a capability name pattern such as 'orders.*'", severalPerOccurrence: true);
+        var exclude = CliOptions.Texts("--exclude", "Capability name patterns not to expose; repeatable.", "PATTERN", "a capability name pattern such as 'orders.*'", severalPerOccurrence: true);
         var timeout = CliOptions.Int("--timeout-ms", 1, 600_000, 60_000, "Deadline of each tool call, in milliseconds.", "MS", "milliseconds");
         var logLevel = CliOptions.Enum("--log-level", LogLevel.Warning, "Trace, Debug, Information, Warning, Error (to stderr).", LogLevel.Trace, LogLevel.Debug, LogLevel.Information, LogLevel.Warning, LogLevel.Error, LogLevel.Critical);
         var command = new Command("mcp", "Serve a running bridge's capabilities to an MCP client over stdio (e.g. as a client's 'command: loom mcp').")
@@ -32,7 +32,7 @@ internal static class McpCommand
             try
             {
                 grpcAddress = BridgeLocator.Resolve(parse.GetValue(url), "LOOM_URL", http: false, "http://127.0.0.1:7070", out grpcSource);
-                httpAddress = BridgeLocator.Resolve(parse.GetValue(httpUrl), "LOOM_HTTP_URL", http: true, "http://127.0.0.1:7071", out _);
+                httpAddress = BridgeLocator.Resolve(parse.GetValue(httpUrl), "LOOM_HTTP_URL", http: true, "http://127.0.0.1:7071", out _, useRecord: parse.GetValue(url) is null);
             }
             catch (AmbiguousRunException ex)
             {

@@ -118,10 +118,10 @@ internal static class CliOptions
         return Register(option, new ValueForm(expected, refused));
     }
 
-    /// <summary>A repeatable text option (one value per occurrence), each value checked as <see cref="Text"/> does.</summary>
-    public static Option<string[]> Texts(string name, string description, string helpName, string expected, Func<string, string?>? problem = null, string? refused = null)
+    /// <summary>A repeatable text option (one value per occurrence, or several with <paramref name="severalPerOccurrence"/>), each value checked as <see cref="Text"/> does.</summary>
+    public static Option<string[]> Texts(string name, string description, string helpName, string expected, Func<string, string?>? problem = null, string? refused = null, bool severalPerOccurrence = false)
     {
-        var option = new Option<string[]>(name) { Description = description, HelpName = helpName, AllowMultipleArgumentsPerToken = false, Arity = ArgumentArity.OneOrMore };
+        var option = new Option<string[]>(name) { Description = description, HelpName = helpName, AllowMultipleArgumentsPerToken = severalPerOccurrence, Arity = ArgumentArity.OneOrMore };
         option.CustomParser = r =>
         {
             var values = new List<string>();

@@ -193,8 +193,9 @@ internal static class BridgeLocator
     /// else the record of a live <c>loom run</c> (<see cref="RunStateFile.Find"/>); else <paramref name="fallback"/>.
     /// <paramref name="source"/> says which, for messages.
     /// </summary>
+    /// <remarks><paramref name="useRecord"/> false: not from a run's record (the other port of the bridge was given explicitly).</remarks>
     /// <exception cref="AmbiguousRunException">No address given and several runs below the current directory.</exception>
-    public static string Resolve(string? given, string environmentVariable, bool http, string fallback, out string source)
+    public static string Resolve(string? given, string environmentVariable, bool http, string fallback, out string source, bool useRecord = true)
     {
         if (given is not null)
         {
@@ -208,7 +209,7 @@ internal static class BridgeLocator
             return fromEnvironment.TrimEnd('/');
         }
 
-        if (RunStateFile.Find(Environment.CurrentDirectory) is { } run && (http ? run.HttpUrl : run.GrpcUrl) is { } recorded)
+        if (useRecord && RunStateFile.Find(Environment.CurrentDirectory) is { } run && (http ? run.HttpUrl : run.GrpcUrl) is { } recorded)
         {
             source = $"recorded by 'loom {run.Command}' (pid {run.Pid}) in {Path.GetRelativePath(Environment.CurrentDirectory, RunStateFile.PathFor(run.Project))}";
             return recorded.TrimEnd('/');
