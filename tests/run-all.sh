@@ -10,18 +10,40 @@ export DOTNET_ThreadPool_UnfairSemaphoreSpinLimit="${DOTNET_ThreadPool_UnfairSem
 logs="$root/.loom/test-logs"
 mkdir -p "$logs"
 
-# --- prerequisites -----------------------------------------------------------------------
+# Passed, failed and skipped of a Python or Node suite's log, as "P F S": pytest's last summary
+# line ("1 failed, 60 passed, 2 skipped, 1 error in 4.2s"; errors count as failed), node:test's
+# TAP totals ("# pass 12", "# fail 0", "# cancelled 0" as failed, "# skipped 1" and "# todo 0" as
+# skipped), or tests/install's "install: N passed, N failed".
+counts() {
+  local log="$1" line p=0 f=0 s=0
+  line="$(grep -E "^[= ]*[0-9]+ (passed|failed|skipped|errors?|xfailed|xpassed|deselected|warnings?)(, [0-9]+ [a-z]+)* in [0-9.]+s" "$log" | tail -1)"
+  if [ -n "$line" ]; then
+    of() { grep -oE "[0-9]+ ($1)\b" <<<"$line" | grep -oE "[0-9]+" | awk '{ n += $1 } END { print n + 0 }'; }
+    p=$(of passed); f=$(( $(of failed) + $(of "errors?") )); s=$(of skipped)
+  elif grep -qE "^# (pass|fail) [0-9]+" "$log"; then
+    tap() { sed -nE "s/^# ($1) ([0-9]+)\s*$/\2/p" "$log" | tail -1 | awk '{ n += $1 } END { print n + 0 }'; }
+    p=$(tap pass); f=$(( $(tap fail) + $(tap cancelled) )); s=$(( $(tap "skip|skipped") + $(tap todo) ))
+  else
+    p=$(grep -oE "[0-9]+ passed" "$log" | tail -1 | grep -oE "[0-9]+"); f=$(grep -oE "[0-9]+ failed" "$log" | tail -1 | grep -oE "[0-9]+")
+  fi
+  echo "${p:-0} ${f:-0} ${s:-0}"
+}
+[ "${1:-}" = "--counts" ] && { cd "$OLDPWD" && counts "$2"; exit 0; } # tests/run-all.sh --counts LOG: checks the parsing on a saved log
+
+# --- prerequisites (what every suite below needs; apt-get's output goes to a log) ---------------
 need_apt=()
 /usr/bin/python3 -c 'import grpc, google.protobuf, pytest' 2>/dev/null || need_apt+=(python3-grpcio python3-protobuf python3-pytest)
+/usr/bin/python3 -c 'import pytest_asyncio' 2>/dev/null || need_apt+=(python3-pytest-asyncio)
+/usr/bin/python3 -c 'import mypy' 2>/dev/null || need_apt+=(python3-mypy)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/bin/grpc_python_plugin ] || need_apt+=(protobuf-compiler-grpc)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "== installing: ${need_apt[*]}"
+  echo "== installing: ${need_apt[*]} (apt-get output: ${logs#"$root/"}/apt.log)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >"$logs/apt.log" 2>&1 \
-    || { cat "$logs/apt.log"; echo "could not install ${need_apt[*]}"; exit 1; }
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"; } >"$logs/apt.log" 2>&1 \
+    || { tail -20 "$logs/apt.log"; echo "could not install ${need_apt[*]} (full output: ${logs#"$root/"}/apt.log)"; exit 1; }
 fi
 
 passed=0; failed=0; skipped=0; suites_failed=()
@@ -56,12 +78,10 @@ for runner in tests/interop/python/run.sh tests/interop/node/run.sh sdk-python/r
   bash "$runner" 2>&1 | tee "$logs/$(echo "$name" | tr / _).log"
   rc=${PIPESTATUS[0]}
   log="$logs/$(echo "$name" | tr / _).log"
-  p=$(grep -oE "([0-9]+) passed" "$log" | tail -1 | grep -oE "[0-9]+"); f=$(grep -oE "([0-9]+) failed" "$log" | tail -1 | grep -oE "[0-9]+")
-  np=$(sed -nE 's/^# pass ([0-9]+)/\1/p' "$log" | tail -1); nf=$(sed -nE 's/^# fail ([0-9]+)/\1/p' "$log" | tail -1)
-  p=${p:-${np:-0}}; f=${f:-${nf:-0}}
+  read -r p f s < <(counts "$log")
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
   [ "$rc" != 0 ] && suites_failed+=("$name")
-  add "$p" "$f" 0
+  add "$p" "$f" "$s"
 done
 
 echo

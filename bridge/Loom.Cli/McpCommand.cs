@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
+using Loom.Cli.Internal;
 using Loom.Core;
 using Loom.Mcp;
 using Microsoft.Extensions.DependencyInjection;
@@ -15,37 +16,30 @@ internal static class McpCommand
 {
     public static Command Create()
     {
-        var url = new Option<string>("--url") { Description = "The bridge's gRPC address.", DefaultValueFactory = _ => "http://127.0.0.1:7070" };
-        var httpUrl = new Option<string>("--http-url") { Description = "The bridge's HTTP address (for GET /v1/capabilities).", DefaultValueFactory = _ => "http://127.0.0.1:7071" };
-        var include = new Option<string[]>("--include") { Description = "Capability name patterns to expose ('*' any run, '?' one character); repeatable. Default: all.", AllowMultipleArgumentsPerToken = true };
-        var exclude = new Option<string[]>("--exclude") { Description = "Capability name patterns not to expose; repeatable.", AllowMultipleArgumentsPerToken = true };
-        var timeout = new Option<int>("--timeout-ms") { Description = "Deadline of each tool call, in milliseconds.", DefaultValueFactory = _ => 60_000 };
-        var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information, Warning, Error (to stderr).", DefaultValueFactory = _ => LogLevel.Warning };
+        var url = CliOptions.Url("--url", "The bridge's gRPC address (default: the bridge of a 'loom run' in this directory, else $LOOM_URL, else http://127.0.0.1:7070).", "http://127.0.0.1:7070");
+        var httpUrl = CliOptions.Url("--http-url", "The bridge's HTTP address, for GET /v1/capabilities (default: as --url, for the HTTP port: $LOOM_HTTP_URL, else http://127.0.0.1:7071).", "http://127.0.0.1:7071");
+        var include = CliOptions.Texts("--include", "Capability name patterns to expose ('*' any run, '?' one character); repeatable. Default: all.", "PATTERN", "a capability name pattern such as 'orders.*'", severalPerOccurrence: true);
+        var exclude = CliOptions.Texts("--exclude", "Capability name patterns not to expose; repeatable.", "PATTERN", "a capability name pattern such as 'orders.*'", severalPerOccurrence: true);
+        var timeout = CliOptions.Int("--timeout-ms", 1, 600_000, 60_000, "Deadline of each tool call, in milliseconds.", "MS", "milliseconds");
+        var logLevel = CliOptions.Enum("--log-level", LogLevel.Warning, "Trace, Debug, Information, Warning, Error (to stderr).", LogLevel.Trace, LogLevel.Debug, LogLevel.Information, LogLevel.Warning, LogLevel.Error, LogLevel.Critical);
         var command = new Command("mcp", "Serve a running bridge's capabilities to an MCP client over stdio (e.g. as a client's 'command: loom mcp').")
         {
             url, httpUrl, include, exclude, timeout, logLevel,
         };
-        foreach (var address in new[] { url, httpUrl })
-        {
-            address.Validators.Add(r =>
-            {
-                if (!Uri.TryCreate(r.GetValueOrDefault<string>(), UriKind.Absolute, out var parsed) || (parsed.Scheme != Uri.UriSchemeHttp && parsed.Scheme != Uri.UriSchemeHttps))
-                {
-                    r.AddError($"{r.Option.Name} must be an absolute http(s) URL such as http://127.0.0.1:7070, not '{r.GetValueOrDefault<string>()}'.");
-                }
-            });
-        }
-
-        timeout.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() is < 1 or > 600_000)
-            {
-                r.AddError("--timeout-ms must be between 1 and 600000.");
-            }
-        });
-
         command.SetAction(async (parse, cancellationToken) =>
         {
+            string grpcAddress, httpAddress, grpcSource;
+            try
+            {
+                grpcAddress = BridgeLocator.Resolve(parse.GetValue(url), "LOOM_URL", http: false, "http://127.0.0.1:7070", out grpcSource);
+                httpAddress = BridgeLocator.Resolve(parse.GetValue(httpUrl), "LOOM_HTTP_URL", http: true, "http://127.0.0.1:7071", out _, useRecord: parse.GetValue(url) is null);
+            }
+            catch (AmbiguousRunException ex)
+            {
+                await Console.Error.WriteLineAsync($"loom mcp: {ex.Message}");
+                return 2;
+            }
+
             var options = new McpExposeOptions
             {
                 Include = parse.GetValue(include) is { Length: > 0 } inc ? inc : ["*"],
@@ -66,13 +60,13 @@ internal static class McpCommand
             {
                 await using var stdin = Console.OpenStandardInput();
                 await using var stdout = Console.OpenStandardOutput();
-                await McpStdioServer.RunAsync(new Uri(parse.GetValue(url)!), new Uri(parse.GetValue(httpUrl)!), options, stdin, stdout, loggerFactory, cancellationToken: stop.Token);
+                await McpStdioServer.RunAsync(new Uri(grpcAddress), new Uri(httpAddress), options, stdin, stdout, loggerFactory, cancellationToken: stop.Token);
                 return 0;
             }
             catch (LoomException ex) when (ex.Code == Loom.Protocol.V1.ErrorCode.Unavailable)
             {
-                await Console.Error.WriteLineAsync($"loom mcp: cannot reach the bridge at {parse.GetValue(url)}: {ex.Message} (is 'loom up' running?)");
-                return 3;
+                await Console.Error.WriteLineAsync($"loom mcp: cannot reach the bridge at {grpcAddress} ({grpcSource}): {ex.Message} (is 'loom up' running?)");
+                return 1;
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {

@@ -9,6 +9,20 @@ internal static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        var parse = BuildRoot().Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            // One line whatever went wrong (Internal.CliErrors): the command, the option, the form it takes.
+            await Console.Error.WriteLineAsync(Internal.CliErrors.Describe(parse));
+            return 2;
+        }
+
+        return await parse.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    /// <summary>Every command with every option (the option test walks this tree).</summary>
+    internal static RootCommand BuildRoot()
+    {
         var root = new RootCommand("Loom: an event-driven runtime for multi-agent systems.");
         root.Subcommands.Add(UpCommand());
         root.Subcommands.Add(Commands.RunCommand.Create(dev: false));
@@ -18,88 +32,38 @@ internal static class Program
         root.Subcommands.Add(Commands.NewCommand.Create());
         root.Subcommands.Add(Commands.BenchCommand.Create());
         root.Subcommands.Add(McpCommand.Create());
-        var parse = root.Parse(args);
-        if (parse.Errors.Count > 0)
-        {
-            foreach (var error in parse.Errors)
-            {
-                await Console.Error.WriteLineAsync($"loom: {error.Message} (see 'loom --help')");
-            }
-
-            return 2;
-        }
-
-        return await parse.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+        return root;
     }
 
     private static Command UpCommand()
     {
-        var host = new Option<string>("--host") { Description = "Address to bind (127.0.0.1, 0.0.0.0, ::1).", DefaultValueFactory = _ => "127.0.0.1" };
-        var grpcPort = new Option<int>("--grpc-port") { Description = "gRPC (HTTP/2) port; 0 picks a free one.", DefaultValueFactory = _ => 7070 };
-        var httpPort = new Option<int>("--http-port") { Description = "HTTP/1.1 port for /healthz, /metrics, /v1/agents, /mcp; 0 picks a free one.", DefaultValueFactory = _ => 7071 };
-        var heartbeat = new Option<int>("--heartbeat-ms") { Description = "Heartbeat interval offered to agents, in milliseconds.", DefaultValueFactory = _ => 5000 };
-        var logLevel = new Option<LogLevel>("--log-level") { Description = "Trace, Debug, Information, Warning, Error.", DefaultValueFactory = _ => LogLevel.Information };
-        var topicGroups = new Option<string[]>("--metric-topic-group")
-        {
-            Description = "A topic pattern whose matches share one metric label (repeatable; tried in order). Default: a topic's first token, e.g. 'orders.>'.",
-            AllowMultipleArgumentsPerToken = false,
-        };
-        var reflection = new Option<bool?>("--grpc-reflection") { Description = "Serve gRPC server reflection (true or false). Default: on when --host is a loopback address." };
-        var config = new Option<string?>("--config") { Description = "A loom.yaml whose bridge settings, mcp_servers and mcp_expose to use (options given here win)." };
+        var host = Internal.CliOptions.Text("--host", "Address to bind (127.0.0.1, 0.0.0.0, ::1).", "ADDRESS", "an IP address or host name such as 127.0.0.1, 0.0.0.0 or ::1", HostProblem, "a b", "127.0.0.1");
+        var grpcPort = Internal.CliOptions.Port("--grpc-port", 7070, "gRPC (HTTP/2) port; 0 picks a free one.");
+        var httpPort = Internal.CliOptions.Port("--http-port", 7071, "HTTP/1.1 port for /healthz, /metrics, /v1/agents, /mcp; 0 picks a free one.");
+        var heartbeat = Internal.CliOptions.Int("--heartbeat-ms", 100, 60_000, 5000, "Heartbeat interval offered to agents, in milliseconds.", "MS", "milliseconds");
+        var logLevel = Internal.CliOptions.Enum("--log-level", LogLevel.Information, "Trace, Debug, Information, Warning, Error.", LogLevel.Trace, LogLevel.Debug, LogLevel.Information, LogLevel.Warning, LogLevel.Error, LogLevel.Critical);
+        var topicGroups = Internal.CliOptions.Texts(
+            "--metric-topic-group",
+            "A topic pattern whose matches share one metric label (repeatable; tried in order). Default: a topic's first token, e.g. 'orders.>'.",
+            "PATTERN",
+            "a topic pattern such as orders.*.created or orders.>",
+            Internal.ProjectFileLoader.TopicPatternReason,
+            "a.>.b");
+        var reflection = Internal.CliOptions.Boolean("--grpc-reflection", "Serve gRPC server reflection (true or false). Default: on when --host is a loopback address.");
+        var config = Internal.CliOptions.Text("--config", "A loom.yaml whose bridge settings, mcp_servers and mcp_expose to use (options given here win).", "FILE", "the path of a loom.yaml");
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
             host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config,
         };
 
         // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
-        var limits = new List<(Internal.BridgeLimit Limit, Option<string> Option)>();
+        var limits = new List<(Internal.BridgeLimit Limit, Option<string?> Option)>();
         foreach (var limit in Internal.BridgeLimits.All)
         {
-            var option = new Option<string>(limit.Flag)
-            {
-                Description = limit.Unit == Internal.LimitUnit.Bytes ? limit.Help + " Bytes, or with KiB, MiB, GiB or TiB (e.g. 64MiB)." : limit.Help,
-                HelpName = limit.Unit switch { Internal.LimitUnit.Bytes => "BYTES", Internal.LimitUnit.Milliseconds => "MS", _ => "N" },
-            };
-            option.Validators.Add(r =>
-            {
-                if (!limit.TryParse(r.GetValueOrDefault<string>(), out _, out var problem))
-                {
-                    r.AddError($"{limit.Flag}: {problem}.");
-                }
-            });
+            var option = Internal.CliOptions.Limit(limit);
             command.Options.Add(option);
             limits.Add((limit, option));
         }
-
-        topicGroups.Validators.Add(r =>
-        {
-            foreach (var pattern in r.GetValueOrDefault<string[]>() ?? [])
-            {
-                if (Internal.ProjectFileLoader.TopicPatternProblem(pattern) is { } problem)
-                {
-                    r.AddError("--metric-topic-group " + problem);
-                }
-            }
-        });
-        foreach (var port in new[] { grpcPort, httpPort })
-        {
-            port.Validators.Add(r =>
-            {
-                var value = r.GetValueOrDefault<int>();
-                if (value is < 0 or > 65535)
-                {
-                    r.AddError($"{r.Option.Name} must be between 0 and 65535, not {value}.");
-                }
-            });
-        }
-
-        heartbeat.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() is < 100 or > 60000)
-            {
-                r.AddError("--heartbeat-ms must be between 100 and 60000.");
-            }
-        });
 
         command.SetAction(async (parse, _) =>
         {
@@ -112,7 +76,7 @@ internal static class Program
                 }
                 catch (Exception ex) when (ex is Internal.ProjectFileException or ArgumentException)
                 {
-                    await Console.Error.WriteLineAsync($"loom: {ex.Message}");
+                    await Console.Error.WriteLineAsync($"loom up: {ex.Message}");
                     return 2;
                 }
             }
@@ -125,7 +89,7 @@ internal static class Program
                 HttpPort = Given(httpPort) ? parse.GetValue(httpPort) : file.HttpPort,
                 HeartbeatInterval = Given(heartbeat) ? TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)) : file.HeartbeatInterval,
                 EventBus = parse.GetValue(topicGroups) is { Length: > 0 } groups ? file.EventBus with { MetricTopicGroups = groups } : file.EventBus,
-                GrpcReflection = parse.GetValue(reflection) ?? file.GrpcReflection,
+                GrpcReflection = Internal.CliOptions.BoolValue(parse.GetValue(reflection)) ?? file.GrpcReflection,
             };
             var given = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var (limit, option) in limits)
@@ -143,7 +107,7 @@ internal static class Program
             }
             catch (ArgumentException ex)
             {
-                await Console.Error.WriteLineAsync($"loom: {Internal.BridgeLimits.Describe(ex)}");
+                await Console.Error.WriteLineAsync($"loom up: {Internal.BridgeLimits.Describe(ex)}");
                 return 2;
             }
 
@@ -152,6 +116,9 @@ internal static class Program
         });
         return command;
     }
+
+    private static string? HostProblem(string host) =>
+        host.Length > 0 && Uri.CheckHostName(host) != UriHostNameType.Unknown ? null : "not an address";
 
     private static async Task<int> RunBridgeAsync(BridgeOptions options, LogLevel level)
     {
@@ -170,7 +137,7 @@ internal static class Program
         }
         catch (IOException ex)
         {
-            await Console.Error.WriteLineAsync($"loom: could not start the bridge: {ex.Message} (is the port in use? try --grpc-port 0 --http-port 0)");
+            await Console.Error.WriteLineAsync($"loom up: could not start the bridge: {ex.Message} (is the port in use? try --grpc-port 0 --http-port 0)");
             return 1;
         }
 

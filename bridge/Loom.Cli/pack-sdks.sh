@@ -20,12 +20,14 @@ release=0
 langs=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --out) out="${2:?--out needs a folder}"; shift 2 ;;
-    --out=*) out="${1#--out=}"; shift ;;
+    --out) [ $# -ge 2 ] && [ -n "$2" ] || { echo "loom pack: --out needs a value: a directory path (see 'loom pack --help')" >&2; exit 2; }
+      out="$2"; shift 2 ;;
+    --out=*) out="${1#--out=}"; [ -n "$out" ] || { echo "loom pack: --out needs a value: a directory path (see 'loom pack --help')" >&2; exit 2; }; shift ;;
     --release) release=1; shift ;;
     python|ts|dotnet) langs+=("$1"); shift ;;
     -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "pack-sdks: unknown argument '$1' (expected --out DIR, --release, python, ts or dotnet)" >&2; exit 2 ;;
+    -*) echo "loom pack: unknown option '$1' (expected --out DIR, --release; see 'loom pack --help')" >&2; exit 2 ;;
+    *) echo "loom pack: LANGUAGE: expected one of python, ts, dotnet, got '$1'" >&2; exit 2 ;;
   esac
 done
 [ ${#langs[@]} -gt 0 ] || langs=(python ts dotnet)

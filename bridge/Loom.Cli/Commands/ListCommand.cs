@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Loom.Cli.Internal;
 using Spectre.Console;
 
 namespace Loom.Cli.Commands;
@@ -11,19 +12,28 @@ internal static class ListCommand
 
     public static Command Create()
     {
-        var url = new Option<string>("--url")
-        {
-            Description = "HTTP address of the bridge (its --http-port; default $LOOM_HTTP_URL or http://127.0.0.1:7071).",
-            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("LOOM_HTTP_URL") ?? "http://127.0.0.1:7071",
-        };
-        var json = new Option<bool>("--json") { Description = "Print JSON ({agents, capabilities}) instead of tables." };
+        var url = CliOptions.Url(
+            "--url",
+            "HTTP address of the bridge (its --http-port). Default: $LOOM_HTTP_URL, else the bridge of a 'loom run' or 'loom dev' of this directory (its .loom/bridge.json), else http://127.0.0.1:7071.",
+            "http://127.0.0.1:7071");
+        var json = CliOptions.Flag("--json", "Print JSON ({agents, capabilities}) instead of tables.");
         var command = new Command("list", "List the agents, topics and capabilities of a running bridge.") { url, json };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var baseUrl = parse.GetValue(url)!.TrimEnd('/');
+            string baseUrl, source;
+            try
+            {
+                baseUrl = BridgeLocator.Resolve(parse.GetValue(url), "LOOM_HTTP_URL", http: true, "http://127.0.0.1:7071", out source);
+            }
+            catch (AmbiguousRunException ex)
+            {
+                await Console.Error.WriteLineAsync($"loom list: {ex.Message}");
+                return 2;
+            }
+
             if (!Uri.TryCreate(baseUrl, UriKind.Absolute, out var address) || address.Scheme is not ("http" or "https"))
             {
-                await Console.Error.WriteLineAsync($"loom: --url must be an absolute http:// URL, not '{baseUrl}'");
+                await Console.Error.WriteLineAsync($"loom list: the bridge address ({source}) must be an absolute http:// URL, not '{baseUrl}'");
                 return 2;
             }
 
@@ -39,7 +49,7 @@ internal static class ListCommand
             }
             catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or JsonException)
             {
-                await Console.Error.WriteLineAsync($"loom: cannot read the bridge at {baseUrl}: {ex.Message} (is it running? --url is its HTTP port, e.g. http://127.0.0.1:7071)");
+                await Console.Error.WriteLineAsync($"loom list: cannot read the bridge at {baseUrl} ({source}): {ex.Message} (is it running? --url is its HTTP port, e.g. http://127.0.0.1:7071)");
                 return 1;
             }
 

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Loom.Cli.Internal;
 using Loom.Core;
 using Loom.Protocol.V1;
 using Loom.Sdk;
@@ -19,26 +20,35 @@ internal static class LogsCommand
 
     public static Command Create()
     {
-        var url = new Option<string>("--url")
-        {
-            Description = "gRPC address of the bridge (default $LOOM_URL or http://127.0.0.1:7070).",
-            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("LOOM_URL") ?? "http://127.0.0.1:7070",
-        };
-        var topic = new Option<string>("--topic") { Description = "Topic pattern to follow ('*' one token, '>' the rest).", DefaultValueFactory = _ => ">" };
-        var agent = new Option<string?>("--agent") { Description = "Only events sent by this agent id." };
-        var thread = new Option<string?>("--thread") { Description = "Only events of this thread id." };
-        var correlation = new Option<string?>("--correlation") { Description = "Only events with this correlation id (a request and its replies)." };
-        var json = new Option<bool>("--json") { Description = "One JSON object per line instead of text." };
+        var url = CliOptions.Url(
+            "--url",
+            "gRPC address of the bridge. Default: $LOOM_URL, else the bridge of a 'loom run' or 'loom dev' of this directory (its .loom/bridge.json), else http://127.0.0.1:7070.",
+            "http://127.0.0.1:7070");
+        var topic = CliOptions.Text("--topic", "Topic pattern to follow ('*' one token, '>' the rest).", "PATTERN", "a topic pattern such as orders.* or orders.>", ProjectFileLoader.TopicPatternReason, "a.>.b", ">");
+        var agent = CliOptions.Text("--agent", "Only events sent by this agent id.", "ID", "an agent id");
+        var thread = CliOptions.Text("--thread", "Only events of this thread id.", "ID", "a thread id");
+        var correlation = CliOptions.Text("--correlation", "Only events with this correlation id (a request and its replies).", "ID", "a correlation id");
+        var json = CliOptions.Flag("--json", "One JSON object per line instead of text.");
         var command = new Command("logs", "Follow events live on a running bridge, filtered by agent, thread, correlation id or topic pattern. Ctrl+C stops.")
         {
             url, topic, agent, thread, correlation, json,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
-            var address = parse.GetValue(url)!;
+            string address, source;
+            try
+            {
+                address = BridgeLocator.Resolve(parse.GetValue(url), "LOOM_URL", http: false, "http://127.0.0.1:7070", out source);
+            }
+            catch (AmbiguousRunException ex)
+            {
+                await Console.Error.WriteLineAsync($"loom logs: {ex.Message}");
+                return 2;
+            }
+
             if (!Uri.TryCreate(address, UriKind.Absolute, out var bridge) || bridge.Scheme is not ("http" or "https"))
             {
-                await Console.Error.WriteLineAsync($"loom: --url must be an absolute http:// URL, not '{address}'");
+                await Console.Error.WriteLineAsync($"loom logs: the bridge address ({source}) must be an absolute http:// URL, not '{address}'");
                 return 2;
             }
 
@@ -54,7 +64,7 @@ internal static class LogsCommand
             }
             catch (LoomException ex)
             {
-                await Console.Error.WriteLineAsync($"loom: cannot reach the bridge at {address}: {ex.Message} (--url is its gRPC port, e.g. http://127.0.0.1:7070)");
+                await Console.Error.WriteLineAsync($"loom logs: cannot reach the bridge at {address} ({source}): {ex.Message} (is it running? --url is its gRPC port, e.g. http://127.0.0.1:7070)");
                 return 1;
             }
 
@@ -105,7 +115,7 @@ internal static class LogsCommand
                 }
                 catch (InvalidParamsException ex)
                 {
-                    await Console.Error.WriteLineAsync($"loom: {ex.Message}");
+                    await Console.Error.WriteLineAsync($"loom logs: {CliErrors.OneLine(ex.Message)}");
                     return 2;
                 }
             }

@@ -9,10 +9,14 @@ internal static class NewCommand
 {
     public static Command Create()
     {
-        var language = new Argument<string>("language") { Description = "python, ts or dotnet." };
-        language.AcceptOnlyFromAmong(Scaffolder.Languages);
-        var name = new Argument<string>("name") { Description = "Agent name: lower-case letters, digits and '-' (e.g. greeter)." };
-        var directory = new Option<string?>("--dir") { Description = "Where to create it (default ./NAME)." };
+        var language = CliOptions.Choice("language", "python, ts or dotnet.", Scaffolder.Languages);
+        var name = CliOptions.Positional(
+            "name",
+            "Agent name: lower-case letters, digits and '-' (e.g. greeter).",
+            "an agent name: lower-case letters, digits and '-', starting with a letter (e.g. greeter)",
+            problem: n => Scaffolder.IsValidName(n) ? null : "not a valid agent name",
+            refused: "Bad_Name");
+        var directory = CliOptions.Text("--dir", "Where to create it (default ./NAME).", "DIR", "a directory path", d => d.Trim().Length == 0 ? "empty" : null, " ");
         var command = new Command("new", "Scaffold an agent with one capability and a loom.yaml that runs it: loom new python greeter && loom run greeter")
         {
             language, name, directory,
@@ -30,17 +34,17 @@ internal static class NewCommand
             }
             catch (ArgumentException ex)
             {
-                await Console.Error.WriteLineAsync($"loom: {ex.Message}");
+                await Console.Error.WriteLineAsync($"loom new: {ex.Message}");
                 return 2;
             }
             catch (IOException ex)
             {
-                await Console.Error.WriteLineAsync($"loom: cannot write {target}: {ex.Message}");
+                await Console.Error.WriteLineAsync($"loom new: cannot write {target}: {ex.Message}");
                 return 1;
             }
             catch (InvalidOperationException ex)
             {
-                await Console.Error.WriteLineAsync($"loom: {ex.Message}");
+                await Console.Error.WriteLineAsync($"loom new: {ex.Message}");
                 return 1;
             }
         });

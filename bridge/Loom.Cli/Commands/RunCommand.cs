@@ -9,10 +9,11 @@ internal static class RunCommand
 {
     public static Command Create(bool dev)
     {
-        var directory = new Argument<string>("dir") { Description = "Directory holding loom.yaml (or the path of the file).", DefaultValueFactory = _ => "." };
-        var url = new Option<string?>("--url") { Description = "gRPC address of a running bridge to use instead of starting one (e.g. http://127.0.0.1:7070)." };
-        var httpUrl = new Option<string?>("--http-url") { Description = "HTTP address of that bridge, to report when agents connect (e.g. http://127.0.0.1:7071)." };
-        var readyTimeout = new Option<int>("--ready-timeout") { Description = "Seconds to wait for every agent to connect before warning.", DefaultValueFactory = _ => 60 };
+        var directory = CliOptions.Positional("dir", "Directory holding loom.yaml (or the path of the file).", "a directory holding loom.yaml, or the path of the file", ".");
+        // The directory is told apart from the project parameters by SplitArguments.
+        var url = CliOptions.Url("--url", "gRPC address of a running bridge to use instead of starting one (e.g. http://127.0.0.1:7070).", "http://127.0.0.1:7070");
+        var httpUrl = CliOptions.Url("--http-url", "HTTP address of that bridge, to report when agents connect (e.g. http://127.0.0.1:7071).", "http://127.0.0.1:7071");
+        var readyTimeout = CliOptions.Int("--ready-timeout", 1, 86_400, 60, "Seconds to wait for every agent to connect before warning.", "S", "seconds");
         var command = new Command(
             dev ? "dev" : "run",
             dev
@@ -21,35 +22,31 @@ internal static class RunCommand
         {
             directory, url, httpUrl, readyTimeout,
         };
+        // Project parameters (--NAME VALUE) are read once the project file says which there are.
         command.TreatUnmatchedTokensAsErrors = false;
-        foreach (var option in new[] { url, httpUrl })
-        {
-            option.Validators.Add(r =>
-            {
-                var value = r.GetValueOrDefault<string?>();
-                if (value is not null && !(Uri.TryCreate(value, UriKind.Absolute, out var u) && u.Scheme is "http" or "https"))
-                {
-                    r.AddError($"{r.Option.Name} must be an absolute http:// URL, not '{value}'.");
-                }
-            });
-        }
-
         command.SetAction(async (parse, cancellationToken) =>
         {
-            ProjectFile project;
-            try
+            var name = dev ? "loom dev" : "loom run";
+            if (!SplitArguments(parse, out var path, out var parameterTokens, out var problem))
             {
-                project = ProjectFileLoader.Load(parse.GetValue(directory)!);
-            }
-            catch (ProjectFileException ex)
-            {
-                await Console.Error.WriteLineAsync($"loom: {ex.Message}");
+                await Console.Error.WriteLineAsync($"{name}: {problem} (see '{name} --help')");
                 return 2;
             }
 
-            if (!TryReadParams(project, parse.UnmatchedTokens, out var parameters, out var error))
+            ProjectFile project;
+            try
             {
-                await Console.Error.WriteLineAsync($"loom: {error}");
+                project = ProjectFileLoader.Load(path);
+            }
+            catch (ProjectFileException ex)
+            {
+                await Console.Error.WriteLineAsync($"{name}: {ex.Message}");
+                return 2;
+            }
+
+            if (!TryReadParams(project, name, parameterTokens, out var parameters, out var error))
+            {
+                await Console.Error.WriteLineAsync($"{name}: {error}");
                 return 2;
             }
 
@@ -91,7 +88,58 @@ internal static class RunCommand
         return null;
     }
 
-    private static bool TryReadParams(ProjectFile project, IReadOnlyList<string> tokens, out Dictionary<string, string> values, out string error)
+    /// <summary>
+    /// The directory and the project parameters, in the order given (<c>loom run --question "..." DIR</c>
+    /// and <c>loom run DIR --question "..."</c> alike): what remains once the command's own options
+    /// and their values are taken out. A word after a parameter without '=' is its value; the one
+    /// word that is not is the directory (default ".").
+    /// </summary>
+    private static bool SplitArguments(ParseResult parse, out string directory, out List<string> parameters, out string problem)
+    {
+        directory = ".";
+        parameters = [];
+        problem = "";
+        var given = false;
+        var tokens = parse.Tokens;
+        for (var i = 0; i < tokens.Count; i++)
+        {
+            var token = tokens[i];
+            if (token.Type == System.CommandLine.Parsing.TokenType.Command)
+            {
+                continue;
+            }
+
+            if (token.Type == System.CommandLine.Parsing.TokenType.Option)
+            {
+                i++; // every option of run takes one value (--url=x arrives as two tokens too)
+                continue;
+            }
+
+            if (token.Value.StartsWith("--", StringComparison.Ordinal))
+            {
+                parameters.Add(token.Value);
+                if (!token.Value.Contains('=', StringComparison.Ordinal) && i + 1 < tokens.Count && tokens[i + 1].Type == System.CommandLine.Parsing.TokenType.Argument)
+                {
+                    parameters.Add(tokens[++i].Value);
+                }
+
+                continue;
+            }
+
+            if (given)
+            {
+                problem = $"unexpected argument '{token.Value}' (one directory, then project parameters as --NAME VALUE)";
+                return false;
+            }
+
+            directory = token.Value;
+            given = true;
+        }
+
+        return true;
+    }
+
+    private static bool TryReadParams(ProjectFile project, string command, List<string> tokens, out Dictionary<string, string> values, out string error)
     {
         values = new Dictionary<string, string>(StringComparer.Ordinal);
         error = "";
@@ -116,7 +164,7 @@ internal static class RunCommand
 
             if (project.Params.All(p => p.Name != name))
             {
-                error = $"unknown option '--{name}' for {project.Path} ({declared}; see 'loom run --help')";
+                error = $"unknown option '--{name}' (neither an option of the command nor a parameter of {project.Path}: {declared}; see '{command} --help')";
                 return false;
             }
 
@@ -124,7 +172,7 @@ internal static class RunCommand
             {
                 if (i + 1 >= tokens.Count)
                 {
-                    error = $"--{name} needs a value";
+                    error = $"--{name} needs a value: the project parameter's value";
                     return false;
                 }
 

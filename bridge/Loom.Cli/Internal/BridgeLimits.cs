@@ -26,6 +26,14 @@ internal sealed record BridgeLimit(string Key, LimitUnit Unit, long Min, long Ma
     /// <summary>The <c>loom up</c> flag: the key with '-' for '_' and '.', e.g. <c>--memory-max-total-bytes</c>.</summary>
     public string Flag => "--" + Key.Replace('.', '-').Replace('_', '-');
 
+    /// <summary>The form of a value, e.g. "a whole number from 0 to 1000000".</summary>
+    public string Expected => Unit switch
+    {
+        LimitUnit.Bytes => $"a byte size from {BridgeLimits.FormatBytes(Min)} to {BridgeLimits.FormatBytes(Max)} (a whole number of bytes, or with KiB, MiB, GiB or TiB, e.g. 64MiB)",
+        LimitUnit.Milliseconds => $"a whole number of milliseconds from {Min} to {Max}",
+        _ => $"a whole number from {Min} to {Max}",
+    };
+
     /// <summary>Parses a value; false with the problem (what is expected, and what was given) otherwise.</summary>
     public bool TryParse(string? text, out long value, out string problem)
     {
@@ -37,12 +45,7 @@ internal sealed record BridgeLimit(string Key, LimitUnit Unit, long Min, long Ma
             return true;
         }
 
-        problem = Unit switch
-        {
-            LimitUnit.Bytes => $"expected a byte size from {BridgeLimits.FormatBytes(Min)} to {BridgeLimits.FormatBytes(Max)} (a whole number of bytes, or with KiB, MiB, GiB or TiB, e.g. 64MiB), got '{text}'",
-            LimitUnit.Milliseconds => $"expected a whole number of milliseconds from {Min} to {Max}, got '{text}'",
-            _ => $"expected a whole number from {Min} to {Max}, got '{text}'",
-        };
+        problem = $"expected {Expected}, got '{text}'";
         return false;
     }
 }

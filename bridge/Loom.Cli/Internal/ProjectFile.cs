@@ -87,14 +87,25 @@ internal sealed class ProjectFileException : Exception
         Field = field;
     }
 
+    private ProjectFileException(string file, string message)
+        : base(message)
+    {
+        File = file;
+        Field = "";
+    }
+
     public string File { get; }
 
     public long Line { get; }
 
     public string Field { get; }
 
-    private static string Format(string file, long line, long column, string field, string problem) =>
-        string.Create(CultureInfo.InvariantCulture, $"{file}:{line}:{column}: {(field.Length == 0 ? "" : field + ": ")}{problem}");
+    /// <summary>There is no file to read: <paramref name="message"/> says what is missing, without a position.</summary>
+    public static ProjectFileException Missing(string file, string message) => new(file, message);
+
+    private static string Format(string file, long line, long column, string field, string problem) => line == 0
+        ? $"{file}: {(field.Length == 0 ? "" : field + ": ")}{problem}"
+        : string.Create(CultureInfo.InvariantCulture, $"{file}:{line}:{column}: {(field.Length == 0 ? "" : field + ": ")}{problem}");
 }
 
 /// <summary>
@@ -125,9 +136,7 @@ internal static partial class ProjectFileLoader
         var display = System.IO.Path.GetRelativePath(Environment.CurrentDirectory, path);
         if (!File.Exists(path))
         {
-            throw new ProjectFileException(display, 0, 0, "", System.IO.Directory.Exists(pathOrDirectory)
-                ? $"no {FileName} in {pathOrDirectory}; create one (see 'loom new') or pass the path of the file"
-                : "file not found");
+            throw ProjectFileException.Missing(display, MissingMessage(pathOrDirectory));
         }
 
         string text;
@@ -141,6 +150,26 @@ internal static partial class ProjectFileLoader
         }
 
         return Parse(text, display, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, requireAgents);
+    }
+
+    /// <summary>Why there is no project file at <paramref name="pathOrDirectory"/>, in words a user acts on.</summary>
+    private static string MissingMessage(string pathOrDirectory)
+    {
+        if (System.IO.Directory.Exists(pathOrDirectory))
+        {
+            return $"no {FileName} in {pathOrDirectory}; create one (see 'loom new') or pass the path of the file";
+        }
+
+        var extension = System.IO.Path.GetExtension(pathOrDirectory);
+        if (extension.Equals(".yaml", StringComparison.OrdinalIgnoreCase) || extension.Equals(".yml", StringComparison.OrdinalIgnoreCase))
+        {
+            var parent = System.IO.Path.GetDirectoryName(pathOrDirectory);
+            return parent is { Length: > 0 } && !System.IO.Directory.Exists(parent)
+                ? $"{pathOrDirectory} does not exist (the directory {parent} does not exist)"
+                : $"{pathOrDirectory} does not exist";
+        }
+
+        return $"no {FileName} in {pathOrDirectory} (the directory does not exist)";
     }
 
     /// <summary>Parses the text of a loom.yaml; <paramref name="directory"/> anchors relative paths.</summary>
@@ -308,7 +337,11 @@ internal static partial class ProjectFileLoader
     }
 
     /// <summary>Why <paramref name="pattern"/> cannot be a metric topic group (the core's own explanation), or null when it can.</summary>
-    public static string? TopicPatternProblem(string pattern)
+    public static string? TopicPatternProblem(string pattern) =>
+        TopicPatternReason(pattern) is { } reason ? $"'{pattern}' is not a topic pattern: {reason}" : null;
+
+    /// <summary>Why <paramref name="pattern"/> is not a topic pattern; null when it is one.</summary>
+    public static string? TopicPatternReason(string pattern)
     {
         try
         {
@@ -317,7 +350,7 @@ internal static partial class ProjectFileLoader
         }
         catch (Loom.Core.InvalidParamsException ex)
         {
-            return $"'{pattern}' is not a topic pattern: {ex.Message}";
+            return ex.Message;
         }
     }
 

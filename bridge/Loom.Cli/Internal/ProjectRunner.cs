@@ -36,6 +36,13 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
     private readonly Channel<RunEvent> _events = Channel.CreateBounded<RunEvent>(new BoundedChannelOptions(256) { FullMode = BoundedChannelFullMode.Wait });
     private readonly Dictionary<string, Running> _running = new(StringComparer.Ordinal);
 
+    // Agents started and not yet seen connected, with the session id each had before (null at
+    // first start): a session id other than that one is the (re)connection to report. Guarded by
+    // itself; _started wakes the reporter when an agent starts.
+    private readonly Dictionary<string, string?> _awaiting = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _sessions = new(StringComparer.Ordinal);
+    private readonly Channel<string> _started = Channel.CreateUnbounded<string>();
+
     private abstract record RunEvent;
 
     private sealed record Exited(string Agent, AgentProcess Process, int Code) : RunEvent;
@@ -128,6 +135,17 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             sink.Status($"bridge listening grpc=[bold]{grpcUrl}[/] http=[bold]{httpUrl}[/] (logs: {Markup(Path.GetRelativePath(Environment.CurrentDirectory, Path.Combine(logDirectory, "bridge.log")))})");
         }
 
+        // Where this run's bridge is, for `loom list`, `loom logs` and `loom mcp` run in the project (RunStateFile.Find).
+        var state = RunStateFile.Current(project.Directory, grpcUrl, httpUrl, settings.Dev, bridgeStarted: bridge is not null);
+        try
+        {
+            RunStateFile.Write(project.Directory, state);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            sink.Status($"[yellow]could not record the bridge in {Markup(RunStateFile.PathFor(project.Directory))}: {Markup(ex.Message)} (loom list and logs need --url)[/]");
+        }
+
         var watchers = new List<FileSystemWatcher>();
         try
         {
@@ -147,7 +165,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             }
 
             using var readiness = CancellationTokenSource.CreateLinkedTokenSource(stop);
-            var ready = httpUrl is null ? Task.CompletedTask : ReportReadinessAsync(httpUrl, readiness.Token);
+            var ready = httpUrl is null ? Task.CompletedTask : ReportConnectionsAsync(httpUrl, readiness.Token);
             var code = await SuperviseAsync(grpcUrl, httpUrl, stop).ConfigureAwait(false);
             await readiness.CancelAsync().ConfigureAwait(false);
             await ready.ConfigureAwait(false);
@@ -161,6 +179,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             }
 
             loggerProvider.Quiet();
+            RunStateFile.Remove(project.Directory, state);
             await StopAllAsync().ConfigureAwait(false);
             if (bridge is not null)
             {
@@ -259,6 +278,11 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 {
                     var running = _running[exited.Agent];
                     running.Process = null;
+                    lock (_awaiting)
+                    {
+                        _awaiting.Remove(exited.Agent); // it will not connect now
+                    }
+
                     var failed = exited.Code != 0;
                     if (!settings.Dev && project.Main == exited.Agent && !failed)
                     {
@@ -395,6 +419,12 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 }
             });
             running.Process = process;
+            lock (_awaiting)
+            {
+                _awaiting[spec.Name] = _sessions.GetValueOrDefault(spec.Name);
+            }
+
+            _started.Writer.TryWrite(spec.Name);
             _ = ForwardExitAsync(spec.Name, process);
             sink.Status($"started {Markup(spec.Name)} ({Markup(spec.Language)}, pid {process.Id}): {Markup(spec.Command)}");
             return true;
@@ -561,14 +591,41 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
 
-    private async Task ReportReadinessAsync(string httpUrl, CancellationToken stop)
+    /// <summary>
+    /// Reports each agent as it connects (from the bridge's /v1/agents), and again each time it
+    /// connects after a restart ("reconnected": a dev restart, or a restart policy's); warns once
+    /// when the first connections take longer than the ready timeout. Polls only while an agent
+    /// it started has not connected yet.
+    /// </summary>
+    private async Task ReportConnectionsAsync(string httpUrl, CancellationToken stop)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        var waiting = new HashSet<string>(project.Agents.Select(a => a.Name), StringComparer.Ordinal);
-        var deadline = Stopwatch.StartNew();
+        var everConnected = new HashSet<string>(StringComparer.Ordinal);
+        var clock = Stopwatch.StartNew();
         var warned = false;
-        while (waiting.Count > 0 && !stop.IsCancellationRequested)
+        var allReported = false;
+        while (!stop.IsCancellationRequested)
         {
+            bool waiting;
+            lock (_awaiting)
+            {
+                waiting = _awaiting.Count > 0;
+            }
+
+            if (!waiting)
+            {
+                try
+                {
+                    await _started.Reader.ReadAsync(stop).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
             try
             {
                 using var response = await http.GetAsync(new Uri($"{httpUrl}/v1/agents"), stop).ConfigureAwait(false);
@@ -576,17 +633,32 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 foreach (var agent in document.RootElement.GetProperty("agents").EnumerateArray())
                 {
                     var id = agent.GetProperty("agent_id").GetString() ?? "";
-                    if (waiting.Remove(id))
+                    var session = agent.TryGetProperty("session_id", out var s) ? s.GetString() ?? "" : "";
+                    if (agent.TryGetProperty("state", out var st) && st.GetString() is { } connection && connection != "connected")
                     {
-                        var capabilities = agent.GetProperty("capabilities").EnumerateArray().Select(c => c.GetString()).ToArray();
-                        sink.Status($"[green]✓[/] {Markup(id)} connected ({Markup(agent.GetProperty("sdk").GetString() ?? "")}){(capabilities.Length > 0 ? $", serves {Markup(string.Join(", ", capabilities))}" : "")}");
+                        continue;
                     }
+
+                    lock (_awaiting)
+                    {
+                        if (!_awaiting.TryGetValue(id, out var before) || (before is not null && before == session))
+                        {
+                            continue; // not one we wait for, or still the session of the process it replaced
+                        }
+
+                        _awaiting.Remove(id);
+                        _sessions[id] = session;
+                    }
+
+                    var capabilities = agent.GetProperty("capabilities").EnumerateArray().Select(c => c.GetString()).ToArray();
+                    var verb = everConnected.Add(id) ? "connected" : "reconnected";
+                    sink.Status($"[green]✓[/] {Markup(id)} {verb} ({Markup(agent.GetProperty("sdk").GetString() ?? "")}){(capabilities.Length > 0 ? $", serves {Markup(string.Join(", ", capabilities))}" : "")}");
                 }
 
-                if (waiting.Count == 0)
+                if (!allReported && project.Agents.All(a => everConnected.Contains(a.Name)))
                 {
-                    sink.Status($"[green]all {project.Agents.Count} agents connected[/] in {deadline.Elapsed.TotalSeconds:0.0} s");
-                    return;
+                    allReported = true;
+                    sink.Status($"[green]all {project.Agents.Count} agents connected[/] in {clock.Elapsed.TotalSeconds:0.0} s");
                 }
             }
             catch (Exception ex) when (ex is HttpRequestException or JsonException or TaskCanceledException or KeyNotFoundException or InvalidOperationException)
@@ -594,10 +666,19 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 // The bridge is starting or stopping; try again.
             }
 
-            if (!warned && deadline.Elapsed > settings.ReadyTimeout)
+            if (!warned && !allReported && clock.Elapsed > settings.ReadyTimeout)
             {
                 warned = true;
-                sink.Status($"[yellow]still waiting for {Markup(string.Join(", ", waiting))} to connect after {settings.ReadyTimeout.TotalSeconds:0} s[/]");
+                string[] missing;
+                lock (_awaiting)
+                {
+                    missing = project.Agents.Select(a => a.Name).Where(n => !everConnected.Contains(n) && _awaiting.ContainsKey(n)).ToArray();
+                }
+
+                if (missing.Length > 0)
+                {
+                    sink.Status($"[yellow]still waiting for {Markup(string.Join(", ", missing))} to connect after {settings.ReadyTimeout.TotalSeconds:0} s[/]");
+                }
             }
 
             try

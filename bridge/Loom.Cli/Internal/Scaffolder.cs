@@ -18,6 +18,9 @@ internal static partial class Scaffolder
     [GeneratedRegex("^[a-z][a-z0-9-]{0,62}$")]
     private static partial Regex NamePattern();
 
+    /// <summary>True for a name an agent can have: lower-case letters, digits and '-', starting with a letter.</summary>
+    public static bool IsValidName(string name) => NamePattern().IsMatch(name);
+
     /// <summary>Creates the project; returns the files written.</summary>
     /// <exception cref="ArgumentException">A bad language or name, or a target directory that is not empty.</exception>
     public static IReadOnlyList<string> Create(string language, string name, string directory, string loomHome)
