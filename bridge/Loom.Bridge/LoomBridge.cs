@@ -78,10 +78,13 @@ public sealed class LoomBridge : IAsyncDisposable
     /// the bound address, or the loopback address when the bridge listens on every interface
     /// (see <see cref="GrpcEndPoint"/>); valid after <see cref="StartAsync"/>.
     /// </summary>
-    public Uri GrpcAddress => new($"http://{FormatHost(_options.Host)}:{_grpcPort}");
+    public Uri GrpcAddress => new($"{Scheme}://{FormatHost(_options.Host)}:{_grpcPort}");
 
     /// <summary>The HTTP/1.1 address for health checks, as <see cref="GrpcAddress"/>; valid after <see cref="StartAsync"/>.</summary>
-    public Uri HttpAddress => new($"http://{FormatHost(_options.Host)}:{_httpPort}");
+    public Uri HttpAddress => new($"{Scheme}://{FormatHost(_options.Host)}:{_httpPort}");
+
+    /// <summary><c>https</c> when the bridge serves TLS (<see cref="BridgeOptions.TlsCertificateFile"/>), else <c>http</c>.</summary>
+    private string Scheme => _options.TlsEnabled ? "https" : "http";
 
     /// <summary>Where the gRPC listener is bound, e.g. <c>0.0.0.0:7070</c> for every IPv4 interface; valid after <see cref="StartAsync"/>.</summary>
     public IPEndPoint GrpcEndPoint => _grpcEndPoint ?? throw new InvalidOperationException("The bridge is not started.");
@@ -96,6 +99,7 @@ public sealed class LoomBridge : IAsyncDisposable
     public int SessionCount => _sessions?.Count ?? 0;
 
     /// <summary>Binds both listeners and starts serving. Ports 0 are resolved to the bound ports.</summary>
+    /// <exception cref="InvalidOperationException">A TLS file cannot be loaded (the message names it).</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (_app is not null)
@@ -117,6 +121,7 @@ public sealed class LoomBridge : IAsyncDisposable
 
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
 
+        var tls = TlsSetup.From(_options);
         ConnectionGate? gate = null; // made once logging exists, before Kestrel reads its options at start
         ListenOptions? grpcListen = null;
         ListenOptions? httpListen = null;
@@ -126,8 +131,8 @@ public sealed class LoomBridge : IAsyncDisposable
             k.Limits.MaxRequestBodySize = null;
             ConfigureHttp2(k.Limits.Http2);
             var address = ResolveAddress(_options.Host);
-            k.Listen(address, _options.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; l.Use(next => gate!.Wrap(next)); grpcListen = l; });
-            k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; l.Use(next => gate!.Wrap(next)); httpListen = l; });
+            k.Listen(address, _options.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; l.Use(next => gate!.Wrap(next)); tls?.Apply(l, requireClientCertificate: true); grpcListen = l; });
+            k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; l.Use(next => gate!.Wrap(next)); tls?.Apply(l, requireClientCertificate: false); httpListen = l; });
         });
 
         if (_options.Mcp.Enabled)

@@ -18,6 +18,7 @@ internal static class Program
         root.Subcommands.Add(Commands.NewCommand.Create());
         root.Subcommands.Add(Commands.BenchCommand.Create());
         root.Subcommands.Add(McpCommand.Create());
+        root.Subcommands.Add(Commands.CertsCommand.Create());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -46,9 +47,12 @@ internal static class Program
         };
         var reflection = new Option<bool?>("--grpc-reflection") { Description = "Serve gRPC server reflection (true or false). Default: on when --host is a loopback address." };
         var config = new Option<string?>("--config") { Description = "A loom.yaml whose bridge settings, mcp_servers and mcp_expose to use (options given here win)." };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "Serve TLS on both ports with this certificate (PEM; see 'loom certs dev'). Needs --tls-key.", HelpName = "FILE" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "The private key (PEM) of --tls-cert.", HelpName = "FILE" };
+        var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "Mutual TLS: gRPC clients must show a certificate signed by a CA in this PEM bundle; its CN/SAN is the agent's identity.", HelpName = "FILE" };
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa,
         };
 
         // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
@@ -126,6 +130,9 @@ internal static class Program
                 HeartbeatInterval = Given(heartbeat) ? TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)) : file.HeartbeatInterval,
                 EventBus = parse.GetValue(topicGroups) is { Length: > 0 } groups ? file.EventBus with { MetricTopicGroups = groups } : file.EventBus,
                 GrpcReflection = parse.GetValue(reflection) ?? file.GrpcReflection,
+                TlsCertificateFile = FullPath(parse.GetValue(tlsCert)) ?? file.TlsCertificateFile,
+                TlsKeyFile = FullPath(parse.GetValue(tlsKey)) ?? file.TlsKeyFile,
+                TlsClientCaFile = FullPath(parse.GetValue(tlsClientCa)) ?? file.TlsClientCaFile,
             };
             var given = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var (limit, option) in limits)
@@ -153,6 +160,8 @@ internal static class Program
         return command;
     }
 
+    private static string? FullPath(string? path) => path is null ? null : Path.GetFullPath(path);
+
     private static async Task<int> RunBridgeAsync(BridgeOptions options, LogLevel level)
     {
         using var stop = new CancellationTokenSource();
@@ -171,6 +180,11 @@ internal static class Program
         catch (IOException ex)
         {
             await Console.Error.WriteLineAsync($"loom: could not start the bridge: {ex.Message} (is the port in use? try --grpc-port 0 --http-port 0)");
+            return 1;
+        }
+        catch (InvalidOperationException ex)
+        {
+            await Console.Error.WriteLineAsync($"loom: could not start the bridge: {ex.Message}");
             return 1;
         }
 
