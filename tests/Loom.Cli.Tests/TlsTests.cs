@@ -129,4 +129,36 @@ public sealed class TlsTests : IDisposable
         Assert.Equal(1, code);
         Assert.Contains("Cannot load the TLS certificate", output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task The_dotnet_sdk_connects_over_tls_and_mutual_tls_and_says_what_to_fix_with_a_wrong_ca()
+    {
+        var dir = await CertsAsync("certs", "--client-name", "tls-agent");
+        var other = await CertsAsync("other");
+        await using var up = CliProcess.Start(_temp, null, "up", "--grpc-port", "0", "--http-port", "0",
+            "--tls-cert", Path.Combine(dir, "server.pem"), "--tls-key", Path.Combine(dir, "server.key"), "--tls-client-ca", Path.Combine(dir, "ca.pem"));
+        var listening = await up.WaitForLineAsync(@"listening grpc=(https://\S+) http=(https://\S+)", Startup);
+        var url = new Uri(listening.Groups[1].Value);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        var options = new Loom.Sdk.LoomConnectionOptions
+        {
+            Name = "tls-agent",
+            TlsCaFile = Path.Combine(dir, "ca.pem"),
+            TlsCertificateFile = Path.Combine(dir, "client.pem"),
+            TlsKeyFile = Path.Combine(dir, "client.key"),
+        };
+        await using (var agent = await Loom.Sdk.LoomConnection.ConnectAsync(url, options, cancellationToken: timeout.Token))
+        {
+            var got = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            await using var subscription = await agent.SubscribeAsync("tls.>", (e, _) => { got.TrySetResult(e.Topic); return Task.CompletedTask; }, cancellationToken: timeout.Token);
+            await agent.PublishAsync(new Loom.Protocol.V1.Envelope { Topic = "tls.hello" }, timeout.Token);
+            Assert.Equal("tls.hello", await got.Task.WaitAsync(timeout.Token));
+        }
+
+        // The same client with the wrong CA: a LoomException that says what to check.
+        var wrong = await Assert.ThrowsAnyAsync<Loom.Core.LoomException>(() => Loom.Sdk.LoomConnection.ConnectAsync(url, new Loom.Sdk.LoomConnectionOptions { Name = "tls-agent", TlsCaFile = Path.Combine(other, "ca.pem"), TlsCertificateFile = options.TlsCertificateFile, TlsKeyFile = options.TlsKeyFile }, cancellationToken: timeout.Token));
+        Assert.Contains("TLS handshake with the bridge", wrong.Message, StringComparison.Ordinal);
+        Assert.Contains("LOOM_TLS_CA", wrong.Message, StringComparison.Ordinal);
+    }
 }
