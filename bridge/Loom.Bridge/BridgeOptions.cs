@@ -144,6 +144,21 @@ public sealed record BridgeOptions
     /// </summary>
     public string? TlsClientCaFile { get; init; }
 
+    /// <summary>
+    /// Whether gRPC calls must carry a token (auth): <see cref="AuthMode.Off"/> ignores tokens,
+    /// <see cref="AuthMode.Optional"/> checks a token when one is sent and lets calls without one in,
+    /// <see cref="AuthMode.Required"/> refuses calls without a valid token or client certificate
+    /// (UNAUTHENTICATED). A token's or client certificate's identity binds the agent id. Default Off.
+    /// </summary>
+    public AuthMode Auth { get; init; } = AuthMode.Off;
+
+    /// <summary>
+    /// The file holding the key tokens are signed with (token_key): made with a new random key,
+    /// readable by the owner only, when it does not exist and <see cref="Auth"/> is not Off. Default
+    /// null: <c>.loom/keys/token.key</c> under the current directory (where <c>loom token create</c> looks too).
+    /// </summary>
+    public string? TokenKeyFile { get; init; }
+
     /// <summary>True when both ports serve TLS.</summary>
     public bool TlsEnabled => TlsCertificateFile is not null;
 

@@ -77,9 +77,13 @@ public static class DevCertificates
     private static void WritePublic(string path, string pem) => File.WriteAllText(path, pem + "\n");
 
     /// <summary>Writes a key readable by its owner only: the file is made 0600 before the key goes in.</summary>
-    internal static void WriteSecret(string path, string text)
+    internal static void WriteSecret(string path, string text, bool overwrite = true)
     {
-        File.Delete(path);
+        if (overwrite)
+        {
+            File.Delete(path);
+        }
+
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
         {

@@ -140,8 +140,30 @@ public sealed class LoomBridge : IAsyncDisposable
             builder.Services.AddLoomMcp(_options.Mcp, Broker, Time);
         }
 
+        var authenticate = _options.Auth != AuthMode.Off || tls?.MutualTls == true;
+        if (_options.Auth != AuthMode.Off)
+        {
+            var key = BridgeTokens.LoadOrCreateKey(_options.TokenKeyFile ?? BridgeTokens.DefaultKeyFile);
+            builder.Services.AddAuthentication().AddJwtBearer(o =>
+            {
+                o.MapInboundClaims = false;
+                o.IncludeErrorDetails = false;
+                o.TokenValidationParameters = BridgeTokens.Validation(key);
+            });
+        }
+
+        if (authenticate)
+        {
+            builder.Services.AddSingleton(new AuthInterceptor(_options, tls?.MutualTls == true));
+        }
+
         builder.Services.AddGrpc(o =>
         {
+            if (authenticate)
+            {
+                o.Interceptors.Add<AuthInterceptor>();
+            }
+
             o.MaxReceiveMessageSize = _options.MaxMessageBytes;
             o.MaxSendMessageSize = _options.MaxMessageBytes;
             o.EnableDetailedErrors = false;

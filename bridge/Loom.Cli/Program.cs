@@ -19,6 +19,7 @@ internal static class Program
         root.Subcommands.Add(Commands.BenchCommand.Create());
         root.Subcommands.Add(McpCommand.Create());
         root.Subcommands.Add(Commands.CertsCommand.Create());
+        root.Subcommands.Add(Commands.TokenCommand.Create());
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -50,9 +51,11 @@ internal static class Program
         var tlsCert = new Option<string?>("--tls-cert") { Description = "Serve TLS on both ports with this certificate (PEM; see 'loom certs dev'). Needs --tls-key.", HelpName = "FILE" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "The private key (PEM) of --tls-cert.", HelpName = "FILE" };
         var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "Mutual TLS: gRPC clients must show a certificate signed by a CA in this PEM bundle; its CN/SAN is the agent's identity.", HelpName = "FILE" };
+        var auth = new Option<AuthMode?>("--auth") { Description = "Tokens: off (ignored), optional (checked when sent), required (every agent needs a token or a client certificate). Default off." };
+        var tokenKey = new Option<string?>("--token-key") { Description = "The key file tokens are signed with (made 0600 when missing). Default .loom/keys/token.key.", HelpName = "FILE" };
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey,
         };
 
         // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
@@ -133,6 +136,8 @@ internal static class Program
                 TlsCertificateFile = FullPath(parse.GetValue(tlsCert)) ?? file.TlsCertificateFile,
                 TlsKeyFile = FullPath(parse.GetValue(tlsKey)) ?? file.TlsKeyFile,
                 TlsClientCaFile = FullPath(parse.GetValue(tlsClientCa)) ?? file.TlsClientCaFile,
+                Auth = parse.GetValue(auth) ?? file.Auth,
+                TokenKeyFile = FullPath(parse.GetValue(tokenKey)) ?? file.TokenKeyFile,
             };
             var given = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var (limit, option) in limits)
