@@ -73,7 +73,7 @@ async def test_connects_over_mutual_tls_with_options_and_with_loom_env(mtls_brid
             got.set_result(event.topic)
 
     conn = await asyncio.wait_for(
-        loom.connect(mtls_bridge, name="py-tls", tls_ca=str(d / "ca.pem"), tls_cert=str(d / "client.pem"), tls_key=str(d / "client.key")), T
+        loom.connect(mtls_bridge, agent_id="py-tls", tls_ca=str(d / "ca.pem"), tls_cert=str(d / "client.pem"), tls_key=str(d / "client.key")), T
     )
     try:
         await conn.subscribe("pytls.>", on_event)
@@ -82,7 +82,7 @@ async def test_connects_over_mutual_tls_with_options_and_with_loom_env(mtls_brid
     finally:
         await conn.close()
 
-    env = {"LOOM_URL": mtls_bridge, "LOOM_TLS_CA": str(d / "ca.pem"), "LOOM_TLS_CERT": str(d / "client.pem"), "LOOM_TLS_KEY": str(d / "client.key")}
+    env = {"LOOM_URL": mtls_bridge, "LOOM_AGENT_ID": "py-tls", "LOOM_TLS_CA": str(d / "ca.pem"), "LOOM_TLS_CERT": str(d / "client.pem"), "LOOM_TLS_KEY": str(d / "client.key")}
     config = loom.Config.load(env)
     assert config.tls and config.target.startswith("127.0.0.1:")
     conn = await asyncio.wait_for(loom.connect(config=config), T)
@@ -116,3 +116,47 @@ def test_a_token_is_refused_in_the_clear_to_another_machine() -> None:
     with pytest.raises(loom.InvalidParamsError, match="never sent in the clear"):
         _security.channel_credentials(loom.Config.load({}, url="http://10.1.2.3:7070", token="t"))
     assert _security.channel_credentials(loom.Config.load({}, url="http://127.0.0.1:7070", token="t")) is not None
+
+
+def mint(key: Path, agent: str) -> str:
+    out = subprocess.run([str(REPO / "loom"), "token", "create", "--agent", agent, "--token-key", str(key), "--expires", "1h"], check=True, timeout=120, capture_output=True)
+    return out.stdout.decode().strip()
+
+
+@pytest.fixture
+def auth_bridge(tmp_path: Path) -> Iterator[Tuple[str, Path]]:
+    key = tmp_path / "keys" / "token.key"
+    bridge = BridgeProcess(command=f"{shlex.quote(str(REPO / 'loom'))} up --auth required --token-key {shlex.quote(str(key))}", log_dir=tmp_path)
+    try:
+        bridge.wait_ready(T)
+        yield bridge.grpc, key
+    finally:
+        bridge.stop()
+
+
+async def test_tokens_over_grpcio_missing_forged_and_mismatched_are_refused(auth_bridge: Tuple[str, Path], tmp_path: Path) -> None:
+    url, key = auth_bridge
+    token = mint(key, "py-tok")
+
+    conn = await asyncio.wait_for(loom.connect(url, agent_id="py-tok", token=token), T)
+    got: "asyncio.Future[str]" = asyncio.get_running_loop().create_future()
+
+    async def on_event(event: loom.Event) -> None:
+        if not got.done():
+            got.set_result(event.topic)
+
+    try:
+        await conn.subscribe("pytok.>", on_event)
+        await conn.emit("pytok.hello", {})
+        assert await asyncio.wait_for(got, T) == "pytok.hello"
+    finally:
+        await conn.close()
+
+    with pytest.raises(loom.LoomError, match="LOOM_TOKEN"):
+        await asyncio.wait_for(loom.connect(url, agent_id="py-tok", connect_timeout_ms=5000), T)
+    forged = mint(tmp_path / "other.key", "py-tok")
+    with pytest.raises(loom.LoomError, match="signature does not match"):
+        await asyncio.wait_for(loom.connect(url, agent_id="py-tok", token=forged, connect_timeout_ms=5000), T)
+    with pytest.raises(loom.LoomError, match="may register agent id 'py-tok' only") as mismatch:
+        await asyncio.wait_for(loom.connect(url, agent_id="someone-else", token=token, connect_timeout_ms=5000), T)
+    assert mismatch.value.code == loom.ErrorCode.PERMISSION_DENIED

@@ -141,8 +141,19 @@ public sealed class TlsTests : IDisposable
         var url = new Uri(listening.Groups[1].Value);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 
+        // Under mutual TLS the certificate's name is the identity: the agent id must be it.
+        var otherId = await Assert.ThrowsAsync<Loom.Core.PermissionDeniedException>(() => Loom.Sdk.LoomConnection.ConnectAsync(url, new Loom.Sdk.LoomConnectionOptions
+        {
+            AgentId = "someone-else",
+            TlsCaFile = Path.Combine(dir, "ca.pem"),
+            TlsCertificateFile = Path.Combine(dir, "client.pem"),
+            TlsKeyFile = Path.Combine(dir, "client.key"),
+        }, cancellationToken: timeout.Token));
+        Assert.Contains("Identity 'tls-agent' may register agent id 'tls-agent' only", otherId.Message, StringComparison.Ordinal);
+
         var options = new Loom.Sdk.LoomConnectionOptions
         {
+            AgentId = "tls-agent",
             Name = "tls-agent",
             TlsCaFile = Path.Combine(dir, "ca.pem"),
             TlsCertificateFile = Path.Combine(dir, "client.pem"),
@@ -157,7 +168,7 @@ public sealed class TlsTests : IDisposable
         }
 
         // The same client with the wrong CA: a LoomException that says what to check.
-        var wrong = await Assert.ThrowsAnyAsync<Loom.Core.LoomException>(() => Loom.Sdk.LoomConnection.ConnectAsync(url, new Loom.Sdk.LoomConnectionOptions { Name = "tls-agent", TlsCaFile = Path.Combine(other, "ca.pem"), TlsCertificateFile = options.TlsCertificateFile, TlsKeyFile = options.TlsKeyFile }, cancellationToken: timeout.Token));
+        var wrong = await Assert.ThrowsAnyAsync<Loom.Core.LoomException>(() => Loom.Sdk.LoomConnection.ConnectAsync(url, new Loom.Sdk.LoomConnectionOptions { AgentId = "tls-agent", TlsCaFile = Path.Combine(other, "ca.pem"), TlsCertificateFile = options.TlsCertificateFile, TlsKeyFile = options.TlsKeyFile }, cancellationToken: timeout.Token));
         Assert.Contains("TLS handshake with the bridge", wrong.Message, StringComparison.Ordinal);
         Assert.Contains("LOOM_TLS_CA", wrong.Message, StringComparison.Ordinal);
     }
