@@ -214,7 +214,7 @@ public sealed class LoomBridge : IAsyncDisposable
         _httpEndPoint = httpListen!.IPEndPoint!;
         _grpcPort = _grpcEndPoint.Port;
         _httpPort = _httpEndPoint.Port;
-        if (!IsLoopback(_options.Host))
+        if (!IsLoopback(_options.Host) && !(_options.Auth == AuthMode.Required && _options.TlsEnabled))
         {
             var scope = _grpcEndPoint.Address.Equals(IPAddress.Any) ? "every IPv4 interface"
                 : _grpcEndPoint.Address.Equals(IPAddress.IPv6Any) ? "every interface"
