@@ -128,6 +128,40 @@ public sealed record BridgeOptions
     /// <summary>Serving capabilities to MCP clients over streamable HTTP on the HTTP port. Default enabled at <c>/mcp</c>, every capability.</summary>
     public McpExposeOptions Mcp { get; init; } = new();
 
+    /// <summary>
+    /// Server certificate (PEM file, may hold the chain after the leaf) for TLS on both ports
+    /// (tls_cert). Default null: both ports are cleartext. Needs <see cref="TlsKeyFile"/>.
+    /// </summary>
+    public string? TlsCertificateFile { get; init; }
+
+    /// <summary>Private key (PEM, PKCS#8, PKCS#1 or SEC1) of <see cref="TlsCertificateFile"/> (tls_key). Default null.</summary>
+    public string? TlsKeyFile { get; init; }
+
+    /// <summary>
+    /// CA bundle (PEM) that client certificates must chain to (tls_client_ca): mutual TLS. The gRPC
+    /// port then refuses connections without such a certificate; the HTTP port asks for one but
+    /// does not require it. Default null: no client certificates. Needs <see cref="TlsCertificateFile"/>.
+    /// </summary>
+    public string? TlsClientCaFile { get; init; }
+
+    /// <summary>
+    /// Whether gRPC calls must carry a token (auth): <see cref="AuthMode.Off"/> ignores tokens,
+    /// <see cref="AuthMode.Optional"/> checks a token when one is sent and lets calls without one in,
+    /// <see cref="AuthMode.Required"/> refuses calls without a valid token or client certificate
+    /// (UNAUTHENTICATED). A token's or client certificate's identity binds the agent id. Default Off.
+    /// </summary>
+    public AuthMode Auth { get; init; } = AuthMode.Off;
+
+    /// <summary>
+    /// The file holding the key tokens are signed with (token_key): made with a new random key,
+    /// readable by the owner only, when it does not exist and <see cref="Auth"/> is not Off. Default
+    /// null: <c>.loom/keys/token.key</c> under the current directory (where <c>loom token create</c> looks too).
+    /// </summary>
+    public string? TokenKeyFile { get; init; }
+
+    /// <summary>True when both ports serve TLS.</summary>
+    public bool TlsEnabled => TlsCertificateFile is not null;
+
     /// <summary>The smallest <see cref="MaxMessageBytes"/> accepted: 16 KiB.</summary>
     public const int MinMessageBytes = 16 * 1024;
 
@@ -177,6 +211,7 @@ public sealed record BridgeOptions
         Check(Actions.MaxTimeout < Actions.DefaultTimeout, "Actions.MaxTimeout", $"Actions.MaxTimeout is {Ms(Actions.MaxTimeout)}; it must be at least Actions.DefaultTimeout ({Ms(Actions.DefaultTimeout)}).");
         Check(Actions.MaxInputBytes < 1, "Actions.MaxInputBytes", $"Actions.MaxInputBytes is {Actions.MaxInputBytes}; it must be positive.");
         Check(Actions.UnhealthyCooldown < TimeSpan.Zero, "Actions.UnhealthyCooldown", $"Actions.UnhealthyCooldown is {Ms(Actions.UnhealthyCooldown)}; it must not be negative.");
+        CheckTls();
         Nested("EventBus", EventBus.Validate);
         Nested("Memory", Memory.Validate);
 
@@ -198,6 +233,27 @@ public sealed record BridgeOptions
             {
                 var message = ex.ParamName is { } name ? ex.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : ex.Message;
                 throw new ArgumentOutOfRangeException($"{prefix}.{ex.ParamName}", $"{prefix}.{message}");
+            }
+        }
+    }
+
+    private void CheckTls()
+    {
+        if ((TlsCertificateFile is null) != (TlsKeyFile is null))
+        {
+            throw new ArgumentException("TLS needs both a certificate and its key: give TlsCertificateFile (tls_cert, --tls-cert) and TlsKeyFile (tls_key, --tls-key), or neither.", TlsCertificateFile is null ? nameof(TlsCertificateFile) : nameof(TlsKeyFile));
+        }
+
+        if (TlsClientCaFile is not null && TlsCertificateFile is null)
+        {
+            throw new ArgumentException("TlsClientCaFile (tls_client_ca, --tls-client-ca) asks for client certificates, which need TLS: give TlsCertificateFile and TlsKeyFile too.", nameof(TlsClientCaFile));
+        }
+
+        foreach (var (file, name) in new[] { (TlsCertificateFile, nameof(TlsCertificateFile)), (TlsKeyFile, nameof(TlsKeyFile)), (TlsClientCaFile, nameof(TlsClientCaFile)) })
+        {
+            if (file is not null && !File.Exists(file))
+            {
+                throw new ArgumentException($"{name} '{file}' does not exist.", name);
             }
         }
     }

@@ -78,10 +78,13 @@ public sealed class LoomBridge : IAsyncDisposable
     /// the bound address, or the loopback address when the bridge listens on every interface
     /// (see <see cref="GrpcEndPoint"/>); valid after <see cref="StartAsync"/>.
     /// </summary>
-    public Uri GrpcAddress => new($"http://{FormatHost(_options.Host)}:{_grpcPort}");
+    public Uri GrpcAddress => new($"{Scheme}://{FormatHost(_options.Host)}:{_grpcPort}");
 
     /// <summary>The HTTP/1.1 address for health checks, as <see cref="GrpcAddress"/>; valid after <see cref="StartAsync"/>.</summary>
-    public Uri HttpAddress => new($"http://{FormatHost(_options.Host)}:{_httpPort}");
+    public Uri HttpAddress => new($"{Scheme}://{FormatHost(_options.Host)}:{_httpPort}");
+
+    /// <summary><c>https</c> when the bridge serves TLS (<see cref="BridgeOptions.TlsCertificateFile"/>), else <c>http</c>.</summary>
+    private string Scheme => _options.TlsEnabled ? "https" : "http";
 
     /// <summary>Where the gRPC listener is bound, e.g. <c>0.0.0.0:7070</c> for every IPv4 interface; valid after <see cref="StartAsync"/>.</summary>
     public IPEndPoint GrpcEndPoint => _grpcEndPoint ?? throw new InvalidOperationException("The bridge is not started.");
@@ -96,6 +99,7 @@ public sealed class LoomBridge : IAsyncDisposable
     public int SessionCount => _sessions?.Count ?? 0;
 
     /// <summary>Binds both listeners and starts serving. Ports 0 are resolved to the bound ports.</summary>
+    /// <exception cref="InvalidOperationException">A TLS file cannot be loaded (the message names it).</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
         if (_app is not null)
@@ -117,6 +121,7 @@ public sealed class LoomBridge : IAsyncDisposable
 
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
 
+        var tls = TlsSetup.From(_options);
         ConnectionGate? gate = null; // made once logging exists, before Kestrel reads its options at start
         ListenOptions? grpcListen = null;
         ListenOptions? httpListen = null;
@@ -126,8 +131,8 @@ public sealed class LoomBridge : IAsyncDisposable
             k.Limits.MaxRequestBodySize = null;
             ConfigureHttp2(k.Limits.Http2);
             var address = ResolveAddress(_options.Host);
-            k.Listen(address, _options.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; l.Use(next => gate!.Wrap(next)); grpcListen = l; });
-            k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; l.Use(next => gate!.Wrap(next)); httpListen = l; });
+            k.Listen(address, _options.GrpcPort, l => { l.Protocols = HttpProtocols.Http2; l.Use(next => gate!.Wrap(next)); tls?.Apply(l, requireClientCertificate: true); grpcListen = l; });
+            k.Listen(address, _options.HttpPort, l => { l.Protocols = HttpProtocols.Http1; l.Use(next => gate!.Wrap(next)); tls?.Apply(l, requireClientCertificate: false); httpListen = l; });
         });
 
         if (_options.Mcp.Enabled)
@@ -135,8 +140,30 @@ public sealed class LoomBridge : IAsyncDisposable
             builder.Services.AddLoomMcp(_options.Mcp, Broker, Time);
         }
 
+        var authenticate = _options.Auth != AuthMode.Off || tls?.MutualTls == true;
+        if (_options.Auth != AuthMode.Off)
+        {
+            var key = BridgeTokens.LoadOrCreateKey(_options.TokenKeyFile ?? BridgeTokens.DefaultKeyFile);
+            builder.Services.AddAuthentication().AddJwtBearer(o =>
+            {
+                o.MapInboundClaims = false;
+                o.IncludeErrorDetails = false;
+                o.TokenValidationParameters = BridgeTokens.Validation(key);
+            });
+        }
+
+        if (authenticate)
+        {
+            builder.Services.AddSingleton(new AuthInterceptor(_options, tls?.MutualTls == true));
+        }
+
         builder.Services.AddGrpc(o =>
         {
+            if (authenticate)
+            {
+                o.Interceptors.Add<AuthInterceptor>();
+            }
+
             o.MaxReceiveMessageSize = _options.MaxMessageBytes;
             o.MaxSendMessageSize = _options.MaxMessageBytes;
             o.EnableDetailedErrors = false;
@@ -187,7 +214,7 @@ public sealed class LoomBridge : IAsyncDisposable
         _httpEndPoint = httpListen!.IPEndPoint!;
         _grpcPort = _grpcEndPoint.Port;
         _httpPort = _httpEndPoint.Port;
-        if (!IsLoopback(_options.Host))
+        if (!IsLoopback(_options.Host) && !(_options.Auth == AuthMode.Required && _options.TlsEnabled))
         {
             var scope = _grpcEndPoint.Address.Equals(IPAddress.Any) ? "every IPv4 interface"
                 : _grpcEndPoint.Address.Equals(IPAddress.IPv6Any) ? "every interface"

@@ -32,6 +32,8 @@ internal static class Program
         root.Subcommands.Add(Commands.NewCommand.Create());
         root.Subcommands.Add(Commands.BenchCommand.Create());
         root.Subcommands.Add(McpCommand.Create());
+        root.Subcommands.Add(Commands.CertsCommand.Create());
+        root.Subcommands.Add(Commands.TokenCommand.Create());
         return root;
     }
 
@@ -51,9 +53,14 @@ internal static class Program
             "a.>.b");
         var reflection = Internal.CliOptions.Boolean("--grpc-reflection", "Serve gRPC server reflection (true or false). Default: on when --host is a loopback address.");
         var config = Internal.CliOptions.Text("--config", "A loom.yaml whose bridge settings, mcp_servers and mcp_expose to use (options given here win).", "FILE", "the path of a loom.yaml");
+        var tlsCert = Internal.CliOptions.Text("--tls-cert", "Serve TLS on both ports with this certificate (PEM; see 'loom certs dev'). Needs --tls-key.", "FILE", "the path of a PEM certificate file");
+        var tlsKey = Internal.CliOptions.Text("--tls-key", "The private key (PEM) of --tls-cert.", "FILE", "the path of a PEM private key file");
+        var tlsClientCa = Internal.CliOptions.Text("--tls-client-ca", "Mutual TLS: gRPC clients must show a certificate signed by a CA in this PEM bundle; its CN/SAN is the agent's identity.", "FILE", "the path of a PEM CA bundle");
+        var auth = Internal.CliOptions.Text("--auth", "Tokens: off (ignored), optional (checked when sent), required (every agent needs a token or a client certificate). Default off.", "off|optional|required", "one of off, optional, required", text => System.Enum.TryParse<AuthMode>(text.Trim(), ignoreCase: true, out _) && !int.TryParse(text, out _) ? null : "not a mode", "loud");
+        var tokenKey = Internal.CliOptions.Text("--token-key", "The key file tokens are signed with (made 0600 when missing). Default .loom/keys/token.key.", "FILE", "the path of a key file");
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey,
         };
 
         // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
@@ -90,6 +97,11 @@ internal static class Program
                 HeartbeatInterval = Given(heartbeat) ? TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)) : file.HeartbeatInterval,
                 EventBus = parse.GetValue(topicGroups) is { Length: > 0 } groups ? file.EventBus with { MetricTopicGroups = groups } : file.EventBus,
                 GrpcReflection = Internal.CliOptions.BoolValue(parse.GetValue(reflection)) ?? file.GrpcReflection,
+                TlsCertificateFile = FullPath(parse.GetValue(tlsCert)) ?? file.TlsCertificateFile,
+                TlsKeyFile = FullPath(parse.GetValue(tlsKey)) ?? file.TlsKeyFile,
+                TlsClientCaFile = FullPath(parse.GetValue(tlsClientCa)) ?? file.TlsClientCaFile,
+                Auth = parse.GetValue(auth) is { } mode ? System.Enum.Parse<AuthMode>(mode.Trim(), ignoreCase: true) : file.Auth,
+                TokenKeyFile = FullPath(parse.GetValue(tokenKey)) ?? file.TokenKeyFile,
             };
             var given = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var (limit, option) in limits)
@@ -120,6 +132,8 @@ internal static class Program
     private static string? HostProblem(string host) =>
         host.Length > 0 && Uri.CheckHostName(host) != UriHostNameType.Unknown ? null : "not an address";
 
+    private static string? FullPath(string? path) => path is null ? null : Path.GetFullPath(path);
+
     private static async Task<int> RunBridgeAsync(BridgeOptions options, LogLevel level)
     {
         using var stop = new CancellationTokenSource();
@@ -138,6 +152,11 @@ internal static class Program
         catch (IOException ex)
         {
             await Console.Error.WriteLineAsync($"loom up: could not start the bridge: {ex.Message} (is the port in use? try --grpc-port 0 --http-port 0)");
+            return 1;
+        }
+        catch (InvalidOperationException ex)
+        {
+            await Console.Error.WriteLineAsync($"loom: could not start the bridge: {ex.Message}");
             return 1;
         }
 

@@ -102,7 +102,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         var inbox = new SubscriptionEntry(new Subscription { Pattern = _replies.InboxPattern, Qos = QosClass.Normal }, OnInboxDelivery, AgentId, _time, _logger);
         _entries.Add(inbox);
         _ownsChannel = _options.Channel is null;
-        _channel = _options.Channel ?? GrpcChannel.ForAddress(address, _options.ChannelOptions ?? CreateChannelOptions());
+        _channel = _options.Channel ?? GrpcChannel.ForAddress(ChannelSecurity.Address(address, _options), _options.ChannelOptions ?? ChannelSecurity.Apply(CreateChannelOptions(), address, _options));
         _invoker = _options.Interceptors is { Count: > 0 } interceptors ? _channel.Intercept([.. interceptors]) : _channel.CreateCallInvoker();
         _bridge = new Bridge.BridgeClient(_invoker);
         Collaboration = new Protocol.V1.Collaboration.CollaborationClient(_invoker);

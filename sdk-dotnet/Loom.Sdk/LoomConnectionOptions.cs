@@ -90,6 +90,31 @@ public sealed class LoomConnectionOptions
     public GrpcChannelOptions? ChannelOptions { get; init; }
 
     /// <summary>
+    /// CA bundle (PEM file) the bridge's certificate must chain to, instead of the system's trusted
+    /// roots; giving it also turns TLS on for an <c>http://</c> address. Used when the connection
+    /// makes its own channel. Default: the environment variable <c>LOOM_TLS_CA</c>, else null (an
+    /// <c>https://</c> address is checked against the system's roots).
+    /// </summary>
+    public string? TlsCaFile { get; init; } = FromEnvironment("LOOM_TLS_CA");
+
+    /// <summary>
+    /// Client certificate (PEM file) shown to a bridge that asks for one (mutual TLS; the bridge
+    /// takes the agent's identity from it). Needs <see cref="TlsKeyFile"/>. Default: <c>LOOM_TLS_CERT</c>, else null.
+    /// </summary>
+    public string? TlsCertificateFile { get; init; } = FromEnvironment("LOOM_TLS_CERT");
+
+    /// <summary>The private key (PEM file) of <see cref="TlsCertificateFile"/>. Default: <c>LOOM_TLS_KEY</c>, else null.</summary>
+    public string? TlsKeyFile { get; init; } = FromEnvironment("LOOM_TLS_KEY");
+
+    /// <summary>
+    /// Bearer token (from <c>loom token create</c>) sent as <c>authorization: Bearer ...</c> with
+    /// every call. Sent only over TLS or to a loopback address. Default: <c>LOOM_TOKEN</c>, else null.
+    /// </summary>
+    public string? Token { get; init; } = FromEnvironment("LOOM_TOKEN");
+
+    private static string? FromEnvironment(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
+
+    /// <summary>
     /// gRPC client interceptors every call of the connection goes through (RegisterAgent, the
     /// EventStream, collaboration operations), first one outermost: for auth headers, logging,
     /// metrics of your own. Default none.

@@ -6,6 +6,7 @@
  * @module
  */
 import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
 
 import { type Capability, type CallInfo, toLoomError } from './capability.js';
 import {
@@ -188,6 +189,50 @@ class InboxSubscription extends Subscription {
   }
 }
 
+function readPem(file: string, what: string, option: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new InvalidParamsError(`Cannot read the ${what} '${file}' (${option}): ${(error as Error).message}.`, { path: `/${option.split(',')[0] ?? option}` });
+  }
+}
+
+function isLoopback(address: string): boolean {
+  const host = address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/**
+ * TLS (grpc-js `credentials.createSsl` with the CA bundle and client certificate of the options) and
+ * the bearer token (an interceptor adding `authorization: Bearer ...`, refused in the clear to another machine).
+ */
+function channelSecurity(address: string, https: boolean, options: ResolvedOptions): { credentials: grpc.ChannelCredentials; interceptors: grpc.Interceptor[] } {
+  const tls = https || options.tlsCa !== '' || options.tlsCert !== '';
+  if ((options.tlsCert === '') !== (options.tlsKey === '')) {
+    throw new InvalidParamsError('A client certificate needs its key: give both tlsCert (LOOM_TLS_CERT) and tlsKey (LOOM_TLS_KEY), or neither.', { path: '/tlsKey' });
+  }
+  const credentials = tls
+    ? grpc.credentials.createSsl(
+      options.tlsCa ? readPem(options.tlsCa, 'CA bundle', 'tlsCa, LOOM_TLS_CA') : null,
+      options.tlsKey ? readPem(options.tlsKey, 'client key', 'tlsKey, LOOM_TLS_KEY') : null,
+      options.tlsCert ? readPem(options.tlsCert, 'client certificate', 'tlsCert, LOOM_TLS_CERT') : null)
+    : grpc.credentials.createInsecure();
+  const interceptors: grpc.Interceptor[] = [];
+  if (options.token !== '') {
+    if (!tls && !isLoopback(address)) {
+      throw new InvalidParamsError(`A token is never sent in the clear to another machine: use an https:// URL (and LOOM_TLS_CA) for ${address}, or a loopback address.`, { path: '/token' });
+    }
+    const header = `Bearer ${options.token}`;
+    interceptors.push((callOptions, nextCall) => new grpc.InterceptingCall(nextCall(callOptions), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', header);
+        next(metadata, listener);
+      },
+    }));
+  }
+  return { credentials, interceptors };
+}
+
 function target(url: string): { address: string; secure: boolean } {
   const match = /^(https?):\/\/([^/]+)\/?$/.exec(url.trim());
   if (match) return { address: match[2] as string, secure: match[1] === 'https' };
@@ -265,7 +310,9 @@ export class Connection implements AgentContext {
     this.#entries.push(this.#inbox);
     const { address, secure } = target(url);
     const backoff = Math.max(1, this.#options.reconnectInitialMs);
-    this.#client = new grpc.Client(address, secure ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(), {
+    const security = channelSecurity(address, secure, this.#options);
+    this.#client = new grpc.Client(address, security.credentials, {
+      ...(security.interceptors.length > 0 ? { interceptors: security.interceptors } : {}),
       'grpc.enable_http_proxy': 0,
       'grpc.initial_reconnect_backoff_ms': backoff,
       'grpc.min_reconnect_backoff_ms': backoff,

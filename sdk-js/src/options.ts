@@ -76,6 +76,17 @@ export interface ConnectOptions {
   logLevel?: LogLevel;
   /** Extra @grpc/grpc-js channel options (merged over the SDK's). @default {} */
   channelOptions?: Record<string, string | number>;
+  /**
+   * CA bundle (PEM file) the bridge's certificate must chain to; also turns TLS on for an `http://` URL.
+   * Env `LOOM_TLS_CA`. @default "" (an `https://` URL is checked against Node's default roots)
+   */
+  tlsCa?: string;
+  /** Client certificate (PEM file) for a bridge that asks for one (mutual TLS). Needs `tlsKey`. Env `LOOM_TLS_CERT`. @default "" */
+  tlsCert?: string;
+  /** The private key (PEM file) of `tlsCert`. Env `LOOM_TLS_KEY`. @default "" */
+  tlsKey?: string;
+  /** Bearer token (`loom token create`) sent with every call; only over TLS or to a loopback address. Env `LOOM_TOKEN`. @default "" */
+  token?: string;
 }
 
 /** Options with every default applied. */
@@ -108,6 +119,10 @@ export const ENVIRONMENT_VARIABLES = {
   LOOM_DRAIN_TIMEOUT_MS: 'drainTimeoutMs',
   LOOM_SDK: 'sdk',
   LOOM_LOG_LEVEL: 'logLevel',
+  LOOM_TLS_CA: 'tlsCa',
+  LOOM_TLS_CERT: 'tlsCert',
+  LOOM_TLS_KEY: 'tlsKey',
+  LOOM_TOKEN: 'token',
 } as const;
 
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3, silent: 4 };
@@ -182,5 +197,9 @@ export function resolveOptions(options: ConnectOptions = {}, env: NodeJS.Process
     sdk: options.sdk ?? envString(env, 'LOOM_SDK') ?? 'loom-js/0.1.0',
     logger: options.logger ?? consoleLogger(level),
     channelOptions: options.channelOptions ?? {},
+    tlsCa: options.tlsCa ?? envString(env, 'LOOM_TLS_CA') ?? '',
+    tlsCert: options.tlsCert ?? envString(env, 'LOOM_TLS_CERT') ?? '',
+    tlsKey: options.tlsKey ?? envString(env, 'LOOM_TLS_KEY') ?? '',
+    token: options.token ?? envString(env, 'LOOM_TOKEN') ?? '',
   };
 }

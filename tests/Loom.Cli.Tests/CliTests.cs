@@ -143,7 +143,7 @@ public sealed partial class CliTests : IDisposable
         var (grpcPort, httpPort) = (listening.Groups[2].Value, listening.Groups[4].Value);
 
         // On stderr: where it is really bound, and that this is unauthenticated.
-        var warning = await up.WaitForLineAsync(@"Listening on (\S+) \(gRPC\) and (\S+) \(HTTP\), every IPv4 interface\. The bridge has no authentication", TimeSpan.FromSeconds(10));
+        var warning = await up.WaitForLineAsync(@"Listening on (\S+) \(gRPC\) and (\S+) \(HTTP\), every IPv4 interface\. The bridge does not require authentication and TLS", TimeSpan.FromSeconds(10));
         Assert.Equal(($"0.0.0.0:{grpcPort}", $"0.0.0.0:{httpPort}"), (warning.Groups[1].Value, warning.Groups[2].Value));
 
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };

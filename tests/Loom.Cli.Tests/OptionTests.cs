@@ -118,7 +118,7 @@ public sealed class OptionTests : IDisposable
     {
         var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "lsit");
         Assert.Equal(2, code);
-        Assert.Equal("[stderr] loom: unknown command 'lsit' (one of up, run, dev, list, logs, new, bench, mcp, pack) (see 'loom --help')", output.Trim());
+        Assert.Equal("[stderr] loom: unknown command 'lsit' (one of up, run, dev, list, logs, new, bench, mcp, certs, token, pack) (see 'loom --help')", output.Trim());
     }
 
     [Theory]

@@ -86,6 +86,38 @@ public sealed class ProjectFileTests
     }
 
     [Fact]
+    public void Tls_and_auth_settings_map_onto_the_bridge_options_with_paths_relative_to_the_file()
+    {
+        var dir = Directory.CreateTempSubdirectory("loom-yaml-tls-").FullName;
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(dir, "certs"));
+            foreach (var file in new[] { "server.pem", "server.key", "ca.pem" })
+            {
+                File.WriteAllText(Path.Combine(dir, "certs", file), "");
+            }
+
+            var yaml = "bridge:\n  tls_cert: certs/server.pem\n  tls_key: certs/server.key\n  tls_client_ca: certs/ca.pem\n  auth: required\n  token_key: keys/token.key\nagents:\n  - name: a\n    command: x\n";
+            var options = ProjectRunner.BridgeOptionsFor(ProjectFileLoader.Parse(yaml, "loom.yaml", dir));
+            Assert.Equal(Path.Combine(dir, "certs", "server.pem"), options.TlsCertificateFile);
+            Assert.Equal(Path.Combine(dir, "certs", "server.key"), options.TlsKeyFile);
+            Assert.Equal(Path.Combine(dir, "certs", "ca.pem"), options.TlsClientCaFile);
+            Assert.Equal(Loom.Bridge.AuthMode.Required, options.Auth);
+            Assert.Equal(Path.Combine(dir, "keys", "token.key"), options.TokenKeyFile);
+            Assert.Equal(Loom.Bridge.AuthMode.Off, ProjectRunner.BridgeOptionsFor(Parse("agents:\n  - name: a\n    command: x\n")).Auth);
+
+            var ex = Assert.Throws<ProjectFileException>(() => ProjectFileLoader.Parse("bridge:\n  auth: maybe\nagents:\n  - name: a\n    command: x\n", "loom.yaml", dir));
+            Assert.StartsWith("loom.yaml:2:9: bridge.auth", ex.Message, StringComparison.Ordinal);
+            var missing = Assert.Throws<ArgumentException>(() => ProjectRunner.BridgeOptionsFor(ProjectFileLoader.Parse("bridge:\n  tls_cert: certs/server.pem\nagents:\n  - name: a\n    command: x\n", "loom.yaml", dir)));
+            Assert.Contains("TLS needs both a certificate and its key", missing.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Limits_map_onto_the_bridge_options()
     {
         var options = ProjectRunner.BridgeOptionsFor(Parse("""

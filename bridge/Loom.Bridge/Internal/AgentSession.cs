@@ -86,6 +86,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
     public string AgentId { get; }
 
+    /// <summary>The identity (token subject or client certificate name) this agent id is bound to; null for an anonymous registration.</summary>
+    public string? Identity { get; set; }
+
     public string Name { get; private set; }
 
     public string Namespace { get; }

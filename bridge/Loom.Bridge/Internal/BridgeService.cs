@@ -18,7 +18,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
     {
         try
         {
-            return Task.FromResult(sessions.Register(request));
+            return Task.FromResult(sessions.Register(request, AuthInterceptor.IdentityOf(context)));
         }
         catch (LoomException ex)
         {
@@ -39,6 +39,8 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
         {
             throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{sessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
         }
+
+        CheckOwner(session, context);
 
         // Headers go out at once: a client waits for them to know the stream is open (grpc-dotnet would hold them until the first message).
         await context.WriteResponseHeadersAsync([]);
@@ -65,6 +67,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
                 throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired.", ErrorCode.SessionNotFound);
             }
 
+            CheckOwner(session, context);
             caller = session.AgentId;
             session.MarkContact();
         }
@@ -97,12 +100,27 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
 
     public override Task<HeartbeatResponse> Heartbeat(HeartbeatRequest request, ServerCallContext context)
     {
+        if (!sessions.TryGetBySession(request.SessionId, out var owned))
+        {
+            throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
+        }
+
+        CheckOwner(owned, context);
         if (sessions.Heartbeat(request.SessionId) is not { } session)
         {
             throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
         }
 
         return Task.FromResult(new HeartbeatResponse { HeartbeatIntervalMs = (uint)session.HeartbeatInterval.TotalMilliseconds, ServerUnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
+    }
+
+    /// <summary>A session bound to an identity is used by that identity only (its stream, its calls, its heartbeats).</summary>
+    private static void CheckOwner(AgentSession session, ServerCallContext context)
+    {
+        if (session.Identity is { } owner && owner != AuthInterceptor.IdentityOf(context))
+        {
+            throw StatusMapping.ToStatus(new PermissionDeniedException($"Agent '{session.AgentId}' belongs to identity '{owner}'; this call is {(AuthInterceptor.IdentityOf(context) is { } other ? $"from identity '{other}'" : "anonymous")}. Use that agent's own credential."));
+        }
     }
 
     /// <summary>The call's deadline, or null when the client set none (grpc-dotnet reports none as <see cref="DateTime.MaxValue"/>).</summary>

@@ -40,7 +40,7 @@ internal static partial class Log
     [LoggerMessage(12, LogLevel.Error, "The {Loop} failed; it runs again at its next tick")]
     public static partial void LoopFailed(ILogger logger, Exception exception, string loop);
 
-    [LoggerMessage(13, LogLevel.Warning, "Listening on {GrpcEndPoint} (gRPC) and {HttpEndPoint} (HTTP), {Scope}. The bridge has no authentication: whoever reaches these ports can register agents, call every capability and read and write memory. Bind 127.0.0.1 (loom up --host), or let only trusted peers through a firewall.")]
+    [LoggerMessage(13, LogLevel.Warning, "Listening on {GrpcEndPoint} (gRPC) and {HttpEndPoint} (HTTP), {Scope}. The bridge does not require authentication and TLS (--auth required, --tls-cert): whoever reaches these ports can register agents, call every capability and read and write memory. Bind 127.0.0.1 (loom up --host), or let only trusted peers through a firewall.")]
     public static partial void NotLoopback(ILogger logger, string grpcEndPoint, string httpEndPoint, string scope);
 
     [LoggerMessage(20, LogLevel.Warning, "A {Kind} message of {Bytes} bytes for agent {AgentId} is over the {Limit}-byte message limit: not sent")]

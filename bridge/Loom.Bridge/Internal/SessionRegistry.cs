@@ -111,11 +111,12 @@ internal sealed partial class SessionRegistry : IDisposable
     public bool TryGetBySession(string sessionId, out AgentSession session) =>
         _bySession.TryGetValue(sessionId, out session!) && !session.IsExpired;
 
-    public RegisterAgentResponse Register(RegisterAgentRequest request)
+    /// <summary>Registers (or re-registers) an agent; <paramref name="identity"/>, when given, binds the agent id to it.</summary>
+    public RegisterAgentResponse Register(RegisterAgentRequest request, string? identity = null)
     {
         try
         {
-            var response = RegisterCore(request);
+            var response = RegisterCore(request, identity);
             _metrics?.Registered(response.Reconnected);
             return response;
         }
@@ -153,7 +154,7 @@ internal sealed partial class SessionRegistry : IDisposable
         return new SessionCounts(connected, detached, queued);
     }
 
-    private RegisterAgentResponse RegisterCore(RegisterAgentRequest request)
+    private RegisterAgentResponse RegisterCore(RegisterAgentRequest request, string? identity)
     {
         if (_shuttingDown)
         {
@@ -161,7 +162,12 @@ internal sealed partial class SessionRegistry : IDisposable
         }
 
         Validate(request);
-        var agentId = string.IsNullOrEmpty(request.AgentId) ? NewAgentId(request.Name) : request.AgentId;
+        var agentId = string.IsNullOrEmpty(request.AgentId) ? identity ?? NewAgentId(request.Name) : request.AgentId;
+        if (identity is not null && agentId != identity)
+        {
+            throw new PermissionDeniedException($"Identity '{identity}' may register agent id '{identity}' only, not '{agentId}'; set the agent id (LOOM_AGENT_ID, agent_id, AgentId) to '{identity}' or use a credential made for '{agentId}'.");
+        }
+
         var interval = request.HeartbeatIntervalMs == 0
             ? _options.HeartbeatInterval
             : TimeSpan.FromMilliseconds(Math.Clamp(request.HeartbeatIntervalMs, _options.MinHeartbeatInterval.TotalMilliseconds, _options.MaxHeartbeatInterval.TotalMilliseconds));
@@ -171,8 +177,14 @@ internal sealed partial class SessionRegistry : IDisposable
         bool reconnected;
         lock (_registerGate)
         {
-            if (_byAgent.TryGetValue(agentId, out var existing) && !existing.IsExpired)
+            if (_byAgent.TryGetValue(agentId, out var existing) && !existing.IsExpired && existing.Identity is { } owner && owner != identity)
             {
+                throw new PermissionDeniedException($"Agent id '{agentId}' is registered by identity '{owner}'; {(identity is null ? "an anonymous caller" : $"identity '{identity}'")} cannot take it over.");
+            }
+
+            if (existing is not null && !existing.IsExpired)
+            {
+                existing.Identity = identity ?? existing.Identity;
                 // The same agent again (a reconnect): it keeps its queued deliveries; its old stream ends.
                 var oldSessionId = existing.SessionId;
                 existing.ApplyRegistration(request, sessionId, interval);
@@ -191,6 +203,7 @@ internal sealed partial class SessionRegistry : IDisposable
 
                 session = new AgentSession(request, agentId, sessionId, interval, _options, _bus, _broker, _memory, _time, _logger)
                 {
+                    Identity = identity,
                     Metrics = _metrics,
                     Warnings = _warnings,
                     IsShuttingDown = () => _shuttingDown,

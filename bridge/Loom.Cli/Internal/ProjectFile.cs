@@ -22,7 +22,10 @@ internal enum RestartPolicy
 /// The bridge a project runs against: started in-process, or an existing one at <see cref="Url"/>.
 /// <see cref="Limits"/> holds the limits the file sets, by <see cref="BridgeLimit.Key"/>.
 /// </summary>
-internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null, IReadOnlyDictionary<string, long>? Limits = null);
+internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null, IReadOnlyDictionary<string, long>? Limits = null, BridgeSecuritySpec? Security = null);
+
+/// <summary>TLS and authentication settings of loom.yaml's bridge section; paths are absolute (resolved against the file's directory).</summary>
+internal sealed record BridgeSecuritySpec(string? TlsCert, string? TlsKey, string? TlsClientCa, string? Auth = null, string? TokenKey = null);
 
 /// <summary>A command run before an agent starts, skipped while its inputs are unchanged.</summary>
 internal sealed record SetupSpec(string Command, IReadOnlyList<string> Inputs);
@@ -195,7 +198,7 @@ internal static partial class ProjectFileLoader
         var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose");
         var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
         var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
-        var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"));
+        var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"), directory);
         var agents = new List<AgentSpec>();
         if (!top.TryGetValue("agents", out var agentsNode))
         {
@@ -293,14 +296,14 @@ internal static partial class ProjectFileLoader
     public static string Interpolate(string text, IReadOnlyDictionary<string, string> variables) =>
         Interpolation().Replace(text, m => variables.TryGetValue(m.Groups[1].Value, out var v) ? v : Environment.GetEnvironmentVariable(m.Groups[1].Value) ?? "");
 
-    private static BridgeSpec ReadBridge(Reader reader, YamlNode? node)
+    private static BridgeSpec ReadBridge(Reader reader, YamlNode? node, string baseDirectory)
     {
         if (node is null)
         {
             return new BridgeSpec(null, null, "127.0.0.1", 0, 0, 5000);
         }
 
-        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
+        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_key", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
         var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", known);
         var limits = new Dictionary<string, long>(StringComparer.Ordinal);
         ReadLimits(b, BridgeLimits.Bridge, "", "bridge.");
@@ -321,7 +324,15 @@ internal static partial class ProjectFileLoader
             b.TryGetValue("heartbeat_ms", out var hb) ? reader.Int(hb, "bridge.heartbeat_ms", 100, 60000) : 5000,
             b.TryGetValue("metric_topic_groups", out var groups) ? ReadTopicGroups(reader, groups) : null,
             b.TryGetValue("grpc_reflection", out var reflection) ? reader.OneOf(reflection, "bridge.grpc_reflection", ["true", "false"]) == "true" : null,
-            limits);
+            limits,
+            new BridgeSecuritySpec(
+                PathOf("tls_cert"),
+                PathOf("tls_key"),
+                PathOf("tls_client_ca"),
+                b.TryGetValue("auth", out var auth) ? reader.OneOf(auth, "bridge.auth", ["off", "optional", "required"]) : null,
+                PathOf("token_key")));
+
+        string? PathOf(string key) => b.TryGetValue(key, out var value) ? System.IO.Path.GetFullPath(reader.String(value, "bridge." + key), baseDirectory) : null;
 
         void ReadLimits(Dictionary<string, YamlNode> given, IEnumerable<BridgeLimit> candidates, string prefix, string fieldPrefix)
         {

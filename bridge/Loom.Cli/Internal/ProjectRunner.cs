@@ -236,6 +236,11 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             HeartbeatInterval = TimeSpan.FromMilliseconds(project.Bridge.HeartbeatMs),
             EventBus = new Loom.Core.EventBusOptions { MetricTopicGroups = project.Bridge.MetricTopicGroups ?? [] },
             GrpcReflection = project.Bridge.GrpcReflection,
+            TlsCertificateFile = project.Bridge.Security?.TlsCert,
+            TlsKeyFile = project.Bridge.Security?.TlsKey,
+            TlsClientCaFile = project.Bridge.Security?.TlsClientCa,
+            Auth = project.Bridge.Security?.Auth switch { "optional" => AuthMode.Optional, "required" => AuthMode.Required, _ => AuthMode.Off },
+            TokenKeyFile = project.Bridge.Security?.TokenKey,
             McpServers = servers,
             Mcp = project.McpExpose is { } e
                 ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }

@@ -44,6 +44,7 @@ internal static class ErrorMapping
     public static LoomException FromTransport(Exception ex, Uri address) => ex switch
     {
         LoomException loom => loom,
+        _ when ChannelSecurity.HandshakeFailure(ex, address) is { } tls => new LoomException(ErrorCode.Unavailable, tls, null, ex),
         RpcException status => FromStatus(status, address),
         _ => new LoomException(ErrorCode.Unavailable, $"Cannot reach the bridge at {address}: {ex.Message}", null, ex),
     };

@@ -102,7 +102,9 @@ export function fromStatus(status: Partial<grpc.StatusObject> & { message?: stri
     });
   }
   const code = STATUS_TO_CODE[status.code ?? grpc.status.UNKNOWN] ?? 'INTERNAL';
-  const message = code === 'UNAVAILABLE' && target
+  const message = code === 'UNAVAILABLE' && target && /ssl|tls|handshake|certificate/i.test(detail)
+    ? `The TLS handshake with the bridge at ${target} failed (${detail}). Check that LOOM_TLS_CA (tlsCa) is the CA that signed the bridge's certificate, that the address's host is one the certificate names, and, for mutual TLS, LOOM_TLS_CERT and LOOM_TLS_KEY.`
+    : code === 'UNAVAILABLE' && target
     ? `Cannot reach the bridge at ${target}: ${detail || 'unavailable'}`
     : detail || `gRPC status ${String(status.code)}`;
   return createError(code, message, { cause: status });

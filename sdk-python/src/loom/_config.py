@@ -60,6 +60,15 @@ class Config:
     """Bound of ``close()``/``drain()``: finishing calls, flushing writes, closing the stream."""
     sdk: str = "loom-python/" + SDK_VERSION
     """The ``sdk`` registration field."""
+    tls_ca: str = ""
+    """CA bundle (PEM file) the bridge's certificate must chain to; also turns TLS on for an
+    ``http://`` url. Empty: an ``https://`` url is checked against grpcio's default roots."""
+    tls_cert: str = ""
+    """Client certificate (PEM file) for a bridge that asks for one (mutual TLS). Needs ``tls_key``."""
+    tls_key: str = ""
+    """The private key (PEM file) of ``tls_cert``."""
+    token: str = ""
+    """Bearer token (``loom token create``) sent with every call; only over TLS or to a loopback address."""
 
     @classmethod
     def load(cls, env: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Config":
@@ -113,16 +122,33 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidParamsError(f"{name} must be a positive integer; got {value!r}.", path="/" + name)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidParamsError(
+                "A client certificate needs its key: give both tls_cert (LOOM_TLS_CERT) and tls_key (LOOM_TLS_KEY), or neither.",
+                path="/tls_key",
+            )
         if not 0 <= self.reconnect_jitter <= 1:
             raise InvalidParamsError(
                 f"reconnect_jitter must be between 0 and 1; got {self.reconnect_jitter!r}.", path="/reconnect_jitter"
             )
 
     @property
+    def tls(self) -> bool:
+        """True when the connection uses TLS: an ``https://`` url, or a CA or client certificate given."""
+        return self.url.startswith("https://") or bool(self.tls_ca) or bool(self.tls_cert)
+
+    def __repr__(self) -> str:  # the token stays out of logs and tracebacks
+        fields = ", ".join(
+            f"{f.name}={'***' if f.name == 'token' and self.token else repr(getattr(self, f.name))}"
+            for f in dataclasses.fields(self)
+        )
+        return f"Config({fields})"
+
+    @property
     def target(self) -> str:
         """``host:port`` for grpcio."""
         url = self.url
-        for prefix in ("http://", "grpc://", "h2c://"):
+        for prefix in ("http://", "https://", "grpc://", "h2c://"):
             if url.startswith(prefix):
                 url = url[len(prefix):]
         return url.rstrip("/")

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Deque, Dict, Iterable, List, Mapping, Optiona
 import grpc
 import grpc.aio
 
-from . import _wire
+from . import _security, _wire
 from ._capability import BoundCapability, as_bound
 from ._config import Config
 from ._context import BYTES_CONTENT_TYPE, Context, Handler, qos_value
@@ -435,7 +435,10 @@ class Connection(Context):
             ("grpc.initial_reconnect_backoff_ms", max(100, self.config.reconnect_initial_ms)),
             ("grpc.max_reconnect_backoff_ms", max(1000, self.config.reconnect_max_ms)),
         ]
-        return grpc.aio.insecure_channel(self.config.target, options=options)
+        credentials = _security.channel_credentials(self.config)
+        if credentials is None:
+            return grpc.aio.insecure_channel(self.config.target, options=options)
+        return grpc.aio.secure_channel(self.config.target, credentials, options=options)
 
     async def _close_channel(self) -> None:
         channel, self._channel = self._channel, None
@@ -500,6 +503,10 @@ class Connection(Context):
         try:
             response: pb.RegisterAgentResponse = await register(self._registration(), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                tls = _security.describe_handshake_failure(self.config, exc.details() or "")
+                if tls is not None:
+                    raise UnavailableError(tls) from None
             raise from_rpc_error(exc, self.config.url) from None
         limits = response.limits
         self._limits = limits

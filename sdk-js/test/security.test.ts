@@ -1,0 +1,110 @@
+// TLS and mutual TLS against a real `./loom up` with `./loom certs dev` material, over real sockets (grpc-js).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { connect, InvalidParamsError, type LoomError } from '../src/mod.js';
+import { resolveOptions } from '../src/options.js';
+import { LineProcess, REPO, within } from './helpers/processes.js';
+
+const LOOM = path.join(REPO, 'loom');
+const READY = /^listening grpc=(https:\/\/127\.0\.0\.1:\d+) http=(https:\/\/127\.0\.0\.1:\d+)\s*$/;
+
+function certs(dir: string, client = 'js-tls'): string {
+  execFileSync(LOOM, ['certs', 'dev', '--dir', dir, '--client-name', client], { stdio: 'ignore', timeout: 120_000 });
+  return dir;
+}
+
+describe('TLS', () => {
+  const temp = mkdtempSync(path.join(tmpdir(), 'loom-js-tls-'));
+  const dir = path.join(temp, 'certs');
+  const other = path.join(temp, 'other');
+  let bridge: LineProcess;
+  let url = '';
+
+  before(async () => {
+    certs(dir);
+    certs(other);
+    bridge = new LineProcess(LOOM, ['up', '--grpc-port', '0', '--http-port', '0',
+      '--tls-cert', path.join(dir, 'server.pem'), '--tls-key', path.join(dir, 'server.key'), '--tls-client-ca', path.join(dir, 'ca.pem')], { detached: false });
+    const line = await bridge.nextLine((l) => READY.test(l), 120_000, 'the https ready line');
+    url = (READY.exec(line) as RegExpExecArray)[1] as string;
+  });
+
+  after(async () => {
+    await bridge.stop();
+  });
+
+  test('connects over mutual TLS with options, and the LOOM_TLS_* variables set them', async () => {
+    const conn = await within(connect(url, {
+      agentId: 'js-tls', logLevel: 'silent',
+      tlsCa: path.join(dir, 'ca.pem'), tlsCert: path.join(dir, 'client.pem'), tlsKey: path.join(dir, 'client.key'),
+    }), 60_000, 'connect');
+    try {
+      const sub = await conn.subscribe('jstls.>');
+      await conn.emit('jstls.hello', { n: 1 });
+      const next = await within(sub.next(), 30_000, 'the event');
+      assert.equal(next.done, false);
+      assert.equal(next.value?.topic, 'jstls.hello');
+    } finally {
+      await conn.close();
+    }
+
+    const resolved = resolveOptions({}, { LOOM_TLS_CA: '/a/ca.pem', LOOM_TLS_CERT: '/a/c.pem', LOOM_TLS_KEY: '/a/c.key', LOOM_TOKEN: 't' });
+    assert.deepEqual([resolved.tlsCa, resolved.tlsCert, resolved.tlsKey, resolved.token], ['/a/ca.pem', '/a/c.pem', '/a/c.key', 't']);
+  });
+
+  test('a wrong CA fails with an error that says what to check', async () => {
+    await assert.rejects(
+      connect(url, { logLevel: 'silent', connectTimeoutMs: 5000, tlsCa: path.join(other, 'ca.pem'), tlsCert: path.join(dir, 'client.pem'), tlsKey: path.join(dir, 'client.key') }),
+      (e: LoomError) => e.code === 'UNAVAILABLE' && /TLS handshake with the bridge/.test(e.message) && /LOOM_TLS_CA/.test(e.message),
+    );
+  });
+
+  test('a certificate without its key, and a token in the clear to another machine, are refused', async () => {
+    await assert.rejects(connect(url, { logLevel: 'silent', tlsCert: path.join(dir, 'client.pem') }), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && /needs its key/.test(e.message));
+    await assert.rejects(connect('http://10.1.2.3:7070', { logLevel: 'silent', token: 'x' }), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && /never sent in the clear/.test(e.message));
+  });
+});
+
+describe('tokens', () => {
+  const temp = mkdtempSync(path.join(tmpdir(), 'loom-js-token-'));
+  const key = path.join(temp, 'keys', 'token.key');
+  let bridge: LineProcess;
+  let url = '';
+  const mint = (agent: string, keyFile = key): string =>
+    execFileSync(LOOM, ['token', 'create', '--agent', agent, '--token-key', keyFile, '--expires', '1h'], { timeout: 120_000 }).toString().trim();
+
+  before(async () => {
+    bridge = new LineProcess(LOOM, ['up', '--grpc-port', '0', '--http-port', '0', '--auth', 'required', '--token-key', key]);
+    const line = await bridge.nextLine((l) => /^listening grpc=(http:\/\/\S+)/.test(l), 120_000, 'the ready line');
+    url = (/^listening grpc=(http:\/\/\S+)/.exec(line) as RegExpExecArray)[1] as string;
+  });
+
+  after(async () => {
+    await bridge.stop();
+  });
+
+  test('grpc-js with a token connects; missing, forged and mismatched tokens are refused saying why', async () => {
+    const token = mint('js-tok');
+    const conn = await within(connect(url, { agentId: 'js-tok', token, logLevel: 'silent' }), 60_000, 'connect');
+    try {
+      const sub = await conn.subscribe('jstok.>');
+      await conn.emit('jstok.hello', {});
+      const next = await within(sub.next(), 30_000, 'the event');
+      assert.equal(next.done, false);
+      assert.equal(next.value?.topic, 'jstok.hello');
+    } finally {
+      await conn.close();
+    }
+
+    await assert.rejects(connect(url, { agentId: 'js-tok', logLevel: 'silent', connectTimeoutMs: 5000 }), (e: LoomError) => /LOOM_TOKEN/.test(e.message));
+    await assert.rejects(connect(url, { agentId: 'js-tok', token: mint('js-tok', path.join(temp, 'other.key')), logLevel: 'silent', connectTimeoutMs: 5000 }),
+      (e: LoomError) => /signature does not match/.test(e.message));
+    await assert.rejects(connect(url, { agentId: 'someone-else', token, logLevel: 'silent', connectTimeoutMs: 5000 }),
+      (e: LoomError) => e.code === 'PERMISSION_DENIED' && /may register agent id 'js-tok' only/.test(e.message));
+  });
+});

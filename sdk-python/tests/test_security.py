@@ -1,0 +1,162 @@
+"""TLS, mutual TLS and tokens against a real `./loom up` with `./loom certs dev` material, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import pytest
+
+import loom
+from conftest import REPO, BridgeProcess
+
+T = 60.0
+TLS_LINE = re.compile(r"^listening grpc=(https://127\.0\.0\.1:\d+) http=(https://127\.0\.0\.1:\d+)\s*$")
+
+
+def certs(directory: Path, client: str = "py-tls") -> Path:
+    subprocess.run([str(REPO / "loom"), "certs", "dev", "--dir", str(directory), "--client-name", client], check=True, timeout=120, capture_output=True)
+    return directory
+
+
+class TlsBridge(BridgeProcess):
+    """`./loom up` with extra flags; its ready line has https addresses."""
+
+    def __init__(self, flags: List[str], log_dir: Path) -> None:
+        super().__init__(command=f"{shlex.quote(str(REPO / 'loom'))} up " + " ".join(shlex.quote(f) for f in flags), log_dir=log_dir)
+
+    def wait_tls(self, timeout: float) -> Tuple[str, str]:
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"bridge exited before it was ready:\n{self.log_tail()}")
+            m = TLS_LINE.match(line)
+            if m:
+                return m.group(1), m.group(2)
+        raise TimeoutError(f"bridge not ready within {timeout}s:\n{self.log_tail()}")
+
+
+@pytest.fixture
+def material(tmp_path: Path) -> Iterator[Tuple[Path, Path]]:
+    yield certs(tmp_path / "certs"), certs(tmp_path / "other")
+
+
+@pytest.fixture
+def mtls_bridge(material: Tuple[Path, Path], tmp_path: Path) -> Iterator[str]:
+    d, _ = material
+    bridge = TlsBridge(["--tls-cert", str(d / "server.pem"), "--tls-key", str(d / "server.key"), "--tls-client-ca", str(d / "ca.pem")], tmp_path)
+    try:
+        grpc_url, _ = bridge.wait_tls(T)
+        yield grpc_url
+    finally:
+        bridge.stop()
+
+
+async def test_connects_over_mutual_tls_with_options_and_with_loom_env(mtls_bridge: str, material: Tuple[Path, Path]) -> None:
+    d, _ = material
+    got: "asyncio.Future[str]" = asyncio.get_running_loop().create_future()
+
+    async def on_event(event: loom.Event) -> None:
+        if not got.done():
+            got.set_result(event.topic)
+
+    conn = await asyncio.wait_for(
+        loom.connect(mtls_bridge, agent_id="py-tls", tls_ca=str(d / "ca.pem"), tls_cert=str(d / "client.pem"), tls_key=str(d / "client.key")), T
+    )
+    try:
+        await conn.subscribe("pytls.>", on_event)
+        await conn.emit("pytls.hello", {"x": 1})
+        assert await asyncio.wait_for(got, T) == "pytls.hello"
+    finally:
+        await conn.close()
+
+    env = {"LOOM_URL": mtls_bridge, "LOOM_AGENT_ID": "py-tls", "LOOM_TLS_CA": str(d / "ca.pem"), "LOOM_TLS_CERT": str(d / "client.pem"), "LOOM_TLS_KEY": str(d / "client.key")}
+    config = loom.Config.load(env)
+    assert config.tls and config.target.startswith("127.0.0.1:")
+    conn = await asyncio.wait_for(loom.connect(config=config), T)
+    await conn.close()
+
+
+async def test_a_wrong_ca_or_a_missing_client_certificate_fails_with_a_clear_error(mtls_bridge: str, material: Tuple[Path, Path]) -> None:
+    d, other = material
+    with pytest.raises(loom.LoomError) as wrong_ca:
+        await asyncio.wait_for(
+            loom.connect(mtls_bridge, tls_ca=str(other / "ca.pem"), tls_cert=str(d / "client.pem"), tls_key=str(d / "client.key"), connect_timeout_ms=5000), T
+        )
+    assert "TLS handshake with the bridge" in str(wrong_ca.value) and "LOOM_TLS_CA" in str(wrong_ca.value)
+
+    with pytest.raises(loom.LoomError):
+        await asyncio.wait_for(loom.connect(mtls_bridge, tls_ca=str(d / "ca.pem"), connect_timeout_ms=5000), T)
+
+    with pytest.raises(loom.InvalidParamsError, match="needs its key"):
+        loom.Config.load({}, tls_cert=str(d / "client.pem"))
+
+
+def test_the_token_is_not_in_the_config_repr() -> None:
+    config = loom.Config.load({"LOOM_TOKEN": "secret-token-value"})
+    assert config.token == "secret-token-value"
+    assert "secret-token-value" not in repr(config)
+
+
+def test_a_token_is_refused_in_the_clear_to_another_machine() -> None:
+    from loom import _security
+
+    with pytest.raises(loom.InvalidParamsError, match="never sent in the clear"):
+        _security.channel_credentials(loom.Config.load({}, url="http://10.1.2.3:7070", token="t"))
+    assert _security.channel_credentials(loom.Config.load({}, url="http://127.0.0.1:7070", token="t")) is not None
+
+
+def mint(key: Path, agent: str) -> str:
+    out = subprocess.run([str(REPO / "loom"), "token", "create", "--agent", agent, "--token-key", str(key), "--expires", "1h"], check=True, timeout=120, capture_output=True)
+    return out.stdout.decode().strip()
+
+
+@pytest.fixture
+def auth_bridge(tmp_path: Path) -> Iterator[Tuple[str, Path]]:
+    key = tmp_path / "keys" / "token.key"
+    bridge = BridgeProcess(command=f"{shlex.quote(str(REPO / 'loom'))} up --auth required --token-key {shlex.quote(str(key))}", log_dir=tmp_path)
+    try:
+        bridge.wait_ready(T)
+        yield bridge.grpc, key
+    finally:
+        bridge.stop()
+
+
+async def test_tokens_over_grpcio_missing_forged_and_mismatched_are_refused(auth_bridge: Tuple[str, Path], tmp_path: Path) -> None:
+    url, key = auth_bridge
+    token = mint(key, "py-tok")
+
+    conn = await asyncio.wait_for(loom.connect(url, agent_id="py-tok", token=token), T)
+    got: "asyncio.Future[str]" = asyncio.get_running_loop().create_future()
+
+    async def on_event(event: loom.Event) -> None:
+        if not got.done():
+            got.set_result(event.topic)
+
+    try:
+        await conn.subscribe("pytok.>", on_event)
+        await conn.emit("pytok.hello", {})
+        assert await asyncio.wait_for(got, T) == "pytok.hello"
+    finally:
+        await conn.close()
+
+    with pytest.raises(loom.LoomError, match="LOOM_TOKEN"):
+        await asyncio.wait_for(loom.connect(url, agent_id="py-tok", connect_timeout_ms=5000), T)
+    forged = mint(tmp_path / "other.key", "py-tok")
+    with pytest.raises(loom.LoomError, match="signature does not match"):
+        await asyncio.wait_for(loom.connect(url, agent_id="py-tok", token=forged, connect_timeout_ms=5000), T)
+    with pytest.raises(loom.LoomError, match="may register agent id 'py-tok' only") as mismatch:
+        await asyncio.wait_for(loom.connect(url, agent_id="someone-else", token=token, connect_timeout_ms=5000), T)
+    assert mismatch.value.code == loom.ErrorCode.PERMISSION_DENIED
