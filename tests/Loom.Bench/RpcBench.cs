@@ -98,20 +98,3 @@ internal static class LatencyRuns
         ];
     }
 }
-
-public sealed record EchoInput(int Seq, string Text);
-
-public sealed record EchoOutput(int Seq, string Text);
-
-internal sealed class EchoAgent : Agent
-{
-    public override string Name => "bench-echo";
-
-    [Capability("bench.echo", Description = "Returns its input.")]
-    public static EchoOutput Echo(EchoInput input) => new(input.Seq, input.Text);
-}
-
-internal sealed class CallerAgent : Agent
-{
-    public override string Name => "bench-caller";
-}

@@ -54,6 +54,21 @@ internal sealed partial class MetricsSnapshot
         return found ? sum : double.NaN;
     }
 
+    /// <summary>The family's series whose labels have the given values, summed (0 when none has).</summary>
+    public double Value(string name, params (string Label, string Value)[] where)
+    {
+        var sum = 0.0;
+        foreach (var s in _samples)
+        {
+            if (s.Name == name && where.All(w => s.Labels.TryGetValue(w.Label, out var v) && v == w.Value))
+            {
+                sum += s.Value;
+            }
+        }
+
+        return sum;
+    }
+
     /// <summary>The family summed by one label (e.g. drops by reason).</summary>
     public SortedDictionary<string, long> SumBy(string name, string label)
     {

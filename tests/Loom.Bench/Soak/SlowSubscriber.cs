@@ -28,13 +28,17 @@ internal sealed class SlowSubscriber : IAsyncDisposable
 
     public long Reconnects => _connection.Statistics.Reconnects;
 
-    public static async Task<SlowSubscriber> StartAsync(Uri url, TimeSpan perEvent, CancellationToken cancellationToken)
+    /// <param name="url">The bridge's gRPC address.</param>
+    /// <param name="perEvent">How long the handler takes per event.</param>
+    /// <param name="cancellationToken">Bounds the connect and subscribe.</param>
+    /// <param name="localQueueCapacity">The SDK's local queue (null: its default, 8,192); a small one makes it fall behind sooner.</param>
+    public static async Task<SlowSubscriber> StartAsync(Uri url, TimeSpan perEvent, CancellationToken cancellationToken, int? localQueueCapacity = null)
     {
         var connection = await LoomConnection.ConnectAsync(url, new LoomConnectionOptions { Name = "soak-slow", AgentId = "soak-slow" }, cancellationToken: cancellationToken);
         var slow = new SlowSubscriber(connection, perEvent);
         try
         {
-            slow._subscription = await connection.SubscribeAsync(HealthyPublisher.Topic, slow.OnEventAsync, new SubscribeOptions { Qos = QosClass.Batch }, cancellationToken);
+            slow._subscription = await connection.SubscribeAsync(HealthyPublisher.Topic, slow.OnEventAsync, new SubscribeOptions { Qos = QosClass.Batch, LocalQueueCapacity = localQueueCapacity }, cancellationToken);
         }
         catch
         {

@@ -109,7 +109,7 @@ internal sealed class SoakParts : IAsyncDisposable
             var maxMessage = (int)parts.Publisher.Connection.Limits.MaxMessageBytes;
             parts.Forward = new OversizedForward(grpc, maxMessage > 0 ? maxMessage : 4 * 1024 * 1024, settings.OversizeEvery, parts.Offenders);
             parts.Own(OversizedForward.Name, Sync(parts.Forward.Dispose));
-            parts.Headers = new OversizedHeaders(grpc, settings.OversizeEvery, parts.Offenders);
+            parts.Headers = new OversizedHeaders(grpc, maxMessage > 0 ? maxMessage : 4 * 1024 * 1024, settings.OversizeEvery, parts.Offenders);
             parts.Own(OversizedHeaders.Name, parts.Headers.DisposeAsync);
             parts.List = new OversizedList(grpc, settings.OversizeEvery, parts.Offenders);
             parts.Own(OversizedList.Name, parts.List.DisposeAsync);
