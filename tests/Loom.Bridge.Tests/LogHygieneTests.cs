@@ -150,7 +150,7 @@ public sealed class LogHygieneTests
             var warning = Assert.Single(log.Of("LoomBridge", 13));
             Assert.Equal(LogLevel.Warning, warning.Level);
             Assert.Contains($"0.0.0.0:{bridge.GrpcEndPoint.Port} (gRPC) and 0.0.0.0:{bridge.HttpEndPoint.Port} (HTTP), every IPv4 interface", warning.Message, StringComparison.Ordinal);
-            Assert.Contains("no authentication", warning.Message, StringComparison.Ordinal);
+            Assert.Contains("does not require authentication and TLS (--auth required, --tls-cert)", warning.Message, StringComparison.Ordinal);
 
             using var http = new HttpClient { Timeout = Short };
             Assert.Contains("\"ok\"", await http.GetStringAsync(new Uri(bridge.HttpAddress, "/healthz")), StringComparison.Ordinal);
