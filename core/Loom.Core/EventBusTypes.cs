@@ -23,9 +23,12 @@ public sealed record EventBusOptions
 
     /// <summary>
     /// The longest block timeout a subscription may ask for: a subscriber decides how long its
-    /// publishers may be held, so the bus bounds it. Default 10 s.
+    /// publishers may be held, so the bus bounds it. Default 2 s: a subscriber that stops reading
+    /// holds every publisher to it for one block timeout before it is treated as a slow consumer,
+    /// and at 10 s (the earlier default) a 10-minute soak saw the healthy subscribers of such a
+    /// publisher wait 10 s once.
     /// </summary>
-    public TimeSpan MaxBlockTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan MaxBlockTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>The largest queue capacity a subscription may ask for. Default 65536.</summary>
     public int MaxSubscriptionQueueCapacity { get; init; } = 65536;

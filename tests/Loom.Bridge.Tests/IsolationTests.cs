@@ -88,7 +88,7 @@ public sealed class IsolationTests : IAsyncLifetime
         var ex = await Assert.ThrowsAsync<RpcException>(() => RawAgent.RegisterAsync(_bridge.GrpcAddress, request, openStream: false));
         Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
         Assert.Equal("INVALID_PARAMS", ex.Trailers.GetValue("loom-error-code"));
-        Assert.Contains("10000 ms", ex.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("2000 ms", ex.Status.Detail, StringComparison.Ordinal);
     }
 
     /// <summary>An agent that registers with one subscription, opens its stream and never reads it.</summary>

@@ -9,7 +9,7 @@ public class EventBusTests
 
     private EventBus NewBus(EventBusOptions? options = null) => new(options, _time);
 
-    /// <summary>A bus that lets subscriptions block publishers for minutes (the default caps it at 10 s).</summary>
+    /// <summary>A bus that lets subscriptions block publishers for minutes (the default caps it at 2 s).</summary>
     private static readonly EventBusOptions LongBlocks = new() { MaxBlockTimeout = TimeSpan.FromMinutes(5) };
 
     private static Envelope Env(string topic, string? id = null, uint ttlMs = 0) =>
