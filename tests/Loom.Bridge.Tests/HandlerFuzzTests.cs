@@ -29,6 +29,11 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
     private RawAgent _listener = null!;
     private RawAgent _caller = null!;
     private int _healthyRound;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _tally = new();
+
+    private void Count(string what) => _tally.AddOrUpdate(what, 1, (_, n) => n + 1);
+
+    private void WriteTally() => output.WriteLine(string.Join(", ", _tally.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value}")));
 
     public async Task InitializeAsync()
     {
@@ -64,7 +69,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             output.WriteLine($"EventStream fuzz seed {seed} (replay: LOOM_FUZZ_SEED={seed})");
             try
             {
-                await FuzzStreamAsync(seed, (int)FuzzSettings.Iterations(150));
+                await FuzzStreamAsync(seed, (int)FuzzSettings.Iterations(600));
             }
             catch (Exception ex)
             {
@@ -74,6 +79,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 
         await AssertBridgeUpAsync();
         await AssertHeapBoundedAsync(heapBefore);
+        WriteTally();
         output.WriteLine($"done in {clock.Elapsed.TotalSeconds:N1} s");
     }
 
@@ -89,8 +95,8 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             output.WriteLine($"unary fuzz seed {seed} (replay: LOOM_FUZZ_SEED={seed})");
             try
             {
-                await FuzzUnaryAsync(seed, (int)FuzzSettings.Iterations(400));
-                await FuzzRawAsync(seed, (int)FuzzSettings.Iterations(150));
+                await FuzzUnaryAsync(seed, (int)FuzzSettings.Iterations(1000));
+                await FuzzRawAsync(seed, (int)FuzzSettings.Iterations(300));
             }
             catch (Exception ex)
             {
@@ -100,6 +106,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 
         await AssertBridgeUpAsync();
         await AssertHeapBoundedAsync(heapBefore);
+        WriteTally();
         output.WriteLine($"done in {clock.Elapsed.TotalSeconds:N1} s");
     }
 
@@ -125,6 +132,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
                     await fuzzer.WaitForAsync(m =>
                     {
                         AssertClear(m, $"frame {f}: {Describe(messages)}");
+                        Count(m.KindCase == ServerMessage.KindOneofCase.Error ? "stream error " + m.Error.Error.Code : m.KindCase == ServerMessage.KindOneofCase.Memory && m.Memory.Error is not null ? "memory error " + m.Memory.Error.Code : "stream " + m.KindCase);
                         if (m.KindCase == ServerMessage.KindOneofCase.Memory && m.Memory.CorrelationId != sentinel)
                         {
                             answered++;
@@ -140,6 +148,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
                     var error = fuzzer.StreamError as RpcException ?? ex as RpcException;
                     Assert.True(error is not null, $"frame {f}: the stream ended without a status ({fuzzer.StreamError?.Message ?? ex.Message}): {Describe(messages)}");
                     AssertClear(error!.Status, $"frame {f}: {Describe(messages)}");
+                    Count("stream ended " + error.StatusCode);
                     await fuzzer.DisposeAsync();
                     fuzzer = await RegisterFuzzerAsync(random);
                 }
@@ -314,6 +323,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
         {
             var kind = random.Next(6);
             IMessage request = null!;
+            var refused = false;
             try
             {
                 var options = new CallOptions(deadline: DateTime.UtcNow.AddSeconds(3));
@@ -401,6 +411,13 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             catch (RpcException ex)
             {
                 AssertClear(ex.Status, $"request {r}: {request?.GetType().Name} {Truncate(request is null ? null : Show(request))}");
+                Count($"{request?.GetType().Name} {ex.StatusCode}");
+                refused = true;
+            }
+
+            if (!refused)
+            {
+                Count($"{request?.GetType().Name} OK");
             }
 
             if (r % 15 == 14)
@@ -453,6 +470,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             }
             catch (RpcException ex)
             {
+                Count($"raw {(which < unary.Length ? unary[which].Split('/')[1] : "EventStream")} {ex.StatusCode}");
                 AssertClear(ex.Status, $"raw message {m} to {(which < unary.Length ? unary[which] : "EventStream")}: {Convert.ToHexString(bytes)}");
             }
         }
