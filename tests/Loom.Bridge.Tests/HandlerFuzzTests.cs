@@ -470,7 +470,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
             }
             catch (RpcException ex)
             {
-                Count($"raw {(which < unary.Length ? unary[which].Split('/')[1] : "EventStream")} {ex.StatusCode}");
+                Count($"raw {(which < unary.Length ? unary[which].Split('/')[1] : "EventStream")} {ex.StatusCode}" + (ex.StatusCode == StatusCode.Cancelled ? " [" + ex.Status.Detail + "]" : ""));
                 AssertClear(ex.Status, $"raw message {m} to {(which < unary.Length ? unary[which] : "EventStream")}: {Convert.ToHexString(bytes)}");
             }
         }
