@@ -41,6 +41,9 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
     // itself; _started wakes the reporter when an agent starts.
     private readonly Dictionary<string, string?> _awaiting = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _sessions = new(StringComparer.Ordinal);
+
+    /// <summary>A read-only token for the bridge's /v1/agents when the bridge this run starts has auth on (never logged).</summary>
+    private string? _readToken;
     private readonly Channel<string> _started = Channel.CreateUnbounded<string>();
 
     private abstract record RunEvent;
@@ -110,6 +113,11 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             {
                 sink.Failure($"{project.Path}: {ex.Message}");
                 return 2;
+            }
+
+            if (options.Auth != AuthMode.Off)
+            {
+                _readToken = BridgeTokens.Create(Path.GetFullPath(options.TokenKeyFile ?? BridgeTokens.DefaultKeyFile), "loom-run", [], [], TimeSpan.FromDays(7), readOnly: true);
             }
 
             bridge = new LoomBridge(
@@ -605,6 +613,11 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
     private async Task ReportConnectionsAsync(string httpUrl, CancellationToken stop)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        if (_readToken is not null)
+        {
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", _readToken);
+        }
+
         var everConnected = new HashSet<string>(StringComparer.Ordinal);
         var clock = Stopwatch.StartNew();
         var warned = false;
@@ -638,7 +651,8 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 foreach (var agent in document.RootElement.GetProperty("agents").EnumerateArray())
                 {
                     var id = agent.GetProperty("agent_id").GetString() ?? "";
-                    var session = agent.TryGetProperty("session_id", out var s) ? s.GetString() ?? "" : "";
+                    // Which registration this is: session ids are shown to admin credentials only, the connection time to every reader.
+                    var session = agent.TryGetProperty("connected_at", out var s) ? s.GetRawText() : "";
                     if (agent.TryGetProperty("state", out var st) && st.GetString() is { } connection && connection != "connected")
                     {
                         continue;
