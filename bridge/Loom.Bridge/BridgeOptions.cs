@@ -172,6 +172,12 @@ public sealed record BridgeOptions
     /// </summary>
     public IReadOnlyList<string> AdminIdentities { get; init; } = [];
 
+    /// <summary>
+    /// Host names (besides loopback and the bound address) that <c>/mcp</c> accepts in the <c>Host</c> and
+    /// <c>Origin</c> headers (mcp_allowed_hosts): DNS-rebinding protection. Default empty.
+    /// </summary>
+    public IReadOnlyList<string> McpAllowedHosts { get; init; } = [];
+
     /// <summary>Client-certificate identities that may read <c>/v1/*</c> and <c>/metrics</c> (read_only_identities). Default empty.</summary>
     public IReadOnlyList<string> ReadOnlyIdentities { get; init; } = [];
 

@@ -197,6 +197,10 @@ public sealed class LoomBridge : IAsyncDisposable
 
         app.UseRouting();
         app.Use(SeparatePorts);
+        if (_options.Mcp.Enabled)
+        {
+            app.Use(McpOriginGuard.For(_options));
+        }
         var protect = _options.Auth != AuthMode.Off;
         if (protect)
         {
