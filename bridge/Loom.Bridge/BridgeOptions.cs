@@ -159,6 +159,28 @@ public sealed record BridgeOptions
     /// </summary>
     public string? TokenKeyFile { get; init; }
 
+    /// <summary>
+    /// Serve <c>/metrics</c> without a credential when <see cref="Auth"/> is on (metrics_open,
+    /// <c>--metrics-open</c>), for a Prometheus that sends no token. Default false: with auth on,
+    /// <c>/metrics</c> needs an admin or read-only credential like <c>/v1/*</c>.
+    /// </summary>
+    public bool MetricsOpen { get; init; }
+
+    /// <summary>
+    /// Client-certificate identities (mutual TLS) that are admins of the HTTP surface (admin_identities):
+    /// <c>/v1/*</c>, <c>/metrics</c> and <c>/mcp</c>. Default empty: only admin tokens are.
+    /// </summary>
+    public IReadOnlyList<string> AdminIdentities { get; init; } = [];
+
+    /// <summary>
+    /// Host names (besides loopback and the bound address) that <c>/mcp</c> accepts in the <c>Host</c> and
+    /// <c>Origin</c> headers (mcp_allowed_hosts): DNS-rebinding protection. Default empty.
+    /// </summary>
+    public IReadOnlyList<string> McpAllowedHosts { get; init; } = [];
+
+    /// <summary>Client-certificate identities that may read <c>/v1/*</c> and <c>/metrics</c> (read_only_identities). Default empty.</summary>
+    public IReadOnlyList<string> ReadOnlyIdentities { get; init; } = [];
+
     /// <summary>True when both ports serve TLS.</summary>
     public bool TlsEnabled => TlsCertificateFile is not null;
 

@@ -36,6 +36,9 @@ public static class BridgeTokens
     /// <summary>The claim marking an admin token (the HTTP admin surface).</summary>
     public const string AdminClaim = "loom_admin";
 
+    /// <summary>The claim marking a read-only token: <c>GET /v1/*</c> and <c>/metrics</c>, not <c>/mcp</c>.</summary>
+    public const string ReadOnlyClaim = "loom_read";
+
     /// <summary>The default key file: <c>.loom/keys/token.key</c> under the current directory.</summary>
     public static string DefaultKeyFile => Path.GetFullPath(Path.Combine(".loom", "keys", "token.key"));
 
@@ -87,7 +90,7 @@ public static class BridgeTokens
     }
 
     /// <summary>Mints a token for <paramref name="agent"/>, valid for <paramref name="lifetime"/>.</summary>
-    public static string Create(string keyFile, string agent, IReadOnlyList<string> allowPublish, IReadOnlyList<string> allowSubscribe, TimeSpan lifetime, bool admin = false, DateTimeOffset? now = null)
+    public static string Create(string keyFile, string agent, IReadOnlyList<string> allowPublish, IReadOnlyList<string> allowSubscribe, TimeSpan lifetime, bool admin = false, DateTimeOffset? now = null, bool readOnly = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(agent);
         var issued = now ?? DateTimeOffset.UtcNow;
@@ -99,6 +102,11 @@ public static class BridgeTokens
         if (admin)
         {
             claims[AdminClaim] = true;
+        }
+
+        if (readOnly)
+        {
+            claims[ReadOnlyClaim] = true;
         }
 
         var descriptor = new SecurityTokenDescriptor

@@ -152,6 +152,12 @@ public sealed class LoomBridge : IAsyncDisposable
             });
         }
 
+        if (_options.Auth != AuthMode.Off)
+        {
+            builder.Services.AddAuthorization(o => AdminAccess.AddPolicies(o, _options));
+            builder.Services.AddSingleton<Microsoft.AspNetCore.Authorization.IAuthorizationMiddlewareResultHandler>(new AdminAccess.ResultHandler(null));
+        }
+
         if (authenticate)
         {
             builder.Services.AddSingleton(new AuthInterceptor(_options, tls?.MutualTls == true));
@@ -191,6 +197,16 @@ public sealed class LoomBridge : IAsyncDisposable
 
         app.UseRouting();
         app.Use(SeparatePorts);
+        if (_options.Mcp.Enabled)
+        {
+            app.Use(McpOriginGuard.For(_options));
+        }
+        var protect = _options.Auth != AuthMode.Off;
+        if (protect)
+        {
+            app.UseAuthorization();
+        }
+
         app.MapGrpcService<BridgeService>();
         app.MapGrpcService<CollaborationService>();
         app.MapGrpcService<HealthServiceImpl>();
@@ -200,11 +216,20 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         app.MapGet("/healthz", (HttpContext _) => Results.Json(new HealthReport("ok", SessionCount), HealthJsonContext.Default.HealthReport));
-        AdminApi.Map(app, Agents, Broker, () => _sessions, Time);
-        app.MapGet("/metrics", _telemetry.Exporter.ServeAsync);
+        AdminApi.Map(app, Agents, Broker, () => _sessions, Time, _options);
+        var metrics = app.MapGet("/metrics", _telemetry.Exporter.ServeAsync);
+        if (protect && !_options.MetricsOpen)
+        {
+            metrics.RequireAuthorization(AdminAccess.ReadPolicy);
+        }
+
         if (_options.Mcp.Enabled)
         {
-            app.MapLoomMcp(_options.Mcp);
+            var mcp = app.MapLoomMcp(_options.Mcp);
+            if (protect)
+            {
+                mcp.RequireAuthorization(AdminAccess.AdminPolicy);
+            }
         }
 
         _mcp = new McpIngestHost(_options.McpServers, Broker, Agents, Time, loggerFactory);

@@ -10,7 +10,7 @@ namespace Loom.Bridge.Internal;
 /// <summary>
 /// Read-only JSON views of a running bridge on its HTTP/1.1 port, for <c>loom list</c>, the
 /// dashboard and tests: <c>GET /v1/agents</c> and <c>GET /v1/capabilities</c>. No payloads, no
-/// metadata values beyond what the agent registered, no session secrets beyond the id.
+/// metadata values beyond what the agent registered, and session ids only for an admin credential.
 /// </summary>
 internal static class AdminApi
 {
@@ -20,13 +20,23 @@ internal static class AdminApi
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    public static void Map(IEndpointRouteBuilder app, AgentDirectory agents, ActionBroker broker, Func<SessionRegistry?> sessions, TimeProvider time)
+    /// <summary>
+    /// Maps the views; with auth on they need a read-only or admin credential (<see cref="AdminAccess"/>).
+    /// Session ids are shown to an admin credential only (empty otherwise, and always with auth off):
+    /// with one, a caller could act through another agent's session.
+    /// </summary>
+    public static void Map(IEndpointRouteBuilder app, AgentDirectory agents, ActionBroker broker, Func<SessionRegistry?> sessions, TimeProvider time, BridgeOptions options)
     {
-        app.MapGet("/v1/agents", () => Results.Json(ListAgents(agents, sessions(), time), Json));
-        app.MapGet("/v1/capabilities", () => Results.Json(ListCapabilities(broker), Json));
+        var group = app.MapGroup("/v1");
+        group.MapGet("/agents", (HttpContext context) => Results.Json(ListAgents(agents, sessions(), time, AdminAccess.Of(context, options) == AdminAccess.Level.Admin), Json));
+        group.MapGet("/capabilities", () => Results.Json(ListCapabilities(broker), Json));
+        if (options.Auth != AuthMode.Off)
+        {
+            group.RequireAuthorization(AdminAccess.ReadPolicy);
+        }
     }
 
-    internal static AgentList ListAgents(AgentDirectory agents, SessionRegistry? sessions, TimeProvider time)
+    internal static AgentList ListAgents(AgentDirectory agents, SessionRegistry? sessions, TimeProvider time, bool showSessions = false)
     {
         var list = new List<AgentView>();
         foreach (var agent in agents.All().OrderBy(a => a.AgentId, StringComparer.Ordinal))
@@ -38,7 +48,7 @@ internal static class AdminApi
                 agent.Name,
                 agent.Namespace,
                 agent.Sdk,
-                agent.SessionId,
+                showSessions ? agent.SessionId : "",
                 !known ? "in-process" : session!.HasStream ? "connected" : "detached",
                 agent.ConnectedAt,
                 known ? (long)session!.SinceLastSeen.TotalMilliseconds : 0,

@@ -17,7 +17,8 @@ internal static class ListCommand
             "HTTP address of the bridge (its --http-port). Default: $LOOM_HTTP_URL, else the bridge of a 'loom run' or 'loom dev' of this directory (its .loom/bridge.json), else http://127.0.0.1:7071.",
             "http://127.0.0.1:7071");
         var json = CliOptions.Flag("--json", "Print JSON ({agents, capabilities}) instead of tables.");
-        var command = new Command("list", "List the agents, topics and capabilities of a running bridge.") { url, json };
+        var token = BridgeCredentials.TokenOption();
+        var command = new Command("list", "List the agents, topics and capabilities of a running bridge.") { url, json, token };
         command.SetAction(async (parse, cancellationToken) =>
         {
             string baseUrl, source;
@@ -37,7 +38,7 @@ internal static class ListCommand
                 return 2;
             }
 
-            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            using var http = BridgeCredentials.Http(BridgeCredentials.Token(parse.GetValue(token)), TimeSpan.FromSeconds(10));
             JsonDocument agents, capabilities;
             try
             {
@@ -49,7 +50,7 @@ internal static class ListCommand
             }
             catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or JsonException)
             {
-                await Console.Error.WriteLineAsync($"loom list: cannot read the bridge at {baseUrl} ({source}): {ex.Message} (is it running? --url is its HTTP port, e.g. http://127.0.0.1:7071)");
+                await Console.Error.WriteLineAsync($"loom list: cannot read the bridge at {baseUrl} ({source}): {ex.Message} (is it running? --url is its HTTP port, e.g. http://127.0.0.1:7071; with auth on, --token or LOOM_TOKEN, and LOOM_TLS_CA for https)");
                 return 1;
             }
 

@@ -18,6 +18,16 @@ internal static class LogsCommand
 
     private const int PreviewChars = 160;
 
+    /// <summary>The connection options: with a token, the agent id is the token's identity (the bridge binds it), and LOOM_TLS_CA is trusted.</summary>
+    private static LoomConnectionOptions LogsOptions(string? token) => new()
+    {
+        Name = "loom-logs",
+        Sdk = "loom-cli/logs",
+        Token = token,
+        AgentId = token is null ? null : BridgeCredentials.SubjectOf(token),
+        TlsCaFile = BridgeCredentials.CaFile,
+    };
+
     public static Command Create()
     {
         var url = CliOptions.Url(
@@ -29,9 +39,10 @@ internal static class LogsCommand
         var thread = CliOptions.Text("--thread", "Only events of this thread id.", "ID", "a thread id");
         var correlation = CliOptions.Text("--correlation", "Only events with this correlation id (a request and its replies).", "ID", "a correlation id");
         var json = CliOptions.Flag("--json", "One JSON object per line instead of text.");
+        var token = BridgeCredentials.TokenOption();
         var command = new Command("logs", "Follow events live on a running bridge, filtered by agent, thread, correlation id or topic pattern. Ctrl+C stops.")
         {
-            url, topic, agent, thread, correlation, json,
+            url, topic, agent, thread, correlation, json, token,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -60,7 +71,7 @@ internal static class LogsCommand
             LoomConnection connection;
             try
             {
-                connection = await LoomConnection.ConnectAsync(bridge, new LoomConnectionOptions { Name = "loom-logs", Sdk = "loom-cli/logs" }, cancellationToken: cancellationToken);
+                connection = await LoomConnection.ConnectAsync(bridge, LogsOptions(BridgeCredentials.Token(parse.GetValue(token))), cancellationToken: cancellationToken);
             }
             catch (LoomException ex)
             {

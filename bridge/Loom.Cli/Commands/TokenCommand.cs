@@ -14,10 +14,11 @@ internal static class TokenCommand
         var subscribe = Internal.CliOptions.Texts("--allow-subscribe", "A topic pattern the agent may subscribe to (repeatable).", "PATTERN", "a topic pattern such as orders.*.created or orders.>", Internal.ProjectFileLoader.TopicPatternReason, "a.>.b");
         var expires = Internal.CliOptions.Text("--expires", "Lifetime: a number with s, m, h or d (e.g. 30m, 24h, 7d).", "DURATION", "a number with s, m, h or d, such as 30m, 24h or 7d (at most 10 years)", text => ParseDuration(text) is null ? "not a duration" : null, "soon", "24h");
         var key = Internal.CliOptions.Text("--token-key", "The bridge's key file (made 0600 when missing). Default .loom/keys/token.key.", "FILE", "the path of a key file");
-        var admin = Internal.CliOptions.Flag("--admin", "An admin token (for the HTTP admin surface).");
+        var admin = Internal.CliOptions.Flag("--admin", "An admin token: the HTTP admin surface (/v1/*, /metrics, /mcp) and session ids in /v1/agents.");
+        var readOnly = Internal.CliOptions.Flag("--read-only", "A read-only token: GET /v1/* and /metrics (for loom list, dashboards, Prometheus), not /mcp.");
         var create = new Command("create", "Print a token for one agent, signed with the bridge's key; give it to the agent as LOOM_TOKEN. The token is a secret: it is printed once and never logged.")
         {
-            agent, publish, subscribe, expires, key, admin,
+            agent, publish, subscribe, expires, key, admin, readOnly,
         };
         create.SetAction(async (parse, _) =>
         {
@@ -27,7 +28,8 @@ internal static class TokenCommand
                 parse.GetValue(publish) ?? [],
                 parse.GetValue(subscribe) ?? [],
                 ParseDuration(parse.GetValue(expires)!)!.Value,
-                parse.GetValue(admin));
+                parse.GetValue(admin),
+                readOnly: parse.GetValue(readOnly));
             await Console.Out.WriteLineAsync(token);
             return 0;
         });

@@ -41,6 +41,9 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
     // itself; _started wakes the reporter when an agent starts.
     private readonly Dictionary<string, string?> _awaiting = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _sessions = new(StringComparer.Ordinal);
+
+    /// <summary>A read-only token for the bridge's /v1/agents when the bridge this run starts has auth on (never logged).</summary>
+    private string? _readToken;
     private readonly Channel<string> _started = Channel.CreateUnbounded<string>();
 
     private abstract record RunEvent;
@@ -110,6 +113,11 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             {
                 sink.Failure($"{project.Path}: {ex.Message}");
                 return 2;
+            }
+
+            if (options.Auth != AuthMode.Off)
+            {
+                _readToken = BridgeTokens.Create(Path.GetFullPath(options.TokenKeyFile ?? BridgeTokens.DefaultKeyFile), "loom-run", [], [], TimeSpan.FromDays(7), readOnly: true);
             }
 
             bridge = new LoomBridge(
@@ -241,6 +249,10 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             TlsClientCaFile = project.Bridge.Security?.TlsClientCa,
             Auth = project.Bridge.Security?.Auth switch { "optional" => AuthMode.Optional, "required" => AuthMode.Required, _ => AuthMode.Off },
             TokenKeyFile = project.Bridge.Security?.TokenKey,
+            MetricsOpen = project.Bridge.Security?.MetricsOpen ?? false,
+            AdminIdentities = project.Bridge.Security?.AdminIdentities ?? [],
+            ReadOnlyIdentities = project.Bridge.Security?.ReadOnlyIdentities ?? [],
+            McpAllowedHosts = project.Bridge.Security?.McpAllowedHosts ?? [],
             McpServers = servers,
             Mcp = project.McpExpose is { } e
                 ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }
@@ -605,6 +617,11 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
     private async Task ReportConnectionsAsync(string httpUrl, CancellationToken stop)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        if (_readToken is not null)
+        {
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", _readToken);
+        }
+
         var everConnected = new HashSet<string>(StringComparer.Ordinal);
         var clock = Stopwatch.StartNew();
         var warned = false;
@@ -638,7 +655,8 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 foreach (var agent in document.RootElement.GetProperty("agents").EnumerateArray())
                 {
                     var id = agent.GetProperty("agent_id").GetString() ?? "";
-                    var session = agent.TryGetProperty("session_id", out var s) ? s.GetString() ?? "" : "";
+                    // Which registration this is: session ids are shown to admin credentials only, the connection time to every reader.
+                    var session = agent.TryGetProperty("connected_at", out var s) ? s.GetRawText() : "";
                     if (agent.TryGetProperty("state", out var st) && st.GetString() is { } connection && connection != "connected")
                     {
                         continue;
