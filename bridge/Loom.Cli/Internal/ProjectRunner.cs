@@ -241,6 +241,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             TlsClientCaFile = project.Bridge.Security?.TlsClientCa,
             Auth = project.Bridge.Security?.Auth switch { "optional" => AuthMode.Optional, "required" => AuthMode.Required, _ => AuthMode.Off },
             TokenKeyFile = project.Bridge.Security?.TokenKey,
+            Permissions = project.Permissions,
             McpServers = servers,
             Mcp = project.McpExpose is { } e
                 ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }
