@@ -96,6 +96,9 @@ public sealed class PermissionPolicy
 
     private const int MaxCachedTopics = 1024;
 
+    /// <summary>The SDKs' reply inboxes: <c>_inbox.{agent id}.&gt;</c>.</summary>
+    private const string InboxPrefix = "_inbox.";
+
     private static readonly string[] ActionNames = ["publish", "subscribe", "provide", "call", "memory_read", "memory_write", "collaboration"];
 
     private readonly (string Pattern, string Source)[][] _allow;
@@ -237,8 +240,9 @@ public sealed class PermissionPolicy
             }
         }
 
-        // A gather reply goes to the operation's own reply topic: every agent may answer one.
-        if (action == PermissionAction.Publish && target.StartsWith(Loom.Core.Collaboration.Coordinator.ReplyPrefix, StringComparison.Ordinal))
+        // Replies: to a gather's own reply topic, or to the asker's inbox (request/reply). Every agent may answer one.
+        if (action == PermissionAction.Publish
+            && (target.StartsWith(Loom.Core.Collaboration.Coordinator.ReplyPrefix, StringComparison.Ordinal) || target.StartsWith(InboxPrefix, StringComparison.Ordinal)))
         {
             return null;
         }
@@ -352,6 +356,12 @@ public sealed class PermissionPolicy
             {
                 return new PermissionDeniedException(Refusal(PermissionAction.Subscribe, pattern, $"denied by {source}"));
             }
+        }
+
+        // Its own inbox, where the replies to its requests arrive.
+        if (Identity is not null && Covers(InboxPrefix + Identity + ".>", pattern))
+        {
+            return null;
         }
 
         foreach (var (allow, _) in _allow[i])
