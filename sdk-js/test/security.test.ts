@@ -119,6 +119,7 @@ describe('tokens', () => {
         (e: LoomError) => e.code === 'PERMISSION_DENIED' && /Identity 'js-perm' may not subscribe to 'jsother.>': no rule allows it/.test(e.message));
       await conn.emit('jsperm.ok', { n: 1 });
       const next = await within(sub.next(), 30_000, 'the allowed event');
+      assert.equal(next.done, false);
       assert.equal(next.value?.topic, 'jsperm.ok');
       await conn.emit('jsother.x', { n: 2 });
       const deadline = Date.now() + 30_000;
