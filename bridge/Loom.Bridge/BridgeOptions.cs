@@ -181,6 +181,15 @@ public sealed record BridgeOptions
     /// <summary>Client-certificate identities that may read <c>/v1/*</c> and <c>/metrics</c> (read_only_identities). Default empty.</summary>
     public IReadOnlyList<string> ReadOnlyIdentities { get; init; } = [];
 
+    /// <summary>
+    /// Permissions per identity (loom.yaml's <c>permissions:</c> section), keyed by identity; the key
+    /// <c>*</c> applies to every identity and <c>anonymous</c> to callers without a credential under
+    /// optional auth. With <see cref="Auth"/> on, whatever no rule (here or in the caller's token)
+    /// allows is refused with PERMISSION_DENIED; a deny here beats every allow. Ignored with auth off.
+    /// Default null: only the tokens' allow lists grant anything. See docs/security.md.
+    /// </summary>
+    public IReadOnlyDictionary<string, IdentityPermissions>? Permissions { get; init; }
+
     /// <summary>True when both ports serve TLS.</summary>
     public bool TlsEnabled => TlsCertificateFile is not null;
 

@@ -183,7 +183,7 @@ public sealed class LoomBridge : IAsyncDisposable
 
         // The services are singletons built from the core this bridge owns (resolved at the first call, after StartAsync set them up).
         builder.Services.AddSingleton(_ => new BridgeService(_sessions!, Broker, _options));
-        builder.Services.AddSingleton(_ => new CollaborationService(_sessions!, _coordinator!));
+        builder.Services.AddSingleton(_ => new CollaborationService(_sessions!, _coordinator!, _options));
         builder.Services.AddSingleton(_health);
 
         var app = builder.Build();

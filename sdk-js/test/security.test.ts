@@ -75,8 +75,9 @@ describe('tokens', () => {
   const key = path.join(temp, 'keys', 'token.key');
   let bridge: LineProcess;
   let url = '';
-  const mint = (agent: string, keyFile = key): string =>
-    execFileSync(LOOM, ['token', 'create', '--agent', agent, '--token-key', keyFile, '--expires', '1h'], { timeout: 120_000 }).toString().trim();
+  const mint = (agent: string, keyFile = key, publish: string[] = [], subscribe: string[] = []): string =>
+    execFileSync(LOOM, ['token', 'create', '--agent', agent, '--token-key', keyFile, '--expires', '1h',
+      ...publish.flatMap((p) => ['--allow-publish', p]), ...subscribe.flatMap((p) => ['--allow-subscribe', p])], { timeout: 120_000 }).toString().trim();
 
   before(async () => {
     bridge = new LineProcess(LOOM, ['up', '--grpc-port', '0', '--http-port', '0', '--auth', 'required', '--token-key', key]);
@@ -89,7 +90,7 @@ describe('tokens', () => {
   });
 
   test('grpc-js with a token connects; missing, forged and mismatched tokens are refused saying why', async () => {
-    const token = mint('js-tok');
+    const token = mint('js-tok', key, ['jstok.>'], ['jstok.>']);
     const conn = await within(connect(url, { agentId: 'js-tok', token, logLevel: 'silent' }), 60_000, 'connect');
     try {
       const sub = await conn.subscribe('jstok.>');
@@ -106,5 +107,31 @@ describe('tokens', () => {
       (e: LoomError) => /signature does not match/.test(e.message));
     await assert.rejects(connect(url, { agentId: 'someone-else', token, logLevel: 'silent', connectTimeoutMs: 5000 }),
       (e: LoomError) => e.code === 'PERMISSION_DENIED' && /may register agent id 'js-tok' only/.test(e.message));
+  });
+
+  test("the token's allow lists permit publish and subscribe and refuse the rest with PERMISSION_DENIED", async () => {
+    const conn = await within(connect(url, { agentId: 'js-perm', token: mint('js-perm', key, ['jsperm.>'], ['jsperm.>']), logLevel: 'silent' }), 60_000, 'connect');
+    const watcher = await within(connect(url, { agentId: 'js-watch', token: mint('js-watch', key, [], ['jsother.>']), logLevel: 'silent' }), 60_000, 'connect');
+    try {
+      const sub = await conn.subscribe('jsperm.>');
+      const watched = await watcher.subscribe('jsother.>');
+      await assert.rejects(conn.subscribe('jsother.>'),
+        (e: LoomError) => e.code === 'PERMISSION_DENIED' && /Identity 'js-perm' may not subscribe to 'jsother.>': no rule allows it/.test(e.message));
+      await conn.emit('jsperm.ok', { n: 1 });
+      const next = await within(sub.next(), 30_000, 'the allowed event');
+      assert.equal(next.done, false);
+      assert.equal(next.value?.topic, 'jsperm.ok');
+      await conn.emit('jsother.x', { n: 2 });
+      const deadline = Date.now() + 30_000;
+      while (conn.stats.publishErrors < 1) {
+        assert.ok(Date.now() < deadline, 'the refused publish was never reported');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const nothing = await Promise.race([watched.next().then(() => 'delivered'), new Promise((r) => setTimeout(() => r('nothing'), 300))]);
+      assert.equal(nothing, 'nothing');
+    } finally {
+      await conn.close();
+      await watcher.close();
+    }
   });
 });

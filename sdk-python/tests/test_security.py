@@ -118,8 +118,9 @@ def test_a_token_is_refused_in_the_clear_to_another_machine() -> None:
     assert _security.channel_credentials(loom.Config.load({}, url="http://127.0.0.1:7070", token="t")) is not None
 
 
-def mint(key: Path, agent: str) -> str:
-    out = subprocess.run([str(REPO / "loom"), "token", "create", "--agent", agent, "--token-key", str(key), "--expires", "1h"], check=True, timeout=120, capture_output=True)
+def mint(key: Path, agent: str, publish: Tuple[str, ...] = (), subscribe: Tuple[str, ...] = ()) -> str:
+    allow = [a for p in publish for a in ("--allow-publish", p)] + [a for p in subscribe for a in ("--allow-subscribe", p)]
+    out = subprocess.run([str(REPO / "loom"), "token", "create", "--agent", agent, "--token-key", str(key), "--expires", "1h", *allow], check=True, timeout=120, capture_output=True)
     return out.stdout.decode().strip()
 
 
@@ -136,7 +137,7 @@ def auth_bridge(tmp_path: Path) -> Iterator[Tuple[str, Path]]:
 
 async def test_tokens_over_grpcio_missing_forged_and_mismatched_are_refused(auth_bridge: Tuple[str, Path], tmp_path: Path) -> None:
     url, key = auth_bridge
-    token = mint(key, "py-tok")
+    token = mint(key, "py-tok", publish=("pytok.>",), subscribe=("pytok.>",))
 
     conn = await asyncio.wait_for(loom.connect(url, agent_id="py-tok", token=token), T)
     got: "asyncio.Future[str]" = asyncio.get_running_loop().create_future()
@@ -160,3 +161,37 @@ async def test_tokens_over_grpcio_missing_forged_and_mismatched_are_refused(auth
     with pytest.raises(loom.LoomError, match="may register agent id 'py-tok' only") as mismatch:
         await asyncio.wait_for(loom.connect(url, agent_id="someone-else", token=token, connect_timeout_ms=5000), T)
     assert mismatch.value.code == loom.ErrorCode.PERMISSION_DENIED
+
+
+async def test_the_token_s_allow_lists_permit_publish_and_subscribe_and_refuse_the_rest(auth_bridge: Tuple[str, Path]) -> None:
+    url, key = auth_bridge
+    conn = await asyncio.wait_for(loom.connect(url, agent_id="py-perm", token=mint(key, "py-perm", publish=("pyperm.>",), subscribe=("pyperm.>",))), T)
+    watcher = await asyncio.wait_for(loom.connect(url, agent_id="py-watch", token=mint(key, "py-watch", subscribe=("other.>",))), T)
+    topics: "asyncio.Queue[str]" = asyncio.Queue()
+    watched: "asyncio.Queue[str]" = asyncio.Queue()
+
+    async def on_event(event: loom.Event) -> None:
+        await topics.put(event.topic)
+
+    async def on_watched(event: loom.Event) -> None:
+        await watched.put(event.topic)
+
+    try:
+        await conn.subscribe("pyperm.>", on_event)
+        await watcher.subscribe("other.>", on_watched)
+        # Refused: a pattern no rule allows (PERMISSION_DENIED naming identity, action and rule).
+        with pytest.raises(loom.PermissionDeniedError, match="Identity 'py-perm' may not subscribe to 'other.>': no rule allows it"):
+            await asyncio.wait_for(conn.subscribe("other.>", on_event), T)
+        # Allowed: delivered. Refused: not delivered to the watcher, and the bridge's error is counted.
+        await conn.emit("pyperm.ok", {"n": 1})
+        assert await asyncio.wait_for(topics.get(), T) == "pyperm.ok"
+        await conn.emit("other.x", {"n": 2})
+        deadline = asyncio.get_running_loop().time() + T
+        while conn.stats.publish_errors < 1:
+            assert asyncio.get_running_loop().time() < deadline, "the refused publish was never reported"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert watched.empty()
+    finally:
+        await conn.close()
+        await watcher.close()

@@ -19,14 +19,18 @@ internal sealed class RawAgent : IAsyncDisposable
     private AsyncDuplexStreamingCall<ClientFrame, ServerFrame>? _stream;
     private Task? _reader;
 
-    private RawAgent(GrpcChannel channel, RegisterAgentResponse registration)
+    private RawAgent(GrpcChannel channel, RegisterAgentResponse registration, string? token = null)
     {
+        Token = token;
         Channel = channel;
         Client = new Protocol.V1.Bridge.BridgeClient(channel);
         Registration = registration;
     }
 
     public GrpcChannel Channel { get; }
+
+    /// <summary>The bearer token sent with every call (null: anonymous).</summary>
+    public string? Token { get; }
 
     public Protocol.V1.Bridge.BridgeClient Client { get; }
 
@@ -36,13 +40,13 @@ internal sealed class RawAgent : IAsyncDisposable
 
     public Exception? StreamError { get; private set; }
 
-    public static async Task<RawAgent> RegisterAsync(Uri address, RegisterAgentRequest request, bool openStream = true)
+    public static async Task<RawAgent> RegisterAsync(Uri address, RegisterAgentRequest request, bool openStream = true, string? token = null)
     {
         var channel = GrpcChannel.ForAddress(address);
         RegisterAgentResponse response;
         try
         {
-            response = await new Protocol.V1.Bridge.BridgeClient(channel).RegisterAgentAsync(request, Options());
+            response = await new Protocol.V1.Bridge.BridgeClient(channel).RegisterAgentAsync(request, Options(token: token));
         }
         catch
         {
@@ -50,7 +54,7 @@ internal sealed class RawAgent : IAsyncDisposable
             throw;
         }
 
-        var agent = new RawAgent(channel, response);
+        var agent = new RawAgent(channel, response, token);
         if (openStream)
         {
             await agent.OpenStreamAsync();
@@ -62,9 +66,22 @@ internal sealed class RawAgent : IAsyncDisposable
     public static CallOptions Options(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
         new(deadline: DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10)), cancellationToken: cancellationToken);
 
+    /// <summary>Call options carrying <paramref name="token"/> (none when null).</summary>
+    public static CallOptions Options(string? token, TimeSpan? timeout = null) =>
+        new(headers: Bearer(token), deadline: DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10)));
+
+    /// <summary>An authorization header with the token; null without one.</summary>
+    public static Metadata? Bearer(string? token) => token is null ? null : new Metadata { { "authorization", "Bearer " + token } };
+
     public async Task OpenStreamAsync()
     {
-        _stream = Client.EventStream(new Metadata { { "loom-session-id", Registration.SessionId } }, cancellationToken: _stop.Token);
+        var headers = new Metadata { { "loom-session-id", Registration.SessionId } };
+        if (Token is not null)
+        {
+            headers.Add("authorization", "Bearer " + Token);
+        }
+
+        _stream = Client.EventStream(headers, cancellationToken: _stop.Token);
         await _stream.ResponseHeadersAsync.WaitAsync(TimeSpan.FromSeconds(10));
         _reader = Task.Run(ReadLoopAsync);
     }

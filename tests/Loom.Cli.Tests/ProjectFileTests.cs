@@ -86,6 +86,26 @@ public sealed class ProjectFileTests
     }
 
     [Fact]
+    public void Permissions_map_onto_the_bridge_options_and_a_bad_pattern_or_operation_points_at_its_line()
+    {
+        var yaml = "agents:\n  - name: a\n    command: x\npermissions:\n  planner:\n    allow:\n      publish: ['plan.>']\n      memory_read: [planner, shared]\n      collaboration: [gather]\n    deny:\n      publish: ['plan.secret.>']\n  '*':\n    allow: { subscribe: ['announce.>'] }\n";
+        var options = ProjectRunner.BridgeOptionsFor(Parse(yaml));
+        Assert.NotNull(options.Permissions);
+        Assert.Equal(["plan.>"], options.Permissions["planner"].Allow.Publish);
+        Assert.Equal(["planner", "shared"], options.Permissions["planner"].Allow.MemoryRead);
+        Assert.Equal(["gather"], options.Permissions["planner"].Allow.Collaboration);
+        Assert.Equal(["plan.secret.>"], options.Permissions["planner"].Deny.Publish);
+        Assert.Equal(["announce.>"], options.Permissions["*"].Allow.Subscribe);
+
+        var ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\npermissions:\n  p:\n    allow:\n      publish: ['a..b']\n"));
+        Assert.StartsWith("loom.yaml:7:16: permissions.p.allow.publish", ex.Message, StringComparison.Ordinal);
+        ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\npermissions:\n  p:\n    allow:\n      collaboration: [vote]\n"));
+        Assert.Contains("'vote' is not a collaboration operation", ex.Message, StringComparison.Ordinal);
+        ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\npermissions:\n  p:\n    allow:\n      pubish: ['a']\n"));
+        Assert.Contains("pubish", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Tls_and_auth_settings_map_onto_the_bridge_options_with_paths_relative_to_the_file()
     {
         var dir = Directory.CreateTempSubdirectory("loom-yaml-tls-").FullName;

@@ -156,6 +156,30 @@ public sealed class CoordinatorTests
     }
 
     [Fact]
+    public async Task Majority_ignores_replies_from_agents_outside_its_agents_list()
+    {
+        // Defect 6 of issue 16: two made-up agent ids answering first decided a vote meant for a, b and c.
+        using var core = new Core();
+        using var a = core.Responder("a", "vote.q", _ => "1");
+        using var b = core.Responder("b", "vote.q", _ => "2", TimeSpan.FromMilliseconds(200));
+        using var c = core.Responder("c", "vote.q", _ => "2", TimeSpan.FromMilliseconds(200));
+        using var x = core.Responder("made-up-1", "vote.q", _ => "1");
+        using var y = core.Responder("made-up-2", "vote.q", _ => "1");
+
+        var request = Topic("vote.q", JoinStrategy.Majority);
+        request.Agents.Add(["a", "b", "c"]);
+        var result = await core.Coordinator.GatherAsync(request, "boss");
+
+        Assert.Equal(CollabOutcome.Completed, result.Outcome);
+        Assert.Equal(3u, result.Expected);
+        Assert.Equal(2u, result.Quorum);
+        Assert.Equal("2", result.AgreedValue.ToStringUtf8());
+        Assert.Equal(["b", "c"], result.Agreeing.Order());
+        Assert.DoesNotContain(result.Replies, r => r.Responder.StartsWith("made-up", StringComparison.Ordinal));
+        Assert.DoesNotContain(result.Answered, r => r.StartsWith("made-up", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Capability_fan_out_reports_failures_and_timeouts_by_agent()
     {
         using var core = new Core();

@@ -89,6 +89,22 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     /// <summary>The identity (token subject or client certificate name) this agent id is bound to; null for an anonymous registration.</summary>
     public string? Identity { get; set; }
 
+    /// <summary>What this agent may do (compiled once per registration); unrestricted with auth off.</summary>
+    public PermissionPolicy Policy { get; set; } = PermissionPolicy.Unrestricted;
+
+    /// <summary>Null when the policy allows it; otherwise the refusal, counted.</summary>
+    private PermissionDeniedException? Refused(PermissionAction action, string target)
+    {
+        var policy = Policy;
+        if (policy.IsUnrestricted || policy.Check(action, target) is not { } refusal)
+        {
+            return null;
+        }
+
+        Metrics?.PermissionDenied(action);
+        return refusal;
+    }
+
     public string Name { get; private set; }
 
     public string Namespace { get; }
@@ -810,7 +826,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             case ClientMessage.KindOneofCase.Heartbeat:
                 break; // Touch() already ran for the frame.
             case ClientMessage.KindOneofCase.Memory:
-                await EnqueueAsync(new ServerMessage { Memory = Bounded(message.Memory, _memory.Execute(message.Memory, Namespace)) }, token);
+                await EnqueueAsync(new ServerMessage { Memory = MemoryRefused(message.Memory) ?? Bounded(message.Memory, _memory.Execute(message.Memory, Namespace)) }, token);
                 break;
             case ClientMessage.KindOneofCase.Cancel:
                 if (_outgoingCalls.TryRemove(message.Cancel.CallId, out var cts))
@@ -823,6 +839,21 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 await ReplyErrorAsync(string.Empty, new InvalidParamsException($"Unknown client message kind {(int)message.KindCase}; this bridge speaks loom.v1."), token);
                 break;
         }
+    }
+
+    /// <summary>The refusal of a memory request its identity may not make (get and list read; set, delete and compare-and-set write); null when allowed.</summary>
+    private MemoryResponse? MemoryRefused(MemoryRequest request)
+    {
+        if (Policy.IsUnrestricted)
+        {
+            return null;
+        }
+
+        var action = request.OpCase is MemoryRequest.OpOneofCase.Get or MemoryRequest.OpOneofCase.List ? PermissionAction.MemoryRead : PermissionAction.MemoryWrite;
+        var ns = string.IsNullOrEmpty(request.Namespace) ? Namespace : request.Namespace;
+        return Refused(action, ns) is { } refusal
+            ? new MemoryResponse { CorrelationId = request.CorrelationId, Error = refusal.ToError() }
+            : null;
     }
 
     /// <summary>
@@ -885,6 +916,12 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             return;
         }
 
+        if (Refused(PermissionAction.Publish, envelope.Topic) is { } refusal)
+        {
+            await ReplyErrorAsync(envelope.Id, refusal, token);
+            return;
+        }
+
         envelope.Sender = AgentId;
         try
         {
@@ -932,6 +969,12 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         if (request.Subscription is null)
         {
             await ReplyErrorAsync(request.CorrelationId, new InvalidParamsException("subscribe needs a subscription with a pattern.", "/subscription"), token);
+            return;
+        }
+
+        if (Refused(PermissionAction.Subscribe, request.Subscription.Pattern) is { } refusal)
+        {
+            await ReplyErrorAsync(request.CorrelationId, refusal, token);
             return;
         }
 
@@ -1002,6 +1045,12 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         if (IsShuttingDown())
         {
             await EnqueueResultAsync(call.CallId, new LoomException(ErrorCode.Unavailable, "The bridge is shutting down; retry with another bridge."), token);
+            return;
+        }
+
+        if (Refused(PermissionAction.Call, call.Capability) is { } refusal)
+        {
+            await EnqueueResultAsync(call.CallId, refusal, token);
             return;
         }
 

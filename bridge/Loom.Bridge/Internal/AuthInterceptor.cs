@@ -16,10 +16,15 @@ namespace Loom.Bridge.Internal;
 internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls) : Interceptor
 {
     private const string IdentityKey = "loom.identity";
+    private const string PolicyKey = "loom.policy";
 
     /// <summary>The caller's identity, as the interceptor found it (null: anonymous).</summary>
     public static string? IdentityOf(ServerCallContext context) =>
         context.GetHttpContext().Items.TryGetValue(IdentityKey, out var value) ? value as string : null;
+
+    /// <summary>The caller's permissions (its identity's rules in loom.yaml and its token's allow lists).</summary>
+    public static PermissionPolicy PolicyOf(ServerCallContext context) =>
+        context.GetHttpContext().Items.TryGetValue(PolicyKey, out var value) && value is PermissionPolicy policy ? policy : PermissionPolicy.Unrestricted;
 
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
@@ -80,6 +85,18 @@ internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls) : I
         }
 
         http.Items[IdentityKey] = identity;
+        http.Items[PolicyKey] = PermissionPolicy.For(options.Auth, options.Permissions, identity, Claims(http, BridgeTokens.PublishClaim), Claims(http, BridgeTokens.SubscribeClaim));
+    }
+
+    /// <summary>The topic patterns a token's claim lists (none without a token).</summary>
+    private static string[]? Claims(HttpContext http, string type)
+    {
+        if (http.User?.Identity?.IsAuthenticated != true)
+        {
+            return null;
+        }
+
+        return [.. http.User.FindAll(type).Select(c => c.Value).Where(Loom.Core.Topics.IsValidPattern)];
     }
 
     private static RpcException Unauthenticated(string message) =>

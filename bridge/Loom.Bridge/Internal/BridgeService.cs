@@ -18,7 +18,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
     {
         try
         {
-            return Task.FromResult(sessions.Register(request, AuthInterceptor.IdentityOf(context)));
+            return Task.FromResult(sessions.Register(request, AuthInterceptor.IdentityOf(context), AuthInterceptor.PolicyOf(context)));
         }
         catch (LoomException ex)
         {
@@ -57,6 +57,12 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
         if (sessions.IsShuttingDown)
         {
             throw StatusMapping.ToStatus(new LoomException(ErrorCode.Unavailable, "The bridge is shutting down; retry with another bridge."));
+        }
+
+        var policy = AuthInterceptor.PolicyOf(context);
+        if (policy.Check(PermissionAction.Call, request.Call.Capability) is { } refusal)
+        {
+            throw StatusMapping.ToStatus(sessions.Denied(PermissionAction.Call, refusal));
         }
 
         var caller = "anonymous";
@@ -115,7 +121,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
     }
 
     /// <summary>A session bound to an identity is used by that identity only (its stream, its calls, its heartbeats).</summary>
-    private static void CheckOwner(AgentSession session, ServerCallContext context)
+    public static void CheckOwner(AgentSession session, ServerCallContext context)
     {
         if (session.Identity is { } owner && owner != AuthInterceptor.IdentityOf(context))
         {

@@ -11,21 +11,52 @@ namespace Loom.Bridge.Internal;
 /// session goes in the request body; the gRPC deadline caps the operation's timeout and a client
 /// cancel cancels it (outstanding capability calls receive CancelCall).
 /// </summary>
-internal sealed class CollaborationService(SessionRegistry sessions, Coordinator coordinator) : CollaborationServiceBase
+internal sealed class CollaborationService(SessionRegistry sessions, Coordinator coordinator, BridgeOptions options) : CollaborationServiceBase
 {
     public const string ServiceName = "loom.v1.Collaboration";
 
     public override Task<GatherResult> Gather(GatherRequest r, ServerCallContext c) =>
-        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultTimeout, caller => coordinator.GatherAsync(r, caller, c.CancellationToken));
+        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultTimeout, caller => coordinator.GatherAsync(r, caller, c.CancellationToken), "gather",
+            r.Topic.Length != 0 ? (PermissionAction.Publish, r.Topic) : (PermissionAction.Call, r.Capability));
 
     public override Task<BarrierResult> Barrier(BarrierRequest r, ServerCallContext c) =>
-        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultTimeout, caller => coordinator.BarrierAsync(r, caller, c.CancellationToken));
+        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultTimeout, caller =>
+        {
+            // With auth on, one arrives as oneself only: naming another participant is refused.
+            if (options.Auth != AuthMode.Off && !r.Observe && r.Participant.Length != 0 && r.Participant != caller)
+            {
+                throw sessions.Denied(PermissionAction.Collaboration, new PermissionDeniedException(
+                    $"{(AuthInterceptor.IdentityOf(c) is { } who ? $"Identity '{who}'" : "An anonymous caller")} (agent '{caller}') may not arrive at barrier '{r.BarrierId}' as '{r.Participant}': with auth on, a participant arrives as its own agent id (leave participant empty, or observe)."));
+            }
+
+            return coordinator.BarrierAsync(r, caller, c.CancellationToken);
+        }, "barrier");
 
     public override Task<ContractNetResult> ContractNet(ContractNetRequest r, ServerCallContext c) =>
-        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultContractNetTimeout, caller => coordinator.ContractNetAsync(r, caller, c.CancellationToken));
+        RunAsync(r.SessionId, c, r.TimeoutMs, ms => r.TimeoutMs = ms, coordinator.Options.DefaultContractNetTimeout, caller => coordinator.ContractNetAsync(r, caller, c.CancellationToken), "contract_net",
+            (PermissionAction.Call, r.Capability),
+            r.Bids.Count == 0 ? (PermissionAction.Publish, r.Topic.Length != 0 ? r.Topic : (r.ThreadId.Length != 0 ? r.ThreadId : r.OpId) is { Length: > 0 } thread ? $"thread.{thread}.broadcast" : "") : null);
 
-    private async Task<TResult> RunAsync<TResult>(string sessionId, ServerCallContext context, uint timeoutMs, Action<uint> setTimeout, TimeSpan fallback, Func<string, Task<TResult>> run)
+    private async Task<TResult> RunAsync<TResult>(string sessionId, ServerCallContext context, uint timeoutMs, Action<uint> setTimeout, TimeSpan fallback, Func<string, Task<TResult>> run, string operation, params (PermissionAction Action, string Target)?[] alsoNeeds)
     {
+        // The operation itself, then what it does on the caller's behalf (publish the request, call the capability).
+        var policy = AuthInterceptor.PolicyOf(context);
+        if (!policy.IsUnrestricted)
+        {
+            if (policy.Check(PermissionAction.Collaboration, operation) is { } refusal)
+            {
+                throw StatusMapping.ToStatus(sessions.Denied(PermissionAction.Collaboration, refusal));
+            }
+
+            foreach (var need in alsoNeeds)
+            {
+                if (need is { } n && n.Target.Length != 0 && policy.Check(n.Action, n.Target) is { } denied)
+                {
+                    throw StatusMapping.ToStatus(sessions.Denied(n.Action, denied));
+                }
+            }
+        }
+
         if (sessions.IsShuttingDown)
         {
             throw StatusMapping.ToStatus(new LoomException(ErrorCode.Unavailable, "The bridge is shutting down; retry with another bridge."));
@@ -39,6 +70,7 @@ internal sealed class CollaborationService(SessionRegistry sessions, Coordinator
                 throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{sessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
             }
 
+            BridgeService.CheckOwner(session, context);
             caller = session.AgentId;
             session.MarkContact();
         }

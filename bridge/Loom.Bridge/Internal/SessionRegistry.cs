@@ -112,11 +112,11 @@ internal sealed partial class SessionRegistry : IDisposable
         _bySession.TryGetValue(sessionId, out session!) && !session.IsExpired;
 
     /// <summary>Registers (or re-registers) an agent; <paramref name="identity"/>, when given, binds the agent id to it.</summary>
-    public RegisterAgentResponse Register(RegisterAgentRequest request, string? identity = null)
+    public RegisterAgentResponse Register(RegisterAgentRequest request, string? identity = null, PermissionPolicy? policy = null)
     {
         try
         {
-            var response = RegisterCore(request, identity);
+            var response = RegisterCore(request, identity, policy ?? PermissionPolicy.Unrestricted);
             _metrics?.Registered(response.Reconnected);
             return response;
         }
@@ -154,7 +154,39 @@ internal sealed partial class SessionRegistry : IDisposable
         return new SessionCounts(connected, detached, queued);
     }
 
-    private RegisterAgentResponse RegisterCore(RegisterAgentRequest request, string? identity)
+    /// <summary>Counts a request refused by a permission and hands the refusal back.</summary>
+    public PermissionDeniedException Denied(PermissionAction action, PermissionDeniedException refusal)
+    {
+        _metrics?.PermissionDenied(action);
+        return refusal;
+    }
+
+    /// <summary>A registration asks for nothing its identity may not have: its subscriptions and capabilities.</summary>
+    private void CheckPermissions(RegisterAgentRequest request, PermissionPolicy policy)
+    {
+        if (policy.IsUnrestricted)
+        {
+            return;
+        }
+
+        foreach (var subscription in request.Subscriptions)
+        {
+            if (policy.Check(PermissionAction.Subscribe, subscription.Pattern) is { } refusal)
+            {
+                throw Denied(PermissionAction.Subscribe, refusal);
+            }
+        }
+
+        foreach (var capability in request.Capabilities)
+        {
+            if (policy.Check(PermissionAction.Provide, capability.Name) is { } refusal)
+            {
+                throw Denied(PermissionAction.Provide, refusal);
+            }
+        }
+    }
+
+    private RegisterAgentResponse RegisterCore(RegisterAgentRequest request, string? identity, PermissionPolicy policy)
     {
         if (_shuttingDown)
         {
@@ -167,6 +199,8 @@ internal sealed partial class SessionRegistry : IDisposable
         {
             throw new PermissionDeniedException($"Identity '{identity}' may register agent id '{identity}' only, not '{agentId}'; set the agent id (LOOM_AGENT_ID, agent_id, AgentId) to '{identity}' or use a credential made for '{agentId}'.");
         }
+
+        CheckPermissions(request, policy);
 
         var interval = request.HeartbeatIntervalMs == 0
             ? _options.HeartbeatInterval
@@ -185,6 +219,7 @@ internal sealed partial class SessionRegistry : IDisposable
             if (existing is not null && !existing.IsExpired)
             {
                 existing.Identity = identity ?? existing.Identity;
+                existing.Policy = policy;
                 // The same agent again (a reconnect): it keeps its queued deliveries; its old stream ends.
                 var oldSessionId = existing.SessionId;
                 existing.ApplyRegistration(request, sessionId, interval);
@@ -204,6 +239,7 @@ internal sealed partial class SessionRegistry : IDisposable
                 session = new AgentSession(request, agentId, sessionId, interval, _options, _bus, _broker, _memory, _time, _logger)
                 {
                     Identity = identity,
+                    Policy = policy,
                     Metrics = _metrics,
                     Warnings = _warnings,
                     IsShuttingDown = () => _shuttingDown,

@@ -77,7 +77,8 @@ internal sealed record ProjectFile(
     IReadOnlyList<ParamSpec> Params,
     string? Main,
     IReadOnlyList<McpServerSpec> McpServers,
-    McpExposeSpec? McpExpose);
+    McpExposeSpec? McpExpose,
+    IReadOnlyDictionary<string, Loom.Bridge.IdentityPermissions>? Permissions = null);
 
 /// <summary>A <c>loom.yaml</c> that cannot be used: names the file, line, column and field, and says what to fix.</summary>
 internal sealed class ProjectFileException : Exception
@@ -195,7 +196,7 @@ internal static partial class ProjectFileLoader
             throw reader.Error(node, "", "the file must be a mapping with at least 'agents:'");
         }
 
-        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose");
+        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions");
         var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
         var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
         var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"), directory);
@@ -289,7 +290,73 @@ internal static partial class ProjectFileLoader
                 e.TryGetValue("call_timeout_ms", out var ect) ? reader.Int(ect, "mcp_expose.call_timeout_ms", 1, 3_600_000) : null);
         }
 
-        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose);
+        var permissions = top.TryGetValue("permissions", out var permissionsNode) ? ReadPermissions(reader, permissionsNode) : null;
+        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions);
+    }
+
+    private static readonly string[] PermissionKinds = ["publish", "subscribe", "provide", "call", "memory_read", "memory_write", "collaboration"];
+
+    /// <summary>
+    /// <c>permissions: { IDENTITY: { allow: { publish: [...], ... }, deny: { ... } } }</c>: topic patterns are
+    /// checked here, so a typo is a load error pointing at the line rather than a rule that never matches.
+    /// </summary>
+    private static Dictionary<string, Loom.Bridge.IdentityPermissions> ReadPermissions(Reader reader, YamlNode node)
+    {
+        var result = new Dictionary<string, Loom.Bridge.IdentityPermissions>(StringComparer.Ordinal);
+        foreach (var (key, value) in reader.Mapping(node, "permissions").Children)
+        {
+            var identity = reader.String(key, "permissions");
+            var field = "permissions." + identity;
+            var entry = reader.Keys(reader.Mapping(value, field), field, "allow", "deny");
+            result[identity] = new Loom.Bridge.IdentityPermissions
+            {
+                Allow = entry.TryGetValue("allow", out var allow) ? Grants(allow, field + ".allow") : new(),
+                Deny = entry.TryGetValue("deny", out var deny) ? Grants(deny, field + ".deny") : new(),
+            };
+        }
+
+        return result;
+
+        Loom.Bridge.PermissionGrants Grants(YamlNode grantsNode, string grantsField)
+        {
+            var g = reader.Keys(reader.Mapping(grantsNode, grantsField), grantsField, PermissionKinds);
+            string[] List(string kind)
+            {
+                if (!g.TryGetValue(kind, out var listNode))
+                {
+                    return [];
+                }
+
+                var values = reader.Strings(listNode, grantsField + "." + kind);
+                if (kind is "publish" or "subscribe")
+                {
+                    foreach (var pattern in values)
+                    {
+                        if (TopicPatternReason(pattern) is { } reason)
+                        {
+                            throw reader.Error(listNode, grantsField + "." + kind, $"'{pattern}' is not a topic pattern: {reason}");
+                        }
+                    }
+                }
+                else if (kind == "collaboration" && values.FirstOrDefault(v => v is not ("gather" or "barrier" or "contract_net" or "*")) is { } unknown)
+                {
+                    throw reader.Error(listNode, grantsField + "." + kind, $"'{unknown}' is not a collaboration operation; use gather, barrier, contract_net or *");
+                }
+
+                return values;
+            }
+
+            return new Loom.Bridge.PermissionGrants
+            {
+                Publish = List("publish"),
+                Subscribe = List("subscribe"),
+                Provide = List("provide"),
+                Call = List("call"),
+                MemoryRead = List("memory_read"),
+                MemoryWrite = List("memory_write"),
+                Collaboration = List("collaboration"),
+            };
+        }
     }
 
     /// <summary>Replaces <c>${NAME}</c> with the value of <paramref name="variables"/> or the process environment (empty when unset).</summary>

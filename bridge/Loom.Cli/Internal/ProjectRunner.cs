@@ -253,6 +253,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             AdminIdentities = project.Bridge.Security?.AdminIdentities ?? [],
             ReadOnlyIdentities = project.Bridge.Security?.ReadOnlyIdentities ?? [],
             McpAllowedHosts = project.Bridge.Security?.McpAllowedHosts ?? [],
+            Permissions = project.Permissions,
             McpServers = servers,
             Mcp = project.McpExpose is { } e
                 ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }

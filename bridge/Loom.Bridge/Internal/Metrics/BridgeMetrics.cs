@@ -16,6 +16,7 @@ internal sealed class BridgeMetrics
     private readonly Counter<long> _sessionsEnded;
     private readonly Counter<long> _controlDropped;
     private readonly Counter<long> _connectionsRefused;
+    private readonly Counter<long> _permissionDenied;
     private long _reconnects;
     private long _heartbeatsMissed;
     private long _streamsOpened;
@@ -53,6 +54,7 @@ internal sealed class BridgeMetrics
         meter.CreateObservableGauge("loom.memory.limit", () => memory.MaxTotalBytes, "By", "The memory store's limit of bytes in force (memory.max_total_bytes).");
         meter.CreateObservableGauge("loom.memory.entries", () => memory.TotalEntries, "{entry}", "Entries the memory store holds (expired ones until they are removed, within a second).");
         meter.CreateObservableCounter("loom.memory.writes.refused", () => ObserveMemoryRefusals(memory), "{write}", "Memory writes refused by the store's limits, by reason: total_bytes, namespace_bytes, total_entries, namespace_entries, namespaces.");
+        _permissionDenied = meter.CreateCounter<long>("loom.permission.denied", "{request}", "Requests refused with PERMISSION_DENIED by the identities' permissions, by action: publish, subscribe, provide, call, memory_read, memory_write, collaboration.");
         _controlDropped = meter.CreateCounter<long>("loom.control_messages.dropped", "{message}", "Messages for an agent that were not delivered, by kind and reason: queue_full, stream_ended, too_large (over max_message_bytes; refused to the sender instead).");
 
         // The process, under the names Prometheus client libraries use.
@@ -65,6 +67,10 @@ internal sealed class BridgeMetrics
         meter.CreateObservableGauge("loom.threadpool.threads", () => ThreadPool.ThreadCount, "{thread}", "Thread-pool threads.");
         meter.CreateObservableGauge("loom.threadpool.queue.length", () => ThreadPool.PendingWorkItemCount, "{item}", "Work items waiting for a thread-pool thread.");
     }
+
+    /// <summary>Counts a request refused by a permission.</summary>
+    public void PermissionDenied(PermissionAction action) =>
+        _permissionDenied.Add(1, new KeyValuePair<string, object?>("action", PermissionPolicy.NameOf(action)));
 
     private static IEnumerable<Measurement<long>> ObserveMemoryRefusals(Loom.Core.MemoryStore memory)
     {

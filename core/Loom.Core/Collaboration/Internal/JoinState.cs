@@ -19,6 +19,10 @@ internal sealed class JoinState
     private readonly List<string> _timedOut = [];
     private readonly Dictionary<JsonElement, List<string>> _votes = new(JsonValueComparer.Instance);
     private readonly int _quorum;
+
+    // Who may count: the named agents (any strategy), or for MAJORITY the known responders too. A reply from
+    // anyone else (an agent id made up to sway a vote) is ignored.
+    private readonly HashSet<string>? _eligible;
     private JsonElement? _agreed;
     private List<string>? _agreeing;
 
@@ -27,7 +31,14 @@ internal sealed class JoinState
         _request = request;
         _known = known;
         _quorum = request.Quorum != 0 ? (int)request.Quorum : (known.Count / 2) + 1;
+        if (request.Agents.Count != 0 || (request.Strategy == JoinStrategy.Majority && known.Count != 0))
+        {
+            _eligible = new HashSet<string>(known, StringComparer.Ordinal);
+        }
     }
+
+    /// <summary>Replies ignored because their responder is not one the gather waits for.</summary>
+    public int Ignored { get; private set; }
 
     public bool Done { get; private set; }
 
@@ -36,6 +47,12 @@ internal sealed class JoinState
     /// <summary>Adds a reply; false for a duplicate (a responder that already answered).</summary>
     public bool Add(Reply reply)
     {
+        if (_eligible is not null && !_eligible.Contains(reply.Responder))
+        {
+            Ignored++;
+            return true;
+        }
+
         if (!_seen.Add(reply.Responder))
         {
             return false;
