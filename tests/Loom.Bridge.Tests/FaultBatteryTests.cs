@@ -364,8 +364,11 @@ public sealed class FaultBatteryTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     /// <summary>An offender that must keep its stream (its error comes as a reply) never saw it end.</summary>
-    private void AssertStreamKept(string offender) =>
-        Assert.DoesNotContain(_offenders.Snapshot(), kv => kv.Key.StartsWith(offender + "/stream_ended", StringComparison.Ordinal) || kv.Key.StartsWith(offender + "/write_", StringComparison.Ordinal));
+    private void AssertStreamKept(string offender)
+    {
+        var ended = _offenders.Snapshot().Where(kv => kv.Key.StartsWith(offender + "/stream_ended", StringComparison.Ordinal) || kv.Key.StartsWith(offender + "/write_", StringComparison.Ordinal)).Select(kv => kv.Key).ToList();
+        Assert.True(ended.Count == 0, Describe("the offender's stream ended: " + string.Join(", ", ended.Select(k => k + " (" + (_offenders.Details.TryGetValue(k, out var d) ? d : "") + ")"))));
+    }
 
     private string Describe(string what) =>
         what + "; offender: " + Tally.Format(_offenders.Snapshot()) + "; healthy: " + Tally.Format(_healthy.Snapshot()) + "; bridge output: " + _bridge?.Tail();

@@ -27,6 +27,7 @@ public sealed class PermissionTests : IAsyncLifetime
                 GrpcPort = 0,
                 HttpPort = 0,
                 Auth = AuthMode.Required,
+                MetricsOpen = true, // the tests read the refusal counter without an admin token
                 TokenKeyFile = Key,
                 MinHeartbeatInterval = TimeSpan.FromMilliseconds(100),
                 Permissions = new Dictionary<string, IdentityPermissions>

@@ -59,12 +59,6 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             throw StatusMapping.ToStatus(new LoomException(ErrorCode.Unavailable, "The bridge is shutting down; retry with another bridge."));
         }
 
-        var policy = AuthInterceptor.PolicyOf(context);
-        if (policy.Check(PermissionAction.Call, request.Call.Capability) is { } refusal)
-        {
-            throw StatusMapping.ToStatus(sessions.Denied(PermissionAction.Call, refusal));
-        }
-
         var caller = "anonymous";
         if (!string.IsNullOrEmpty(request.SessionId))
         {
@@ -76,6 +70,13 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             CheckOwner(session, context);
             caller = session.AgentId;
             session.MarkContact();
+        }
+
+        // After the session's owner: a leaked session id is refused as such, whatever the caller may call.
+        var policy = AuthInterceptor.PolicyOf(context);
+        if (policy.Check(PermissionAction.Call, request.Call.Capability) is { } refusal)
+        {
+            throw StatusMapping.ToStatus(sessions.Denied(PermissionAction.Call, refusal));
         }
 
         var actionRequest = ToActionRequest(request.Call, caller, DeadlineOf(context));
