@@ -160,6 +160,13 @@ public sealed record BridgeOptions
     public string? TokenKeyFile { get; init; }
 
     /// <summary>
+    /// Listen on a non-loopback address without <c>--auth required</c> and TLS (insecure,
+    /// <c>--insecure</c>): anyone who reaches the ports can then register agents, call every
+    /// capability and read memory. Default false: such a bridge refuses to start, naming what to turn on.
+    /// </summary>
+    public bool Insecure { get; init; }
+
+    /// <summary>
     /// Serve <c>/metrics</c> without a credential when <see cref="Auth"/> is on (metrics_open,
     /// <c>--metrics-open</c>), for a Prometheus that sends no token. Default false: with auth on,
     /// <c>/metrics</c> needs an admin or read-only credential like <c>/v1/*</c>.
@@ -216,6 +223,10 @@ public sealed record BridgeOptions
         }
 
         _ = LoomBridge.ResolveAddress(Host);
+        Check(
+            !Insecure && !LoomBridge.IsLoopback(Host) && !(Auth == AuthMode.Required && TlsEnabled),
+            nameof(Insecure),
+            $"Host {Host} is not a loopback address, and the bridge does not require authentication and TLS: anyone who reaches it could register agents, call every capability and read memory. Turn on --auth required with --tls-cert/--tls-key (docs/security.md), bind 127.0.0.1, or pass --insecure (insecure: true) to accept that on purpose.");
         Check(GrpcPort is < 0 or > 65535, nameof(GrpcPort), $"GrpcPort is {GrpcPort}; use 0 (a free port) to 65535.");
         Check(HttpPort is < 0 or > 65535, nameof(HttpPort), $"HttpPort is {HttpPort}; use 0 (a free port) to 65535.");
         Check(GrpcPort != 0 && GrpcPort == HttpPort, nameof(HttpPort), $"GrpcPort and HttpPort are both {GrpcPort}; use two different ports (or 0 for free ones).");

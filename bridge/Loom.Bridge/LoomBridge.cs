@@ -298,7 +298,7 @@ public sealed class LoomBridge : IAsyncDisposable
         http2.InitialConnectionWindowSize = 2 * 1024 * 1024;
     }
 
-    private static bool IsLoopback(string host) => host == "localhost" || (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
+    internal static bool IsLoopback(string host) => host == "localhost" || (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
 
     /// <summary>Stops accepting work, drains in-flight work within <see cref="BridgeOptions.ShutdownTimeout"/>, and closes.</summary>
     public async Task StopAsync()

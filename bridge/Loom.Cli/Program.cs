@@ -58,10 +58,11 @@ internal static class Program
         var tlsClientCa = Internal.CliOptions.Text("--tls-client-ca", "Mutual TLS: gRPC clients must show a certificate signed by a CA in this PEM bundle; its CN/SAN is the agent's identity.", "FILE", "the path of a PEM CA bundle");
         var auth = Internal.CliOptions.Text("--auth", "Tokens: off (ignored), optional (checked when sent), required (every agent needs a token or a client certificate). Default off.", "off|optional|required", "one of off, optional, required", text => System.Enum.TryParse<AuthMode>(text.Trim(), ignoreCase: true, out _) && !int.TryParse(text, out _) ? null : "not a mode", "loud");
         var tokenKey = Internal.CliOptions.Text("--token-key", "The key file tokens are signed with (made 0600 when missing). Default .loom/keys/token.key.", "FILE", "the path of a key file");
+        var insecure = Internal.CliOptions.Flag("--insecure", "Listen on a non-loopback --host without --auth required and TLS, on purpose (anyone who reaches the ports is trusted).");
         var metricsOpen = Internal.CliOptions.Flag("--metrics-open", "With auth on, serve /metrics without a credential (for a Prometheus that sends none); /v1/* and /mcp stay protected.");
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey, metricsOpen,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey, metricsOpen, insecure,
         };
 
         // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
@@ -104,6 +105,7 @@ internal static class Program
                 Auth = parse.GetValue(auth) is { } mode ? System.Enum.Parse<AuthMode>(mode.Trim(), ignoreCase: true) : file.Auth,
                 TokenKeyFile = FullPath(parse.GetValue(tokenKey)) ?? file.TokenKeyFile,
                 MetricsOpen = parse.GetValue(metricsOpen) || file.MetricsOpen,
+                Insecure = parse.GetValue(insecure) || file.Insecure,
             };
             var given = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var (limit, option) in limits)

@@ -15,7 +15,7 @@ public sealed class LogHygieneTests
     private static async Task<(LoomBridge Bridge, LogCapture Log)> StartAsync(string host = "127.0.0.1")
     {
         var capture = new LogCapture();
-        var bridge = new LoomBridge(new BridgeOptions { Host = host, GrpcPort = 0, HttpPort = 0 }, logging => logging.AddProvider(capture));
+        var bridge = new LoomBridge(new BridgeOptions { Host = host, GrpcPort = 0, HttpPort = 0, Insecure = host != "127.0.0.1" }, logging => logging.AddProvider(capture));
         await bridge.StartAsync();
         return (bridge, capture);
     }
@@ -137,6 +137,14 @@ public sealed class LogHygieneTests
     [InlineData("", 4, "")]
     public void Client_text_is_escaped_and_cut_for_the_log(string text, int max, string expected) =>
         Assert.Equal(expected, LogText.Clean(text, max));
+
+    [Fact]
+    public void A_bridge_on_every_interface_without_auth_and_tls_refuses_to_start_unless_told_it_is_on_purpose()
+    {
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => new LoomBridge(new BridgeOptions { Host = "0.0.0.0", GrpcPort = 0, HttpPort = 0 }, _ => { }));
+        Assert.Equal(nameof(BridgeOptions.Insecure), ex.ParamName);
+        Assert.Contains("pass --insecure (insecure: true) to accept that on purpose", ex.Message, StringComparison.Ordinal);
+    }
 
     [Fact]
     public async Task A_bridge_on_every_interface_warns_with_its_real_address_and_prints_one_a_local_client_reaches()

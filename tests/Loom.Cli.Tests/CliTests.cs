@@ -136,7 +136,7 @@ public sealed partial class CliTests : IDisposable
     [Fact]
     public async Task Up_on_every_interface_prints_a_line_tools_parse_and_warns_with_the_real_address()
     {
-        await using var up = CliProcess.Start(_temp, null, "up", "--host", "0.0.0.0", "--grpc-port", "0", "--http-port", "0");
+        await using var up = CliProcess.Start(_temp, null, "up", "--host", "0.0.0.0", "--insecure", "--grpc-port", "0", "--http-port", "0");
 
         // The line the SDK suites and scripts wait for: a connect address, loopback for a wildcard bind.
         var listening = await up.WaitForLineAsync(@"^listening grpc=http://(127\.0\.0\.1:(\d+)) http=http://(127\.0\.0\.1:(\d+))\s*$", TimeSpan.FromSeconds(60));

@@ -25,7 +25,7 @@ internal enum RestartPolicy
 internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null, IReadOnlyDictionary<string, long>? Limits = null, BridgeSecuritySpec? Security = null);
 
 /// <summary>TLS and authentication settings of loom.yaml's bridge section; paths are absolute (resolved against the file's directory).</summary>
-internal sealed record BridgeSecuritySpec(string? TlsCert, string? TlsKey, string? TlsClientCa, string? Auth = null, string? TokenKey = null, bool MetricsOpen = false, IReadOnlyList<string>? AdminIdentities = null, IReadOnlyList<string>? ReadOnlyIdentities = null, IReadOnlyList<string>? McpAllowedHosts = null);
+internal sealed record BridgeSecuritySpec(string? TlsCert, string? TlsKey, string? TlsClientCa, string? Auth = null, string? TokenKey = null, bool MetricsOpen = false, IReadOnlyList<string>? AdminIdentities = null, IReadOnlyList<string>? ReadOnlyIdentities = null, IReadOnlyList<string>? McpAllowedHosts = null, bool Insecure = false);
 
 /// <summary>A command run before an agent starts, skipped while its inputs are unchanged.</summary>
 internal sealed record SetupSpec(string Command, IReadOnlyList<string> Inputs);
@@ -370,7 +370,7 @@ internal static partial class ProjectFileLoader
             return new BridgeSpec(null, null, "127.0.0.1", 0, 0, 5000);
         }
 
-        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_key", "metrics_open", "admin_identities", "read_only_identities", "mcp_allowed_hosts", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
+        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_key", "metrics_open", "admin_identities", "read_only_identities", "mcp_allowed_hosts", "insecure", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
         var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", known);
         var limits = new Dictionary<string, long>(StringComparer.Ordinal);
         ReadLimits(b, BridgeLimits.Bridge, "", "bridge.");
@@ -401,7 +401,8 @@ internal static partial class ProjectFileLoader
                 b.TryGetValue("metrics_open", out var metricsOpen) && reader.OneOf(metricsOpen, "bridge.metrics_open", ["true", "false"]) == "true",
                 b.TryGetValue("admin_identities", out var admins) ? reader.Strings(admins, "bridge.admin_identities") : null,
                 b.TryGetValue("read_only_identities", out var readers) ? reader.Strings(readers, "bridge.read_only_identities") : null,
-                b.TryGetValue("mcp_allowed_hosts", out var mcpHosts) ? reader.Strings(mcpHosts, "bridge.mcp_allowed_hosts") : null));
+                b.TryGetValue("mcp_allowed_hosts", out var mcpHosts) ? reader.Strings(mcpHosts, "bridge.mcp_allowed_hosts") : null,
+                b.TryGetValue("insecure", out var insecure) && reader.OneOf(insecure, "bridge.insecure", ["true", "false"]) == "true"));
 
         string? PathOf(string key) => b.TryGetValue(key, out var value) ? System.IO.Path.GetFullPath(reader.String(value, "bridge." + key), baseDirectory) : null;
 

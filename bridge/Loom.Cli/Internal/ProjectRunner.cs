@@ -250,6 +250,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             Auth = project.Bridge.Security?.Auth switch { "optional" => AuthMode.Optional, "required" => AuthMode.Required, _ => AuthMode.Off },
             TokenKeyFile = project.Bridge.Security?.TokenKey,
             MetricsOpen = project.Bridge.Security?.MetricsOpen ?? false,
+            Insecure = project.Bridge.Security?.Insecure ?? false,
             AdminIdentities = project.Bridge.Security?.AdminIdentities ?? [],
             ReadOnlyIdentities = project.Bridge.Security?.ReadOnlyIdentities ?? [],
             McpAllowedHosts = project.Bridge.Security?.McpAllowedHosts ?? [],
