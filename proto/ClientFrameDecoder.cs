@@ -16,22 +16,7 @@ public static class ClientFrameDecoder
     /// <exception cref="Google.Protobuf.InvalidProtocolBufferException">The bytes are not a ClientFrame.</exception>
     public static ClientFrame Decode(ReadOnlySequence<byte> message)
     {
-        if (message.IsSingleSegment)
-        {
-            return Decode(message.FirstSpan);
-        }
-
-        var length = checked((int)message.Length);
-        var rented = ArrayPool<byte>.Shared.Rent(length);
-        try
-        {
-            message.CopyTo(rented);
-            return Decode(rented.AsSpan(0, length));
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rented);
-        }
+        return WireFormat.Contiguous(message, Decode);
     }
 
     /// <inheritdoc cref="Decode(ReadOnlySequence{byte})"/>

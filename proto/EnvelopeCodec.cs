@@ -40,32 +40,32 @@ public static class EnvelopeCodec
             + (envelope.Tracestate.Length == 0 ? 0 : 1 + UniqueStringSize(envelope.Tracestate));
         if (envelope.TtlMs != 0)
         {
-            size += 1 + VarintSize(envelope.TtlMs);
+            size += 1 + WireFormat.VarintSize(envelope.TtlMs);
         }
 
         if (envelope.DeadlineUnixMs != 0)
         {
-            size += 1 + VarintSize((ulong)envelope.DeadlineUnixMs);
+            size += 1 + WireFormat.VarintSize((ulong)envelope.DeadlineUnixMs);
         }
 
         if (envelope.HopCount != 0)
         {
-            size += 1 + VarintSize(envelope.HopCount);
+            size += 1 + WireFormat.VarintSize(envelope.HopCount);
         }
 
         if (envelope.Qos != QosClass.Unspecified)
         {
-            size += 1 + VarintSize((ulong)(long)(int)envelope.Qos);
+            size += 1 + WireFormat.VarintSize((ulong)(long)(int)envelope.Qos);
         }
 
         if (envelope.TimestampUnixMs != 0)
         {
-            size += 1 + VarintSize((ulong)envelope.TimestampUnixMs);
+            size += 1 + WireFormat.VarintSize((ulong)envelope.TimestampUnixMs);
         }
 
         if (envelope.Payload.Length != 0)
         {
-            size += 1 + VarintSize((uint)envelope.Payload.Length) + envelope.Payload.Length;
+            size += 1 + WireFormat.VarintSize((uint)envelope.Payload.Length) + envelope.Payload.Length;
         }
 
         return size;
@@ -99,7 +99,7 @@ public static class EnvelopeCodec
         if (envelope.Payload.Length != 0)
         {
             destination[n++] = 0x6A;
-            n += WriteVarint(destination[n..], (uint)envelope.Payload.Length);
+            n += WireFormat.WriteVarint(destination[n..], (uint)envelope.Payload.Length);
             envelope.Payload.Span.CopyTo(destination[n..]);
             n += envelope.Payload.Length;
         }
@@ -230,23 +230,6 @@ public static class EnvelopeCodec
         return envelope;
     }
 
-    private static int VarintSize(ulong value) => value < 1UL << 7 ? 1 : (System.Numerics.BitOperations.Log2(value) / 7) + 1;
-
-    private static int VarintSize(uint value) => WireFormat.VarintSize(value);
-
-    private static int WriteVarint(Span<byte> span, ulong value)
-    {
-        var i = 0;
-        while (value >= 0x80)
-        {
-            span[i++] = (byte)(value | 0x80);
-            value >>= 7;
-        }
-
-        span[i++] = (byte)value;
-        return i;
-    }
-
     private static int WriteVarintField(Span<byte> span, byte tag, ulong value)
     {
         if (value == 0)
@@ -255,7 +238,7 @@ public static class EnvelopeCodec
         }
 
         span[0] = tag;
-        return 1 + WriteVarint(span[1..], value);
+        return 1 + WireFormat.WriteVarint(span[1..], value);
     }
 
     private static int UniqueStringSize(string value)
@@ -266,7 +249,7 @@ public static class EnvelopeCodec
         }
 
         var bytes = Encoding.UTF8.GetByteCount(value);
-        return 1 + VarintSize((uint)bytes) + bytes;
+        return 1 + WireFormat.VarintSize((uint)bytes) + bytes;
     }
 
     private static int CachedStringSize(Utf8Cache cache, string value)
@@ -277,7 +260,7 @@ public static class EnvelopeCodec
         }
 
         var bytes = value.Length <= MaxCachedBytes ? cache.Encode(value).Length : Encoding.UTF8.GetByteCount(value);
-        return 1 + VarintSize((uint)bytes) + bytes;
+        return 1 + WireFormat.VarintSize((uint)bytes) + bytes;
     }
 
     private static int WriteUnique(Span<byte> span, byte tag, string value)
@@ -289,7 +272,7 @@ public static class EnvelopeCodec
 
         span[0] = tag;
         var length = Encoding.UTF8.GetByteCount(value);
-        var n = 1 + WriteVarint(span[1..], (uint)length);
+        var n = 1 + WireFormat.WriteVarint(span[1..], (uint)length);
         return n + Encoding.UTF8.GetBytes(value, span[n..]);
     }
 
@@ -307,7 +290,7 @@ public static class EnvelopeCodec
 
         var utf8 = cache.Encode(value);
         span[0] = tag;
-        var n = 1 + WriteVarint(span[1..], (uint)utf8.Length);
+        var n = 1 + WireFormat.WriteVarint(span[1..], (uint)utf8.Length);
         utf8.CopyTo(span[n..]);
         return n + utf8.Length;
     }

@@ -28,22 +28,7 @@ public sealed class ServerFrameDecoder
     /// <exception cref="Google.Protobuf.InvalidProtocolBufferException">The bytes are not a ServerFrame.</exception>
     public ServerFrame Decode(ReadOnlySequence<byte> message)
     {
-        if (message.IsSingleSegment)
-        {
-            return Decode(message.FirstSpan);
-        }
-
-        var length = checked((int)message.Length);
-        var rented = ArrayPool<byte>.Shared.Rent(length);
-        try
-        {
-            message.CopyTo(rented);
-            return Decode(rented.AsSpan(0, length));
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rented);
-        }
+        return WireFormat.Contiguous(message, Decode);
     }
 
     private ServerFrame Decode(ReadOnlySpan<byte> bytes)

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Loom.Protocol.V1;
 
 /// <summary>Protobuf wire primitives for the hand-written frame encoder and decoder.</summary>
@@ -5,7 +7,12 @@ internal static class WireFormat
 {
     public static int VarintSize(uint value) => value < 1 << 7 ? 1 : value < 1 << 14 ? 2 : value < 1 << 21 ? 3 : value < 1 << 28 ? 4 : 5;
 
-    public static int WriteVarint(Span<byte> span, uint value)
+    /// <summary>Bytes of a 64-bit varint (a negative int32 or int64 field takes ten).</summary>
+    public static int VarintSize(ulong value) => value < 1UL << 7 ? 1 : (System.Numerics.BitOperations.Log2(value) / 7) + 1;
+
+    public static int WriteVarint(Span<byte> span, uint value) => WriteVarint(span, (ulong)value);
+
+    public static int WriteVarint(Span<byte> span, ulong value)
     {
         var i = 0;
         while (value >= 0x80)
@@ -44,4 +51,27 @@ internal static class WireFormat
         start = length = 0;
         return false;
     }
+
+    /// <summary>Parses a gRPC message with a span parser: bytes spanning several segments are first copied into one pooled array.</summary>
+    public static T Contiguous<T>(ReadOnlySequence<byte> message, SpanParser<T> parse)
+    {
+        if (message.IsSingleSegment)
+        {
+            return parse(message.FirstSpan);
+        }
+
+        var length = checked((int)message.Length);
+        var rented = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            message.CopyTo(rented);
+            return parse(rented.AsSpan(0, length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    public delegate T SpanParser<out T>(ReadOnlySpan<byte> bytes);
 }
