@@ -13,12 +13,25 @@ import {
 } from '@loom-agents/sdk';
 import { corpusIndex, loadCorpus, search, type CorpusDoc, type SearchHit } from './search.js';
 import { cityRegistry } from './cities.js';
+import { relevantHits } from './relevance.js';
 import { splitSentences, tokenize } from './text.js';
-import { getWeather, WeatherError, type WeatherReport } from './weather.js';
+import { getWeather, WEATHER_PROVIDER_ENV, WeatherError, type WeatherReport, weatherTable } from './weather.js';
+import { SEARCH_PROVIDER_ENV } from './search.js';
 
-interface PlanTask { id: string; text: string; capability: string; city?: string; date?: string; query?: string }
+interface PlanTask {
+  id: string; text: string; capability: string; city?: string; date?: string; query?: string;
+  /** All the days asked (a weekend, a week, a month); `date` is the first. */
+  dates?: string[];
+  /** weather, packing, best-time, sightseeing, food, transport, history, general. */
+  aspect?: string;
+  /** For weather parts: cold, warm, temperature, rain, snow, sun, wind, clothes, best-time, weather. */
+  asks?: string[];
+  city_in_data?: boolean;
+}
 interface Plan { kind: 'plan'; question: string; tasks: PlanTask[] }
 interface Source { id: string; title: string; url: string | null; snippet?: string }
+/** A capability call made for a task, as the report's readers (and tests) can check it. */
+interface Call { capability: string; args: Record<string, unknown>; outcome: string }
 interface Finding {
   kind: 'finding';
   task_id: string;
@@ -26,9 +39,20 @@ interface Finding {
   answer: string;
   sources: Source[];
   sentences: { text: string; source_id: string }[];
+  /** The first day's weather (kept for readers of one day). */
   weather?: WeatherReport;
+  /** Every day's weather found, in date order. */
+  weather_days?: WeatherReport[];
+  /** Plain statements of what the data does not have ("no weather data for Oslo in the bundled set"). */
+  no_data?: string[];
+  calls: Call[];
+  aspect?: string;
+  asks?: string[];
   error?: string;
 }
+
+/** Most days one weather task looks up (a month). */
+const MAX_DAYS_PER_TASK = 31;
 
 const SENTENCES_PER_DOC = 2;
 const HITS_PER_TASK = 3;
@@ -71,6 +95,10 @@ export const webSearch = capability({
   handler: async (input: unknown) => {
     const { query, limit, city } = input as { query: string; limit?: number; city?: string };
     const known = city ? cityRegistry().resolve(city) : undefined;
+    if (city && !known && offlineSearch()) {
+      // The bundled corpus has nothing about this place: no hits, rather than another city's.
+      return { hits: [], note: `The bundled corpus has no documents about ${city}.` };
+    }
     const hits = await search(query, { limit: limit ?? 5, ...(known ? { topics: [`city:${known.id}`] } : {}) });
     return { hits };
   },
@@ -105,31 +133,127 @@ export const weatherGet = capability({
   },
 });
 
-async function research(ctx: AgentContext, task: PlanTask, threadId: string): Promise<Finding> {
-  const base = { kind: 'finding' as const, task_id: task.id, question: task.text };
-  try {
-    if (task.capability === 'weather.get' && task.city && task.date) {
-      const weather = await ctx.invoke<WeatherReport>('weather.get', { city: task.city, date: task.date }, { threadId, timeoutMs: 10_000 });
-      const month = new Date(`${task.date}T00:00:00Z`).toLocaleString('en', { month: 'long', timeZone: 'UTC' });
-      const context = await ctx.invoke<{ hits: SearchHit[] }>('web.search', { query: `${weather.city} climate weather ${month}`, limit: 1, city: weather.city }, { threadId, timeoutMs: 10_000 });
-      const weatherSource: Source = {
-        id: `weather:${weather.city.toLowerCase().replace(/[^a-z0-9]+/g, '-')}:${weather.date}`,
-        title: `${weather.source === 'synthetic' ? 'Bundled weather dataset (synthetic, from climate normals)' : 'Open-Meteo'}: ${weather.city}, ${weather.date}`,
-        url: weather.source === 'synthetic' ? null : 'https://open-meteo.com/',
-      };
-      const sentences = [{ text: `${weather.summary}.`, source_id: weatherSource.id }];
-      const sources: Source[] = [weatherSource];
-      for (const hit of context.hits) {
-        const doc = docsById.get(hit.id);
-        for (const text of doc ? bestSentences(doc, `${weather.city} climate ${month} rain temperature`, 1) : [hit.snippet]) {
-          sentences.push({ text, source_id: hit.id });
-        }
-        sources.push({ id: hit.id, title: hit.title, url: hit.url, snippet: hit.snippet });
+const offlineSearch = (): boolean => ['', 'local', 'corpus'].includes((process.env[SEARCH_PROVIDER_ENV] ?? '').trim().toLowerCase());
+const offlineWeather = (): boolean => ['', 'local', 'synthetic', 'bundled'].includes((process.env[WEATHER_PROVIDER_ENV] ?? '').trim().toLowerCase());
+const slug = (s: string): string => s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+
+/** "2026-12-05", "2026-12-05 and 2026-12-06" or "2026-12-01 to 2026-12-31". */
+function describeDays(days: readonly string[]): string {
+  if (days.length === 1) return days[0]!;
+  if (days.length === 2) return `${days[0]} and ${days[1]}`;
+  return `${days[0]} to ${days[days.length - 1]}`;
+}
+
+async function researchWeather(ctx: AgentContext, task: PlanTask, threadId: string): Promise<Finding> {
+  const calls: Call[] = [];
+  const base = { kind: 'finding' as const, task_id: task.id, question: task.text, calls, aspect: task.aspect ?? 'weather', asks: task.asks ?? ['weather'] };
+  const where = offlineWeather() ? 'in the bundled set' : 'from the weather provider';
+  if (!task.city) {
+    return { ...base, answer: '', sources: [], sentences: [], no_data: ['The question names no city, so there is no weather to look up; ask about a named city'] };
+  }
+  const days = [...new Set(task.dates && task.dates.length > 0 ? task.dates : task.date ? [task.date] : [])].sort().slice(0, MAX_DAYS_PER_TASK);
+  if (days.length === 0) {
+    return { ...base, answer: '', sources: [], sentences: [], no_data: [`No day was given for ${task.city}, so there is no weather to look up`] };
+  }
+  const found: WeatherReport[] = [];
+  const unknownCity: string[] = [];
+  const missingDays: string[] = [];
+  const failures: string[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(4, days.length) }, async () => {
+    for (let i = next++; i < days.length; i = next++) {
+      const date = days[i]!;
+      try {
+        found.push(await ctx.invoke<WeatherReport>('weather.get', { city: task.city, date }, { threadId, timeoutMs: 10_000 }));
+        calls.push({ capability: 'weather.get', args: { city: task.city, date }, outcome: 'ok' });
+      } catch (error) {
+        const message = error instanceof LoomError ? error.message : String(error);
+        const code = error instanceof LoomError ? error.code : 'ERROR';
+        calls.push({ capability: 'weather.get', args: { city: task.city, date }, outcome: `${code}: ${message}` });
+        if (/unknown city/i.test(message)) unknownCity.push(date);
+        else if (/no weather data|covers|forecast/i.test(message)) missingDays.push(date);
+        else failures.push(`${date}: ${message}`);
       }
-      return { ...base, answer: `${weather.summary}. ${weather.note}`, sources, sentences, weather };
     }
+  }));
+  found.sort((a, b) => a.date.localeCompare(b.date));
+  calls.sort((a, b) => String(a.args.date).localeCompare(String(b.args.date)));
+  const noData: string[] = [];
+  if (unknownCity.length > 0) {
+    const known = cityRegistry().names();
+    noData.push(`No weather data for ${task.city} ${where} (it covers ${known.length} cities: ${known.join(', ')})`);
+  }
+  if (missingDays.length > 0) {
+    const range = offlineWeather() ? ` (it covers ${weatherRange()})` : '';
+    noData.push(`No weather data for ${found[0]?.city ?? task.city} on ${describeDays(missingDays.sort())} ${where}${range}`);
+  }
+  if (failures.length > 0) noData.push(`The weather lookup failed for ${task.city} on ${failures.join('; ')}`);
+  if (found.length === 0) {
+    return { ...base, answer: noData.join('. '), sources: [], sentences: [], no_data: noData };
+  }
+  const city = found[0]!.city;
+  const synthetic = found.every((w) => w.source === 'synthetic');
+  const foundDays = found.map((w) => w.date);
+  const weatherSource: Source = {
+    id: `weather:${slug(city)}:${foundDays.length === 1 ? foundDays[0] : `${foundDays[0]}..${foundDays[foundDays.length - 1]}`}`,
+    title: `${synthetic ? 'Bundled weather dataset (synthetic sample data from climate normals, not observations)' : 'Open-Meteo'}: ${city}, ${describeDays(foundDays)}`,
+    url: synthetic ? null : 'https://open-meteo.com/',
+  };
+  const label = synthetic ? ' (synthetic sample data)' : '';
+  const sentences: Finding['sentences'] = found.slice(0, 7).map((w) => ({ text: `${w.summary}${label}.`, source_id: weatherSource.id }));
+  const sources: Source[] = [weatherSource];
+  // The city's own climate document, for context (never another city's).
+  const month = new Date(`${foundDays[0]}T00:00:00Z`).toLocaleString('en', { month: 'long', timeZone: 'UTC' });
+  const query = `${city} climate weather ${month}`;
+  const context = await ctx.invoke<{ hits: SearchHit[] }>('web.search', { query, limit: 1, city }, { threadId, timeoutMs: 10_000 });
+  calls.push({ capability: 'web.search', args: { query, limit: 1, city }, outcome: `${context.hits.length} hits` });
+  const registry = cityRegistry();
+  const { kept } = relevantHits(context.hits, { query, city: registry.resolve(city), cities: registry.cities, docs: docsById });
+  for (const hit of kept) {
+    const doc = docsById.get(hit.id);
+    for (const text of doc ? bestSentences(doc, `${city} climate ${month} rain temperature`, 1) : [hit.snippet]) {
+      sentences.push({ text, source_id: hit.id });
+    }
+    sources.push({ id: hit.id, title: hit.title, url: hit.url, snippet: hit.snippet });
+  }
+  const note = found[0]!.note;
+  return {
+    ...base,
+    answer: `${found.map((w) => w.summary).join('; ')}${label}. ${note}`,
+    sources, sentences, weather: found[0], weather_days: found, ...(noData.length > 0 ? { no_data: noData } : {}),
+  };
+}
+
+let cachedRange: string | undefined;
+/** The bundled dataset's first and last day, e.g. "2026-01-01 to 2027-12-31". */
+function weatherRange(): string {
+  if (cachedRange) return cachedRange;
+  const table = weatherTable();
+  return (cachedRange = `${table.firstDate} to ${table.lastDate}`);
+}
+
+async function research(ctx: AgentContext, task: PlanTask, threadId: string): Promise<Finding> {
+  const base = { kind: 'finding' as const, task_id: task.id, question: task.text, aspect: task.aspect ?? 'general' };
+  const calls: Call[] = [];
+  try {
+    if (task.capability === 'weather.get') return await researchWeather(ctx, task, threadId);
     const query = task.query ?? task.text;
-    const { hits } = await ctx.invoke<{ hits: SearchHit[] }>('web.search', { query, limit: HITS_PER_TASK, ...(task.city ? { city: task.city } : {}) }, { threadId, timeoutMs: 10_000 });
+    const args = { query, limit: HITS_PER_TASK + 2, ...(task.city ? { city: task.city } : {}) };
+    const result = await ctx.invoke<{ hits: SearchHit[]; note?: string }>('web.search', args, { threadId, timeoutMs: 10_000 });
+    calls.push({ capability: 'web.search', args, outcome: `${result.hits.length} hits` });
+    const registry = cityRegistry();
+    const known = task.city ? registry.resolve(task.city) : undefined;
+    if (task.city && !known && offlineSearch()) {
+      return { ...base, calls, answer: '', sources: [], sentences: [], no_data: [`The bundled data has no documents about ${task.city} (it covers ${registry.cities.length} cities)`] };
+    }
+    const { kept, dropped } = relevantHits(result.hits, {
+      query: `${task.text} ${query}`, ...(known ? { city: known } : {}), cities: registry.cities, docs: docsById,
+    });
+    for (const d of dropped) log(`thread ${threadId}: ${task.id} dropped ${d.id} (${d.reason})`);
+    const hits = kept.slice(0, HITS_PER_TASK);
+    if (hits.length === 0) {
+      return { ...base, calls, answer: '', sources: [], sentences: [], no_data: [`Nothing in the ${offlineSearch() ? 'bundled corpus' : 'search results'} answers this${task.city ? ` for ${task.city}` : ''}`] };
+    }
     const sentences: Finding['sentences'] = [];
     for (const hit of hits) {
       const doc = docsById.get(hit.id);
@@ -137,13 +261,14 @@ async function research(ctx: AgentContext, task: PlanTask, threadId: string): Pr
     }
     return {
       ...base,
+      calls,
       answer: sentences.map((s) => s.text).join(' '),
       sources: hits.map((h) => ({ id: h.id, title: h.title, url: h.url, snippet: h.snippet })),
       sentences,
     };
   } catch (error) {
     const message = error instanceof LoomError ? `${error.code}: ${error.message}` : String(error);
-    return { ...base, answer: '', sources: [], sentences: [], error: message };
+    return { ...base, calls, answer: '', sources: [], sentences: [], error: message };
   }
 }
 
@@ -151,8 +276,12 @@ function isPlanTask(value: unknown): value is PlanTask {
   if (typeof value !== 'object' || value === null) return false;
   const task = value as Record<string, unknown>;
   const optional = (key: string): boolean => task[key] === undefined || typeof task[key] === 'string';
+  const strings = (key: string, max: number): boolean => task[key] === undefined
+    || (Array.isArray(task[key]) && (task[key] as unknown[]).length <= max && (task[key] as unknown[]).every((v) => typeof v === 'string'));
   return typeof task.id === 'string' && typeof task.text === 'string' && typeof task.capability === 'string'
-    && optional('city') && optional('date') && optional('query');
+    && optional('city') && optional('date') && optional('query') && optional('aspect')
+    && strings('dates', MAX_DAYS_PER_TASK) && strings('asks', 16)
+    && (task.city_in_data === undefined || typeof task.city_in_data === 'boolean');
 }
 
 /** Tasks of one plan researched at once. */
