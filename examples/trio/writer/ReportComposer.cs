@@ -7,8 +7,10 @@ namespace Loom.Examples.Trio.Writer;
 /// <summary>
 /// Composes the report offline: extractive summarisation (sentences quoted verbatim from the
 /// sources the Researcher returned, ranked by how much of the question they cover, near-duplicates
-/// dropped) and a fixed template, with a numbered citation after every sentence. Deterministic:
-/// the same findings give the same report.
+/// dropped) and a fixed template, with a numbered citation after every sentence taken from a
+/// source. Weather parts are answered from the figures (<see cref="WeatherAnswers"/>), labelled as
+/// synthetic sample data where they are; what the data does not have is said plainly, uncited.
+/// Deterministic: the same findings give the same report.
 /// </summary>
 internal static partial class ReportComposer
 {
@@ -50,23 +52,46 @@ internal static partial class ReportComposer
         var markdown = new StringBuilder();
         markdown.Append(CultureInfo.InvariantCulture, $"# {plan.Question.Trim()}\n\n");
 
-        // Summary: the best sentence of each section, so every sub-question is represented.
-        var sections = new List<(PlanTask Task, Finding? Finding, List<(string Text, string SourceId)> Chosen)>();
+        // One section per part of the question; every section says something, if only what is missing.
+        var sections = new List<(PlanTask Task, List<(string Text, string? SourceId)> Lines, string? Notice)>();
         foreach (var task in plan.Tasks)
         {
             var finding = findings.FirstOrDefault(f => f.TaskId == task.Id);
-            var chosen = finding is null ? [] : Choose(finding, Terms(task.Text).Union(questionTerms).ToHashSet(StringComparer.Ordinal));
-            sections.Add((task, finding, chosen));
+            var terms = Terms(task.Text).Union(questionTerms).ToHashSet(StringComparer.Ordinal);
+            if (finding is null)
+            {
+                sections.Add((task, [], "No finding arrived for this question before the deadline."));
+            }
+            else if (finding.Error is { Length: > 0 } error)
+            {
+                sections.Add((task, [], $"The research failed: {error}"));
+            }
+            else if (IsWeather(task, finding))
+            {
+                sections.Add((task, WeatherLines(task, finding, terms), null));
+            }
+            else
+            {
+                var chosen = Choose(finding, terms).Select(c => (c.Text, (string?)c.SourceId)).ToList();
+                if (chosen.Count == 0)
+                {
+                    chosen = finding.NoData is { Count: > 0 } noData
+                        ? noData.Select(n => (Sentence(n), (string?)null)).ToList()
+                        : [("Nothing in the sources found answers this.", null)];
+                }
+
+                sections.Add((task, chosen, null));
+            }
         }
 
-        // Number only the sources the report quotes, in the order it first quotes them.
+        // Number only the sources the report cites, in the order it first cites them.
         var all = NumberSources(findings);
         var sources = new List<CitedSource>();
-        foreach (var (_, _, chosen) in sections)
+        foreach (var (_, lines, _) in sections)
         {
-            foreach (var (_, sourceId) in chosen)
+            foreach (var (_, sourceId) in lines)
             {
-                if (sources.All(s => s.Id != sourceId) && all.FirstOrDefault(s => s.Id == sourceId) is { } source)
+                if (sourceId is not null && sources.All(s => s.Id != sourceId) && all.FirstOrDefault(s => s.Id == sourceId) is { } source)
                 {
                     sources.Add(source with { Number = sources.Count + 1 });
                 }
@@ -75,66 +100,89 @@ internal static partial class ReportComposer
 
         var number = sources.ToDictionary(s => s.Id, s => s.Number, StringComparer.Ordinal);
         markdown.Append("## Summary\n\n");
-        var summary = sections.Where(s => s.Chosen.Count > 0).Select(s => Cite(s.Chosen[0], number)).ToList();
+        var summary = sections.Select(s => s.Lines.Count > 0 ? Cite(s.Lines[0], number) : s.Notice!).ToList();
         markdown.Append(summary.Count > 0 ? string.Join(' ', summary) : "The research returned nothing to summarise.").Append("\n\n");
 
-        foreach (var (task, finding, chosen) in sections)
+        foreach (var (task, lines, notice) in sections)
         {
             markdown.Append(CultureInfo.InvariantCulture, $"## {task.Text.Trim()}\n\n");
-            if (finding is null)
+            if (notice is not null)
             {
-                markdown.Append("_No finding arrived for this question before the deadline._\n\n");
+                markdown.Append(CultureInfo.InvariantCulture, $"_{notice}_\n\n");
                 continue;
             }
 
-            if (finding.Error is { Length: > 0 } error)
+            foreach (var line in lines)
             {
-                markdown.Append(CultureInfo.InvariantCulture, $"_The research failed: {error}_\n\n");
-                continue;
-            }
-
-            if (chosen.Count == 0)
-            {
-                markdown.Append(CultureInfo.InvariantCulture, $"{finding.Answer.Trim()}\n\n");
-                continue;
-            }
-
-            foreach (var sentence in chosen)
-            {
-                markdown.Append(CultureInfo.InvariantCulture, $"- {Cite(sentence, number)}\n");
-            }
-
-            if (Advice(finding) is { } advice && finding.Sources.Count > 0 && number.TryGetValue(finding.Sources[0].Id, out var weatherSource))
-            {
-                markdown.Append(CultureInfo.InvariantCulture, $"- {advice} [{weatherSource}]\n");
+                markdown.Append(CultureInfo.InvariantCulture, $"- {Cite(line, number)}\n");
             }
 
             markdown.Append('\n');
         }
 
         markdown.Append("## Sources\n\n");
+        if (sources.Count == 0)
+        {
+            markdown.Append("None: nothing in the data answered this question.\n");
+        }
+
         foreach (var source in sources)
         {
             markdown.Append(CultureInfo.InvariantCulture, $"[{source.Number}] {source.Title}{(source.Url is { Length: > 0 } url ? $" — {url}" : "")} ({source.Id})\n");
         }
 
-        return new Report("report", plan.Question, markdown.ToString().TrimEnd() + "\n", sources, OfflineGenerator, missingTasks);
+        var outcomes = plan.Tasks.Select(t => findings.FirstOrDefault(f => f.TaskId == t.Id) is { } f
+            ? new TaskOutcome(t.Id, t.Text, t.Capability, t.Aspect, f.Calls ?? [], f.NoData ?? [])
+            : new TaskOutcome(t.Id, t.Text, t.Capability, t.Aspect, [], [])).ToList();
+        return new Report("report", plan.Question, markdown.ToString().TrimEnd() + "\n", sources, OfflineGenerator, missingTasks, outcomes);
     }
 
-    /// <summary>A templated reading of a weather finding (rain and temperature), or null when it has none.</summary>
-    private static string? Advice(Finding finding)
+    private static bool IsWeather(PlanTask task, Finding finding) =>
+        task.Capability == "weather.get" || finding.WeatherDays is { Count: > 0 } || finding.Weather is { ValueKind: System.Text.Json.JsonValueKind.Object };
+
+    private static string Sentence(string text) => text.TrimEnd().EndsWith('.') ? text.Trim() : text.Trim() + ".";
+
+    /// <summary>
+    /// A weather part: the direct answers to what it asks first, then the figures (labelled as
+    /// synthetic when they are), then what the data lacks, then the city's own climate context.
+    /// With no data at all: says so plainly, and what the report therefore cannot answer.
+    /// </summary>
+    internal static List<(string Text, string? SourceId)> WeatherLines(PlanTask task, Finding finding, HashSet<string> terms)
     {
-        if (finding.Weather is not { ValueKind: System.Text.Json.JsonValueKind.Object } weather
-            || !weather.TryGetProperty("precipMm", out var rain) || !weather.TryGetProperty("tempMaxC", out var max))
+        var days = (finding.WeatherDays is { Count: > 0 } list ? list : finding.Weather is { } one ? [one] : [])
+            .Select(WeatherDay.From).OfType<WeatherDay>().OrderBy(d => d.Date, StringComparer.Ordinal).ToList();
+        var asks = task.Asks is { Count: > 0 } a ? a : ["weather"];
+        var place = days.Count > 0 ? days[0].City : task.City ?? "the place asked";
+        var lines = new List<(string Text, string? SourceId)>();
+        var noData = (finding.NoData ?? []).Select(n => (Sentence(n), (string?)null)).ToList();
+        if (days.Count == 0)
         {
-            return null;
+            lines.AddRange(noData.Count > 0 ? noData : [($"No weather data for {place}.", null)]);
+            lines.Add((WeatherAnswers.Unanswerable(asks, place), null));
+            return lines;
         }
 
-        var mm = rain.GetDouble();
-        var warmest = max.GetDouble();
-        var umbrella = mm >= 1 ? $"Rain is expected ({mm:0.#} mm): take an umbrella." : mm > 0 ? $"Only a trace of rain is expected ({mm:0.#} mm)." : "No rain is expected: an umbrella should not be needed.";
-        var clothes = warmest < 8 ? "Dress for the cold" : warmest < 16 ? "A warm layer or jacket is advisable" : warmest < 24 ? "Light layers should do" : "Dress for warm weather";
-        return string.Create(CultureInfo.InvariantCulture, $"{umbrella} {clothes} (highs of {warmest:0.#} °C).");
+        var weatherId = finding.Sources.FirstOrDefault(s => s.Id.StartsWith("weather:", StringComparison.Ordinal))?.Id ?? (finding.Sources.Count > 0 ? finding.Sources[0].Id : null);
+        lines.AddRange(WeatherAnswers.Answers(asks, days, place).Select(t => (t, weatherId)));
+        if (task.DateNote is { Length: > 0 } note)
+        {
+            lines.Add((Sentence($"Note: {note} ({WeatherAnswers.Period(days)})"), null));
+        }
+
+        lines.AddRange(WeatherAnswers.Figures(days).Select(t => (t, weatherId)));
+        lines.AddRange(noData);
+        if (days.All(d => d.Synthetic))
+        {
+            lines.Add(($"These figures are {WeatherAnswers.SyntheticLabel}, generated from climate normals for this demo: not observations and not a forecast.", weatherId));
+        }
+
+        var context = finding with { Sentences = (finding.Sentences ?? []).Where(s => s.SourceId != weatherId).ToList() };
+        if (context.Sentences!.Count > 0)
+        {
+            lines.AddRange(Choose(context, terms).Take(1).Select(c => (c.Text, (string?)c.SourceId)));
+        }
+
+        return lines;
     }
 
     /// <summary>The sentences of a finding worth quoting: best coverage of the terms first, near-duplicates dropped, in source order.</summary>
@@ -178,8 +226,8 @@ internal static partial class ReportComposer
         return picked.OrderBy(p => p.Order).Select(p => (p.Text, p.SourceId)).ToList();
     }
 
-    private static string Cite((string Text, string SourceId) sentence, Dictionary<string, int> number) =>
-        number.TryGetValue(sentence.SourceId, out var n) ? $"{sentence.Text} [{n}]" : sentence.Text;
+    private static string Cite((string Text, string? SourceId) sentence, Dictionary<string, int> number) =>
+        sentence.SourceId is not null && number.TryGetValue(sentence.SourceId, out var n) ? $"{sentence.Text} [{n}]" : sentence.Text;
 
     private static double Score(string sentence, HashSet<string> terms)
     {
