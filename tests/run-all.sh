@@ -71,7 +71,7 @@ done
 
 # --- Python and Node suites: interop with the official gRPC clients, then the SDKs, then each
 # SDK installed from a copy outside the checkout (tests/install) ------------------------------
-for runner in tests/interop/python/run.sh tests/interop/node/run.sh sdk-python/run-tests.sh sdk-js/run-tests.sh examples/trio/researcher/run-tests.sh tests/install/run.sh; do
+for runner in tests/interop/python/run.sh tests/interop/node/run.sh sdk-python/run-tests.sh sdk-js/run-tests.sh examples/trio/researcher/run-tests.sh examples/trio/planner/run-tests.sh tests/install/run.sh; do
   [ -f "$runner" ] || continue
   name="$(dirname "$runner")"
   echo "== $name"

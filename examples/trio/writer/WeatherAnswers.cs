@@ -98,10 +98,10 @@ internal static class WeatherAnswers
                     answers.Add($"Wind? Winds of up to {F(days.Max(d => d.WindKph))} km/h in {place} on {period}{label}.");
                     break;
                 case "clothes":
-                    var coat = highs.Max < 8 ? "Yes, bring a warm coat or jacket, and layers"
-                        : highs.Max < 16 ? "Yes, bring a jacket or a warm layer"
-                        : lows.Min < 14 ? "A light jacket or layer for the evenings should do"
-                        : "No jacket needed: dress for warm weather";
+                    var coat = highs.Max < 8 ? "yes, bring a warm coat or jacket, and layers"
+                        : highs.Max < 16 ? "yes, bring a jacket or a warm layer"
+                        : lows.Min < 14 ? "a light jacket or layer for the evenings should do"
+                        : "no jacket needed, dress for warm weather";
                     var umbrella = wet > 0 ? $"; pack an umbrella or raincoat (rain{of})" : "; no umbrella needed (no rain)";
                     answers.Add($"What to wear or pack: {coat}{umbrella}. In {place} on {period}: {temps}{label}.");
                     break;

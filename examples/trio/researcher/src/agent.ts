@@ -181,7 +181,8 @@ async function researchWeather(ctx: AgentContext, task: PlanTask, threadId: stri
   const noData: string[] = [];
   if (unknownCity.length > 0) {
     const known = cityRegistry().names();
-    noData.push(`No weather data for ${task.city} ${where} (it covers ${known.length} cities: ${known.join(', ')})`);
+    noData.push(`No weather data for ${task.city} ${where}`);
+    noData.push(`The bundled set covers ${known.length} cities: ${known.join(', ')}`);
   }
   if (missingDays.length > 0) {
     const range = offlineWeather() ? ` (it covers ${weatherRange()})` : '';
@@ -211,7 +212,7 @@ async function researchWeather(ctx: AgentContext, task: PlanTask, threadId: stri
   const { kept } = relevantHits(context.hits, { query, city: registry.resolve(city), cities: registry.cities, docs: docsById });
   for (const hit of kept) {
     const doc = docsById.get(hit.id);
-    for (const text of doc ? bestSentences(doc, `${city} climate ${month} rain temperature`, 1) : [hit.snippet]) {
+    for (const text of doc ? bestSentences(doc, `climate weather ${month} rain rainfall temperature season winter summer`, 1) : [hit.snippet]) {
       sentences.push({ text, source_id: hit.id });
     }
     sources.push({ id: hit.id, title: hit.title, url: hit.url, snippet: hit.snippet });
