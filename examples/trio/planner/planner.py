@@ -121,8 +121,12 @@ async def wait_for_capabilities(http_url: Optional[str], timeout: float) -> None
 
 def read_questions(path: str) -> List[str]:
     """TRIO_QUESTIONS_FILE: one question a line; blank lines and lines starting with # are skipped."""
+    # A relative path: from the current folder (the planner's), else the repository's or the example's.
+    candidates = [Path(path)] if Path(path).is_absolute() else [
+        Path(path), *([Path(os.environ["LOOM_HOME"]) / path] if os.environ.get("LOOM_HOME") else []), EXAMPLE / path]
+    found = next((c for c in candidates if c.is_file()), candidates[0])
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = found.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise loom.InvalidParamsError(f"TRIO_QUESTIONS_FILE {path!r} cannot be read ({exc.strerror}); give a file with one question a line.") from None
     questions = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]

@@ -102,7 +102,9 @@ internal static class WeatherAnswers
                         : highs.Max < 16 ? "yes, bring a jacket or a warm layer"
                         : lows.Min < 14 ? "a light jacket or layer for the evenings should do"
                         : "no jacket needed, dress for warm weather";
-                    var umbrella = wet > 0 ? $"; pack an umbrella or raincoat (rain{of})" : "; no umbrella needed (no rain)";
+                    var umbrella = wet > 0 ? $"; pack an umbrella or raincoat (rain{of})"
+                        : total > 0 ? $"; an umbrella is optional (only traces of rain, {F(total)} mm in all)"
+                        : "; no umbrella needed (no rain)";
                     answers.Add($"What to wear or pack: {coat}{umbrella}. In {place} on {period}: {temps}{label}.");
                     break;
                 case "best-time":
