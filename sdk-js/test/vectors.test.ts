@@ -33,7 +33,7 @@ interface Code {
 interface FromStatus {
   name: string; grpc_status: string; grpc_status_number: number; trailers?: Record<string, string>; code: ErrorCode; path?: string;
 }
-interface Errors { codes: Code[]; from_status: FromStatus[]; names: { text: string; code: ErrorCode | null }[] }
+interface Errors { codes: Code[]; from_error: { name: string; number: number; code: ErrorCode }[]; from_status: FromStatus[]; names: { text: string; code: ErrorCode | null }[] }
 interface Frames { cases: { name: string; type: string; json: Record<string, unknown>; hex: string }[] }
 interface Option {
   name: string; unit: string; default: unknown; min: number; max?: number;
@@ -108,6 +108,14 @@ for (const c of withType) {
     assert.equal(parsed.name, c.exception.typescript);
     assert.equal(parsed.code, c.code);
     assert.equal(parsed.retryable, c.retryable);
+  });
+}
+
+for (const c of errors.from_error) {
+  test(`vectors errors: from Error ${c.name}`, () => {
+    const error = fromProtoError({ code: c.number, message: 'm' });
+    assert.equal(error.code, c.code);
+    assert.equal(error.name, typeOf(c.code));
   });
 }
 

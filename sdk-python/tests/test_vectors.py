@@ -97,6 +97,13 @@ def test_error_type(case: Dict[str, Any]) -> None:
     assert type(parsed).__name__ == expected and parsed.code is code and parsed.retryable is case["retryable"]
 
 
+@cases(ERRORS["from_error"])
+def test_error_from_error_message(case: Dict[str, Any]) -> None:
+    error = _errors.from_proto(pb.Error(code=case["number"], message="m"))  # type: ignore[arg-type]
+    assert error.code.value == case["code"]
+    assert type(error).__name__ == next(c["exception"]["python"] for c in CODES if c["code"] == case["code"])
+
+
 class _Status:
     def __init__(self, name: str) -> None:
         self.name = name

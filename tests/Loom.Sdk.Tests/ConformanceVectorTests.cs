@@ -124,6 +124,8 @@ public sealed class ConformanceVectorTests
 
     public static TheoryData<string> CodeCases => Names("errors.json", "codes", "code");
 
+    public static TheoryData<string> FromErrorCases => Names("errors.json", "from_error");
+
     public static TheoryData<string> FromStatusCases => Names("errors.json", "from_status");
 
     public static TheoryData<string> NameCases => Names("errors.json", "names", "text");
@@ -151,6 +153,17 @@ public sealed class ConformanceVectorTests
         var created = ErrorMapping.Create(value, "m");
         Assert.Equal(expected, created.GetType().Name);
         Assert.Equal(value, created.Code);
+    }
+
+    [Theory]
+    [MemberData(nameof(FromErrorCases))]
+    public void Error_from_error_message(string name)
+    {
+        var c = Case("errors.json", "from_error", name);
+        var error = LoomException.FromError(new Error { Code = (ErrorCode)(int)c["number"]!, Message = "m" });
+        Assert.Equal((string)c["code"]!, ErrorCodes.Name(error.Code));
+        var type = Case("errors.json", "codes", (string)c["code"]!, "code")["exception"]!["dotnet"]!;
+        Assert.Equal((string)type!, error.GetType().Name);
     }
 
     [Theory]

@@ -119,7 +119,9 @@ export function fromStatus(status: Partial<grpc.StatusObject> & { message?: stri
 /** A Loom `Error` message as a typed error. */
 export function fromProtoError(error: PbError | null | undefined, fallback = 'The bridge reported an error without details.'): LoomError {
   if (!error) return createError('INTERNAL', fallback);
-  return createError(parseErrorCode(error.code ?? 0), error.message || fallback, {
+  const code = parseErrorCode(error.code ?? 0);
+  // UNSPECIFIED (never sent on purpose) is treated like an unknown code: INTERNAL (protocol §11).
+  return createError(code === 'UNSPECIFIED' ? 'INTERNAL' : code, error.message || fallback, {
     path: error.path ?? undefined,
     details: error.details ?? undefined,
     retryable: error.retryable === true ? true : undefined,
