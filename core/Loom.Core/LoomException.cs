@@ -49,6 +49,8 @@ public class LoomException : Exception
             ErrorCode.ResourceExhausted => new ResourceExhaustedException(message),
             ErrorCode.TtlExpired => new TtlExpiredException(message),
             ErrorCode.PermissionDenied => new PermissionDeniedException(message),
+            // UNSPECIFIED, or a code this build does not know (a newer bridge): INTERNAL, as in every SDK (protocol §11).
+            _ when error.Code == ErrorCode.Unspecified || !Enum.IsDefined(error.Code) => new LoomException(ErrorCode.Internal, message, path),
             _ => new LoomException(error.Code, message, path),
         };
     }

@@ -21,6 +21,7 @@ export type { SubscribeOptions } from './subscription.js';
 export { Memory, MemoryItem } from './memory.js';
 export type { CompareAndSetResult, MemoryOptions, MemorySetOptions } from './memory.js';
 export { Thread } from './thread.js';
+export { matches } from './topics.js';
 export {
   applyMajority, barrier, COLLAB_KIND_HEADER, contractNet, gather, isCallForProposals, isCollabRecord,
 } from './collab.js';

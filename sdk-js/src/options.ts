@@ -54,11 +54,11 @@ export interface ConnectOptions {
    * and memory answers. Env `LOOM_REQUEST_TIMEOUT_MS`. @default 10000
    */
   requestTimeoutMs?: number;
-  /** Capacity of the outbound queue shared by everything sent; when full, `emit` waits (backpressure). Env `LOOM_OUTBOUND_QUEUE_CAPACITY`. @default 8192 */
+  /** Capacity of the outbound queue shared by everything sent; when full, `emit` waits (backpressure). At least 16. Env `LOOM_OUTBOUND_QUEUE_CAPACITY`. @default 8192 */
   outboundQueueCapacity?: number;
   /** Most messages in one outbound frame; also capped by the bridge's `max_batch_messages`. Env `LOOM_MAX_FRAME_MESSAGES`. @default 1024 */
   maxFrameMessages?: number;
-  /** Byte budget of one outbound frame; also capped below the bridge's `max_message_bytes`. Env `LOOM_MAX_FRAME_BYTES`. @default 1048576 */
+  /** Byte budget of one outbound frame; also capped below the bridge's `max_message_bytes`. At least 1024. Env `LOOM_MAX_FRAME_BYTES`. @default 1048576 */
   maxFrameBytes?: number;
   /**
    * Capacity of each subscription's local queue between the stream reader and the consumer.
@@ -168,6 +168,18 @@ function envMetadata(env: NodeJS.ProcessEnv): Record<string, string> | undefined
   return out;
 }
 
+/**
+ * A numeric option checked against its bounds (the same in every SDK: tests/vectors/options.json);
+ * out of bounds is INVALID_PARAMS naming the option.
+ */
+function bounded(name: string, value: number, least: number, most = Number.POSITIVE_INFINITY, integer = true): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < least || value > most) {
+    const range = most === Number.POSITIVE_INFINITY ? `at least ${least}` : `from ${least} to ${most}`;
+    throw new InvalidParamsError(`The option ${name} is ${String(value)}; use ${integer ? 'an integer' : 'a number'} ${range}.`, { path: `/${name}` });
+  }
+  return value;
+}
+
 /** The bridge URL: the argument, else `LOOM_URL`, else {@link DEFAULT_URL}. */
 export function resolveUrl(url: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   return url ?? envString(env, 'LOOM_URL') ?? DEFAULT_URL;
@@ -182,18 +194,18 @@ export function resolveOptions(options: ConnectOptions = {}, env: NodeJS.Process
     name: options.name ?? envString(env, 'LOOM_NAME') ?? 'js-agent',
     namespace: options.namespace ?? envString(env, 'LOOM_NAMESPACE') ?? '',
     metadata: options.metadata ?? envMetadata(env) ?? {},
-    heartbeatMs: options.heartbeatMs ?? envNumber(env, 'LOOM_HEARTBEAT_MS') ?? 0,
-    connectTimeoutMs: options.connectTimeoutMs ?? envNumber(env, 'LOOM_CONNECT_TIMEOUT_MS') ?? 10_000,
-    reconnectInitialMs: options.reconnectInitialMs ?? envNumber(env, 'LOOM_RECONNECT_INITIAL_MS') ?? 100,
-    reconnectMaxMs: options.reconnectMaxMs ?? envNumber(env, 'LOOM_RECONNECT_MAX_MS') ?? 5_000,
-    reconnectJitter: options.reconnectJitter ?? envNumber(env, 'LOOM_RECONNECT_JITTER') ?? 0.2,
-    callTimeoutMs: options.callTimeoutMs ?? envNumber(env, 'LOOM_CALL_TIMEOUT_MS') ?? 30_000,
-    requestTimeoutMs: options.requestTimeoutMs ?? envNumber(env, 'LOOM_REQUEST_TIMEOUT_MS') ?? 10_000,
-    outboundQueueCapacity: Math.max(16, options.outboundQueueCapacity ?? envNumber(env, 'LOOM_OUTBOUND_QUEUE_CAPACITY') ?? 8192),
-    maxFrameMessages: Math.max(1, options.maxFrameMessages ?? envNumber(env, 'LOOM_MAX_FRAME_MESSAGES') ?? 1024),
-    maxFrameBytes: Math.max(1024, options.maxFrameBytes ?? envNumber(env, 'LOOM_MAX_FRAME_BYTES') ?? 1024 * 1024),
-    deliveryQueueCapacity: Math.max(1, options.deliveryQueueCapacity ?? envNumber(env, 'LOOM_DELIVERY_QUEUE_CAPACITY') ?? 8192),
-    drainTimeoutMs: options.drainTimeoutMs ?? envNumber(env, 'LOOM_DRAIN_TIMEOUT_MS') ?? 5_000,
+    heartbeatMs: bounded('heartbeatMs', options.heartbeatMs ?? envNumber(env, 'LOOM_HEARTBEAT_MS') ?? 0, 0),
+    connectTimeoutMs: bounded('connectTimeoutMs', options.connectTimeoutMs ?? envNumber(env, 'LOOM_CONNECT_TIMEOUT_MS') ?? 10_000, 0),
+    reconnectInitialMs: bounded('reconnectInitialMs', options.reconnectInitialMs ?? envNumber(env, 'LOOM_RECONNECT_INITIAL_MS') ?? 100, 0),
+    reconnectMaxMs: bounded('reconnectMaxMs', options.reconnectMaxMs ?? envNumber(env, 'LOOM_RECONNECT_MAX_MS') ?? 5_000, 0),
+    reconnectJitter: bounded('reconnectJitter', options.reconnectJitter ?? envNumber(env, 'LOOM_RECONNECT_JITTER') ?? 0.2, 0, 1, false),
+    callTimeoutMs: bounded('callTimeoutMs', options.callTimeoutMs ?? envNumber(env, 'LOOM_CALL_TIMEOUT_MS') ?? 30_000, 0),
+    requestTimeoutMs: bounded('requestTimeoutMs', options.requestTimeoutMs ?? envNumber(env, 'LOOM_REQUEST_TIMEOUT_MS') ?? 10_000, 0),
+    outboundQueueCapacity: bounded('outboundQueueCapacity', options.outboundQueueCapacity ?? envNumber(env, 'LOOM_OUTBOUND_QUEUE_CAPACITY') ?? 8192, 16),
+    maxFrameMessages: bounded('maxFrameMessages', options.maxFrameMessages ?? envNumber(env, 'LOOM_MAX_FRAME_MESSAGES') ?? 1024, 1),
+    maxFrameBytes: bounded('maxFrameBytes', options.maxFrameBytes ?? envNumber(env, 'LOOM_MAX_FRAME_BYTES') ?? 1024 * 1024, 1024),
+    deliveryQueueCapacity: bounded('deliveryQueueCapacity', options.deliveryQueueCapacity ?? envNumber(env, 'LOOM_DELIVERY_QUEUE_CAPACITY') ?? 8192, 1),
+    drainTimeoutMs: bounded('drainTimeoutMs', options.drainTimeoutMs ?? envNumber(env, 'LOOM_DRAIN_TIMEOUT_MS') ?? 5_000, 0),
     sdk: options.sdk ?? envString(env, 'LOOM_SDK') ?? 'loom-js/0.1.0',
     logger: options.logger ?? consoleLogger(level),
     channelOptions: options.channelOptions ?? {},

@@ -13,8 +13,10 @@ internal static class ErrorMapping
     /// <summary>A status from the bridge as a typed Loom error: Loom's code from the trailers, else one mapped from the status code.</summary>
     public static LoomException FromStatus(RpcException ex, Uri address)
     {
-        if (ex.Trailers.GetValue(CodeTrailer) is { } name && ErrorCodes.TryParse(name, out var code))
+        if (ex.Trailers.GetValue(CodeTrailer) is { } name)
         {
+            // A code this SDK does not know (a newer bridge) is treated like INTERNAL (protocol §11).
+            var code = ErrorCodes.TryParse(name, out var parsed) ? parsed : ErrorCode.Internal;
             return Create(code, ex.Status.Detail, ex.Trailers.GetValue(PathTrailer), ex);
         }
 
@@ -34,8 +36,8 @@ internal static class ErrorMapping
             StatusCode.FailedPrecondition => ErrorCode.HopLimitExceeded,
             StatusCode.Unauthenticated => ErrorCode.SessionNotFound,
             StatusCode.Cancelled => ErrorCode.Cancelled,
-            StatusCode.Internal or StatusCode.Unimplemented or StatusCode.DataLoss => ErrorCode.Internal,
-            _ => ErrorCode.Unavailable,
+            StatusCode.Unavailable => ErrorCode.Unavailable,
+            _ => ErrorCode.Internal, // the inverse of ErrorCodes.ToGrpcStatus; the rest as protocol §11.1 says (tests/vectors/errors.json)
         };
         return Create(mapped, string.IsNullOrEmpty(ex.Status.Detail) ? ex.StatusCode.ToString() : ex.Status.Detail, null, ex);
     }

@@ -81,11 +81,17 @@ export function unary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Re
   });
 }
 
+// A status without Loom's trailer: the inverse of the code -> status table (protocol §11.1,
+// tests/vectors/errors.json); anything else is INTERNAL.
 const STATUS_TO_CODE: Partial<Record<grpc.status, ErrorCode>> = {
   [grpc.status.CANCELLED]: 'CANCELLED',
+  [grpc.status.INVALID_ARGUMENT]: 'INVALID_PARAMS',
   [grpc.status.DEADLINE_EXCEEDED]: 'TIMEOUT',
-  [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
+  [grpc.status.NOT_FOUND]: 'CAPABILITY_NOT_FOUND',
+  [grpc.status.PERMISSION_DENIED]: 'PERMISSION_DENIED',
   [grpc.status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
+  [grpc.status.FAILED_PRECONDITION]: 'HOP_LIMIT_EXCEEDED',
+  [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
   [grpc.status.UNAUTHENTICATED]: 'SESSION_NOT_FOUND',
 };
 
@@ -113,7 +119,9 @@ export function fromStatus(status: Partial<grpc.StatusObject> & { message?: stri
 /** A Loom `Error` message as a typed error. */
 export function fromProtoError(error: PbError | null | undefined, fallback = 'The bridge reported an error without details.'): LoomError {
   if (!error) return createError('INTERNAL', fallback);
-  return createError(parseErrorCode(error.code ?? 0), error.message || fallback, {
+  const code = parseErrorCode(error.code ?? 0);
+  // UNSPECIFIED (never sent on purpose) is treated like an unknown code: INTERNAL (protocol §11).
+  return createError(code === 'UNSPECIFIED' ? 'INTERNAL' : code, error.message || fallback, {
     path: error.path ?? undefined,
     details: error.details ?? undefined,
     retryable: error.retryable === true ? true : undefined,

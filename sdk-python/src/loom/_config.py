@@ -12,7 +12,11 @@ from ._errors import InvalidParamsError
 
 SDK_VERSION = "0.1.0"
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
+
+# Smallest accepted capacity of each queue and frame option; the same in every SDK
+# (tests/vectors/options.json).
+_LEAST = {"outbound_queue_capacity": 16, "max_frame_messages": 1, "max_frame_bytes": 1024, "delivery_queue_capacity": 1}
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,10 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise InvalidParamsError(f"{name} must be a non-negative integer (ms); got {value!r}.", path="/" + name)
-        for name in ("outbound_queue_capacity", "max_frame_messages", "max_frame_bytes", "delivery_queue_capacity"):
+        for name, least in _LEAST.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InvalidParamsError(f"{name} must be a positive integer; got {value!r}.", path="/" + name)
+            if not isinstance(value, int) or value < least:
+                raise InvalidParamsError(f"{name} must be an integer of at least {least}; got {value!r}.", path="/" + name)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidParamsError(
                 "A client certificate needs its key: give both tls_cert (LOOM_TLS_CERT) and tls_key (LOOM_TLS_KEY), or neither.",

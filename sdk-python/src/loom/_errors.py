@@ -76,7 +76,7 @@ class LoomError(Exception):
             retryable
             if retryable is not None
             else self.code
-            in (ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.UNAVAILABLE, ErrorCode.RESOURCE_EXHAUSTED)
+            in (ErrorCode.TIMEOUT, ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.UNAVAILABLE, ErrorCode.RESOURCE_EXHAUSTED)
         )
 
     def __str__(self) -> str:
@@ -212,16 +212,18 @@ def from_proto(err: pb.Error) -> LoomError:
     return error_for(code, err.message or code.value, err.path, dict(err.details), err.retryable or None)
 
 
-# grpc.StatusCode name -> ErrorCode, for failures without a loom-error-code trailer (§11.1).
+# grpc.StatusCode name -> ErrorCode, for failures without a loom-error-code trailer (§11.1): the
+# inverse of the code -> status table; anything else is INTERNAL (tests/vectors/errors.json).
 _FROM_STATUS = {
     "CANCELLED": ErrorCode.CANCELLED,
-    "DEADLINE_EXCEEDED": ErrorCode.TIMEOUT,
-    "UNAVAILABLE": ErrorCode.UNAVAILABLE,
-    "RESOURCE_EXHAUSTED": ErrorCode.RESOURCE_EXHAUSTED,
-    "UNAUTHENTICATED": ErrorCode.SESSION_NOT_FOUND,
     "INVALID_ARGUMENT": ErrorCode.INVALID_PARAMS,
+    "DEADLINE_EXCEEDED": ErrorCode.TIMEOUT,
     "NOT_FOUND": ErrorCode.CAPABILITY_NOT_FOUND,
     "PERMISSION_DENIED": ErrorCode.PERMISSION_DENIED,
+    "RESOURCE_EXHAUSTED": ErrorCode.RESOURCE_EXHAUSTED,
+    "FAILED_PRECONDITION": ErrorCode.HOP_LIMIT_EXCEEDED,
+    "UNAVAILABLE": ErrorCode.UNAVAILABLE,
+    "UNAUTHENTICATED": ErrorCode.SESSION_NOT_FOUND,
 }
 
 
@@ -239,7 +241,8 @@ def from_rpc_error(exc: BaseException, target: str) -> LoomError:
     path = ""
     for key, value in trailers or ():
         if key == "loom-error-code" and isinstance(value, str):
-            code = ErrorCode.parse(value)
+            # A code this SDK does not know (a newer bridge) is treated like INTERNAL (§11).
+            code = ErrorCode.parse(value) or ErrorCode.INTERNAL
         elif key == "loom-error-path" and isinstance(value, str):
             path = value
     name = getattr(status, "name", str(status))

@@ -6,7 +6,8 @@ import re
 
 from ._errors import InvalidParamsError
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_:-]+$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "orders\n" through.
+_TOKEN = re.compile(r"[A-Za-z0-9_:-]+\Z")
 MAX_TOPIC_CHARS = 512
 MAX_TOKENS = 32
 
@@ -48,8 +49,21 @@ def validate_pattern(pattern: str, path: str = "/pattern") -> None:
     _check(pattern, "subscription pattern", path, wildcards=True)
 
 
+def _is_valid(text: str, wildcards: bool) -> bool:
+    try:
+        _check(text, "", "", wildcards)
+    except InvalidParamsError:
+        return False
+    return True
+
+
 def matches(pattern: str, topic: str) -> bool:
-    """Whether a concrete topic matches a pattern (``*`` one token, ``>`` the rest)."""
+    """Whether a concrete topic matches a pattern (``*`` one token, ``>`` the rest). An invalid
+    pattern or topic matches nothing (as the bridge's ``Topics.Matches``); it never raises."""
+    if not isinstance(pattern, str) or not isinstance(topic, str):
+        return False
+    if not _is_valid(pattern, wildcards=True) or not _is_valid(topic, wildcards=False):
+        return False
     p = pattern.split(".")
     t = topic.split(".")
     for i, token in enumerate(p):
