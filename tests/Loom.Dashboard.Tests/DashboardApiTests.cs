@@ -75,7 +75,14 @@ public sealed class DashboardApiTests(DashboardFixture f)
         }
 
         Assert.Equal(before + 1, feed.ClientsDropped);
-        Assert.True(client.Reader.Completion.IsCompleted);
+        var queued = 0;
+        while (client.Reader.TryRead(out _))
+        {
+            queued++;
+        }
+
+        Assert.Equal(DashboardClient.QueueCapacity, queued); // what it had, not more
+        await client.Reader.Completion.WaitAsync(TimeSpan.FromSeconds(5)); // its stream ends
         var metrics = await Http.GetStringAsync(f.Url + "metrics");
         Assert.Contains("loom_dashboard_clients_dropped", metrics, StringComparison.Ordinal);
     }

@@ -155,7 +155,7 @@ public sealed class DashboardTests(DashboardFixture f)
     /// <summary>Publishes until the page shows what is expected (a live stream may connect after the first publish).</summary>
     private static async Task PublishUntilAsync<T>(Func<Task> publish, Func<Task<T>> read, Func<T, bool> done)
     {
-        await Poll.UntilAsync(async _ =>
+        await Poll.UntilAsync(async token =>
         {
             await publish();
             for (var i = 0; i < 10; i++)
@@ -165,7 +165,7 @@ public sealed class DashboardTests(DashboardFixture f)
                     return true;
                 }
 
-                await Task.Delay(100);
+                await Task.Delay(100, token);
             }
 
             return false;
