@@ -21,7 +21,10 @@ export function Chart(props: { title: string; series: Series[]; data: [number[],
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
-      axes: [{ stroke: '#8a94a6', grid: { stroke: '#2a3142' } }, { stroke: '#8a94a6', grid: { stroke: '#2a3142' }, size: 50 }],
+      axes: [
+        { stroke: '#8a94a6', grid: { stroke: '#2a3142' }, values: (_u, splits) => splits.map((t) => new Date(t * 1000).toLocaleTimeString('en-GB', { hour12: false })) },
+        { stroke: '#8a94a6', grid: { stroke: '#2a3142' }, size: 50 },
+      ],
       series: [{}, ...props.series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, points: { show: false } }))],
     };
     plot.current = new uPlot(options, props.data, host.current);
