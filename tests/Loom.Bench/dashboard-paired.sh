@@ -5,7 +5,8 @@
 # whole run. With BASE_CHECKOUT (a checkout from before the dashboard, e.g. a git worktree of that
 # commit), a third side runs that build's bridge: the cost of the dashboard's recording itself.
 # Usage: tests/Loom.Bench/dashboard-paired.sh [ROUNDS] [BASE_CHECKOUT]
-# Needs chromium (/usr/bin/chromium or LOOM_CHROMIUM). Prints one line per run and a median table.
+# BENCH_ARGS adds options to the bench (e.g. "--events 300000"). Needs chromium (/usr/bin/chromium or
+# LOOM_CHROMIUM). Prints one line per run and a median table.
 set -euo pipefail
 rounds=${1:-5}
 base=${2:-}
@@ -44,7 +45,7 @@ run() { # $1 side (closed|open|base), $2 round
   [ "$1" = base ] && checkout="$base"
   start_bridge "$checkout"
   [ "$1" = open ] && open_dashboard
-  "$checkout/loom" bench pubsub --url "$url" --runs 1 --json "$file" >/dev/null 2>"$out/err.log"
+  "$checkout/loom" bench pubsub --url "$url" --runs 1 ${BENCH_ARGS:-} --json "$file" >/dev/null 2>"$out/err.log"
   [ "$1" = open ] && { kill "$page" 2>/dev/null || true; wait "$page" 2>/dev/null || true; }
   kill "$bridge" 2>/dev/null || true; wait "$bridge" 2>/dev/null || true
   python3 - "$file" "$1" "$2" <<'PY'
