@@ -28,13 +28,17 @@ start_bridge() { # $1 checkout -> sets url, http, bridge
   [ -n "$url" ] || { echo "the bridge of $1 did not start"; cat "$log"; exit 1; }
 }
 
-open_dashboard() { # a headless chromium with the overview and the live tail; waits for both streams
-  rm -rf "$out/profile"
-  "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
-    --disable-component-update --disable-sync --user-data-dir="$out/profile" "$http/" "$http/#/events" >"$out/chromium.log" 2>&1 &
-  page=$!; pids+=("$page")
+open_dashboard() { # two headless chromiums (one target each): the overview and the live tail; waits for both streams
+  pages=()
+  for view in "" "#/events"; do
+    rm -rf "$out/profile${#pages[@]}"
+    "$chromium" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+      --disable-component-update --disable-sync --user-data-dir="$out/profile${#pages[@]}" "$http/$view" >>"$out/chromium.log" 2>&1 &
+    pages+=($!); pids+=($!)
+  done
   for _ in $(seq 120); do
-    curl -s "$http/v1/overview" | grep -q '"clients":[2-9]' && return 0
+    # Connected; then SETTLE seconds (default 10) for the browsers' start-up work to end.
+    curl -s "$http/v1/overview" | grep -q '"clients":[2-9]' && { sleep "${SETTLE:-10}"; return 0; }
     sleep 0.5
   done
   echo "the dashboard did not connect its two streams"; exit 1
@@ -46,7 +50,7 @@ run() { # $1 side (closed|open|base), $2 round
   start_bridge "$checkout"
   [ "$1" = open ] && open_dashboard
   "$checkout/loom" bench pubsub --url "$url" --runs 1 ${BENCH_ARGS:-} --json "$file" >/dev/null 2>"$out/err.log"
-  [ "$1" = open ] && { kill "$page" 2>/dev/null || true; wait "$page" 2>/dev/null || true; }
+  if [ "$1" = open ]; then for p in "${pages[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; fi
   kill "$bridge" 2>/dev/null || true; wait "$bridge" 2>/dev/null || true
   python3 - "$file" "$1" "$2" <<'PY'
 import json, sys
