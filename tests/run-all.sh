@@ -39,6 +39,7 @@ command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/bin/grpc_python_plugin ] || need_apt+=(protobuf-compiler-grpc)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium) # the dashboard's browser tests (Loom.Dashboard.Tests; Playwright drives it, no browser download)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing: ${need_apt[*]} (apt-get output: ${logs#"$root/"}/apt.log)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -174,6 +174,15 @@ public sealed record BridgeOptions
     public bool MetricsOpen { get; init; }
 
     /// <summary>
+    /// Serve the dashboard on the HTTP port (<c>/</c>, its views under <c>/v1/</c>) and keep its
+    /// bounded in-memory buffers of recent events, calls and threads. Default true.
+    /// </summary>
+    public bool Dashboard { get; init; } = true;
+
+    /// <summary>Folder of the built dashboard page; null (the default) is the <c>dashboard</c> folder beside the bridge's assembly.</summary>
+    public string? DashboardRoot { get; init; }
+
+    /// <summary>
     /// Client-certificate identities (mutual TLS) that are admins of the HTTP surface (admin_identities):
     /// <c>/v1/*</c>, <c>/metrics</c> and <c>/mcp</c>. Default empty: only admin tokens are.
     /// </summary>

@@ -51,7 +51,17 @@ public sealed class LoomBridge : IAsyncDisposable
         Memory = new MemoryStore(_options.Memory, Time);
         Agents = new AgentDirectory();
         _telemetry = new Internal.Metrics.BridgeTelemetry(Bus, Broker, Memory, () => _sessions, () => _coordinator?.Stats);
+        if (_options.Dashboard)
+        {
+            _dashboard = new Internal.Dashboard.DashboardFeed(Bus, Broker, Agents, () => _sessions, Time);
+            _telemetry.ObserveDashboard(_dashboard);
+        }
     }
+
+    private readonly Internal.Dashboard.DashboardFeed? _dashboard;
+
+    /// <summary>The dashboard's feed (null with <see cref="BridgeOptions.Dashboard"/> off), for tests.</summary>
+    internal Internal.Dashboard.DashboardFeed? Dashboard => _dashboard;
 
     private readonly Internal.Metrics.BridgeTelemetry _telemetry;
 
@@ -201,6 +211,11 @@ public sealed class LoomBridge : IAsyncDisposable
         {
             app.Use(McpOriginGuard.For(_options));
         }
+        if (_dashboard is not null)
+        {
+            Internal.Dashboard.DashboardApi.UseStaticPage(app, _options.DashboardRoot ?? Internal.Dashboard.DashboardApi.DefaultRoot);
+        }
+
         var protect = _options.Auth != AuthMode.Off;
         if (protect)
         {
@@ -217,6 +232,11 @@ public sealed class LoomBridge : IAsyncDisposable
 
         app.MapGet("/healthz", (HttpContext _) => Results.Json(new HealthReport("ok", SessionCount), HealthJsonContext.Default.HealthReport));
         AdminApi.Map(app, Agents, Broker, () => _sessions, Time, _options);
+        if (_dashboard is not null)
+        {
+            Internal.Dashboard.DashboardApi.Map(app, _dashboard, Broker, _options, loggerFactory.CreateLogger("Loom.Bridge.Dashboard"));
+        }
+
         var metrics = app.MapGet("/metrics", _telemetry.Exporter.ServeAsync);
         if (protect && !_options.MetricsOpen)
         {
@@ -314,6 +334,7 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         using var bound = new CancellationTokenSource(_options.ShutdownTimeout);
+        _dashboard?.Dispose(); // ends the live streams, which would hold the server's shutdown
         if (_sessions is not null)
         {
             await _sessions.ShutdownAsync(bound.Token);
@@ -348,6 +369,7 @@ public sealed class LoomBridge : IAsyncDisposable
         await StopAsync();
         _sessions?.Dispose();
         _coordinator?.Dispose();
+        _dashboard?.Dispose();
         Bus.Dispose();
         _telemetry.Dispose();
     }

@@ -166,6 +166,7 @@ internal static class Program
 
         // The one line tools and tests wait for.
         Console.Out.WriteLine($"listening grpc={bridge.GrpcAddress.ToString().TrimEnd('/')} http={bridge.HttpAddress.ToString().TrimEnd('/')}");
+        Console.Out.WriteLine($"dashboard {bridge.HttpAddress}");
         Console.Out.Flush();
         try
         {

@@ -246,12 +246,24 @@ public sealed partial class ActionBroker
     public Task<ActionOutcome> InvokeAsync(ActionRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (Volatile.Read(ref _metrics) is null && !LoomTelemetry.Source.HasListeners())
+        if (Volatile.Read(ref _metrics) is null && Volatile.Read(ref _callObserver) is null && !LoomTelemetry.Source.HasListeners())
         {
             return InvokeCoreAsync(request, request.Traceparent, request.Tracestate, cancellationToken);
         }
 
         return InvokeObservedAsync(request, cancellationToken);
+    }
+
+    private Action<ActionRequest, ActionOutcome, TimeSpan>? _callObserver;
+
+    /// <summary>
+    /// Called once every call has ended (request, outcome, duration), on the thread that completed
+    /// it, for the bridge's dashboard. It must be quick and never throw. Null (the default) costs nothing.
+    /// </summary>
+    public Action<ActionRequest, ActionOutcome, TimeSpan>? CallObserver
+    {
+        get => Volatile.Read(ref _callObserver);
+        set => Volatile.Write(ref _callObserver, value);
     }
 
     /// <summary>Metrics are recorded here once attached (see <see cref="CoreMetrics"/>).</summary>
@@ -315,7 +327,9 @@ public sealed partial class ActionBroker
             }
         }
 
-        Volatile.Read(ref _metrics)?.RecordCall(name, outcome.Error?.Code, _time.GetElapsedTime(start));
+        var elapsed = _time.GetElapsedTime(start);
+        Volatile.Read(ref _metrics)?.RecordCall(name, outcome.Error?.Code, elapsed);
+        Volatile.Read(ref _callObserver)?.Invoke(request, outcome, elapsed);
         return outcome;
     }
 

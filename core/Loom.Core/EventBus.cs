@@ -67,6 +67,19 @@ public sealed class EventBus : IDisposable
     /// <summary>The bus settings.</summary>
     public EventBusOptions Options => _options;
 
+    private Action<Envelope>? _observer;
+
+    /// <summary>
+    /// Called on the publishing thread for every envelope the bus routes (after its id, timestamp
+    /// and deadline are set; with or without subscribers), for the bridge's dashboard. It must be
+    /// quick, never throw, and treat the envelope as read-only. Null (the default) costs nothing.
+    /// </summary>
+    public Action<Envelope>? Observer
+    {
+        get => Volatile.Read(ref _observer);
+        set => Volatile.Write(ref _observer, value);
+    }
+
     /// <summary>Bytes all subscriptions hold queued now (see <see cref="WeightOf"/>).</summary>
     public long QueuedBytes => Volatile.Read(ref _queuedBytes);
 
@@ -215,6 +228,7 @@ public sealed class EventBus : IDisposable
 
         var subscriptions = MatchesOf(entry, envelope.Topic);
         Interlocked.Increment(ref entry.PublishedByQos[QosIndex(envelope.Qos)]);
+        Volatile.Read(ref _observer)?.Invoke(envelope);
         if (subscriptions.Length == 0)
         {
             Interlocked.Increment(ref entry.NoSubscribers);

@@ -143,6 +143,8 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             sink.Status($"bridge listening grpc=[bold]{grpcUrl}[/] http=[bold]{httpUrl}[/] (logs: {Markup(Path.GetRelativePath(Environment.CurrentDirectory, Path.Combine(logDirectory, "bridge.log")))})");
         }
 
+        sink.Status($"dashboard: [bold]{httpUrl}/[/]" + (_readToken is not null ? " (auth is on: paste a token from `loom token create --agent NAME --read-only`, or --admin to call capabilities)" : ""));
+
         // Where this run's bridge is, for `loom list`, `loom logs` and `loom mcp` run in the project (RunStateFile.Find).
         var state = RunStateFile.Current(project.Directory, grpcUrl, httpUrl, settings.Dev, bridgeStarted: bridge is not null);
         try

@@ -35,6 +35,15 @@ internal sealed class BridgeTelemetry : IDisposable
 
     public BridgeMetrics Bridge { get; }
 
+    /// <summary>The dashboard's own counters (its live-stream clients, those dropped as too slow, events not recorded or not sent under load).</summary>
+    public void ObserveDashboard(Dashboard.DashboardFeed feed)
+    {
+        _meter.CreateObservableGauge("loom.dashboard.clients", () => feed.ClientCount, "{client}", "Dashboard live-stream (SSE) clients connected.");
+        _meter.CreateObservableCounter("loom.dashboard.clients.dropped", () => feed.ClientsDropped, "{client}", "Dashboard live-stream clients dropped because their queue was full (they did not read fast enough).");
+        _meter.CreateObservableCounter("loom.dashboard.events.unrecorded", () => feed.SampledOut, "{event}", "Events and calls the dashboard did not record in its recent-event and thread buffers (over its per-second budget).");
+        _meter.CreateObservableCounter("loom.dashboard.events.skipped", () => feed.ClientEventsSkipped, "{event}", "Recorded events a live-tail client did not get because of its rate cap.");
+    }
+
     public MetricsExporter Exporter { get; }
 
     public bool TracingEnabled => _tracing is not null;

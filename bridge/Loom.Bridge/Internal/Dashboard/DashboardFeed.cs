@@ -1,0 +1,675 @@
+using System.Collections.Concurrent;
+using System.Text;
+using System.Text.Json;
+using Loom.Core;
+using Loom.Protocol.V1;
+using Microsoft.Extensions.Logging;
+
+namespace Loom.Bridge.Internal.Dashboard;
+
+/// <summary>
+/// What the dashboard shows, gathered on the bridge and bounded everywhere: the bus's and the
+/// broker's observers count events and calls and record a sample of them (at most
+/// <see cref="RecordBudgetPerSecond"/> a second) into a ring of recent events and a buffer of
+/// recent threads; a 1-second sampler turns counters into rates and keeps
+/// <see cref="HistoryPoints"/> points of history. Clients of the live streams get what the sampler
+/// and the recorder produce through bounded queues; a client whose queue is full is dropped
+/// (counted), never buffered.
+/// </summary>
+internal sealed class DashboardFeed : IDisposable
+{
+    public const int RecordBudgetPerSecond = 2000;
+    public const int RecentEvents = 1000;
+    public const int MaxThreads = 200;
+    public const int MaxMarksPerThread = 1000;
+    public const int HistoryPoints = 300;
+    public const int MaxEdges = 5000;
+    public const int MaxGoneAgents = 1000;
+    public const int PayloadPreviewBytes = 4096;
+    public static readonly TimeSpan GoneAgentsKept = TimeSpan.FromMinutes(10);
+
+    private readonly EventBus _bus;
+    private readonly ActionBroker _broker;
+    private readonly AgentDirectory _agents;
+    private readonly Func<SessionRegistry?> _sessions;
+    private readonly TimeProvider _time;
+    private readonly ILogger? _logger;
+    private readonly Lock _recordGate = new();
+    private readonly RecordedEvent?[] _ring = new RecordedEvent?[RecentEvents];
+    private long _ringNext;
+    private readonly Dictionary<string, ThreadBuffer> _threads = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string From, string To), EdgeCounter> _publishEdges = new();
+    private readonly ConcurrentDictionary<(string From, string To), EdgeCounter> _callEdges = new();
+    private readonly ConcurrentDictionary<string, CapabilityCalls> _calls = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<long, DashboardClient> _clients = new();
+    private readonly Dictionary<string, GoneAgent> _gone = new(StringComparer.Ordinal);
+    private Dictionary<string, AgentInfo> _lastAgents = new(StringComparer.Ordinal);
+    private readonly Queue<OverviewPoint> _history = new();
+    private readonly ITimer? _timer;
+    private long _events;
+    private long _callsTotal;
+    private long _callErrors;
+    private long _sampledOut;
+    private long _budgetSecond;
+    private int _budgetUsed;
+    private long _clientIds;
+    private long _clientsDropped;
+    private long _eventsToClientsSkipped;
+    private Totals _lastTotals;
+    private long _lastTick;
+    private string _overviewJson = "{}";
+    private int _disposed;
+
+    public DashboardFeed(EventBus bus, ActionBroker broker, AgentDirectory agents, Func<SessionRegistry?> sessions, TimeProvider time, ILogger? logger = null, bool startSampler = true)
+    {
+        _bus = bus;
+        _broker = broker;
+        _agents = agents;
+        _sessions = sessions;
+        _time = time;
+        _logger = logger;
+        _lastTick = time.GetTimestamp();
+        _lastTotals = ReadTotals();
+        bus.Observer = OnEnvelope;
+        broker.CallObserver = OnCall;
+        if (startSampler)
+        {
+            _timer = time.CreateTimer(_ => Tick(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+        }
+    }
+
+    /// <summary>Live-stream clients dropped because they did not read fast enough.</summary>
+    public long ClientsDropped => Volatile.Read(ref _clientsDropped);
+
+    /// <summary>Events not recorded (over the per-second budget).</summary>
+    public long SampledOut => Volatile.Read(ref _sampledOut);
+
+    /// <summary>Events a live-tail client did not get because of its rate cap.</summary>
+    public long ClientEventsSkipped => Volatile.Read(ref _eventsToClientsSkipped);
+
+    public int ClientCount => _clients.Count;
+
+    /// <summary>The latest overview (JSON), as the sampler made it.</summary>
+    public string OverviewJson => Volatile.Read(ref _overviewJson);
+
+    // ---------------------------------------------------------------------------------------
+    // Recording (on the publishing and calling threads: quick, bounded, never throws)
+    // ---------------------------------------------------------------------------------------
+
+    private void OnEnvelope(Envelope envelope)
+    {
+        Interlocked.Increment(ref _events);
+        var sender = envelope.Sender.Length == 0 ? "(bridge)" : envelope.Sender;
+        Count(_publishEdges, sender, envelope.Topic);
+        if (!TakeBudget())
+        {
+            return;
+        }
+
+        var recorded = RecordedEvent.From(envelope);
+        Record(recorded);
+    }
+
+    private void OnCall(ActionRequest request, ActionOutcome outcome, TimeSpan elapsed)
+    {
+        Interlocked.Increment(ref _callsTotal);
+        if (outcome.Error is not null)
+        {
+            Interlocked.Increment(ref _callErrors);
+        }
+
+        var name = request.Capability ?? "";
+        var caller = request.Caller.Length == 0 ? "(bridge)" : request.Caller;
+        Count(_callEdges, caller, name);
+        if (_calls.Count < MaxEdges || _calls.ContainsKey(name))
+        {
+            _calls.GetOrAdd(name, static _ => new CapabilityCalls()).Add(elapsed, outcome.Error?.Code);
+        }
+
+        if (!TakeBudget())
+        {
+            return;
+        }
+
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        Record(new RecordedEvent
+        {
+            Kind = "call",
+            Id = request.CallId ?? "",
+            Topic = name,
+            Sender = caller,
+            Target = outcome.AgentId ?? "",
+            ThreadId = request.ThreadId,
+            TimestampUnixMs = now - (long)elapsed.TotalMilliseconds,
+            EndUnixMs = now,
+            DurationMs = Math.Round(elapsed.TotalMilliseconds, 3),
+            Error = outcome.Error is { } e ? ErrorCodes.Name(e.Code) + ": " + e.Message : null,
+        });
+    }
+
+    private static void Count(ConcurrentDictionary<(string, string), EdgeCounter> edges, string from, string to)
+    {
+        if (edges.TryGetValue((from, to), out var counter))
+        {
+            Interlocked.Increment(ref counter.Count);
+        }
+        else if (edges.Count < MaxEdges)
+        {
+            Interlocked.Increment(ref edges.GetOrAdd((from, to), static _ => new EdgeCounter()).Count);
+        }
+        else
+        {
+            Interlocked.Increment(ref edges.GetOrAdd(("(other)", "(other)"), static _ => new EdgeCounter()).Count);
+        }
+    }
+
+    /// <summary>True while this second's recording budget lasts.</summary>
+    private bool TakeBudget()
+    {
+        var second = _time.GetTimestamp() / _time.TimestampFrequency;
+        if (Volatile.Read(ref _budgetSecond) != second)
+        {
+            Volatile.Write(ref _budgetSecond, second);
+            Volatile.Write(ref _budgetUsed, 0);
+        }
+
+        if (Interlocked.Increment(ref _budgetUsed) > RecordBudgetPerSecond)
+        {
+            Interlocked.Increment(ref _sampledOut);
+            return false;
+        }
+
+        return true;
+    }
+
+    private void Record(RecordedEvent recorded)
+    {
+        lock (_recordGate)
+        {
+            recorded.Seq = _ringNext;
+            _ring[_ringNext % RecentEvents] = recorded;
+            _ringNext++;
+            if (recorded.ThreadId.Length != 0)
+            {
+                if (!_threads.TryGetValue(recorded.ThreadId, out var thread))
+                {
+                    if (_threads.Count >= MaxThreads)
+                    {
+                        var oldest = _threads.Values.MinBy(t => t.LastUnixMs)!;
+                        _threads.Remove(oldest.Id);
+                    }
+
+                    thread = new ThreadBuffer(recorded.ThreadId, recorded.TimestampUnixMs);
+                    _threads[recorded.ThreadId] = thread;
+                }
+
+                thread.Add(recorded);
+            }
+        }
+
+        foreach (var client in _clients.Values)
+        {
+            client.OfferEvent(recorded, this);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Views
+    // ---------------------------------------------------------------------------------------
+
+    /// <summary>The recent events matching <paramref name="filter"/>, oldest first.</summary>
+    public List<RecordedEvent> Recent(EventFilter filter, int limit)
+    {
+        var result = new List<RecordedEvent>();
+        lock (_recordGate)
+        {
+            var start = Math.Max(0, _ringNext - RecentEvents);
+            for (var i = _ringNext - 1; i >= start && result.Count < limit; i--)
+            {
+                if (_ring[i % RecentEvents] is { } e && filter.Matches(e))
+                {
+                    result.Add(e);
+                }
+            }
+        }
+
+        result.Reverse();
+        return result;
+    }
+
+    public ThreadList Threads()
+    {
+        lock (_recordGate)
+        {
+            return new ThreadList(_threads.Values
+                .OrderByDescending(t => t.LastUnixMs)
+                .Select(t => new ThreadSummary(t.Id, t.FirstUnixMs, t.LastUnixMs, t.Count, t.Errors, t.Agents.ToList(), t.Truncated))
+                .ToList());
+        }
+    }
+
+    public ThreadDetail? Thread(string id)
+    {
+        lock (_recordGate)
+        {
+            return _threads.TryGetValue(id, out var t)
+                ? new ThreadDetail(t.Id, t.FirstUnixMs, t.LastUnixMs, t.Agents.ToList(), t.Marks.ToList(), t.Truncated)
+                : null;
+        }
+    }
+
+    public Topology Topology()
+    {
+        var subscriptions = _bus.Subscriptions
+            .GroupBy(s => (Owner: s.Owner ?? "(bridge)", s.Pattern))
+            .Select(g => new SubscribeEdge(g.Key.Owner, g.Key.Pattern, g.Sum(s => s.Count)))
+            .OrderBy(e => e.Pattern, StringComparer.Ordinal).ThenBy(e => e.Agent, StringComparer.Ordinal)
+            .ToList();
+        var providers = _broker.Capabilities
+            .SelectMany(c => c.Providers.Select(p => new ProvideEdge(p.Provider.AgentId, c.Name)))
+            .Distinct()
+            .ToList();
+        return new Topology(
+            _publishEdges.Select(kv => new RateEdge(kv.Key.From, kv.Key.To, Volatile.Read(ref kv.Value.Count), kv.Value.Rate)).OrderBy(e => e.From, StringComparer.Ordinal).ThenBy(e => e.To, StringComparer.Ordinal).ToList(),
+            subscriptions,
+            _callEdges.Select(kv => new RateEdge(kv.Key.From, kv.Key.To, Volatile.Read(ref kv.Value.Count), kv.Value.Rate)).OrderBy(e => e.From, StringComparer.Ordinal).ThenBy(e => e.To, StringComparer.Ordinal).ToList(),
+            providers);
+    }
+
+    public TopicList TopicsView()
+    {
+        var stats = _bus.TopicStats();
+        var subscriptions = _bus.Subscriptions.ToList();
+        var topics = new List<TopicView>(Math.Min(stats.Count, 2000));
+        foreach (var s in stats.Take(2000))
+        {
+            var matching = subscriptions.Where(sub => Topics.Matches(sub.Pattern, s.Topic))
+                .Select(sub =>
+                {
+                    var st = sub.Stats;
+                    return new TopicSubscription(sub.Owner ?? "(bridge)", sub.Pattern, sub.Qos.ToString().ToLowerInvariant(), sub.Overflow.ToString(), sub.Capacity, st.Depth, st.DroppedTotal,
+                        st.Dropped.Where(d => d.Value != 0).ToDictionary(d => d.Key.ToString(), d => d.Value));
+                })
+                .ToList();
+            topics.Add(new TopicView(s.Topic, _bus.Groups.GroupOf(s.Topic), s.Published, s.Delivered, s.NoSubscribers, s.DroppedTotal,
+                s.Dropped.Where(d => d.Value != 0).ToDictionary(d => d.Key.ToString(), d => d.Value), matching));
+        }
+
+        return new TopicList(topics, stats.Count > topics.Count);
+    }
+
+    public CapabilityStatsList CapabilityStats() =>
+        new(_calls.Select(kv => kv.Value.Snapshot(kv.Key)).OrderBy(c => c.Name, StringComparer.Ordinal).ToList());
+
+    // ---------------------------------------------------------------------------------------
+    // Sampling
+    // ---------------------------------------------------------------------------------------
+
+    private readonly record struct Totals(long Events, long Delivered, long Calls, long Errors, Dictionary<string, long> Drops);
+
+    private Totals ReadTotals()
+    {
+        long delivered = 0;
+        var drops = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var t in _bus.TopicStats())
+        {
+            delivered += t.Delivered;
+            foreach (var (reason, count) in t.Dropped)
+            {
+                if (count != 0)
+                {
+                    drops[reason.ToString()] = drops.GetValueOrDefault(reason.ToString()) + count;
+                }
+            }
+        }
+
+        return new Totals(Volatile.Read(ref _events), delivered, Volatile.Read(ref _callsTotal), Volatile.Read(ref _callErrors), drops);
+    }
+
+    /// <summary>One sampling step (every second on the timer; tests may call it).</summary>
+    internal void Tick()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            var now = _time.GetTimestamp();
+            var seconds = Math.Max(0.001, _time.GetElapsedTime(_lastTick, now).TotalSeconds);
+            _lastTick = now;
+            var totals = ReadTotals();
+            var previous = _lastTotals;
+            _lastTotals = totals;
+            var drops = new Dictionary<string, double>(StringComparer.Ordinal);
+            foreach (var (reason, count) in totals.Drops)
+            {
+                var rate = (count - previous.Drops.GetValueOrDefault(reason)) / seconds;
+                if (rate > 0)
+                {
+                    drops[reason] = Math.Round(rate, 2);
+                }
+            }
+
+            foreach (var edge in _publishEdges.Values)
+            {
+                edge.Sample(seconds);
+            }
+
+            foreach (var edge in _callEdges.Values)
+            {
+                edge.Sample(seconds);
+            }
+
+            var point = new OverviewPoint(
+                _time.GetUtcNow().ToUnixTimeMilliseconds(),
+                Math.Round((totals.Events - previous.Events) / seconds, 2),
+                Math.Round((totals.Delivered - previous.Delivered) / seconds, 2),
+                Math.Round((totals.Calls - previous.Calls) / seconds, 2),
+                Math.Round((totals.Errors - previous.Errors) / seconds, 2),
+                drops);
+            lock (_history)
+            {
+                _history.Enqueue(point);
+                while (_history.Count > HistoryPoints)
+                {
+                    _history.Dequeue();
+                }
+            }
+
+            var overview = new Overview(Agents(), point, totals.Events, totals.Delivered, totals.Calls, totals.Errors, totals.Drops, _bus.QueuedBytes,
+                new FeedStats(ClientCount, ClientsDropped, SampledOut, ClientEventsSkipped));
+            var json = JsonSerializer.Serialize(overview, DashboardJsonContext.Default.Overview);
+            Volatile.Write(ref _overviewJson, json);
+            foreach (var client in _clients.Values)
+            {
+                client.OfferOverview(json, this);
+            }
+        }
+        catch (Exception ex) when (_logger is not null)
+        {
+            Log.LoopFailed(_logger, ex, "dashboard sampler");
+        }
+    }
+
+    public List<OverviewPoint> History()
+    {
+        lock (_history)
+        {
+            return [.. _history];
+        }
+    }
+
+    private List<AgentRow> Agents()
+    {
+        var sessions = _sessions();
+        var now = _time.GetUtcNow();
+        var current = new Dictionary<string, AgentInfo>(StringComparer.Ordinal);
+        var rows = new List<AgentRow>();
+        foreach (var agent in _agents.All())
+        {
+            current[agent.AgentId] = agent;
+            AgentSession? session = null;
+            var known = sessions is not null && sessions.TryGetByAgent(agent.AgentId, out session);
+            rows.Add(new AgentRow(agent.AgentId, agent.Name, agent.Namespace, agent.Sdk, agent.Metadata.GetValueOrDefault("language", LanguageOf(agent.Sdk)),
+                !known ? "in-process" : session!.HasStream ? "connected" : "detached",
+                agent.ConnectedAt, known ? (long)session!.SinceLastSeen.TotalMilliseconds : 0, null, agent.Topics, agent.Capabilities));
+        }
+
+        lock (_gone)
+        {
+            foreach (var (id, info) in _lastAgents)
+            {
+                if (!current.ContainsKey(id))
+                {
+                    _gone[id] = new GoneAgent(info, now);
+                }
+            }
+
+            foreach (var id in current.Keys)
+            {
+                _gone.Remove(id);
+            }
+
+            foreach (var stale in _gone.Where(g => now - g.Value.Since > GoneAgentsKept).Select(g => g.Key).ToList())
+            {
+                _gone.Remove(stale);
+            }
+
+            while (_gone.Count > MaxGoneAgents)
+            {
+                _gone.Remove(_gone.MinBy(g => g.Value.Since).Key);
+            }
+
+            foreach (var g in _gone.Values.OrderByDescending(g => g.Since))
+            {
+                var a = g.Info;
+                rows.Add(new AgentRow(a.AgentId, a.Name, a.Namespace, a.Sdk, a.Metadata.GetValueOrDefault("language", LanguageOf(a.Sdk)), "gone", a.ConnectedAt, 0, g.Since, a.Topics, a.Capabilities));
+            }
+        }
+
+        _lastAgents = current;
+        rows.Sort(static (a, b) => (a.State == "gone").CompareTo(b.State == "gone") is var c && c != 0 ? c : string.CompareOrdinal(a.AgentId, b.AgentId));
+        return rows;
+    }
+
+    private static string LanguageOf(string sdk) =>
+        sdk.StartsWith("loom-python", StringComparison.OrdinalIgnoreCase) || sdk.StartsWith("python", StringComparison.OrdinalIgnoreCase) ? "python"
+        : sdk.StartsWith("loom-js", StringComparison.OrdinalIgnoreCase) || sdk.Contains("node", StringComparison.OrdinalIgnoreCase) || sdk.Contains("typescript", StringComparison.OrdinalIgnoreCase) ? "typescript"
+        : sdk.Contains("dotnet", StringComparison.OrdinalIgnoreCase) || sdk.Contains(".net", StringComparison.OrdinalIgnoreCase) ? "dotnet"
+        : "";
+
+    // ---------------------------------------------------------------------------------------
+    // Clients
+    // ---------------------------------------------------------------------------------------
+
+    public DashboardClient Connect(EventFilter? filter, bool overview, int maxEventsPerSecond)
+    {
+        var client = new DashboardClient(Interlocked.Increment(ref _clientIds), filter, overview, maxEventsPerSecond, _time);
+        _clients[client.Id] = client;
+        return client;
+    }
+
+    public void Disconnect(DashboardClient client) => _clients.TryRemove(client.Id, out _);
+
+    internal void Dropped(DashboardClient client)
+    {
+        if (_clients.TryRemove(client.Id, out _))
+        {
+            Interlocked.Increment(ref _clientsDropped);
+        }
+    }
+
+    internal void Skipped() => Interlocked.Increment(ref _eventsToClientsSkipped);
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _timer?.Dispose();
+        if (_bus.Observer == OnEnvelope)
+        {
+            _bus.Observer = null;
+        }
+
+        _broker.CallObserver = null;
+        foreach (var client in _clients.Values)
+        {
+            client.Complete();
+        }
+    }
+
+    private sealed class EdgeCounter
+    {
+        public long Count;
+        private long _sampled;
+        public double Rate;
+
+        public void Sample(double seconds)
+        {
+            var count = Volatile.Read(ref Count);
+            Rate = Math.Round((count - _sampled) / seconds, 2);
+            _sampled = count;
+        }
+    }
+
+    private sealed class ThreadBuffer(string id, long first)
+    {
+        public readonly string Id = id;
+        public readonly long FirstUnixMs = first;
+        public long LastUnixMs = first;
+        public int Count;
+        public int Errors;
+        public bool Truncated;
+        public readonly List<RecordedEvent> Marks = [];
+        public readonly SortedSet<string> Agents = new(StringComparer.Ordinal);
+
+        public void Add(RecordedEvent e)
+        {
+            Count++;
+            LastUnixMs = Math.Max(LastUnixMs, e.EndUnixMs ?? e.TimestampUnixMs);
+            if (e.Error is not null)
+            {
+                Errors++;
+            }
+
+            if (Agents.Count < 100)
+            {
+                Agents.Add(e.Sender);
+                if (e.Target.Length != 0)
+                {
+                    Agents.Add(e.Target);
+                }
+            }
+
+            if (Marks.Count >= MaxMarksPerThread)
+            {
+                Truncated = true;
+                return;
+            }
+
+            Marks.Add(e);
+        }
+    }
+
+    private sealed record GoneAgent(AgentInfo Info, DateTimeOffset Since);
+}
+
+/// <summary>Calls of one capability: count, errors by code, and the last 1,024 durations for percentiles.</summary>
+internal sealed class CapabilityCalls
+{
+    private const int Window = 1024;
+    private readonly Lock _gate = new();
+    private readonly double[] _durations = new double[Window];
+    private readonly Dictionary<string, long> _errors = new(StringComparer.Ordinal);
+    private long _count;
+
+    public void Add(TimeSpan elapsed, ErrorCode? error)
+    {
+        lock (_gate)
+        {
+            _durations[_count % Window] = elapsed.TotalMilliseconds;
+            _count++;
+            if (error is { } code)
+            {
+                var name = ErrorCodes.Name(code);
+                _errors[name] = _errors.GetValueOrDefault(name) + 1;
+            }
+        }
+    }
+
+    public CapabilityCallStats Snapshot(string name)
+    {
+        double[] window;
+        long count;
+        Dictionary<string, long> errors;
+        lock (_gate)
+        {
+            count = _count;
+            window = _durations[..(int)Math.Min(count, Window)];
+            errors = new Dictionary<string, long>(_errors, StringComparer.Ordinal);
+        }
+
+        Array.Sort(window);
+        return new CapabilityCallStats(name, count, errors.Values.Sum(), errors, Percentile(window, 0.5), Percentile(window, 0.9), Percentile(window, 0.99));
+    }
+
+    private static double Percentile(double[] sorted, double q) =>
+        sorted.Length == 0 ? 0 : Math.Round(sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)], 3);
+}
+
+/// <summary>Which events a live-tail client wants: a topic pattern, an agent (sender or target), a thread, a correlation id; empty = any.</summary>
+internal sealed record EventFilter(string Topic, string Agent, string Thread, string Correlation)
+{
+    public static readonly EventFilter Any = new("", "", "", "");
+
+    public bool Matches(RecordedEvent e) =>
+        (Topic.Length == 0 || (e.Kind == "event" ? Topics.Matches(Topic, e.Topic) : Topic == e.Topic || Topics.Matches(Topic, e.Topic)))
+        && (Agent.Length == 0 || e.Sender == Agent || e.Target == Agent)
+        && (Thread.Length == 0 || e.ThreadId == Thread)
+        && (Correlation.Length == 0 || e.CorrelationId == Correlation || e.Id == Correlation);
+}
+
+/// <summary>One recorded event (an envelope with its payload cut to a preview) or call.</summary>
+internal sealed class RecordedEvent
+{
+    public long Seq { get; set; }
+    public string Kind { get; init; } = "event";
+    public string Id { get; init; } = "";
+    public string Topic { get; init; } = "";
+    public string Sender { get; init; } = "";
+    public string Target { get; init; } = "";
+    public string ThreadId { get; init; } = "";
+    public string CorrelationId { get; init; } = "";
+    public string ReplyTo { get; init; } = "";
+    public long TimestampUnixMs { get; init; }
+    public long? EndUnixMs { get; init; }
+    public double? DurationMs { get; init; }
+    public string? Error { get; init; }
+    public string ContentType { get; init; } = "";
+    public int PayloadBytes { get; init; }
+    public string? Payload { get; init; }
+    public bool PayloadTruncated { get; init; }
+    public uint HopCount { get; init; }
+    public string Qos { get; init; } = "";
+    public IReadOnlyDictionary<string, string>? Headers { get; init; }
+
+    public static RecordedEvent From(Envelope e)
+    {
+        var payload = e.Payload.Span;
+        var preview = payload.Length > DashboardFeed.PayloadPreviewBytes ? payload[..DashboardFeed.PayloadPreviewBytes] : payload;
+        string text;
+        try
+        {
+            // A cut preview may end inside a character: decoded leniently then.
+            text = payload.Length > preview.Length ? Encoding.UTF8.GetString(preview) : new UTF8Encoding(false, true).GetString(preview);
+        }
+        catch (DecoderFallbackException)
+        {
+            text = "base64:" + Convert.ToBase64String(preview);
+        }
+
+        return new RecordedEvent
+        {
+            Id = e.Id,
+            Topic = e.Topic,
+            Sender = e.Sender.Length == 0 ? "(bridge)" : e.Sender,
+            ThreadId = e.ThreadId,
+            CorrelationId = e.CorrelationId,
+            ReplyTo = e.ReplyTo,
+            TimestampUnixMs = e.TimestampUnixMs,
+            ContentType = e.ContentType,
+            PayloadBytes = payload.Length,
+            Payload = text,
+            PayloadTruncated = payload.Length > preview.Length,
+            HopCount = e.HopCount,
+            Qos = e.Qos.ToString().ToLowerInvariant(),
+            Headers = e.Headers.Count == 0 ? null : new Dictionary<string, string>(e.Headers, StringComparer.Ordinal),
+            Error = e.Headers.TryGetValue("error", out var error) ? error : null,
+        };
+    }
+}
