@@ -131,3 +131,12 @@ public sealed class PermissionDeniedException : LoomException
     {
     }
 }
+
+/// <summary>BUDGET_EXCEEDED: an agent's or a thread's token budget (LLM gateway) is spent.</summary>
+public sealed class BudgetExceededException : LoomException
+{
+    public BudgetExceededException(string message, Exception? inner = null)
+        : base(ErrorCode.BudgetExceeded, message, null, inner)
+    {
+    }
+}
