@@ -35,6 +35,9 @@ internal sealed class BridgeTelemetry : IDisposable
 
     public BridgeMetrics Bridge { get; }
 
+    /// <summary>The bridge's meter: instruments on it are served at /metrics.</summary>
+    public Meter Meter => _meter;
+
     public MetricsExporter Exporter { get; }
 
     public bool TracingEnabled => _tracing is not null;
