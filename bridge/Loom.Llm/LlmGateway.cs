@@ -311,7 +311,8 @@ public sealed class LlmGateway : ICapabilityProvider, IAsyncDisposable
             }
         }
 
-        throw new ProviderUnavailableException($"Every model tried failed: {string.Join("; ", failures)}. Check the providers in loom.yaml llm: (base_url, api_key_env) and that they are up.");
+        // TOOL_ERROR, not PROVIDER_UNAVAILABLE: the latter would make the broker take the gateway itself out of service.
+        throw new ToolErrorException($"Every model tried failed: {string.Join("; ", failures)}. Check the providers in loom.yaml llm: (base_url, api_key_env) and that they are up.");
     }
 
     private static ChatAnswer Answer(LlmModelOptions model, ProviderClient provider, ChatResponse response, int attempts, string? fallbackFrom)

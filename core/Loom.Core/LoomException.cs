@@ -49,6 +49,7 @@ public class LoomException : Exception
             ErrorCode.ResourceExhausted => new ResourceExhaustedException(message),
             ErrorCode.TtlExpired => new TtlExpiredException(message),
             ErrorCode.PermissionDenied => new PermissionDeniedException(message),
+            ErrorCode.BudgetExceeded => new BudgetExceededException(message),
             _ => new LoomException(error.Code, message, path),
         };
     }

@@ -138,7 +138,7 @@ public sealed class GatewayTests(GatewayFixture fx) : IClassFixture<GatewayFixtu
     public async Task A_client_error_is_not_retried_and_every_failure_is_reported()
     {
         await using var agent = await fx.AgentAsync("rejected");
-        var error = await Assert.ThrowsAsync<ProviderUnavailableException>(() => agent.Context.Llm.ChatAsync("rejected please", "rejecting"));
+        var error = await Assert.ThrowsAsync<ToolErrorException>(() => agent.Context.Llm.ChatAsync("rejected please", "rejecting"));
         Assert.Contains("HTTP 400", error.Message, StringComparison.Ordinal);
         Assert.Single(Upstream("rejected please"));
     }

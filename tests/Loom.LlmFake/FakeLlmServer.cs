@@ -329,12 +329,16 @@ public sealed class FakeLlmServer : IAsyncDisposable
                 continue;
             }
 
-            return m["content"] switch
+            var text = m["content"] switch
             {
                 JsonValue v => (string?)v ?? "",
                 JsonArray parts => string.Concat(parts.Where(p => (string?)p?["type"] == "text").Select(p => (string?)p?["text"])),
                 _ => "",
             };
+            if (text.Length > 0)
+            {
+                return text; // (an Anthropic tool result is a user message without text: look further back)
+            }
         }
 
         return "";

@@ -186,7 +186,7 @@ internal sealed class EmbedBatcher : IAsyncDisposable
             }
         }
 
-        var error = new ProviderUnavailableException($"Embedding model '{_model.Name}' failed: {string.Join("; ", failures)}.");
+        var error = new ToolErrorException($"Embedding model '{_model.Name}' failed: {string.Join("; ", failures)}.");
         foreach (var item in batch)
         {
             item.Done.TrySetException(error);
