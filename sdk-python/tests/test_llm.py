@@ -152,7 +152,10 @@ async def test_budget_refusal_embeddings_and_metrics(stack: Stack) -> None:
         assert refused.value.code == loom.ErrorCode.BUDGET_EXCEEDED and "py-stingy" in str(refused.value)
         usage = await conn.llm.usage()
         assert usage["tokens"] == spent.input_tokens + spent.output_tokens and usage["budget_tokens"] == 5
+        with pytest.raises(loom.BudgetExceededError):  # embeddings count against the same budget
+            await asyncio.wait_for(conn.llm.embed("abc"), T)
 
+    async with loom.connect(stack.url, agent_id="py-embedder") as conn:
         vectors = await asyncio.wait_for(conn.llm.embed(["abc", "Hello"]), T)
         assert vectors.embeddings == [[3.0, 3.0, 0.0, float(sum(ord(c) % 7 for c in "abc"))], [5.0, 4.0, 1.0, float(sum(ord(c) % 7 for c in "Hello"))]]
 
