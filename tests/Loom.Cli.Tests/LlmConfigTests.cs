@@ -56,9 +56,9 @@ public sealed class LlmConfigTests
     public void No_llm_section_means_no_gateway() => Assert.False(ProjectRunner.BridgeOptionsFor(Parse("name: x\n")).Llm.Enabled);
 
     [Theory]
-    [InlineData("llm:\n  providers:\n    - { name: p, api_key: sk-secret }\n", "api_key", 4)]
-    [InlineData("llm:\n  providers:\n    - { name: p, api_key_env: sk-secret-1 }\n", "environment variable", 4)]
-    [InlineData("llm:\n  providers:\n    - { name: p, kind: gemini }\n", "openai, anthropic", 4)]
+    [InlineData("llm:\n  providers:\n    - { name: p, api_key: sk-secret }\n", "api_key", 3)]
+    [InlineData("llm:\n  providers:\n    - { name: p, api_key_env: sk-secret-1 }\n", "environment variable", 3)]
+    [InlineData("llm:\n  providers:\n    - { name: p, kind: gemini }\n", "openai, anthropic", 3)]
     [InlineData("llm:\n  providers:\n    - { name: p }\n  models:\n    - { name: m, provider: q }\n", "is not in llm.providers", 2)]
     [InlineData("llm:\n  modles: []\n", "did you mean 'models'", 2)]
     public void Mistakes_are_refused_with_the_line(string yaml, string message, int line)
