@@ -13,6 +13,10 @@ if [ ! -f ../tests/Loom.TestAgent/bin/Release/net10.0/Loom.TestAgent.dll ]; then
   echo "== building tests/Loom.TestAgent"
   (cd .. && dotnet build tests/Loom.TestAgent -c Release -nologo -v quiet)
 fi
+if [ ! -f ../tests/Loom.LlmFake/bin/Release/net10.0/Loom.LlmFake.dll ]; then
+  echo "== building tests/Loom.LlmFake (the fake LLM server of llm.test.ts)"
+  (cd .. && dotnet build tests/Loom.LlmFake -c Release -nologo -v quiet)
+fi
 if [ -z "${LOOM_BRIDGE_LAUNCHER:-}" ]; then
   echo "== bridge CLI (builds when stale)"
   ../loom --help >/dev/null
@@ -31,4 +35,4 @@ npm run --silent build
 npm run --silent build:test
 
 echo "== node:test"
-node --test --test-reporter=tap build/test/unit.test.js build/test/vectors.test.js build/test/sdk.test.js build/test/dotnet.test.js build/test/resilience.test.js build/test/python.test.js build/test/mcp.test.js build/test/collab.test.js build/test/security.test.js
+node --test --test-reporter=tap build/test/unit.test.js build/test/vectors.test.js build/test/sdk.test.js build/test/dotnet.test.js build/test/resilience.test.js build/test/python.test.js build/test/mcp.test.js build/test/collab.test.js build/test/security.test.js build/test/llm.test.js

@@ -28,6 +28,12 @@ if [ ! -f "$agent" ]; then
   dotnet build tests/Loom.TestAgent -c Release -nologo -v quiet >&2
 fi
 
+fake=tests/Loom.LlmFake/bin/Release/net10.0/Loom.LlmFake.dll
+if [ ! -f "$fake" ]; then
+  echo "building tests/Loom.LlmFake (the fake LLM server of test_llm.py)" >&2
+  dotnet build tests/Loom.LlmFake -c Release -nologo -v quiet >&2
+fi
+
 echo "== mypy (strict) sdk-python/src/loom"
 (cd sdk-python && /usr/bin/python3 -m mypy --config-file pyproject.toml src/loom bench/bench.py)
 

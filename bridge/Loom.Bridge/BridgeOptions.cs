@@ -1,4 +1,5 @@
 using Loom.Core;
+using Loom.Llm;
 using Loom.Mcp;
 
 namespace Loom.Bridge;
@@ -128,6 +129,9 @@ public sealed record BridgeOptions
     /// <summary>Serving capabilities to MCP clients over streamable HTTP on the HTTP port. Default enabled at <c>/mcp</c>, every capability.</summary>
     public McpExposeOptions Mcp { get; init; } = new();
 
+    /// <summary>The LLM gateway (llm.chat, llm.embed, llm.usage; see docs/llm.md). Default: no models, not served.</summary>
+    public LlmOptions Llm { get; init; } = new();
+
     /// <summary>
     /// Server certificate (PEM file, may hold the chain after the leaf) for TLS on both ports
     /// (tls_cert). Default null: both ports are cleartext. Needs <see cref="TlsKeyFile"/>.
@@ -226,6 +230,7 @@ public sealed record BridgeOptions
     /// <exception cref="ArgumentException"><see cref="Host"/> is not an IP address.</exception>
     public void Validate()
     {
+        Llm.Validate();
         if (string.IsNullOrWhiteSpace(Host))
         {
             throw new ArgumentException("Host is empty; use an address such as 127.0.0.1 or 0.0.0.0.", nameof(Host));

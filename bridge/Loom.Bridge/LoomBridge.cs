@@ -4,6 +4,7 @@ using Loom.Core;
 using Grpc.AspNetCore.Server;
 using Grpc.Health.V1;
 using Grpc.HealthCheck;
+using Loom.Llm;
 using Loom.Mcp;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -26,6 +27,7 @@ public sealed class LoomBridge : IAsyncDisposable
     private SessionRegistry? _sessions;
     private Core.Collaboration.Coordinator? _coordinator;
     private McpIngestHost? _mcp;
+    private LlmGateway? _llm;
     private int _grpcPort;
     private int _httpPort;
     private IPEndPoint? _grpcEndPoint;
@@ -253,6 +255,7 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         _mcp = new McpIngestHost(_options.McpServers, Broker, Agents, Time, loggerFactory);
+        _llm = _options.Llm.Enabled ? new LlmGateway(_options.Llm, Broker, Bus, _telemetry.Meter, Time, loggerFactory) : null;
 
         await app.StartAsync(cancellationToken);
         _grpcEndPoint = grpcListen!.IPEndPoint!;
@@ -269,6 +272,7 @@ public sealed class LoomBridge : IAsyncDisposable
         _app = app;
         _sessions.Start();
         _mcp.Start();
+        _llm?.Start();
         foreach (var service in HealthServices)
         {
             _health.SetStatus(service, HealthCheckResponse.Types.ServingStatus.Serving);
@@ -350,6 +354,11 @@ public sealed class LoomBridge : IAsyncDisposable
             {
                 // Past the bound: stdio servers are left to their transport's own shutdown.
             }
+        }
+
+        if (_llm is not null)
+        {
+            await _llm.DisposeAsync();
         }
 
         try

@@ -24,6 +24,7 @@ public static class ErrorCodes
         ErrorCode.Cancelled => "CANCELLED",
         ErrorCode.Unavailable => "UNAVAILABLE",
         ErrorCode.Internal => "INTERNAL",
+        ErrorCode.BudgetExceeded => "BUDGET_EXCEEDED",
         _ => ((int)code).ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 
@@ -46,6 +47,7 @@ public static class ErrorCodes
         ErrorCode.Cancelled => 1,            // CANCELLED
         ErrorCode.Unavailable => 14,         // UNAVAILABLE
         ErrorCode.Internal => 13,            // INTERNAL
+        ErrorCode.BudgetExceeded => 8,       // RESOURCE_EXHAUSTED
         _ => 2,                              // UNKNOWN
     };
 

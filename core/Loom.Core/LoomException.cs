@@ -49,6 +49,7 @@ public class LoomException : Exception
             ErrorCode.ResourceExhausted => new ResourceExhaustedException(message),
             ErrorCode.TtlExpired => new TtlExpiredException(message),
             ErrorCode.PermissionDenied => new PermissionDeniedException(message),
+            ErrorCode.BudgetExceeded => new BudgetExceededException(message),
             // UNSPECIFIED, or a code this build does not know (a newer bridge): INTERNAL, as in every SDK (protocol §11).
             _ when error.Code == ErrorCode.Unspecified || !Enum.IsDefined(error.Code) => new LoomException(ErrorCode.Internal, message, path),
             _ => new LoomException(error.Code, message, path),
@@ -130,6 +131,15 @@ public sealed class PermissionDeniedException : LoomException
 {
     public PermissionDeniedException(string message, Exception? inner = null)
         : base(ErrorCode.PermissionDenied, message, null, inner)
+    {
+    }
+}
+
+/// <summary>BUDGET_EXCEEDED: an agent's or a thread's token budget (LLM gateway) is spent.</summary>
+public sealed class BudgetExceededException : LoomException
+{
+    public BudgetExceededException(string message, Exception? inner = null)
+        : base(ErrorCode.BudgetExceeded, message, null, inner)
     {
     }
 }

@@ -26,6 +26,7 @@ public sealed class AgentContext
         _options = options;
         JsonOptions = json;
         Memory = new AgentMemory(transport, json);
+        Llm = new AgentLlm(this);
     }
 
     /// <summary>This agent's id.</summary>
@@ -36,6 +37,9 @@ public sealed class AgentContext
 
     /// <summary>Key-value memory (the agent's namespace by default).</summary>
     public AgentMemory Memory { get; }
+
+    /// <summary>Language models through the bridge's LLM gateway (llm.chat, llm.embed; docs/llm.md).</summary>
+    public AgentLlm Llm { get; }
 
     /// <summary>How payloads, inputs and outputs are (de)serialized. Default web defaults.</summary>
     public JsonSerializerOptions JsonOptions { get; }

@@ -25,6 +25,7 @@ import {
   validatePattern, validateTopic,
 } from './internal/util.js';
 import { encodeClientFrame } from './internal/frame-encoder.js';
+import { Llm } from './llm.js';
 import { Memory } from './memory.js';
 import { type ConnectOptions, type Logger, type ResolvedOptions, resolveOptions, resolveUrl } from './options.js';
 import { type SubscribeOptions, Subscription, type SubscriptionHost } from './subscription.js';
@@ -112,6 +113,8 @@ export interface AgentContext {
   readonly namespace: string;
   /** Key-value memory in the agent's namespace. */
   readonly memory: Memory;
+  /** Language models through the bridge's LLM gateway (docs/llm.md). */
+  readonly llm: Llm;
   /** The current connection status. */
   readonly status: ConnectionStatus;
   emit(topic: string, payload?: unknown, options?: EmitOptions & { signal?: AbortSignal }): Promise<void>;
@@ -253,6 +256,8 @@ export class Connection implements AgentContext {
   readonly namespace: string;
   /** Key-value memory in this agent's namespace. */
   readonly memory: Memory;
+  /** Language models through the bridge's LLM gateway (docs/llm.md). */
+  readonly llm: Llm;
 
   readonly #options: ResolvedOptions;
   readonly #log: Logger;
@@ -321,6 +326,7 @@ export class Connection implements AgentContext {
       ...this.#options.channelOptions,
     });
     this.memory = new Memory((request, signal) => this.#memory(request, signal), '', this.namespace);
+    this.llm = new Llm(this);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'SESSION_NOT_FOUND'
   | 'CANCELLED'
   | 'UNAVAILABLE'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'BUDGET_EXCEEDED';
 
 /** Error codes in proto enum order (index = wire number). */
 export const ERROR_CODES: readonly ErrorCode[] = [
@@ -38,6 +39,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'CANCELLED',
   'UNAVAILABLE',
   'INTERNAL',
+  'BUDGET_EXCEEDED',
 ];
 
 /** Extra information of a {@link LoomError}. */
@@ -167,6 +169,14 @@ export class InternalError extends LoomError {
   }
 }
 
+/** An agent's or a thread's token budget in the LLM gateway is spent (docs/llm.md). */
+export class BudgetExceededError extends LoomError {
+  constructor(message: string, options?: LoomErrorOptions) {
+    super('BUDGET_EXCEEDED', message, options);
+    this.name = 'BudgetExceededError';
+  }
+}
+
 type ErrorClass = new (message: string, options?: LoomErrorOptions) => LoomError;
 
 const CLASSES: Partial<Record<ErrorCode, ErrorClass>> = {
@@ -183,6 +193,7 @@ const CLASSES: Partial<Record<ErrorCode, ErrorClass>> = {
   CANCELLED: CancelledError,
   UNAVAILABLE: UnavailableError,
   INTERNAL: InternalError,
+  BUDGET_EXCEEDED: BudgetExceededError,
 };
 
 /** Creates the subclass of {@link LoomError} that matches `code`. */

@@ -19,6 +19,10 @@ export type { EmitOptions, OverflowPolicy, Qos } from './event.js';
 export { Subscription } from './subscription.js';
 export type { SubscribeOptions } from './subscription.js';
 export { Memory, MemoryItem } from './memory.js';
+export { Llm } from './llm.js';
+export type {
+  LlmChatRequest, LlmChatResult, LlmEmbedResult, LlmHost, LlmMessage, LlmStreamEvent, LlmTool, LlmToolCall, LlmUsage,
+} from './llm.js';
 export type { CompareAndSetResult, MemoryOptions, MemorySetOptions } from './memory.js';
 export { Thread } from './thread.js';
 export { matches } from './topics.js';
@@ -31,7 +35,7 @@ export type {
 } from './collab.js';
 export type { JoinThreadOptions } from './thread.js';
 export {
-  CancelledError, CapabilityNotFoundError, createError, ERROR_CODES, HopLimitExceededError, InternalError,
+  BudgetExceededError, CancelledError, CapabilityNotFoundError, createError, ERROR_CODES, HopLimitExceededError, InternalError,
   InvalidParamsError, LoomError, parseErrorCode, PermissionDeniedError, ProviderUnavailableError,
   ResourceExhaustedError, SessionNotFoundError, TimeoutError, ToolError, TtlExpiredError, UnavailableError,
 } from './errors.js';

@@ -18,6 +18,7 @@ public class ErrorsTests
     [InlineData(ErrorCode.Cancelled, "CANCELLED", 1)]
     [InlineData(ErrorCode.Unavailable, "UNAVAILABLE", 14)]
     [InlineData(ErrorCode.Internal, "INTERNAL", 13)]
+    [InlineData(ErrorCode.BudgetExceeded, "BUDGET_EXCEEDED", 8)]
     [InlineData(ErrorCode.Unspecified, "UNSPECIFIED", 2)]
     public void Names_and_grpc_statuses(ErrorCode code, string name, int grpc)
     {
@@ -51,6 +52,7 @@ public class ErrorsTests
         Assert.IsType<ResourceExhaustedException>(LoomException.FromError(new Error { Code = ErrorCode.ResourceExhausted }));
         Assert.IsType<TtlExpiredException>(LoomException.FromError(new Error { Code = ErrorCode.TtlExpired }));
         Assert.IsType<PermissionDeniedException>(LoomException.FromError(new Error { Code = ErrorCode.PermissionDenied }));
+        Assert.IsType<BudgetExceededException>(LoomException.FromError(new Error { Code = ErrorCode.BudgetExceeded }));
         var other = LoomException.FromError(new Error { Code = ErrorCode.HopLimitExceeded, Message = "loop" });
         Assert.Equal(typeof(LoomException), other.GetType());
         Assert.Equal(ErrorCode.HopLimitExceeded, other.Code);

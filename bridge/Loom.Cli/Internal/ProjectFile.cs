@@ -78,7 +78,8 @@ internal sealed record ProjectFile(
     string? Main,
     IReadOnlyList<McpServerSpec> McpServers,
     McpExposeSpec? McpExpose,
-    IReadOnlyDictionary<string, Loom.Bridge.IdentityPermissions>? Permissions = null);
+    IReadOnlyDictionary<string, Loom.Bridge.IdentityPermissions>? Permissions = null,
+    Loom.Llm.LlmOptions? Llm = null);
 
 /// <summary>A <c>loom.yaml</c> that cannot be used: names the file, line, column and field, and says what to fix.</summary>
 internal sealed class ProjectFileException : Exception
@@ -196,7 +197,7 @@ internal static partial class ProjectFileLoader
             throw reader.Error(node, "", "the file must be a mapping with at least 'agents:'");
         }
 
-        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions");
+        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions", "llm");
         var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
         var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
         var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"), directory);
@@ -291,7 +292,8 @@ internal static partial class ProjectFileLoader
         }
 
         var permissions = top.TryGetValue("permissions", out var permissionsNode) ? ReadPermissions(reader, permissionsNode) : null;
-        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions);
+        var llm = top.TryGetValue("llm", out var llmNode) ? ReadLlm(reader, llmNode) : null;
+        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions, llm);
     }
 
     private static readonly string[] PermissionKinds = ["publish", "subscribe", "provide", "call", "memory_read", "memory_write", "collaboration"];

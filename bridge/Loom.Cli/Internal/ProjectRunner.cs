@@ -258,6 +258,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             McpAllowedHosts = project.Bridge.Security?.McpAllowedHosts ?? [],
             Permissions = project.Permissions,
             McpServers = servers,
+            Llm = project.Llm ?? new Loom.Llm.LlmOptions(),
             Mcp = project.McpExpose is { } e
                 ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }
                 : new Loom.Mcp.McpExposeOptions(),

@@ -61,6 +61,7 @@ internal static class ErrorMapping
         ErrorCode.ResourceExhausted => new ResourceExhaustedException(message, inner),
         ErrorCode.TtlExpired => new TtlExpiredException(message, inner),
         ErrorCode.PermissionDenied => new PermissionDeniedException(message, inner),
+        ErrorCode.BudgetExceeded => new BudgetExceededException(message, inner),
         _ => new LoomException(code, message, path, inner),
     };
 

@@ -138,11 +138,13 @@ export class Bridge {
   httpPort = 0;
   #child: ChildProcess | undefined;
   #exited: Promise<void> = Promise.resolve();
+  #extraArgs: readonly string[] = [];
   readonly #logPath = path.join(mkdtempSync(path.join(tmpdir(), 'loom-sdk-js-')), 'bridge.log');
 
   /** Starts a bridge with `./loom up --grpc-port 0 --http-port 0` (or LOOM_BRIDGE_LAUNCHER). */
-  static async start(): Promise<Bridge> {
+  static async start(extraArgs: readonly string[] = []): Promise<Bridge> {
     const bridge = new Bridge();
+    bridge.#extraArgs = extraArgs;
     await bridge.#launch(0, 0);
     return bridge;
   }
@@ -151,7 +153,7 @@ export class Bridge {
     // LOOM_BRIDGE_LAUNCHER: the command that runs the CLI, e.g. "dotnet bridge/Loom.Cli/bin/Release/net10.0/loom.dll".
     const [launcher, ...pre] = (process.env.LOOM_BRIDGE_LAUNCHER ?? path.join(REPO, 'loom')).split(' ').filter(Boolean) as [string, ...string[]];
     const log = createWriteStream(this.#logPath, { flags: 'a' });
-    const child = spawn(launcher, [...pre, 'up', '--grpc-port', String(grpcPort), '--http-port', String(httpPort)], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(launcher, [...pre, 'up', '--grpc-port', String(grpcPort), '--http-port', String(httpPort), ...this.#extraArgs], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     child.stderr.pipe(log);
     this.#exited = new Promise((resolve) => child.once('exit', () => resolve()));

@@ -37,6 +37,7 @@ from ._config import SDK_VERSION, Config
 from ._connection import Connection, Stats, Status, Subscription, connect
 from ._context import Context, Routing, Thread
 from ._errors import (
+    BudgetExceededError,
     CancelledError,
     ConnectionClosedError,
     ErrorCode,
@@ -56,6 +57,7 @@ from ._errors import (
     UnavailableError,
 )
 from ._event import Envelope, Event, Overflow, QoS
+from ._llm import ChatResult, EmbedResult, Llm, StreamEvent, ToolCall
 from ._memory import CasResult, Memory, MemoryItem
 from ._runner import run, serve, start_agent
 from ._topics import matches
@@ -77,20 +79,24 @@ __all__ = [
     "is_call_for_proposals",
     "is_collab_record",
     "BoundCapability",
+    "BudgetExceededError",
     "CallInfo",
     "CancelledError",
     "CapabilityDefinition",
     "CasResult",
+    "ChatResult",
     "Config",
     "Connection",
     "ConnectionClosedError",
     "Context",
+    "EmbedResult",
     "Envelope",
     "ErrorCode",
     "Event",
     "HopLimitExceededError",
     "InternalError",
     "InvalidParamsError",
+    "Llm",
     "LoomError",
     "Memory",
     "MemoryItem",
@@ -106,8 +112,10 @@ __all__ = [
     "SessionNotFoundError",
     "Stats",
     "Status",
+    "StreamEvent",
     "Subscription",
     "Thread",
+    "ToolCall",
     "ToolError",
     "TtlExpiredError",
     "UnavailableError",

@@ -16,6 +16,7 @@ from ._topics import _TOKEN
 if TYPE_CHECKING:
     from ._collab import BarrierResult, ContractNetResult, GatherResult
     from ._connection import Subscription
+    from ._llm import Llm
     from ._memory import Memory
 
 JSON_CONTENT_TYPE = "application/json"
@@ -84,6 +85,13 @@ class Context:
     def memory(self) -> "Memory":
         """Key-value memory held by the bridge (this agent's namespace)."""
         raise NotImplementedError
+
+    @property
+    def llm(self) -> "Llm":
+        """Language models through the bridge's LLM gateway (docs/llm.md)."""
+        from ._llm import Llm
+
+        return Llm(self)
 
     def _publish_nowait(
         self,

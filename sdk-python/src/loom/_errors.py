@@ -25,6 +25,7 @@ class ErrorCode(str, enum.Enum):
     CANCELLED = "CANCELLED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
 
     @property
     def number(self) -> int:
@@ -176,6 +177,12 @@ class InternalError(LoomError):
     default_code = ErrorCode.INTERNAL
 
 
+class BudgetExceededError(LoomError):
+    """An agent's or a thread's token budget in the LLM gateway is spent (docs/llm.md)."""
+
+    default_code = ErrorCode.BUDGET_EXCEEDED
+
+
 _BY_CODE: Dict[ErrorCode, Type[LoomError]] = {
     ErrorCode.INVALID_PARAMS: InvalidParamsError,
     ErrorCode.TIMEOUT: RequestTimeoutError,
@@ -190,6 +197,7 @@ _BY_CODE: Dict[ErrorCode, Type[LoomError]] = {
     ErrorCode.CANCELLED: CancelledError,
     ErrorCode.UNAVAILABLE: UnavailableError,
     ErrorCode.INTERNAL: InternalError,
+    ErrorCode.BUDGET_EXCEEDED: BudgetExceededError,
 }
 
 

@@ -43,6 +43,8 @@ internal sealed class BridgeTelemetry : IDisposable
         _meter.CreateObservableCounter("loom.dashboard.events.unrecorded", () => feed.SampledOut, "{event}", "Events and calls the dashboard did not record in its recent-event and thread buffers (over its per-second budget).");
         _meter.CreateObservableCounter("loom.dashboard.events.skipped", () => feed.ClientEventsSkipped, "{event}", "Recorded events a live-tail client did not get because of its rate cap.");
     }
+    /// <summary>The bridge's meter: instruments on it are served at /metrics.</summary>
+    public Meter Meter => _meter;
 
     public MetricsExporter Exporter { get; }
 

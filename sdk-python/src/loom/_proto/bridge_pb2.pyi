@@ -5,6 +5,7 @@ from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+ERROR_CODE_BUDGET_EXCEEDED: ErrorCode
 ERROR_CODE_CANCELLED: ErrorCode
 ERROR_CODE_CAPABILITY_NOT_FOUND: ErrorCode
 ERROR_CODE_HOP_LIMIT_EXCEEDED: ErrorCode
