@@ -70,6 +70,9 @@ internal static partial class Log
     [LoggerMessage(22, LogLevel.Warning, "Agent {Owner}: subscription {Pattern} still had {Depth} deliveries queued when its drain bound passed")]
     public static partial void SubscriptionDrainTimedOut(ILogger logger, string owner, string pattern, int depth);
 
+    [LoggerMessage(24, LogLevel.Warning, "Agent {AgentId}: the bridge did not know this agent (it restarted); holding {Queued} queued messages for {SettleMs} ms so that other agents subscribe again first")]
+    public static partial void HoldingAfterRestart(ILogger logger, string agentId, int queued, long settleMs);
+
     [LoggerMessage(23, LogLevel.Warning, "Agent {AgentId}: publish on {Topic} not delivered: {Status}")]
     public static partial void PublishNotAccepted(ILogger logger, string agentId, string topic, string status);
 }
