@@ -469,7 +469,7 @@ export class Connection implements AgentContext {
     // (with the subscriptions' ids): all are in place before anything queued is written. One
     // added while the registration was on its way is carried by one more registration.
     let response: PbRegisterResponse = await unary(this.#client, registerAgent, this.#registration(), this.#options.connectTimeoutMs, signal);
-    const bridgeKnewUs = response.reconnected === true;
+    const bridgeKnewUs = response.reconnected;
     for (let round = 1; round < 3 && this.#entries.some((e) => !(response.subscriptions ?? []).some((h) => e.sameAs(h))); round++) {
       response = await unary(this.#client, registerAgent, this.#registration(), this.#options.connectTimeoutMs, signal);
     }

@@ -58,12 +58,14 @@ describe('resilience', () => {
   });
 
   test('a bridge killed mid-flow and restarted: every event queued after the kill reaches the subscriber', T, async (t) => {
-    // The subscriber retries every second, the publisher every 100 ms: after the restart the
-    // publisher is back first, the case where what it queued during the outage reached nobody.
-    // It holds its queue for 3 s after a restart, so the subscriber is back before it is sent.
+    // The subscriber retries every 5 s, the publisher every 100 ms: after the restart the publisher
+    // is back first, the case where what it queued during the outage reached nobody (a bridge's
+    // first answers after a cold start can take a second or two, and retries that land in that
+    // window all come back together, so the subscriber's delay is longer than that). The publisher
+    // holds its queue for 8 s after a restart, so the subscriber is back before it is sent.
     const counts = await restartMidFlow(
-      { reconnectInitialMs: 100, reconnectMaxMs: 100, reconnectJitter: 0, restartSettleMs: 3000 },
-      { reconnectInitialMs: 1000, reconnectMaxMs: 1000, reconnectJitter: 0 },
+      { reconnectInitialMs: 100, reconnectMaxMs: 100, reconnectJitter: 0, restartSettleMs: Number(process.env.LOOM_TEST_RESTART_SETTLE_MS ?? 8000) },
+      { reconnectInitialMs: 5000, reconnectMaxMs: 5000, reconnectJitter: 0 },
     );
     t.diagnostic(`restart mid-flow, slow subscriber: ${JSON.stringify(counts)}`);
     assert.equal(counts.reconnects, 2, JSON.stringify(counts));

@@ -458,7 +458,7 @@ async def test_bridge_restart_mid_flow_loses_only_what_was_in_flight(private_bri
     # holds its queue for 8 s after a restart, so the subscriber is back before it is sent.
     counts = await restart_mid_flow(
         private_bridge,
-        {"reconnect_initial_ms": 100, "reconnect_max_ms": 100, "reconnect_jitter": 0, "restart_settle_ms": 8000},
+        {"reconnect_initial_ms": 100, "reconnect_max_ms": 100, "reconnect_jitter": 0, "restart_settle_ms": int(os.environ.get("LOOM_TEST_RESTART_SETTLE_MS", "8000"))},
         {"reconnect_initial_ms": 5000, "reconnect_max_ms": 5000, "reconnect_jitter": 0},
     )
     print("restart mid-flow, slow subscriber:", counts)

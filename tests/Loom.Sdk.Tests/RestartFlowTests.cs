@@ -18,12 +18,15 @@ public sealed class RestartFlowTests(ITestOutputHelper output)
     [Fact]
     public async Task A_bridge_killed_mid_flow_loses_only_what_was_in_flight()
     {
-        // The subscriber retries every second, the publisher every 100 ms: after the restart the
-        // publisher is back first, the case where what it queued during the outage reached nobody.
-        // It holds its queue for 3 s after a restart, so the subscriber is back before it is sent.
+        // The subscriber retries every 5 s, the publisher every 100 ms: after the restart the publisher
+        // is back first, the case where what it queued during the outage reached nobody (a bridge's
+        // first answers after a cold start can take a second or two, and retries that land in that
+        // window all come back together, so the subscriber's delay is longer than that). The publisher
+        // holds its queue for 8 s after a restart, so the subscriber is back before it is sent.
+        var settle = Environment.GetEnvironmentVariable("LOOM_TEST_RESTART_SETTLE_MS") is { Length: > 0 } ms ? TimeSpan.FromMilliseconds(int.Parse(ms, System.Globalization.CultureInfo.InvariantCulture)) : TimeSpan.FromSeconds(8);
         var counts = await RestartMidFlowAsync(
-            new LoomConnectionOptions { Name = "flow-pub", ReconnectInitialDelay = TimeSpan.FromMilliseconds(100), ReconnectMaxDelay = TimeSpan.FromMilliseconds(100), ReconnectJitter = 0, RestartSettle = TimeSpan.FromSeconds(3) },
-            new LoomConnectionOptions { Name = "flow-sub", ReconnectInitialDelay = TimeSpan.FromSeconds(1), ReconnectMaxDelay = TimeSpan.FromSeconds(1), ReconnectJitter = 0 });
+            new LoomConnectionOptions { Name = "flow-pub", ReconnectInitialDelay = TimeSpan.FromMilliseconds(100), ReconnectMaxDelay = TimeSpan.FromMilliseconds(100), ReconnectJitter = 0, RestartSettle = settle },
+            new LoomConnectionOptions { Name = "flow-sub", ReconnectInitialDelay = TimeSpan.FromSeconds(5), ReconnectMaxDelay = TimeSpan.FromSeconds(5), ReconnectJitter = 0 });
         output.WriteLine($"restart mid-flow, slow subscriber: {counts}");
         Assert.Equal(2, counts.Reconnects);
         Assert.True(counts.LostAfterBound == 0, $"events queued after the kill were lost: {counts}");
@@ -39,7 +42,7 @@ public sealed class RestartFlowTests(ITestOutputHelper output)
         Assert.True(counts.Lost <= counts.Bound, counts.ToString());
     }
 
-    private sealed record FlowCounts(int Published, int Received, int Lost, int LostAfterBound, long Bound, long LostOnBreak, long Reconnects);
+    private sealed record FlowCounts(int Published, int Received, int Lost, int LostAfterBound, long Bound, long LostOnBreak, long Reconnects, long PubBackMs, long SubBackMs);
 
     /// <summary>
     /// A publisher and a subscriber (two connections, each with its own channel and reconnect loop)
@@ -82,6 +85,10 @@ public sealed class RestartFlowTests(ITestOutputHelper output)
             });
 
             await Poll.UntilAsync(() => Volatile.Read(ref published) >= Flow / 3, TimeSpan.FromSeconds(60), "a third of the flow to be published");
+            var killed = System.Diagnostics.Stopwatch.StartNew();
+            long pubBack = -1, subBack = -1;
+            pub.StatusChanged += (_, change) => Interlocked.CompareExchange(ref pubBack, change.Status == ConnectionStatus.Connected ? killed.ElapsedMilliseconds : -1, -1);
+            sub.StatusChanged += (_, change) => Interlocked.CompareExchange(ref subBack, change.Status == ConnectionStatus.Connected ? killed.ElapsedMilliseconds : -1, -1);
             await first.KillAsync();
             await Poll.UntilAsync(() => pub.Status == ConnectionStatus.Reconnecting, TimeSpan.FromSeconds(20), "the publisher to notice the kill");
             // Publishes are written in the order they were numbered: all from `bound` on never reached the killed bridge.
@@ -97,7 +104,7 @@ public sealed class RestartFlowTests(ITestOutputHelper output)
 
             await Task.Delay(200); // stragglers of the first part, if any, are counted too
             var missing = Enumerable.Range(0, Flow).Where(seq => !got.ContainsKey(seq)).ToList();
-            return new FlowCounts(Flow, got.Count, missing.Count, missing.Count(seq => seq >= bound), bound, pub.Statistics.LostOnBreak, pub.Statistics.Reconnects + sub.Statistics.Reconnects);
+            return new FlowCounts(Flow, got.Count, missing.Count, missing.Count(seq => seq >= bound), bound, pub.Statistics.LostOnBreak, pub.Statistics.Reconnects + sub.Statistics.Reconnects, Interlocked.Read(ref pubBack), Interlocked.Read(ref subBack));
         }
         finally
         {
