@@ -68,6 +68,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
     private long _lateResponses;
     private long _publishErrors;
     private long _lostOnBreak;
+    private long _unsentOnClose;
     private long? _lostAt;
 
     /// <summary>Creates a connection; call <see cref="ConnectAsync(CancellationToken)"/> to register and open the stream.</summary>
@@ -204,6 +205,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                 LateResponses = Interlocked.Read(ref _lateResponses),
                 PublishErrors = Interlocked.Read(ref _publishErrors),
                 LostOnBreak = Interlocked.Read(ref _lostOnBreak),
+                UnsentOnClose = Interlocked.Read(ref _unsentOnClose),
                 OutboundQueueDepth = _outbound.Reader.Count,
             };
         }
@@ -1395,6 +1397,23 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         if (session is not null)
         {
             await CloseSessionAsync(session);
+        }
+
+        // What the write loop never took: the publisher learns of it here, not from silence.
+        long unsent = 0;
+        while (_outbound.Reader.TryRead(out var left))
+        {
+            // Calls and memory requests are not counted: their waiters fail with CANCELLED.
+            if (left.KindCase is not (ClientMessage.KindOneofCase.Heartbeat or ClientMessage.KindOneofCase.Call or ClientMessage.KindOneofCase.Memory))
+            {
+                unsent++;
+            }
+        }
+
+        if (unsent > 0)
+        {
+            Interlocked.Add(ref _unsentOnClose, unsent);
+            Log.UnsentOnClose(_logger, AgentId, unsent);
         }
 
         var closed = new LoomException(ErrorCode.Cancelled, "The connection was closed.");

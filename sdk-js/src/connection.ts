@@ -98,6 +98,8 @@ export interface ConnectionStats {
   lateReplies: number;
   /** Messages that were in a frame being written when the stream broke. */
   lostOnBreak: number;
+  /** Messages nobody waits an answer for (publishes, results, unsubscribes) still queued, never written, when the connection closed (e.g. closed while reconnecting). */
+  unsentOnClose: number;
   /** Deliveries for a subscription this connection no longer has (e.g. just unsubscribed). */
   unrouted: number;
   /** Messages waiting in the outbound queue. */
@@ -290,7 +292,7 @@ export class Connection implements AgentContext {
   #heartbeatSequence = 0;
   /** When the last stream was lost (Date.now()); undefined while connected or before the first. */
   #lostAt: number | undefined;
-  #stats = { framesSent: 0, messagesSent: 0, framesReceived: 0, messagesReceived: 0, reconnects: 0, publishErrors: 0, lateReplies: 0, lostOnBreak: 0, unrouted: 0 };
+  #stats = { framesSent: 0, messagesSent: 0, framesReceived: 0, messagesReceived: 0, reconnects: 0, publishErrors: 0, lateReplies: 0, lostOnBreak: 0, unsentOnClose: 0, unrouted: 0 };
 
   /** @internal Use {@link connect}. */
   constructor(url: string, options: ConnectOptions = {}, setup: ConnectionSetup = {}) {
@@ -1370,6 +1372,17 @@ export class Connection implements AgentContext {
     for (const entry of this.#entries) entry.close();
     const waiters = this.#spaceWaiters;
     this.#spaceWaiters = [];
+    // What was never written: the publisher learns of it here, not from silence.
+    let unsent = 0;
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const message = this.#queue[i] as PbClientMessage;
+      // Calls and memory requests are not counted: their waiters fail with CANCELLED.
+      if (!message.heartbeat && !message.call && !message.memory) unsent++;
+    }
+    if (unsent > 0) {
+      this.#stats.unsentOnClose += unsent;
+      this.#log.warn(`${this.agentId}: ${unsent} queued messages were never sent: the connection closed first`);
+    }
     this.#queue = [];
     this.#head = 0;
     this.#setStatus({ state: 'closed' });

@@ -43,6 +43,9 @@ internal static partial class Log
     [LoggerMessage(13, LogLevel.Warning, "Agent {AgentId}: {Count} messages were lost with a stream that broke while writing them")]
     public static partial void LostOnBreak(ILogger logger, string agentId, int count);
 
+    [LoggerMessage(25, LogLevel.Warning, "Agent {AgentId}: {Count} queued messages were never sent: the connection closed first")]
+    public static partial void UnsentOnClose(ILogger logger, string agentId, long count);
+
     [LoggerMessage(14, LogLevel.Warning, "Agent {AgentId}: the bridge pushed call {CallId} twice; the second is ignored")]
     public static partial void DuplicatePushedCall(ILogger logger, string agentId, string callId);
 

@@ -76,6 +76,9 @@ class Stats:
     late_replies: int = 0
     late_responses: int = 0
     lost_on_break: int = 0
+    unsent_on_close: int = 0
+    """Messages nobody waits an answer for (publishes, results, unsubscribes) still queued, never
+    written, when the connection closed (e.g. closed while reconnecting)."""
 
 
 class _Timeout(Exception):
@@ -1240,6 +1243,13 @@ class Connection(Context):
         if session is not None:
             await self._close_session(session)
         self._set_status(Status.CLOSED)
+        # What the writer never took: the publisher learns of it here, not from silence.
+        # Requests (_Req) are not counted: their waiters fail with ConnectionClosedError.
+        unsent = sum(1 for item in self._out if type(item) is bytes)
+        self._out.clear()
+        if unsent:
+            self.stats.unsent_on_close += unsent
+            _log.warning("agent %s: %d queued messages were never sent: the connection closed first", self._agent_id, unsent)
         closed = ConnectionClosedError()
         self._on_stream_lost(1 << 62, closed)
         await asyncio.gather(*(e.stop() for e in self._entries), return_exceptions=True)
