@@ -80,6 +80,20 @@ describe('resilience', () => {
     assert.ok(counts.lost <= counts.bound, JSON.stringify(counts));
   });
 
+  test('events still queued when a connection closes are counted', T, async () => {
+    const own = await Bridge.start();
+    try {
+      const conn = await connect(own.grpcUrl, { name: 'unsent', logLevel: 'silent', reconnectInitialMs: 200, reconnectMaxMs: 200 });
+      await own.stop();
+      await waitFor('the connection to notice the stop', () => conn.status.state === 'reconnecting', 20_000);
+      for (let i = 0; i < 7; i++) await conn.emit('unsent.n', new Uint8Array([i]));
+      await within(conn.close(), 10_000, 'close');
+      assert.equal(conn.stats.unsentOnClose, 7);
+    } finally {
+      await own.stop();
+    }
+  });
+
   test('a bridge that goes silent is noticed by the agent after 3 heartbeat intervals', T, async () => {
     const conn = await connect(bridge.grpcUrl, { name: 'hb-watcher', logLevel: 'silent', heartbeatMs: 200, reconnectInitialMs: 50, reconnectMaxMs: 300, connectTimeoutMs: 2000 });
     conns.push(conn);

@@ -475,6 +475,19 @@ async def test_bridge_restart_mid_flow_with_default_reconnect_settings(private_b
     assert counts["lost"] <= counts["bound"], counts
 
 
+async def test_events_still_queued_at_close_are_counted(private_bridge: Callable[..., BridgeProcess]) -> None:
+    proc = private_bridge()
+    conn = await asyncio.wait_for(loom.connect("http://" + proc.grpc, name="unsent", reconnect_initial_ms=200, reconnect_max_ms=200), T)
+    try:
+        proc.stop(signal.SIGKILL)
+        await poll(lambda: conn.status is loom.Status.RECONNECTING, 20, "the connection to notice the kill")
+        for i in range(7):
+            await conn.emit("unsent.n", i.to_bytes(4, "big"))
+    finally:
+        await conn.close()
+    assert conn.stats.unsent_on_close == 7, conn.stats
+
+
 async def test_bridge_notices_an_agent_that_stops_heartbeating(bridge: Bridge) -> None:
     agent_id = f"py-frozen-{uid()}"
     cap = f"py.frozen.{uid()}"

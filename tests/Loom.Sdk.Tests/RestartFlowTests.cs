@@ -42,6 +42,22 @@ public sealed class RestartFlowTests(ITestOutputHelper output)
         Assert.True(counts.Lost <= counts.Bound, counts.ToString());
     }
 
+    [Fact]
+    public async Task Events_still_queued_when_a_connection_closes_are_counted()
+    {
+        var bridge = await TestBridge.StartAsync();
+        var connection = await LoomConnection.ConnectAsync(bridge.GrpcAddress, new LoomConnectionOptions { Name = "unsent", ReconnectInitialDelay = TimeSpan.FromMilliseconds(200), ReconnectMaxDelay = TimeSpan.FromMilliseconds(200) });
+        await bridge.DisposeAsync();
+        await Poll.UntilAsync(() => connection.Status == ConnectionStatus.Reconnecting, TimeSpan.FromSeconds(20), "the connection to notice the bridge is gone");
+        for (var i = 0; i < 7; i++)
+        {
+            await connection.PublishAsync(new Envelope { Topic = "unsent.n", Payload = ByteString.CopyFrom([(byte)i]) });
+        }
+
+        await connection.DisposeAsync();
+        Assert.Equal(7, connection.Statistics.UnsentOnClose);
+    }
+
     private sealed record FlowCounts(int Published, int Received, int Lost, int LostAfterBound, long Bound, long LostOnBreak, long Reconnects, long PubBackMs, long SubBackMs);
 
     /// <summary>
