@@ -293,7 +293,8 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         session.Touch(_time.GetTimestamp());
         var lostAt = _lostAt;
         _lostAt = null;
-        if (lostAt is { } lost && !bridgeKnewUs && RestartSettle(_time.GetElapsedTime(lost)) is var settle && settle > TimeSpan.Zero)
+        // Below the bridge's expiry (3 silent heartbeat intervals): nothing, not even a ping, is written meanwhile.
+        if (lostAt is { } lost && !bridgeKnewUs && TimeSpan.FromTicks(Math.Min(RestartSettle(_time.GetElapsedTime(lost)).Ticks, (interval * 2).Ticks)) is var settle && settle > TimeSpan.Zero)
         {
             // The bridge restarted (or dropped this agent): other agents' subscriptions are gone
             // until they register again, and what this one queued meanwhile would reach nobody.

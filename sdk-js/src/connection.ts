@@ -531,7 +531,8 @@ export class Connection implements AgentContext {
     const lostAt = this.#lostAt;
     this.#lostAt = undefined;
     if (lostAt !== undefined && !bridgeKnewUs) {
-      const settle = this.#restartSettle(Date.now() - lostAt);
+      // Below the bridge's expiry (3 silent heartbeat intervals): nothing, not even a ping, is written meanwhile.
+      const settle = Math.min(this.#restartSettle(Date.now() - lostAt), 2 * session.intervalMs);
       if (settle > 0) {
         // The bridge restarted (or dropped this agent): other agents' subscriptions are gone until
         // they register again, and what this one queued meanwhile would reach nobody.

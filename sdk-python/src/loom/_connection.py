@@ -560,7 +560,8 @@ class Connection(Context):
         loop = asyncio.get_running_loop()
         lost_at, self._lost_at = self._lost_at, None
         if lost_at is not None and not bridge_knew_us:
-            settle = self._restart_settle(time.monotonic() - lost_at)
+            # Below the bridge's expiry (3 silent heartbeat intervals): nothing, not even a ping, is written meanwhile.
+            settle = min(self._restart_settle(time.monotonic() - lost_at), 2 * session.interval)
             if settle > 0:
                 # The bridge restarted (or dropped this agent): other agents' subscriptions are gone
                 # until they register again, and what this one queued meanwhile would reach nobody.
