@@ -97,6 +97,7 @@ public static class LoomAgentHost
             ReconnectInitialDelay = c.ReconnectInitialDelay,
             ReconnectMaxDelay = c.ReconnectMaxDelay,
             ReconnectJitter = c.ReconnectJitter,
+            RestartSettle = c.RestartSettle,
             ConnectTimeout = c.ConnectTimeout,
             OutboundQueueCapacity = c.OutboundQueueCapacity,
             MaxFrameBytes = c.MaxFrameBytes,

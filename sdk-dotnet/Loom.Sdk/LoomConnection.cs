@@ -68,6 +68,8 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
     private long _lateResponses;
     private long _publishErrors;
     private long _lostOnBreak;
+    private long _unsentOnClose;
+    private long? _lostAt;
 
     /// <summary>Creates a connection; call <see cref="ConnectAsync(CancellationToken)"/> to register and open the stream.</summary>
     /// <param name="address">The bridge's gRPC address, e.g. <c>http://127.0.0.1:7070</c>.</param>
@@ -203,6 +205,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                 LateResponses = Interlocked.Read(ref _lateResponses),
                 PublishErrors = Interlocked.Read(ref _publishErrors),
                 LostOnBreak = Interlocked.Read(ref _lostOnBreak),
+                UnsentOnClose = Interlocked.Read(ref _unsentOnClose),
                 OutboundQueueDepth = _outbound.Reader.Count,
             };
         }
@@ -252,8 +255,15 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
 
     private async Task<StreamSession> EstablishAsync(CancellationToken cancellationToken)
     {
-        var request = BuildRegistration();
-        var response = await _bridge.RegisterAgentAsync(request, deadline: (_time.GetUtcNow() + _options.ConnectTimeout).UtcDateTime, cancellationToken: cancellationToken);
+        // The registration carries every subscription and capability, and its answer confirms them
+        // (with the subscriptions' ids): all are in place before anything queued is written. One
+        // added while the registration was on its way is carried by one more registration.
+        var response = await _bridge.RegisterAgentAsync(BuildRegistration(), deadline: (_time.GetUtcNow() + _options.ConnectTimeout).UtcDateTime, cancellationToken: cancellationToken);
+        var bridgeKnewUs = response.Reconnected;
+        for (var round = 1; round < 3 && !CoversAllEntries(response); round++)
+        {
+            response = await _bridge.RegisterAgentAsync(BuildRegistration(), deadline: (_time.GetUtcNow() + _options.ConnectTimeout).UtcDateTime, cancellationToken: cancellationToken);
+        }
 
         var limits = response.Limits ?? new Limits();
         Volatile.Write(ref _limits, limits);
@@ -281,6 +291,17 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         }
 
         session.Touch(_time.GetTimestamp());
+        var lostAt = _lostAt;
+        _lostAt = null;
+        // Below the bridge's expiry (3 silent heartbeat intervals): nothing, not even a ping, is written meanwhile.
+        if (lostAt is { } lost && !bridgeKnewUs && TimeSpan.FromTicks(Math.Min(RestartSettle(_time.GetElapsedTime(lost)).Ticks, (interval * 2).Ticks)) is var settle && settle > TimeSpan.Zero)
+        {
+            // The bridge restarted (or dropped this agent): other agents' subscriptions are gone
+            // until they register again, and what this one queued meanwhile would reach nobody.
+            Log.HoldingAfterRestart(_logger, AgentId, _outbound.Reader.Count, (long)settle.TotalMilliseconds);
+            session.HoldFor(settle, _time);
+        }
+
         Volatile.Write(ref _session, session);
         session.ReadLoop = Task.Run(() => ReadLoopAsync(session), CancellationToken.None);
         session.WriteLoop = Task.Run(() => WriteLoopAsync(session), CancellationToken.None);
@@ -327,6 +348,33 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
 
         request.Capabilities.Add(_descriptors);
         return request;
+    }
+
+    private bool CoversAllEntries(RegisterAgentResponse response)
+    {
+        lock (_gate)
+        {
+            return _entries.TrueForAll(e => response.Subscriptions.Any(e.SameBridgeSubscription));
+        }
+    }
+
+    /// <summary>
+    /// How long to hold the queue after a bridge restart: a peer with the same reconnect settings,
+    /// disconnected at the same moment, retries within its current delay; the delays double, so that
+    /// is at most about the outage plus the first delay (twice the outage to cover the jitter of the
+    /// delays before), capped at the largest delay, plus the jitter of the delay itself.
+    /// </summary>
+    private TimeSpan RestartSettle(TimeSpan outage)
+    {
+        if (_options.RestartSettle is { } configured)
+        {
+            return configured > TimeSpan.Zero ? configured : TimeSpan.Zero;
+        }
+
+        var initial = _options.ReconnectInitialDelay;
+        var largest = _options.ReconnectMaxDelay > initial ? _options.ReconnectMaxDelay : initial;
+        var delay = (outage * 2) + initial;
+        return ((delay < largest ? delay : largest) * (1 + _options.ReconnectJitter)) + TimeSpan.FromMilliseconds(50);
     }
 
     /// <summary>Binds local subscriptions to the ids of a (re-)registration; returns bridge ids nobody here wants.</summary>
@@ -426,6 +474,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                     RpcException status => $"{status.StatusCode}: {status.Status.Detail}",
                     _ => error.Message,
                 };
+                _lostAt = _time.GetTimestamp();
                 Log.StreamLost(_logger, AgentId, why);
                 SetStatus(ConnectionStatus.Reconnecting, error, "");
                 OnStreamLost(session.Generation, ErrorMapping.ConnectionLost(why));
@@ -721,6 +770,11 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         var encoder = new FrameEncoder(); // each envelope sized and written once
         try
         {
+            if (session.Held)
+            {
+                await session.Released.WaitAsync(token);
+            }
+
             while (true)
             {
                 if (!await reader.WaitToReadAsync(token))
@@ -1315,7 +1369,8 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                     await Task.Delay(TimeSpan.FromMilliseconds(5), _time);
                 }
 
-                // 2. The write loop drains the queue, then half-closes.
+                // 2. The write loop drains the queue (held or not), then half-closes.
+                session!.Release();
                 _outbound.Writer.TryComplete();
                 await session!.WriteLoop.WaitAsync(Remaining(), _time);
 
@@ -1343,6 +1398,23 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
         if (session is not null)
         {
             await CloseSessionAsync(session);
+        }
+
+        // What the write loop never took: the publisher learns of it here, not from silence.
+        long unsent = 0;
+        while (_outbound.Reader.TryRead(out var left))
+        {
+            // Calls and memory requests are not counted: their waiters fail with CANCELLED.
+            if (left.KindCase is not (ClientMessage.KindOneofCase.Heartbeat or ClientMessage.KindOneofCase.Call or ClientMessage.KindOneofCase.Memory))
+            {
+                unsent++;
+            }
+        }
+
+        if (unsent > 0)
+        {
+            Interlocked.Add(ref _unsentOnClose, unsent);
+            Log.UnsentOnClose(_logger, AgentId, unsent);
         }
 
         var closed = new LoomException(ErrorCode.Cancelled, "The connection was closed.");

@@ -33,6 +33,15 @@ public sealed class LoomConnectionOptions
     /// <summary>Random spread of each reconnect delay, as a fraction of it (0.2 = +/-20 %). Default 0.2.</summary>
     public double ReconnectJitter { get; init; } = 0.2;
 
+    /// <summary>
+    /// After a reconnect to a bridge that restarted (it no longer knew this agent), how long to hold
+    /// what was queued during the outage, so other agents subscribe again before it is sent (on the
+    /// ephemeral bus an event nobody is subscribed to is gone). Default null: automatic, the longest a
+    /// peer with the same reconnect settings can still be waiting to retry (twice the outage plus the
+    /// first delay, at most <see cref="ReconnectMaxDelay"/>, plus the jitter); <see cref="TimeSpan.Zero"/>: no hold.
+    /// </summary>
+    public TimeSpan? RestartSettle { get; init; }
+
     /// <summary>Bound of RegisterAgent and of opening the stream, per attempt. Default 10 s.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 

@@ -36,6 +36,12 @@ public sealed record LoomConnectionStatistics
     /// <summary>Messages taken from the outbound queue but lost with a stream that broke while writing them.</summary>
     public long LostOnBreak { get; init; }
 
+    /// <summary>
+    /// Messages nobody waits an answer for (publishes, results, unsubscribes) still queued, never
+    /// written, when the connection closed: e.g. closed while reconnecting, or past its dispose bound.
+    /// </summary>
+    public long UnsentOnClose { get; init; }
+
     /// <summary>Messages waiting in the outbound queue now.</summary>
     public int OutboundQueueDepth { get; init; }
 }

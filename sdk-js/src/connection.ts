@@ -99,6 +99,8 @@ export interface ConnectionStats {
   lateReplies: number;
   /** Messages that were in a frame being written when the stream broke. */
   lostOnBreak: number;
+  /** Messages nobody waits an answer for (publishes, results, unsubscribes) still queued, never written, when the connection closed (e.g. closed while reconnecting). */
+  unsentOnClose: number;
   /** Deliveries for a subscription this connection no longer has (e.g. just unsubscribed). */
   unrouted: number;
   /** Messages waiting in the outbound queue. */
@@ -149,6 +151,9 @@ interface Session {
   heartbeat: NodeJS.Timeout | undefined;
   onStatus: (status: grpc.StatusObject) => void;
   endWaiters: (() => void)[];
+  /** Nothing is written before this time (Date.now()): the settle after a bridge restart; 0 when not held. */
+  heldUntil: number;
+  releaseTimer: NodeJS.Timeout | undefined;
 }
 
 type PendingKind = 'subscribe' | 'unsubscribe' | 'call' | 'memory';
@@ -290,7 +295,9 @@ export class Connection implements AgentContext {
   #shutdown: Promise<void> | undefined;
   #lastTopic = '';
   #heartbeatSequence = 0;
-  #stats = { framesSent: 0, messagesSent: 0, framesReceived: 0, messagesReceived: 0, reconnects: 0, publishErrors: 0, lateReplies: 0, lostOnBreak: 0, unrouted: 0 };
+  /** When the last stream was lost (Date.now()); undefined while connected or before the first. */
+  #lostAt: number | undefined;
+  #stats = { framesSent: 0, messagesSent: 0, framesReceived: 0, messagesReceived: 0, reconnects: 0, publishErrors: 0, lateReplies: 0, lostOnBreak: 0, unsentOnClose: 0, unrouted: 0 };
 
   /** @internal Use {@link connect}. */
   constructor(url: string, options: ConnectOptions = {}, setup: ConnectionSetup = {}) {
@@ -466,7 +473,14 @@ export class Connection implements AgentContext {
 
   async #establish(): Promise<Session> {
     const signal = this.#lifetime.signal;
-    const response: PbRegisterResponse = await unary(this.#client, registerAgent, this.#registration(), this.#options.connectTimeoutMs, signal);
+    // The registration carries every subscription and capability, and its answer confirms them
+    // (with the subscriptions' ids): all are in place before anything queued is written. One
+    // added while the registration was on its way is carried by one more registration.
+    let response: PbRegisterResponse = await unary(this.#client, registerAgent, this.#registration(), this.#options.connectTimeoutMs, signal);
+    const bridgeKnewUs = response.reconnected;
+    for (let round = 1; round < 3 && this.#entries.some((e) => !(response.subscriptions ?? []).some((h) => e.sameAs(h))); round++) {
+      response = await unary(this.#client, registerAgent, this.#registration(), this.#options.connectTimeoutMs, signal);
+    }
     this.#limits = response.limits ?? {};
     const stale = this.#bindSubscriptions(response);
     const limits = this.#limits;
@@ -491,6 +505,8 @@ export class Connection implements AgentContext {
       heartbeat: undefined,
       onStatus: () => undefined,
       endWaiters: [],
+      heldUntil: 0,
+      releaseTimer: undefined,
     };
     call.on('error', () => undefined); // the status event carries every failure
     call.on('status', (status: grpc.StatusObject) => session.onStatus(status));
@@ -518,11 +534,41 @@ export class Connection implements AgentContext {
     call.on('data', (frame: PbServerFrame) => this.#onFrame(session, frame));
     session.heartbeat = setInterval(() => this.#heartbeat(session), session.intervalMs);
     this.#session = session;
+    const lostAt = this.#lostAt;
+    this.#lostAt = undefined;
+    if (lostAt !== undefined && !bridgeKnewUs) {
+      // Below the bridge's expiry (3 silent heartbeat intervals): nothing, not even a ping, is written meanwhile.
+      const settle = Math.min(this.#restartSettle(Date.now() - lostAt), 2 * session.intervalMs);
+      if (settle > 0) {
+        // The bridge restarted (or dropped this agent): other agents' subscriptions are gone until
+        // they register again, and what this one queued meanwhile would reach nobody.
+        this.#log.warn(`${this.agentId}: the bridge did not know this agent (it restarted); holding ${this.#queue.length - this.#head} queued messages for ${Math.round(settle)} ms so that other agents subscribe again first`);
+        session.heldUntil = Date.now() + settle;
+        session.releaseTimer = setTimeout(() => {
+          session.heldUntil = 0;
+          this.#scheduleFlush();
+        }, settle);
+      }
+    }
     for (const id of stale) {
       this.#enqueue({ unsubscribe: { correlationId: this.#ids.next(), subscriptionId: id } });
     }
     this.#log.info(`${this.agentId}: registered (session ${response.sessionId}, reconnected=${String(response.reconnected)}, heartbeat ${session.intervalMs} ms)`);
     return session;
+  }
+
+  /**
+   * How long to hold the queue after a bridge restart: a peer with the same reconnect settings,
+   * disconnected at the same moment, retries within its current delay; the delays double, so that
+   * is at most about the outage plus the first delay (twice the outage to cover the jitter of the
+   * delays before), capped at the largest delay, plus the jitter of the delay itself.
+   */
+  #restartSettle(outageMs: number): number {
+    const configured = this.#options.restartSettleMs;
+    if (configured >= 0) return configured;
+    const initial = this.#options.reconnectInitialMs;
+    const largest = Math.max(initial, this.#options.reconnectMaxMs);
+    return Math.min(2 * outageMs + initial, largest) * (1 + this.#options.reconnectJitter) + 50;
   }
 
   /** Binds local subscriptions to the ids of a (re-)registration; returns bridge ids nobody here wants. */
@@ -571,6 +617,7 @@ export class Connection implements AgentContext {
     if (session.ended) return;
     session.ended = true;
     clearInterval(session.heartbeat);
+    clearTimeout(session.releaseTimer);
     for (const waiter of session.endWaiters) waiter();
     if (this.#session === session) this.#session = undefined;
     if (this.#writing === session.generation) {
@@ -580,6 +627,7 @@ export class Connection implements AgentContext {
     }
     if (this.#closing) return;
     const why = error ?? new UnavailableError('The bridge ended the stream.');
+    this.#lostAt = Date.now();
     this.#log.warn(`${this.agentId}: stream lost (${why.code}: ${why.message}); reconnecting`);
     this.#setStatus({ state: 'reconnecting', error: why });
     this.#failInFlight(new UnavailableError(`The connection to the bridge was lost (${why.message}); the request may or may not have been carried out. Retry once the connection is back.`, { cause: why }), session.generation);
@@ -631,6 +679,7 @@ export class Connection implements AgentContext {
         if (this.#closing) {
           session.ended = true;
           clearInterval(session.heartbeat);
+          clearTimeout(session.releaseTimer);
           session.call.cancel();
           return;
         }
@@ -798,7 +847,7 @@ export class Connection implements AgentContext {
   #flush(): void {
     this.#flushScheduled = false;
     const session = this.#session;
-    if (!session || session.ended || this.#writing !== 0) return;
+    if (!session || session.ended || this.#writing !== 0 || session.heldUntil !== 0) return;
     const messages: PbClientMessage[] = [];
     let bytes = 0;
     const queue = this.#queue;
@@ -1299,6 +1348,9 @@ export class Connection implements AgentContext {
     const closed = new CancelledError('The connection was closed.');
     this.#failInFlight(closed, Number.MAX_SAFE_INTEGER);
     if (connected) {
+      // What is queued goes out now, held or not.
+      clearTimeout(session.releaseTimer);
+      session.heldUntil = 0;
       const flushBound = graceful ? left() : Math.min(left(), 1000);
       const flushDeadline = Date.now() + flushBound;
       while ((this.#queue.length > this.#head || this.#writing !== 0) && !session.ended && Date.now() < flushDeadline) {
@@ -1320,12 +1372,24 @@ export class Connection implements AgentContext {
     if (session && !session.ended) {
       session.ended = true;
       clearInterval(session.heartbeat);
+      clearTimeout(session.releaseTimer);
       session.call.cancel();
     }
     this.#lifetime.abort(closed);
     for (const entry of this.#entries) entry.close();
     const waiters = this.#spaceWaiters;
     this.#spaceWaiters = [];
+    // What was never written: the publisher learns of it here, not from silence.
+    let unsent = 0;
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const message = this.#queue[i] as PbClientMessage;
+      // Calls and memory requests are not counted: their waiters fail with CANCELLED.
+      if (!message.heartbeat && !message.call && !message.memory) unsent++;
+    }
+    if (unsent > 0) {
+      this.#stats.unsentOnClose += unsent;
+      this.#log.warn(`${this.agentId}: ${unsent} queued messages were never sent: the connection closed first`);
+    }
     this.#queue = [];
     this.#head = 0;
     this.#setStatus({ state: 'closed' });

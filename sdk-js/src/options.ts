@@ -47,6 +47,14 @@ export interface ConnectOptions {
   reconnectMaxMs?: number;
   /** Random spread of each reconnect delay, as a fraction of it (0.2 = ±20 %). Env `LOOM_RECONNECT_JITTER`. @default 0.2 */
   reconnectJitter?: number;
+  /**
+   * After a reconnect to a bridge that restarted (it no longer knew this agent), how long to hold
+   * what was queued during the outage, so other agents subscribe again before it is sent (on the
+   * ephemeral bus an event nobody is subscribed to is gone). -1: automatic, the longest a peer with
+   * the same reconnect settings can still be waiting to retry (twice the outage plus the first
+   * delay, at most `reconnectMaxMs`, plus the jitter); 0: no hold. Env `LOOM_RESTART_SETTLE_MS`. @default -1
+   */
+  restartSettleMs?: number;
   /** Timeout of `invoke`/`tool` when the call names none. Env `LOOM_CALL_TIMEOUT_MS`. @default 30000 */
   callTimeoutMs?: number;
   /**
@@ -110,6 +118,7 @@ export const ENVIRONMENT_VARIABLES = {
   LOOM_RECONNECT_INITIAL_MS: 'reconnectInitialMs',
   LOOM_RECONNECT_MAX_MS: 'reconnectMaxMs',
   LOOM_RECONNECT_JITTER: 'reconnectJitter',
+  LOOM_RESTART_SETTLE_MS: 'restartSettleMs',
   LOOM_CALL_TIMEOUT_MS: 'callTimeoutMs',
   LOOM_REQUEST_TIMEOUT_MS: 'requestTimeoutMs',
   LOOM_OUTBOUND_QUEUE_CAPACITY: 'outboundQueueCapacity',
@@ -180,6 +189,24 @@ function bounded(name: string, value: number, least: number, most = Number.POSIT
   return value;
 }
 
+function envSettle(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = envString(env, 'LOOM_RESTART_SETTLE_MS');
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value)) {
+    throw new InvalidParamsError(`Environment variable LOOM_RESTART_SETTLE_MS='${raw}' is not a number; use -1 (automatic), 0 (no hold) or a number of ms.`, { path: '/env/LOOM_RESTART_SETTLE_MS' });
+  }
+  return value;
+}
+
+function settle(value: number | undefined): number {
+  if (value === undefined) return -1;
+  if (!Number.isFinite(value) || value < -1) {
+    throw new InvalidParamsError(`restartSettleMs must be -1 (automatic), 0 (no hold) or a positive number of ms; got ${String(value)}.`, { path: '/restartSettleMs' });
+  }
+  return value;
+}
+
 /** The bridge URL: the argument, else `LOOM_URL`, else {@link DEFAULT_URL}. */
 export function resolveUrl(url: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   return url ?? envString(env, 'LOOM_URL') ?? DEFAULT_URL;
@@ -199,6 +226,7 @@ export function resolveOptions(options: ConnectOptions = {}, env: NodeJS.Process
     reconnectInitialMs: bounded('reconnectInitialMs', options.reconnectInitialMs ?? envNumber(env, 'LOOM_RECONNECT_INITIAL_MS') ?? 100, 0),
     reconnectMaxMs: bounded('reconnectMaxMs', options.reconnectMaxMs ?? envNumber(env, 'LOOM_RECONNECT_MAX_MS') ?? 5_000, 0),
     reconnectJitter: bounded('reconnectJitter', options.reconnectJitter ?? envNumber(env, 'LOOM_RECONNECT_JITTER') ?? 0.2, 0, 1, false),
+    restartSettleMs: settle(options.restartSettleMs ?? envSettle(env)),
     callTimeoutMs: bounded('callTimeoutMs', options.callTimeoutMs ?? envNumber(env, 'LOOM_CALL_TIMEOUT_MS') ?? 30_000, 0),
     requestTimeoutMs: bounded('requestTimeoutMs', options.requestTimeoutMs ?? envNumber(env, 'LOOM_REQUEST_TIMEOUT_MS') ?? 10_000, 0),
     outboundQueueCapacity: bounded('outboundQueueCapacity', options.outboundQueueCapacity ?? envNumber(env, 'LOOM_OUTBOUND_QUEUE_CAPACITY') ?? 8192, 16),

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { capability, connect, type Connection, type ConnectionStatus } from '../src/mod.js';
+import { capability, connect, type ConnectOptions, type Connection, type ConnectionStatus } from '../src/mod.js';
 import { Bridge, nodeAgent, waitFor, within } from './helpers/processes.js';
 
 const T = { timeout: 90_000 };
@@ -57,6 +57,43 @@ describe('resilience', () => {
     assert.equal(statuses.at(-1)?.state, 'closed');
   });
 
+  test('a bridge killed mid-flow and restarted: every event queued after the kill reaches the subscriber', T, async (t) => {
+    // The subscriber retries every 5 s, the publisher every 100 ms: after the restart the publisher
+    // is back first, the case where what it queued during the outage reached nobody (a bridge's
+    // first answers after a cold start can take a second or two, and retries that land in that
+    // window all come back together, so the subscriber's delay is longer than that). The publisher
+    // holds its queue for 8 s after a restart, so the subscriber is back before it is sent.
+    const counts = await restartMidFlow(
+      { reconnectInitialMs: 100, reconnectMaxMs: 100, reconnectJitter: 0, restartSettleMs: Number(process.env.LOOM_TEST_RESTART_SETTLE_MS ?? 8000) },
+      { reconnectInitialMs: 5000, reconnectMaxMs: 5000, reconnectJitter: 0 },
+    );
+    t.diagnostic(`restart mid-flow, slow subscriber: ${JSON.stringify(counts)}`);
+    assert.equal(counts.reconnects, 2, JSON.stringify(counts));
+    assert.equal(counts.lostAfterBound, 0, `events queued after the kill were lost: ${JSON.stringify(counts)}`);
+    assert.ok(counts.lost <= counts.bound, JSON.stringify(counts));
+  });
+
+  test('a bridge killed mid-flow and restarted, default reconnect settings: nothing queued after the kill is lost', T, async (t) => {
+    const counts = await restartMidFlow({}, {});
+    t.diagnostic(`restart mid-flow, default settings: ${JSON.stringify(counts)}`);
+    assert.equal(counts.lostAfterBound, 0, `events queued after the kill were lost: ${JSON.stringify(counts)}`);
+    assert.ok(counts.lost <= counts.bound, JSON.stringify(counts));
+  });
+
+  test('events still queued when a connection closes are counted', T, async () => {
+    const own = await Bridge.start();
+    try {
+      const conn = await connect(own.grpcUrl, { name: 'unsent', logLevel: 'silent', reconnectInitialMs: 200, reconnectMaxMs: 200 });
+      await own.stop();
+      await waitFor('the connection to notice the stop', () => conn.status.state === 'reconnecting', 20_000);
+      for (let i = 0; i < 7; i++) await conn.emit('unsent.n', new Uint8Array([i]));
+      await within(conn.close(), 10_000, 'close');
+      assert.equal(conn.stats.unsentOnClose, 7);
+    } finally {
+      await own.stop();
+    }
+  });
+
   test('a bridge that goes silent is noticed by the agent after 3 heartbeat intervals', T, async () => {
     const conn = await connect(bridge.grpcUrl, { name: 'hb-watcher', logLevel: 'silent', heartbeatMs: 200, reconnectInitialMs: 50, reconnectMaxMs: 300, connectTimeoutMs: 2000 });
     conns.push(conn);
@@ -107,3 +144,63 @@ describe('resilience', () => {
     }
   });
 });
+
+const FLOW = 15_000;
+
+/**
+ * A publisher and a subscriber (two connections, each with its own channel and reconnect loop)
+ * flow FLOW numbered events; the bridge is killed (SIGKILL) in the middle and started again on the
+ * same ports while the publisher goes on publishing (it queues). Returns the counts: published,
+ * received, lost, and the bound: events numbered from it on were never written to the killed
+ * bridge, so every one of them must be delivered.
+ */
+async function restartMidFlow(pubOptions: ConnectOptions, subOptions: ConnectOptions): Promise<{ published: number; received: number; lost: number; lostAfterBound: number; bound: number; lostOnBreak: number; reconnects: number }> {
+  const topic = `flow.${Date.now().toString(36)}`;
+  const sub = await connect(bridge.grpcUrl, { name: 'flow-sub', logLevel: 'silent', ...subOptions });
+  const pub = await connect(bridge.grpcUrl, { name: 'flow-pub', logLevel: 'silent', ...pubOptions });
+  try {
+    const got = new Set<number>();
+    // batch: a large queue on the bridge that makes the publisher wait rather than drop.
+    const subscription = await sub.subscribe(`${topic}.>`, { qos: 'batch' });
+    const reading = (async () => {
+      for await (const event of subscription) got.add(new DataView(event.payload.buffer, event.payload.byteOffset, 4).getUint32(0));
+    })();
+    let published = 0;
+    const flow = (async () => {
+      for (let seq = 0; seq < FLOW; seq++) {
+        const payload = new Uint8Array(4);
+        new DataView(payload.buffer).setUint32(0, seq);
+        await pub.emit(`${topic}.n`, payload);
+        published = seq + 1;
+        if (seq % 100 === 99) await new Promise((r) => setTimeout(r, 10)); // about 10,000 events/s
+      }
+    })();
+    await waitFor('a third of the flow to be published', () => published >= FLOW / 3, 60_000, 5);
+    const restarted = bridge.restart('kill');
+    await waitFor('the publisher to notice the kill', () => pub.status.state === 'reconnecting', 20_000, 5);
+    // Publishes are written in the order they were numbered: all from `bound` on never reached the killed bridge.
+    const bound = pub.stats.messagesSent + pub.stats.lostOnBreak;
+    await within(restarted, 120_000, 'the restart');
+    await within(flow, 120_000, 'the flow');
+    const deadline = Date.now() + 60_000;
+    const complete = (): boolean => {
+      for (let seq = bound; seq < FLOW; seq++) if (!got.has(seq)) return false;
+      return true;
+    };
+    while (Date.now() < deadline && !complete()) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200)); // stragglers of the first part, if any, are counted too
+    let lost = 0;
+    let lostAfterBound = 0;
+    for (let seq = 0; seq < FLOW; seq++) {
+      if (got.has(seq)) continue;
+      lost++;
+      if (seq >= bound) lostAfterBound++;
+    }
+    await subscription.unsubscribe();
+    await within(reading, 10_000, 'the subscription to end');
+    return { published: FLOW, received: got.size, lost, lostAfterBound, bound, lostOnBreak: pub.stats.lostOnBreak, reconnects: pub.stats.reconnects + sub.stats.reconnects };
+  } finally {
+    await within(pub.close(), 10_000, 'close');
+    await within(sub.close(), 10_000, 'close');
+  }
+}

@@ -43,6 +43,9 @@ internal static partial class Log
     [LoggerMessage(13, LogLevel.Warning, "Agent {AgentId}: {Count} messages were lost with a stream that broke while writing them")]
     public static partial void LostOnBreak(ILogger logger, string agentId, int count);
 
+    [LoggerMessage(25, LogLevel.Warning, "Agent {AgentId}: {Count} queued messages were never sent: the connection closed first")]
+    public static partial void UnsentOnClose(ILogger logger, string agentId, long count);
+
     [LoggerMessage(14, LogLevel.Warning, "Agent {AgentId}: the bridge pushed call {CallId} twice; the second is ignored")]
     public static partial void DuplicatePushedCall(ILogger logger, string agentId, string callId);
 
@@ -69,6 +72,9 @@ internal static partial class Log
 
     [LoggerMessage(22, LogLevel.Warning, "Agent {Owner}: subscription {Pattern} still had {Depth} deliveries queued when its drain bound passed")]
     public static partial void SubscriptionDrainTimedOut(ILogger logger, string owner, string pattern, int depth);
+
+    [LoggerMessage(24, LogLevel.Warning, "Agent {AgentId}: the bridge did not know this agent (it restarted); holding {Queued} queued messages for {SettleMs} ms so that other agents subscribe again first")]
+    public static partial void HoldingAfterRestart(ILogger logger, string agentId, int queued, long settleMs);
 
     [LoggerMessage(23, LogLevel.Warning, "Agent {AgentId}: publish on {Topic} not delivered: {Status}")]
     public static partial void PublishNotAccepted(ILogger logger, string agentId, string topic, string status);

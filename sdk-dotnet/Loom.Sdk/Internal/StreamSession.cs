@@ -12,6 +12,8 @@ internal sealed class StreamSession(int generation, RegisterAgentResponse regist
 {
     private readonly CancellationTokenSource _cancellation = new();
     private readonly TaskCompletionSource<Exception?> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private ITimer? _releaseTimer;
     private long _lastReceived = now;
     private int _closed;
 
@@ -46,12 +48,33 @@ internal sealed class StreamSession(int generation, RegisterAgentResponse regist
 
     public void End(Exception? error) => _ended.TrySetResult(error);
 
+    /// <summary>Completes when the write loop may send: at once, or after the settle that follows a bridge restart.</summary>
+    public Task Released => _released.Task;
+
+    /// <summary>Holds the write loop for <paramref name="settle"/> (called before the loop starts).</summary>
+    public void HoldFor(TimeSpan settle, TimeProvider time)
+    {
+        Held = true;
+        _releaseTimer = time.CreateTimer(static state => ((StreamSession)state!).Release(), this, settle, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>True when the write loop waits for <see cref="Released"/> before its first write.</summary>
+    public bool Held { get; private set; }
+
+    /// <summary>Ends a hold (its time is up, or the connection is closing and writes what is queued).</summary>
+    public void Release()
+    {
+        _releaseTimer?.Dispose();
+        _released.TrySetResult();
+    }
+
     /// <summary>True for the first caller only: the stream is torn down once.</summary>
     public bool TryBeginClose() => Interlocked.Exchange(ref _closed, 1) == 0;
 
     public void Cancel()
     {
         _ended.TrySetResult(null);
+        _releaseTimer?.Dispose();
         try
         {
             _cancellation.Cancel();

@@ -203,9 +203,14 @@ export class Bridge {
     clearTimeout(timer);
   }
 
-  /** Stops the bridge and starts a new one on the same ports. */
-  async restart(): Promise<void> {
-    await this.stop();
+  /** Stops the bridge (or kills it: `kill -9`, nothing flushed) and starts a new one on the same ports. */
+  async restart(how: 'stop' | 'kill' = 'stop'): Promise<void> {
+    if (how === 'kill') {
+      this.#killGroup('SIGKILL');
+      await this.#exited;
+    } else {
+      await this.stop();
+    }
     const deadline = Date.now() + 20_000;
     for (;;) {
       try {

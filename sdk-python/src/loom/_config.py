@@ -46,6 +46,12 @@ class Config:
     """Largest reconnect delay."""
     reconnect_jitter: float = 0.2
     """Random spread of each reconnect delay (0.2 = +/-20 %)."""
+    restart_settle_ms: int = -1
+    """After a reconnect to a bridge that restarted (it no longer knew this agent), how long to
+    hold what was queued during the outage, so other agents re-subscribe before it is sent (on the
+    ephemeral bus an event nobody is subscribed to is gone). -1: automatic, the longest a peer
+    with the same reconnect settings can still be waiting to retry (twice the outage plus the first
+    delay, at most ``reconnect_max_ms``, plus the jitter); 0: no hold."""
     connect_timeout_ms: int = 10000
     """Bound of one RegisterAgent + open-stream attempt."""
     request_timeout_ms: int = 10000
@@ -130,6 +136,11 @@ class Config:
             raise InvalidParamsError(
                 "A client certificate needs its key: give both tls_cert (LOOM_TLS_CERT) and tls_key (LOOM_TLS_KEY), or neither.",
                 path="/tls_key",
+            )
+        if not isinstance(self.restart_settle_ms, int) or self.restart_settle_ms < -1:
+            raise InvalidParamsError(
+                f"restart_settle_ms must be -1 (automatic), 0 (no hold) or a positive number of ms; got {self.restart_settle_ms!r}.",
+                path="/restart_settle_ms",
             )
         if not 0 <= self.reconnect_jitter <= 1:
             raise InvalidParamsError(

@@ -76,6 +76,9 @@ class Stats:
     late_replies: int = 0
     late_responses: int = 0
     lost_on_break: int = 0
+    unsent_on_close: int = 0
+    """Messages nobody waits an answer for (publishes, results, unsubscribes) still queued, never
+    written, when the connection closed (e.g. closed while reconnecting)."""
 
 
 class _Timeout(Exception):
@@ -276,6 +279,10 @@ class _Session:
         self.ended: "asyncio.Future[Optional[BaseException]]" = asyncio.get_running_loop().create_future()
         self.tasks: List["asyncio.Task[None]"] = []
         self.writer: Optional["asyncio.Task[None]"] = None
+        # Set once the writer may send: at once, or after the settle that follows a bridge restart.
+        self.release = asyncio.Event()
+        self.release.set()
+        self.release_timer: Optional[asyncio.TimerHandle] = None
 
     def end(self, error: Optional[BaseException]) -> None:
         if not self.ended.done():
@@ -326,6 +333,7 @@ class Connection(Context):
         self._channel: Optional[grpc.aio.Channel] = None
         self._generation = 0
         self._heartbeat_seq = 0
+        self._lost_at: Optional[float] = None
         self._limits = pb.Limits()
         self._max_payload = 1024 * 1024
         self._closing = False
@@ -500,14 +508,26 @@ class Connection(Context):
             request_serializer=pb.RegisterAgentRequest.SerializeToString,
             response_deserializer=pb.RegisterAgentResponse.FromString,
         )
-        try:
-            response: pb.RegisterAgentResponse = await register(self._registration(), timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                tls = _security.describe_handshake_failure(self.config, exc.details() or "")
-                if tls is not None:
-                    raise UnavailableError(tls) from None
-            raise from_rpc_error(exc, self.config.url) from None
+        # The registration carries every subscription and capability, and its answer confirms them
+        # (with the subscriptions' ids): all are in place before anything queued is written. One
+        # added while the registration was on its way is carried by one more registration.
+        bridge_knew_us = False
+        for round_ in range(3):
+            try:
+                response: pb.RegisterAgentResponse = await register(self._registration(), timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    tls = _security.describe_handshake_failure(self.config, exc.details() or "")
+                    if tls is not None:
+                        raise UnavailableError(tls) from None
+                raise from_rpc_error(exc, self.config.url) from None
+            if round_ == 0:
+                bridge_knew_us = response.reconnected
+            if response.agent_id and response.agent_id != self._agent_id:
+                break
+            held = response.subscriptions
+            if all(any(e.same(h) for h in held) for e in self._entries):
+                break
         limits = response.limits
         self._limits = limits
         self._max_payload = limits.max_payload_bytes or 1024 * 1024
@@ -538,6 +558,20 @@ class Connection(Context):
         session.last_received = time.monotonic()
         self._session = session
         loop = asyncio.get_running_loop()
+        lost_at, self._lost_at = self._lost_at, None
+        if lost_at is not None and not bridge_knew_us:
+            # Below the bridge's expiry (3 silent heartbeat intervals): nothing, not even a ping, is written meanwhile.
+            settle = min(self._restart_settle(time.monotonic() - lost_at), 2 * session.interval)
+            if settle > 0:
+                # The bridge restarted (or dropped this agent): other agents' subscriptions are gone
+                # until they register again, and what this one queued meanwhile would reach nobody.
+                _log.warning(
+                    "agent %s: the bridge did not know this agent (it restarted); holding %d queued messages "
+                    "for %.0f ms so that other agents subscribe again first",
+                    self._agent_id, len(self._out), settle * 1000,
+                )
+                session.release.clear()
+                session.release_timer = loop.call_later(settle, session.release.set)
         session.writer = loop.create_task(self._write_loop(session), name="loom-writer")
         session.tasks = [
             loop.create_task(self._read_loop(session), name="loom-reader"),
@@ -553,6 +587,18 @@ class Connection(Context):
         )
         return session
 
+    def _restart_settle(self, outage: float) -> float:
+        """Seconds to hold the queue after a bridge restart: a peer with the same reconnect settings,
+        disconnected at the same moment, retries within its current delay; the delays double, so
+        that is at most about the outage plus the first delay (twice that to cover the jitter of
+        the delays before), capped at the largest delay, plus the jitter of the delay itself."""
+        configured = self.config.restart_settle_ms
+        if configured >= 0:
+            return configured / 1000.0
+        initial = self.config.reconnect_initial_ms / 1000.0
+        largest = max(initial, self.config.reconnect_max_ms / 1000.0)
+        return min(2 * outage + initial, largest) * (1 + self.config.reconnect_jitter) + 0.05
+
     async def _supervise(self, session: _Session) -> None:
         try:
             while True:
@@ -561,6 +607,7 @@ class Connection(Context):
                 if self._closing:
                     return
                 why = _describe(error)
+                self._lost_at = time.monotonic()
                 _log.warning("agent %s: stream lost (%s); reconnecting", self._agent_id, why)
                 self._set_status(Status.RECONNECTING)
                 self._on_stream_lost(
@@ -597,6 +644,9 @@ class Connection(Context):
 
     async def _close_session(self, session: _Session) -> None:
         session.end(None)
+        if session.release_timer is not None:
+            session.release_timer.cancel()
+        session.release.set()
         if session.call is not None:
             session.call.cancel()
         current = asyncio.current_task()
@@ -758,6 +808,8 @@ class Connection(Context):
         pending = self._pending
         taken = 0
         try:
+            if not session.release.is_set():
+                await session.release.wait()
             while True:
                 if not q or self._frozen:
                     if self._half_close and not q:
@@ -1178,6 +1230,7 @@ class Connection(Context):
         self._closing = True
         if graceful and session is not None:
             self._half_close = True
+            session.release.set()  # what is queued goes out now, held or not
             if self._wake is not None:
                 self._wake.set()
             try:
@@ -1191,6 +1244,13 @@ class Connection(Context):
         if session is not None:
             await self._close_session(session)
         self._set_status(Status.CLOSED)
+        # What the writer never took: the publisher learns of it here, not from silence.
+        # Requests (_Req) are not counted: their waiters fail with ConnectionClosedError.
+        unsent = sum(1 for item in self._out if type(item) is bytes)
+        self._out.clear()
+        if unsent:
+            self.stats.unsent_on_close += unsent
+            _log.warning("agent %s: %d queued messages were never sent: the connection closed first", self._agent_id, unsent)
         closed = ConnectionClosedError()
         self._on_stream_lost(1 << 62, closed)
         await asyncio.gather(*(e.stop() for e in self._entries), return_exceptions=True)
