@@ -43,6 +43,9 @@ internal static partial class Log
     [LoggerMessage(13, LogLevel.Warning, "Listening on {GrpcEndPoint} (gRPC) and {HttpEndPoint} (HTTP), {Scope}. The bridge does not require authentication and TLS (--auth required, --tls-cert): whoever reaches these ports can register agents, call every capability and read and write memory. Bind 127.0.0.1 (loom up --host), or let only trusted peers through a firewall.")]
     public static partial void NotLoopback(ILogger logger, string grpcEndPoint, string httpEndPoint, string scope);
 
+    [LoggerMessage(21, LogLevel.Warning, "The audit log {File} cannot be written ({Reason}); records are counted in loom_audit_dropped_total until it can")]
+    public static partial void AuditFileFailed(ILogger logger, string file, string reason);
+
     [LoggerMessage(20, LogLevel.Warning, "A {Kind} message of {Bytes} bytes for agent {AgentId} is over the {Limit}-byte message limit: not sent")]
     public static partial void OversizedMessage(ILogger logger, string agentId, string kind, int bytes, int limit);
 }
