@@ -253,7 +253,7 @@ public sealed class AuditTests : IAsyncLifetime
         // A tiny queue, and an audit subscriber that blocks and never reads: the writer is held up to 1 s per record.
         await StartAsync(new AuditOptions { File = AuditFile, QueueCapacity = 4, DisposeTimeout = TimeSpan.FromMilliseconds(200) });
         var stuck = new RegisterAgentRequest { AgentId = "auditor", Sdk = "test" };
-        stuck.Subscriptions.Add(new Protocol.V1.Subscription { Pattern = "_loom.audit.>", Overflow = OverflowPolicy.Block, QueueCapacity = 1, BlockTimeoutMs = 30_000 });
+        stuck.Subscriptions.Add(new Protocol.V1.Subscription { Pattern = "_loom.audit.>", Overflow = OverflowPolicy.Block, QueueCapacity = 1, BlockTimeoutMs = 2000 });
         await using var auditor = await RawAgent.RegisterAsync(_bridge.GrpcAddress, stuck, openStream: false, token: Token("auditor"));
         await using var alice = await AgentAsync("alice", "orders.>");
 
