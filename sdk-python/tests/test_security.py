@@ -210,7 +210,7 @@ def limited_bridge(tmp_path: Path) -> Iterator[Tuple[str, Path, Path]]:
         "    allow: { publish: ['pyrate.>'], subscribe: ['pyrate.>'], call: ['*'] }\n"
         "    limits: { publishes_per_second: 1, publish_burst: 3, calls_per_second: 1, call_burst: 1 }\n"
     )
-    flags = ["--auth", "required", "--token-key", str(key), "--audit-log", str(audit), "--config", str(config), "--grpc-port", "0", "--http-port", "0"]
+    flags = ["--auth", "required", "--token-key", str(key), "--audit-log", str(audit), "--config", str(config)]
     bridge = BridgeProcess(command=f"{shlex.quote(str(REPO / 'loom'))} up " + " ".join(shlex.quote(f) for f in flags), log_dir=tmp_path)
     try:
         bridge.wait_ready(T)
