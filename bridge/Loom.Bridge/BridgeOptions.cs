@@ -210,6 +210,13 @@ public sealed record BridgeOptions
     /// </summary>
     public IReadOnlyDictionary<string, IdentityPermissions>? Permissions { get; init; }
 
+    /// <summary>
+    /// The audit trail (audit_log and the audit_* keys; <c>--audit-log</c>): refusals, credential failures,
+    /// admin actions, limit hits and registrations as JSON lines and <c>_loom.audit.{kind}</c> events.
+    /// Default: on when <see cref="Auth"/> is on, without a file. See docs/security.md.
+    /// </summary>
+    public AuditOptions Audit { get; init; } = new();
+
     /// <summary>True when both ports serve TLS.</summary>
     public bool TlsEnabled => TlsCertificateFile is not null;
 
@@ -268,6 +275,7 @@ public sealed record BridgeOptions
         Check(Actions.MaxInputBytes < 1, "Actions.MaxInputBytes", $"Actions.MaxInputBytes is {Actions.MaxInputBytes}; it must be positive.");
         Check(Actions.UnhealthyCooldown < TimeSpan.Zero, "Actions.UnhealthyCooldown", $"Actions.UnhealthyCooldown is {Ms(Actions.UnhealthyCooldown)}; it must not be negative.");
         CheckTls();
+        Nested("Audit", Audit.Validate);
         Nested("EventBus", EventBus.Validate);
         Nested("Memory", Memory.Validate);
 

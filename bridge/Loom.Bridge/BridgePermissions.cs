@@ -77,6 +77,59 @@ public sealed record IdentityPermissions
 
     /// <summary>What it may not do, whatever else allows it (a deny beats every allow, a token's included).</summary>
     public PermissionGrants Deny { get; init; } = new();
+
+    /// <summary>
+    /// Its limits (loom.yaml <c>limits:</c>); a limit not set here is taken from the <c>'*'</c> entry's,
+    /// and none there means no such limit (the bridge-wide ones, such as max_subscriptions_per_session, still apply).
+    /// </summary>
+    public IdentityLimits Limits { get; init; } = new();
+}
+
+/// <summary>
+/// Limits of one identity (loom.yaml <c>permissions.NAME.limits</c>, or <c>permissions.'*'.limits</c> for
+/// every identity). Null: no such limit. Going over one is RESOURCE_EXHAUSTED naming it. Rates are token
+/// buckets (System.Threading.RateLimiting) shared by every session and call of the identity.
+/// </summary>
+public sealed record IdentityLimits
+{
+    /// <summary>Publishes per second (publishes_per_second), each envelope of a batched frame counted. Default null.</summary>
+    public int? PublishesPerSecond { get; init; }
+
+    /// <summary>Publishes allowed at once above the rate (publish_burst). Default null: the rate (one second's worth).</summary>
+    public int? PublishBurst { get; init; }
+
+    /// <summary>Capability calls per second (calls_per_second): stream calls, ForwardAction, Gather and ContractNet. Default null.</summary>
+    public int? CallsPerSecond { get; init; }
+
+    /// <summary>Calls allowed at once above the rate (call_burst). Default null: the rate.</summary>
+    public int? CallBurst { get; init; }
+
+    /// <summary>Subscriptions its session may hold (max_subscriptions). Default null.</summary>
+    public int? MaxSubscriptions { get; init; }
+
+    /// <summary>Capabilities it may provide (max_capabilities). Default null.</summary>
+    public int? MaxCapabilities { get; init; }
+
+    /// <summary>Bytes of memory entries it wrote that the store holds (max_memory_bytes; counted as memory.max_total_bytes counts them). Default null.</summary>
+    public long? MaxMemoryBytes { get; init; }
+
+    /// <summary>This entry's limits, each unset one taken from <paramref name="fallback"/>.</summary>
+    public IdentityLimits Over(IdentityLimits fallback) => new()
+    {
+        PublishesPerSecond = PublishesPerSecond ?? fallback.PublishesPerSecond,
+        PublishBurst = PublishBurst ?? fallback.PublishBurst,
+        CallsPerSecond = CallsPerSecond ?? fallback.CallsPerSecond,
+        CallBurst = CallBurst ?? fallback.CallBurst,
+        MaxSubscriptions = MaxSubscriptions ?? fallback.MaxSubscriptions,
+        MaxCapabilities = MaxCapabilities ?? fallback.MaxCapabilities,
+        MaxMemoryBytes = MaxMemoryBytes ?? fallback.MaxMemoryBytes,
+    };
+
+    /// <summary>True when no limit is set.</summary>
+    public bool IsEmpty => this == Empty;
+
+    /// <summary>No limits.</summary>
+    public static IdentityLimits Empty { get; } = new();
 }
 
 /// <summary>
@@ -96,6 +149,9 @@ public sealed class PermissionPolicy
 
     private const int MaxCachedTopics = 1024;
 
+    /// <summary>Where the bridge publishes audit events (<c>_loom.audit.{kind}</c>).</summary>
+    public const string AuditTopic = "_loom.audit";
+
     /// <summary>The SDKs' reply inboxes: <c>_inbox.{agent id}.&gt;</c>.</summary>
     private const string InboxPrefix = "_inbox.";
 
@@ -104,13 +160,30 @@ public sealed class PermissionPolicy
     private readonly (string Pattern, string Source)[][] _allow;
     private readonly (string Pattern, string Source)[][] _deny;
     private readonly ConcurrentDictionary<string, string?> _publishCache = new(StringComparer.Ordinal);
+    private readonly bool _unrestricted;
 
-    /// <summary>Everything allowed (auth off).</summary>
-    public static PermissionPolicy Unrestricted { get; } = new(null);
+    /// <summary>Everything allowed (auth off); reads audit events too (every caller is trusted).</summary>
+    public static PermissionPolicy Unrestricted { get; } = new(null, unrestricted: true) { ReadsAudit = true };
 
-    private PermissionPolicy(string? identity)
+    /// <summary>An anonymous caller under optional auth without an <c>anonymous</c> entry: everything allowed as before, except audit events.</summary>
+    public static PermissionPolicy OpenAnonymous { get; } = new(null, unrestricted: true);
+
+    /// <summary>A copy of <paramref name="other"/> that reads audit events.</summary>
+    private PermissionPolicy(PermissionPolicy other)
+    {
+        Identity = other.Identity;
+        _allow = other._allow;
+        _deny = other._deny;
+        _unrestricted = other._unrestricted;
+        Limits = other.Limits;
+        _ownLimits = other._ownLimits;
+        ReadsAudit = true;
+    }
+
+    private PermissionPolicy(string? identity, bool unrestricted = false)
     {
         Identity = identity;
+        _unrestricted = unrestricted;
         _allow = new (string, string)[ActionNames.Length][];
         _deny = new (string, string)[ActionNames.Length][];
         for (var i = 0; i < ActionNames.Length; i++)
@@ -124,7 +197,23 @@ public sealed class PermissionPolicy
     public string? Identity { get; }
 
     /// <summary>True when every action is allowed (no checks).</summary>
-    public bool IsUnrestricted => ReferenceEquals(this, Unrestricted);
+    public bool IsUnrestricted => _unrestricted;
+
+    /// <summary>
+    /// Whether it may receive audit events (<c>_loom.audit.*</c>): auth off, an admin credential, or a
+    /// subscribe allow that names <c>_loom.audit</c> explicitly (its first token is <c>_loom</c>, not a wildcard).
+    /// Others are refused an explicit subscription, and a wildcard one (<c>&gt;</c>) never delivers them.
+    /// </summary>
+    public bool ReadsAudit { get; private init; }
+
+    /// <summary>Its limits (its loom.yaml entry's over the <c>'*'</c> entry's) and where each comes from.</summary>
+    public IdentityLimits Limits { get; private init; } = IdentityLimits.Empty;
+
+    /// <summary>The loom.yaml entry a limit of <see cref="Limits"/> is read from, e.g. <c>permissions.alice.limits</c>.</summary>
+    public string LimitSource(Func<IdentityLimits, object?> limit) =>
+        _ownLimits is { } own && limit(own) is not null ? $"permissions.{Identity}.limits" : $"permissions.'{EveryIdentity}'.limits";
+
+    private IdentityLimits? _ownLimits;
 
     /// <summary>The name of <paramref name="action"/> in loom.yaml and in the metric's label.</summary>
     public static string NameOf(PermissionAction action) => ActionNames[(int)action];
@@ -133,7 +222,7 @@ public sealed class PermissionPolicy
     /// The policy of a caller: <paramref name="identity"/> (null: anonymous) with its token's allow
     /// lists, under <paramref name="auth"/> and loom.yaml's <paramref name="permissions"/>.
     /// </summary>
-    public static PermissionPolicy For(AuthMode auth, IReadOnlyDictionary<string, IdentityPermissions>? permissions, string? identity, IReadOnlyList<string>? tokenPublish = null, IReadOnlyList<string>? tokenSubscribe = null)
+    public static PermissionPolicy For(AuthMode auth, IReadOnlyDictionary<string, IdentityPermissions>? permissions, string? identity, IReadOnlyList<string>? tokenPublish = null, IReadOnlyList<string>? tokenSubscribe = null, bool admin = false)
     {
         if (auth == AuthMode.Off)
         {
@@ -145,7 +234,7 @@ public sealed class PermissionPolicy
         {
             if (permissions is null || !permissions.TryGetValue(Anonymous, out var anonymous))
             {
-                return Unrestricted; // optional auth lets anonymous callers in as before
+                return OpenAnonymous; // optional auth lets anonymous callers in as before
             }
 
             entries.Add((anonymous, $"permissions.{Anonymous}"));
@@ -163,7 +252,21 @@ public sealed class PermissionPolicy
             }
         }
 
-        var policy = new PermissionPolicy(identity ?? Anonymous);
+        IdentityLimits? ownLimits = null;
+        var everyLimits = IdentityLimits.Empty;
+        foreach (var (rules, source) in entries)
+        {
+            if (source == "permissions.'*'")
+            {
+                everyLimits = rules.Limits;
+            }
+            else
+            {
+                ownLimits = rules.Limits;
+            }
+        }
+
+        var policy = new PermissionPolicy(identity ?? Anonymous) { Limits = (ownLimits ?? IdentityLimits.Empty).Over(everyLimits), _ownLimits = ownLimits };
         for (var i = 0; i < ActionNames.Length; i++)
         {
             var action = (PermissionAction)i;
@@ -190,7 +293,10 @@ public sealed class PermissionPolicy
             policy._deny[i] = [.. deny];
         }
 
-        return policy;
+        var audit = AuditTopic + ".>";
+        var explicitGrant = policy._allow[(int)PermissionAction.Subscribe].Any(a => a.Pattern.StartsWith("_loom.", StringComparison.Ordinal) && Overlaps(a.Pattern, audit));
+        var denied = policy._deny[(int)PermissionAction.Subscribe].Any(d => Overlaps(d.Pattern, audit) && Covers(d.Pattern, audit));
+        return (admin || explicitGrant) && !denied ? new PermissionPolicy(policy) : policy;
     }
 
     /// <summary>
@@ -199,6 +305,16 @@ public sealed class PermissionPolicy
     /// </summary>
     public PermissionDeniedException? Check(PermissionAction action, string target)
     {
+        if (action == PermissionAction.Publish && target.Length > 0 && target[0] == '_' && (target == AuditTopic || target.StartsWith(AuditTopic + ".", StringComparison.Ordinal)))
+        {
+            return new PermissionDeniedException($"{Who} may not publish to '{target}': audit topics are written by the bridge only.");
+        }
+
+        if (action == PermissionAction.Subscribe && !ReadsAudit && target.StartsWith("_loom.", StringComparison.Ordinal) && Overlaps(target, AuditTopic + ".>"))
+        {
+            return new PermissionDeniedException($"{Who} may not subscribe to '{target}': audit events are for admin credentials (loom token create --admin, admin_identities) and identities granted '{AuditTopic}.>' in loom.yaml (permissions.NAME.allow.subscribe).");
+        }
+
         if (IsUnrestricted)
         {
             return null;
@@ -257,6 +373,8 @@ public sealed class PermissionPolicy
 
         return Refusal(action, target, "no rule allows it");
     }
+
+    private string Who => Identity is null ? "An anonymous caller" : $"Identity '{Identity}'";
 
     private string Refusal(PermissionAction action, string target, string rule) =>
         $"Identity '{Identity}' may not {Verb(action)} '{target}': {rule}. Grant it in loom.yaml (permissions.{Identity}.allow.{ActionNames[(int)action]}) or in the token (loom token create --allow-publish/--allow-subscribe).";
@@ -356,6 +474,12 @@ public sealed class PermissionPolicy
             {
                 return new PermissionDeniedException(Refusal(PermissionAction.Subscribe, pattern, $"denied by {source}"));
             }
+        }
+
+        // Audit events, for the identities that read them (see ReadsAudit).
+        if (ReadsAudit && Covers(AuditTopic + ".>", pattern))
+        {
+            return null;
         }
 
         // Its own inbox, where the replies to its requests arrive.

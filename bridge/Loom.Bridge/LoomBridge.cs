@@ -34,6 +34,7 @@ public sealed class LoomBridge : IAsyncDisposable
     private IPEndPoint? _httpEndPoint;
     private int _stopped;
     private ConnectionGate? _gate;
+    private AuditLog? _audit;
 
     /// <summary>TCP connections the connection gate counts as open now (for tests).</summary>
     internal int OpenConnections => _gate?.Open ?? 0;
@@ -134,6 +135,16 @@ public sealed class LoomBridge : IAsyncDisposable
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
 
         var tls = TlsSetup.From(_options);
+        AuditLog? audit = null; // made once logging exists; the TLS callback runs only after the start
+        if (tls is not null)
+        {
+            tls.Rejected = (certificate, why) => audit?.Record(new AuditRecord(AuditRecord.Credential, "tls_handshake", "unauthenticated")
+            {
+                Identity = TlsSetup.IdentityOf(certificate),
+                Reason = $"The client certificate '{LogText.Clean(certificate.Subject)}' does not chain to a CA of tls_client_ca for client authentication: {why}",
+            });
+        }
+
         ConnectionGate? gate = null; // made once logging exists, before Kestrel reads its options at start
         ListenOptions? grpcListen = null;
         ListenOptions? httpListen = null;
@@ -172,7 +183,7 @@ public sealed class LoomBridge : IAsyncDisposable
 
         if (authenticate)
         {
-            builder.Services.AddSingleton(new AuthInterceptor(_options, tls?.MutualTls == true));
+            builder.Services.AddSingleton(_ => new AuthInterceptor(_options, tls?.MutualTls == true, _audit));
         }
 
         builder.Services.AddGrpc(o =>
@@ -203,12 +214,24 @@ public sealed class LoomBridge : IAsyncDisposable
         gate = new ConnectionGate(_options, _telemetry.Bridge, loggerFactory.CreateLogger<ConnectionGate>(), Time);
         _gate = gate;
         _telemetry.Bridge.OpenConnections = () => gate.Open;
-        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge);
+        if (_options.Audit.IsOn(_options.Auth))
+        {
+            audit = new AuditLog(_options.Audit, Bus, Time, loggerFactory.CreateLogger<AuditLog>(), _telemetry.Bridge);
+            audit.Start();
+            _audit = audit;
+        }
+
+        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge) { Audit = audit };
         _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
         _coordinator = Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>());
 
         app.UseRouting();
         app.Use(SeparatePorts);
+        if (audit is not null)
+        {
+            app.Use(AdminAudit.For(audit, () => _httpPort));
+        }
+
         if (_options.Mcp.Enabled)
         {
             app.Use(McpOriginGuard.For(_options));
@@ -371,6 +394,10 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         await _app.DisposeAsync();
+        if (_audit is not null)
+        {
+            await _audit.DisposeAsync(); // the last records (unregistrations at shutdown) flushed, within its own bound
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -288,7 +288,13 @@ public sealed class MemoryStore
     /// The protocol entry point: runs one request in <paramref name="defaultNamespace"/> unless it
     /// names one. Failures come back in <see cref="MemoryResponse.Error"/>.
     /// </summary>
-    public MemoryResponse Execute(MemoryRequest request, string defaultNamespace)
+    public MemoryResponse Execute(MemoryRequest request, string defaultNamespace) => Execute(request, defaultNamespace, null);
+
+    /// <summary>
+    /// <see cref="Execute(MemoryRequest, string)"/> with the writes counted against <paramref name="quota"/>
+    /// (null: none): a set or compare-and-set past it is refused with RESOURCE_EXHAUSTED.
+    /// </summary>
+    public MemoryResponse Execute(MemoryRequest request, string defaultNamespace, MemoryQuota? quota)
     {
         ArgumentNullException.ThrowIfNull(request);
         var response = new MemoryResponse { CorrelationId = request.CorrelationId };
@@ -313,7 +319,7 @@ public sealed class MemoryStore
                 {
                     var set = request.Set;
                     CheckValue(set.Value.Length);
-                    response.Entries.Add(SetCore(ns, set.Key, set.Value, TtlOf(set.TtlMs)));
+                    response.Entries.Add(SetCore(ns, set.Key, set.Value, TtlOf(set.TtlMs), quota));
                     response.Found = true;
                     break;
                 }
@@ -329,7 +335,7 @@ public sealed class MemoryStore
                 {
                     var cas = request.CompareAndSet;
                     CheckValue(cas.Value.Length);
-                    var (swapped, current) = CompareAndSetCore(ns, cas.Key, cas.ExpectedVersion, cas.Value, TtlOf(cas.TtlMs));
+                    var (swapped, current) = CompareAndSetCore(ns, cas.Key, cas.ExpectedVersion, cas.Value, TtlOf(cas.TtlMs), quota);
                     response.Found = swapped;
                     if (current is not null)
                     {
@@ -357,7 +363,7 @@ public sealed class MemoryStore
 
     private static TimeSpan? TtlOf(uint ttlMs) => ttlMs == 0 ? null : TimeSpan.FromMilliseconds(ttlMs);
 
-    private MemoryEntry SetCore(string ns, string key, ByteString value, TimeSpan? ttl)
+    private MemoryEntry SetCore(string ns, string key, ByteString value, TimeSpan? ttl, MemoryQuota? quota = null)
     {
         CheckNamespace(ns);
         CheckKey(key);
@@ -376,7 +382,7 @@ public sealed class MemoryStore
                 }
 
                 space.TryGetLive(key, now, out var current);
-                if (WriteLocked(space, ns, key, value, ttlMs, now, current, mayDeferToSweep: !swept) is { } written)
+                if (WriteLocked(space, ns, key, value, ttlMs, now, current, mayDeferToSweep: !swept, quota) is { } written)
                 {
                     return written.ToProto(key);
                 }
@@ -388,7 +394,7 @@ public sealed class MemoryStore
         }
     }
 
-    private (bool Swapped, MemoryEntry? Current) CompareAndSetCore(string ns, string key, ulong expectedVersion, ByteString value, TimeSpan? ttl)
+    private (bool Swapped, MemoryEntry? Current) CompareAndSetCore(string ns, string key, ulong expectedVersion, ByteString value, TimeSpan? ttl, MemoryQuota? quota = null)
     {
         CheckNamespace(ns);
         CheckKey(key);
@@ -422,7 +428,7 @@ public sealed class MemoryStore
                     return (false, exists ? current!.ToProto(key) : null);
                 }
 
-                if (WriteLocked(space, ns, key, value, ttlMs, now, current, mayDeferToSweep: !swept) is { } written)
+                if (WriteLocked(space, ns, key, value, ttlMs, now, current, mayDeferToSweep: !swept, quota) is { } written)
                 {
                     return (true, written.ToProto(key));
                 }
@@ -439,11 +445,44 @@ public sealed class MemoryStore
     /// short and some entry has expired (with <paramref name="mayDeferToSweep"/>): the caller sweeps
     /// and tries again. A refusal changes nothing.
     /// </summary>
-    private Entry? WriteLocked(Space space, string ns, string key, ByteString value, long ttlMs, long now, Entry? current, bool mayDeferToSweep)
+    private Entry? WriteLocked(Space space, string ns, string key, ByteString value, long ttlMs, long now, Entry? current, bool mayDeferToSweep, MemoryQuota? quota = null)
     {
         var size = SizeOf(key, value.Length);
         var addsEntry = current is null;
         var delta = size - (current?.Size ?? 0);
+
+        // The writer's own budget first: the entry it replaces counts for it only when it wrote that one too.
+        var charged = size - (current is not null && ReferenceEquals(current.Quota, quota) ? current.Size : 0);
+        if (quota is not null && !quota.TryAdd(charged))
+        {
+            throw quota.Refuse(charged);
+        }
+
+        try
+        {
+            return WriteWithinTotals(space, ns, key, value, ttlMs, now, current, mayDeferToSweep, quota, size, addsEntry, delta) is { } written
+                ? written
+                : Unreserve(null);
+        }
+        catch
+        {
+            Unreserve(null);
+            throw;
+        }
+
+        Entry? Unreserve(Entry? result)
+        {
+            if (quota is not null)
+            {
+                quota.Release(charged);
+            }
+
+            return result;
+        }
+    }
+
+    private Entry? WriteWithinTotals(Space space, string ns, string key, ByteString value, long ttlMs, long now, Entry? current, bool mayDeferToSweep, MemoryQuota? quota, long size, bool addsEntry, long delta)
+    {
         if ((addsEntry && space.Entries.Count >= _options.MaxEntriesPerNamespace) || (delta > 0 && space.Bytes + delta > _maxBytesPerNamespace))
         {
             space.RemoveExpired(now); // the current entry is live now, so it stays
@@ -481,7 +520,7 @@ public sealed class MemoryStore
             LowerEarliestExpiry(expires);
         }
 
-        return space.Write(key, value, NextVersion(), expires, size);
+        return space.Write(key, value, NextVersion(), expires, size, quota);
     }
 
     /// <summary>Adds <paramref name="delta"/> unless that takes <paramref name="counter"/> past <paramref name="max"/> (a decrease always applies).</summary>
@@ -620,8 +659,11 @@ public sealed class MemoryStore
         return Math.Max(1, (long)Math.Ceiling(value.TotalMilliseconds));
     }
 
-    private sealed class Entry(ByteString value, ulong version, long expiresUnixMs, long size)
+    private sealed class Entry(ByteString value, ulong version, long expiresUnixMs, long size, MemoryQuota? quota = null)
     {
+        /// <summary>The budget it is counted against (null: none).</summary>
+        public readonly MemoryQuota? Quota = quota;
+
         public readonly ByteString Value = value;
         public readonly ulong Version = version;
         public readonly long ExpiresUnixMs = expiresUnixMs;
@@ -683,12 +725,17 @@ public sealed class MemoryStore
             return false;
         }
 
-        public Entry Write(string key, ByteString value, ulong version, long expiresUnixMs, long size)
+        public Entry Write(string key, ByteString value, ulong version, long expiresUnixMs, long size, MemoryQuota? quota = null)
         {
-            var entry = new Entry(value, version, expiresUnixMs, size);
+            var entry = new Entry(value, version, expiresUnixMs, size, quota);
             if (Entries.TryGetValue(key, out var old))
             {
                 Bytes -= old.Size;
+                if (old.Quota is not null && !ReferenceEquals(old.Quota, quota))
+                {
+                    old.Quota.Release(old.Size); // the same quota's was netted when the write was charged
+                }
+
                 Entries[key] = entry;
             }
             else
@@ -713,6 +760,7 @@ public sealed class MemoryStore
             {
                 Keys.Remove(key);
                 Bytes -= entry.Size;
+                entry.Quota?.Release(entry.Size);
                 Interlocked.Add(ref totals.Bytes, -entry.Size);
                 Interlocked.Decrement(ref totals.Entries);
             }

@@ -1,7 +1,7 @@
 // TLS and mutual TLS against a real `./loom up` with `./loom certs dev` material, over real sockets (grpc-js).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -132,6 +132,89 @@ describe('tokens', () => {
     } finally {
       await conn.close();
       await watcher.close();
+    }
+  });
+});
+
+describe('limits per identity', () => {
+  const temp = mkdtempSync(path.join(tmpdir(), 'loom-js-limits-'));
+  const key = path.join(temp, 'keys', 'token.key');
+  const audit = path.join(temp, 'audit', 'audit.log');
+  let bridge: LineProcess;
+  let url = '';
+
+  before(async () => {
+    const config = path.join(temp, 'loom.yaml');
+    writeFileSync(config, [
+      'name: limits',
+      'permissions:',
+      '  js-rate:',
+      "    allow: { publish: ['jsrate.>'], subscribe: ['jsrate.>'], call: ['*'] }",
+      '    limits: { publishes_per_second: 1, publish_burst: 3, calls_per_second: 1, call_burst: 1 }',
+      '',
+    ].join('\n'));
+    bridge = new LineProcess(LOOM, ['up', '--grpc-port', '0', '--http-port', '0', '--auth', 'required', '--token-key', key, '--audit-log', audit, '--config', config]);
+    const line = await bridge.nextLine((l) => /^listening grpc=(http:\/\/\S+)/.test(l), 120_000, 'the ready line');
+    url = (/^listening grpc=(http:\/\/\S+)/.exec(line) as RegExpExecArray)[1] as string;
+  });
+
+  after(async () => {
+    await bridge.stop();
+  });
+
+  test('publishes and calls over the rate are refused with RESOURCE_EXHAUSTED naming the limit, and audited', async () => {
+    const token = execFileSync(LOOM, ['token', 'create', '--agent', 'js-rate', '--token-key', key, '--expires', '1h'], { timeout: 120_000 }).toString().trim();
+    const conn = await within(connect(url, { agentId: 'js-rate', token, logLevel: 'silent' }), 60_000, 'connect');
+    try {
+      // 10 publishes at once: the bucket holds 3 and refills 1 per second; the refused ones are reported, not delivered.
+      const sub = await conn.subscribe('jsrate.>');
+      for (let i = 0; i < 10; i++) {
+        await conn.emit('jsrate.n', { i });
+      }
+      const deadline = Date.now() + 60_000;
+      while (conn.stats.publishErrors < 6) {
+        assert.ok(Date.now() < deadline, `only ${conn.stats.publishErrors} publishes were refused`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      let delivered = 0;
+      for (;;) {
+        const got = await Promise.race([sub.next().then(() => 'event'), new Promise((r) => setTimeout(() => r('quiet'), 1500))]);
+        if (got !== 'event') {
+          break;
+        }
+        delivered++;
+      }
+      assert.ok(delivered >= 3 && delivered <= 10 - conn.stats.publishErrors, `delivered ${delivered}, refused ${conn.stats.publishErrors}`);
+
+      // Calls: the first passes the bucket (and finds no provider), the next at once is refused by the limit.
+      const errors: LoomError[] = [];
+      for (let i = 0; i < 3; i++) {
+        try {
+          await conn.invoke('nobody.here', {}, { timeoutMs: 10_000 });
+        } catch (e) {
+          errors.push(e as LoomError);
+        }
+      }
+      const limited = errors.filter((e) => e.code === 'RESOURCE_EXHAUSTED');
+      assert.ok(limited.length > 0, errors.map((e) => e.message).join('\n'));
+      assert.match(limited[0]?.message ?? '', /Identity 'js-rate' is over its limit of 1 calls per second \(permissions\.js-rate\.limits\.calls_per_second, burst 1\)/);
+    } finally {
+      await conn.close();
+    }
+
+    // The limit hits are JSON lines of the audit log.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const lines = existsSync(audit) ? readFileSync(audit, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Record<string, string | null>) : [];
+      const publish = lines.find((r) => r.kind === 'limit' && r.action === 'publish');
+      if (publish && lines.some((r) => r.kind === 'limit' && r.action === 'call')) {
+        assert.equal(publish.identity, 'js-rate');
+        assert.equal(publish.resource, 'jsrate.n');
+        assert.match(publish.reason ?? '', /publishes_per_second/);
+        break;
+      }
+      assert.ok(Date.now() < deadline, 'the audit lines never appeared');
+      await new Promise((r) => setTimeout(r, 100));
     }
   });
 });

@@ -195,3 +195,83 @@ async def test_the_token_s_allow_lists_permit_publish_and_subscribe_and_refuse_t
     finally:
         await conn.close()
         await watcher.close()
+
+
+@pytest.fixture
+def limited_bridge(tmp_path: Path) -> Iterator[Tuple[str, Path, Path]]:
+    """`./loom up --auth required` with per-identity limits in loom.yaml and an audit log."""
+    key = tmp_path / "keys" / "token.key"
+    audit = tmp_path / "audit" / "audit.log"
+    config = tmp_path / "loom.yaml"
+    config.write_text(
+        "name: limits\n"
+        "permissions:\n"
+        "  py-rate:\n"
+        "    allow: { publish: ['pyrate.>'], subscribe: ['pyrate.>'], call: ['*'] }\n"
+        "    limits: { publishes_per_second: 1, publish_burst: 3, calls_per_second: 1, call_burst: 1 }\n"
+    )
+    flags = ["--auth", "required", "--token-key", str(key), "--audit-log", str(audit), "--config", str(config)]
+    bridge = BridgeProcess(command=f"{shlex.quote(str(REPO / 'loom'))} up " + " ".join(shlex.quote(f) for f in flags), log_dir=tmp_path)
+    try:
+        bridge.wait_ready(T)
+        yield bridge.grpc, key, audit
+    finally:
+        bridge.stop()
+
+
+async def test_publishes_and_calls_over_the_identity_s_rate_are_refused_naming_the_limit_and_audited(limited_bridge: Tuple[str, Path, Path]) -> None:
+    url, key, audit = limited_bridge
+    conn = await asyncio.wait_for(loom.connect(url, agent_id="py-rate", token=mint(key, "py-rate")), T)
+    topics: "asyncio.Queue[str]" = asyncio.Queue()
+
+    async def on_event(event: loom.Event) -> None:
+        await topics.put(str(event.payload))
+
+    try:
+        await conn.subscribe("pyrate.>", on_event)
+        # 10 publishes at once: the bucket holds 3 (publish_burst) and refills 1 per second.
+        for i in range(10):
+            await conn.emit("pyrate.n", {"i": i})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + T
+        while conn.stats.publish_errors < 6:
+            assert loop.time() < deadline, f"only {conn.stats.publish_errors} publishes were refused"
+            await asyncio.sleep(0.05)
+        # The refused ones are not delivered: at most the burst and one refill arrive.
+        delivered = 0
+        while True:
+            try:
+                await asyncio.wait_for(topics.get(), 1.5)
+                delivered += 1
+            except asyncio.TimeoutError:
+                break
+        assert 3 <= delivered <= 10 - conn.stats.publish_errors
+
+        # Calls: one passes the bucket (and finds no provider); the next at once is refused by the limit.
+        errors: List[loom.LoomError] = []
+        for _ in range(3):
+            try:
+                await conn.invoke("nobody.here", {}, timeout=10)
+            except loom.LoomError as e:
+                errors.append(e)
+        limited = [e for e in errors if isinstance(e, loom.ResourceExhaustedError)]
+        assert limited, [str(e) for e in errors]
+        assert "Identity 'py-rate' is over its limit of 1 calls per second (permissions.py-rate.limits.calls_per_second, burst 1)" in limited[0].message
+        assert limited[0].code == loom.ErrorCode.RESOURCE_EXHAUSTED
+    finally:
+        await conn.close()
+
+    # Each refusal is in the audit log, as a JSON line naming the limit; the token is not.
+    import json
+
+    deadline = asyncio.get_running_loop().time() + T
+    while True:
+        lines = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()] if audit.exists() else []
+        kinds = {(r["kind"], r["action"]) for r in lines}
+        if ("limit", "publish") in kinds and ("limit", "call") in kinds and ("registration", "register") in kinds:
+            break
+        assert asyncio.get_running_loop().time() < deadline, f"audit lines missing: {kinds}"
+        await asyncio.sleep(0.1)
+    publish = next(r for r in lines if r["kind"] == "limit" and r["action"] == "publish")
+    assert publish["identity"] == "py-rate" and publish["resource"] == "pyrate.n" and publish["outcome"] == "limited"
+    assert "publishes_per_second" in publish["reason"]

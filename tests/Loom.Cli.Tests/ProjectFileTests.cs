@@ -106,6 +106,34 @@ public sealed class ProjectFileTests
     }
 
     [Fact]
+    public void Limits_and_audit_keys_map_onto_the_bridge_options_and_the_audit_file_defaults_beside_loom_yaml_with_auth_on()
+    {
+        var yaml = "bridge:\n  auth: required\nagents:\n  - name: a\n    command: x\npermissions:\n  '*':\n    limits: { max_subscriptions: 8 }\n  planner:\n    limits:\n      publishes_per_second: 100\n      publish_burst: 200\n      calls_per_second: 5\n      max_capabilities: 2\n      max_memory_bytes: 64MiB\n";
+        var options = ProjectRunner.BridgeOptionsFor(Parse(yaml));
+        var planner = options.Permissions!["planner"].Limits;
+        Assert.Equal(100, planner.PublishesPerSecond);
+        Assert.Equal(200, planner.PublishBurst);
+        Assert.Equal(5, planner.CallsPerSecond);
+        Assert.Equal(2, planner.MaxCapabilities);
+        Assert.Equal(64L * 1024 * 1024, planner.MaxMemoryBytes);
+        Assert.Equal(8, options.Permissions["*"].Limits.MaxSubscriptions);
+        Assert.Equal(Path.Combine(Path.GetTempPath(), ".loom", "audit.log"), options.Audit.File);
+
+        var off = ProjectRunner.BridgeOptionsFor(Parse("bridge:\n  auth: required\n  audit_log: off\n  audit_reads: true\nagents:\n  - name: a\n    command: x\n"));
+        Assert.Null(off.Audit.File);
+        Assert.True(off.Audit.IncludeReads);
+        Assert.True(off.Audit.IsOn(off.Auth)); // events on _loom.audit.* stay on with auth
+        Assert.Null(ProjectRunner.BridgeOptionsFor(Parse("agents:\n  - name: a\n    command: x\n")).Audit.File); // auth off: no file
+
+        var ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\npermissions:\n  p:\n    limits: { publishes_per_second: 0 }\n"));
+        Assert.Contains("permissions.p.limits.publishes_per_second", ex.Message, StringComparison.Ordinal);
+        ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\npermissions:\n  p:\n    limits: { max_memory_bytes: lots }\n"));
+        Assert.Contains("expected a byte size", ex.Message, StringComparison.Ordinal);
+        ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\npermissions:\n  p:\n    limits: { publish_per_second: 1 }\n"));
+        Assert.Contains("publish_per_second", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Tls_and_auth_settings_map_onto_the_bridge_options_with_paths_relative_to_the_file()
     {
         var dir = Directory.CreateTempSubdirectory("loom-yaml-tls-").FullName;

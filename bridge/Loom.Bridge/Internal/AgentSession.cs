@@ -92,16 +92,41 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
     /// <summary>What this agent may do (compiled once per registration); unrestricted with auth off.</summary>
     public PermissionPolicy Policy { get; set; } = PermissionPolicy.Unrestricted;
 
+    /// <summary>Where refusals and limit hits are recorded (null: auditing is off).</summary>
+    public AuditLog? Audit { get; set; }
+
+    /// <summary>The peer that registered it (gRPC's peer string, e.g. <c>ipv4:127.0.0.1:51000</c>), for the audit log.</summary>
+    public string? Remote { get; set; }
+
+    /// <summary>The per-identity limits in force (null: none).</summary>
+    public IdentityQuotas.Quota? Quota { get; set; }
+
+    /// <summary>Counts and audits a request refused by a per-identity limit, and hands the refusal back.</summary>
+    public ResourceExhaustedException LimitHit(string kind, string action, string? resource, ResourceExhaustedException refusal)
+    {
+        Metrics?.RateLimited(kind);
+        Audit?.Record(new AuditRecord(AuditRecord.Limit, action, "limited") { Identity = Identity, AgentId = AgentId, Session = SessionId, Resource = resource, Reason = refusal.Message, Remote = Remote });
+        return refusal;
+    }
+
+    /// <summary>The most subscriptions it may hold: the bridge's limit, or its identity's when lower.</summary>
+    private (int Max, bool Identity) SubscriptionLimit =>
+        Quota?.Limits.MaxSubscriptions is { } own && own < _options.MaxSubscriptionsPerSession ? (own, true) : (_options.MaxSubscriptionsPerSession, false);
+
+    private ResourceExhaustedException TooManySubscriptions(int max, int wanted, string? resource) =>
+        LimitHit("max_subscriptions", "subscribe", resource, new ResourceExhaustedException($"Identity '{Identity}' may hold at most {max} subscriptions ({Quota!.SubscriptionSource}.max_subscriptions); this asks for {wanted}. Unsubscribe from one first, or raise the limit."));
+
     /// <summary>Null when the policy allows it; otherwise the refusal, counted.</summary>
     private PermissionDeniedException? Refused(PermissionAction action, string target)
     {
         var policy = Policy;
-        if (policy.IsUnrestricted || policy.Check(action, target) is not { } refusal)
+        if (policy.Check(action, target) is not { } refusal)
         {
             return null;
         }
 
         Metrics?.PermissionDenied(action);
+        Audit?.Record(new AuditRecord(AuditRecord.Refusal, PermissionPolicy.NameOf(action), "denied") { Identity = Identity, AgentId = AgentId, Session = SessionId, Resource = target, Reason = refusal.Message, Remote = Remote });
         return refusal;
     }
 
@@ -208,6 +233,11 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             {
                 var current = _subscriptions;
                 var distinct = request.Subscriptions.Count(s => !Array.Exists(current, c => SameSubscription(c, s)));
+                if (SubscriptionLimit is (var max, true) && current.Length + distinct > max)
+                {
+                    throw TooManySubscriptions(max, current.Length + distinct, request.Subscriptions.Count > 0 ? request.Subscriptions[^1].Pattern : null);
+                }
+
                 if (current.Length + distinct > _options.MaxSubscriptionsPerSession)
                 {
                     throw new ResourceExhaustedException($"An agent may hold at most {_options.MaxSubscriptionsPerSession} subscriptions; this registration asks for {current.Length + distinct}.");
@@ -595,6 +625,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
                 var subscriptions = Volatile.Read(ref _subscriptions);
                 var tracing = LoomTelemetry.Source.HasListeners();
+                var readsAudit = Policy.ReadsAudit;
                 if (subscriptions.Length > 0 && !full)
                 {
                     rotation = (rotation + 1) % subscriptions.Length;
@@ -603,6 +634,11 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                         var subscription = subscriptions[(rotation + k) % subscriptions.Length];
                         while (!full && encoder.Count < _options.MaxBatchMessages && encoder.Length < _options.MaxBatchBytes && subscription.TryRead(out var envelope))
                         {
+                            if (!readsAudit && AuditLog.IsAuditTopic(envelope.Topic))
+                            {
+                                continue; // audit events reach audit readers only, whatever their wildcard matched
+                            }
+
                             Activity? span = null;
                             if (tracing && (span = StartDeliverSpan(envelope, subscription)) is not null)
                             {
@@ -826,7 +862,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             case ClientMessage.KindOneofCase.Heartbeat:
                 break; // Touch() already ran for the frame.
             case ClientMessage.KindOneofCase.Memory:
-                await EnqueueAsync(new ServerMessage { Memory = MemoryRefused(message.Memory) ?? Bounded(message.Memory, _memory.Execute(message.Memory, Namespace)) }, token);
+                await EnqueueAsync(new ServerMessage { Memory = MemoryRefused(message.Memory) ?? Bounded(message.Memory, ExecuteMemory(message.Memory)) }, token);
                 break;
             case ClientMessage.KindOneofCase.Cancel:
                 if (_outgoingCalls.TryRemove(message.Cancel.CallId, out var cts))
@@ -839,6 +875,24 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
                 await ReplyErrorAsync(string.Empty, new InvalidParamsException($"Unknown client message kind {(int)message.KindCase}; this bridge speaks loom.v1."), token);
                 break;
         }
+    }
+
+    /// <summary>Runs a memory request, its writes counted against the identity's max_memory_bytes (a refusal counted and audited).</summary>
+    private MemoryResponse ExecuteMemory(MemoryRequest request)
+    {
+        if (Quota?.Memory is not { } quota)
+        {
+            return _memory.Execute(request, Namespace);
+        }
+
+        var before = quota.Refused;
+        var response = _memory.Execute(request, Namespace, quota);
+        if (quota.Refused != before && response.Error is { } error)
+        {
+            LimitHit("max_memory_bytes", "memory_write", string.IsNullOrEmpty(request.Namespace) ? Namespace : request.Namespace, new ResourceExhaustedException(error.Message));
+        }
+
+        return response;
     }
 
     /// <summary>The refusal of a memory request its identity may not make (get and list read; set, delete and compare-and-set write); null when allowed.</summary>
@@ -922,6 +976,12 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             return;
         }
 
+        if (Quota?.Publish(envelope.Id, envelope.Topic) is { } limited)
+        {
+            await ReplyErrorAsync(envelope.Id, LimitHit("publishes_per_second", "publish", envelope.Topic, limited), token);
+            return;
+        }
+
         envelope.Sender = AgentId;
         try
         {
@@ -983,7 +1043,11 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         lock (_gate)
         {
             subscription = Array.Find(_subscriptions, s => SameSubscription(s, request.Subscription));
-            if (subscription is null && _subscriptions.Length >= _options.MaxSubscriptionsPerSession)
+            if (subscription is null && SubscriptionLimit is (var max, true) && _subscriptions.Length >= max)
+            {
+                failure = TooManySubscriptions(max, _subscriptions.Length + 1, request.Subscription.Pattern);
+            }
+            else if (subscription is null && _subscriptions.Length >= _options.MaxSubscriptionsPerSession)
             {
                 failure = new ResourceExhaustedException($"An agent may hold at most {_options.MaxSubscriptionsPerSession} subscriptions; unsubscribe from one first.");
             }
@@ -1051,6 +1115,12 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         if (Refused(PermissionAction.Call, call.Capability) is { } refusal)
         {
             await EnqueueResultAsync(call.CallId, refusal, token);
+            return;
+        }
+
+        if (Quota?.Call(call.Capability) is { } limited)
+        {
+            await EnqueueResultAsync(call.CallId, LimitHit("calls_per_second", "call", call.Capability, limited), token);
             return;
         }
 

@@ -13,7 +13,7 @@ namespace Loom.Bridge.Internal;
 /// loom.v1 services without a required credential, or with a bad token, end with UNAUTHENTICATED
 /// saying what to fix; health and reflection stay open. The token itself is never logged.
 /// </summary>
-internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls) : Interceptor
+internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls, AuditLog? audit = null) : Interceptor
 {
     private const string IdentityKey = "loom.identity";
     private const string PolicyKey = "loom.policy";
@@ -67,12 +67,12 @@ internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls) : I
                 var result = await http.AuthenticateAsync(JwtBearerDefaults.AuthenticationScheme);
                 if (!result.Succeeded || result.Principal?.Identity?.Name is not { Length: > 0 } subject)
                 {
-                    throw Unauthenticated(Explain(result.Failure));
+                    throw Refuse(context, certificate, Explain(result.Failure));
                 }
 
                 if (certificate is not null && certificate != subject)
                 {
-                    throw Unauthenticated($"The token is for '{subject}' but the client certificate names '{certificate}'; use a token and a certificate of the same identity.");
+                    throw Refuse(context, subject, $"The token is for '{subject}' but the client certificate names '{certificate}'; use a token and a certificate of the same identity.");
                 }
 
                 identity = subject;
@@ -80,12 +80,21 @@ internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls) : I
             }
             else if (identity is null && options.Auth == AuthMode.Required)
             {
-                throw Unauthenticated("This bridge requires a credential: send a token (set LOOM_TOKEN to one made with 'loom token create --agent NAME') or, where the bridge uses mutual TLS, a client certificate (LOOM_TLS_CERT, LOOM_TLS_KEY).");
+                throw Refuse(context, null, "This bridge requires a credential: send a token (set LOOM_TOKEN to one made with 'loom token create --agent NAME') or, where the bridge uses mutual TLS, a client certificate (LOOM_TLS_CERT, LOOM_TLS_KEY).");
             }
         }
 
         http.Items[IdentityKey] = identity;
-        http.Items[PolicyKey] = PermissionPolicy.For(options.Auth, options.Permissions, identity, Claims(http, BridgeTokens.PublishClaim), Claims(http, BridgeTokens.SubscribeClaim));
+        var admin = identity is not null && (http.User?.HasClaim(c => c.Type == BridgeTokens.AdminClaim && c.Value is "true" or "True") == true
+            || (certificate == identity && options.AdminIdentities.Contains(identity, StringComparer.Ordinal)));
+        http.Items[PolicyKey] = PermissionPolicy.For(options.Auth, options.Permissions, identity, Claims(http, BridgeTokens.PublishClaim), Claims(http, BridgeTokens.SubscribeClaim), admin);
+    }
+
+    /// <summary>An UNAUTHENTICATED refusal, audited as a credential failure (never with the token).</summary>
+    private RpcException Refuse(ServerCallContext context, string? identity, string message)
+    {
+        audit?.Record(new AuditRecord(AuditRecord.Credential, context.Method, "unauthenticated") { Identity = identity, Reason = message, Remote = context.Peer });
+        return Unauthenticated(message);
     }
 
     /// <summary>The topic patterns a token's claim lists (none without a token).</summary>

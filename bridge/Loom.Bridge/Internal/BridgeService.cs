@@ -18,7 +18,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
     {
         try
         {
-            return Task.FromResult(sessions.Register(request, AuthInterceptor.IdentityOf(context), AuthInterceptor.PolicyOf(context)));
+            return Task.FromResult(sessions.Register(request, AuthInterceptor.IdentityOf(context), AuthInterceptor.PolicyOf(context), context.Peer));
         }
         catch (LoomException ex)
         {
@@ -40,7 +40,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{sessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
         }
 
-        CheckOwner(session, context);
+        CheckOwner(session, context, sessions);
 
         // Headers go out at once: a client waits for them to know the stream is open (grpc-dotnet would hold them until the first message).
         await context.WriteResponseHeadersAsync([]);
@@ -67,7 +67,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
                 throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired.", ErrorCode.SessionNotFound);
             }
 
-            CheckOwner(session, context);
+            CheckOwner(session, context, sessions);
             caller = session.AgentId;
             session.MarkContact();
         }
@@ -76,7 +76,12 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
         var policy = AuthInterceptor.PolicyOf(context);
         if (policy.Check(PermissionAction.Call, request.Call.Capability) is { } refusal)
         {
-            throw StatusMapping.ToStatus(sessions.Denied(PermissionAction.Call, refusal));
+            throw StatusMapping.ToStatus(sessions.Denied(PermissionAction.Call, refusal, context, request.Call.Capability, caller == "anonymous" ? null : caller));
+        }
+
+        if (sessions.Quotas.For(policy)?.Call(request.Call.Capability) is { } limited)
+        {
+            throw StatusMapping.ToStatus(sessions.LimitHit("calls_per_second", "call", request.Call.Capability, limited, context, caller == "anonymous" ? null : caller));
         }
 
         var actionRequest = ToActionRequest(request.Call, caller, DeadlineOf(context));
@@ -112,7 +117,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
         }
 
-        CheckOwner(owned, context);
+        CheckOwner(owned, context, sessions);
         if (sessions.Heartbeat(request.SessionId) is not { } session)
         {
             throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{request.SessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
@@ -122,11 +127,13 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
     }
 
     /// <summary>A session bound to an identity is used by that identity only (its stream, its calls, its heartbeats).</summary>
-    public static void CheckOwner(AgentSession session, ServerCallContext context)
+    public static void CheckOwner(AgentSession session, ServerCallContext context, SessionRegistry sessions)
     {
         if (session.Identity is { } owner && owner != AuthInterceptor.IdentityOf(context))
         {
-            throw StatusMapping.ToStatus(new PermissionDeniedException($"Agent '{session.AgentId}' belongs to identity '{owner}'; this call is {(AuthInterceptor.IdentityOf(context) is { } other ? $"from identity '{other}'" : "anonymous")}. Use that agent's own credential."));
+            var message = $"Agent '{session.AgentId}' belongs to identity '{owner}'; this call is {(AuthInterceptor.IdentityOf(context) is { } other ? $"from identity '{other}'" : "anonymous")}. Use that agent's own credential.";
+            sessions.AuditRefusal("use_session", message, context, session.AgentId, session.SessionId);
+            throw StatusMapping.ToStatus(new PermissionDeniedException(message));
         }
     }
 

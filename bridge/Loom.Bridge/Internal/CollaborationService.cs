@@ -26,7 +26,7 @@ internal sealed class CollaborationService(SessionRegistry sessions, Coordinator
             if (options.Auth != AuthMode.Off && !r.Observe && r.Participant.Length != 0 && r.Participant != caller)
             {
                 throw sessions.Denied(PermissionAction.Collaboration, new PermissionDeniedException(
-                    $"{(AuthInterceptor.IdentityOf(c) is { } who ? $"Identity '{who}'" : "An anonymous caller")} (agent '{caller}') may not arrive at barrier '{r.BarrierId}' as '{r.Participant}': with auth on, a participant arrives as its own agent id (leave participant empty, or observe)."));
+                    $"{(AuthInterceptor.IdentityOf(c) is { } who ? $"Identity '{who}'" : "An anonymous caller")} (agent '{caller}') may not arrive at barrier '{r.BarrierId}' as '{r.Participant}': with auth on, a participant arrives as its own agent id (leave participant empty, or observe)."), c, $"barrier:{r.BarrierId}", caller);
             }
 
             return coordinator.BarrierAsync(r, caller, c.CancellationToken);
@@ -45,14 +45,14 @@ internal sealed class CollaborationService(SessionRegistry sessions, Coordinator
         {
             if (policy.Check(PermissionAction.Collaboration, operation) is { } refusal)
             {
-                throw StatusMapping.ToStatus(sessions.Denied(PermissionAction.Collaboration, refusal));
+                throw StatusMapping.ToStatus(sessions.Denied(PermissionAction.Collaboration, refusal, context, operation));
             }
 
             foreach (var need in alsoNeeds)
             {
                 if (need is { } n && n.Target.Length != 0 && policy.Check(n.Action, n.Target) is { } denied)
                 {
-                    throw StatusMapping.ToStatus(sessions.Denied(n.Action, denied));
+                    throw StatusMapping.ToStatus(sessions.Denied(n.Action, denied, context, n.Target));
                 }
             }
         }
@@ -70,9 +70,15 @@ internal sealed class CollaborationService(SessionRegistry sessions, Coordinator
                 throw StatusMapping.Status(StatusCode.Unauthenticated, $"Session '{sessionId}' is unknown or has expired; call RegisterAgent again.", ErrorCode.SessionNotFound);
             }
 
-            BridgeService.CheckOwner(session, context);
+            BridgeService.CheckOwner(session, context, sessions);
             caller = session.AgentId;
             session.MarkContact();
+        }
+
+        // A gather or contract-net calls on the caller's behalf: one call against its calls_per_second.
+        if (operation != "barrier" && sessions.Quotas.For(policy)?.Call(operation) is { } limited)
+        {
+            throw StatusMapping.ToStatus(sessions.LimitHit("calls_per_second", operation, operation, limited, context, caller == "anonymous" ? null : caller));
         }
 
         // The gRPC deadline caps the operation's own deadline, with a little room to send the result.

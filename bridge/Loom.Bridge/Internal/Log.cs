@@ -45,6 +45,8 @@ internal static partial class Log
 
     [LoggerMessage(21, LogLevel.Information, "Dashboard call of {Capability} by {Identity}: {Result}")]
     public static partial void DashboardCall(ILogger logger, string capability, string identity, string result);
+    [LoggerMessage(22, LogLevel.Warning, "The audit log {File} cannot be written ({Reason}); records are counted in loom_audit_dropped_total until it can")]
+    public static partial void AuditFileFailed(ILogger logger, string file, string reason);
 
     [LoggerMessage(20, LogLevel.Warning, "A {Kind} message of {Bytes} bytes for agent {AgentId} is over the {Limit}-byte message limit: not sent")]
     public static partial void OversizedMessage(ILogger logger, string agentId, string kind, int bytes, int limit);

@@ -39,6 +39,12 @@ internal sealed partial class SessionRegistry : IDisposable
     private readonly int _maxSessions;
     private volatile bool _shuttingDown;
 
+    /// <summary>Where registrations, refusals and limit hits are recorded (null: auditing is off).</summary>
+    public AuditLog? Audit { get; init; }
+
+    /// <summary>The per-identity limits' live state.</summary>
+    public IdentityQuotas Quotas { get; } = new();
+
     public SessionRegistry(BridgeOptions options, EventBus bus, ActionBroker broker, MemoryStore memory, AgentDirectory agents, TimeProvider time, ILogger logger, BridgeMetrics? metrics = null)
     {
         _metrics = metrics;
@@ -112,17 +118,30 @@ internal sealed partial class SessionRegistry : IDisposable
         _bySession.TryGetValue(sessionId, out session!) && !session.IsExpired;
 
     /// <summary>Registers (or re-registers) an agent; <paramref name="identity"/>, when given, binds the agent id to it.</summary>
-    public RegisterAgentResponse Register(RegisterAgentRequest request, string? identity = null, PermissionPolicy? policy = null)
+    public RegisterAgentResponse Register(RegisterAgentRequest request, string? identity = null, PermissionPolicy? policy = null, string? remote = null)
     {
         try
         {
-            var response = RegisterCore(request, identity, policy ?? PermissionPolicy.Unrestricted);
+            var response = RegisterCore(request, identity, policy ?? PermissionPolicy.Unrestricted, remote);
             _metrics?.Registered(response.Reconnected);
+            Audit?.Record(new AuditRecord(AuditRecord.Registration, response.Reconnected ? "reconnect" : "register", "ok") { Identity = identity, AgentId = response.AgentId, Session = response.SessionId, Remote = remote });
             return response;
         }
         catch (LoomException ex)
         {
             _metrics?.RegistrationRejected();
+            if (ex.Code != ErrorCode.ResourceExhausted || !ex.Message.StartsWith("Identity '", StringComparison.Ordinal))
+            {
+                // Limit hits were recorded where they were found.
+                Audit?.Record(new AuditRecord(ex.Code == ErrorCode.PermissionDenied ? AuditRecord.Refusal : AuditRecord.Registration, "register", ex.Code == ErrorCode.PermissionDenied ? "denied" : "rejected")
+                {
+                    Identity = identity,
+                    AgentId = string.IsNullOrEmpty(request.AgentId) ? null : request.AgentId,
+                    Reason = ex.Message,
+                    Remote = remote,
+                });
+            }
+
             if (_warnings.RegistrationRejected.TryEnter())
             {
                 Log.RegistrationRejected(_logger, LogText.Clean(request.AgentId), LogText.Clean(ex.Message, LogText.Long));
@@ -154,10 +173,30 @@ internal sealed partial class SessionRegistry : IDisposable
         return new SessionCounts(connected, detached, queued);
     }
 
-    /// <summary>Counts a request refused by a permission and hands the refusal back.</summary>
-    public PermissionDeniedException Denied(PermissionAction action, PermissionDeniedException refusal)
+    /// <summary>Counts a request refused by a permission, audits it, and hands the refusal back.</summary>
+    public PermissionDeniedException Denied(PermissionAction action, PermissionDeniedException refusal, ServerCallContext? context = null, string? resource = null, string? agentId = null)
     {
         _metrics?.PermissionDenied(action);
+        Audit?.Record(new AuditRecord(AuditRecord.Refusal, PermissionPolicy.NameOf(action), "denied")
+        {
+            Identity = context is null ? null : AuthInterceptor.IdentityOf(context),
+            AgentId = agentId,
+            Resource = resource,
+            Reason = refusal.Message,
+            Remote = context?.Peer,
+        });
+        return refusal;
+    }
+
+    /// <summary>Audits a refusal that is not a permission rule's (identity binding: another identity's session).</summary>
+    public void AuditRefusal(string action, string message, ServerCallContext context, string? agentId = null, string? session = null) =>
+        Audit?.Record(new AuditRecord(AuditRecord.Refusal, action, "denied") { Identity = AuthInterceptor.IdentityOf(context), AgentId = agentId, Session = session, Reason = message, Remote = context.Peer });
+
+    /// <summary>Counts and audits a request refused by a per-identity limit outside a session (ForwardAction, collaboration).</summary>
+    public ResourceExhaustedException LimitHit(string kind, string action, string? resource, ResourceExhaustedException refusal, ServerCallContext context, string? agentId = null)
+    {
+        _metrics?.RateLimited(kind);
+        Audit?.Record(new AuditRecord(AuditRecord.Limit, action, "limited") { Identity = AuthInterceptor.IdentityOf(context), AgentId = agentId, Resource = resource, Reason = refusal.Message, Remote = context.Peer });
         return refusal;
     }
 
@@ -173,7 +212,8 @@ internal sealed partial class SessionRegistry : IDisposable
         {
             if (policy.Check(PermissionAction.Subscribe, subscription.Pattern) is { } refusal)
             {
-                throw Denied(PermissionAction.Subscribe, refusal);
+                _metrics?.PermissionDenied(PermissionAction.Subscribe);
+                throw refusal; // audited by Register, with the caller
             }
         }
 
@@ -181,12 +221,13 @@ internal sealed partial class SessionRegistry : IDisposable
         {
             if (policy.Check(PermissionAction.Provide, capability.Name) is { } refusal)
             {
-                throw Denied(PermissionAction.Provide, refusal);
+                _metrics?.PermissionDenied(PermissionAction.Provide);
+                throw refusal;
             }
         }
     }
 
-    private RegisterAgentResponse RegisterCore(RegisterAgentRequest request, string? identity, PermissionPolicy policy)
+    private RegisterAgentResponse RegisterCore(RegisterAgentRequest request, string? identity, PermissionPolicy policy, string? remote)
     {
         if (_shuttingDown)
         {
@@ -201,6 +242,14 @@ internal sealed partial class SessionRegistry : IDisposable
         }
 
         CheckPermissions(request, policy);
+        var quota = Quotas.For(policy);
+        if (quota?.Limits.MaxCapabilities is { } maxCapabilities && request.Capabilities.Count > maxCapabilities)
+        {
+            var refusal = new ResourceExhaustedException($"Identity '{policy.Identity}' may provide at most {maxCapabilities} capabilities ({quota.CapabilitySource}.max_capabilities); this registration has {request.Capabilities.Count}. Register fewer, or raise the limit.");
+            _metrics?.RateLimited("max_capabilities");
+            Audit?.Record(new AuditRecord(AuditRecord.Limit, "provide", "limited") { Identity = identity, AgentId = agentId, Resource = request.Capabilities[^1].Name, Reason = refusal.Message, Remote = remote });
+            throw refusal;
+        }
 
         var interval = request.HeartbeatIntervalMs == 0
             ? _options.HeartbeatInterval
@@ -220,6 +269,8 @@ internal sealed partial class SessionRegistry : IDisposable
             {
                 existing.Identity = identity ?? existing.Identity;
                 existing.Policy = policy;
+                existing.Quota = quota;
+                existing.Remote = remote;
                 // The same agent again (a reconnect): it keeps its queued deliveries; its old stream ends.
                 var oldSessionId = existing.SessionId;
                 existing.ApplyRegistration(request, sessionId, interval);
@@ -240,6 +291,9 @@ internal sealed partial class SessionRegistry : IDisposable
                 {
                     Identity = identity,
                     Policy = policy,
+                    Quota = quota,
+                    Remote = remote,
+                    Audit = Audit,
                     Metrics = _metrics,
                     Warnings = _warnings,
                     IsShuttingDown = () => _shuttingDown,
@@ -414,7 +468,9 @@ internal sealed partial class SessionRegistry : IDisposable
         foreach (var (session, reason) in removed)
         {
             session.Expire(reason ?? "the agent left");
-            _metrics?.SessionEnded(reason is null ? "left" : _shuttingDown ? "shutdown" : "heartbeat_timeout");
+            var ended = reason is null ? "left" : _shuttingDown ? "shutdown" : "heartbeat_timeout";
+            _metrics?.SessionEnded(ended);
+            Audit?.Record(new AuditRecord(AuditRecord.Registration, "unregister", ended) { Identity = session.Identity, AgentId = session.AgentId, Session = session.SessionId, Reason = reason, Remote = session.Remote });
             if (reason is null)
             {
                 Log.AgentLeft(_logger, session.AgentId);
@@ -457,6 +513,7 @@ internal sealed partial class SessionRegistry : IDisposable
     public void Dispose()
     {
         _bus.SlowConsumer -= OnSlowConsumer;
+        Quotas.Dispose();
         _stopLoops.Cancel();
         _stopLoops.Dispose();
     }

@@ -102,8 +102,17 @@ internal sealed class TlsSetup
         chain.ChainPolicy.CustomTrustStore.AddRange(_clientRoots!);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         chain.ChainPolicy.ApplicationPolicy.Add(new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.2")); // client authentication
-        return chain.Build(certificate);
+        if (chain.Build(certificate))
+        {
+            return true;
+        }
+
+        Rejected?.Invoke(certificate, string.Join("; ", chain.ChainStatus.Select(s => s.StatusInformation.Trim()).Where(s => s.Length > 0).Distinct()));
+        return false;
     }
+
+    /// <summary>Called with a client certificate the handshake refuses, and why (for the audit log).</summary>
+    public Action<X509Certificate2, string>? Rejected { get; set; }
 
     /// <summary>
     /// The identity a client certificate names: its first DNS or URI subject alternative name when it has

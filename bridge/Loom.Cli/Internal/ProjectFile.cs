@@ -22,7 +22,10 @@ internal enum RestartPolicy
 /// The bridge a project runs against: started in-process, or an existing one at <see cref="Url"/>.
 /// <see cref="Limits"/> holds the limits the file sets, by <see cref="BridgeLimit.Key"/>.
 /// </summary>
-internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null, IReadOnlyDictionary<string, long>? Limits = null, BridgeSecuritySpec? Security = null);
+internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null, IReadOnlyDictionary<string, long>? Limits = null, BridgeSecuritySpec? Security = null, BridgeAuditSpec? Audit = null);
+
+/// <summary>loom.yaml's audit keys: <c>audit_log</c> (a path, or <c>off</c> for no file; absolute), <c>audit_reads</c>.</summary>
+internal sealed record BridgeAuditSpec(string? Log, bool Off, bool Reads);
 
 /// <summary>TLS and authentication settings of loom.yaml's bridge section; paths are absolute (resolved against the file's directory).</summary>
 internal sealed record BridgeSecuritySpec(string? TlsCert, string? TlsKey, string? TlsClientCa, string? Auth = null, string? TokenKey = null, bool MetricsOpen = false, IReadOnlyList<string>? AdminIdentities = null, IReadOnlyList<string>? ReadOnlyIdentities = null, IReadOnlyList<string>? McpAllowedHosts = null, bool Insecure = false);
@@ -309,15 +312,43 @@ internal static partial class ProjectFileLoader
         {
             var identity = reader.String(key, "permissions");
             var field = "permissions." + identity;
-            var entry = reader.Keys(reader.Mapping(value, field), field, "allow", "deny");
+            var entry = reader.Keys(reader.Mapping(value, field), field, "allow", "deny", "limits");
             result[identity] = new Loom.Bridge.IdentityPermissions
             {
                 Allow = entry.TryGetValue("allow", out var allow) ? Grants(allow, field + ".allow") : new(),
                 Deny = entry.TryGetValue("deny", out var deny) ? Grants(deny, field + ".deny") : new(),
+                Limits = entry.TryGetValue("limits", out var limits) ? Limits(limits, field + ".limits") : new(),
             };
         }
 
         return result;
+
+        Loom.Bridge.IdentityLimits Limits(YamlNode limitsNode, string limitsField)
+        {
+            var l = reader.Keys(reader.Mapping(limitsNode, limitsField), limitsField, "publishes_per_second", "publish_burst", "calls_per_second", "call_burst", "max_subscriptions", "max_capabilities", "max_memory_bytes");
+            int? Count(string key) => l.TryGetValue(key, out var n) ? reader.Int(n, limitsField + "." + key, 1, 10_000_000) : null;
+            long? Bytes(string key)
+            {
+                if (!l.TryGetValue(key, out var n))
+                {
+                    return null;
+                }
+
+                var text = reader.String(n, limitsField + "." + key);
+                return BridgeLimits.TryParseBytes(text, out var bytes) && bytes > 0 ? bytes : throw reader.Error(n, limitsField + "." + key, $"expected a byte size such as 1048576 or 64MiB, got '{text}'");
+            }
+
+            return new Loom.Bridge.IdentityLimits
+            {
+                PublishesPerSecond = Count("publishes_per_second"),
+                PublishBurst = Count("publish_burst"),
+                CallsPerSecond = Count("calls_per_second"),
+                CallBurst = Count("call_burst"),
+                MaxSubscriptions = Count("max_subscriptions"),
+                MaxCapabilities = Count("max_capabilities"),
+                MaxMemoryBytes = Bytes("max_memory_bytes"),
+            };
+        }
 
         Loom.Bridge.PermissionGrants Grants(YamlNode grantsNode, string grantsField)
         {
@@ -372,7 +403,7 @@ internal static partial class ProjectFileLoader
             return new BridgeSpec(null, null, "127.0.0.1", 0, 0, 5000);
         }
 
-        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_key", "metrics_open", "admin_identities", "read_only_identities", "mcp_allowed_hosts", "insecure", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
+        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_key", "metrics_open", "admin_identities", "read_only_identities", "mcp_allowed_hosts", "insecure", "audit_log", "audit_reads", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
         var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", known);
         var limits = new Dictionary<string, long>(StringComparer.Ordinal);
         ReadLimits(b, BridgeLimits.Bridge, "", "bridge.");
@@ -404,7 +435,15 @@ internal static partial class ProjectFileLoader
                 b.TryGetValue("admin_identities", out var admins) ? reader.Strings(admins, "bridge.admin_identities") : null,
                 b.TryGetValue("read_only_identities", out var readers) ? reader.Strings(readers, "bridge.read_only_identities") : null,
                 b.TryGetValue("mcp_allowed_hosts", out var mcpHosts) ? reader.Strings(mcpHosts, "bridge.mcp_allowed_hosts") : null,
-                b.TryGetValue("insecure", out var insecure) && reader.OneOf(insecure, "bridge.insecure", ["true", "false"]) == "true"));
+                b.TryGetValue("insecure", out var insecure) && reader.OneOf(insecure, "bridge.insecure", ["true", "false"]) == "true"),
+            ReadAudit());
+
+        BridgeAuditSpec? ReadAudit()
+        {
+            var off = b.TryGetValue("audit_log", out var log) && reader.String(log, "bridge.audit_log") == "off";
+            var reads = b.TryGetValue("audit_reads", out var r) && reader.OneOf(r, "bridge.audit_reads", ["true", "false"]) == "true";
+            return log is null && !reads ? null : new BridgeAuditSpec(off ? null : PathOf("audit_log"), off, reads);
+        }
 
         string? PathOf(string key) => b.TryGetValue(key, out var value) ? System.IO.Path.GetFullPath(reader.String(value, "bridge." + key), baseDirectory) : null;
 

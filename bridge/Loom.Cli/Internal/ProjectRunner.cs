@@ -200,6 +200,15 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
 
     /// <summary>The bridge settings a project declares: ports, heartbeat, MCP servers to ingest and what to expose.</summary>
     /// <exception cref="ArgumentException">An MCP server declaration is invalid (the message says what to write).</exception>
+    /// <summary>loom.yaml's audit keys; with auth on and no <c>audit_log</c>, the file is <c>.loom/audit.log</c> beside loom.yaml.</summary>
+    private static AuditOptions AuditFor(ProjectFile project)
+    {
+        var spec = project.Bridge.Audit;
+        var authOn = project.Bridge.Security?.Auth is "optional" or "required";
+        var file = spec?.Off == true ? null : spec?.Log ?? (authOn ? Path.Combine(project.Directory, ".loom", "audit.log") : null);
+        return new AuditOptions { File = file, IncludeReads = spec?.Reads ?? false };
+    }
+
     public static BridgeOptions BridgeOptionsFor(ProjectFile project)
     {
         var servers = project.McpServers.Select(m =>
@@ -257,6 +266,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             ReadOnlyIdentities = project.Bridge.Security?.ReadOnlyIdentities ?? [],
             McpAllowedHosts = project.Bridge.Security?.McpAllowedHosts ?? [],
             Permissions = project.Permissions,
+            Audit = AuditFor(project),
             McpServers = servers,
             Llm = project.Llm ?? new Loom.Llm.LlmOptions(),
             Mcp = project.McpExpose is { } e

@@ -17,6 +17,9 @@ internal sealed class BridgeMetrics
     private readonly Counter<long> _controlDropped;
     private readonly Counter<long> _connectionsRefused;
     private readonly Counter<long> _permissionDenied;
+    private readonly Counter<long> _auditRecords;
+    private readonly Counter<long> _auditDropped;
+    private readonly Counter<long> _rateLimited;
     private long _reconnects;
     private long _heartbeatsMissed;
     private long _streamsOpened;
@@ -55,6 +58,9 @@ internal sealed class BridgeMetrics
         meter.CreateObservableGauge("loom.memory.entries", () => memory.TotalEntries, "{entry}", "Entries the memory store holds (expired ones until they are removed, within a second).");
         meter.CreateObservableCounter("loom.memory.writes.refused", () => ObserveMemoryRefusals(memory), "{write}", "Memory writes refused by the store's limits, by reason: total_bytes, namespace_bytes, total_entries, namespace_entries, namespaces.");
         _permissionDenied = meter.CreateCounter<long>("loom.permission.denied", "{request}", "Requests refused with PERMISSION_DENIED by the identities' permissions, by action: publish, subscribe, provide, call, memory_read, memory_write, collaboration.");
+        _auditRecords = meter.CreateCounter<long>("loom.audit.records", "{record}", "Audit records written (to the file and/or _loom.audit.{kind}), by kind: refusal, credential, admin, registration, limit.");
+        _auditDropped = meter.CreateCounter<long>("loom.audit.dropped", "{record}", "Audit records lost, by reason: queue_full (the writer was behind; records are never waited for), shutdown (left past the dispose bound), file_error (the file could not be written), event_refused (not published on _loom.audit.*).");
+        _rateLimited = meter.CreateCounter<long>("loom.rate_limited", "{request}", "Requests refused with RESOURCE_EXHAUSTED by a per-identity limit, by kind: publishes_per_second, calls_per_second, max_subscriptions, max_capabilities, max_memory_bytes.");
         _controlDropped = meter.CreateCounter<long>("loom.control_messages.dropped", "{message}", "Messages for an agent that were not delivered, by kind and reason: queue_full, stream_ended, too_large (over max_message_bytes; refused to the sender instead).");
 
         // The process, under the names Prometheus client libraries use.
@@ -71,6 +77,13 @@ internal sealed class BridgeMetrics
     /// <summary>Counts a request refused by a permission.</summary>
     public void PermissionDenied(PermissionAction action) =>
         _permissionDenied.Add(1, new KeyValuePair<string, object?>("action", PermissionPolicy.NameOf(action)));
+
+    public void AuditRecorded(string kind) => _auditRecords.Add(1, new KeyValuePair<string, object?>("kind", kind));
+
+    public void AuditDropped(string reason, long count = 1) => _auditDropped.Add(count, new KeyValuePair<string, object?>("reason", reason));
+
+    /// <summary>Counts a request refused by a per-identity limit (<paramref name="kind"/>: the limit's key).</summary>
+    public void RateLimited(string kind) => _rateLimited.Add(1, new KeyValuePair<string, object?>("kind", kind));
 
     private static IEnumerable<Measurement<long>> ObserveMemoryRefusals(Loom.Core.MemoryStore memory)
     {
