@@ -51,6 +51,20 @@ internal static class AdminAccess
             {
                 return Level.Read;
             }
+
+            // A token's identity listed in admin_identities / read_only_identities, as for a certificate's.
+            if (user.Identity.Name is { Length: > 0 } subject)
+            {
+                if (options.AdminIdentities.Contains(subject, StringComparer.Ordinal))
+                {
+                    return Level.Admin;
+                }
+
+                if (options.ReadOnlyIdentities.Contains(subject, StringComparer.Ordinal))
+                {
+                    return Level.Read;
+                }
+            }
         }
 
         if (TlsSetup.IdentityOf(context.Connection.ClientCertificate) is { } certificate)

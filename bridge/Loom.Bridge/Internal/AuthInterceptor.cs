@@ -100,7 +100,7 @@ internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls) : I
     }
 
     private static RpcException Unauthenticated(string message) =>
-        new(new Status(StatusCode.Unauthenticated, message));
+        StatusMapping.Status(StatusCode.Unauthenticated, message, Loom.Protocol.V1.ErrorCode.Unauthenticated);
 
     /// <summary>Why a token was refused, with what to do; never the token.</summary>
     private static string Explain(Exception? failure) => failure switch

@@ -32,7 +32,7 @@ internal static class ErrorMapping
             StatusCode.PermissionDenied => ErrorCode.PermissionDenied,
             StatusCode.ResourceExhausted => ErrorCode.ResourceExhausted,
             StatusCode.FailedPrecondition => ErrorCode.HopLimitExceeded,
-            StatusCode.Unauthenticated => ErrorCode.SessionNotFound,
+            StatusCode.Unauthenticated => ErrorCode.Unauthenticated,
             StatusCode.Cancelled => ErrorCode.Cancelled,
             StatusCode.Internal or StatusCode.Unimplemented or StatusCode.DataLoss => ErrorCode.Internal,
             _ => ErrorCode.Unavailable,
@@ -59,6 +59,7 @@ internal static class ErrorMapping
         ErrorCode.ResourceExhausted => new ResourceExhaustedException(message, inner),
         ErrorCode.TtlExpired => new TtlExpiredException(message, inner),
         ErrorCode.PermissionDenied => new PermissionDeniedException(message, inner),
+        ErrorCode.Unauthenticated => new UnauthenticatedException(message, inner),
         _ => new LoomException(code, message, path, inner),
     };
 

@@ -221,7 +221,10 @@ export namespace loom {
             ERROR_CODE_UNAVAILABLE = 12,
 
             /** ERROR_CODE_INTERNAL value */
-            ERROR_CODE_INTERNAL = 13
+            ERROR_CODE_INTERNAL = 13,
+
+            /** ERROR_CODE_UNAUTHENTICATED value */
+            ERROR_CODE_UNAUTHENTICATED = 14
         }
 
         /**

@@ -544,6 +544,7 @@ export const loom = $root.loom = (() => {
          * @property {number} ERROR_CODE_CANCELLED=11 ERROR_CODE_CANCELLED value
          * @property {number} ERROR_CODE_UNAVAILABLE=12 ERROR_CODE_UNAVAILABLE value
          * @property {number} ERROR_CODE_INTERNAL=13 ERROR_CODE_INTERNAL value
+         * @property {number} ERROR_CODE_UNAUTHENTICATED=14 ERROR_CODE_UNAUTHENTICATED value
          */
         v1.ErrorCode = (function() {
             const valuesById = $Object.create(null), values = $Object.create(valuesById);
@@ -561,6 +562,7 @@ export const loom = $root.loom = (() => {
             values[valuesById[11] = "ERROR_CODE_CANCELLED"] = 11;
             values[valuesById[12] = "ERROR_CODE_UNAVAILABLE"] = 12;
             values[valuesById[13] = "ERROR_CODE_INTERNAL"] = 13;
+            values[valuesById[14] = "ERROR_CODE_UNAUTHENTICATED"] = 14;
             return values;
         })();
 

@@ -86,7 +86,7 @@ const STATUS_TO_CODE: Partial<Record<grpc.status, ErrorCode>> = {
   [grpc.status.DEADLINE_EXCEEDED]: 'TIMEOUT',
   [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
   [grpc.status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
-  [grpc.status.UNAUTHENTICATED]: 'SESSION_NOT_FOUND',
+  [grpc.status.UNAUTHENTICATED]: 'UNAUTHENTICATED',
 };
 
 /** Maps a gRPC status (with Loom's trailers, when present) to a typed error (protocol §11.1). */

@@ -53,6 +53,7 @@ from ._errors import (
     SessionNotFoundError,
     ToolError,
     TtlExpiredError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from ._event import Envelope, Event, Overflow, QoS
@@ -110,6 +111,7 @@ __all__ = [
     "Thread",
     "ToolError",
     "TtlExpiredError",
+    "UnauthenticatedError",
     "UnavailableError",
     "__version__",
     "capability",

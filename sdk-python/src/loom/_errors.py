@@ -25,6 +25,7 @@ class ErrorCode(str, enum.Enum):
     CANCELLED = "CANCELLED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
 
     @property
     def number(self) -> int:
@@ -147,6 +148,15 @@ class HopLimitExceededError(LoomError):
     default_code = ErrorCode.HOP_LIMIT_EXCEEDED
 
 
+class UnauthenticatedError(LoomError):
+    """The bridge has auth on and this program sent no credential where one is required, or a
+    bad one (an expired token, a token signed with another key, a certificate and a token naming
+    different identities). The message says which; set ``LOOM_TOKEN`` (``loom token create``) or the
+    client certificate (``LOOM_TLS_CERT``/``LOOM_TLS_KEY``). Retrying the same request fails again."""
+
+    default_code = ErrorCode.UNAUTHENTICATED
+
+
 class SessionNotFoundError(LoomError):
     default_code = ErrorCode.SESSION_NOT_FOUND
 
@@ -190,6 +200,7 @@ _BY_CODE: Dict[ErrorCode, Type[LoomError]] = {
     ErrorCode.CANCELLED: CancelledError,
     ErrorCode.UNAVAILABLE: UnavailableError,
     ErrorCode.INTERNAL: InternalError,
+    ErrorCode.UNAUTHENTICATED: UnauthenticatedError,
 }
 
 
@@ -218,7 +229,7 @@ _FROM_STATUS = {
     "DEADLINE_EXCEEDED": ErrorCode.TIMEOUT,
     "UNAVAILABLE": ErrorCode.UNAVAILABLE,
     "RESOURCE_EXHAUSTED": ErrorCode.RESOURCE_EXHAUSTED,
-    "UNAUTHENTICATED": ErrorCode.SESSION_NOT_FOUND,
+    "UNAUTHENTICATED": ErrorCode.UNAUTHENTICATED,
     "INVALID_ARGUMENT": ErrorCode.INVALID_PARAMS,
     "NOT_FOUND": ErrorCode.CAPABILITY_NOT_FOUND,
     "PERMISSION_DENIED": ErrorCode.PERMISSION_DENIED,
