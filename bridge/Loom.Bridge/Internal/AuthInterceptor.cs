@@ -58,7 +58,16 @@ internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls) : I
             return; // grpc.health.v1 and reflection: open.
         }
 
-        var certificate = mutualTls ? TlsSetup.IdentityOf(http.Connection.ClientCertificate) : null;
+        string? certificate;
+        try
+        {
+            certificate = mutualTls ? await TlsSetup.AuthenticateCertificateAsync(http) : null;
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw Unauthenticated(ex.Message);
+        }
+
         string? identity = certificate;
         if (options.Auth != AuthMode.Off)
         {
