@@ -30,7 +30,7 @@ test('the committed codec in src/gen matches proto/ (run `npm run gen` after cha
 });
 
 test('error codes: every proto code has a class with name, code and cause', () => {
-  assert.equal(ERROR_CODES.length, 14);
+  assert.equal(ERROR_CODES.length, 15);
   const cause = new Error('root');
   const e = createError('TOOL_ERROR', 'failed', { cause });
   assert.ok(e instanceof ToolError && e instanceof LoomError && e instanceof Error);

@@ -68,8 +68,8 @@ public sealed class SecretFieldTests
         ex = Assert.Throws<ProjectFileException>(() => Parse("agents:\n  - name: a\n    command: x\nparams:\n  key:\n    env: BRAVE_API_KEY\n    default: abc123\n"));
         Assert.StartsWith("loom.yaml:7:14: params.key.default: holds a literal secret", ex.Message, StringComparison.Ordinal);
         // headers_from_env maps a header to the NAME of a variable: not a secret.
-        var project = Parse("agents:\n  - name: a\n    command: x\nmcp_servers:\n  - name: r\n    url: http://127.0.0.1:1/mcp\n    headers_from_env: { X-Api-Key: REMOTE_KEY }\n");
-        Assert.Equal("REMOTE_KEY", project.McpServers[0].HeadersFromEnv["X-Api-Key"]);
+        var project = Parse("agents:\n  - name: a\n    command: x\nmcp_servers:\n  - name: r\n    url: http://127.0.0.1:1/mcp\n    headers_from_env: { Api_Key: REMOTE_KEY }\n");
+        Assert.Equal("REMOTE_KEY", project.McpServers[0].HeadersFromEnv["Api_Key"]);
     }
 
     [Fact]
