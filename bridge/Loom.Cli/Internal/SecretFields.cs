@@ -53,11 +53,13 @@ internal static partial class SecretFields
 
     /// <summary>
     /// Why <paramref name="value"/> given as the token key's path looks like a key itself (base64
-    /// of 32 bytes or more, no directory separator, no such file), or null when it is a path.
+    /// of 32 bytes or more that names no existing file nor a file in an existing folder), or null
+    /// when it is a path. Base64 may hold '/', so a separator alone does not make a path.
     /// </summary>
     public static string? TokenKeyProblem(string value, string resolved)
     {
-        if (value.Contains('/', StringComparison.Ordinal) || value.Contains('\\', StringComparison.Ordinal) || value.Length < 40 || File.Exists(resolved))
+        if (value.Length < 40 || File.Exists(resolved) || value.Contains('\\', StringComparison.Ordinal)
+            || (value.Contains('/', StringComparison.Ordinal) && System.IO.Path.GetDirectoryName(resolved) is { } folder && Directory.Exists(folder)))
         {
             return null;
         }
