@@ -187,7 +187,7 @@ public sealed record BridgeOptions
     public string? DashboardRoot { get; init; }
 
     /// <summary>
-    /// Client-certificate identities (mutual TLS) that are admins of the HTTP surface (admin_identities):
+    /// Identities (a client certificate's under mutual TLS, or a token's subject) that are admins of the HTTP surface (admin_identities):
     /// <c>/v1/*</c>, <c>/metrics</c> and <c>/mcp</c>. Default empty: only admin tokens are.
     /// </summary>
     public IReadOnlyList<string> AdminIdentities { get; init; } = [];
@@ -198,7 +198,7 @@ public sealed record BridgeOptions
     /// </summary>
     public IReadOnlyList<string> McpAllowedHosts { get; init; } = [];
 
-    /// <summary>Client-certificate identities that may read <c>/v1/*</c> and <c>/metrics</c> (read_only_identities). Default empty.</summary>
+    /// <summary>Identities (a client certificate's, or a token's subject) that may read <c>/v1/*</c> and <c>/metrics</c> (read_only_identities). Default empty.</summary>
     public IReadOnlyList<string> ReadOnlyIdentities { get; init; } = [];
 
     /// <summary>

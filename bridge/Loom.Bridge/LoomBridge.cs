@@ -181,6 +181,11 @@ public sealed class LoomBridge : IAsyncDisposable
             builder.Services.AddSingleton<Microsoft.AspNetCore.Authorization.IAuthorizationMiddlewareResultHandler>(new AdminAccess.ResultHandler(null));
         }
 
+        if (tls?.MutualTls == true)
+        {
+            tls.AddCertificateAuthentication(builder.Services);
+        }
+
         if (authenticate)
         {
             builder.Services.AddSingleton(_ => new AuthInterceptor(_options, tls?.MutualTls == true, _audit));

@@ -22,9 +22,10 @@ internal static class McpCommand
         var exclude = CliOptions.Texts("--exclude", "Capability name patterns not to expose; repeatable.", "PATTERN", "a capability name pattern such as 'orders.*'", severalPerOccurrence: true);
         var timeout = CliOptions.Int("--timeout-ms", 1, 600_000, 60_000, "Deadline of each tool call, in milliseconds.", "MS", "milliseconds");
         var logLevel = CliOptions.Enum("--log-level", LogLevel.Warning, "Trace, Debug, Information, Warning, Error (to stderr).", LogLevel.Trace, LogLevel.Debug, LogLevel.Information, LogLevel.Warning, LogLevel.Error, LogLevel.Critical);
-        var command = new Command("mcp", "Serve a running bridge's capabilities to an MCP client over stdio (e.g. as a client's 'command: loom mcp').")
+        var tokenOption = BridgeCredentials.TokenOption();
+        var command = new Command("mcp", "Serve a running bridge's capabilities to an MCP client over stdio (e.g. as a client's 'command: loom mcp'). With auth on, give a token (--token or LOOM_TOKEN): its identity is the agent id and must be allowed to call the capabilities and read /v1 (--read-only).")
         {
-            url, httpUrl, include, exclude, timeout, logLevel,
+            url, httpUrl, include, exclude, timeout, logLevel, tokenOption,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -60,8 +61,15 @@ internal static class McpCommand
             {
                 await using var stdin = Console.OpenStandardInput();
                 await using var stdout = Console.OpenStandardOutput();
-                await McpStdioServer.RunAsync(new Uri(grpcAddress), new Uri(httpAddress), options, stdin, stdout, loggerFactory, cancellationToken: stop.Token);
+                var token = BridgeCredentials.Token(parse.GetValue(tokenOption));
+                using var http = BridgeCredentials.Http(token, TimeSpan.FromSeconds(10));
+                await McpStdioServer.RunAsync(new Uri(grpcAddress), new Uri(httpAddress), options, stdin, stdout, loggerFactory, token: token, agentId: token is null ? null : BridgeCredentials.SubjectOf(token), http: http, cancellationToken: stop.Token);
                 return 0;
+            }
+            catch (LoomException ex) when (ex.Code == Loom.Protocol.V1.ErrorCode.Unauthenticated)
+            {
+                await Console.Error.WriteLineAsync($"loom mcp: the bridge at {grpcAddress} refused the credential: {ex.Message}");
+                return 1;
             }
             catch (LoomException ex) when (ex.Code == Loom.Protocol.V1.ErrorCode.Unavailable)
             {

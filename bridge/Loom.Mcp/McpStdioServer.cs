@@ -24,9 +24,15 @@ public static class McpStdioServer
     /// <param name="output">MCP messages out (stdout; nothing else may be written there).</param>
     /// <param name="loggerFactory">Logging (to stderr); null for none.</param>
     /// <param name="time">Clock; null for the system clock.</param>
+    /// <param name="token">
+    /// A token for a bridge with auth on (its agent id is the token's identity, <paramref name="agentId"/>);
+    /// null: <c>LOOM_TOKEN</c>, as every SDK connection. Sent on the gRPC calls; <paramref name="http"/> sends its own.
+    /// </param>
+    /// <param name="agentId">The agent id to register (the token's identity with auth on); null: the SDK's default.</param>
+    /// <param name="http">The client for <c>GET /v1/capabilities</c> (with the credential and CA it needs); null: a plain one.</param>
     /// <param name="cancellationToken">Stops the server.</param>
-    /// <exception cref="Loom.Core.LoomException">UNAVAILABLE when the bridge cannot be reached.</exception>
-    public static async Task RunAsync(Uri grpcAddress, Uri httpAddress, McpExposeOptions options, Stream input, Stream output, ILoggerFactory? loggerFactory = null, TimeProvider? time = null, CancellationToken cancellationToken = default)
+    /// <exception cref="Loom.Core.LoomException">UNAVAILABLE when the bridge cannot be reached; UNAUTHENTICATED when it refuses the credential.</exception>
+    public static async Task RunAsync(Uri grpcAddress, Uri httpAddress, McpExposeOptions options, Stream input, Stream output, ILoggerFactory? loggerFactory = null, TimeProvider? time = null, string? token = null, string? agentId = null, HttpClient? http = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(grpcAddress);
         ArgumentNullException.ThrowIfNull(httpAddress);
@@ -35,9 +41,12 @@ public static class McpStdioServer
         loggerFactory ??= NullLoggerFactory.Instance;
         await using var connection = await LoomConnection.ConnectAsync(
             grpcAddress,
-            new LoomConnectionOptions { Name = "loom-mcp", LoggerFactory = loggerFactory, TimeProvider = time },
+            token is null
+                ? new LoomConnectionOptions { Name = "loom-mcp", LoggerFactory = loggerFactory, TimeProvider = time, AgentId = agentId }
+                : new LoomConnectionOptions { Name = "loom-mcp", LoggerFactory = loggerFactory, TimeProvider = time, AgentId = agentId, Token = token },
             cancellationToken: cancellationToken).ConfigureAwait(false);
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        using var ownHttp = http is null ? new HttpClient { Timeout = TimeSpan.FromSeconds(10) } : null;
+        http ??= ownHttp!;
         var catalog = new ToolCatalog(new RemoteCapabilitySource(connection, http, httpAddress), options);
         ToolListNotifier? notifier = null;
         var serverOptions = new SdkServerOptions

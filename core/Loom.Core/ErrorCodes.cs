@@ -24,6 +24,7 @@ public static class ErrorCodes
         ErrorCode.Cancelled => "CANCELLED",
         ErrorCode.Unavailable => "UNAVAILABLE",
         ErrorCode.Internal => "INTERNAL",
+        ErrorCode.Unauthenticated => "UNAUTHENTICATED",
         ErrorCode.BudgetExceeded => "BUDGET_EXCEEDED",
         _ => ((int)code).ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
@@ -47,6 +48,7 @@ public static class ErrorCodes
         ErrorCode.Cancelled => 1,            // CANCELLED
         ErrorCode.Unavailable => 14,         // UNAVAILABLE
         ErrorCode.Internal => 13,            // INTERNAL
+        ErrorCode.Unauthenticated => 16,     // UNAUTHENTICATED
         ErrorCode.BudgetExceeded => 8,       // RESOURCE_EXHAUSTED
         _ => 2,                              // UNKNOWN
     };

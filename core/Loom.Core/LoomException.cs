@@ -49,6 +49,7 @@ public class LoomException : Exception
             ErrorCode.ResourceExhausted => new ResourceExhaustedException(message),
             ErrorCode.TtlExpired => new TtlExpiredException(message),
             ErrorCode.PermissionDenied => new PermissionDeniedException(message),
+            ErrorCode.Unauthenticated => new UnauthenticatedException(message),
             ErrorCode.BudgetExceeded => new BudgetExceededException(message),
             // UNSPECIFIED, or a code this build does not know (a newer bridge): INTERNAL, as in every SDK (protocol §11).
             _ when error.Code == ErrorCode.Unspecified || !Enum.IsDefined(error.Code) => new LoomException(ErrorCode.Internal, message, path),
@@ -140,6 +141,19 @@ public sealed class BudgetExceededException : LoomException
 {
     public BudgetExceededException(string message, Exception? inner = null)
         : base(ErrorCode.BudgetExceeded, message, null, inner)
+    {
+    }
+}
+
+/// <summary>
+/// UNAUTHENTICATED: the bridge has auth on and the caller sent no credential where one is required,
+/// or a bad one (an expired token, one signed with another key, a certificate and token naming
+/// different identities). The message says which and what to send; retrying the same request fails.
+/// </summary>
+public sealed class UnauthenticatedException : LoomException
+{
+    public UnauthenticatedException(string message, Exception? inner = null)
+        : base(ErrorCode.Unauthenticated, message, null, inner)
     {
     }
 }

@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'CANCELLED'
   | 'UNAVAILABLE'
   | 'INTERNAL'
+  | 'UNAUTHENTICATED'
   | 'BUDGET_EXCEEDED';
 
 /** Error codes in proto enum order (index = wire number). */
@@ -39,6 +40,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'CANCELLED',
   'UNAVAILABLE',
   'INTERNAL',
+  'UNAUTHENTICATED',
   'BUDGET_EXCEEDED',
 ];
 
@@ -161,6 +163,18 @@ export class UnavailableError extends LoomError {
     this.name = 'UnavailableError';
   }
 }
+/**
+ * The bridge has auth on and this program sent no credential where one is required, or a bad one
+ * (an expired token, a token signed with another key, a certificate and a token naming different
+ * identities). The message says which; set `LOOM_TOKEN` (`loom token create`) or the client
+ * certificate (`LOOM_TLS_CERT`/`LOOM_TLS_KEY`). Retrying the same request fails again.
+ */
+export class UnauthenticatedError extends LoomError {
+  constructor(message: string, options?: LoomErrorOptions) {
+    super('UNAUTHENTICATED', message, options);
+    this.name = 'UnauthenticatedError';
+  }
+}
 /** A bug in Loom (or a code this SDK does not know). */
 export class InternalError extends LoomError {
   constructor(message: string, options?: LoomErrorOptions) {
@@ -193,6 +207,7 @@ const CLASSES: Partial<Record<ErrorCode, ErrorClass>> = {
   CANCELLED: CancelledError,
   UNAVAILABLE: UnavailableError,
   INTERNAL: InternalError,
+  UNAUTHENTICATED: UnauthenticatedError,
   BUDGET_EXCEEDED: BudgetExceededError,
 };
 

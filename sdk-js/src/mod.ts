@@ -37,7 +37,7 @@ export type { JoinThreadOptions } from './thread.js';
 export {
   BudgetExceededError, CancelledError, CapabilityNotFoundError, createError, ERROR_CODES, HopLimitExceededError, InternalError,
   InvalidParamsError, LoomError, parseErrorCode, PermissionDeniedError, ProviderUnavailableError,
-  ResourceExhaustedError, SessionNotFoundError, TimeoutError, ToolError, TtlExpiredError, UnavailableError,
+  ResourceExhaustedError, SessionNotFoundError, TimeoutError, ToolError, TtlExpiredError, UnauthenticatedError, UnavailableError,
 } from './errors.js';
 export type { ErrorCode, LoomErrorOptions } from './errors.js';
 export { consoleLogger, DEFAULT_URL, ENVIRONMENT_VARIABLES, resolveOptions } from './options.js';

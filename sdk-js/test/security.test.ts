@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { connect, InvalidParamsError, type LoomError } from '../src/mod.js';
+import { connect, InvalidParamsError, type LoomError, UnauthenticatedError } from '../src/mod.js';
 import { resolveOptions } from '../src/options.js';
 import { LineProcess, REPO, within } from './helpers/processes.js';
 
@@ -102,9 +102,11 @@ describe('tokens', () => {
       await conn.close();
     }
 
-    await assert.rejects(connect(url, { agentId: 'js-tok', logLevel: 'silent', connectTimeoutMs: 5000 }), (e: LoomError) => /LOOM_TOKEN/.test(e.message));
+    // No credential, and a forged one: UNAUTHENTICATED as its own typed error (not SESSION_NOT_FOUND).
+    await assert.rejects(connect(url, { agentId: 'js-tok', logLevel: 'silent', connectTimeoutMs: 5000 }),
+      (e: LoomError) => e instanceof UnauthenticatedError && e.code === 'UNAUTHENTICATED' && e.name === 'UnauthenticatedError' && !e.retryable && /LOOM_TOKEN/.test(e.message));
     await assert.rejects(connect(url, { agentId: 'js-tok', token: mint('js-tok', path.join(temp, 'other.key')), logLevel: 'silent', connectTimeoutMs: 5000 }),
-      (e: LoomError) => /signature does not match/.test(e.message));
+      (e: LoomError) => e instanceof UnauthenticatedError && /signature does not match/.test(e.message));
     await assert.rejects(connect(url, { agentId: 'someone-else', token, logLevel: 'silent', connectTimeoutMs: 5000 }),
       (e: LoomError) => e.code === 'PERMISSION_DENIED' && /may register agent id 'js-tok' only/.test(e.message));
   });

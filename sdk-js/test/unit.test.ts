@@ -11,8 +11,9 @@ import * as grpc from '@grpc/grpc-js';
 
 import {
   CancelledError, createError, ENVIRONMENT_VARIABLES, ERROR_CODES, InvalidParamsError, LoomError, parseErrorCode,
-  resolveOptions, SessionNotFoundError, TimeoutError, ToolError, UnavailableError,
+  resolveOptions, SessionNotFoundError, TimeoutError, ToolError, UnauthenticatedError, UnavailableError,
 } from '../src/mod.js';
+import { errorCodeNumber } from '../src/errors.js';
 import { encodeClientFrame } from '../src/internal/frame-encoder.js';
 import { fromProtoError, fromStatus, pb, serializeClientFrameGenerated } from '../src/internal/proto.js';
 import { backoffDelay, validatePattern, validateTopic } from '../src/internal/util.js';
@@ -29,7 +30,7 @@ test('the committed codec in src/gen matches proto/ (run `npm run gen` after cha
 });
 
 test('error codes: every proto code has a class with name, code and cause', () => {
-  assert.equal(ERROR_CODES.length, 15);
+  assert.equal(ERROR_CODES.length, 16);
   const cause = new Error('root');
   const e = createError('TOOL_ERROR', 'failed', { cause });
   assert.ok(e instanceof ToolError && e instanceof LoomError && e instanceof Error);
@@ -58,13 +59,25 @@ test('gRPC statuses map to Loom errors: trailer first, then the status fallback 
   assert.match(withTrailer.message, /météo/);
   const cases: [grpc.status, string][] = [
     [grpc.status.CANCELLED, 'CANCELLED'], [grpc.status.DEADLINE_EXCEEDED, 'TIMEOUT'], [grpc.status.UNAVAILABLE, 'UNAVAILABLE'],
-    [grpc.status.RESOURCE_EXHAUSTED, 'RESOURCE_EXHAUSTED'], [grpc.status.UNAUTHENTICATED, 'SESSION_NOT_FOUND'],
+    [grpc.status.RESOURCE_EXHAUSTED, 'RESOURCE_EXHAUSTED'], [grpc.status.UNAUTHENTICATED, 'UNAUTHENTICATED'],
     [grpc.status.UNIMPLEMENTED, 'INTERNAL'], [grpc.status.UNKNOWN, 'INTERNAL'],
   ];
   for (const [status, code] of cases) assert.equal(fromStatus({ code: status, details: 'x', metadata: new grpc.Metadata() }).code, code);
   assert.ok(fromStatus({ code: grpc.status.CANCELLED, details: '', metadata: new grpc.Metadata() }) instanceof CancelledError);
   assert.ok(fromStatus({ code: grpc.status.UNAVAILABLE, details: '', metadata: new grpc.Metadata() }) instanceof UnavailableError);
   assert.ok(fromStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: '', metadata: new grpc.Metadata() }) instanceof TimeoutError);
+  // A missing or bad credential is UNAUTHENTICATED (wire number 14), its own typed error, not SESSION_NOT_FOUND.
+  const auth = new grpc.Metadata();
+  auth.set('loom-error-code', 'UNAUTHENTICATED');
+  const refused = fromStatus({ code: grpc.status.UNAUTHENTICATED, details: 'This bridge requires a credential', metadata: auth });
+  assert.ok(refused instanceof UnauthenticatedError);
+  assert.equal(refused.name, 'UnauthenticatedError');
+  assert.equal(refused.retryable, false);
+  assert.equal(parseErrorCode(14), 'UNAUTHENTICATED');
+  assert.equal(errorCodeNumber('UNAUTHENTICATED'), 14);
+  const session = new grpc.Metadata();
+  session.set('loom-error-code', 'SESSION_NOT_FOUND');
+  assert.equal(fromStatus({ code: grpc.status.UNAUTHENTICATED, details: 'x', metadata: session }).code, 'SESSION_NOT_FOUND');
 });
 
 test('options: explicit values win over LOOM_* environment variables, which win over defaults', () => {

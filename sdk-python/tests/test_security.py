@@ -153,11 +153,14 @@ async def test_tokens_over_grpcio_missing_forged_and_mismatched_are_refused(auth
     finally:
         await conn.close()
 
-    with pytest.raises(loom.LoomError, match="LOOM_TOKEN"):
+    # No credential, and a forged one: UNAUTHENTICATED as its own typed error (not SESSION_NOT_FOUND).
+    with pytest.raises(loom.UnauthenticatedError, match="LOOM_TOKEN") as missing:
         await asyncio.wait_for(loom.connect(url, agent_id="py-tok", connect_timeout_ms=5000), T)
+    assert missing.value.code == loom.ErrorCode.UNAUTHENTICATED and not missing.value.retryable
     forged = mint(tmp_path / "other.key", "py-tok")
-    with pytest.raises(loom.LoomError, match="signature does not match"):
+    with pytest.raises(loom.UnauthenticatedError, match="signature does not match") as bad:
         await asyncio.wait_for(loom.connect(url, agent_id="py-tok", token=forged, connect_timeout_ms=5000), T)
+    assert bad.value.code == loom.ErrorCode.UNAUTHENTICATED
     with pytest.raises(loom.LoomError, match="may register agent id 'py-tok' only") as mismatch:
         await asyncio.wait_for(loom.connect(url, agent_id="someone-else", token=token, connect_timeout_ms=5000), T)
     assert mismatch.value.code == loom.ErrorCode.PERMISSION_DENIED

@@ -79,6 +79,10 @@ def test_errors_map_every_code_and_carry_data() -> None:
     assert ErrorCode.parse("error_code_tool_error") is ErrorCode.TOOL_ERROR
     assert issubclass(loom.SchemaError, loom.InvalidParamsError)
     assert issubclass(loom.ConnectionClosedError, loom.UnavailableError)
+    # A missing or bad credential: UNAUTHENTICATED (14), its own typed error, not retryable.
+    unauthenticated = error_for(ErrorCode.UNAUTHENTICATED, "This bridge requires a credential")
+    assert isinstance(unauthenticated, loom.UnauthenticatedError) and not unauthenticated.retryable
+    assert ErrorCode.UNAUTHENTICATED.number == 14 and ErrorCode.parse("unauthenticated") is ErrorCode.UNAUTHENTICATED
     assert "INVALID_PARAMS" in str(loom.InvalidParamsError("x", path="/a")) and "/a" in str(loom.InvalidParamsError("x", path="/a"))
 
 

@@ -44,6 +44,7 @@ public sealed class AuthTests : IDisposable
         // No token: UNAUTHENTICATED, saying what to set.
         var missing = await Assert.ThrowsAsync<RpcException>(async () => await client.RegisterAgentAsync(Registration("alice"), deadline: Deadline));
         Assert.Equal(StatusCode.Unauthenticated, missing.StatusCode);
+        Assert.Equal("UNAUTHENTICATED", missing.Trailers.GetValue("loom-error-code")); // its own code, not SESSION_NOT_FOUND
         Assert.Contains("LOOM_TOKEN", missing.Status.Detail, StringComparison.Ordinal);
 
         // Expired, forged (another bridge's key) and malformed tokens: UNAUTHENTICATED, each with its reason.

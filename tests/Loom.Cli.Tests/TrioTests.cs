@@ -27,6 +27,33 @@ public sealed partial class TrioTests : IDisposable
         var env = new Dictionary<string, string> { ["TRIO_REPORT_DIR"] = _reports, ["OPENAI_API_KEY"] = "", ["ANTHROPIC_API_KEY"] = "", ["LOOM_LLM_PROVIDER"] = "" };
         var (code, output) = await CliProcess.RunAsync(CliProcess.RepoRoot, TimeSpan.FromMinutes(10), env, "run", "examples/trio");
         Assert.True(code == 0, output);
+        AssertGroundedReport(output);
+    }
+
+    /// <summary>
+    /// The same run with auth on, through the loom.yaml the example ships: each agent connects with
+    /// the token loom run minted for it and works within its own permissions; no token is printed.
+    /// </summary>
+    [Fact]
+    public async Task The_trio_runs_with_auth_on_each_agent_with_its_own_token_and_permissions()
+    {
+        var env = new Dictionary<string, string> { ["TRIO_REPORT_DIR"] = _reports, ["OPENAI_API_KEY"] = "", ["ANTHROPIC_API_KEY"] = "", ["LOOM_LLM_PROVIDER"] = "", ["LOOM_TOKEN"] = "" };
+        var (code, output) = await CliProcess.RunAsync(CliProcess.RepoRoot, TimeSpan.FromMinutes(10), env, "run", "examples/trio/loom.auth.yaml");
+        Assert.True(code == 0, output);
+        AssertGroundedReport(output);
+        Assert.DoesNotContain("PERMISSION_DENIED", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("UNAUTHENTICATED", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("eyJ", output, StringComparison.Ordinal); // no JWT printed
+        var key = Path.Combine(CliProcess.RepoRoot, "examples", "trio", ".loom", "keys", "token.key");
+        Assert.True(File.Exists(key), "loom run made no token key under examples/trio/.loom/keys");
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(key));
+        }
+    }
+
+    private void AssertGroundedReport(string output)
+    {
         Assert.Contains("report saved to", output, StringComparison.Ordinal);
 
         using var latest = JsonDocument.Parse(File.ReadAllText(Path.Combine(_reports, "latest.json")));

@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Authentication.Certificate;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
@@ -27,8 +28,12 @@ internal static class AdminAccess
 
     public static void AddPolicies(AuthorizationOptions authorization, BridgeOptions options)
     {
-        authorization.AddPolicy(AdminPolicy, p => p.AddAuthenticationSchemes(JwtBearerDefaults.AuthenticationScheme).AddRequirements(new Requirement(Level.Admin, options)));
-        authorization.AddPolicy(ReadPolicy, p => p.AddAuthenticationSchemes(JwtBearerDefaults.AuthenticationScheme).AddRequirements(new Requirement(Level.Read, options)));
+        // Under mutual TLS the certificate handler authenticates too; the policy merges both principals.
+        string[] schemes = options.TlsClientCaFile is null
+            ? [JwtBearerDefaults.AuthenticationScheme]
+            : [JwtBearerDefaults.AuthenticationScheme, CertificateAuthenticationDefaults.AuthenticationScheme];
+        authorization.AddPolicy(AdminPolicy, p => p.AddAuthenticationSchemes(schemes).AddRequirements(new Requirement(Level.Admin, options)));
+        authorization.AddPolicy(ReadPolicy, p => p.AddAuthenticationSchemes(schemes).AddRequirements(new Requirement(Level.Read, options)));
     }
 
     /// <summary>The level of <paramref name="context"/>'s credential (its <c>User</c> set by the policy's authentication, and its client certificate).</summary>
@@ -39,39 +44,45 @@ internal static class AdminAccess
             return Level.None;
         }
 
-        var user = context.User;
-        if (user.Identity?.IsAuthenticated == true)
+        // The principal the policy's schemes made: a token's (JwtBearer) and, under mutual TLS, the
+        // client certificate's (the certificate handler), merged when both are presented.
+        var level = Level.None;
+        foreach (var identity in context.User.Identities.Where(i => i.IsAuthenticated))
         {
-            if (user.HasClaim(c => c.Type == BridgeTokens.AdminClaim && c.Value is "true" or "True"))
+            if (identity.HasClaim(c => c.Type == BridgeTokens.AdminClaim && c.Value is "true" or "True"))
             {
                 return Level.Admin;
             }
 
-            if (user.HasClaim(c => c.Type == BridgeTokens.ReadOnlyClaim && c.Value is "true" or "True"))
+            if (identity.HasClaim(c => c.Type == BridgeTokens.ReadOnlyClaim && c.Value is "true" or "True"))
             {
-                return Level.Read;
+                level = Level.Read;
+            }
+
+            // An identity (token subject or certificate name) listed in admin_identities / read_only_identities.
+            if (identity.Name is { Length: > 0 } name)
+            {
+                if (options.AdminIdentities.Contains(name, StringComparer.Ordinal))
+                {
+                    return Level.Admin;
+                }
+
+                if (options.ReadOnlyIdentities.Contains(name, StringComparer.Ordinal))
+                {
+                    level = Level.Read;
+                }
             }
         }
 
-        if (TlsSetup.IdentityOf(context.Connection.ClientCertificate) is { } certificate)
-        {
-            if (options.AdminIdentities.Contains(certificate, StringComparer.Ordinal))
-            {
-                return Level.Admin;
-            }
-
-            if (options.ReadOnlyIdentities.Contains(certificate, StringComparer.Ordinal))
-            {
-                return Level.Read;
-            }
-        }
-
-        return Level.None;
+        return level;
     }
 
-    /// <summary>The identity a request presents (token subject or certificate name), for the audit log; null when anonymous.</summary>
+    /// <summary>
+    /// The identity a request presents (token subject or certificate name, as authenticated), for
+    /// messages and the audit log; before authentication, the name its client certificate carries; null when anonymous.
+    /// </summary>
     public static string? IdentityOf(HttpContext context) =>
-        context.User.Identity?.IsAuthenticated == true ? context.User.Identity.Name : TlsSetup.IdentityOf(context.Connection.ClientCertificate);
+        context.User.Identities.FirstOrDefault(i => i.IsAuthenticated)?.Name ?? TlsSetup.IdentityOf(context.Connection.ClientCertificate);
 
     internal sealed class Requirement(Level level, BridgeOptions options) : AuthorizationHandler<Requirement>, IAuthorizationRequirement
     {

@@ -58,7 +58,16 @@ internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls, Aud
             return; // grpc.health.v1 and reflection: open.
         }
 
-        var certificate = mutualTls ? TlsSetup.IdentityOf(http.Connection.ClientCertificate) : null;
+        string? certificate;
+        try
+        {
+            certificate = mutualTls ? await TlsSetup.AuthenticateCertificateAsync(http) : null;
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw Unauthenticated(ex.Message);
+        }
+
         string? identity = certificate;
         if (options.Auth != AuthMode.Off)
         {
@@ -109,7 +118,7 @@ internal sealed class AuthInterceptor(BridgeOptions options, bool mutualTls, Aud
     }
 
     private static RpcException Unauthenticated(string message) =>
-        new(new Status(StatusCode.Unauthenticated, message));
+        StatusMapping.Status(StatusCode.Unauthenticated, message, Loom.Protocol.V1.ErrorCode.Unauthenticated);
 
     /// <summary>Why a token was refused, with what to do; never the token.</summary>
     private static string Explain(Exception? failure) => failure switch

@@ -1,5 +1,10 @@
 using System.Net.Security;
+using System.Security.Claims;
 using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Certificate;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.AspNetCore.Hosting;
@@ -25,6 +30,64 @@ internal sealed class TlsSetup
 
     /// <summary>True when client certificates are checked against a CA (mutual TLS).</summary>
     public bool MutualTls => _clientRoots is not null;
+
+    /// <summary>
+    /// Registers ASP.NET Core's certificate authentication handler (Microsoft.AspNetCore.Authentication.Certificate)
+    /// for mutual TLS: it checks the client certificate against the configured client CAs (not the system's),
+    /// its client-authentication usage and validity period, and makes the principal whose name is the
+    /// certificate's identity (<see cref="IdentityOf"/>). Results are cached per certificate.
+    /// </summary>
+    public void AddCertificateAuthentication(IServiceCollection services)
+    {
+        var roots = _clientRoots ?? throw new InvalidOperationException("Certificate authentication needs a client CA (tls_client_ca).");
+        services.AddAuthentication().AddCertificate(o =>
+        {
+            o.AllowedCertificateTypes = CertificateTypes.Chained;
+            o.ChainTrustValidationMode = X509ChainTrustMode.CustomRootTrust;
+            o.CustomTrustStore = roots;
+            o.RevocationMode = X509RevocationMode.NoCheck;
+            o.ValidateCertificateUse = true;
+            o.ValidateValidityPeriod = true;
+            o.Events = new CertificateAuthenticationEvents
+            {
+                OnCertificateValidated = context =>
+                {
+                    if (IdentityOf(context.ClientCertificate) is not { } name)
+                    {
+                        context.Fail("The client certificate names no identity: give it a DNS subject alternative name or a subject CN.");
+                        return Task.CompletedTask;
+                    }
+
+                    context.Principal = new ClaimsPrincipal(new ClaimsIdentity([new Claim(ClaimTypes.Name, name, ClaimValueTypes.String, context.Options.ClaimsIssuer)], context.Scheme.Name, ClaimTypes.Name, ClaimTypes.Role));
+                    context.Success();
+                    return Task.CompletedTask;
+                },
+            };
+        }).AddCertificateCache();
+    }
+
+    /// <summary>
+    /// The identity of <paramref name="http"/>'s client certificate as the certificate handler
+    /// authenticated it; null without a certificate (or without mutual TLS).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The certificate was presented and refused (the message says why).</exception>
+    public static async Task<string?> AuthenticateCertificateAsync(HttpContext http)
+    {
+        if (http.Connection.ClientCertificate is null)
+        {
+            return null;
+        }
+
+        var result = await http.AuthenticateAsync(CertificateAuthenticationDefaults.AuthenticationScheme).ConfigureAwait(false);
+        if (result.Succeeded)
+        {
+            return result.Principal?.Identity?.Name;
+        }
+
+        return result.Failure is { } failure
+            ? throw new InvalidOperationException($"The client certificate was refused: {failure.Message}", failure)
+            : null;
+    }
 
     /// <summary>Loads the files of <paramref name="options"/>; null when TLS is off.</summary>
     /// <exception cref="InvalidOperationException">A file is not a PEM certificate or key, or the key does not match the certificate; the message names the file.</exception>
@@ -115,8 +178,9 @@ internal sealed class TlsSetup
     public Action<X509Certificate2, string>? Rejected { get; set; }
 
     /// <summary>
-    /// The identity a client certificate names: its first DNS or URI subject alternative name when it has
-    /// one, else its subject's common name (CN); null when it names neither.
+    /// The identity a client certificate names (the certificate handler's principal name): its first
+    /// DNS subject alternative name when it has one, else its subject's common name (CN); null when it
+    /// names neither.
     /// </summary>
     public static string? IdentityOf(X509Certificate2? certificate)
     {

@@ -254,6 +254,11 @@ internal static partial class ProjectFileLoader
                     throw reader.Error(envNode, field + ".env", $"'{env}' is not an environment variable name");
                 }
 
+                if (p.TryGetValue("default", out var secretDefault) && SecretFields.Problem(env, reader.String(secretDefault, field + ".default")) is { } secretProblem)
+                {
+                    throw reader.Error(secretDefault, field + ".default", secretProblem);
+                }
+
                 parameters.Add(new ParamSpec(
                     paramName,
                     env,
@@ -430,7 +435,7 @@ internal static partial class ProjectFileLoader
                 PathOf("tls_key"),
                 PathOf("tls_client_ca"),
                 b.TryGetValue("auth", out var auth) ? reader.OneOf(auth, "bridge.auth", ["off", "optional", "required"]) : null,
-                PathOf("token_key"),
+                TokenKeyPath(),
                 b.TryGetValue("metrics_open", out var metricsOpen) && reader.OneOf(metricsOpen, "bridge.metrics_open", ["true", "false"]) == "true",
                 b.TryGetValue("admin_identities", out var admins) ? reader.Strings(admins, "bridge.admin_identities") : null,
                 b.TryGetValue("read_only_identities", out var readers) ? reader.Strings(readers, "bridge.read_only_identities") : null,
@@ -446,6 +451,18 @@ internal static partial class ProjectFileLoader
         }
 
         string? PathOf(string key) => b.TryGetValue(key, out var value) ? System.IO.Path.GetFullPath(reader.String(value, "bridge." + key), baseDirectory) : null;
+
+        // The token key's path, never the key: a key pasted here would be a secret in loom.yaml.
+        string? TokenKeyPath()
+        {
+            if (PathOf("token_key") is not { } resolved)
+            {
+                return null;
+            }
+
+            var given = b["token_key"];
+            return SecretFields.TokenKeyProblem(reader.String(given, "bridge.token_key"), resolved) is { } problem ? throw reader.Error(given, "bridge.token_key", problem) : resolved;
+        }
 
         void ReadLimits(Dictionary<string, YamlNode> given, IEnumerable<BridgeLimit> candidates, string prefix, string fieldPrefix)
         {
@@ -571,7 +588,7 @@ internal static partial class ProjectFileLoader
             language,
             command,
             cwd,
-            a.TryGetValue("env", out var envNode) ? reader.Env(envNode, field + ".env") : new Dictionary<string, string>(),
+            a.TryGetValue("env", out var envNode) ? reader.Env(envNode, field + ".env", secrets: true) : new Dictionary<string, string>(),
             restart,
             a.TryGetValue("max_restarts", out var mr) ? reader.Int(mr, field + ".max_restarts", 0, 1000) : 3,
             setup,
@@ -603,7 +620,7 @@ internal static partial class ProjectFileLoader
             transport,
             m.TryGetValue("command", out var c) ? reader.String(c, field + ".command") : null,
             m.TryGetValue("args", out var args) ? reader.Strings(args, field + ".args") : [],
-            m.TryGetValue("env", out var env) ? reader.Env(env, field + ".env") : new Dictionary<string, string>(),
+            m.TryGetValue("env", out var env) ? reader.Env(env, field + ".env", secrets: true) : new Dictionary<string, string>(),
             m.TryGetValue("cwd", out var cwd) ? System.IO.Path.GetFullPath(System.IO.Path.Combine(directory, reader.String(cwd, field + ".cwd"))) : null,
             m.TryGetValue("url", out var url) ? reader.AbsoluteUrl(url, field + ".url") : null,
             m.TryGetValue("headers_from_env", out var headers) ? reader.Env(headers, field + ".headers_from_env") : new Dictionary<string, string>(),
@@ -692,7 +709,8 @@ internal static partial class ProjectFileLoader
                 : throw Error(node, field, $"expected an absolute http:// or https:// URL, got '{text}'");
         }
 
-        public Dictionary<string, string> Env(YamlNode node, string field)
+        /// <summary>An environment mapping; with <paramref name="secrets"/>, a literal in a secret-named variable is an error (<see cref="SecretFields"/>).</summary>
+        public Dictionary<string, string> Env(YamlNode node, string field, bool secrets = false)
         {
             var result = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var (key, value) in Mapping(node, field).Children)
@@ -704,6 +722,10 @@ internal static partial class ProjectFileLoader
                 }
 
                 result[name] = String(value, $"{field}.{name}");
+                if (secrets && SecretFields.Problem(name, result[name]) is { } problem)
+                {
+                    throw Error(value, $"{field}.{name}", problem);
+                }
             }
 
             return result;

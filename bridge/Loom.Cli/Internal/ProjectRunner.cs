@@ -44,6 +44,9 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
 
     /// <summary>A read-only token for the bridge's /v1/agents when the bridge this run starts has auth on (never logged).</summary>
     private string? _readToken;
+
+    /// <summary>The signing key's file when the bridge this run starts has auth on: each agent gets its own token (LOOM_TOKEN), minted from it at start.</summary>
+    private string? _tokenKeyFile;
     private readonly Channel<string> _started = Channel.CreateUnbounded<string>();
 
     private abstract record RunEvent;
@@ -117,7 +120,24 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
 
             if (options.Auth != AuthMode.Off)
             {
-                _readToken = BridgeTokens.Create(Path.GetFullPath(options.TokenKeyFile ?? BridgeTokens.DefaultKeyFile), "loom-run", [], [], TimeSpan.FromDays(7), readOnly: true);
+                // The key lives under the project's .loom/ (made 0600 on first use, never printed) unless loom.yaml names one.
+                options = options with { TokenKeyFile = Path.GetFullPath(options.TokenKeyFile ?? Path.Combine(project.Directory, ".loom", "keys", "token.key")) };
+                _tokenKeyFile = options.TokenKeyFile;
+                try
+                {
+                    _readToken = BridgeTokens.Create(_tokenKeyFile, "loom-run", [], [], TimeSpan.FromDays(7), readOnly: true);
+                }
+                catch (Exception ex) when (ex is InvalidOperationException or IOException or UnauthorizedAccessException)
+                {
+                    sink.Failure($"{project.Path}: bridge.token_key: {ex.Message}");
+                    return 2;
+                }
+
+                var unlisted = project.Agents.Select(a => a.Name).Where(n => project.Permissions is not { } rules || !(rules.ContainsKey(n) || rules.ContainsKey(PermissionPolicy.EveryIdentity))).ToArray();
+                if (unlisted.Length > 0)
+                {
+                    sink.Status($"[yellow]auth is on and loom.yaml's permissions name no rules for {Markup(string.Join(", ", unlisted))}: with nothing allowed, such an agent may only register (add permissions.NAME.allow)[/]");
+                }
             }
 
             bridge = new LoomBridge(
@@ -421,6 +441,13 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
         if (httpUrl is not null)
         {
             env["LOOM_HTTP_URL"] = httpUrl;
+        }
+
+        if (_tokenKeyFile is not null)
+        {
+            // Its own credential: the identity is the agent's name, what it may do is loom.yaml's
+            // permissions for that name (the token carries no allow lists of its own). Never logged.
+            env["LOOM_TOKEN"] = BridgeTokens.Create(_tokenKeyFile, spec.Name, [], [], TimeSpan.FromDays(7));
         }
 
         foreach (var p in project.Params)

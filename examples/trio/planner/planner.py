@@ -105,7 +105,11 @@ async def wait_for_capabilities(http_url: Optional[str], timeout: float) -> None
     while True:
         try:
             def fetch() -> Any:
-                with urllib.request.urlopen(base + "/v1/capabilities", timeout=5) as resp:
+                request = urllib.request.Request(base + "/v1/capabilities")
+                token = os.environ.get("LOOM_TOKEN")
+                if token:  # auth on: this identity reads /v1/* (read_only_identities in loom.auth.yaml)
+                    request.add_header("Authorization", "Bearer " + token)
+                with urllib.request.urlopen(request, timeout=5) as resp:
                     return json.load(resp)
             listing = await loop.run_in_executor(None, fetch)
             present = {c["name"] for c in listing["capabilities"] if any(p["healthy"] for p in c["providers"])}

@@ -34,7 +34,7 @@ internal static class ErrorMapping
             StatusCode.PermissionDenied => ErrorCode.PermissionDenied,
             StatusCode.ResourceExhausted => ErrorCode.ResourceExhausted,
             StatusCode.FailedPrecondition => ErrorCode.HopLimitExceeded,
-            StatusCode.Unauthenticated => ErrorCode.SessionNotFound,
+            StatusCode.Unauthenticated => ErrorCode.Unauthenticated,
             StatusCode.Cancelled => ErrorCode.Cancelled,
             StatusCode.Unavailable => ErrorCode.Unavailable,
             _ => ErrorCode.Internal, // the inverse of ErrorCodes.ToGrpcStatus; the rest as protocol §11.1 says (tests/vectors/errors.json)
@@ -61,6 +61,7 @@ internal static class ErrorMapping
         ErrorCode.ResourceExhausted => new ResourceExhaustedException(message, inner),
         ErrorCode.TtlExpired => new TtlExpiredException(message, inner),
         ErrorCode.PermissionDenied => new PermissionDeniedException(message, inner),
+        ErrorCode.Unauthenticated => new UnauthenticatedException(message, inner),
         ErrorCode.BudgetExceeded => new BudgetExceededException(message, inner),
         _ => new LoomException(code, message, path, inner),
     };

@@ -223,8 +223,11 @@ export namespace loom {
             /** ERROR_CODE_INTERNAL value */
             ERROR_CODE_INTERNAL = 13,
 
+            /** ERROR_CODE_UNAUTHENTICATED value */
+            ERROR_CODE_UNAUTHENTICATED = 14,
+
             /** ERROR_CODE_BUDGET_EXCEEDED value */
-            ERROR_CODE_BUDGET_EXCEEDED = 14
+            ERROR_CODE_BUDGET_EXCEEDED = 15
         }
 
         /**

@@ -544,7 +544,8 @@ export const loom = $root.loom = (() => {
          * @property {number} ERROR_CODE_CANCELLED=11 ERROR_CODE_CANCELLED value
          * @property {number} ERROR_CODE_UNAVAILABLE=12 ERROR_CODE_UNAVAILABLE value
          * @property {number} ERROR_CODE_INTERNAL=13 ERROR_CODE_INTERNAL value
-         * @property {number} ERROR_CODE_BUDGET_EXCEEDED=14 ERROR_CODE_BUDGET_EXCEEDED value
+         * @property {number} ERROR_CODE_UNAUTHENTICATED=14 ERROR_CODE_UNAUTHENTICATED value
+         * @property {number} ERROR_CODE_BUDGET_EXCEEDED=15 ERROR_CODE_BUDGET_EXCEEDED value
          */
         v1.ErrorCode = (function() {
             const valuesById = $Object.create(null), values = $Object.create(valuesById);
@@ -562,7 +563,8 @@ export const loom = $root.loom = (() => {
             values[valuesById[11] = "ERROR_CODE_CANCELLED"] = 11;
             values[valuesById[12] = "ERROR_CODE_UNAVAILABLE"] = 12;
             values[valuesById[13] = "ERROR_CODE_INTERNAL"] = 13;
-            values[valuesById[14] = "ERROR_CODE_BUDGET_EXCEEDED"] = 14;
+            values[valuesById[14] = "ERROR_CODE_UNAUTHENTICATED"] = 14;
+            values[valuesById[15] = "ERROR_CODE_BUDGET_EXCEEDED"] = 15;
             return values;
         })();
 

@@ -92,7 +92,7 @@ const STATUS_TO_CODE: Partial<Record<grpc.status, ErrorCode>> = {
   [grpc.status.RESOURCE_EXHAUSTED]: 'RESOURCE_EXHAUSTED',
   [grpc.status.FAILED_PRECONDITION]: 'HOP_LIMIT_EXCEEDED',
   [grpc.status.UNAVAILABLE]: 'UNAVAILABLE',
-  [grpc.status.UNAUTHENTICATED]: 'SESSION_NOT_FOUND',
+  [grpc.status.UNAUTHENTICATED]: 'UNAUTHENTICATED',
 };
 
 /** Maps a gRPC status (with Loom's trailers, when present) to a typed error (protocol §11.1). */

@@ -54,6 +54,7 @@ from ._errors import (
     SessionNotFoundError,
     ToolError,
     TtlExpiredError,
+    UnauthenticatedError,
     UnavailableError,
 )
 from ._event import Envelope, Event, Overflow, QoS
@@ -118,6 +119,7 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "TtlExpiredError",
+    "UnauthenticatedError",
     "UnavailableError",
     "__version__",
     "capability",

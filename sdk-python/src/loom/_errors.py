@@ -25,6 +25,7 @@ class ErrorCode(str, enum.Enum):
     CANCELLED = "CANCELLED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
 
     @property
@@ -148,6 +149,15 @@ class HopLimitExceededError(LoomError):
     default_code = ErrorCode.HOP_LIMIT_EXCEEDED
 
 
+class UnauthenticatedError(LoomError):
+    """The bridge has auth on and this program sent no credential where one is required, or a
+    bad one (an expired token, a token signed with another key, a certificate and a token naming
+    different identities). The message says which; set ``LOOM_TOKEN`` (``loom token create``) or the
+    client certificate (``LOOM_TLS_CERT``/``LOOM_TLS_KEY``). Retrying the same request fails again."""
+
+    default_code = ErrorCode.UNAUTHENTICATED
+
+
 class SessionNotFoundError(LoomError):
     default_code = ErrorCode.SESSION_NOT_FOUND
 
@@ -197,6 +207,7 @@ _BY_CODE: Dict[ErrorCode, Type[LoomError]] = {
     ErrorCode.CANCELLED: CancelledError,
     ErrorCode.UNAVAILABLE: UnavailableError,
     ErrorCode.INTERNAL: InternalError,
+    ErrorCode.UNAUTHENTICATED: UnauthenticatedError,
     ErrorCode.BUDGET_EXCEEDED: BudgetExceededError,
 }
 
@@ -231,7 +242,7 @@ _FROM_STATUS = {
     "RESOURCE_EXHAUSTED": ErrorCode.RESOURCE_EXHAUSTED,
     "FAILED_PRECONDITION": ErrorCode.HOP_LIMIT_EXCEEDED,
     "UNAVAILABLE": ErrorCode.UNAVAILABLE,
-    "UNAUTHENTICATED": ErrorCode.SESSION_NOT_FOUND,
+    "UNAUTHENTICATED": ErrorCode.UNAUTHENTICATED,
 }
 
 
