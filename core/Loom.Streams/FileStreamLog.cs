@@ -17,6 +17,7 @@ namespace Loom.Streams;
 public sealed class FileStreamLog : IStreamLog
 {
     private const int MaxPendingBytes = 8 * 1024 * 1024;
+    private const int PreallocateBytes = 4 * 1024 * 1024;
 
     private readonly string _directory;
     private readonly StreamLogOptions _options;
@@ -278,9 +279,18 @@ public sealed class FileStreamLog : IStreamLog
         }
 
         var writer = segment.Writer!;
+        if (segment.Length + bytes.Length > segment.Allocated)
+        {
+            var chunk = Math.Max(PreallocateBytes, bytes.Length);
+            segment.Allocated = NativeFile.Allocate(writer.SafeFileHandle, segment.Length, chunk) ? segment.Length + chunk : 0;
+        }
+
         writer.Position = segment.Length;
         writer.Write(bytes);
-        writer.Flush(flushToDisk: _options.Fsync);
+        if (_options.Fsync)
+        {
+            NativeFile.DataSync(writer);
+        }
         var offset = segment.Length;
         long lastTimestamp = 0;
         foreach (var length in lengths)
@@ -314,8 +324,7 @@ public sealed class FileStreamLog : IStreamLog
 
     private Segment Roll(Segment full, long firstSequence)
     {
-        full.Writer!.Dispose();
-        full.Writer = null;
+        Seal(full);
         var next = CreateSegment(firstSequence);
         next.Writer = new FileStream(next.Path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
         lock (_segmentsGate)
@@ -325,6 +334,17 @@ public sealed class FileStreamLog : IStreamLog
 
         ApplyRetention();
         return next;
+    }
+
+    // Gives back the preallocated tail and closes the writer.
+    private static void Seal(Segment segment)
+    {
+        if (segment.Writer is { } writer)
+        {
+            writer.SetLength(segment.Length);
+            writer.Dispose();
+            segment.Writer = null;
+        }
     }
 
     public void ApplyRetention()
@@ -572,6 +592,11 @@ public sealed class FileStreamLog : IStreamLog
 
         lock (_segmentsGate)
         {
+            if (_faulted is null)
+            {
+                Seal(_segments[^1]);
+            }
+
             foreach (var segment in _segments)
             {
                 segment.Dispose();

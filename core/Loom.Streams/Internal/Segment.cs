@@ -122,6 +122,11 @@ internal sealed class Segment : IDisposable
         ReadHandle.Dispose();
     }
 
+    private static bool ZeroTail(ReadOnlySpan<byte> rest) => !rest.ContainsAnyExcept((byte)0);
+
+    /// <summary>Bytes reserved on disk (fallocate); at least Length.</summary>
+    public long Allocated { get; set; }
+
     /// <summary>Result of validating a segment from its start.</summary>
     public readonly record struct ScanResult(long ValidLength, long FileLength, int Records, string? BadReason);
 
@@ -181,6 +186,11 @@ internal sealed class Segment : IDisposable
                 var header = buffer.AsSpan((int)(offset - bufferStart), HeaderBytes);
                 var bodyLength = BinaryPrimitives.ReadUInt32LittleEndian(header);
                 var crc = BinaryPrimitives.ReadUInt32LittleEndian(header[4..]);
+                if (bodyLength == 0 && crc == 0 && ZeroTail(buffer.AsSpan((int)(offset - bufferStart), (int)Math.Min(bufferLength - (offset - bufferStart), fileLength - offset))))
+                {
+                    break; // the preallocated end of the file: a clean end, not damage
+                }
+
                 if (bodyLength < BodyPrefixBytes || bodyLength > (uint)maxRecordBytes + BodyPrefixBytes)
                 {
                     bad = bodyLength == 0 ? "zeroed bytes" : $"impossible length {bodyLength}";
