@@ -4,6 +4,7 @@ using System.Text;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Loom.Bridge.Internal.Metrics;
+using Loom.Bridge.Internal.Streams;
 using Loom.Core;
 using Grpc.Core;
 using Loom.Protocol.V1;
@@ -126,6 +127,16 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
     /// <summary>Called after the agent's subscriptions change on the stream (to refresh the directory).</summary>
     public Action<AgentSession>? SubscriptionsChanged { get; init; }
+
+    /// <summary>The durable streams (null when none is configured: the publish path then costs one null check).</summary>
+    public StreamHost? Streams { get; init; }
+
+    /// <summary>Durable consumers attached through this session (detached when it expires).</summary>
+    private readonly List<DurableConsumer> _consumers = [];
+
+    /// <summary>Durable publishes of this session not yet persisted; past the bound its read loop waits.</summary>
+    private int _durableInFlight;
+    private const int MaxDurableInFlight = 16_384;
 
     /// <summary>Where drops and stream openings are counted (none in unit tests).</summary>
     public BridgeMetrics? Metrics { get; init; }
@@ -809,7 +820,16 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         switch (message.KindCase)
         {
             case ClientMessage.KindOneofCase.Publish:
-                await PublishAsync(message.Publish, token);
+                await PublishAsync(message.Publish, acked: false, token);
+                break;
+            case ClientMessage.KindOneofCase.PublishAcked:
+                await PublishAsync(message.PublishAcked.Envelope ?? new Envelope(), acked: true, token);
+                break;
+            case ClientMessage.KindOneofCase.Consumer:
+                await ConsumerRequestAsync(message.Consumer, token);
+                break;
+            case ClientMessage.KindOneofCase.Read:
+                await ReadStreamAsync(message.Read, token);
                 break;
             case ClientMessage.KindOneofCase.Subscribe:
                 await SubscribeAsync(message.Subscribe, token);
@@ -902,7 +922,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         return new MemoryResponse { CorrelationId = response.CorrelationId, Error = new ResourceExhaustedException(message).ToError() };
     }
 
-    private async ValueTask PublishAsync(Envelope envelope, CancellationToken token)
+    private async ValueTask PublishAsync(Envelope envelope, bool acked, CancellationToken token)
     {
         if (string.IsNullOrEmpty(envelope.Id))
         {
@@ -923,6 +943,23 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
 
         envelope.Sender = AgentId;
+        if (Streams?.Capture(envelope.Topic) is { } stream)
+        {
+            await PublishDurableAsync(envelope, stream, acked, token);
+            return;
+        }
+
+        if (acked)
+        {
+            await ReplyErrorAsync(envelope.Id, new InvalidParamsException($"No durable stream captures topic '{envelope.Topic}', so a publish to it cannot be acknowledged: add a stream whose subjects match it (loom.yaml streams:), or publish without an acknowledgement."), token);
+            return;
+        }
+
+        await PublishOnBusAsync(envelope, token);
+    }
+
+    private async ValueTask PublishOnBusAsync(Envelope envelope, CancellationToken token)
+    {
         try
         {
             var result = await _bus.PublishAsync(envelope, token);
