@@ -55,6 +55,8 @@ public sealed class LoomBridge : IAsyncDisposable
 
     private readonly Internal.Metrics.BridgeTelemetry _telemetry;
 
+    private Internal.Streams.StreamHost? _streams;
+
     /// <summary>grpc.health.v1: the server as a whole ("") and each Loom service; NOT_SERVING from the start of shutdown.</summary>
     private readonly HealthServiceImpl _health = new();
 
@@ -191,7 +193,8 @@ public sealed class LoomBridge : IAsyncDisposable
         gate = new ConnectionGate(_options, _telemetry.Bridge, loggerFactory.CreateLogger<ConnectionGate>(), Time);
         _gate = gate;
         _telemetry.Bridge.OpenConnections = () => gate.Open;
-        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge);
+        _streams = Internal.Streams.StreamHost.Open(_options, Bus, Time, loggerFactory.CreateLogger("Loom.Streams"));
+        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge) { Streams = _streams };
         _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
         _coordinator = Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>());
 
@@ -217,6 +220,7 @@ public sealed class LoomBridge : IAsyncDisposable
 
         app.MapGet("/healthz", (HttpContext _) => Results.Json(new HealthReport("ok", SessionCount), HealthJsonContext.Default.HealthReport));
         AdminApi.Map(app, Agents, Broker, () => _sessions, Time, _options);
+        Internal.Streams.StreamsApi.Map(app, () => _streams, _options);
         var metrics = app.MapGet("/metrics", _telemetry.Exporter.ServeAsync);
         if (protect && !_options.MetricsOpen)
         {
@@ -347,6 +351,11 @@ public sealed class LoomBridge : IAsyncDisposable
     {
         await StopAsync();
         _sessions?.Dispose();
+        if (_streams is not null)
+        {
+            await _streams.DisposeAsync();
+        }
+
         _coordinator?.Dispose();
         Bus.Dispose();
         _telemetry.Dispose();

@@ -42,7 +42,7 @@ public sealed record StreamConfig
 
         if (string.IsNullOrWhiteSpace(dataDirectory))
         {
-            throw new ArgumentException("Durable streams need a data directory: give DataDirectory (--data-dir).", nameof(BridgeOptions.DataDirectory));
+            throw new ArgumentException("Durable streams need a data directory: give DataDirectory (--data-dir).", nameof(dataDirectory));
         }
 
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -50,35 +50,35 @@ public sealed record StreamConfig
         {
             if (string.IsNullOrEmpty(stream.Name) || stream.Name.Length > 64 || !stream.Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
             {
-                throw new ArgumentException($"Stream name '{stream.Name}' is not valid: use 1 to 64 letters, digits, '-' or '_'.", nameof(BridgeOptions.Streams));
+                throw new ArgumentException($"Stream name '{stream.Name}' is not valid: use 1 to 64 letters, digits, '-' or '_'.", nameof(streams));
             }
 
             if (!names.Add(stream.Name))
             {
-                throw new ArgumentException($"Stream '{stream.Name}' is defined twice; stream names must be unique.", nameof(BridgeOptions.Streams));
+                throw new ArgumentException($"Stream '{stream.Name}' is defined twice; stream names must be unique.", nameof(streams));
             }
 
             if (stream.Subjects.Count == 0)
             {
-                throw new ArgumentException($"Stream '{stream.Name}' has no subjects; give the topic patterns it captures, e.g. [orders.>].", nameof(BridgeOptions.Streams));
+                throw new ArgumentException($"Stream '{stream.Name}' has no subjects; give the topic patterns it captures, e.g. [orders.>].", nameof(streams));
             }
 
             foreach (var subject in stream.Subjects)
             {
                 if (!Topics.IsValidPattern(subject))
                 {
-                    throw new ArgumentException($"Stream '{stream.Name}': subject '{subject}' is not a valid topic pattern (dot-separated tokens, '*' for one token, '>' last for the rest).", nameof(BridgeOptions.Streams));
+                    throw new ArgumentException($"Stream '{stream.Name}': subject '{subject}' is not a valid topic pattern (dot-separated tokens, '*' for one token, '>' last for the rest).", nameof(streams));
                 }
             }
 
             if (stream.MaxAge < TimeSpan.Zero || stream.MaxBytes < 0 || stream.MaxEvents < 0 || stream.DuplicateWindow < TimeSpan.Zero)
             {
-                throw new ArgumentOutOfRangeException(nameof(BridgeOptions.Streams), $"Stream '{stream.Name}': max_age, max_bytes, max_events and duplicate_window must not be negative.");
+                throw new ArgumentOutOfRangeException(nameof(streams), $"Stream '{stream.Name}': max_age, max_bytes, max_events and duplicate_window must not be negative.");
             }
 
             if (stream.SegmentBytes < 4096)
             {
-                throw new ArgumentOutOfRangeException(nameof(BridgeOptions.Streams), $"Stream '{stream.Name}': segment_bytes is {stream.SegmentBytes}; use at least 4096.");
+                throw new ArgumentOutOfRangeException(nameof(streams), $"Stream '{stream.Name}': segment_bytes is {stream.SegmentBytes}; use at least 4096.");
             }
         }
     }
