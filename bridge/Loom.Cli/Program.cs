@@ -59,10 +59,11 @@ internal static class Program
         var auth = Internal.CliOptions.Text("--auth", "Tokens: off (ignored), optional (checked when sent), required (every agent needs a token or a client certificate). Default off.", "off|optional|required", "one of off, optional, required", text => System.Enum.TryParse<AuthMode>(text.Trim(), ignoreCase: true, out _) && !int.TryParse(text, out _) ? null : "not a mode", "loud");
         var tokenKey = Internal.CliOptions.Text("--token-key", "The key file tokens are signed with (made 0600 when missing). Default .loom/keys/token.key.", "FILE", "the path of a key file");
         var insecure = Internal.CliOptions.Flag("--insecure", "Listen on a non-loopback --host without --auth required and TLS, on purpose (anyone who reaches the ports is trusted).");
+        var dataDir = Internal.CliOptions.Text("--data-dir", "Where durable streams (loom.yaml streams:) and consumer positions are kept. Default: .loom/data beside --config's loom.yaml.", "DIR", "the path of a directory");
         var metricsOpen = Internal.CliOptions.Flag("--metrics-open", "With auth on, serve /metrics without a credential (for a Prometheus that sends none); /v1/* and /mcp stay protected.");
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey, metricsOpen, insecure,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey, metricsOpen, insecure, dataDir,
         };
 
         // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
@@ -106,6 +107,7 @@ internal static class Program
                 TokenKeyFile = FullPath(parse.GetValue(tokenKey)) ?? file.TokenKeyFile,
                 MetricsOpen = parse.GetValue(metricsOpen) || file.MetricsOpen,
                 Insecure = parse.GetValue(insecure) || file.Insecure,
+                DataDirectory = FullPath(parse.GetValue(dataDir)) ?? file.DataDirectory,
             };
             var given = new Dictionary<string, long>(StringComparer.Ordinal);
             foreach (var (limit, option) in limits)

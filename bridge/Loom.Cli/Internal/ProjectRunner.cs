@@ -255,6 +255,8 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             ReadOnlyIdentities = project.Bridge.Security?.ReadOnlyIdentities ?? [],
             McpAllowedHosts = project.Bridge.Security?.McpAllowedHosts ?? [],
             Permissions = project.Permissions,
+            Streams = project.Streams ?? [],
+            DataDirectory = project.DataDir ?? (project.Streams is { Count: > 0 } ? Path.Combine(project.Directory, ".loom", "data") : null),
             McpServers = servers,
             Mcp = project.McpExpose is { } e
                 ? new Loom.Mcp.McpExposeOptions { Enabled = e.Enabled, Path = e.Path, Include = e.Include, Exclude = e.Exclude, CallTimeout = e.CallTimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : TimeSpan.FromSeconds(60) }
