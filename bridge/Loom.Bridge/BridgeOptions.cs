@@ -117,6 +117,12 @@ public sealed record BridgeOptions
     /// <summary>EventBus settings (queue sizes, TTL, hops).</summary>
     public EventBusOptions EventBus { get; init; } = new();
 
+    /// <summary>Durable streams (loom.yaml <c>streams:</c>, docs/durability.md): topics they capture are persisted. Default none.</summary>
+    public IReadOnlyList<StreamConfig> Streams { get; init; } = [];
+
+    /// <summary>Where durable streams and consumer positions are kept (<c>--data-dir</c>); needed when <see cref="Streams"/> is not empty. Default none.</summary>
+    public string? DataDirectory { get; init; }
+
     /// <summary>ActionBroker settings (timeouts, routing default).</summary>
     public ActionBrokerOptions Actions { get; init; } = new();
 
@@ -278,6 +284,7 @@ public sealed record BridgeOptions
         Nested("Audit", Audit.Validate);
         Nested("EventBus", EventBus.Validate);
         Nested("Memory", Memory.Validate);
+        StreamConfig.ValidateAll(Streams, DataDirectory);
 
         static void Check(bool bad, string name, string message)
         {

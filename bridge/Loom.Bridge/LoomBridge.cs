@@ -68,6 +68,8 @@ public sealed class LoomBridge : IAsyncDisposable
 
     private readonly Internal.Metrics.BridgeTelemetry _telemetry;
 
+    private Internal.Streams.StreamHost? _streams;
+
     /// <summary>grpc.health.v1: the server as a whole ("") and each Loom service; NOT_SERVING from the start of shutdown.</summary>
     private readonly HealthServiceImpl _health = new();
 
@@ -226,7 +228,8 @@ public sealed class LoomBridge : IAsyncDisposable
             _audit = audit;
         }
 
-        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge) { Audit = audit };
+        _streams = Internal.Streams.StreamHost.Open(_options, Bus, Time, loggerFactory.CreateLogger("Loom.Streams"));
+        _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge) { Audit = audit, Streams = _streams };
         _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
         _coordinator = Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>());
 
@@ -267,6 +270,7 @@ public sealed class LoomBridge : IAsyncDisposable
             Internal.Dashboard.DashboardApi.Map(app, _dashboard, Broker, _options, loggerFactory.CreateLogger("Loom.Bridge.Dashboard"));
         }
 
+        Internal.Streams.StreamsApi.Map(app, () => _streams, _options);
         var metrics = app.MapGet("/metrics", _telemetry.Exporter.ServeAsync);
         if (protect && !_options.MetricsOpen)
         {
@@ -409,6 +413,11 @@ public sealed class LoomBridge : IAsyncDisposable
     {
         await StopAsync();
         _sessions?.Dispose();
+        if (_streams is not null)
+        {
+            await _streams.DisposeAsync();
+        }
+
         _coordinator?.Dispose();
         _dashboard?.Dispose();
         Bus.Dispose();

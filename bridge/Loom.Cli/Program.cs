@@ -60,10 +60,11 @@ internal static class Program
         var tokenKey = Internal.CliOptions.Text("--token-key", "The key file tokens are signed with (made 0600 when missing). Default .loom/keys/token.key.", "FILE", "the path of a key file");
         var insecure = Internal.CliOptions.Flag("--insecure", "Listen on a non-loopback --host without --auth required and TLS, on purpose (anyone who reaches the ports is trusted).");
         var auditLog = Internal.CliOptions.Text("--audit-log", "Append the audit trail (refusals, credential failures, admin actions, registrations) to this JSON-lines file, or 'off'. Default with auth on: .loom/audit.log.", "FILE|off", "the path of a file, or off");
+        var dataDir = Internal.CliOptions.Text("--data-dir", "Where durable streams (loom.yaml streams:) and consumer positions are kept. Default: .loom/data beside --config's loom.yaml.", "DIR", "the path of a directory");
         var metricsOpen = Internal.CliOptions.Flag("--metrics-open", "With auth on, serve /metrics without a credential (for a Prometheus that sends none); /v1/* and /mcp stay protected.");
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey, metricsOpen, insecure, auditLog,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey, metricsOpen, insecure, auditLog, dataDir,
         };
 
         // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
@@ -107,6 +108,7 @@ internal static class Program
                 TokenKeyFile = FullPath(parse.GetValue(tokenKey)) ?? file.TokenKeyFile,
                 MetricsOpen = parse.GetValue(metricsOpen) || file.MetricsOpen,
                 Insecure = parse.GetValue(insecure) || file.Insecure,
+                DataDirectory = FullPath(parse.GetValue(dataDir)) ?? file.DataDirectory,
             };
             // The audit file: --audit-log, else loom.yaml's (see ProjectRunner), else .loom/audit.log here when auth is on.
             options = parse.GetValue(auditLog) is { } audit

@@ -20,7 +20,7 @@ namespace Loom.Sdk;
 /// backoff, registering again with the same agent id, subscriptions and capabilities. Requests in
 /// flight on a broken stream fail with a retryable UNAVAILABLE error; nothing waits forever.
 /// </summary>
-public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
+public sealed partial class LoomConnection : IAsyncDisposable, IAgentTransport
 {
     private const string SessionHeader = "loom-session-id";
     private const int FrameHeadroomBytes = 64 * 1024;
@@ -250,6 +250,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
 
         SetStatus(ConnectionStatus.Connected, null, session.SessionId);
         SubscribeMissing();
+        AttachConsumers();
         _supervisor = Task.Run(() => SuperviseAsync(session), CancellationToken.None);
     }
 
@@ -510,6 +511,7 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
                 Interlocked.Increment(ref _reconnects);
                 SetStatus(ConnectionStatus.Connected, null, session.SessionId);
                 SubscribeMissing();
+                AttachConsumers();
             }
         }
         catch (OperationCanceledException) when (_lifetime.IsCancellationRequested)
@@ -646,6 +648,22 @@ public sealed class LoomConnection : IAsyncDisposable, IAgentTransport
     {
         switch (message.KindCase)
         {
+            case ServerMessage.KindOneofCase.Deliver when message.Deliver.Consumer.Length > 0:
+                await RouteConsumerDeliveryAsync(message.Deliver, token);
+                break;
+            case ServerMessage.KindOneofCase.PublishAck:
+                CompletePending(message.PublishAck.CorrelationId, message);
+                break;
+            case ServerMessage.KindOneofCase.Consumer:
+                if (message.Consumer.CorrelationId.Length > 0 && _pending.TryRemove(message.Consumer.CorrelationId, out var consumerOp))
+                {
+                    consumerOp.TrySetResult(message);
+                }
+
+                break;
+            case ServerMessage.KindOneofCase.Read:
+                CompletePending(message.Read.CorrelationId, message);
+                break;
             case ServerMessage.KindOneofCase.Deliver:
                 if (Volatile.Read(ref _byBridgeId).TryGetValue(message.Deliver.SubscriptionId, out var entries))
                 {

@@ -106,6 +106,18 @@ internal sealed class CliProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>kill -9: no shutdown code runs (crash tests).</summary>
+    public async Task KillHardAsync()
+    {
+        if (!_process.HasExited)
+        {
+            using var kill = Process.Start("kill", ["-KILL", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            await kill.WaitForExitAsync();
+        }
+
+        await _process.WaitForExitAsync();
+    }
+
     /// <summary>Ctrl+C, as a user would.</summary>
     public void Interrupt()
     {

@@ -4,6 +4,7 @@ using System.Text;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Loom.Bridge.Internal.Metrics;
+using Loom.Bridge.Internal.Streams;
 using Loom.Core;
 using Grpc.Core;
 using Loom.Protocol.V1;
@@ -151,6 +152,16 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
     /// <summary>Called after the agent's subscriptions change on the stream (to refresh the directory).</summary>
     public Action<AgentSession>? SubscriptionsChanged { get; init; }
+
+    /// <summary>The durable streams (null when none is configured: the publish path then costs one null check).</summary>
+    public StreamHost? Streams { get; init; }
+
+    /// <summary>Durable consumers attached through this session (detached when it expires).</summary>
+    private readonly List<DurableConsumer> _consumers = [];
+
+    /// <summary>Durable publishes of this session not yet persisted; past the bound its read loop waits.</summary>
+    private int _durableInFlight;
+    private const int MaxDurableInFlight = 16_384;
 
     /// <summary>Where drops and stream openings are counted (none in unit tests).</summary>
     public BridgeMetrics? Metrics { get; init; }
@@ -845,7 +856,16 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         switch (message.KindCase)
         {
             case ClientMessage.KindOneofCase.Publish:
-                await PublishAsync(message.Publish, token);
+                await PublishAsync(message.Publish, acked: false, token);
+                break;
+            case ClientMessage.KindOneofCase.PublishAcked:
+                await PublishAsync(message.PublishAcked.Envelope ?? new Envelope(), acked: true, token);
+                break;
+            case ClientMessage.KindOneofCase.Consumer:
+                await ConsumerRequestAsync(message.Consumer, token);
+                break;
+            case ClientMessage.KindOneofCase.Read:
+                await ReadStreamAsync(message.Read, token);
                 break;
             case ClientMessage.KindOneofCase.Subscribe:
                 await SubscribeAsync(message.Subscribe, token);
@@ -956,7 +976,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         return new MemoryResponse { CorrelationId = response.CorrelationId, Error = new ResourceExhaustedException(message).ToError() };
     }
 
-    private async ValueTask PublishAsync(Envelope envelope, CancellationToken token)
+    private async ValueTask PublishAsync(Envelope envelope, bool acked, CancellationToken token)
     {
         if (string.IsNullOrEmpty(envelope.Id))
         {
@@ -983,6 +1003,23 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         }
 
         envelope.Sender = AgentId;
+        if (Streams?.Capture(envelope.Topic) is { } stream)
+        {
+            await PublishDurableAsync(envelope, stream, acked, token);
+            return;
+        }
+
+        if (acked)
+        {
+            await ReplyErrorAsync(envelope.Id, new InvalidParamsException($"No durable stream captures topic '{envelope.Topic}', so a publish to it cannot be acknowledged: add a stream whose subjects match it (loom.yaml streams:), or publish without an acknowledgement."), token);
+            return;
+        }
+
+        await PublishOnBusAsync(envelope, token);
+    }
+
+    private async ValueTask PublishOnBusAsync(Envelope envelope, CancellationToken token)
+    {
         try
         {
             var result = await _bus.PublishAsync(envelope, token);
@@ -1008,6 +1045,217 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
             await ReplyErrorAsync(envelope.Id, ex, token);
         }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Durable streams (docs/durability.md)
+    // ---------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Stores the event in its stream (the sequence is taken now, so one session's publishes keep
+    /// their order), publishes it on the bus, and answers an acknowledged publish once the store
+    /// is persisted, without holding up the read loop (up to <see cref="MaxDurableInFlight"/>).
+    /// </summary>
+    private async ValueTask PublishDurableAsync(Envelope envelope, DurableStream stream, bool acked, CancellationToken token)
+    {
+        if (_bus.Options.MaxEnvelopeBytes > 0 && envelope.CalculateSize() > _bus.Options.MaxEnvelopeBytes)
+        {
+            await ReplyErrorAsync(envelope.Id, TooLarge(envelope), token);
+            return;
+        }
+
+        Task<long> stored;
+        bool duplicate;
+        try
+        {
+            (stored, duplicate) = stream.Append(envelope);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or ArgumentOutOfRangeException)
+        {
+            await ReplyErrorAsync(envelope.Id, new LoomException(ErrorCode.Unavailable, $"Envelope '{envelope.Id}' on topic '{envelope.Topic}' could not be stored in stream '{stream.Name}': {ex.Message}"), token);
+            return;
+        }
+
+        if (!duplicate)
+        {
+            try
+            {
+                await _bus.PublishAsync(envelope, token); // live subscribers as before; the stored copy is what counts
+            }
+            catch (LoomException)
+            {
+                // Stored: durable consumers get it even when the ephemeral bus refused it.
+            }
+        }
+
+        if (Interlocked.Increment(ref _durableInFlight) > MaxDurableInFlight)
+        {
+            await CompleteDurableAsync(stored, envelope.Id, envelope.Topic, stream.Name, duplicate, acked, token);
+        }
+        else
+        {
+            _ = CompleteDurableAsync(stored, envelope.Id, envelope.Topic, stream.Name, duplicate, acked, token);
+        }
+    }
+
+    private async Task CompleteDurableAsync(Task<long> stored, string id, string topic, string streamName, bool duplicate, bool acked, CancellationToken token)
+    {
+        try
+        {
+            var sequence = await stored.WaitAsync(token);
+            if (acked)
+            {
+                await EnqueueAsync(new ServerMessage { PublishAck = new PublishAck { CorrelationId = id, Stream = streamName, Sequence = (ulong)sequence, Duplicate = duplicate } }, token);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The stream ended; the publisher learns nothing and retries with the same id.
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+        {
+            if (acked)
+            {
+                await ReplyErrorAsync(id, new LoomException(ErrorCode.Unavailable, $"Envelope '{id}' on topic '{topic}' could not be persisted in stream '{streamName}': {ex.Message}"), token).AsTask().ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+        catch (RpcException)
+        {
+            // The agent stopped reading its stream; it is ended by the write loop.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _durableInFlight);
+        }
+    }
+
+    private DurableStream? StreamFor(string name, string correlationId, string path, out LoomException? error)
+    {
+        error = null;
+        if (Streams is null)
+        {
+            error = new InvalidParamsException("This bridge has no durable streams: define them in loom.yaml streams: (docs/durability.md).", path);
+            return null;
+        }
+
+        if (!Streams.TryGet(name, out var stream))
+        {
+            error = new InvalidParamsException($"There is no durable stream '{name}'; the bridge has {string.Join(", ", Streams.Streams.Select(s => s.Name))}.", path);
+            return null;
+        }
+
+        foreach (var subject in stream.Config.Subjects)
+        {
+            if (Refused(PermissionAction.Subscribe, subject) is { } refusal)
+            {
+                error = refusal;
+                return null;
+            }
+        }
+
+        return stream;
+    }
+
+    private async ValueTask ConsumerRequestAsync(ConsumerRequest request, CancellationToken token)
+    {
+        var correlationId = request.CorrelationId;
+        switch (request.OpCase)
+        {
+            case ConsumerRequest.OpOneofCase.Attach:
+            {
+                var config = request.Attach.Config ?? new ConsumerConfig();
+                if (DurableConsumer.Check(config) is { } invalid)
+                {
+                    await ReplyErrorAsync(correlationId, invalid, token);
+                    return;
+                }
+
+                if (StreamFor(config.Stream, correlationId, "/config/stream", out var error) is not { } stream)
+                {
+                    await ReplyErrorAsync(correlationId, error!, token);
+                    return;
+                }
+
+                var consumer = stream.GetOrCreateConsumer(config);
+                lock (_gate)
+                {
+                    if (!_consumers.Contains(consumer))
+                    {
+                        _consumers.Add(consumer);
+                    }
+                }
+
+                consumer.Attach(this, SendDurableAsync);
+                await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = consumer.Info() } }, token);
+                break;
+            }
+
+            case ConsumerRequest.OpOneofCase.Ack:
+            {
+                var ack = request.Ack;
+                if (Streams is not null && Streams.TryGet(ack.Stream, out var stream) && stream.TryGetConsumer(ack.Consumer, out var consumer))
+                {
+                    consumer.Acknowledge(ack.Sequences, ack.Kind, ack.DelayMs);
+                    if (correlationId.Length > 0)
+                    {
+                        await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = consumer.Info() } }, token);
+                    }
+                }
+                else if (correlationId.Length > 0)
+                {
+                    await ReplyErrorAsync(correlationId, new InvalidParamsException($"There is no consumer '{ack.Consumer}' on stream '{ack.Stream}'.", "/ack/consumer"), token);
+                }
+
+                break;
+            }
+
+            case ConsumerRequest.OpOneofCase.Detach:
+            {
+                var detach = request.Detach;
+                if (StreamFor(detach.Stream, correlationId, "/detach/stream", out var error) is not { } stream || !stream.TryGetConsumer(detach.Consumer, out var consumer))
+                {
+                    await ReplyErrorAsync(correlationId, error ?? new InvalidParamsException($"There is no consumer '{detach.Consumer}' on stream '{detach.Stream}'.", "/detach/consumer"), token);
+                    return;
+                }
+
+                consumer.Detach(this);
+                var info = consumer.Info();
+                lock (_gate)
+                {
+                    _consumers.Remove(consumer);
+                }
+
+                if (detach.Delete)
+                {
+                    await stream.DeleteConsumerAsync(consumer.Name);
+                }
+
+                await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = info } }, token);
+                break;
+            }
+
+            default:
+                await ReplyErrorAsync(correlationId, new InvalidParamsException("A consumer request needs attach, ack or detach."), token);
+                break;
+        }
+    }
+
+    /// <summary>A durable consumer's delivery: waits for room in the control queue (max_ack_pending bounds how many).</summary>
+    private async ValueTask SendDurableAsync(ServerMessage message, CancellationToken token)
+    {
+        await _control.Writer.WriteAsync(message, token);
+        Wake();
+    }
+
+    private async ValueTask ReadStreamAsync(StreamReadRequest request, CancellationToken token)
+    {
+        if (StreamFor(request.Stream, request.CorrelationId, "/stream", out var error) is not { } stream)
+        {
+            await EnqueueAsync(new ServerMessage { Read = new StreamReadResponse { CorrelationId = request.CorrelationId, Error = error!.ToError() } }, token);
+            return;
+        }
+
+        await EnqueueAsync(new ServerMessage { Read = StreamReads.Read(stream, request, _options.MaxForwardedBytes) }, token);
     }
 
     private ResourceExhaustedException TooLarge(Envelope envelope)
@@ -1308,6 +1556,18 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             _subscriptions = [];
             capabilities = _capabilities;
             _capabilities = [];
+        }
+
+        List<DurableConsumer> consumers;
+        lock (_gate)
+        {
+            consumers = [.. _consumers];
+            _consumers.Clear();
+        }
+
+        foreach (var consumer in consumers)
+        {
+            consumer.Detach(this);
         }
 
         // Its own registrations, not whatever is registered under its agent id: a new session of

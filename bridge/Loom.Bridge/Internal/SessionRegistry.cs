@@ -70,6 +70,9 @@ internal sealed partial class SessionRegistry : IDisposable
     /// with a few subscriptions and capabilities costs tens to a hundred-odd KB, so this leaves most
     /// of the memory to what they queue and store (24 GiB gives 24,576).
     /// </summary>
+    /// <summary>The durable streams sessions publish to and consume from (null: none configured).</summary>
+    public Internal.Streams.StreamHost? Streams { get; init; }
+
     public static int DefaultMaxSessions() =>
         (int)Math.Clamp(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024L * 1024), 1024, 65536);
 
@@ -295,6 +298,7 @@ internal sealed partial class SessionRegistry : IDisposable
                     Remote = remote,
                     Audit = Audit,
                     Metrics = _metrics,
+                    Streams = Streams,
                     Warnings = _warnings,
                     IsShuttingDown = () => _shuttingDown,
                     SubscriptionsChanged = changed =>

@@ -39,10 +39,12 @@ internal static class LogsCommand
         var thread = CliOptions.Text("--thread", "Only events of this thread id.", "ID", "a thread id");
         var correlation = CliOptions.Text("--correlation", "Only events with this correlation id (a request and its replies).", "ID", "a correlation id");
         var json = CliOptions.Flag("--json", "One JSON object per line instead of text.");
+        var stream = CliOptions.Text("--stream", "Replay this durable stream (docs/durability.md) instead of following live events; ends at its last event.", "NAME", "a stream name (letters, digits, '-', '_')", n => n.Length > 0 && n.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') ? null : "not a stream name", "a b");
+        var from = CliOptions.Text("--from", "With --stream: start at this sequence number or time (ISO-8601, e.g. 2026-12-03T16:00:00Z). Default: the first event held.", "SEQ|TIME", "a sequence number (1 or more) or an ISO-8601 time", FromProblem, "yesterday");
         var token = BridgeCredentials.TokenOption();
         var command = new Command("logs", "Follow events live on a running bridge, filtered by agent, thread, correlation id or topic pattern. Ctrl+C stops.")
         {
-            url, topic, agent, thread, correlation, json, token,
+            url, topic, agent, thread, correlation, json, token, stream, from,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -81,6 +83,12 @@ internal static class LogsCommand
 
             await using (connection)
             {
+                if (parse.GetValue(stream) is { } streamName)
+                {
+                    return await ReplayAsync(connection, streamName, parse.GetValue(from), parse.GetValue(topic)!, e =>
+                        (sender is null || e.Sender == sender) && (threadId is null || e.ThreadId == threadId) && (correlationId is null || e.CorrelationId == correlationId), asJson, cancellationToken);
+                }
+
                 var ownInbox = $"_inbox.{connection.AgentId.Replace('.', '_')}.";
                 try
                 {
@@ -132,6 +140,70 @@ internal static class LogsCommand
             }
         });
         return command;
+    }
+
+    private static string? FromProblem(string text) =>
+        (ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0)
+        || DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out _)
+            ? null
+            : "neither a sequence number nor a time";
+
+    /// <summary><c>--stream NAME [--from SEQ|TIME]</c>: prints the stored events in pages of 500 up to the stream's last one.</summary>
+    private static async Task<int> ReplayAsync(LoomConnection connection, string stream, string? from, string pattern, Func<Envelope, bool> keep, bool asJson, CancellationToken cancellationToken)
+    {
+        var request = new StreamReadRequest { Stream = stream, MaxEvents = 500 };
+        if (from is not null && ulong.TryParse(from, NumberStyles.None, CultureInfo.InvariantCulture, out var sequence))
+        {
+            request.StartSequence = sequence;
+        }
+        else if (from is not null)
+        {
+            request.StartUnixMs = DateTimeOffset.Parse(from, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal).ToUnixTimeMilliseconds();
+        }
+
+        try
+        {
+            while (true)
+            {
+                var page = await connection.ReadStreamAsync(request, cancellationToken);
+                foreach (var stored in page.Events)
+                {
+                    var e = stored.Envelope;
+                    if (!Topics.Matches(pattern, e.Topic) || !keep(e))
+                    {
+                        continue;
+                    }
+
+                    if (asJson)
+                    {
+                        var o = JsonNode.Parse(ToJson(e))!.AsObject();
+                        o["sequence"] = stored.Sequence;
+                        Console.WriteLine(o.ToJsonString(Relaxed));
+                    }
+                    else
+                    {
+                        AnsiConsole.Markup($"[grey]#{stored.Sequence}[/] ");
+                        Print(e);
+                    }
+                }
+
+                if (page.Events.Count == 0 || page.Events[^1].Sequence >= page.LastSequence)
+                {
+                    return 0;
+                }
+
+                request = new StreamReadRequest { Stream = stream, MaxEvents = 500, StartSequence = page.Events[^1].Sequence + 1 };
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return 0;
+        }
+        catch (LoomException ex)
+        {
+            await Console.Error.WriteLineAsync($"loom logs: {CliErrors.OneLine(ex.Message)}");
+            return ex.Code == ErrorCode.InvalidParams ? 2 : 1;
+        }
     }
 
     private static void Print(Envelope e)

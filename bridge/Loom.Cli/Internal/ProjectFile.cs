@@ -82,7 +82,9 @@ internal sealed record ProjectFile(
     IReadOnlyList<McpServerSpec> McpServers,
     McpExposeSpec? McpExpose,
     IReadOnlyDictionary<string, Loom.Bridge.IdentityPermissions>? Permissions = null,
-    Loom.Llm.LlmOptions? Llm = null);
+    Loom.Llm.LlmOptions? Llm = null,
+    IReadOnlyList<Loom.Bridge.StreamConfig>? Streams = null,
+    string? DataDir = null);
 
 /// <summary>A <c>loom.yaml</c> that cannot be used: names the file, line, column and field, and says what to fix.</summary>
 internal sealed class ProjectFileException : Exception
@@ -200,7 +202,7 @@ internal static partial class ProjectFileLoader
             throw reader.Error(node, "", "the file must be a mapping with at least 'agents:'");
         }
 
-        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions", "llm");
+        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions", "llm", "streams", "data_dir");
         var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
         var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
         var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"), directory);
@@ -301,7 +303,99 @@ internal static partial class ProjectFileLoader
 
         var permissions = top.TryGetValue("permissions", out var permissionsNode) ? ReadPermissions(reader, permissionsNode) : null;
         var llm = top.TryGetValue("llm", out var llmNode) ? ReadLlm(reader, llmNode) : null;
-        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions, llm);
+        var streams = top.TryGetValue("streams", out var streamsNode) ? ReadStreams(reader, streamsNode) : null;
+        var dataDir = top.TryGetValue("data_dir", out var dataDirNode) ? System.IO.Path.GetFullPath(reader.String(dataDirNode, "data_dir"), directory) : null;
+        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions, llm, streams, dataDir);
+    }
+
+    /// <summary>
+    /// <c>streams: [{ name, subjects, max_age, max_bytes, max_events, duplicate_window, fsync }]</c>
+    /// (docs/durability.md): durations as 90s, 30m, 24h, 7d or milliseconds; sizes as bytes or with KiB, MiB, GiB.
+    /// </summary>
+    private static List<Loom.Bridge.StreamConfig> ReadStreams(Reader reader, YamlNode node)
+    {
+        var list = reader.Sequence(node, "streams");
+        var streams = new List<Loom.Bridge.StreamConfig>();
+        for (var i = 0; i < list.Children.Count; i++)
+        {
+            var field = $"streams[{i}]";
+            var s = reader.Keys(reader.Mapping(list.Children[i], field), field, "name", "subjects", "max_age", "max_bytes", "max_events", "duplicate_window", "fsync");
+            if (!s.TryGetValue("name", out var nameNode))
+            {
+                throw reader.Error(list.Children[i], field + ".name", "missing: a stream needs a name (letters, digits, '-', '_')");
+            }
+
+            if (!s.TryGetValue("subjects", out var subjectsNode))
+            {
+                throw reader.Error(list.Children[i], field + ".subjects", "missing: the topic patterns the stream captures, e.g. [orders.>]");
+            }
+
+            var name = reader.String(nameNode, field + ".name");
+            if (streams.Exists(x => x.Name == name))
+            {
+                throw reader.Error(nameNode, field + ".name", $"'{name}' is declared twice; stream names must be unique");
+            }
+
+            var subjects = reader.Strings(subjectsNode, field + ".subjects");
+            foreach (var subject in subjects)
+            {
+                if (TopicPatternReason(subject) is { } reason)
+                {
+                    throw reader.Error(subjectsNode, field + ".subjects", $"'{subject}' is not a topic pattern: {reason}");
+                }
+            }
+
+            streams.Add(new Loom.Bridge.StreamConfig
+            {
+                Name = name,
+                Subjects = subjects,
+                MaxAge = s.TryGetValue("max_age", out var age) ? Duration(reader, age, field + ".max_age") : TimeSpan.Zero,
+                MaxBytes = s.TryGetValue("max_bytes", out var bytes) ? Size(reader, bytes, field + ".max_bytes") : 0,
+                MaxEvents = s.TryGetValue("max_events", out var events) ? Size(reader, events, field + ".max_events", units: false) : 0,
+                DuplicateWindow = s.TryGetValue("duplicate_window", out var window) ? Duration(reader, window, field + ".duplicate_window") : TimeSpan.FromMinutes(2),
+                Fsync = !s.TryGetValue("fsync", out var fsync) || reader.OneOf(fsync, field + ".fsync", ["true", "false"]) == "true",
+            });
+        }
+
+        return streams;
+    }
+
+    private static TimeSpan Duration(Reader reader, YamlNode node, string field)
+    {
+        var text = reader.String(node, field).Trim();
+        var (digits, unit) = text.Length > 0 && char.IsAsciiLetter(text[^1]) ? (text[..^1], text[^1]) : (text, 'x');
+        if (long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+        {
+            switch (unit)
+            {
+                case 'x': return TimeSpan.FromMilliseconds(n);
+                case 's': return TimeSpan.FromSeconds(n);
+                case 'm': return TimeSpan.FromMinutes(n);
+                case 'h': return TimeSpan.FromHours(n);
+                case 'd': return TimeSpan.FromDays(n);
+                default: break;
+            }
+        }
+
+        throw reader.Error(node, field, $"expected a duration such as 90s, 30m, 24h, 7d or a number of milliseconds; got '{text}'");
+    }
+
+    private static long Size(Reader reader, YamlNode node, string field, bool units = true)
+    {
+        var text = reader.String(node, field).Trim();
+        long scale = 1;
+        foreach (var (suffix, factor) in units ? new[] { ("KiB", 1L << 10), ("MiB", 1L << 20), ("GiB", 1L << 30) } : [])
+        {
+            if (text.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                text = text[..^suffix.Length].Trim();
+                scale = factor;
+            }
+        }
+
+        return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= long.MaxValue / scale
+            ? n * scale
+            : throw reader.Error(node, field, units ? $"expected a size such as 1048576, 512MiB or 10GiB; got '{reader.String(node, field)}'" : $"expected a whole number; got '{text}'");
     }
 
     private static readonly string[] PermissionKinds = ["publish", "subscribe", "provide", "call", "memory_read", "memory_write", "collaboration"];

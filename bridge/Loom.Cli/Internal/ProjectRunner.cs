@@ -287,6 +287,8 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             McpAllowedHosts = project.Bridge.Security?.McpAllowedHosts ?? [],
             Permissions = project.Permissions,
             Audit = AuditFor(project),
+            Streams = project.Streams ?? [],
+            DataDirectory = project.DataDir ?? (project.Streams is { Count: > 0 } ? Path.Combine(project.Directory, ".loom", "data") : null),
             McpServers = servers,
             Llm = project.Llm ?? new Loom.Llm.LlmOptions(),
             Mcp = project.McpExpose is { } e

@@ -8,6 +8,7 @@ internal enum PendingKind
     Subscribe,
     Unsubscribe,
     Memory,
+    Durable,
 }
 
 /// <summary>

@@ -1037,8 +1037,17 @@ export namespace loom {
             /** ClientMessage cancel. */
             cancel?: (loom.v1.CancelCall.$Properties|null);
 
+            /** ClientMessage publishAcked. */
+            publishAcked?: (loom.v1.PublishRequest.$Properties|null);
+
+            /** ClientMessage consumer. */
+            consumer?: (loom.v1.ConsumerRequest.$Properties|null);
+
+            /** ClientMessage read. */
+            read?: (loom.v1.StreamReadRequest.$Properties|null);
+
             /** ClientMessage kind. */
-            kind?: ("publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel");
+            kind?: ("publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read");
 
             /**
              * Creates a new ClientMessage instance using the specified properties.
@@ -1096,8 +1105,17 @@ export namespace loom {
                 /** ClientMessage cancel */
                 cancel?: (loom.v1.CancelCall.$Properties|null);
 
+                /** ClientMessage publishAcked */
+                publishAcked?: (loom.v1.PublishRequest.$Properties|null);
+
+                /** ClientMessage consumer */
+                consumer?: (loom.v1.ConsumerRequest.$Properties|null);
+
+                /** ClientMessage read */
+                read?: (loom.v1.StreamReadRequest.$Properties|null);
+
                 /** ClientMessage kind */
-                kind?: ("publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel");
+                kind?: ("publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read");
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
@@ -1113,9 +1131,12 @@ export namespace loom {
               heartbeat?: loom.v1.HeartbeatPing.$Shape|null;
               memory?: loom.v1.MemoryRequest.$Shape|null;
               cancel?: loom.v1.CancelCall.$Shape|null;
+              publishAcked?: loom.v1.PublishRequest.$Shape|null;
+              consumer?: loom.v1.ConsumerRequest.$Shape|null;
+              read?: loom.v1.StreamReadRequest.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ kind?: undefined; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "publish"; publish: loom.v1.Envelope.$Shape; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "subscribe"; publish?: null; subscribe: loom.v1.SubscribeRequest.$Shape; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "unsubscribe"; publish?: null; subscribe?: null; unsubscribe: loom.v1.UnsubscribeRequest.$Shape; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "call"; publish?: null; subscribe?: null; unsubscribe?: null; call: loom.v1.ActionCall.$Shape; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "result"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result: loom.v1.ActionResult.$Shape; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "heartbeat"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; memory?: null; cancel?: null }|{ kind?: "memory"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory: loom.v1.MemoryRequest.$Shape; cancel?: null }|{ kind?: "cancel"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape })
+              ({ kind?: undefined; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "publish"; publish: loom.v1.Envelope.$Shape; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "subscribe"; publish?: null; subscribe: loom.v1.SubscribeRequest.$Shape; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "unsubscribe"; publish?: null; subscribe?: null; unsubscribe: loom.v1.UnsubscribeRequest.$Shape; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "call"; publish?: null; subscribe?: null; unsubscribe?: null; call: loom.v1.ActionCall.$Shape; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "result"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result: loom.v1.ActionResult.$Shape; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "heartbeat"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "memory"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory: loom.v1.MemoryRequest.$Shape; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "cancel"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "publishAcked"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked: loom.v1.PublishRequest.$Shape; consumer?: null; read?: null }|{ kind?: "consumer"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer: loom.v1.ConsumerRequest.$Shape; read?: null }|{ kind?: "read"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read: loom.v1.StreamReadRequest.$Shape })
             );
         }
 
@@ -1162,8 +1183,17 @@ export namespace loom {
             /** ServerMessage cancel. */
             cancel?: (loom.v1.CancelCall.$Properties|null);
 
+            /** ServerMessage publishAck. */
+            publishAck?: (loom.v1.PublishAck.$Properties|null);
+
+            /** ServerMessage consumer. */
+            consumer?: (loom.v1.ConsumerReply.$Properties|null);
+
+            /** ServerMessage read. */
+            read?: (loom.v1.StreamReadResponse.$Properties|null);
+
             /** ServerMessage kind. */
-            kind?: ("deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel");
+            kind?: ("deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read");
 
             /**
              * Creates a new ServerMessage instance using the specified properties.
@@ -1221,8 +1251,17 @@ export namespace loom {
                 /** ServerMessage cancel */
                 cancel?: (loom.v1.CancelCall.$Properties|null);
 
+                /** ServerMessage publishAck */
+                publishAck?: (loom.v1.PublishAck.$Properties|null);
+
+                /** ServerMessage consumer */
+                consumer?: (loom.v1.ConsumerReply.$Properties|null);
+
+                /** ServerMessage read */
+                read?: (loom.v1.StreamReadResponse.$Properties|null);
+
                 /** ServerMessage kind */
-                kind?: ("deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel");
+                kind?: ("deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read");
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
@@ -1238,9 +1277,12 @@ export namespace loom {
               error?: loom.v1.ErrorReply.$Shape|null;
               memory?: loom.v1.MemoryResponse.$Shape|null;
               cancel?: loom.v1.CancelCall.$Shape|null;
+              publishAck?: loom.v1.PublishAck.$Shape|null;
+              consumer?: loom.v1.ConsumerReply.$Shape|null;
+              read?: loom.v1.StreamReadResponse.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ kind?: undefined; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "deliver"; deliver: loom.v1.Delivery.$Shape; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "call"; deliver?: null; call: loom.v1.ActionCall.$Shape; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "result"; deliver?: null; call?: null; result: loom.v1.ActionResult.$Shape; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "ack"; deliver?: null; call?: null; result?: null; ack: loom.v1.Ack.$Shape; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "heartbeat"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; error?: null; memory?: null; cancel?: null }|{ kind?: "error"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error: loom.v1.ErrorReply.$Shape; memory?: null; cancel?: null }|{ kind?: "memory"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory: loom.v1.MemoryResponse.$Shape; cancel?: null }|{ kind?: "cancel"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape })
+              ({ kind?: undefined; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "deliver"; deliver: loom.v1.Delivery.$Shape; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "call"; deliver?: null; call: loom.v1.ActionCall.$Shape; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "result"; deliver?: null; call?: null; result: loom.v1.ActionResult.$Shape; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "ack"; deliver?: null; call?: null; result?: null; ack: loom.v1.Ack.$Shape; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "heartbeat"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "error"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error: loom.v1.ErrorReply.$Shape; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "memory"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory: loom.v1.MemoryResponse.$Shape; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "cancel"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAck?: null; consumer?: null; read?: null }|{ kind?: "publishAck"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck: loom.v1.PublishAck.$Shape; consumer?: null; read?: null }|{ kind?: "consumer"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer: loom.v1.ConsumerReply.$Shape; read?: null }|{ kind?: "read"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read: loom.v1.StreamReadResponse.$Shape })
             );
         }
 
@@ -1268,6 +1310,18 @@ export namespace loom {
 
             /** Delivery envelope. */
             envelope?: (loom.v1.Envelope.$Properties|null);
+
+            /** Delivery consumer. */
+            consumer: string;
+
+            /** Delivery stream. */
+            stream: string;
+
+            /** Delivery streamSequence. */
+            streamSequence: number;
+
+            /** Delivery deliveryCount. */
+            deliveryCount: number;
 
             /**
              * Creates a new Delivery instance using the specified properties.
@@ -1306,6 +1360,18 @@ export namespace loom {
 
                 /** Delivery envelope */
                 envelope?: (loom.v1.Envelope.$Properties|null);
+
+                /** Delivery consumer */
+                consumer?: (string|null);
+
+                /** Delivery stream */
+                stream?: (string|null);
+
+                /** Delivery streamSequence */
+                streamSequence?: (number|null);
+
+                /** Delivery deliveryCount */
+                deliveryCount?: (number|null);
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
@@ -2780,6 +2846,1054 @@ export namespace loom {
 
             /** Shape of a MemoryResponse. */
             type $Shape = loom.v1.MemoryResponse.$Properties;
+        }
+
+        /**
+         * Properties of a PublishRequest.
+         * @deprecated Use loom.v1.PublishRequest.$Properties instead.
+         */
+        interface IPublishRequest extends loom.v1.PublishRequest.$Properties {
+        }
+
+        /** Represents a PublishRequest. */
+        class PublishRequest {
+
+            /**
+             * Constructs a new PublishRequest.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.PublishRequest.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** PublishRequest envelope. */
+            envelope?: (loom.v1.Envelope.$Properties|null);
+
+            /**
+             * Creates a new PublishRequest instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns PublishRequest instance
+             */
+            static create(properties: loom.v1.PublishRequest.$Shape): loom.v1.PublishRequest & loom.v1.PublishRequest.$Shape;
+            static create(properties?: loom.v1.PublishRequest.$Properties): loom.v1.PublishRequest;
+
+            /**
+             * Encodes the specified PublishRequest message. Does not implicitly {@link loom.v1.PublishRequest.verify|verify} messages.
+             * @param message PublishRequest message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.PublishRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a PublishRequest message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.PublishRequest & loom.v1.PublishRequest.$Shape} PublishRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.PublishRequest & loom.v1.PublishRequest.$Shape;
+        }
+
+        namespace PublishRequest {
+
+            /** Properties of a PublishRequest. */
+            interface $Properties {
+
+                /** PublishRequest envelope */
+                envelope?: (loom.v1.Envelope.$Properties|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a PublishRequest. */
+            type $Shape = loom.v1.PublishRequest.$Properties;
+        }
+
+        /**
+         * Properties of a PublishAck.
+         * @deprecated Use loom.v1.PublishAck.$Properties instead.
+         */
+        interface IPublishAck extends loom.v1.PublishAck.$Properties {
+        }
+
+        /** Represents a PublishAck. */
+        class PublishAck {
+
+            /**
+             * Constructs a new PublishAck.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.PublishAck.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** PublishAck correlationId. */
+            correlationId: string;
+
+            /** PublishAck stream. */
+            stream: string;
+
+            /** PublishAck sequence. */
+            sequence: number;
+
+            /** PublishAck duplicate. */
+            duplicate: boolean;
+
+            /**
+             * Creates a new PublishAck instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns PublishAck instance
+             */
+            static create(properties: loom.v1.PublishAck.$Shape): loom.v1.PublishAck & loom.v1.PublishAck.$Shape;
+            static create(properties?: loom.v1.PublishAck.$Properties): loom.v1.PublishAck;
+
+            /**
+             * Encodes the specified PublishAck message. Does not implicitly {@link loom.v1.PublishAck.verify|verify} messages.
+             * @param message PublishAck message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.PublishAck.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a PublishAck message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.PublishAck & loom.v1.PublishAck.$Shape} PublishAck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.PublishAck & loom.v1.PublishAck.$Shape;
+        }
+
+        namespace PublishAck {
+
+            /** Properties of a PublishAck. */
+            interface $Properties {
+
+                /** PublishAck correlationId */
+                correlationId?: (string|null);
+
+                /** PublishAck stream */
+                stream?: (string|null);
+
+                /** PublishAck sequence */
+                sequence?: (number|null);
+
+                /** PublishAck duplicate */
+                duplicate?: (boolean|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a PublishAck. */
+            type $Shape = loom.v1.PublishAck.$Properties;
+        }
+
+        /** DeliverPolicy enum. */
+        enum DeliverPolicy {
+
+            /** DELIVER_POLICY_UNSPECIFIED value */
+            DELIVER_POLICY_UNSPECIFIED = 0,
+
+            /** DELIVER_POLICY_ALL value */
+            DELIVER_POLICY_ALL = 1,
+
+            /** DELIVER_POLICY_NEW value */
+            DELIVER_POLICY_NEW = 2,
+
+            /** DELIVER_POLICY_BY_SEQUENCE value */
+            DELIVER_POLICY_BY_SEQUENCE = 3,
+
+            /** DELIVER_POLICY_BY_TIME value */
+            DELIVER_POLICY_BY_TIME = 4
+        }
+
+        /** AckKind enum. */
+        enum AckKind {
+
+            /** ACK_KIND_UNSPECIFIED value */
+            ACK_KIND_UNSPECIFIED = 0,
+
+            /** ACK_KIND_ACK value */
+            ACK_KIND_ACK = 1,
+
+            /** ACK_KIND_NAK value */
+            ACK_KIND_NAK = 2,
+
+            /** ACK_KIND_IN_PROGRESS value */
+            ACK_KIND_IN_PROGRESS = 3,
+
+            /** ACK_KIND_TERMINATE value */
+            ACK_KIND_TERMINATE = 4
+        }
+
+        /**
+         * Properties of a ConsumerConfig.
+         * @deprecated Use loom.v1.ConsumerConfig.$Properties instead.
+         */
+        interface IConsumerConfig extends loom.v1.ConsumerConfig.$Properties {
+        }
+
+        /** Represents a ConsumerConfig. */
+        class ConsumerConfig {
+
+            /**
+             * Constructs a new ConsumerConfig.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.ConsumerConfig.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** ConsumerConfig name. */
+            name: string;
+
+            /** ConsumerConfig stream. */
+            stream: string;
+
+            /** ConsumerConfig filter. */
+            filter: string;
+
+            /** ConsumerConfig deliver. */
+            deliver: loom.v1.DeliverPolicy;
+
+            /** ConsumerConfig startSequence. */
+            startSequence: number;
+
+            /** ConsumerConfig startUnixMs. */
+            startUnixMs: number;
+
+            /** ConsumerConfig ackWaitMs. */
+            ackWaitMs: number;
+
+            /** ConsumerConfig maxDeliver. */
+            maxDeliver: number;
+
+            /** ConsumerConfig maxAckPending. */
+            maxAckPending: number;
+
+            /** ConsumerConfig deadLetterTopic. */
+            deadLetterTopic: string;
+
+            /**
+             * Creates a new ConsumerConfig instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns ConsumerConfig instance
+             */
+            static create(properties: loom.v1.ConsumerConfig.$Shape): loom.v1.ConsumerConfig & loom.v1.ConsumerConfig.$Shape;
+            static create(properties?: loom.v1.ConsumerConfig.$Properties): loom.v1.ConsumerConfig;
+
+            /**
+             * Encodes the specified ConsumerConfig message. Does not implicitly {@link loom.v1.ConsumerConfig.verify|verify} messages.
+             * @param message ConsumerConfig message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.ConsumerConfig.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a ConsumerConfig message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerConfig & loom.v1.ConsumerConfig.$Shape} ConsumerConfig
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.ConsumerConfig & loom.v1.ConsumerConfig.$Shape;
+        }
+
+        namespace ConsumerConfig {
+
+            /** Properties of a ConsumerConfig. */
+            interface $Properties {
+
+                /** ConsumerConfig name */
+                name?: (string|null);
+
+                /** ConsumerConfig stream */
+                stream?: (string|null);
+
+                /** ConsumerConfig filter */
+                filter?: (string|null);
+
+                /** ConsumerConfig deliver */
+                deliver?: (loom.v1.DeliverPolicy|null);
+
+                /** ConsumerConfig startSequence */
+                startSequence?: (number|null);
+
+                /** ConsumerConfig startUnixMs */
+                startUnixMs?: (number|null);
+
+                /** ConsumerConfig ackWaitMs */
+                ackWaitMs?: (number|null);
+
+                /** ConsumerConfig maxDeliver */
+                maxDeliver?: (number|null);
+
+                /** ConsumerConfig maxAckPending */
+                maxAckPending?: (number|null);
+
+                /** ConsumerConfig deadLetterTopic */
+                deadLetterTopic?: (string|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a ConsumerConfig. */
+            type $Shape = loom.v1.ConsumerConfig.$Properties;
+        }
+
+        /**
+         * Properties of a ConsumerRequest.
+         * @deprecated Use loom.v1.ConsumerRequest.$Properties instead.
+         */
+        interface IConsumerRequest extends loom.v1.ConsumerRequest.$Properties {
+        }
+
+        /** Represents a ConsumerRequest. */
+        class ConsumerRequest {
+
+            /**
+             * Constructs a new ConsumerRequest.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.ConsumerRequest.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** ConsumerRequest correlationId. */
+            correlationId: string;
+
+            /** ConsumerRequest attach. */
+            attach?: (loom.v1.ConsumerAttach.$Properties|null);
+
+            /** ConsumerRequest ack. */
+            ack?: (loom.v1.ConsumerAck.$Properties|null);
+
+            /** ConsumerRequest detach. */
+            detach?: (loom.v1.ConsumerDetach.$Properties|null);
+
+            /** ConsumerRequest op. */
+            op?: ("attach"|"ack"|"detach");
+
+            /**
+             * Creates a new ConsumerRequest instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns ConsumerRequest instance
+             */
+            static create(properties: loom.v1.ConsumerRequest.$Shape): loom.v1.ConsumerRequest & loom.v1.ConsumerRequest.$Shape;
+            static create(properties?: loom.v1.ConsumerRequest.$Properties): loom.v1.ConsumerRequest;
+
+            /**
+             * Encodes the specified ConsumerRequest message. Does not implicitly {@link loom.v1.ConsumerRequest.verify|verify} messages.
+             * @param message ConsumerRequest message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.ConsumerRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a ConsumerRequest message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerRequest & loom.v1.ConsumerRequest.$Shape} ConsumerRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.ConsumerRequest & loom.v1.ConsumerRequest.$Shape;
+        }
+
+        namespace ConsumerRequest {
+
+            /** Properties of a ConsumerRequest. */
+            interface $Properties {
+
+                /** ConsumerRequest correlationId */
+                correlationId?: (string|null);
+
+                /** ConsumerRequest attach */
+                attach?: (loom.v1.ConsumerAttach.$Properties|null);
+
+                /** ConsumerRequest ack */
+                ack?: (loom.v1.ConsumerAck.$Properties|null);
+
+                /** ConsumerRequest detach */
+                detach?: (loom.v1.ConsumerDetach.$Properties|null);
+
+                /** ConsumerRequest op */
+                op?: ("attach"|"ack"|"detach");
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Narrowed shape of a ConsumerRequest. */
+            type $Shape = {
+              correlationId?: string|null;
+              attach?: loom.v1.ConsumerAttach.$Shape|null;
+              ack?: loom.v1.ConsumerAck.$Shape|null;
+              detach?: loom.v1.ConsumerDetach.$Shape|null;
+              $unknowns?: Uint8Array[];
+            } & (
+              ({ op?: undefined; attach?: null; ack?: null; detach?: null }|{ op?: "attach"; attach: loom.v1.ConsumerAttach.$Shape; ack?: null; detach?: null }|{ op?: "ack"; attach?: null; ack: loom.v1.ConsumerAck.$Shape; detach?: null }|{ op?: "detach"; attach?: null; ack?: null; detach: loom.v1.ConsumerDetach.$Shape })
+            );
+        }
+
+        /**
+         * Properties of a ConsumerAttach.
+         * @deprecated Use loom.v1.ConsumerAttach.$Properties instead.
+         */
+        interface IConsumerAttach extends loom.v1.ConsumerAttach.$Properties {
+        }
+
+        /** Represents a ConsumerAttach. */
+        class ConsumerAttach {
+
+            /**
+             * Constructs a new ConsumerAttach.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.ConsumerAttach.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** ConsumerAttach config. */
+            config?: (loom.v1.ConsumerConfig.$Properties|null);
+
+            /**
+             * Creates a new ConsumerAttach instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns ConsumerAttach instance
+             */
+            static create(properties: loom.v1.ConsumerAttach.$Shape): loom.v1.ConsumerAttach & loom.v1.ConsumerAttach.$Shape;
+            static create(properties?: loom.v1.ConsumerAttach.$Properties): loom.v1.ConsumerAttach;
+
+            /**
+             * Encodes the specified ConsumerAttach message. Does not implicitly {@link loom.v1.ConsumerAttach.verify|verify} messages.
+             * @param message ConsumerAttach message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.ConsumerAttach.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a ConsumerAttach message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerAttach & loom.v1.ConsumerAttach.$Shape} ConsumerAttach
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.ConsumerAttach & loom.v1.ConsumerAttach.$Shape;
+        }
+
+        namespace ConsumerAttach {
+
+            /** Properties of a ConsumerAttach. */
+            interface $Properties {
+
+                /** ConsumerAttach config */
+                config?: (loom.v1.ConsumerConfig.$Properties|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a ConsumerAttach. */
+            type $Shape = loom.v1.ConsumerAttach.$Properties;
+        }
+
+        /**
+         * Properties of a ConsumerAck.
+         * @deprecated Use loom.v1.ConsumerAck.$Properties instead.
+         */
+        interface IConsumerAck extends loom.v1.ConsumerAck.$Properties {
+        }
+
+        /** Represents a ConsumerAck. */
+        class ConsumerAck {
+
+            /**
+             * Constructs a new ConsumerAck.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.ConsumerAck.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** ConsumerAck consumer. */
+            consumer: string;
+
+            /** ConsumerAck stream. */
+            stream: string;
+
+            /** ConsumerAck sequences. */
+            sequences: number[];
+
+            /** ConsumerAck kind. */
+            kind: loom.v1.AckKind;
+
+            /** ConsumerAck delayMs. */
+            delayMs: number;
+
+            /**
+             * Creates a new ConsumerAck instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns ConsumerAck instance
+             */
+            static create(properties: loom.v1.ConsumerAck.$Shape): loom.v1.ConsumerAck & loom.v1.ConsumerAck.$Shape;
+            static create(properties?: loom.v1.ConsumerAck.$Properties): loom.v1.ConsumerAck;
+
+            /**
+             * Encodes the specified ConsumerAck message. Does not implicitly {@link loom.v1.ConsumerAck.verify|verify} messages.
+             * @param message ConsumerAck message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.ConsumerAck.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a ConsumerAck message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerAck & loom.v1.ConsumerAck.$Shape} ConsumerAck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.ConsumerAck & loom.v1.ConsumerAck.$Shape;
+        }
+
+        namespace ConsumerAck {
+
+            /** Properties of a ConsumerAck. */
+            interface $Properties {
+
+                /** ConsumerAck consumer */
+                consumer?: (string|null);
+
+                /** ConsumerAck stream */
+                stream?: (string|null);
+
+                /** ConsumerAck sequences */
+                sequences?: (number[]|null);
+
+                /** ConsumerAck kind */
+                kind?: (loom.v1.AckKind|null);
+
+                /** ConsumerAck delayMs */
+                delayMs?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a ConsumerAck. */
+            type $Shape = loom.v1.ConsumerAck.$Properties;
+        }
+
+        /**
+         * Properties of a ConsumerDetach.
+         * @deprecated Use loom.v1.ConsumerDetach.$Properties instead.
+         */
+        interface IConsumerDetach extends loom.v1.ConsumerDetach.$Properties {
+        }
+
+        /** Represents a ConsumerDetach. */
+        class ConsumerDetach {
+
+            /**
+             * Constructs a new ConsumerDetach.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.ConsumerDetach.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** ConsumerDetach consumer. */
+            consumer: string;
+
+            /** ConsumerDetach stream. */
+            stream: string;
+
+            /** ConsumerDetach delete. */
+            delete: boolean;
+
+            /**
+             * Creates a new ConsumerDetach instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns ConsumerDetach instance
+             */
+            static create(properties: loom.v1.ConsumerDetach.$Shape): loom.v1.ConsumerDetach & loom.v1.ConsumerDetach.$Shape;
+            static create(properties?: loom.v1.ConsumerDetach.$Properties): loom.v1.ConsumerDetach;
+
+            /**
+             * Encodes the specified ConsumerDetach message. Does not implicitly {@link loom.v1.ConsumerDetach.verify|verify} messages.
+             * @param message ConsumerDetach message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.ConsumerDetach.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a ConsumerDetach message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerDetach & loom.v1.ConsumerDetach.$Shape} ConsumerDetach
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.ConsumerDetach & loom.v1.ConsumerDetach.$Shape;
+        }
+
+        namespace ConsumerDetach {
+
+            /** Properties of a ConsumerDetach. */
+            interface $Properties {
+
+                /** ConsumerDetach consumer */
+                consumer?: (string|null);
+
+                /** ConsumerDetach stream */
+                stream?: (string|null);
+
+                /** ConsumerDetach delete */
+                "delete"?: (boolean|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a ConsumerDetach. */
+            type $Shape = loom.v1.ConsumerDetach.$Properties;
+        }
+
+        /**
+         * Properties of a ConsumerInfo.
+         * @deprecated Use loom.v1.ConsumerInfo.$Properties instead.
+         */
+        interface IConsumerInfo extends loom.v1.ConsumerInfo.$Properties {
+        }
+
+        /** Represents a ConsumerInfo. */
+        class ConsumerInfo {
+
+            /**
+             * Constructs a new ConsumerInfo.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.ConsumerInfo.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** ConsumerInfo config. */
+            config?: (loom.v1.ConsumerConfig.$Properties|null);
+
+            /** ConsumerInfo ackFloor. */
+            ackFloor: number;
+
+            /** ConsumerInfo nextSequence. */
+            nextSequence: number;
+
+            /** ConsumerInfo pending. */
+            pending: number;
+
+            /** ConsumerInfo streamLastSequence. */
+            streamLastSequence: number;
+
+            /**
+             * Creates a new ConsumerInfo instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns ConsumerInfo instance
+             */
+            static create(properties: loom.v1.ConsumerInfo.$Shape): loom.v1.ConsumerInfo & loom.v1.ConsumerInfo.$Shape;
+            static create(properties?: loom.v1.ConsumerInfo.$Properties): loom.v1.ConsumerInfo;
+
+            /**
+             * Encodes the specified ConsumerInfo message. Does not implicitly {@link loom.v1.ConsumerInfo.verify|verify} messages.
+             * @param message ConsumerInfo message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.ConsumerInfo.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a ConsumerInfo message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerInfo & loom.v1.ConsumerInfo.$Shape} ConsumerInfo
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.ConsumerInfo & loom.v1.ConsumerInfo.$Shape;
+        }
+
+        namespace ConsumerInfo {
+
+            /** Properties of a ConsumerInfo. */
+            interface $Properties {
+
+                /** ConsumerInfo config */
+                config?: (loom.v1.ConsumerConfig.$Properties|null);
+
+                /** ConsumerInfo ackFloor */
+                ackFloor?: (number|null);
+
+                /** ConsumerInfo nextSequence */
+                nextSequence?: (number|null);
+
+                /** ConsumerInfo pending */
+                pending?: (number|null);
+
+                /** ConsumerInfo streamLastSequence */
+                streamLastSequence?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a ConsumerInfo. */
+            type $Shape = loom.v1.ConsumerInfo.$Properties;
+        }
+
+        /**
+         * Properties of a ConsumerReply.
+         * @deprecated Use loom.v1.ConsumerReply.$Properties instead.
+         */
+        interface IConsumerReply extends loom.v1.ConsumerReply.$Properties {
+        }
+
+        /** Represents a ConsumerReply. */
+        class ConsumerReply {
+
+            /**
+             * Constructs a new ConsumerReply.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.ConsumerReply.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** ConsumerReply correlationId. */
+            correlationId: string;
+
+            /** ConsumerReply info. */
+            info?: (loom.v1.ConsumerInfo.$Properties|null);
+
+            /**
+             * Creates a new ConsumerReply instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns ConsumerReply instance
+             */
+            static create(properties: loom.v1.ConsumerReply.$Shape): loom.v1.ConsumerReply & loom.v1.ConsumerReply.$Shape;
+            static create(properties?: loom.v1.ConsumerReply.$Properties): loom.v1.ConsumerReply;
+
+            /**
+             * Encodes the specified ConsumerReply message. Does not implicitly {@link loom.v1.ConsumerReply.verify|verify} messages.
+             * @param message ConsumerReply message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.ConsumerReply.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a ConsumerReply message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerReply & loom.v1.ConsumerReply.$Shape} ConsumerReply
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.ConsumerReply & loom.v1.ConsumerReply.$Shape;
+        }
+
+        namespace ConsumerReply {
+
+            /** Properties of a ConsumerReply. */
+            interface $Properties {
+
+                /** ConsumerReply correlationId */
+                correlationId?: (string|null);
+
+                /** ConsumerReply info */
+                info?: (loom.v1.ConsumerInfo.$Properties|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a ConsumerReply. */
+            type $Shape = loom.v1.ConsumerReply.$Properties;
+        }
+
+        /**
+         * Properties of a StreamReadRequest.
+         * @deprecated Use loom.v1.StreamReadRequest.$Properties instead.
+         */
+        interface IStreamReadRequest extends loom.v1.StreamReadRequest.$Properties {
+        }
+
+        /** Represents a StreamReadRequest. */
+        class StreamReadRequest {
+
+            /**
+             * Constructs a new StreamReadRequest.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.StreamReadRequest.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** StreamReadRequest correlationId. */
+            correlationId: string;
+
+            /** StreamReadRequest stream. */
+            stream: string;
+
+            /** StreamReadRequest startSequence. */
+            startSequence: number;
+
+            /** StreamReadRequest startUnixMs. */
+            startUnixMs: number;
+
+            /** StreamReadRequest maxEvents. */
+            maxEvents: number;
+
+            /**
+             * Creates a new StreamReadRequest instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns StreamReadRequest instance
+             */
+            static create(properties: loom.v1.StreamReadRequest.$Shape): loom.v1.StreamReadRequest & loom.v1.StreamReadRequest.$Shape;
+            static create(properties?: loom.v1.StreamReadRequest.$Properties): loom.v1.StreamReadRequest;
+
+            /**
+             * Encodes the specified StreamReadRequest message. Does not implicitly {@link loom.v1.StreamReadRequest.verify|verify} messages.
+             * @param message StreamReadRequest message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.StreamReadRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a StreamReadRequest message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.StreamReadRequest & loom.v1.StreamReadRequest.$Shape} StreamReadRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.StreamReadRequest & loom.v1.StreamReadRequest.$Shape;
+        }
+
+        namespace StreamReadRequest {
+
+            /** Properties of a StreamReadRequest. */
+            interface $Properties {
+
+                /** StreamReadRequest correlationId */
+                correlationId?: (string|null);
+
+                /** StreamReadRequest stream */
+                stream?: (string|null);
+
+                /** StreamReadRequest startSequence */
+                startSequence?: (number|null);
+
+                /** StreamReadRequest startUnixMs */
+                startUnixMs?: (number|null);
+
+                /** StreamReadRequest maxEvents */
+                maxEvents?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a StreamReadRequest. */
+            type $Shape = loom.v1.StreamReadRequest.$Properties;
+        }
+
+        /**
+         * Properties of a StoredEvent.
+         * @deprecated Use loom.v1.StoredEvent.$Properties instead.
+         */
+        interface IStoredEvent extends loom.v1.StoredEvent.$Properties {
+        }
+
+        /** Represents a StoredEvent. */
+        class StoredEvent {
+
+            /**
+             * Constructs a new StoredEvent.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.StoredEvent.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** StoredEvent sequence. */
+            sequence: number;
+
+            /** StoredEvent storedUnixMs. */
+            storedUnixMs: number;
+
+            /** StoredEvent envelope. */
+            envelope?: (loom.v1.Envelope.$Properties|null);
+
+            /**
+             * Creates a new StoredEvent instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns StoredEvent instance
+             */
+            static create(properties: loom.v1.StoredEvent.$Shape): loom.v1.StoredEvent & loom.v1.StoredEvent.$Shape;
+            static create(properties?: loom.v1.StoredEvent.$Properties): loom.v1.StoredEvent;
+
+            /**
+             * Encodes the specified StoredEvent message. Does not implicitly {@link loom.v1.StoredEvent.verify|verify} messages.
+             * @param message StoredEvent message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.StoredEvent.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a StoredEvent message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.StoredEvent & loom.v1.StoredEvent.$Shape} StoredEvent
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.StoredEvent & loom.v1.StoredEvent.$Shape;
+        }
+
+        namespace StoredEvent {
+
+            /** Properties of a StoredEvent. */
+            interface $Properties {
+
+                /** StoredEvent sequence */
+                sequence?: (number|null);
+
+                /** StoredEvent storedUnixMs */
+                storedUnixMs?: (number|null);
+
+                /** StoredEvent envelope */
+                envelope?: (loom.v1.Envelope.$Properties|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a StoredEvent. */
+            type $Shape = loom.v1.StoredEvent.$Properties;
+        }
+
+        /**
+         * Properties of a StreamReadResponse.
+         * @deprecated Use loom.v1.StreamReadResponse.$Properties instead.
+         */
+        interface IStreamReadResponse extends loom.v1.StreamReadResponse.$Properties {
+        }
+
+        /** Represents a StreamReadResponse. */
+        class StreamReadResponse {
+
+            /**
+             * Constructs a new StreamReadResponse.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.StreamReadResponse.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** StreamReadResponse correlationId. */
+            correlationId: string;
+
+            /** StreamReadResponse events. */
+            events: loom.v1.StoredEvent.$Properties[];
+
+            /** StreamReadResponse firstSequence. */
+            firstSequence: number;
+
+            /** StreamReadResponse lastSequence. */
+            lastSequence: number;
+
+            /** StreamReadResponse error. */
+            error?: (loom.v1.Error.$Properties|null);
+
+            /**
+             * Creates a new StreamReadResponse instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns StreamReadResponse instance
+             */
+            static create(properties: loom.v1.StreamReadResponse.$Shape): loom.v1.StreamReadResponse & loom.v1.StreamReadResponse.$Shape;
+            static create(properties?: loom.v1.StreamReadResponse.$Properties): loom.v1.StreamReadResponse;
+
+            /**
+             * Encodes the specified StreamReadResponse message. Does not implicitly {@link loom.v1.StreamReadResponse.verify|verify} messages.
+             * @param message StreamReadResponse message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.StreamReadResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a StreamReadResponse message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.StreamReadResponse & loom.v1.StreamReadResponse.$Shape} StreamReadResponse
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.StreamReadResponse & loom.v1.StreamReadResponse.$Shape;
+        }
+
+        namespace StreamReadResponse {
+
+            /** Properties of a StreamReadResponse. */
+            interface $Properties {
+
+                /** StreamReadResponse correlationId */
+                correlationId?: (string|null);
+
+                /** StreamReadResponse events */
+                events?: (loom.v1.StoredEvent.$Properties[]|null);
+
+                /** StreamReadResponse firstSequence */
+                firstSequence?: (number|null);
+
+                /** StreamReadResponse lastSequence */
+                lastSequence?: (number|null);
+
+                /** StreamReadResponse error */
+                error?: (loom.v1.Error.$Properties|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a StreamReadResponse. */
+            type $Shape = loom.v1.StreamReadResponse.$Properties;
         }
 
         /**

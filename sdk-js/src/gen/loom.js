@@ -2622,7 +2622,10 @@ export const loom = $root.loom = (() => {
              * @property {loom.v1.HeartbeatPing.$Properties|null} [heartbeat] ClientMessage heartbeat
              * @property {loom.v1.MemoryRequest.$Properties|null} [memory] ClientMessage memory
              * @property {loom.v1.CancelCall.$Properties|null} [cancel] ClientMessage cancel
-             * @property {"publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"} [kind] ClientMessage kind
+             * @property {loom.v1.PublishRequest.$Properties|null} [publishAcked] ClientMessage publishAcked
+             * @property {loom.v1.ConsumerRequest.$Properties|null} [consumer] ClientMessage consumer
+             * @property {loom.v1.StreamReadRequest.$Properties|null} [read] ClientMessage read
+             * @property {"publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read"} [kind] ClientMessage kind
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2645,9 +2648,12 @@ export const loom = $root.loom = (() => {
              *   heartbeat?: loom.v1.HeartbeatPing.$Shape|null;
              *   memory?: loom.v1.MemoryRequest.$Shape|null;
              *   cancel?: loom.v1.CancelCall.$Shape|null;
+             *   publishAcked?: loom.v1.PublishRequest.$Shape|null;
+             *   consumer?: loom.v1.ConsumerRequest.$Shape|null;
+             *   read?: loom.v1.StreamReadRequest.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ kind?: undefined; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "publish"; publish: loom.v1.Envelope.$Shape; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "subscribe"; publish?: null; subscribe: loom.v1.SubscribeRequest.$Shape; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "unsubscribe"; publish?: null; subscribe?: null; unsubscribe: loom.v1.UnsubscribeRequest.$Shape; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "call"; publish?: null; subscribe?: null; unsubscribe?: null; call: loom.v1.ActionCall.$Shape; result?: null; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "result"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result: loom.v1.ActionResult.$Shape; heartbeat?: null; memory?: null; cancel?: null }|{ kind?: "heartbeat"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; memory?: null; cancel?: null }|{ kind?: "memory"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory: loom.v1.MemoryRequest.$Shape; cancel?: null }|{ kind?: "cancel"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape })
+             *   ({ kind?: undefined; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "publish"; publish: loom.v1.Envelope.$Shape; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "subscribe"; publish?: null; subscribe: loom.v1.SubscribeRequest.$Shape; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "unsubscribe"; publish?: null; subscribe?: null; unsubscribe: loom.v1.UnsubscribeRequest.$Shape; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "call"; publish?: null; subscribe?: null; unsubscribe?: null; call: loom.v1.ActionCall.$Shape; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "result"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result: loom.v1.ActionResult.$Shape; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "heartbeat"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "memory"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory: loom.v1.MemoryRequest.$Shape; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "cancel"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "publishAcked"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked: loom.v1.PublishRequest.$Shape; consumer?: null; read?: null }|{ kind?: "consumer"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer: loom.v1.ConsumerRequest.$Shape; read?: null }|{ kind?: "read"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read: loom.v1.StreamReadRequest.$Shape })
              * )} loom.v1.ClientMessage.$Shape
              */
 
@@ -2730,17 +2736,41 @@ export const loom = $root.loom = (() => {
              */
             ClientMessage.prototype.cancel = null;
 
+            /**
+             * ClientMessage publishAcked.
+             * @member {loom.v1.PublishRequest.$Properties|null|undefined} publishAcked
+             * @memberof loom.v1.ClientMessage
+             * @instance
+             */
+            ClientMessage.prototype.publishAcked = null;
+
+            /**
+             * ClientMessage consumer.
+             * @member {loom.v1.ConsumerRequest.$Properties|null|undefined} consumer
+             * @memberof loom.v1.ClientMessage
+             * @instance
+             */
+            ClientMessage.prototype.consumer = null;
+
+            /**
+             * ClientMessage read.
+             * @member {loom.v1.StreamReadRequest.$Properties|null|undefined} read
+             * @memberof loom.v1.ClientMessage
+             * @instance
+             */
+            ClientMessage.prototype.read = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ClientMessage kind.
-             * @member {"publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|undefined} kind
+             * @member {"publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read"|undefined} kind
              * @memberof loom.v1.ClientMessage
              * @instance
              */
             $Object.defineProperty(ClientMessage.prototype, "kind", {
-                get: $util.oneOfGetter($oneOfFields = ["publish", "subscribe", "unsubscribe", "call", "result", "heartbeat", "memory", "cancel"]),
+                get: $util.oneOfGetter($oneOfFields = ["publish", "subscribe", "unsubscribe", "call", "result", "heartbeat", "memory", "cancel", "publishAcked", "consumer", "read"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -2792,6 +2822,12 @@ export const loom = $root.loom = (() => {
                     $root.loom.v1.MemoryRequest.encode(message.memory, writer.uint32(/* id 7, wireType 2 =*/58).fork(), _depth + 1).ldelim();
                 if (message.cancel != null && $Object.hasOwnProperty.call(message, "cancel"))
                     $root.loom.v1.CancelCall.encode(message.cancel, writer.uint32(/* id 8, wireType 2 =*/66).fork(), _depth + 1).ldelim();
+                if (message.publishAcked != null && $Object.hasOwnProperty.call(message, "publishAcked"))
+                    $root.loom.v1.PublishRequest.encode(message.publishAcked, writer.uint32(/* id 9, wireType 2 =*/74).fork(), _depth + 1).ldelim();
+                if (message.consumer != null && $Object.hasOwnProperty.call(message, "consumer"))
+                    $root.loom.v1.ConsumerRequest.encode(message.consumer, writer.uint32(/* id 10, wireType 2 =*/82).fork(), _depth + 1).ldelim();
+                if (message.read != null && $Object.hasOwnProperty.call(message, "read"))
+                    $root.loom.v1.StreamReadRequest.encode(message.read, writer.uint32(/* id 11, wireType 2 =*/90).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2892,6 +2928,27 @@ export const loom = $root.loom = (() => {
                             message.kind = "cancel";
                             continue;
                         }
+                    case 9: {
+                            if (wireType !== 2)
+                                break;
+                            message.publishAcked = $root.loom.v1.PublishRequest.decode(reader, reader.size(), $undefined, _depth + 1, message.publishAcked);
+                            message.kind = "publishAcked";
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            message.consumer = $root.loom.v1.ConsumerRequest.decode(reader, reader.size(), $undefined, _depth + 1, message.consumer);
+                            message.kind = "consumer";
+                            continue;
+                        }
+                    case 11: {
+                            if (wireType !== 2)
+                                break;
+                            message.read = $root.loom.v1.StreamReadRequest.decode(reader, reader.size(), $undefined, _depth + 1, message.read);
+                            message.kind = "read";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -2925,7 +2982,10 @@ export const loom = $root.loom = (() => {
              * @property {loom.v1.ErrorReply.$Properties|null} [error] ServerMessage error
              * @property {loom.v1.MemoryResponse.$Properties|null} [memory] ServerMessage memory
              * @property {loom.v1.CancelCall.$Properties|null} [cancel] ServerMessage cancel
-             * @property {"deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"} [kind] ServerMessage kind
+             * @property {loom.v1.PublishAck.$Properties|null} [publishAck] ServerMessage publishAck
+             * @property {loom.v1.ConsumerReply.$Properties|null} [consumer] ServerMessage consumer
+             * @property {loom.v1.StreamReadResponse.$Properties|null} [read] ServerMessage read
+             * @property {"deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read"} [kind] ServerMessage kind
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2948,9 +3008,12 @@ export const loom = $root.loom = (() => {
              *   error?: loom.v1.ErrorReply.$Shape|null;
              *   memory?: loom.v1.MemoryResponse.$Shape|null;
              *   cancel?: loom.v1.CancelCall.$Shape|null;
+             *   publishAck?: loom.v1.PublishAck.$Shape|null;
+             *   consumer?: loom.v1.ConsumerReply.$Shape|null;
+             *   read?: loom.v1.StreamReadResponse.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ kind?: undefined; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "deliver"; deliver: loom.v1.Delivery.$Shape; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "call"; deliver?: null; call: loom.v1.ActionCall.$Shape; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "result"; deliver?: null; call?: null; result: loom.v1.ActionResult.$Shape; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "ack"; deliver?: null; call?: null; result?: null; ack: loom.v1.Ack.$Shape; heartbeat?: null; error?: null; memory?: null; cancel?: null }|{ kind?: "heartbeat"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; error?: null; memory?: null; cancel?: null }|{ kind?: "error"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error: loom.v1.ErrorReply.$Shape; memory?: null; cancel?: null }|{ kind?: "memory"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory: loom.v1.MemoryResponse.$Shape; cancel?: null }|{ kind?: "cancel"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape })
+             *   ({ kind?: undefined; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "deliver"; deliver: loom.v1.Delivery.$Shape; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "call"; deliver?: null; call: loom.v1.ActionCall.$Shape; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "result"; deliver?: null; call?: null; result: loom.v1.ActionResult.$Shape; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "ack"; deliver?: null; call?: null; result?: null; ack: loom.v1.Ack.$Shape; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "heartbeat"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "error"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error: loom.v1.ErrorReply.$Shape; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "memory"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory: loom.v1.MemoryResponse.$Shape; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "cancel"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAck?: null; consumer?: null; read?: null }|{ kind?: "publishAck"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck: loom.v1.PublishAck.$Shape; consumer?: null; read?: null }|{ kind?: "consumer"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer: loom.v1.ConsumerReply.$Shape; read?: null }|{ kind?: "read"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read: loom.v1.StreamReadResponse.$Shape })
              * )} loom.v1.ServerMessage.$Shape
              */
 
@@ -3033,17 +3096,41 @@ export const loom = $root.loom = (() => {
              */
             ServerMessage.prototype.cancel = null;
 
+            /**
+             * ServerMessage publishAck.
+             * @member {loom.v1.PublishAck.$Properties|null|undefined} publishAck
+             * @memberof loom.v1.ServerMessage
+             * @instance
+             */
+            ServerMessage.prototype.publishAck = null;
+
+            /**
+             * ServerMessage consumer.
+             * @member {loom.v1.ConsumerReply.$Properties|null|undefined} consumer
+             * @memberof loom.v1.ServerMessage
+             * @instance
+             */
+            ServerMessage.prototype.consumer = null;
+
+            /**
+             * ServerMessage read.
+             * @member {loom.v1.StreamReadResponse.$Properties|null|undefined} read
+             * @memberof loom.v1.ServerMessage
+             * @instance
+             */
+            ServerMessage.prototype.read = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ServerMessage kind.
-             * @member {"deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|undefined} kind
+             * @member {"deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read"|undefined} kind
              * @memberof loom.v1.ServerMessage
              * @instance
              */
             $Object.defineProperty(ServerMessage.prototype, "kind", {
-                get: $util.oneOfGetter($oneOfFields = ["deliver", "call", "result", "ack", "heartbeat", "error", "memory", "cancel"]),
+                get: $util.oneOfGetter($oneOfFields = ["deliver", "call", "result", "ack", "heartbeat", "error", "memory", "cancel", "publishAck", "consumer", "read"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -3095,6 +3182,12 @@ export const loom = $root.loom = (() => {
                     $root.loom.v1.MemoryResponse.encode(message.memory, writer.uint32(/* id 7, wireType 2 =*/58).fork(), _depth + 1).ldelim();
                 if (message.cancel != null && $Object.hasOwnProperty.call(message, "cancel"))
                     $root.loom.v1.CancelCall.encode(message.cancel, writer.uint32(/* id 8, wireType 2 =*/66).fork(), _depth + 1).ldelim();
+                if (message.publishAck != null && $Object.hasOwnProperty.call(message, "publishAck"))
+                    $root.loom.v1.PublishAck.encode(message.publishAck, writer.uint32(/* id 9, wireType 2 =*/74).fork(), _depth + 1).ldelim();
+                if (message.consumer != null && $Object.hasOwnProperty.call(message, "consumer"))
+                    $root.loom.v1.ConsumerReply.encode(message.consumer, writer.uint32(/* id 10, wireType 2 =*/82).fork(), _depth + 1).ldelim();
+                if (message.read != null && $Object.hasOwnProperty.call(message, "read"))
+                    $root.loom.v1.StreamReadResponse.encode(message.read, writer.uint32(/* id 11, wireType 2 =*/90).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -3195,6 +3288,27 @@ export const loom = $root.loom = (() => {
                             message.kind = "cancel";
                             continue;
                         }
+                    case 9: {
+                            if (wireType !== 2)
+                                break;
+                            message.publishAck = $root.loom.v1.PublishAck.decode(reader, reader.size(), $undefined, _depth + 1, message.publishAck);
+                            message.kind = "publishAck";
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            message.consumer = $root.loom.v1.ConsumerReply.decode(reader, reader.size(), $undefined, _depth + 1, message.consumer);
+                            message.kind = "consumer";
+                            continue;
+                        }
+                    case 11: {
+                            if (wireType !== 2)
+                                break;
+                            message.read = $root.loom.v1.StreamReadResponse.decode(reader, reader.size(), $undefined, _depth + 1, message.read);
+                            message.kind = "read";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -3222,6 +3336,10 @@ export const loom = $root.loom = (() => {
              * @typedef {Object} loom.v1.Delivery.$Properties
              * @property {string|null} [subscriptionId] Delivery subscriptionId
              * @property {loom.v1.Envelope.$Properties|null} [envelope] Delivery envelope
+             * @property {string|null} [consumer] Delivery consumer
+             * @property {string|null} [stream] Delivery stream
+             * @property {number|null} [streamSequence] Delivery streamSequence
+             * @property {number|null} [deliveryCount] Delivery deliveryCount
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3270,6 +3388,38 @@ export const loom = $root.loom = (() => {
             Delivery.prototype.envelope = null;
 
             /**
+             * Delivery consumer.
+             * @member {string} consumer
+             * @memberof loom.v1.Delivery
+             * @instance
+             */
+            Delivery.prototype.consumer = "";
+
+            /**
+             * Delivery stream.
+             * @member {string} stream
+             * @memberof loom.v1.Delivery
+             * @instance
+             */
+            Delivery.prototype.stream = "";
+
+            /**
+             * Delivery streamSequence.
+             * @member {number} streamSequence
+             * @memberof loom.v1.Delivery
+             * @instance
+             */
+            Delivery.prototype.streamSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Delivery deliveryCount.
+             * @member {number} deliveryCount
+             * @memberof loom.v1.Delivery
+             * @instance
+             */
+            Delivery.prototype.deliveryCount = 0;
+
+            /**
              * Creates a new Delivery instance using the specified properties.
              * @function create
              * @memberof loom.v1.Delivery
@@ -3305,6 +3455,14 @@ export const loom = $root.loom = (() => {
                     writer.uint32(/* id 1, wireType 2 =*/10).string(message.subscriptionId);
                 if (message.envelope != null && $Object.hasOwnProperty.call(message, "envelope"))
                     $root.loom.v1.Envelope.encode(message.envelope, writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+                if (message.consumer != null && $Object.hasOwnProperty.call(message, "consumer") && message.consumer !== "")
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.consumer);
+                if (message.stream != null && $Object.hasOwnProperty.call(message, "stream") && message.stream !== "")
+                    writer.uint32(/* id 4, wireType 2 =*/34).string(message.stream);
+                if (message.streamSequence != null && $Object.hasOwnProperty.call(message, "streamSequence") && (typeof message.streamSequence === "object" ? message.streamSequence.low || message.streamSequence.high : message.streamSequence !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.streamSequence);
+                if (message.deliveryCount != null && $Object.hasOwnProperty.call(message, "deliveryCount") && message.deliveryCount !== 0)
+                    writer.uint32(/* id 6, wireType 0 =*/48).uint32(message.deliveryCount);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -3362,6 +3520,42 @@ export const loom = $root.loom = (() => {
                             if (wireType !== 2)
                                 break;
                             message.envelope = $root.loom.v1.Envelope.decode(reader, reader.size(), $undefined, _depth + 1, message.envelope);
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.consumer = value;
+                            else
+                                delete message.consumer;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.stream = value;
+                            else
+                                delete message.stream;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.streamSequence = value;
+                            else
+                                delete message.streamSequence;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.deliveryCount = value;
+                            else
+                                delete message.deliveryCount;
                             continue;
                         }
                     }
@@ -7012,6 +7206,2596 @@ export const loom = $root.loom = (() => {
             };
 
             return MemoryResponse;
+        })();
+
+        v1.PublishRequest = (function() {
+
+            /**
+             * Properties of a PublishRequest.
+             * @typedef {Object} loom.v1.PublishRequest.$Properties
+             * @property {loom.v1.Envelope.$Properties|null} [envelope] PublishRequest envelope
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a PublishRequest.
+             * @memberof loom.v1
+             * @interface IPublishRequest
+             * @augments loom.v1.PublishRequest.$Properties
+             * @deprecated Use loom.v1.PublishRequest.$Properties instead.
+             */
+
+            /**
+             * Shape of a PublishRequest.
+             * @typedef {loom.v1.PublishRequest.$Properties} loom.v1.PublishRequest.$Shape
+             */
+
+            /**
+             * Constructs a new PublishRequest.
+             * @memberof loom.v1
+             * @classdesc Represents a PublishRequest.
+             * @constructor
+             * @param {loom.v1.PublishRequest.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const PublishRequest = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * PublishRequest envelope.
+             * @member {loom.v1.Envelope.$Properties|null|undefined} envelope
+             * @memberof loom.v1.PublishRequest
+             * @instance
+             */
+            PublishRequest.prototype.envelope = null;
+
+            /**
+             * Creates a new PublishRequest instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.PublishRequest
+             * @static
+             * @param {loom.v1.PublishRequest.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.PublishRequest} PublishRequest instance
+             * @type {{
+             *   (properties: loom.v1.PublishRequest.$Shape): loom.v1.PublishRequest & loom.v1.PublishRequest.$Shape;
+             *   (properties?: loom.v1.PublishRequest.$Properties): loom.v1.PublishRequest;
+             * }}
+             */
+            PublishRequest.create = function(properties) {
+                return new PublishRequest(properties);
+            };
+
+            /**
+             * Encodes the specified PublishRequest message. Does not implicitly {@link loom.v1.PublishRequest.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.PublishRequest
+             * @static
+             * @param {loom.v1.PublishRequest.$Properties} message PublishRequest message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            PublishRequest.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.envelope != null && $Object.hasOwnProperty.call(message, "envelope"))
+                    $root.loom.v1.Envelope.encode(message.envelope, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a PublishRequest message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.PublishRequest
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.PublishRequest & loom.v1.PublishRequest.$Shape} PublishRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            PublishRequest.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.PublishRequest();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            message.envelope = $root.loom.v1.Envelope.decode(reader, reader.size(), $undefined, _depth + 1, message.envelope);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return PublishRequest;
+        })();
+
+        v1.PublishAck = (function() {
+
+            /**
+             * Properties of a PublishAck.
+             * @typedef {Object} loom.v1.PublishAck.$Properties
+             * @property {string|null} [correlationId] PublishAck correlationId
+             * @property {string|null} [stream] PublishAck stream
+             * @property {number|null} [sequence] PublishAck sequence
+             * @property {boolean|null} [duplicate] PublishAck duplicate
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a PublishAck.
+             * @memberof loom.v1
+             * @interface IPublishAck
+             * @augments loom.v1.PublishAck.$Properties
+             * @deprecated Use loom.v1.PublishAck.$Properties instead.
+             */
+
+            /**
+             * Shape of a PublishAck.
+             * @typedef {loom.v1.PublishAck.$Properties} loom.v1.PublishAck.$Shape
+             */
+
+            /**
+             * Constructs a new PublishAck.
+             * @memberof loom.v1
+             * @classdesc Represents a PublishAck.
+             * @constructor
+             * @param {loom.v1.PublishAck.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const PublishAck = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * PublishAck correlationId.
+             * @member {string} correlationId
+             * @memberof loom.v1.PublishAck
+             * @instance
+             */
+            PublishAck.prototype.correlationId = "";
+
+            /**
+             * PublishAck stream.
+             * @member {string} stream
+             * @memberof loom.v1.PublishAck
+             * @instance
+             */
+            PublishAck.prototype.stream = "";
+
+            /**
+             * PublishAck sequence.
+             * @member {number} sequence
+             * @memberof loom.v1.PublishAck
+             * @instance
+             */
+            PublishAck.prototype.sequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * PublishAck duplicate.
+             * @member {boolean} duplicate
+             * @memberof loom.v1.PublishAck
+             * @instance
+             */
+            PublishAck.prototype.duplicate = false;
+
+            /**
+             * Creates a new PublishAck instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.PublishAck
+             * @static
+             * @param {loom.v1.PublishAck.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.PublishAck} PublishAck instance
+             * @type {{
+             *   (properties: loom.v1.PublishAck.$Shape): loom.v1.PublishAck & loom.v1.PublishAck.$Shape;
+             *   (properties?: loom.v1.PublishAck.$Properties): loom.v1.PublishAck;
+             * }}
+             */
+            PublishAck.create = function(properties) {
+                return new PublishAck(properties);
+            };
+
+            /**
+             * Encodes the specified PublishAck message. Does not implicitly {@link loom.v1.PublishAck.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.PublishAck
+             * @static
+             * @param {loom.v1.PublishAck.$Properties} message PublishAck message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            PublishAck.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.correlationId != null && $Object.hasOwnProperty.call(message, "correlationId") && message.correlationId !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.correlationId);
+                if (message.stream != null && $Object.hasOwnProperty.call(message, "stream") && message.stream !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.stream);
+                if (message.sequence != null && $Object.hasOwnProperty.call(message, "sequence") && (typeof message.sequence === "object" ? message.sequence.low || message.sequence.high : message.sequence !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.sequence);
+                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate") && message.duplicate !== false)
+                    writer.uint32(/* id 4, wireType 0 =*/32).bool(message.duplicate);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a PublishAck message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.PublishAck
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.PublishAck & loom.v1.PublishAck.$Shape} PublishAck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            PublishAck.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.PublishAck();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.correlationId = value;
+                            else
+                                delete message.correlationId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.stream = value;
+                            else
+                                delete message.stream;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.sequence = value;
+                            else
+                                delete message.sequence;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.duplicate = value;
+                            else
+                                delete message.duplicate;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return PublishAck;
+        })();
+
+        /**
+         * DeliverPolicy enum.
+         * @name loom.v1.DeliverPolicy
+         * @enum {number}
+         * @property {number} DELIVER_POLICY_UNSPECIFIED=0 DELIVER_POLICY_UNSPECIFIED value
+         * @property {number} DELIVER_POLICY_ALL=1 DELIVER_POLICY_ALL value
+         * @property {number} DELIVER_POLICY_NEW=2 DELIVER_POLICY_NEW value
+         * @property {number} DELIVER_POLICY_BY_SEQUENCE=3 DELIVER_POLICY_BY_SEQUENCE value
+         * @property {number} DELIVER_POLICY_BY_TIME=4 DELIVER_POLICY_BY_TIME value
+         */
+        v1.DeliverPolicy = (function() {
+            const valuesById = $Object.create(null), values = $Object.create(valuesById);
+            values[valuesById[0] = "DELIVER_POLICY_UNSPECIFIED"] = 0;
+            values[valuesById[1] = "DELIVER_POLICY_ALL"] = 1;
+            values[valuesById[2] = "DELIVER_POLICY_NEW"] = 2;
+            values[valuesById[3] = "DELIVER_POLICY_BY_SEQUENCE"] = 3;
+            values[valuesById[4] = "DELIVER_POLICY_BY_TIME"] = 4;
+            return values;
+        })();
+
+        /**
+         * AckKind enum.
+         * @name loom.v1.AckKind
+         * @enum {number}
+         * @property {number} ACK_KIND_UNSPECIFIED=0 ACK_KIND_UNSPECIFIED value
+         * @property {number} ACK_KIND_ACK=1 ACK_KIND_ACK value
+         * @property {number} ACK_KIND_NAK=2 ACK_KIND_NAK value
+         * @property {number} ACK_KIND_IN_PROGRESS=3 ACK_KIND_IN_PROGRESS value
+         * @property {number} ACK_KIND_TERMINATE=4 ACK_KIND_TERMINATE value
+         */
+        v1.AckKind = (function() {
+            const valuesById = $Object.create(null), values = $Object.create(valuesById);
+            values[valuesById[0] = "ACK_KIND_UNSPECIFIED"] = 0;
+            values[valuesById[1] = "ACK_KIND_ACK"] = 1;
+            values[valuesById[2] = "ACK_KIND_NAK"] = 2;
+            values[valuesById[3] = "ACK_KIND_IN_PROGRESS"] = 3;
+            values[valuesById[4] = "ACK_KIND_TERMINATE"] = 4;
+            return values;
+        })();
+
+        v1.ConsumerConfig = (function() {
+
+            /**
+             * Properties of a ConsumerConfig.
+             * @typedef {Object} loom.v1.ConsumerConfig.$Properties
+             * @property {string|null} [name] ConsumerConfig name
+             * @property {string|null} [stream] ConsumerConfig stream
+             * @property {string|null} [filter] ConsumerConfig filter
+             * @property {loom.v1.DeliverPolicy|null} [deliver] ConsumerConfig deliver
+             * @property {number|null} [startSequence] ConsumerConfig startSequence
+             * @property {number|null} [startUnixMs] ConsumerConfig startUnixMs
+             * @property {number|null} [ackWaitMs] ConsumerConfig ackWaitMs
+             * @property {number|null} [maxDeliver] ConsumerConfig maxDeliver
+             * @property {number|null} [maxAckPending] ConsumerConfig maxAckPending
+             * @property {string|null} [deadLetterTopic] ConsumerConfig deadLetterTopic
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ConsumerConfig.
+             * @memberof loom.v1
+             * @interface IConsumerConfig
+             * @augments loom.v1.ConsumerConfig.$Properties
+             * @deprecated Use loom.v1.ConsumerConfig.$Properties instead.
+             */
+
+            /**
+             * Shape of a ConsumerConfig.
+             * @typedef {loom.v1.ConsumerConfig.$Properties} loom.v1.ConsumerConfig.$Shape
+             */
+
+            /**
+             * Constructs a new ConsumerConfig.
+             * @memberof loom.v1
+             * @classdesc Represents a ConsumerConfig.
+             * @constructor
+             * @param {loom.v1.ConsumerConfig.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ConsumerConfig = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ConsumerConfig name.
+             * @member {string} name
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.name = "";
+
+            /**
+             * ConsumerConfig stream.
+             * @member {string} stream
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.stream = "";
+
+            /**
+             * ConsumerConfig filter.
+             * @member {string} filter
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.filter = "";
+
+            /**
+             * ConsumerConfig deliver.
+             * @member {loom.v1.DeliverPolicy} deliver
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.deliver = 0;
+
+            /**
+             * ConsumerConfig startSequence.
+             * @member {number} startSequence
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.startSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * ConsumerConfig startUnixMs.
+             * @member {number} startUnixMs
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.startUnixMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * ConsumerConfig ackWaitMs.
+             * @member {number} ackWaitMs
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.ackWaitMs = 0;
+
+            /**
+             * ConsumerConfig maxDeliver.
+             * @member {number} maxDeliver
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.maxDeliver = 0;
+
+            /**
+             * ConsumerConfig maxAckPending.
+             * @member {number} maxAckPending
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.maxAckPending = 0;
+
+            /**
+             * ConsumerConfig deadLetterTopic.
+             * @member {string} deadLetterTopic
+             * @memberof loom.v1.ConsumerConfig
+             * @instance
+             */
+            ConsumerConfig.prototype.deadLetterTopic = "";
+
+            /**
+             * Creates a new ConsumerConfig instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.ConsumerConfig
+             * @static
+             * @param {loom.v1.ConsumerConfig.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.ConsumerConfig} ConsumerConfig instance
+             * @type {{
+             *   (properties: loom.v1.ConsumerConfig.$Shape): loom.v1.ConsumerConfig & loom.v1.ConsumerConfig.$Shape;
+             *   (properties?: loom.v1.ConsumerConfig.$Properties): loom.v1.ConsumerConfig;
+             * }}
+             */
+            ConsumerConfig.create = function(properties) {
+                return new ConsumerConfig(properties);
+            };
+
+            /**
+             * Encodes the specified ConsumerConfig message. Does not implicitly {@link loom.v1.ConsumerConfig.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.ConsumerConfig
+             * @static
+             * @param {loom.v1.ConsumerConfig.$Properties} message ConsumerConfig message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ConsumerConfig.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.name != null && $Object.hasOwnProperty.call(message, "name") && message.name !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.name);
+                if (message.stream != null && $Object.hasOwnProperty.call(message, "stream") && message.stream !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.stream);
+                if (message.filter != null && $Object.hasOwnProperty.call(message, "filter") && message.filter !== "")
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.filter);
+                if (message.deliver != null && $Object.hasOwnProperty.call(message, "deliver") && message.deliver !== 0)
+                    writer.uint32(/* id 4, wireType 0 =*/32).int32(message.deliver);
+                if (message.startSequence != null && $Object.hasOwnProperty.call(message, "startSequence") && (typeof message.startSequence === "object" ? message.startSequence.low || message.startSequence.high : message.startSequence !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.startSequence);
+                if (message.startUnixMs != null && $Object.hasOwnProperty.call(message, "startUnixMs") && (typeof message.startUnixMs === "object" ? message.startUnixMs.low || message.startUnixMs.high : message.startUnixMs !== 0))
+                    writer.uint32(/* id 6, wireType 0 =*/48).int64(message.startUnixMs);
+                if (message.ackWaitMs != null && $Object.hasOwnProperty.call(message, "ackWaitMs") && message.ackWaitMs !== 0)
+                    writer.uint32(/* id 7, wireType 0 =*/56).uint32(message.ackWaitMs);
+                if (message.maxDeliver != null && $Object.hasOwnProperty.call(message, "maxDeliver") && message.maxDeliver !== 0)
+                    writer.uint32(/* id 8, wireType 0 =*/64).uint32(message.maxDeliver);
+                if (message.maxAckPending != null && $Object.hasOwnProperty.call(message, "maxAckPending") && message.maxAckPending !== 0)
+                    writer.uint32(/* id 9, wireType 0 =*/72).uint32(message.maxAckPending);
+                if (message.deadLetterTopic != null && $Object.hasOwnProperty.call(message, "deadLetterTopic") && message.deadLetterTopic !== "")
+                    writer.uint32(/* id 10, wireType 2 =*/82).string(message.deadLetterTopic);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ConsumerConfig message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.ConsumerConfig
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerConfig & loom.v1.ConsumerConfig.$Shape} ConsumerConfig
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ConsumerConfig.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.ConsumerConfig();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.name = value;
+                            else
+                                delete message.name;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.stream = value;
+                            else
+                                delete message.stream;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.filter = value;
+                            else
+                                delete message.filter;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.deliver = value;
+                            else
+                                delete message.deliver;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.startSequence = value;
+                            else
+                                delete message.startSequence;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.startUnixMs = value;
+                            else
+                                delete message.startUnixMs;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.ackWaitMs = value;
+                            else
+                                delete message.ackWaitMs;
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.maxDeliver = value;
+                            else
+                                delete message.maxDeliver;
+                            continue;
+                        }
+                    case 9: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.maxAckPending = value;
+                            else
+                                delete message.maxAckPending;
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.deadLetterTopic = value;
+                            else
+                                delete message.deadLetterTopic;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ConsumerConfig;
+        })();
+
+        v1.ConsumerRequest = (function() {
+
+            /**
+             * Properties of a ConsumerRequest.
+             * @typedef {Object} loom.v1.ConsumerRequest.$Properties
+             * @property {string|null} [correlationId] ConsumerRequest correlationId
+             * @property {loom.v1.ConsumerAttach.$Properties|null} [attach] ConsumerRequest attach
+             * @property {loom.v1.ConsumerAck.$Properties|null} [ack] ConsumerRequest ack
+             * @property {loom.v1.ConsumerDetach.$Properties|null} [detach] ConsumerRequest detach
+             * @property {"attach"|"ack"|"detach"} [op] ConsumerRequest op
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ConsumerRequest.
+             * @memberof loom.v1
+             * @interface IConsumerRequest
+             * @augments loom.v1.ConsumerRequest.$Properties
+             * @deprecated Use loom.v1.ConsumerRequest.$Properties instead.
+             */
+
+            /**
+             * Narrowed shape of a ConsumerRequest.
+             * @typedef {{
+             *   correlationId?: string|null;
+             *   attach?: loom.v1.ConsumerAttach.$Shape|null;
+             *   ack?: loom.v1.ConsumerAck.$Shape|null;
+             *   detach?: loom.v1.ConsumerDetach.$Shape|null;
+             *   $unknowns?: Array.<Uint8Array>;
+             * } & (
+             *   ({ op?: undefined; attach?: null; ack?: null; detach?: null }|{ op?: "attach"; attach: loom.v1.ConsumerAttach.$Shape; ack?: null; detach?: null }|{ op?: "ack"; attach?: null; ack: loom.v1.ConsumerAck.$Shape; detach?: null }|{ op?: "detach"; attach?: null; ack?: null; detach: loom.v1.ConsumerDetach.$Shape })
+             * )} loom.v1.ConsumerRequest.$Shape
+             */
+
+            /**
+             * Constructs a new ConsumerRequest.
+             * @memberof loom.v1
+             * @classdesc Represents a ConsumerRequest.
+             * @constructor
+             * @param {loom.v1.ConsumerRequest.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ConsumerRequest = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ConsumerRequest correlationId.
+             * @member {string} correlationId
+             * @memberof loom.v1.ConsumerRequest
+             * @instance
+             */
+            ConsumerRequest.prototype.correlationId = "";
+
+            /**
+             * ConsumerRequest attach.
+             * @member {loom.v1.ConsumerAttach.$Properties|null|undefined} attach
+             * @memberof loom.v1.ConsumerRequest
+             * @instance
+             */
+            ConsumerRequest.prototype.attach = null;
+
+            /**
+             * ConsumerRequest ack.
+             * @member {loom.v1.ConsumerAck.$Properties|null|undefined} ack
+             * @memberof loom.v1.ConsumerRequest
+             * @instance
+             */
+            ConsumerRequest.prototype.ack = null;
+
+            /**
+             * ConsumerRequest detach.
+             * @member {loom.v1.ConsumerDetach.$Properties|null|undefined} detach
+             * @memberof loom.v1.ConsumerRequest
+             * @instance
+             */
+            ConsumerRequest.prototype.detach = null;
+
+            // OneOf field names bound to virtual getters and setters
+            let $oneOfFields;
+
+            /**
+             * ConsumerRequest op.
+             * @member {"attach"|"ack"|"detach"|undefined} op
+             * @memberof loom.v1.ConsumerRequest
+             * @instance
+             */
+            $Object.defineProperty(ConsumerRequest.prototype, "op", {
+                get: $util.oneOfGetter($oneOfFields = ["attach", "ack", "detach"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
+
+            /**
+             * Creates a new ConsumerRequest instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.ConsumerRequest
+             * @static
+             * @param {loom.v1.ConsumerRequest.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.ConsumerRequest} ConsumerRequest instance
+             * @type {{
+             *   (properties: loom.v1.ConsumerRequest.$Shape): loom.v1.ConsumerRequest & loom.v1.ConsumerRequest.$Shape;
+             *   (properties?: loom.v1.ConsumerRequest.$Properties): loom.v1.ConsumerRequest;
+             * }}
+             */
+            ConsumerRequest.create = function(properties) {
+                return new ConsumerRequest(properties);
+            };
+
+            /**
+             * Encodes the specified ConsumerRequest message. Does not implicitly {@link loom.v1.ConsumerRequest.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.ConsumerRequest
+             * @static
+             * @param {loom.v1.ConsumerRequest.$Properties} message ConsumerRequest message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ConsumerRequest.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.correlationId != null && $Object.hasOwnProperty.call(message, "correlationId") && message.correlationId !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.correlationId);
+                if (message.attach != null && $Object.hasOwnProperty.call(message, "attach"))
+                    $root.loom.v1.ConsumerAttach.encode(message.attach, writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+                if (message.ack != null && $Object.hasOwnProperty.call(message, "ack"))
+                    $root.loom.v1.ConsumerAck.encode(message.ack, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+                if (message.detach != null && $Object.hasOwnProperty.call(message, "detach"))
+                    $root.loom.v1.ConsumerDetach.encode(message.detach, writer.uint32(/* id 4, wireType 2 =*/34).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ConsumerRequest message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.ConsumerRequest
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerRequest & loom.v1.ConsumerRequest.$Shape} ConsumerRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ConsumerRequest.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.ConsumerRequest();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.correlationId = value;
+                            else
+                                delete message.correlationId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            message.attach = $root.loom.v1.ConsumerAttach.decode(reader, reader.size(), $undefined, _depth + 1, message.attach);
+                            message.op = "attach";
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            message.ack = $root.loom.v1.ConsumerAck.decode(reader, reader.size(), $undefined, _depth + 1, message.ack);
+                            message.op = "ack";
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            message.detach = $root.loom.v1.ConsumerDetach.decode(reader, reader.size(), $undefined, _depth + 1, message.detach);
+                            message.op = "detach";
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ConsumerRequest;
+        })();
+
+        v1.ConsumerAttach = (function() {
+
+            /**
+             * Properties of a ConsumerAttach.
+             * @typedef {Object} loom.v1.ConsumerAttach.$Properties
+             * @property {loom.v1.ConsumerConfig.$Properties|null} [config] ConsumerAttach config
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ConsumerAttach.
+             * @memberof loom.v1
+             * @interface IConsumerAttach
+             * @augments loom.v1.ConsumerAttach.$Properties
+             * @deprecated Use loom.v1.ConsumerAttach.$Properties instead.
+             */
+
+            /**
+             * Shape of a ConsumerAttach.
+             * @typedef {loom.v1.ConsumerAttach.$Properties} loom.v1.ConsumerAttach.$Shape
+             */
+
+            /**
+             * Constructs a new ConsumerAttach.
+             * @memberof loom.v1
+             * @classdesc Represents a ConsumerAttach.
+             * @constructor
+             * @param {loom.v1.ConsumerAttach.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ConsumerAttach = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ConsumerAttach config.
+             * @member {loom.v1.ConsumerConfig.$Properties|null|undefined} config
+             * @memberof loom.v1.ConsumerAttach
+             * @instance
+             */
+            ConsumerAttach.prototype.config = null;
+
+            /**
+             * Creates a new ConsumerAttach instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.ConsumerAttach
+             * @static
+             * @param {loom.v1.ConsumerAttach.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.ConsumerAttach} ConsumerAttach instance
+             * @type {{
+             *   (properties: loom.v1.ConsumerAttach.$Shape): loom.v1.ConsumerAttach & loom.v1.ConsumerAttach.$Shape;
+             *   (properties?: loom.v1.ConsumerAttach.$Properties): loom.v1.ConsumerAttach;
+             * }}
+             */
+            ConsumerAttach.create = function(properties) {
+                return new ConsumerAttach(properties);
+            };
+
+            /**
+             * Encodes the specified ConsumerAttach message. Does not implicitly {@link loom.v1.ConsumerAttach.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.ConsumerAttach
+             * @static
+             * @param {loom.v1.ConsumerAttach.$Properties} message ConsumerAttach message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ConsumerAttach.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.config != null && $Object.hasOwnProperty.call(message, "config"))
+                    $root.loom.v1.ConsumerConfig.encode(message.config, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ConsumerAttach message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.ConsumerAttach
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerAttach & loom.v1.ConsumerAttach.$Shape} ConsumerAttach
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ConsumerAttach.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.ConsumerAttach();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            message.config = $root.loom.v1.ConsumerConfig.decode(reader, reader.size(), $undefined, _depth + 1, message.config);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ConsumerAttach;
+        })();
+
+        v1.ConsumerAck = (function() {
+
+            /**
+             * Properties of a ConsumerAck.
+             * @typedef {Object} loom.v1.ConsumerAck.$Properties
+             * @property {string|null} [consumer] ConsumerAck consumer
+             * @property {string|null} [stream] ConsumerAck stream
+             * @property {Array.<number>|null} [sequences] ConsumerAck sequences
+             * @property {loom.v1.AckKind|null} [kind] ConsumerAck kind
+             * @property {number|null} [delayMs] ConsumerAck delayMs
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ConsumerAck.
+             * @memberof loom.v1
+             * @interface IConsumerAck
+             * @augments loom.v1.ConsumerAck.$Properties
+             * @deprecated Use loom.v1.ConsumerAck.$Properties instead.
+             */
+
+            /**
+             * Shape of a ConsumerAck.
+             * @typedef {loom.v1.ConsumerAck.$Properties} loom.v1.ConsumerAck.$Shape
+             */
+
+            /**
+             * Constructs a new ConsumerAck.
+             * @memberof loom.v1
+             * @classdesc Represents a ConsumerAck.
+             * @constructor
+             * @param {loom.v1.ConsumerAck.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ConsumerAck = function (properties) {
+                this.sequences = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ConsumerAck consumer.
+             * @member {string} consumer
+             * @memberof loom.v1.ConsumerAck
+             * @instance
+             */
+            ConsumerAck.prototype.consumer = "";
+
+            /**
+             * ConsumerAck stream.
+             * @member {string} stream
+             * @memberof loom.v1.ConsumerAck
+             * @instance
+             */
+            ConsumerAck.prototype.stream = "";
+
+            /**
+             * ConsumerAck sequences.
+             * @member {Array.<number>} sequences
+             * @memberof loom.v1.ConsumerAck
+             * @instance
+             */
+            ConsumerAck.prototype.sequences = $util.emptyArray;
+
+            /**
+             * ConsumerAck kind.
+             * @member {loom.v1.AckKind} kind
+             * @memberof loom.v1.ConsumerAck
+             * @instance
+             */
+            ConsumerAck.prototype.kind = 0;
+
+            /**
+             * ConsumerAck delayMs.
+             * @member {number} delayMs
+             * @memberof loom.v1.ConsumerAck
+             * @instance
+             */
+            ConsumerAck.prototype.delayMs = 0;
+
+            /**
+             * Creates a new ConsumerAck instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.ConsumerAck
+             * @static
+             * @param {loom.v1.ConsumerAck.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.ConsumerAck} ConsumerAck instance
+             * @type {{
+             *   (properties: loom.v1.ConsumerAck.$Shape): loom.v1.ConsumerAck & loom.v1.ConsumerAck.$Shape;
+             *   (properties?: loom.v1.ConsumerAck.$Properties): loom.v1.ConsumerAck;
+             * }}
+             */
+            ConsumerAck.create = function(properties) {
+                return new ConsumerAck(properties);
+            };
+
+            /**
+             * Encodes the specified ConsumerAck message. Does not implicitly {@link loom.v1.ConsumerAck.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.ConsumerAck
+             * @static
+             * @param {loom.v1.ConsumerAck.$Properties} message ConsumerAck message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ConsumerAck.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.consumer != null && $Object.hasOwnProperty.call(message, "consumer") && message.consumer !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.consumer);
+                if (message.stream != null && $Object.hasOwnProperty.call(message, "stream") && message.stream !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.stream);
+                if (message.sequences != null && message.sequences.length)
+                    writer.uint32(/* id 3, wireType 2 =*/26).uint64s(message.sequences);
+                if (message.kind != null && $Object.hasOwnProperty.call(message, "kind") && message.kind !== 0)
+                    writer.uint32(/* id 4, wireType 0 =*/32).int32(message.kind);
+                if (message.delayMs != null && $Object.hasOwnProperty.call(message, "delayMs") && message.delayMs !== 0)
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.delayMs);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ConsumerAck message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.ConsumerAck
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerAck & loom.v1.ConsumerAck.$Shape} ConsumerAck
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ConsumerAck.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.ConsumerAck();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.consumer = value;
+                            else
+                                delete message.consumer;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.stream = value;
+                            else
+                                delete message.stream;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType === 2) {
+                                if (!(message.sequences && message.sequences.length))
+                                    message.sequences = [];
+                                reader.uint64s(message.sequences);
+                                continue;
+                            }
+                            if (wireType !== 0)
+                                break;
+                            if (!(message.sequences && message.sequences.length))
+                                message.sequences = [];
+                            message.sequences.push(reader.uint64());
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.kind = value;
+                            else
+                                delete message.kind;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.delayMs = value;
+                            else
+                                delete message.delayMs;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ConsumerAck;
+        })();
+
+        v1.ConsumerDetach = (function() {
+
+            /**
+             * Properties of a ConsumerDetach.
+             * @typedef {Object} loom.v1.ConsumerDetach.$Properties
+             * @property {string|null} [consumer] ConsumerDetach consumer
+             * @property {string|null} [stream] ConsumerDetach stream
+             * @property {boolean|null} ["delete"] ConsumerDetach delete
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ConsumerDetach.
+             * @memberof loom.v1
+             * @interface IConsumerDetach
+             * @augments loom.v1.ConsumerDetach.$Properties
+             * @deprecated Use loom.v1.ConsumerDetach.$Properties instead.
+             */
+
+            /**
+             * Shape of a ConsumerDetach.
+             * @typedef {loom.v1.ConsumerDetach.$Properties} loom.v1.ConsumerDetach.$Shape
+             */
+
+            /**
+             * Constructs a new ConsumerDetach.
+             * @memberof loom.v1
+             * @classdesc Represents a ConsumerDetach.
+             * @constructor
+             * @param {loom.v1.ConsumerDetach.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ConsumerDetach = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ConsumerDetach consumer.
+             * @member {string} consumer
+             * @memberof loom.v1.ConsumerDetach
+             * @instance
+             */
+            ConsumerDetach.prototype.consumer = "";
+
+            /**
+             * ConsumerDetach stream.
+             * @member {string} stream
+             * @memberof loom.v1.ConsumerDetach
+             * @instance
+             */
+            ConsumerDetach.prototype.stream = "";
+
+            /**
+             * ConsumerDetach delete.
+             * @member {boolean} delete
+             * @memberof loom.v1.ConsumerDetach
+             * @instance
+             */
+            ConsumerDetach.prototype["delete"] = false;
+
+            /**
+             * Creates a new ConsumerDetach instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.ConsumerDetach
+             * @static
+             * @param {loom.v1.ConsumerDetach.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.ConsumerDetach} ConsumerDetach instance
+             * @type {{
+             *   (properties: loom.v1.ConsumerDetach.$Shape): loom.v1.ConsumerDetach & loom.v1.ConsumerDetach.$Shape;
+             *   (properties?: loom.v1.ConsumerDetach.$Properties): loom.v1.ConsumerDetach;
+             * }}
+             */
+            ConsumerDetach.create = function(properties) {
+                return new ConsumerDetach(properties);
+            };
+
+            /**
+             * Encodes the specified ConsumerDetach message. Does not implicitly {@link loom.v1.ConsumerDetach.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.ConsumerDetach
+             * @static
+             * @param {loom.v1.ConsumerDetach.$Properties} message ConsumerDetach message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ConsumerDetach.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.consumer != null && $Object.hasOwnProperty.call(message, "consumer") && message.consumer !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.consumer);
+                if (message.stream != null && $Object.hasOwnProperty.call(message, "stream") && message.stream !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.stream);
+                if (message["delete"] != null && $Object.hasOwnProperty.call(message, "delete") && message["delete"] !== false)
+                    writer.uint32(/* id 3, wireType 0 =*/24).bool(message["delete"]);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ConsumerDetach message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.ConsumerDetach
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerDetach & loom.v1.ConsumerDetach.$Shape} ConsumerDetach
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ConsumerDetach.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.ConsumerDetach();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.consumer = value;
+                            else
+                                delete message.consumer;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.stream = value;
+                            else
+                                delete message.stream;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message["delete"] = value;
+                            else
+                                delete message["delete"];
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ConsumerDetach;
+        })();
+
+        v1.ConsumerInfo = (function() {
+
+            /**
+             * Properties of a ConsumerInfo.
+             * @typedef {Object} loom.v1.ConsumerInfo.$Properties
+             * @property {loom.v1.ConsumerConfig.$Properties|null} [config] ConsumerInfo config
+             * @property {number|null} [ackFloor] ConsumerInfo ackFloor
+             * @property {number|null} [nextSequence] ConsumerInfo nextSequence
+             * @property {number|null} [pending] ConsumerInfo pending
+             * @property {number|null} [streamLastSequence] ConsumerInfo streamLastSequence
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ConsumerInfo.
+             * @memberof loom.v1
+             * @interface IConsumerInfo
+             * @augments loom.v1.ConsumerInfo.$Properties
+             * @deprecated Use loom.v1.ConsumerInfo.$Properties instead.
+             */
+
+            /**
+             * Shape of a ConsumerInfo.
+             * @typedef {loom.v1.ConsumerInfo.$Properties} loom.v1.ConsumerInfo.$Shape
+             */
+
+            /**
+             * Constructs a new ConsumerInfo.
+             * @memberof loom.v1
+             * @classdesc Represents a ConsumerInfo.
+             * @constructor
+             * @param {loom.v1.ConsumerInfo.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ConsumerInfo = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ConsumerInfo config.
+             * @member {loom.v1.ConsumerConfig.$Properties|null|undefined} config
+             * @memberof loom.v1.ConsumerInfo
+             * @instance
+             */
+            ConsumerInfo.prototype.config = null;
+
+            /**
+             * ConsumerInfo ackFloor.
+             * @member {number} ackFloor
+             * @memberof loom.v1.ConsumerInfo
+             * @instance
+             */
+            ConsumerInfo.prototype.ackFloor = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * ConsumerInfo nextSequence.
+             * @member {number} nextSequence
+             * @memberof loom.v1.ConsumerInfo
+             * @instance
+             */
+            ConsumerInfo.prototype.nextSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * ConsumerInfo pending.
+             * @member {number} pending
+             * @memberof loom.v1.ConsumerInfo
+             * @instance
+             */
+            ConsumerInfo.prototype.pending = 0;
+
+            /**
+             * ConsumerInfo streamLastSequence.
+             * @member {number} streamLastSequence
+             * @memberof loom.v1.ConsumerInfo
+             * @instance
+             */
+            ConsumerInfo.prototype.streamLastSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Creates a new ConsumerInfo instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.ConsumerInfo
+             * @static
+             * @param {loom.v1.ConsumerInfo.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.ConsumerInfo} ConsumerInfo instance
+             * @type {{
+             *   (properties: loom.v1.ConsumerInfo.$Shape): loom.v1.ConsumerInfo & loom.v1.ConsumerInfo.$Shape;
+             *   (properties?: loom.v1.ConsumerInfo.$Properties): loom.v1.ConsumerInfo;
+             * }}
+             */
+            ConsumerInfo.create = function(properties) {
+                return new ConsumerInfo(properties);
+            };
+
+            /**
+             * Encodes the specified ConsumerInfo message. Does not implicitly {@link loom.v1.ConsumerInfo.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.ConsumerInfo
+             * @static
+             * @param {loom.v1.ConsumerInfo.$Properties} message ConsumerInfo message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ConsumerInfo.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.config != null && $Object.hasOwnProperty.call(message, "config"))
+                    $root.loom.v1.ConsumerConfig.encode(message.config, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.ackFloor != null && $Object.hasOwnProperty.call(message, "ackFloor") && (typeof message.ackFloor === "object" ? message.ackFloor.low || message.ackFloor.high : message.ackFloor !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.ackFloor);
+                if (message.nextSequence != null && $Object.hasOwnProperty.call(message, "nextSequence") && (typeof message.nextSequence === "object" ? message.nextSequence.low || message.nextSequence.high : message.nextSequence !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.nextSequence);
+                if (message.pending != null && $Object.hasOwnProperty.call(message, "pending") && message.pending !== 0)
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint32(message.pending);
+                if (message.streamLastSequence != null && $Object.hasOwnProperty.call(message, "streamLastSequence") && (typeof message.streamLastSequence === "object" ? message.streamLastSequence.low || message.streamLastSequence.high : message.streamLastSequence !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.streamLastSequence);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ConsumerInfo message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.ConsumerInfo
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerInfo & loom.v1.ConsumerInfo.$Shape} ConsumerInfo
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ConsumerInfo.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.ConsumerInfo();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            message.config = $root.loom.v1.ConsumerConfig.decode(reader, reader.size(), $undefined, _depth + 1, message.config);
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.ackFloor = value;
+                            else
+                                delete message.ackFloor;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.nextSequence = value;
+                            else
+                                delete message.nextSequence;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.pending = value;
+                            else
+                                delete message.pending;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.streamLastSequence = value;
+                            else
+                                delete message.streamLastSequence;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ConsumerInfo;
+        })();
+
+        v1.ConsumerReply = (function() {
+
+            /**
+             * Properties of a ConsumerReply.
+             * @typedef {Object} loom.v1.ConsumerReply.$Properties
+             * @property {string|null} [correlationId] ConsumerReply correlationId
+             * @property {loom.v1.ConsumerInfo.$Properties|null} [info] ConsumerReply info
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a ConsumerReply.
+             * @memberof loom.v1
+             * @interface IConsumerReply
+             * @augments loom.v1.ConsumerReply.$Properties
+             * @deprecated Use loom.v1.ConsumerReply.$Properties instead.
+             */
+
+            /**
+             * Shape of a ConsumerReply.
+             * @typedef {loom.v1.ConsumerReply.$Properties} loom.v1.ConsumerReply.$Shape
+             */
+
+            /**
+             * Constructs a new ConsumerReply.
+             * @memberof loom.v1
+             * @classdesc Represents a ConsumerReply.
+             * @constructor
+             * @param {loom.v1.ConsumerReply.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const ConsumerReply = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * ConsumerReply correlationId.
+             * @member {string} correlationId
+             * @memberof loom.v1.ConsumerReply
+             * @instance
+             */
+            ConsumerReply.prototype.correlationId = "";
+
+            /**
+             * ConsumerReply info.
+             * @member {loom.v1.ConsumerInfo.$Properties|null|undefined} info
+             * @memberof loom.v1.ConsumerReply
+             * @instance
+             */
+            ConsumerReply.prototype.info = null;
+
+            /**
+             * Creates a new ConsumerReply instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.ConsumerReply
+             * @static
+             * @param {loom.v1.ConsumerReply.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.ConsumerReply} ConsumerReply instance
+             * @type {{
+             *   (properties: loom.v1.ConsumerReply.$Shape): loom.v1.ConsumerReply & loom.v1.ConsumerReply.$Shape;
+             *   (properties?: loom.v1.ConsumerReply.$Properties): loom.v1.ConsumerReply;
+             * }}
+             */
+            ConsumerReply.create = function(properties) {
+                return new ConsumerReply(properties);
+            };
+
+            /**
+             * Encodes the specified ConsumerReply message. Does not implicitly {@link loom.v1.ConsumerReply.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.ConsumerReply
+             * @static
+             * @param {loom.v1.ConsumerReply.$Properties} message ConsumerReply message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            ConsumerReply.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.correlationId != null && $Object.hasOwnProperty.call(message, "correlationId") && message.correlationId !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.correlationId);
+                if (message.info != null && $Object.hasOwnProperty.call(message, "info"))
+                    $root.loom.v1.ConsumerInfo.encode(message.info, writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a ConsumerReply message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.ConsumerReply
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.ConsumerReply & loom.v1.ConsumerReply.$Shape} ConsumerReply
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            ConsumerReply.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.ConsumerReply();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.correlationId = value;
+                            else
+                                delete message.correlationId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            message.info = $root.loom.v1.ConsumerInfo.decode(reader, reader.size(), $undefined, _depth + 1, message.info);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return ConsumerReply;
+        })();
+
+        v1.StreamReadRequest = (function() {
+
+            /**
+             * Properties of a StreamReadRequest.
+             * @typedef {Object} loom.v1.StreamReadRequest.$Properties
+             * @property {string|null} [correlationId] StreamReadRequest correlationId
+             * @property {string|null} [stream] StreamReadRequest stream
+             * @property {number|null} [startSequence] StreamReadRequest startSequence
+             * @property {number|null} [startUnixMs] StreamReadRequest startUnixMs
+             * @property {number|null} [maxEvents] StreamReadRequest maxEvents
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a StreamReadRequest.
+             * @memberof loom.v1
+             * @interface IStreamReadRequest
+             * @augments loom.v1.StreamReadRequest.$Properties
+             * @deprecated Use loom.v1.StreamReadRequest.$Properties instead.
+             */
+
+            /**
+             * Shape of a StreamReadRequest.
+             * @typedef {loom.v1.StreamReadRequest.$Properties} loom.v1.StreamReadRequest.$Shape
+             */
+
+            /**
+             * Constructs a new StreamReadRequest.
+             * @memberof loom.v1
+             * @classdesc Represents a StreamReadRequest.
+             * @constructor
+             * @param {loom.v1.StreamReadRequest.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const StreamReadRequest = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * StreamReadRequest correlationId.
+             * @member {string} correlationId
+             * @memberof loom.v1.StreamReadRequest
+             * @instance
+             */
+            StreamReadRequest.prototype.correlationId = "";
+
+            /**
+             * StreamReadRequest stream.
+             * @member {string} stream
+             * @memberof loom.v1.StreamReadRequest
+             * @instance
+             */
+            StreamReadRequest.prototype.stream = "";
+
+            /**
+             * StreamReadRequest startSequence.
+             * @member {number} startSequence
+             * @memberof loom.v1.StreamReadRequest
+             * @instance
+             */
+            StreamReadRequest.prototype.startSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamReadRequest startUnixMs.
+             * @member {number} startUnixMs
+             * @memberof loom.v1.StreamReadRequest
+             * @instance
+             */
+            StreamReadRequest.prototype.startUnixMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * StreamReadRequest maxEvents.
+             * @member {number} maxEvents
+             * @memberof loom.v1.StreamReadRequest
+             * @instance
+             */
+            StreamReadRequest.prototype.maxEvents = 0;
+
+            /**
+             * Creates a new StreamReadRequest instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.StreamReadRequest
+             * @static
+             * @param {loom.v1.StreamReadRequest.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.StreamReadRequest} StreamReadRequest instance
+             * @type {{
+             *   (properties: loom.v1.StreamReadRequest.$Shape): loom.v1.StreamReadRequest & loom.v1.StreamReadRequest.$Shape;
+             *   (properties?: loom.v1.StreamReadRequest.$Properties): loom.v1.StreamReadRequest;
+             * }}
+             */
+            StreamReadRequest.create = function(properties) {
+                return new StreamReadRequest(properties);
+            };
+
+            /**
+             * Encodes the specified StreamReadRequest message. Does not implicitly {@link loom.v1.StreamReadRequest.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.StreamReadRequest
+             * @static
+             * @param {loom.v1.StreamReadRequest.$Properties} message StreamReadRequest message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            StreamReadRequest.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.correlationId != null && $Object.hasOwnProperty.call(message, "correlationId") && message.correlationId !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.correlationId);
+                if (message.stream != null && $Object.hasOwnProperty.call(message, "stream") && message.stream !== "")
+                    writer.uint32(/* id 2, wireType 2 =*/18).string(message.stream);
+                if (message.startSequence != null && $Object.hasOwnProperty.call(message, "startSequence") && (typeof message.startSequence === "object" ? message.startSequence.low || message.startSequence.high : message.startSequence !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.startSequence);
+                if (message.startUnixMs != null && $Object.hasOwnProperty.call(message, "startUnixMs") && (typeof message.startUnixMs === "object" ? message.startUnixMs.low || message.startUnixMs.high : message.startUnixMs !== 0))
+                    writer.uint32(/* id 4, wireType 0 =*/32).int64(message.startUnixMs);
+                if (message.maxEvents != null && $Object.hasOwnProperty.call(message, "maxEvents") && message.maxEvents !== 0)
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint32(message.maxEvents);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a StreamReadRequest message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.StreamReadRequest
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.StreamReadRequest & loom.v1.StreamReadRequest.$Shape} StreamReadRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            StreamReadRequest.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.StreamReadRequest();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.correlationId = value;
+                            else
+                                delete message.correlationId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.stream = value;
+                            else
+                                delete message.stream;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.startSequence = value;
+                            else
+                                delete message.startSequence;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.startUnixMs = value;
+                            else
+                                delete message.startUnixMs;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.maxEvents = value;
+                            else
+                                delete message.maxEvents;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return StreamReadRequest;
+        })();
+
+        v1.StoredEvent = (function() {
+
+            /**
+             * Properties of a StoredEvent.
+             * @typedef {Object} loom.v1.StoredEvent.$Properties
+             * @property {number|null} [sequence] StoredEvent sequence
+             * @property {number|null} [storedUnixMs] StoredEvent storedUnixMs
+             * @property {loom.v1.Envelope.$Properties|null} [envelope] StoredEvent envelope
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a StoredEvent.
+             * @memberof loom.v1
+             * @interface IStoredEvent
+             * @augments loom.v1.StoredEvent.$Properties
+             * @deprecated Use loom.v1.StoredEvent.$Properties instead.
+             */
+
+            /**
+             * Shape of a StoredEvent.
+             * @typedef {loom.v1.StoredEvent.$Properties} loom.v1.StoredEvent.$Shape
+             */
+
+            /**
+             * Constructs a new StoredEvent.
+             * @memberof loom.v1
+             * @classdesc Represents a StoredEvent.
+             * @constructor
+             * @param {loom.v1.StoredEvent.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const StoredEvent = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * StoredEvent sequence.
+             * @member {number} sequence
+             * @memberof loom.v1.StoredEvent
+             * @instance
+             */
+            StoredEvent.prototype.sequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StoredEvent storedUnixMs.
+             * @member {number} storedUnixMs
+             * @memberof loom.v1.StoredEvent
+             * @instance
+             */
+            StoredEvent.prototype.storedUnixMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+            /**
+             * StoredEvent envelope.
+             * @member {loom.v1.Envelope.$Properties|null|undefined} envelope
+             * @memberof loom.v1.StoredEvent
+             * @instance
+             */
+            StoredEvent.prototype.envelope = null;
+
+            /**
+             * Creates a new StoredEvent instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.StoredEvent
+             * @static
+             * @param {loom.v1.StoredEvent.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.StoredEvent} StoredEvent instance
+             * @type {{
+             *   (properties: loom.v1.StoredEvent.$Shape): loom.v1.StoredEvent & loom.v1.StoredEvent.$Shape;
+             *   (properties?: loom.v1.StoredEvent.$Properties): loom.v1.StoredEvent;
+             * }}
+             */
+            StoredEvent.create = function(properties) {
+                return new StoredEvent(properties);
+            };
+
+            /**
+             * Encodes the specified StoredEvent message. Does not implicitly {@link loom.v1.StoredEvent.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.StoredEvent
+             * @static
+             * @param {loom.v1.StoredEvent.$Properties} message StoredEvent message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            StoredEvent.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.sequence != null && $Object.hasOwnProperty.call(message, "sequence") && (typeof message.sequence === "object" ? message.sequence.low || message.sequence.high : message.sequence !== 0))
+                    writer.uint32(/* id 1, wireType 0 =*/8).uint64(message.sequence);
+                if (message.storedUnixMs != null && $Object.hasOwnProperty.call(message, "storedUnixMs") && (typeof message.storedUnixMs === "object" ? message.storedUnixMs.low || message.storedUnixMs.high : message.storedUnixMs !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).int64(message.storedUnixMs);
+                if (message.envelope != null && $Object.hasOwnProperty.call(message, "envelope"))
+                    $root.loom.v1.Envelope.encode(message.envelope, writer.uint32(/* id 3, wireType 2 =*/26).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a StoredEvent message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.StoredEvent
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.StoredEvent & loom.v1.StoredEvent.$Shape} StoredEvent
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            StoredEvent.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.StoredEvent();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.sequence = value;
+                            else
+                                delete message.sequence;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.int64()) === "object" ? value.low || value.high : value !== 0)
+                                message.storedUnixMs = value;
+                            else
+                                delete message.storedUnixMs;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            message.envelope = $root.loom.v1.Envelope.decode(reader, reader.size(), $undefined, _depth + 1, message.envelope);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return StoredEvent;
+        })();
+
+        v1.StreamReadResponse = (function() {
+
+            /**
+             * Properties of a StreamReadResponse.
+             * @typedef {Object} loom.v1.StreamReadResponse.$Properties
+             * @property {string|null} [correlationId] StreamReadResponse correlationId
+             * @property {Array.<loom.v1.StoredEvent.$Properties>|null} [events] StreamReadResponse events
+             * @property {number|null} [firstSequence] StreamReadResponse firstSequence
+             * @property {number|null} [lastSequence] StreamReadResponse lastSequence
+             * @property {loom.v1.Error.$Properties|null} [error] StreamReadResponse error
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a StreamReadResponse.
+             * @memberof loom.v1
+             * @interface IStreamReadResponse
+             * @augments loom.v1.StreamReadResponse.$Properties
+             * @deprecated Use loom.v1.StreamReadResponse.$Properties instead.
+             */
+
+            /**
+             * Shape of a StreamReadResponse.
+             * @typedef {loom.v1.StreamReadResponse.$Properties} loom.v1.StreamReadResponse.$Shape
+             */
+
+            /**
+             * Constructs a new StreamReadResponse.
+             * @memberof loom.v1
+             * @classdesc Represents a StreamReadResponse.
+             * @constructor
+             * @param {loom.v1.StreamReadResponse.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const StreamReadResponse = function (properties) {
+                this.events = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * StreamReadResponse correlationId.
+             * @member {string} correlationId
+             * @memberof loom.v1.StreamReadResponse
+             * @instance
+             */
+            StreamReadResponse.prototype.correlationId = "";
+
+            /**
+             * StreamReadResponse events.
+             * @member {Array.<loom.v1.StoredEvent.$Properties>} events
+             * @memberof loom.v1.StreamReadResponse
+             * @instance
+             */
+            StreamReadResponse.prototype.events = $util.emptyArray;
+
+            /**
+             * StreamReadResponse firstSequence.
+             * @member {number} firstSequence
+             * @memberof loom.v1.StreamReadResponse
+             * @instance
+             */
+            StreamReadResponse.prototype.firstSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamReadResponse lastSequence.
+             * @member {number} lastSequence
+             * @memberof loom.v1.StreamReadResponse
+             * @instance
+             */
+            StreamReadResponse.prototype.lastSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamReadResponse error.
+             * @member {loom.v1.Error.$Properties|null|undefined} error
+             * @memberof loom.v1.StreamReadResponse
+             * @instance
+             */
+            StreamReadResponse.prototype.error = null;
+
+            /**
+             * Creates a new StreamReadResponse instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.StreamReadResponse
+             * @static
+             * @param {loom.v1.StreamReadResponse.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.StreamReadResponse} StreamReadResponse instance
+             * @type {{
+             *   (properties: loom.v1.StreamReadResponse.$Shape): loom.v1.StreamReadResponse & loom.v1.StreamReadResponse.$Shape;
+             *   (properties?: loom.v1.StreamReadResponse.$Properties): loom.v1.StreamReadResponse;
+             * }}
+             */
+            StreamReadResponse.create = function(properties) {
+                return new StreamReadResponse(properties);
+            };
+
+            /**
+             * Encodes the specified StreamReadResponse message. Does not implicitly {@link loom.v1.StreamReadResponse.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.StreamReadResponse
+             * @static
+             * @param {loom.v1.StreamReadResponse.$Properties} message StreamReadResponse message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            StreamReadResponse.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.correlationId != null && $Object.hasOwnProperty.call(message, "correlationId") && message.correlationId !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.correlationId);
+                if (message.events != null && message.events.length)
+                    for (let i = 0; i < message.events.length; ++i)
+                        $root.loom.v1.StoredEvent.encode(message.events[i], writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+                if (message.firstSequence != null && $Object.hasOwnProperty.call(message, "firstSequence") && (typeof message.firstSequence === "object" ? message.firstSequence.low || message.firstSequence.high : message.firstSequence !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.firstSequence);
+                if (message.lastSequence != null && $Object.hasOwnProperty.call(message, "lastSequence") && (typeof message.lastSequence === "object" ? message.lastSequence.low || message.lastSequence.high : message.lastSequence !== 0))
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.lastSequence);
+                if (message.error != null && $Object.hasOwnProperty.call(message, "error"))
+                    $root.loom.v1.Error.encode(message.error, writer.uint32(/* id 5, wireType 2 =*/42).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a StreamReadResponse message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.StreamReadResponse
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.StreamReadResponse & loom.v1.StreamReadResponse.$Shape} StreamReadResponse
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            StreamReadResponse.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.StreamReadResponse();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.correlationId = value;
+                            else
+                                delete message.correlationId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.events && message.events.length))
+                                message.events = [];
+                            message.events.push($root.loom.v1.StoredEvent.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.firstSequence = value;
+                            else
+                                delete message.firstSequence;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.lastSequence = value;
+                            else
+                                delete message.lastSequence;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            message.error = $root.loom.v1.Error.decode(reader, reader.size(), $undefined, _depth + 1, message.error);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return StreamReadResponse;
         })();
 
         v1.HeartbeatRequest = (function() {

@@ -4,6 +4,16 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
+ACK_KIND_ACK: AckKind
+ACK_KIND_IN_PROGRESS: AckKind
+ACK_KIND_NAK: AckKind
+ACK_KIND_TERMINATE: AckKind
+ACK_KIND_UNSPECIFIED: AckKind
+DELIVER_POLICY_ALL: DeliverPolicy
+DELIVER_POLICY_BY_SEQUENCE: DeliverPolicy
+DELIVER_POLICY_BY_TIME: DeliverPolicy
+DELIVER_POLICY_NEW: DeliverPolicy
+DELIVER_POLICY_UNSPECIFIED: DeliverPolicy
 DESCRIPTOR: _descriptor.FileDescriptor
 ERROR_CODE_BUDGET_EXCEEDED: ErrorCode
 ERROR_CODE_CANCELLED: ErrorCode
@@ -127,32 +137,134 @@ class ClientFrame(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[ClientMessage, _Mapping]]] = ...) -> None: ...
 
 class ClientMessage(_message.Message):
-    __slots__ = ["call", "cancel", "heartbeat", "memory", "publish", "result", "subscribe", "unsubscribe"]
+    __slots__ = ["call", "cancel", "consumer", "heartbeat", "memory", "publish", "publish_acked", "read", "result", "subscribe", "unsubscribe"]
     CALL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_ACKED_FIELD_NUMBER: _ClassVar[int]
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     UNSUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     call: ActionCall
     cancel: CancelCall
+    consumer: ConsumerRequest
     heartbeat: HeartbeatPing
     memory: MemoryRequest
     publish: Envelope
+    publish_acked: PublishRequest
+    read: StreamReadRequest
     result: ActionResult
     subscribe: SubscribeRequest
     unsubscribe: UnsubscribeRequest
-    def __init__(self, publish: _Optional[_Union[Envelope, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ..., call: _Optional[_Union[ActionCall, _Mapping]] = ..., result: _Optional[_Union[ActionResult, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatPing, _Mapping]] = ..., memory: _Optional[_Union[MemoryRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ...) -> None: ...
+    def __init__(self, publish: _Optional[_Union[Envelope, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ..., call: _Optional[_Union[ActionCall, _Mapping]] = ..., result: _Optional[_Union[ActionResult, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatPing, _Mapping]] = ..., memory: _Optional[_Union[MemoryRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ..., publish_acked: _Optional[_Union[PublishRequest, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerRequest, _Mapping]] = ..., read: _Optional[_Union[StreamReadRequest, _Mapping]] = ...) -> None: ...
+
+class ConsumerAck(_message.Message):
+    __slots__ = ["consumer", "delay_ms", "kind", "sequences", "stream"]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    consumer: str
+    delay_ms: int
+    kind: AckKind
+    sequences: _containers.RepeatedScalarFieldContainer[int]
+    stream: str
+    def __init__(self, consumer: _Optional[str] = ..., stream: _Optional[str] = ..., sequences: _Optional[_Iterable[int]] = ..., kind: _Optional[_Union[AckKind, str]] = ..., delay_ms: _Optional[int] = ...) -> None: ...
+
+class ConsumerAttach(_message.Message):
+    __slots__ = ["config"]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: ConsumerConfig
+    def __init__(self, config: _Optional[_Union[ConsumerConfig, _Mapping]] = ...) -> None: ...
+
+class ConsumerConfig(_message.Message):
+    __slots__ = ["ack_wait_ms", "dead_letter_topic", "deliver", "filter", "max_ack_pending", "max_deliver", "name", "start_sequence", "start_unix_ms", "stream"]
+    ACK_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_TOPIC_FIELD_NUMBER: _ClassVar[int]
+    DELIVER_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_ACK_PENDING_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELIVER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    START_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    ack_wait_ms: int
+    dead_letter_topic: str
+    deliver: DeliverPolicy
+    filter: str
+    max_ack_pending: int
+    max_deliver: int
+    name: str
+    start_sequence: int
+    start_unix_ms: int
+    stream: str
+    def __init__(self, name: _Optional[str] = ..., stream: _Optional[str] = ..., filter: _Optional[str] = ..., deliver: _Optional[_Union[DeliverPolicy, str]] = ..., start_sequence: _Optional[int] = ..., start_unix_ms: _Optional[int] = ..., ack_wait_ms: _Optional[int] = ..., max_deliver: _Optional[int] = ..., max_ack_pending: _Optional[int] = ..., dead_letter_topic: _Optional[str] = ...) -> None: ...
+
+class ConsumerDetach(_message.Message):
+    __slots__ = ["consumer", "delete", "stream"]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    consumer: str
+    delete: bool
+    stream: str
+    def __init__(self, consumer: _Optional[str] = ..., stream: _Optional[str] = ..., delete: bool = ...) -> None: ...
+
+class ConsumerInfo(_message.Message):
+    __slots__ = ["ack_floor", "config", "next_sequence", "pending", "stream_last_sequence"]
+    ACK_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    STREAM_LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ack_floor: int
+    config: ConsumerConfig
+    next_sequence: int
+    pending: int
+    stream_last_sequence: int
+    def __init__(self, config: _Optional[_Union[ConsumerConfig, _Mapping]] = ..., ack_floor: _Optional[int] = ..., next_sequence: _Optional[int] = ..., pending: _Optional[int] = ..., stream_last_sequence: _Optional[int] = ...) -> None: ...
+
+class ConsumerReply(_message.Message):
+    __slots__ = ["correlation_id", "info"]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: str
+    info: ConsumerInfo
+    def __init__(self, correlation_id: _Optional[str] = ..., info: _Optional[_Union[ConsumerInfo, _Mapping]] = ...) -> None: ...
+
+class ConsumerRequest(_message.Message):
+    __slots__ = ["ack", "attach", "correlation_id", "detach"]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    ATTACH_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
+    ack: ConsumerAck
+    attach: ConsumerAttach
+    correlation_id: str
+    detach: ConsumerDetach
+    def __init__(self, correlation_id: _Optional[str] = ..., attach: _Optional[_Union[ConsumerAttach, _Mapping]] = ..., ack: _Optional[_Union[ConsumerAck, _Mapping]] = ..., detach: _Optional[_Union[ConsumerDetach, _Mapping]] = ...) -> None: ...
 
 class Delivery(_message.Message):
-    __slots__ = ["envelope", "subscription_id"]
+    __slots__ = ["consumer", "delivery_count", "envelope", "stream", "stream_sequence", "subscription_id"]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_COUNT_FIELD_NUMBER: _ClassVar[int]
     ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    consumer: str
+    delivery_count: int
     envelope: Envelope
+    stream: str
+    stream_sequence: int
     subscription_id: str
-    def __init__(self, subscription_id: _Optional[str] = ..., envelope: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+    def __init__(self, subscription_id: _Optional[str] = ..., envelope: _Optional[_Union[Envelope, _Mapping]] = ..., consumer: _Optional[str] = ..., stream: _Optional[str] = ..., stream_sequence: _Optional[int] = ..., delivery_count: _Optional[int] = ...) -> None: ...
 
 class Envelope(_message.Message):
     __slots__ = ["content_type", "correlation_id", "deadline_unix_ms", "headers", "hop_count", "id", "payload", "qos", "reply_to", "sender", "thread_id", "timestamp_unix_ms", "topic", "traceparent", "tracestate", "ttl_ms"]
@@ -372,6 +484,24 @@ class MemorySet(_message.Message):
     value: bytes
     def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
+class PublishAck(_message.Message):
+    __slots__ = ["correlation_id", "duplicate", "sequence", "stream"]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: str
+    duplicate: bool
+    sequence: int
+    stream: str
+    def __init__(self, correlation_id: _Optional[str] = ..., stream: _Optional[str] = ..., sequence: _Optional[int] = ..., duplicate: bool = ...) -> None: ...
+
+class PublishRequest(_message.Message):
+    __slots__ = ["envelope"]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    envelope: Envelope
+    def __init__(self, envelope: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+
 class RegisterAgentRequest(_message.Message):
     __slots__ = ["agent_id", "capabilities", "heartbeat_interval_ms", "metadata", "name", "namespace", "sdk", "subscriptions"]
     class MetadataEntry(_message.Message):
@@ -424,24 +554,68 @@ class ServerFrame(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[ServerMessage, _Mapping]]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ["ack", "call", "cancel", "deliver", "error", "heartbeat", "memory", "result"]
+    __slots__ = ["ack", "call", "cancel", "consumer", "deliver", "error", "heartbeat", "memory", "publish_ack", "read", "result"]
     ACK_FIELD_NUMBER: _ClassVar[int]
     CALL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
     DELIVER_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_ACK_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ack: Ack
     call: ActionCall
     cancel: CancelCall
+    consumer: ConsumerReply
     deliver: Delivery
     error: ErrorReply
     heartbeat: HeartbeatPing
     memory: MemoryResponse
+    publish_ack: PublishAck
+    read: StreamReadResponse
     result: ActionResult
-    def __init__(self, deliver: _Optional[_Union[Delivery, _Mapping]] = ..., call: _Optional[_Union[ActionCall, _Mapping]] = ..., result: _Optional[_Union[ActionResult, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatPing, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., memory: _Optional[_Union[MemoryResponse, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ...) -> None: ...
+    def __init__(self, deliver: _Optional[_Union[Delivery, _Mapping]] = ..., call: _Optional[_Union[ActionCall, _Mapping]] = ..., result: _Optional[_Union[ActionResult, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatPing, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., memory: _Optional[_Union[MemoryResponse, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ..., publish_ack: _Optional[_Union[PublishAck, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerReply, _Mapping]] = ..., read: _Optional[_Union[StreamReadResponse, _Mapping]] = ...) -> None: ...
+
+class StoredEvent(_message.Message):
+    __slots__ = ["envelope", "sequence", "stored_unix_ms"]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STORED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    envelope: Envelope
+    sequence: int
+    stored_unix_ms: int
+    def __init__(self, sequence: _Optional[int] = ..., stored_unix_ms: _Optional[int] = ..., envelope: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+
+class StreamReadRequest(_message.Message):
+    __slots__ = ["correlation_id", "max_events", "start_sequence", "start_unix_ms", "stream"]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    START_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    START_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: str
+    max_events: int
+    start_sequence: int
+    start_unix_ms: int
+    stream: str
+    def __init__(self, correlation_id: _Optional[str] = ..., stream: _Optional[str] = ..., start_sequence: _Optional[int] = ..., start_unix_ms: _Optional[int] = ..., max_events: _Optional[int] = ...) -> None: ...
+
+class StreamReadResponse(_message.Message):
+    __slots__ = ["correlation_id", "error", "events", "first_sequence", "last_sequence"]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: str
+    error: Error
+    events: _containers.RepeatedCompositeFieldContainer[StoredEvent]
+    first_sequence: int
+    last_sequence: int
+    def __init__(self, correlation_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[StoredEvent, _Mapping]]] = ..., first_sequence: _Optional[int] = ..., last_sequence: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ["correlation_id", "subscription"]
@@ -485,4 +659,10 @@ class OverflowPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
 
 class RoutingPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class DeliverPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class AckKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
