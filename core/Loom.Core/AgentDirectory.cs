@@ -43,11 +43,24 @@ public sealed class AgentDirectory
         _agents[agent.AgentId] = agent;
     }
 
+    /// <summary>
+    /// Called after an agent was removed (on the removing thread), for the bridge's dashboard, which
+    /// lists agents that left even when they lived shorter than its sampling interval. Must be quick
+    /// and never throw. Null (the default) costs nothing.
+    /// </summary>
+    public Action<AgentInfo>? Removed { get; set; }
+
     /// <summary>Removes an agent; false when it was not known.</summary>
     public bool Remove(string agentId)
     {
         ArgumentNullException.ThrowIfNull(agentId);
-        return _agents.TryRemove(agentId, out _);
+        if (!_agents.TryRemove(agentId, out var removed))
+        {
+            return false;
+        }
+
+        Removed?.Invoke(removed);
+        return true;
     }
 
     /// <summary>The agent with this id, or null.</summary>

@@ -30,6 +30,7 @@ internal static class Program
         Options:
           --url URL          bridge gRPC address (default: a bridge in this process; agents: a bridge process)
           --http-url URL     the bridge's HTTP address, for /metrics (agents and soak with --url)
+          --no-dashboard     the in-process bridge without the dashboard's feed (its overhead, paired)
           --runs N           measured runs per figure (default 5; agents 3)
           --events N         events per run (bus 10000000, pubsub 1000000, fanout 200000 per subscriber, external 1000000)
           --payload N        payload bytes (default 100; soak: at least 16)
@@ -98,7 +99,7 @@ internal static class Program
         var url = options.Url;
         if (url is null && needsBridge)
         {
-            bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0 }, static _ => { });
+            bridge = new LoomBridge(new BridgeOptions { GrpcPort = 0, HttpPort = 0, Dashboard = options.Dashboard }, static _ => { });
             await bridge.StartAsync();
             url = bridge.GrpcAddress;
         }
@@ -185,6 +186,9 @@ internal sealed class BenchOptions
 
     public Uri? HttpUrl { get; private set; }
 
+    /// <summary>The in-process bridge keeps the dashboard's feed (its default); --no-dashboard for the paired overhead figure.</summary>
+    public bool Dashboard { get; private set; } = true;
+
     public int? Runs { get; private set; }
 
     public int? Events { get; private set; }
@@ -258,6 +262,9 @@ internal sealed class BenchOptions
                     break;
                 case "--http-url":
                     o.HttpUrl = Address();
+                    break;
+                case "--no-dashboard":
+                    o.Dashboard = false;
                     break;
                 case "--runs":
                     o.Runs = Number();

@@ -22,15 +22,16 @@ public sealed class DashboardTests(DashboardFixture f)
         var env = new Dictionary<string, string> { ["TRIO_REPORT_DIR"] = reports, ["OPENAI_API_KEY"] = "", ["ANTHROPIC_API_KEY"] = "", ["LOOM_LLM_PROVIDER"] = "" };
         var trio = DashboardFixture.RunLoomAsync(TimeSpan.FromMinutes(10), env, "run", "examples/trio", "--url", f.Bridge.GrpcAddress.ToString().TrimEnd('/'), "--http-url", f.Url.TrimEnd('/'));
 
-        // The three agents appear while the trio runs (and stay listed as gone once it ended).
+        // The trio's run ends first (its output is the failure message if it did not work); its
+        // three agents stay listed, as gone, for minutes after they left.
+        var (code, output) = await trio;
+        Assert.True(code == 0, output);
         foreach (var name in new[] { "planner", "researcher", "writer" })
         {
-            await Expect(page.Locator($"[data-testid=agent-row][data-agent={name}]")).ToHaveCountAsync(1, new() { Timeout = 600_000 });
+            await Expect(page.Locator($"[data-testid=agent-row][data-agent={name}]")).ToHaveCountAsync(1, new() { Timeout = 60_000 });
         }
 
         await DashboardFixture.ScreenshotAsync(page, "overview");
-        var (code, output) = await trio;
-        Assert.True(code == 0, output);
         Directory.Delete(reports, recursive: true);
 
         await page.GotoAsync(f.Url + "#/threads");

@@ -43,7 +43,6 @@ internal sealed class DashboardFeed : IDisposable
     private readonly ConcurrentDictionary<string, CapabilityCalls> _calls = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<long, DashboardClient> _clients = new();
     private readonly Dictionary<string, GoneAgent> _gone = new(StringComparer.Ordinal);
-    private Dictionary<string, AgentInfo> _lastAgents = new(StringComparer.Ordinal);
     private readonly Queue<OverviewPoint> _history = new();
     private readonly ITimer? _timer;
     private long _events;
@@ -72,6 +71,7 @@ internal sealed class DashboardFeed : IDisposable
         _lastTotals = ReadTotals();
         bus.Observer = OnEnvelope;
         broker.CallObserver = OnCall;
+        agents.Removed = OnAgentRemoved;
         if (startSampler)
         {
             _timer = time.CreateTimer(_ => Tick(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
@@ -95,6 +95,15 @@ internal sealed class DashboardFeed : IDisposable
     // ---------------------------------------------------------------------------------------
     // Recording (on the publishing and calling threads: quick, bounded, never throws)
     // ---------------------------------------------------------------------------------------
+
+    /// <summary>An agent left (unregistered, expired or replaced by a restart): listed as gone for <see cref="GoneAgentsKept"/>.</summary>
+    private void OnAgentRemoved(AgentInfo agent)
+    {
+        lock (_gone)
+        {
+            _gone[agent.AgentId] = new GoneAgent(agent, _time.GetUtcNow());
+        }
+    }
 
     private void OnEnvelope(Envelope envelope)
     {
@@ -419,14 +428,6 @@ internal sealed class DashboardFeed : IDisposable
 
         lock (_gone)
         {
-            foreach (var (id, info) in _lastAgents)
-            {
-                if (!current.ContainsKey(id))
-                {
-                    _gone[id] = new GoneAgent(info, now);
-                }
-            }
-
             foreach (var id in current.Keys)
             {
                 _gone.Remove(id);
@@ -449,7 +450,6 @@ internal sealed class DashboardFeed : IDisposable
             }
         }
 
-        _lastAgents = current;
         rows.Sort(static (a, b) => (a.State == "gone").CompareTo(b.State == "gone") is var c && c != 0 ? c : string.CompareOrdinal(a.AgentId, b.AgentId));
         return rows;
     }
@@ -497,6 +497,7 @@ internal sealed class DashboardFeed : IDisposable
         }
 
         _broker.CallObserver = null;
+        _agents.Removed = null;
         foreach (var client in _clients.Values)
         {
             client.Complete();
