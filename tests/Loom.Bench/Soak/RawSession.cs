@@ -217,7 +217,11 @@ internal sealed class RawSession : IAsyncDisposable
         {
             if (Interlocked.Exchange(ref _ended, 1) == 0)
             {
-                if (!_cancel.IsCancellationRequested)
+                // A cancel by this client is its own doing, never the bridge's: Close, or a caller's
+                // token firing during a write (grpc-dotnet then cancels the whole call, so the
+                // reader sees the end before the writer's catch runs). Only the bridge's ends count.
+                var ownCancel = _cancel.IsCancellationRequested || ex is RpcException { StatusCode: StatusCode.Cancelled } cancelled && cancelled.Status.Detail.Contains("canceled by the client", StringComparison.OrdinalIgnoreCase);
+                if (!ownCancel)
                 {
                     owner._tally.Add(owner._name + "/" + why, ex is RpcException rpc ? rpc.Status.Detail : ex?.Message);
                 }
