@@ -39,8 +39,10 @@ public sealed class IsolationTests : IAsyncLifetime
         healthyRequest.Subscriptions.Add(new Protocol.V1.Subscription { Pattern = "load.>", Qos = QosClass.Normal, QueueCapacity = 8192 });
         await using var healthy = await RawAgent.RegisterAsync(_bridge.GrpcAddress, healthyRequest);
 
-        // The publisher asks for 200 ms heartbeats: 600 ms unheard would expire it.
-        await using var publisher = await RawAgent.RegisterAsync(_bridge.GrpcAddress, new RegisterAgentRequest { AgentId = "publisher", Name = "publisher", Sdk = "test", HeartbeatIntervalMs = 200 });
+        // The publisher asks for 500 ms heartbeats: 1.5 s unheard would expire it, less than the
+        // offender's 2 s block timeout, so a bridge that stopped reading the publisher's stream while
+        // its publish waits would expire it (200 ms was tighter than a loaded 2-core CI can promise).
+        await using var publisher = await RawAgent.RegisterAsync(_bridge.GrpcAddress, new RegisterAgentRequest { AgentId = "publisher", Name = "publisher", Sdk = "test", HeartbeatIntervalMs = 500 });
         using var stopBeats = new CancellationTokenSource();
         var beats = Task.Run(async () =>
         {
