@@ -383,19 +383,10 @@ internal static partial class ProjectFileLoader
     private static long Size(Reader reader, YamlNode node, string field, bool units = true)
     {
         var text = reader.String(node, field).Trim();
-        long scale = 1;
-        foreach (var (suffix, factor) in units ? new[] { ("KiB", 1L << 10), ("MiB", 1L << 20), ("GiB", 1L << 30) } : [])
-        {
-            if (text.EndsWith(suffix, StringComparison.Ordinal))
-            {
-                text = text[..^suffix.Length].Trim();
-                scale = factor;
-            }
-        }
-
-        return long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= long.MaxValue / scale
-            ? n * scale
-            : throw reader.Error(node, field, units ? $"expected a size such as 1048576, 512MiB or 10GiB; got '{reader.String(node, field)}'" : $"expected a whole number; got '{text}'");
+        var ok = units ? BridgeLimits.TryParseBytes(text, out var n) : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out n);
+        return ok
+            ? n
+            : throw reader.Error(node, field, units ? $"expected a size such as 1048576, 512MiB or 10GiB; got '{text}'" : $"expected a whole number; got '{text}'");
     }
 
     private static readonly string[] PermissionKinds = ["publish", "subscribe", "provide", "call", "memory_read", "memory_write", "collaboration"];

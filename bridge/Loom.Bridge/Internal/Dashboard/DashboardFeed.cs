@@ -130,9 +130,10 @@ internal sealed class DashboardFeed : IDisposable
         var name = request.Capability ?? "";
         var caller = request.Caller.Length == 0 ? "(bridge)" : request.Caller;
         Count(_callEdges, caller, name);
-        if (_calls.Count < MaxEdges || _calls.ContainsKey(name))
+        // ConcurrentDictionary.Count takes every bucket lock: only a capability not seen yet pays for it.
+        if (_calls.TryGetValue(name, out var calls) || (_calls.Count < MaxEdges && (calls = _calls.GetOrAdd(name, static _ => new CapabilityCalls())) is not null))
         {
-            _calls.GetOrAdd(name, static _ => new CapabilityCalls()).Add(elapsed, outcome.Error?.Code);
+            calls.Add(elapsed, outcome.Error?.Code);
         }
 
         if (!TakeBudget())
