@@ -1046,8 +1046,11 @@ export namespace loom {
             /** ClientMessage read. */
             read?: (loom.v1.StreamReadRequest.$Properties|null);
 
+            /** ClientMessage streamAdmin. */
+            streamAdmin?: (loom.v1.StreamAdminRequest.$Properties|null);
+
             /** ClientMessage kind. */
-            kind?: ("publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read");
+            kind?: ("publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read"|"streamAdmin");
 
             /**
              * Creates a new ClientMessage instance using the specified properties.
@@ -1114,8 +1117,11 @@ export namespace loom {
                 /** ClientMessage read */
                 read?: (loom.v1.StreamReadRequest.$Properties|null);
 
+                /** ClientMessage streamAdmin */
+                streamAdmin?: (loom.v1.StreamAdminRequest.$Properties|null);
+
                 /** ClientMessage kind */
-                kind?: ("publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read");
+                kind?: ("publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read"|"streamAdmin");
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
@@ -1134,9 +1140,10 @@ export namespace loom {
               publishAcked?: loom.v1.PublishRequest.$Shape|null;
               consumer?: loom.v1.ConsumerRequest.$Shape|null;
               read?: loom.v1.StreamReadRequest.$Shape|null;
+              streamAdmin?: loom.v1.StreamAdminRequest.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ kind?: undefined; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "publish"; publish: loom.v1.Envelope.$Shape; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "subscribe"; publish?: null; subscribe: loom.v1.SubscribeRequest.$Shape; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "unsubscribe"; publish?: null; subscribe?: null; unsubscribe: loom.v1.UnsubscribeRequest.$Shape; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "call"; publish?: null; subscribe?: null; unsubscribe?: null; call: loom.v1.ActionCall.$Shape; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "result"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result: loom.v1.ActionResult.$Shape; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "heartbeat"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "memory"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory: loom.v1.MemoryRequest.$Shape; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "cancel"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "publishAcked"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked: loom.v1.PublishRequest.$Shape; consumer?: null; read?: null }|{ kind?: "consumer"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer: loom.v1.ConsumerRequest.$Shape; read?: null }|{ kind?: "read"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read: loom.v1.StreamReadRequest.$Shape })
+              ({ kind?: undefined; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "publish"; publish: loom.v1.Envelope.$Shape; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "subscribe"; publish?: null; subscribe: loom.v1.SubscribeRequest.$Shape; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "unsubscribe"; publish?: null; subscribe?: null; unsubscribe: loom.v1.UnsubscribeRequest.$Shape; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "call"; publish?: null; subscribe?: null; unsubscribe?: null; call: loom.v1.ActionCall.$Shape; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "result"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result: loom.v1.ActionResult.$Shape; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "heartbeat"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "memory"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory: loom.v1.MemoryRequest.$Shape; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "cancel"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "publishAcked"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked: loom.v1.PublishRequest.$Shape; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "consumer"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer: loom.v1.ConsumerRequest.$Shape; read?: null; streamAdmin?: null }|{ kind?: "read"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read: loom.v1.StreamReadRequest.$Shape; streamAdmin?: null }|{ kind?: "streamAdmin"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin: loom.v1.StreamAdminRequest.$Shape })
             );
         }
 
@@ -1192,8 +1199,11 @@ export namespace loom {
             /** ServerMessage read. */
             read?: (loom.v1.StreamReadResponse.$Properties|null);
 
+            /** ServerMessage streamAdmin. */
+            streamAdmin?: (loom.v1.StreamAdminReply.$Properties|null);
+
             /** ServerMessage kind. */
-            kind?: ("deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read");
+            kind?: ("deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read"|"streamAdmin");
 
             /**
              * Creates a new ServerMessage instance using the specified properties.
@@ -1260,8 +1270,11 @@ export namespace loom {
                 /** ServerMessage read */
                 read?: (loom.v1.StreamReadResponse.$Properties|null);
 
+                /** ServerMessage streamAdmin */
+                streamAdmin?: (loom.v1.StreamAdminReply.$Properties|null);
+
                 /** ServerMessage kind */
-                kind?: ("deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read");
+                kind?: ("deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read"|"streamAdmin");
 
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
@@ -1280,9 +1293,10 @@ export namespace loom {
               publishAck?: loom.v1.PublishAck.$Shape|null;
               consumer?: loom.v1.ConsumerReply.$Shape|null;
               read?: loom.v1.StreamReadResponse.$Shape|null;
+              streamAdmin?: loom.v1.StreamAdminReply.$Shape|null;
               $unknowns?: Uint8Array[];
             } & (
-              ({ kind?: undefined; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "deliver"; deliver: loom.v1.Delivery.$Shape; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "call"; deliver?: null; call: loom.v1.ActionCall.$Shape; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "result"; deliver?: null; call?: null; result: loom.v1.ActionResult.$Shape; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "ack"; deliver?: null; call?: null; result?: null; ack: loom.v1.Ack.$Shape; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "heartbeat"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "error"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error: loom.v1.ErrorReply.$Shape; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "memory"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory: loom.v1.MemoryResponse.$Shape; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "cancel"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAck?: null; consumer?: null; read?: null }|{ kind?: "publishAck"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck: loom.v1.PublishAck.$Shape; consumer?: null; read?: null }|{ kind?: "consumer"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer: loom.v1.ConsumerReply.$Shape; read?: null }|{ kind?: "read"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read: loom.v1.StreamReadResponse.$Shape })
+              ({ kind?: undefined; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "deliver"; deliver: loom.v1.Delivery.$Shape; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "call"; deliver?: null; call: loom.v1.ActionCall.$Shape; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "result"; deliver?: null; call?: null; result: loom.v1.ActionResult.$Shape; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "ack"; deliver?: null; call?: null; result?: null; ack: loom.v1.Ack.$Shape; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "heartbeat"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "error"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error: loom.v1.ErrorReply.$Shape; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "memory"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory: loom.v1.MemoryResponse.$Shape; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "cancel"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "publishAck"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck: loom.v1.PublishAck.$Shape; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "consumer"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer: loom.v1.ConsumerReply.$Shape; read?: null; streamAdmin?: null }|{ kind?: "read"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read: loom.v1.StreamReadResponse.$Shape; streamAdmin?: null }|{ kind?: "streamAdmin"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin: loom.v1.StreamAdminReply.$Shape })
             );
         }
 
@@ -1810,6 +1824,9 @@ export namespace loom {
             /** ActionCall headers. */
             headers: { [k: string]: string };
 
+            /** ActionCall idempotencyKey. */
+            idempotencyKey: string;
+
             /**
              * Creates a new ActionCall instance using the specified properties.
              * @param [properties] Properties to set
@@ -1878,6 +1895,9 @@ export namespace loom {
                 /** ActionCall headers */
                 headers?: ({ [k: string]: string }|null);
 
+                /** ActionCall idempotencyKey */
+                idempotencyKey?: (string|null);
+
                 /** Unknown fields preserved while decoding when enabled */
                 $unknowns?: Uint8Array[];
             }
@@ -1919,6 +1939,9 @@ export namespace loom {
 
             /** ActionResult durationUs. */
             durationUs: number;
+
+            /** ActionResult replayed. */
+            replayed: boolean;
 
             /** ActionResult outcome. */
             outcome?: ("outputJson"|"error");
@@ -1970,6 +1993,9 @@ export namespace loom {
                 /** ActionResult durationUs */
                 durationUs?: (number|null);
 
+                /** ActionResult replayed */
+                replayed?: (boolean|null);
+
                 /** ActionResult outcome */
                 outcome?: ("outputJson"|"error");
 
@@ -1984,6 +2010,7 @@ export namespace loom {
               error?: loom.v1.Error.$Shape|null;
               provider?: string|null;
               durationUs?: number|null;
+              replayed?: boolean|null;
               $unknowns?: Uint8Array[];
             } & (
               ({ outcome?: undefined; outputJson?: null; error?: null }|{ outcome?: "outputJson"; outputJson: Uint8Array; error?: null }|{ outcome?: "error"; outputJson?: null; error: loom.v1.Error.$Shape })
@@ -3894,6 +3921,365 @@ export namespace loom {
 
             /** Shape of a StreamReadResponse. */
             type $Shape = loom.v1.StreamReadResponse.$Properties;
+        }
+
+        /**
+         * Properties of a StreamSpec.
+         * @deprecated Use loom.v1.StreamSpec.$Properties instead.
+         */
+        interface IStreamSpec extends loom.v1.StreamSpec.$Properties {
+        }
+
+        /** Represents a StreamSpec. */
+        class StreamSpec {
+
+            /**
+             * Constructs a new StreamSpec.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.StreamSpec.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** StreamSpec name. */
+            name: string;
+
+            /** StreamSpec subjects. */
+            subjects: string[];
+
+            /** StreamSpec maxAgeMs. */
+            maxAgeMs: number;
+
+            /** StreamSpec maxBytes. */
+            maxBytes: number;
+
+            /** StreamSpec maxEvents. */
+            maxEvents: number;
+
+            /** StreamSpec duplicateWindowMs. */
+            duplicateWindowMs: number;
+
+            /**
+             * Creates a new StreamSpec instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns StreamSpec instance
+             */
+            static create(properties: loom.v1.StreamSpec.$Shape): loom.v1.StreamSpec & loom.v1.StreamSpec.$Shape;
+            static create(properties?: loom.v1.StreamSpec.$Properties): loom.v1.StreamSpec;
+
+            /**
+             * Encodes the specified StreamSpec message. Does not implicitly {@link loom.v1.StreamSpec.verify|verify} messages.
+             * @param message StreamSpec message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.StreamSpec.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a StreamSpec message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.StreamSpec & loom.v1.StreamSpec.$Shape} StreamSpec
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.StreamSpec & loom.v1.StreamSpec.$Shape;
+        }
+
+        namespace StreamSpec {
+
+            /** Properties of a StreamSpec. */
+            interface $Properties {
+
+                /** StreamSpec name */
+                name?: (string|null);
+
+                /** StreamSpec subjects */
+                subjects?: (string[]|null);
+
+                /** StreamSpec maxAgeMs */
+                maxAgeMs?: (number|null);
+
+                /** StreamSpec maxBytes */
+                maxBytes?: (number|null);
+
+                /** StreamSpec maxEvents */
+                maxEvents?: (number|null);
+
+                /** StreamSpec duplicateWindowMs */
+                duplicateWindowMs?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a StreamSpec. */
+            type $Shape = loom.v1.StreamSpec.$Properties;
+        }
+
+        /**
+         * Properties of a StreamState.
+         * @deprecated Use loom.v1.StreamState.$Properties instead.
+         */
+        interface IStreamState extends loom.v1.StreamState.$Properties {
+        }
+
+        /** Represents a StreamState. */
+        class StreamState {
+
+            /**
+             * Constructs a new StreamState.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.StreamState.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** StreamState spec. */
+            spec?: (loom.v1.StreamSpec.$Properties|null);
+
+            /** StreamState firstSequence. */
+            firstSequence: number;
+
+            /** StreamState lastSequence. */
+            lastSequence: number;
+
+            /** StreamState events. */
+            events: number;
+
+            /** StreamState bytes. */
+            bytes: number;
+
+            /**
+             * Creates a new StreamState instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns StreamState instance
+             */
+            static create(properties: loom.v1.StreamState.$Shape): loom.v1.StreamState & loom.v1.StreamState.$Shape;
+            static create(properties?: loom.v1.StreamState.$Properties): loom.v1.StreamState;
+
+            /**
+             * Encodes the specified StreamState message. Does not implicitly {@link loom.v1.StreamState.verify|verify} messages.
+             * @param message StreamState message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.StreamState.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a StreamState message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.StreamState & loom.v1.StreamState.$Shape} StreamState
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.StreamState & loom.v1.StreamState.$Shape;
+        }
+
+        namespace StreamState {
+
+            /** Properties of a StreamState. */
+            interface $Properties {
+
+                /** StreamState spec */
+                spec?: (loom.v1.StreamSpec.$Properties|null);
+
+                /** StreamState firstSequence */
+                firstSequence?: (number|null);
+
+                /** StreamState lastSequence */
+                lastSequence?: (number|null);
+
+                /** StreamState events */
+                events?: (number|null);
+
+                /** StreamState bytes */
+                bytes?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a StreamState. */
+            type $Shape = loom.v1.StreamState.$Properties;
+        }
+
+        /**
+         * Properties of a StreamAdminRequest.
+         * @deprecated Use loom.v1.StreamAdminRequest.$Properties instead.
+         */
+        interface IStreamAdminRequest extends loom.v1.StreamAdminRequest.$Properties {
+        }
+
+        /** Represents a StreamAdminRequest. */
+        class StreamAdminRequest {
+
+            /**
+             * Constructs a new StreamAdminRequest.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.StreamAdminRequest.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** StreamAdminRequest correlationId. */
+            correlationId: string;
+
+            /** StreamAdminRequest create. */
+            create?: (loom.v1.StreamSpec.$Properties|null);
+
+            /** StreamAdminRequest info. */
+            info?: (string|null);
+
+            /** StreamAdminRequest list. */
+            list?: (boolean|null);
+
+            /** StreamAdminRequest delete. */
+            delete?: (string|null);
+
+            /** StreamAdminRequest op. */
+            op?: ("create"|"info"|"list"|"delete");
+
+            /**
+             * Creates a new StreamAdminRequest instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns StreamAdminRequest instance
+             */
+            static create(properties: loom.v1.StreamAdminRequest.$Shape): loom.v1.StreamAdminRequest & loom.v1.StreamAdminRequest.$Shape;
+            static create(properties?: loom.v1.StreamAdminRequest.$Properties): loom.v1.StreamAdminRequest;
+
+            /**
+             * Encodes the specified StreamAdminRequest message. Does not implicitly {@link loom.v1.StreamAdminRequest.verify|verify} messages.
+             * @param message StreamAdminRequest message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.StreamAdminRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a StreamAdminRequest message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.StreamAdminRequest & loom.v1.StreamAdminRequest.$Shape} StreamAdminRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.StreamAdminRequest & loom.v1.StreamAdminRequest.$Shape;
+        }
+
+        namespace StreamAdminRequest {
+
+            /** Properties of a StreamAdminRequest. */
+            interface $Properties {
+
+                /** StreamAdminRequest correlationId */
+                correlationId?: (string|null);
+
+                /** StreamAdminRequest create */
+                create?: (loom.v1.StreamSpec.$Properties|null);
+
+                /** StreamAdminRequest info */
+                info?: (string|null);
+
+                /** StreamAdminRequest list */
+                list?: (boolean|null);
+
+                /** StreamAdminRequest delete */
+                "delete"?: (string|null);
+
+                /** StreamAdminRequest op */
+                op?: ("create"|"info"|"list"|"delete");
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Narrowed shape of a StreamAdminRequest. */
+            type $Shape = {
+              correlationId?: string|null;
+              create?: loom.v1.StreamSpec.$Shape|null;
+              info?: string|null;
+              list?: boolean|null;
+              "delete"?: string|null;
+              $unknowns?: Uint8Array[];
+            } & (
+              ({ op?: undefined; create?: null; info?: null; list?: null; "delete"?: null }|{ op?: "create"; create: loom.v1.StreamSpec.$Shape; info?: null; list?: null; "delete"?: null }|{ op?: "info"; create?: null; info: string; list?: null; "delete"?: null }|{ op?: "list"; create?: null; info?: null; list: boolean; "delete"?: null }|{ op?: "delete"; create?: null; info?: null; list?: null; "delete": string })
+            );
+        }
+
+        /**
+         * Properties of a StreamAdminReply.
+         * @deprecated Use loom.v1.StreamAdminReply.$Properties instead.
+         */
+        interface IStreamAdminReply extends loom.v1.StreamAdminReply.$Properties {
+        }
+
+        /** Represents a StreamAdminReply. */
+        class StreamAdminReply {
+
+            /**
+             * Constructs a new StreamAdminReply.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: loom.v1.StreamAdminReply.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** StreamAdminReply correlationId. */
+            correlationId: string;
+
+            /** StreamAdminReply streams. */
+            streams: loom.v1.StreamState.$Properties[];
+
+            /**
+             * Creates a new StreamAdminReply instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns StreamAdminReply instance
+             */
+            static create(properties: loom.v1.StreamAdminReply.$Shape): loom.v1.StreamAdminReply & loom.v1.StreamAdminReply.$Shape;
+            static create(properties?: loom.v1.StreamAdminReply.$Properties): loom.v1.StreamAdminReply;
+
+            /**
+             * Encodes the specified StreamAdminReply message. Does not implicitly {@link loom.v1.StreamAdminReply.verify|verify} messages.
+             * @param message StreamAdminReply message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: loom.v1.StreamAdminReply.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a StreamAdminReply message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {loom.v1.StreamAdminReply & loom.v1.StreamAdminReply.$Shape} StreamAdminReply
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): loom.v1.StreamAdminReply & loom.v1.StreamAdminReply.$Shape;
+        }
+
+        namespace StreamAdminReply {
+
+            /** Properties of a StreamAdminReply. */
+            interface $Properties {
+
+                /** StreamAdminReply correlationId */
+                correlationId?: (string|null);
+
+                /** StreamAdminReply streams */
+                streams?: (loom.v1.StreamState.$Properties[]|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a StreamAdminReply. */
+            type $Shape = loom.v1.StreamAdminReply.$Properties;
         }
 
         /**

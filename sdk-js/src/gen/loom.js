@@ -2625,7 +2625,8 @@ export const loom = $root.loom = (() => {
              * @property {loom.v1.PublishRequest.$Properties|null} [publishAcked] ClientMessage publishAcked
              * @property {loom.v1.ConsumerRequest.$Properties|null} [consumer] ClientMessage consumer
              * @property {loom.v1.StreamReadRequest.$Properties|null} [read] ClientMessage read
-             * @property {"publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read"} [kind] ClientMessage kind
+             * @property {loom.v1.StreamAdminRequest.$Properties|null} [streamAdmin] ClientMessage streamAdmin
+             * @property {"publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read"|"streamAdmin"} [kind] ClientMessage kind
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -2651,9 +2652,10 @@ export const loom = $root.loom = (() => {
              *   publishAcked?: loom.v1.PublishRequest.$Shape|null;
              *   consumer?: loom.v1.ConsumerRequest.$Shape|null;
              *   read?: loom.v1.StreamReadRequest.$Shape|null;
+             *   streamAdmin?: loom.v1.StreamAdminRequest.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ kind?: undefined; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "publish"; publish: loom.v1.Envelope.$Shape; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "subscribe"; publish?: null; subscribe: loom.v1.SubscribeRequest.$Shape; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "unsubscribe"; publish?: null; subscribe?: null; unsubscribe: loom.v1.UnsubscribeRequest.$Shape; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "call"; publish?: null; subscribe?: null; unsubscribe?: null; call: loom.v1.ActionCall.$Shape; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "result"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result: loom.v1.ActionResult.$Shape; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "heartbeat"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "memory"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory: loom.v1.MemoryRequest.$Shape; cancel?: null; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "cancel"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAcked?: null; consumer?: null; read?: null }|{ kind?: "publishAcked"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked: loom.v1.PublishRequest.$Shape; consumer?: null; read?: null }|{ kind?: "consumer"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer: loom.v1.ConsumerRequest.$Shape; read?: null }|{ kind?: "read"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read: loom.v1.StreamReadRequest.$Shape })
+             *   ({ kind?: undefined; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "publish"; publish: loom.v1.Envelope.$Shape; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "subscribe"; publish?: null; subscribe: loom.v1.SubscribeRequest.$Shape; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "unsubscribe"; publish?: null; subscribe?: null; unsubscribe: loom.v1.UnsubscribeRequest.$Shape; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "call"; publish?: null; subscribe?: null; unsubscribe?: null; call: loom.v1.ActionCall.$Shape; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "result"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result: loom.v1.ActionResult.$Shape; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "heartbeat"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "memory"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory: loom.v1.MemoryRequest.$Shape; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "cancel"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAcked?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "publishAcked"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked: loom.v1.PublishRequest.$Shape; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "consumer"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer: loom.v1.ConsumerRequest.$Shape; read?: null; streamAdmin?: null }|{ kind?: "read"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read: loom.v1.StreamReadRequest.$Shape; streamAdmin?: null }|{ kind?: "streamAdmin"; publish?: null; subscribe?: null; unsubscribe?: null; call?: null; result?: null; heartbeat?: null; memory?: null; cancel?: null; publishAcked?: null; consumer?: null; read?: null; streamAdmin: loom.v1.StreamAdminRequest.$Shape })
              * )} loom.v1.ClientMessage.$Shape
              */
 
@@ -2760,17 +2762,25 @@ export const loom = $root.loom = (() => {
              */
             ClientMessage.prototype.read = null;
 
+            /**
+             * ClientMessage streamAdmin.
+             * @member {loom.v1.StreamAdminRequest.$Properties|null|undefined} streamAdmin
+             * @memberof loom.v1.ClientMessage
+             * @instance
+             */
+            ClientMessage.prototype.streamAdmin = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ClientMessage kind.
-             * @member {"publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read"|undefined} kind
+             * @member {"publish"|"subscribe"|"unsubscribe"|"call"|"result"|"heartbeat"|"memory"|"cancel"|"publishAcked"|"consumer"|"read"|"streamAdmin"|undefined} kind
              * @memberof loom.v1.ClientMessage
              * @instance
              */
             $Object.defineProperty(ClientMessage.prototype, "kind", {
-                get: $util.oneOfGetter($oneOfFields = ["publish", "subscribe", "unsubscribe", "call", "result", "heartbeat", "memory", "cancel", "publishAcked", "consumer", "read"]),
+                get: $util.oneOfGetter($oneOfFields = ["publish", "subscribe", "unsubscribe", "call", "result", "heartbeat", "memory", "cancel", "publishAcked", "consumer", "read", "streamAdmin"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -2828,6 +2838,8 @@ export const loom = $root.loom = (() => {
                     $root.loom.v1.ConsumerRequest.encode(message.consumer, writer.uint32(/* id 10, wireType 2 =*/82).fork(), _depth + 1).ldelim();
                 if (message.read != null && $Object.hasOwnProperty.call(message, "read"))
                     $root.loom.v1.StreamReadRequest.encode(message.read, writer.uint32(/* id 11, wireType 2 =*/90).fork(), _depth + 1).ldelim();
+                if (message.streamAdmin != null && $Object.hasOwnProperty.call(message, "streamAdmin"))
+                    $root.loom.v1.StreamAdminRequest.encode(message.streamAdmin, writer.uint32(/* id 12, wireType 2 =*/98).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -2949,6 +2961,13 @@ export const loom = $root.loom = (() => {
                             message.kind = "read";
                             continue;
                         }
+                    case 12: {
+                            if (wireType !== 2)
+                                break;
+                            message.streamAdmin = $root.loom.v1.StreamAdminRequest.decode(reader, reader.size(), $undefined, _depth + 1, message.streamAdmin);
+                            message.kind = "streamAdmin";
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -2985,7 +3004,8 @@ export const loom = $root.loom = (() => {
              * @property {loom.v1.PublishAck.$Properties|null} [publishAck] ServerMessage publishAck
              * @property {loom.v1.ConsumerReply.$Properties|null} [consumer] ServerMessage consumer
              * @property {loom.v1.StreamReadResponse.$Properties|null} [read] ServerMessage read
-             * @property {"deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read"} [kind] ServerMessage kind
+             * @property {loom.v1.StreamAdminReply.$Properties|null} [streamAdmin] ServerMessage streamAdmin
+             * @property {"deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read"|"streamAdmin"} [kind] ServerMessage kind
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -3011,9 +3031,10 @@ export const loom = $root.loom = (() => {
              *   publishAck?: loom.v1.PublishAck.$Shape|null;
              *   consumer?: loom.v1.ConsumerReply.$Shape|null;
              *   read?: loom.v1.StreamReadResponse.$Shape|null;
+             *   streamAdmin?: loom.v1.StreamAdminReply.$Shape|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
-             *   ({ kind?: undefined; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "deliver"; deliver: loom.v1.Delivery.$Shape; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "call"; deliver?: null; call: loom.v1.ActionCall.$Shape; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "result"; deliver?: null; call?: null; result: loom.v1.ActionResult.$Shape; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "ack"; deliver?: null; call?: null; result?: null; ack: loom.v1.Ack.$Shape; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "heartbeat"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "error"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error: loom.v1.ErrorReply.$Shape; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "memory"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory: loom.v1.MemoryResponse.$Shape; cancel?: null; publishAck?: null; consumer?: null; read?: null }|{ kind?: "cancel"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAck?: null; consumer?: null; read?: null }|{ kind?: "publishAck"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck: loom.v1.PublishAck.$Shape; consumer?: null; read?: null }|{ kind?: "consumer"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer: loom.v1.ConsumerReply.$Shape; read?: null }|{ kind?: "read"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read: loom.v1.StreamReadResponse.$Shape })
+             *   ({ kind?: undefined; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "deliver"; deliver: loom.v1.Delivery.$Shape; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "call"; deliver?: null; call: loom.v1.ActionCall.$Shape; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "result"; deliver?: null; call?: null; result: loom.v1.ActionResult.$Shape; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "ack"; deliver?: null; call?: null; result?: null; ack: loom.v1.Ack.$Shape; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "heartbeat"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat: loom.v1.HeartbeatPing.$Shape; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "error"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error: loom.v1.ErrorReply.$Shape; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "memory"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory: loom.v1.MemoryResponse.$Shape; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "cancel"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel: loom.v1.CancelCall.$Shape; publishAck?: null; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "publishAck"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck: loom.v1.PublishAck.$Shape; consumer?: null; read?: null; streamAdmin?: null }|{ kind?: "consumer"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer: loom.v1.ConsumerReply.$Shape; read?: null; streamAdmin?: null }|{ kind?: "read"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read: loom.v1.StreamReadResponse.$Shape; streamAdmin?: null }|{ kind?: "streamAdmin"; deliver?: null; call?: null; result?: null; ack?: null; heartbeat?: null; error?: null; memory?: null; cancel?: null; publishAck?: null; consumer?: null; read?: null; streamAdmin: loom.v1.StreamAdminReply.$Shape })
              * )} loom.v1.ServerMessage.$Shape
              */
 
@@ -3120,17 +3141,25 @@ export const loom = $root.loom = (() => {
              */
             ServerMessage.prototype.read = null;
 
+            /**
+             * ServerMessage streamAdmin.
+             * @member {loom.v1.StreamAdminReply.$Properties|null|undefined} streamAdmin
+             * @memberof loom.v1.ServerMessage
+             * @instance
+             */
+            ServerMessage.prototype.streamAdmin = null;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
             /**
              * ServerMessage kind.
-             * @member {"deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read"|undefined} kind
+             * @member {"deliver"|"call"|"result"|"ack"|"heartbeat"|"error"|"memory"|"cancel"|"publishAck"|"consumer"|"read"|"streamAdmin"|undefined} kind
              * @memberof loom.v1.ServerMessage
              * @instance
              */
             $Object.defineProperty(ServerMessage.prototype, "kind", {
-                get: $util.oneOfGetter($oneOfFields = ["deliver", "call", "result", "ack", "heartbeat", "error", "memory", "cancel", "publishAck", "consumer", "read"]),
+                get: $util.oneOfGetter($oneOfFields = ["deliver", "call", "result", "ack", "heartbeat", "error", "memory", "cancel", "publishAck", "consumer", "read", "streamAdmin"]),
                 set: $util.oneOfSetter($oneOfFields)
             });
 
@@ -3188,6 +3217,8 @@ export const loom = $root.loom = (() => {
                     $root.loom.v1.ConsumerReply.encode(message.consumer, writer.uint32(/* id 10, wireType 2 =*/82).fork(), _depth + 1).ldelim();
                 if (message.read != null && $Object.hasOwnProperty.call(message, "read"))
                     $root.loom.v1.StreamReadResponse.encode(message.read, writer.uint32(/* id 11, wireType 2 =*/90).fork(), _depth + 1).ldelim();
+                if (message.streamAdmin != null && $Object.hasOwnProperty.call(message, "streamAdmin"))
+                    $root.loom.v1.StreamAdminReply.encode(message.streamAdmin, writer.uint32(/* id 12, wireType 2 =*/98).fork(), _depth + 1).ldelim();
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -3307,6 +3338,13 @@ export const loom = $root.loom = (() => {
                                 break;
                             message.read = $root.loom.v1.StreamReadResponse.decode(reader, reader.size(), $undefined, _depth + 1, message.read);
                             message.kind = "read";
+                            continue;
+                        }
+                    case 12: {
+                            if (wireType !== 2)
+                                break;
+                            message.streamAdmin = $root.loom.v1.StreamAdminReply.decode(reader, reader.size(), $undefined, _depth + 1, message.streamAdmin);
+                            message.kind = "streamAdmin";
                             continue;
                         }
                     }
@@ -4469,6 +4507,7 @@ export const loom = $root.loom = (() => {
              * @property {loom.v1.RoutingPolicy|null} [routing] ActionCall routing
              * @property {string|null} [targetAgent] ActionCall targetAgent
              * @property {Object.<string,string>|null} [headers] ActionCall headers
+             * @property {string|null} [idempotencyKey] ActionCall idempotencyKey
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
 
@@ -4598,6 +4637,14 @@ export const loom = $root.loom = (() => {
             ActionCall.prototype.headers = $util.emptyObject;
 
             /**
+             * ActionCall idempotencyKey.
+             * @member {string} idempotencyKey
+             * @memberof loom.v1.ActionCall
+             * @instance
+             */
+            ActionCall.prototype.idempotencyKey = "";
+
+            /**
              * Creates a new ActionCall instance using the specified properties.
              * @function create
              * @memberof loom.v1.ActionCall
@@ -4654,6 +4701,8 @@ export const loom = $root.loom = (() => {
                 if (message.headers != null && $Object.hasOwnProperty.call(message, "headers"))
                     for (let keys = $Object.keys(message.headers), i = 0; i < keys.length; ++i)
                         writer.uint32(/* id 12, wireType 2 =*/98).fork().uint32(/* id 1, wireType 2 =*/10).string(keys[i]).uint32(/* id 2, wireType 2 =*/18).string(message.headers[keys[i]]).ldelim();
+                if (message.idempotencyKey != null && $Object.hasOwnProperty.call(message, "idempotencyKey") && message.idempotencyKey !== "")
+                    writer.uint32(/* id 13, wireType 2 =*/106).string(message.idempotencyKey);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -4833,6 +4882,15 @@ export const loom = $root.loom = (() => {
                             message.headers[key] = value;
                             continue;
                         }
+                    case 13: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.idempotencyKey = value;
+                            else
+                                delete message.idempotencyKey;
+                            continue;
+                        }
                     }
                     reader.skipType(wireType, _depth, tag);
                     if (!reader.discardUnknown) {
@@ -4863,6 +4921,7 @@ export const loom = $root.loom = (() => {
              * @property {loom.v1.Error.$Properties|null} [error] ActionResult error
              * @property {string|null} [provider] ActionResult provider
              * @property {number|null} [durationUs] ActionResult durationUs
+             * @property {boolean|null} [replayed] ActionResult replayed
              * @property {"outputJson"|"error"} [outcome] ActionResult outcome
              * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
              */
@@ -4883,6 +4942,7 @@ export const loom = $root.loom = (() => {
              *   error?: loom.v1.Error.$Shape|null;
              *   provider?: string|null;
              *   durationUs?: number|null;
+             *   replayed?: boolean|null;
              *   $unknowns?: Array.<Uint8Array>;
              * } & (
              *   ({ outcome?: undefined; outputJson?: null; error?: null }|{ outcome?: "outputJson"; outputJson: Uint8Array; error?: null }|{ outcome?: "error"; outputJson?: null; error: loom.v1.Error.$Shape })
@@ -4944,6 +5004,14 @@ export const loom = $root.loom = (() => {
              */
             ActionResult.prototype.durationUs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
+            /**
+             * ActionResult replayed.
+             * @member {boolean} replayed
+             * @memberof loom.v1.ActionResult
+             * @instance
+             */
+            ActionResult.prototype.replayed = false;
+
             // OneOf field names bound to virtual getters and setters
             let $oneOfFields;
 
@@ -5000,6 +5068,8 @@ export const loom = $root.loom = (() => {
                     writer.uint32(/* id 4, wireType 2 =*/34).string(message.provider);
                 if (message.durationUs != null && $Object.hasOwnProperty.call(message, "durationUs") && (typeof message.durationUs === "object" ? message.durationUs.low || message.durationUs.high : message.durationUs !== 0))
                     writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.durationUs);
+                if (message.replayed != null && $Object.hasOwnProperty.call(message, "replayed") && message.replayed !== false)
+                    writer.uint32(/* id 6, wireType 0 =*/48).bool(message.replayed);
                 if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
                     for (let i = 0; i < message.$unknowns.length; ++i)
                         writer.raw(message.$unknowns[i]);
@@ -5083,6 +5153,15 @@ export const loom = $root.loom = (() => {
                                 message.durationUs = value;
                             else
                                 delete message.durationUs;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.replayed = value;
+                            else
+                                delete message.replayed;
                             continue;
                         }
                     }
@@ -9796,6 +9875,909 @@ export const loom = $root.loom = (() => {
             };
 
             return StreamReadResponse;
+        })();
+
+        v1.StreamSpec = (function() {
+
+            /**
+             * Properties of a StreamSpec.
+             * @typedef {Object} loom.v1.StreamSpec.$Properties
+             * @property {string|null} [name] StreamSpec name
+             * @property {Array.<string>|null} [subjects] StreamSpec subjects
+             * @property {number|null} [maxAgeMs] StreamSpec maxAgeMs
+             * @property {number|null} [maxBytes] StreamSpec maxBytes
+             * @property {number|null} [maxEvents] StreamSpec maxEvents
+             * @property {number|null} [duplicateWindowMs] StreamSpec duplicateWindowMs
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a StreamSpec.
+             * @memberof loom.v1
+             * @interface IStreamSpec
+             * @augments loom.v1.StreamSpec.$Properties
+             * @deprecated Use loom.v1.StreamSpec.$Properties instead.
+             */
+
+            /**
+             * Shape of a StreamSpec.
+             * @typedef {loom.v1.StreamSpec.$Properties} loom.v1.StreamSpec.$Shape
+             */
+
+            /**
+             * Constructs a new StreamSpec.
+             * @memberof loom.v1
+             * @classdesc Represents a StreamSpec.
+             * @constructor
+             * @param {loom.v1.StreamSpec.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const StreamSpec = function (properties) {
+                this.subjects = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * StreamSpec name.
+             * @member {string} name
+             * @memberof loom.v1.StreamSpec
+             * @instance
+             */
+            StreamSpec.prototype.name = "";
+
+            /**
+             * StreamSpec subjects.
+             * @member {Array.<string>} subjects
+             * @memberof loom.v1.StreamSpec
+             * @instance
+             */
+            StreamSpec.prototype.subjects = $util.emptyArray;
+
+            /**
+             * StreamSpec maxAgeMs.
+             * @member {number} maxAgeMs
+             * @memberof loom.v1.StreamSpec
+             * @instance
+             */
+            StreamSpec.prototype.maxAgeMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamSpec maxBytes.
+             * @member {number} maxBytes
+             * @memberof loom.v1.StreamSpec
+             * @instance
+             */
+            StreamSpec.prototype.maxBytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamSpec maxEvents.
+             * @member {number} maxEvents
+             * @memberof loom.v1.StreamSpec
+             * @instance
+             */
+            StreamSpec.prototype.maxEvents = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamSpec duplicateWindowMs.
+             * @member {number} duplicateWindowMs
+             * @memberof loom.v1.StreamSpec
+             * @instance
+             */
+            StreamSpec.prototype.duplicateWindowMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Creates a new StreamSpec instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.StreamSpec
+             * @static
+             * @param {loom.v1.StreamSpec.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.StreamSpec} StreamSpec instance
+             * @type {{
+             *   (properties: loom.v1.StreamSpec.$Shape): loom.v1.StreamSpec & loom.v1.StreamSpec.$Shape;
+             *   (properties?: loom.v1.StreamSpec.$Properties): loom.v1.StreamSpec;
+             * }}
+             */
+            StreamSpec.create = function(properties) {
+                return new StreamSpec(properties);
+            };
+
+            /**
+             * Encodes the specified StreamSpec message. Does not implicitly {@link loom.v1.StreamSpec.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.StreamSpec
+             * @static
+             * @param {loom.v1.StreamSpec.$Properties} message StreamSpec message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            StreamSpec.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.name != null && $Object.hasOwnProperty.call(message, "name") && message.name !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.name);
+                if (message.subjects != null && message.subjects.length)
+                    for (let i = 0; i < message.subjects.length; ++i)
+                        writer.uint32(/* id 2, wireType 2 =*/18).string(message.subjects[i]);
+                if (message.maxAgeMs != null && $Object.hasOwnProperty.call(message, "maxAgeMs") && (typeof message.maxAgeMs === "object" ? message.maxAgeMs.low || message.maxAgeMs.high : message.maxAgeMs !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.maxAgeMs);
+                if (message.maxBytes != null && $Object.hasOwnProperty.call(message, "maxBytes") && (typeof message.maxBytes === "object" ? message.maxBytes.low || message.maxBytes.high : message.maxBytes !== 0))
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.maxBytes);
+                if (message.maxEvents != null && $Object.hasOwnProperty.call(message, "maxEvents") && (typeof message.maxEvents === "object" ? message.maxEvents.low || message.maxEvents.high : message.maxEvents !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.maxEvents);
+                if (message.duplicateWindowMs != null && $Object.hasOwnProperty.call(message, "duplicateWindowMs") && (typeof message.duplicateWindowMs === "object" ? message.duplicateWindowMs.low || message.duplicateWindowMs.high : message.duplicateWindowMs !== 0))
+                    writer.uint32(/* id 6, wireType 0 =*/48).uint64(message.duplicateWindowMs);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a StreamSpec message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.StreamSpec
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.StreamSpec & loom.v1.StreamSpec.$Shape} StreamSpec
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            StreamSpec.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.StreamSpec();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.name = value;
+                            else
+                                delete message.name;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.subjects && message.subjects.length))
+                                message.subjects = [];
+                            message.subjects.push(reader.stringVerify());
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.maxAgeMs = value;
+                            else
+                                delete message.maxAgeMs;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.maxBytes = value;
+                            else
+                                delete message.maxBytes;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.maxEvents = value;
+                            else
+                                delete message.maxEvents;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.duplicateWindowMs = value;
+                            else
+                                delete message.duplicateWindowMs;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return StreamSpec;
+        })();
+
+        v1.StreamState = (function() {
+
+            /**
+             * Properties of a StreamState.
+             * @typedef {Object} loom.v1.StreamState.$Properties
+             * @property {loom.v1.StreamSpec.$Properties|null} [spec] StreamState spec
+             * @property {number|null} [firstSequence] StreamState firstSequence
+             * @property {number|null} [lastSequence] StreamState lastSequence
+             * @property {number|null} [events] StreamState events
+             * @property {number|null} [bytes] StreamState bytes
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a StreamState.
+             * @memberof loom.v1
+             * @interface IStreamState
+             * @augments loom.v1.StreamState.$Properties
+             * @deprecated Use loom.v1.StreamState.$Properties instead.
+             */
+
+            /**
+             * Shape of a StreamState.
+             * @typedef {loom.v1.StreamState.$Properties} loom.v1.StreamState.$Shape
+             */
+
+            /**
+             * Constructs a new StreamState.
+             * @memberof loom.v1
+             * @classdesc Represents a StreamState.
+             * @constructor
+             * @param {loom.v1.StreamState.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const StreamState = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * StreamState spec.
+             * @member {loom.v1.StreamSpec.$Properties|null|undefined} spec
+             * @memberof loom.v1.StreamState
+             * @instance
+             */
+            StreamState.prototype.spec = null;
+
+            /**
+             * StreamState firstSequence.
+             * @member {number} firstSequence
+             * @memberof loom.v1.StreamState
+             * @instance
+             */
+            StreamState.prototype.firstSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamState lastSequence.
+             * @member {number} lastSequence
+             * @memberof loom.v1.StreamState
+             * @instance
+             */
+            StreamState.prototype.lastSequence = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamState events.
+             * @member {number} events
+             * @memberof loom.v1.StreamState
+             * @instance
+             */
+            StreamState.prototype.events = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * StreamState bytes.
+             * @member {number} bytes
+             * @memberof loom.v1.StreamState
+             * @instance
+             */
+            StreamState.prototype.bytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            /**
+             * Creates a new StreamState instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.StreamState
+             * @static
+             * @param {loom.v1.StreamState.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.StreamState} StreamState instance
+             * @type {{
+             *   (properties: loom.v1.StreamState.$Shape): loom.v1.StreamState & loom.v1.StreamState.$Shape;
+             *   (properties?: loom.v1.StreamState.$Properties): loom.v1.StreamState;
+             * }}
+             */
+            StreamState.create = function(properties) {
+                return new StreamState(properties);
+            };
+
+            /**
+             * Encodes the specified StreamState message. Does not implicitly {@link loom.v1.StreamState.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.StreamState
+             * @static
+             * @param {loom.v1.StreamState.$Properties} message StreamState message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            StreamState.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.spec != null && $Object.hasOwnProperty.call(message, "spec"))
+                    $root.loom.v1.StreamSpec.encode(message.spec, writer.uint32(/* id 1, wireType 2 =*/10).fork(), _depth + 1).ldelim();
+                if (message.firstSequence != null && $Object.hasOwnProperty.call(message, "firstSequence") && (typeof message.firstSequence === "object" ? message.firstSequence.low || message.firstSequence.high : message.firstSequence !== 0))
+                    writer.uint32(/* id 2, wireType 0 =*/16).uint64(message.firstSequence);
+                if (message.lastSequence != null && $Object.hasOwnProperty.call(message, "lastSequence") && (typeof message.lastSequence === "object" ? message.lastSequence.low || message.lastSequence.high : message.lastSequence !== 0))
+                    writer.uint32(/* id 3, wireType 0 =*/24).uint64(message.lastSequence);
+                if (message.events != null && $Object.hasOwnProperty.call(message, "events") && (typeof message.events === "object" ? message.events.low || message.events.high : message.events !== 0))
+                    writer.uint32(/* id 4, wireType 0 =*/32).uint64(message.events);
+                if (message.bytes != null && $Object.hasOwnProperty.call(message, "bytes") && (typeof message.bytes === "object" ? message.bytes.low || message.bytes.high : message.bytes !== 0))
+                    writer.uint32(/* id 5, wireType 0 =*/40).uint64(message.bytes);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a StreamState message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.StreamState
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.StreamState & loom.v1.StreamState.$Shape} StreamState
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            StreamState.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.StreamState();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            message.spec = $root.loom.v1.StreamSpec.decode(reader, reader.size(), $undefined, _depth + 1, message.spec);
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.firstSequence = value;
+                            else
+                                delete message.firstSequence;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.lastSequence = value;
+                            else
+                                delete message.lastSequence;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.events = value;
+                            else
+                                delete message.events;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.bytes = value;
+                            else
+                                delete message.bytes;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return StreamState;
+        })();
+
+        v1.StreamAdminRequest = (function() {
+
+            /**
+             * Properties of a StreamAdminRequest.
+             * @typedef {Object} loom.v1.StreamAdminRequest.$Properties
+             * @property {string|null} [correlationId] StreamAdminRequest correlationId
+             * @property {loom.v1.StreamSpec.$Properties|null} [create] StreamAdminRequest create
+             * @property {string|null} [info] StreamAdminRequest info
+             * @property {boolean|null} [list] StreamAdminRequest list
+             * @property {string|null} ["delete"] StreamAdminRequest delete
+             * @property {"create"|"info"|"list"|"delete"} [op] StreamAdminRequest op
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a StreamAdminRequest.
+             * @memberof loom.v1
+             * @interface IStreamAdminRequest
+             * @augments loom.v1.StreamAdminRequest.$Properties
+             * @deprecated Use loom.v1.StreamAdminRequest.$Properties instead.
+             */
+
+            /**
+             * Narrowed shape of a StreamAdminRequest.
+             * @typedef {{
+             *   correlationId?: string|null;
+             *   create?: loom.v1.StreamSpec.$Shape|null;
+             *   info?: string|null;
+             *   list?: boolean|null;
+             *   "delete"?: string|null;
+             *   $unknowns?: Array.<Uint8Array>;
+             * } & (
+             *   ({ op?: undefined; create?: null; info?: null; list?: null; "delete"?: null }|{ op?: "create"; create: loom.v1.StreamSpec.$Shape; info?: null; list?: null; "delete"?: null }|{ op?: "info"; create?: null; info: string; list?: null; "delete"?: null }|{ op?: "list"; create?: null; info?: null; list: boolean; "delete"?: null }|{ op?: "delete"; create?: null; info?: null; list?: null; "delete": string })
+             * )} loom.v1.StreamAdminRequest.$Shape
+             */
+
+            /**
+             * Constructs a new StreamAdminRequest.
+             * @memberof loom.v1
+             * @classdesc Represents a StreamAdminRequest.
+             * @constructor
+             * @param {loom.v1.StreamAdminRequest.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const StreamAdminRequest = function (properties) {
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * StreamAdminRequest correlationId.
+             * @member {string} correlationId
+             * @memberof loom.v1.StreamAdminRequest
+             * @instance
+             */
+            StreamAdminRequest.prototype.correlationId = "";
+
+            /**
+             * StreamAdminRequest create.
+             * @member {loom.v1.StreamSpec.$Properties|null|undefined} create
+             * @memberof loom.v1.StreamAdminRequest
+             * @instance
+             */
+            StreamAdminRequest.prototype.create = null;
+
+            /**
+             * StreamAdminRequest info.
+             * @member {string|null|undefined} info
+             * @memberof loom.v1.StreamAdminRequest
+             * @instance
+             */
+            StreamAdminRequest.prototype.info = null;
+
+            /**
+             * StreamAdminRequest list.
+             * @member {boolean|null|undefined} list
+             * @memberof loom.v1.StreamAdminRequest
+             * @instance
+             */
+            StreamAdminRequest.prototype.list = null;
+
+            /**
+             * StreamAdminRequest delete.
+             * @member {string|null|undefined} delete
+             * @memberof loom.v1.StreamAdminRequest
+             * @instance
+             */
+            StreamAdminRequest.prototype["delete"] = null;
+
+            // OneOf field names bound to virtual getters and setters
+            let $oneOfFields;
+
+            /**
+             * StreamAdminRequest op.
+             * @member {"create"|"info"|"list"|"delete"|undefined} op
+             * @memberof loom.v1.StreamAdminRequest
+             * @instance
+             */
+            $Object.defineProperty(StreamAdminRequest.prototype, "op", {
+                get: $util.oneOfGetter($oneOfFields = ["create", "info", "list", "delete"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
+
+            /**
+             * Creates a new StreamAdminRequest instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.StreamAdminRequest
+             * @static
+             * @param {loom.v1.StreamAdminRequest.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.StreamAdminRequest} StreamAdminRequest instance
+             * @type {{
+             *   (properties: loom.v1.StreamAdminRequest.$Shape): loom.v1.StreamAdminRequest & loom.v1.StreamAdminRequest.$Shape;
+             *   (properties?: loom.v1.StreamAdminRequest.$Properties): loom.v1.StreamAdminRequest;
+             * }}
+             */
+            StreamAdminRequest.create = function(properties) {
+                return new StreamAdminRequest(properties);
+            };
+
+            /**
+             * Encodes the specified StreamAdminRequest message. Does not implicitly {@link loom.v1.StreamAdminRequest.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.StreamAdminRequest
+             * @static
+             * @param {loom.v1.StreamAdminRequest.$Properties} message StreamAdminRequest message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            StreamAdminRequest.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.correlationId != null && $Object.hasOwnProperty.call(message, "correlationId") && message.correlationId !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.correlationId);
+                if (message.create != null && $Object.hasOwnProperty.call(message, "create"))
+                    $root.loom.v1.StreamSpec.encode(message.create, writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+                if (message.info != null && $Object.hasOwnProperty.call(message, "info"))
+                    writer.uint32(/* id 3, wireType 2 =*/26).string(message.info);
+                if (message.list != null && $Object.hasOwnProperty.call(message, "list"))
+                    writer.uint32(/* id 4, wireType 0 =*/32).bool(message.list);
+                if (message["delete"] != null && $Object.hasOwnProperty.call(message, "delete"))
+                    writer.uint32(/* id 5, wireType 2 =*/42).string(message["delete"]);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a StreamAdminRequest message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.StreamAdminRequest
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.StreamAdminRequest & loom.v1.StreamAdminRequest.$Shape} StreamAdminRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            StreamAdminRequest.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.StreamAdminRequest();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.correlationId = value;
+                            else
+                                delete message.correlationId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            message.create = $root.loom.v1.StreamSpec.decode(reader, reader.size(), $undefined, _depth + 1, message.create);
+                            message.op = "create";
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            message.info = reader.stringVerify();
+                            message.op = "info";
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            message.list = reader.bool();
+                            message.op = "list";
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 2)
+                                break;
+                            message["delete"] = reader.stringVerify();
+                            message.op = "delete";
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return StreamAdminRequest;
+        })();
+
+        v1.StreamAdminReply = (function() {
+
+            /**
+             * Properties of a StreamAdminReply.
+             * @typedef {Object} loom.v1.StreamAdminReply.$Properties
+             * @property {string|null} [correlationId] StreamAdminReply correlationId
+             * @property {Array.<loom.v1.StreamState.$Properties>|null} [streams] StreamAdminReply streams
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+
+            /**
+             * Properties of a StreamAdminReply.
+             * @memberof loom.v1
+             * @interface IStreamAdminReply
+             * @augments loom.v1.StreamAdminReply.$Properties
+             * @deprecated Use loom.v1.StreamAdminReply.$Properties instead.
+             */
+
+            /**
+             * Shape of a StreamAdminReply.
+             * @typedef {loom.v1.StreamAdminReply.$Properties} loom.v1.StreamAdminReply.$Shape
+             */
+
+            /**
+             * Constructs a new StreamAdminReply.
+             * @memberof loom.v1
+             * @classdesc Represents a StreamAdminReply.
+             * @constructor
+             * @param {loom.v1.StreamAdminReply.$Properties=} [properties] Properties to set
+             * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+             */
+            const StreamAdminReply = function (properties) {
+                this.streams = [];
+                if (properties)
+                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            /**
+             * StreamAdminReply correlationId.
+             * @member {string} correlationId
+             * @memberof loom.v1.StreamAdminReply
+             * @instance
+             */
+            StreamAdminReply.prototype.correlationId = "";
+
+            /**
+             * StreamAdminReply streams.
+             * @member {Array.<loom.v1.StreamState.$Properties>} streams
+             * @memberof loom.v1.StreamAdminReply
+             * @instance
+             */
+            StreamAdminReply.prototype.streams = $util.emptyArray;
+
+            /**
+             * Creates a new StreamAdminReply instance using the specified properties.
+             * @function create
+             * @memberof loom.v1.StreamAdminReply
+             * @static
+             * @param {loom.v1.StreamAdminReply.$Properties=} [properties] Properties to set
+             * @returns {loom.v1.StreamAdminReply} StreamAdminReply instance
+             * @type {{
+             *   (properties: loom.v1.StreamAdminReply.$Shape): loom.v1.StreamAdminReply & loom.v1.StreamAdminReply.$Shape;
+             *   (properties?: loom.v1.StreamAdminReply.$Properties): loom.v1.StreamAdminReply;
+             * }}
+             */
+            StreamAdminReply.create = function(properties) {
+                return new StreamAdminReply(properties);
+            };
+
+            /**
+             * Encodes the specified StreamAdminReply message. Does not implicitly {@link loom.v1.StreamAdminReply.verify|verify} messages.
+             * @function encode
+             * @memberof loom.v1.StreamAdminReply
+             * @static
+             * @param {loom.v1.StreamAdminReply.$Properties} message StreamAdminReply message or plain object to encode
+             * @param {$protobuf.Writer} [writer] Writer to encode to
+             * @returns {$protobuf.Writer} Writer
+             */
+            StreamAdminReply.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.correlationId != null && $Object.hasOwnProperty.call(message, "correlationId") && message.correlationId !== "")
+                    writer.uint32(/* id 1, wireType 2 =*/10).string(message.correlationId);
+                if (message.streams != null && message.streams.length)
+                    for (let i = 0; i < message.streams.length; ++i)
+                        $root.loom.v1.StreamState.encode(message.streams[i], writer.uint32(/* id 2, wireType 2 =*/18).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (let i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            /**
+             * Decodes a StreamAdminReply message from the specified reader or buffer.
+             * @function decode
+             * @memberof loom.v1.StreamAdminReply
+             * @static
+             * @param {$protobuf.Reader|Uint8Array} reader Reader or buffer to decode from
+             * @param {number} [length] Message length if known beforehand
+             * @returns {loom.v1.StreamAdminReply & loom.v1.StreamAdminReply.$Shape} StreamAdminReply
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            StreamAdminReply.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                let end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.loom.v1.StreamAdminReply();
+                while (reader.pos < end) {
+                    let start = reader.pos;
+                    let tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    let wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.correlationId = value;
+                            else
+                                delete message.correlationId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.streams && message.streams.length))
+                                message.streams = [];
+                            message.streams.push($root.loom.v1.StreamState.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            return StreamAdminReply;
         })();
 
         v1.HeartbeatRequest = (function() {

@@ -54,7 +54,7 @@ class Ack(_message.Message):
     def __init__(self, correlation_id: _Optional[str] = ..., subscription_id: _Optional[str] = ...) -> None: ...
 
 class ActionCall(_message.Message):
-    __slots__ = ["call_id", "caller", "capability", "deadline_unix_ms", "headers", "input_json", "routing", "target_agent", "thread_id", "timeout_ms", "traceparent", "version"]
+    __slots__ = ["call_id", "caller", "capability", "deadline_unix_ms", "headers", "idempotency_key", "input_json", "routing", "target_agent", "thread_id", "timeout_ms", "traceparent", "version"]
     class HeadersEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class ActionCall(_message.Message):
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     INPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
     TARGET_AGENT_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +80,7 @@ class ActionCall(_message.Message):
     capability: str
     deadline_unix_ms: int
     headers: _containers.ScalarMap[str, str]
+    idempotency_key: str
     input_json: bytes
     routing: RoutingPolicy
     target_agent: str
@@ -86,21 +88,23 @@ class ActionCall(_message.Message):
     timeout_ms: int
     traceparent: str
     version: str
-    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., input_json: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ..., caller: _Optional[str] = ..., thread_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., routing: _Optional[_Union[RoutingPolicy, str]] = ..., target_agent: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, call_id: _Optional[str] = ..., capability: _Optional[str] = ..., version: _Optional[str] = ..., input_json: _Optional[bytes] = ..., timeout_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ..., caller: _Optional[str] = ..., thread_id: _Optional[str] = ..., traceparent: _Optional[str] = ..., routing: _Optional[_Union[RoutingPolicy, str]] = ..., target_agent: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ActionResult(_message.Message):
-    __slots__ = ["call_id", "duration_us", "error", "output_json", "provider"]
+    __slots__ = ["call_id", "duration_us", "error", "output_json", "provider", "replayed"]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     DURATION_US_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     duration_us: int
     error: Error
     output_json: bytes
     provider: str
-    def __init__(self, call_id: _Optional[str] = ..., output_json: _Optional[bytes] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., provider: _Optional[str] = ..., duration_us: _Optional[int] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, call_id: _Optional[str] = ..., output_json: _Optional[bytes] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., provider: _Optional[str] = ..., duration_us: _Optional[int] = ..., replayed: bool = ...) -> None: ...
 
 class CancelCall(_message.Message):
     __slots__ = ["call_id"]
@@ -137,7 +141,7 @@ class ClientFrame(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[ClientMessage, _Mapping]]] = ...) -> None: ...
 
 class ClientMessage(_message.Message):
-    __slots__ = ["call", "cancel", "consumer", "heartbeat", "memory", "publish", "publish_acked", "read", "result", "subscribe", "unsubscribe"]
+    __slots__ = ["call", "cancel", "consumer", "heartbeat", "memory", "publish", "publish_acked", "read", "result", "stream_admin", "subscribe", "unsubscribe"]
     CALL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +151,7 @@ class ClientMessage(_message.Message):
     PUBLISH_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_ADMIN_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     UNSUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     call: ActionCall
@@ -158,9 +163,10 @@ class ClientMessage(_message.Message):
     publish_acked: PublishRequest
     read: StreamReadRequest
     result: ActionResult
+    stream_admin: StreamAdminRequest
     subscribe: SubscribeRequest
     unsubscribe: UnsubscribeRequest
-    def __init__(self, publish: _Optional[_Union[Envelope, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ..., call: _Optional[_Union[ActionCall, _Mapping]] = ..., result: _Optional[_Union[ActionResult, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatPing, _Mapping]] = ..., memory: _Optional[_Union[MemoryRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ..., publish_acked: _Optional[_Union[PublishRequest, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerRequest, _Mapping]] = ..., read: _Optional[_Union[StreamReadRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, publish: _Optional[_Union[Envelope, _Mapping]] = ..., subscribe: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., unsubscribe: _Optional[_Union[UnsubscribeRequest, _Mapping]] = ..., call: _Optional[_Union[ActionCall, _Mapping]] = ..., result: _Optional[_Union[ActionResult, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatPing, _Mapping]] = ..., memory: _Optional[_Union[MemoryRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ..., publish_acked: _Optional[_Union[PublishRequest, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerRequest, _Mapping]] = ..., read: _Optional[_Union[StreamReadRequest, _Mapping]] = ..., stream_admin: _Optional[_Union[StreamAdminRequest, _Mapping]] = ...) -> None: ...
 
 class ConsumerAck(_message.Message):
     __slots__ = ["consumer", "delay_ms", "kind", "sequences", "stream"]
@@ -554,7 +560,7 @@ class ServerFrame(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[ServerMessage, _Mapping]]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ["ack", "call", "cancel", "consumer", "deliver", "error", "heartbeat", "memory", "publish_ack", "read", "result"]
+    __slots__ = ["ack", "call", "cancel", "consumer", "deliver", "error", "heartbeat", "memory", "publish_ack", "read", "result", "stream_admin"]
     ACK_FIELD_NUMBER: _ClassVar[int]
     CALL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
@@ -566,6 +572,7 @@ class ServerMessage(_message.Message):
     PUBLISH_ACK_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    STREAM_ADMIN_FIELD_NUMBER: _ClassVar[int]
     ack: Ack
     call: ActionCall
     cancel: CancelCall
@@ -577,7 +584,8 @@ class ServerMessage(_message.Message):
     publish_ack: PublishAck
     read: StreamReadResponse
     result: ActionResult
-    def __init__(self, deliver: _Optional[_Union[Delivery, _Mapping]] = ..., call: _Optional[_Union[ActionCall, _Mapping]] = ..., result: _Optional[_Union[ActionResult, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatPing, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., memory: _Optional[_Union[MemoryResponse, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ..., publish_ack: _Optional[_Union[PublishAck, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerReply, _Mapping]] = ..., read: _Optional[_Union[StreamReadResponse, _Mapping]] = ...) -> None: ...
+    stream_admin: StreamAdminReply
+    def __init__(self, deliver: _Optional[_Union[Delivery, _Mapping]] = ..., call: _Optional[_Union[ActionCall, _Mapping]] = ..., result: _Optional[_Union[ActionResult, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatPing, _Mapping]] = ..., error: _Optional[_Union[ErrorReply, _Mapping]] = ..., memory: _Optional[_Union[MemoryResponse, _Mapping]] = ..., cancel: _Optional[_Union[CancelCall, _Mapping]] = ..., publish_ack: _Optional[_Union[PublishAck, _Mapping]] = ..., consumer: _Optional[_Union[ConsumerReply, _Mapping]] = ..., read: _Optional[_Union[StreamReadResponse, _Mapping]] = ..., stream_admin: _Optional[_Union[StreamAdminReply, _Mapping]] = ...) -> None: ...
 
 class StoredEvent(_message.Message):
     __slots__ = ["envelope", "sequence", "stored_unix_ms"]
@@ -588,6 +596,28 @@ class StoredEvent(_message.Message):
     sequence: int
     stored_unix_ms: int
     def __init__(self, sequence: _Optional[int] = ..., stored_unix_ms: _Optional[int] = ..., envelope: _Optional[_Union[Envelope, _Mapping]] = ...) -> None: ...
+
+class StreamAdminReply(_message.Message):
+    __slots__ = ["correlation_id", "streams"]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: str
+    streams: _containers.RepeatedCompositeFieldContainer[StreamState]
+    def __init__(self, correlation_id: _Optional[str] = ..., streams: _Optional[_Iterable[_Union[StreamState, _Mapping]]] = ...) -> None: ...
+
+class StreamAdminRequest(_message.Message):
+    __slots__ = ["correlation_id", "create", "delete", "info", "list"]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    correlation_id: str
+    create: StreamSpec
+    delete: str
+    info: str
+    list: bool
+    def __init__(self, correlation_id: _Optional[str] = ..., create: _Optional[_Union[StreamSpec, _Mapping]] = ..., info: _Optional[str] = ..., list: bool = ..., delete: _Optional[str] = ...) -> None: ...
 
 class StreamReadRequest(_message.Message):
     __slots__ = ["correlation_id", "max_events", "start_sequence", "start_unix_ms", "stream"]
@@ -616,6 +646,36 @@ class StreamReadResponse(_message.Message):
     first_sequence: int
     last_sequence: int
     def __init__(self, correlation_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[StoredEvent, _Mapping]]] = ..., first_sequence: _Optional[int] = ..., last_sequence: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class StreamSpec(_message.Message):
+    __slots__ = ["duplicate_window_ms", "max_age_ms", "max_bytes", "max_events", "name", "subjects"]
+    DUPLICATE_WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    duplicate_window_ms: int
+    max_age_ms: int
+    max_bytes: int
+    max_events: int
+    name: str
+    subjects: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., subjects: _Optional[_Iterable[str]] = ..., max_age_ms: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_events: _Optional[int] = ..., duplicate_window_ms: _Optional[int] = ...) -> None: ...
+
+class StreamState(_message.Message):
+    __slots__ = ["bytes", "events", "first_sequence", "last_sequence", "spec"]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    events: int
+    first_sequence: int
+    last_sequence: int
+    spec: StreamSpec
+    def __init__(self, spec: _Optional[_Union[StreamSpec, _Mapping]] = ..., first_sequence: _Optional[int] = ..., last_sequence: _Optional[int] = ..., events: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ["correlation_id", "subscription"]
