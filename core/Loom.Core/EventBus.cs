@@ -575,6 +575,22 @@ public sealed class EventBus : IDisposable
 
     private TopicEntry GetTopicEntry(string topic)
     {
+        // A publisher sends one topic string object again and again (the protocol decoder hands out
+        // one string per topic and thread): this thread's last topic is found by reference, without
+        // hashing it. Entries are never removed, so a remembered one stays this bus's entry.
+        var last = t_lastTopic;
+        if (last is not null && ReferenceEquals(last.Topic, topic) && ReferenceEquals(last.Bus, this))
+        {
+            return last.Entry;
+        }
+
+        var found = FindTopicEntry(topic);
+        t_lastTopic = new LastTopic(this, topic, found);
+        return found;
+    }
+
+    private TopicEntry FindTopicEntry(string topic)
+    {
         if (topic is not null && _topics.TryGetValue(topic, out var entry))
         {
             return entry; // only valid topics get an entry
@@ -624,6 +640,16 @@ public sealed class EventBus : IDisposable
 
             return subscriptions;
         }
+    }
+
+    [ThreadStatic]
+    private static LastTopic? t_lastTopic;
+
+    private sealed class LastTopic(EventBus bus, string topic, TopicEntry entry)
+    {
+        public readonly EventBus Bus = bus;
+        public readonly string Topic = topic;
+        public readonly TopicEntry Entry = entry;
     }
 
     private sealed class MatchSet(long version, EventSubscription[] subscriptions)

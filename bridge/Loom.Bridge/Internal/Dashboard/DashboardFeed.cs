@@ -45,12 +45,16 @@ internal sealed class DashboardFeed : IDisposable
     private readonly Dictionary<string, GoneAgent> _gone = new(StringComparer.Ordinal);
     private readonly Queue<OverviewPoint> _history = new();
     private readonly ITimer? _timer;
-    private long _events;
     private long _callsTotal;
     private long _callErrors;
     private long _sampledOut;
+    private long _sampledOutReported;
     private long _budgetSecond;
     private int _budgetUsed;
+
+    /// <summary>The publish edge this thread counted last, for <see cref="OnEnvelope"/>.</summary>
+    [ThreadStatic]
+    private static LastEdge? t_lastEdge;
     private long _clientIds;
     private long _clientsDropped;
     private long _eventsToClientsSkipped;
@@ -82,7 +86,29 @@ internal sealed class DashboardFeed : IDisposable
     public long ClientsDropped => Volatile.Read(ref _clientsDropped);
 
     /// <summary>Events not recorded (over the per-second budget).</summary>
-    public long SampledOut => Volatile.Read(ref _sampledOut);
+    public long SampledOut
+    {
+        get
+        {
+            // Past seconds' excess, then this second's (read in the order TakeBudget writes them, so
+            // never over); a read between a second's reset and its addition could undercount, so
+            // the figure never goes below one already reported.
+            var now = Volatile.Read(ref _sampledOut) + Math.Max(0, Volatile.Read(ref _budgetUsed) - RecordBudgetPerSecond);
+            var reported = Volatile.Read(ref _sampledOutReported);
+            while (now > reported)
+            {
+                var seen = Interlocked.CompareExchange(ref _sampledOutReported, now, reported);
+                if (seen == reported)
+                {
+                    return now;
+                }
+
+                reported = seen;
+            }
+
+            return reported;
+        }
+    }
 
     /// <summary>Events a live-tail client did not get because of its rate cap.</summary>
     public long ClientEventsSkipped => Volatile.Read(ref _eventsToClientsSkipped);
@@ -107,9 +133,21 @@ internal sealed class DashboardFeed : IDisposable
 
     private void OnEnvelope(Envelope envelope)
     {
-        Interlocked.Increment(ref _events);
+        // The events total is the sum of the publish edges (each event counts on exactly one edge), so
+        // an event costs one increment on its edge's counter; a thread's last edge is found by reference
+        // (a session publishes one topic string object again and again) without hashing the pair.
         var sender = envelope.Sender.Length == 0 ? "(bridge)" : envelope.Sender;
-        Count(_publishEdges, sender, envelope.Topic);
+        var topic = envelope.Topic;
+        var last = t_lastEdge;
+        if (last is not null && ReferenceEquals(last.Feed, this) && ReferenceEquals(last.From, sender) && ReferenceEquals(last.To, topic))
+        {
+            Interlocked.Increment(ref last.Counter.Count);
+        }
+        else
+        {
+            t_lastEdge = new LastEdge(this, sender, topic, Count(_publishEdges, sender, topic));
+        }
+
         if (!TakeBudget())
         {
             return;
@@ -157,39 +195,39 @@ internal sealed class DashboardFeed : IDisposable
         });
     }
 
-    private static void Count(ConcurrentDictionary<(string, string), EdgeCounter> edges, string from, string to)
+    /// <summary>Counts one on the edge's counter (the "(other)" edge once there are <see cref="MaxEdges"/>) and returns it.</summary>
+    private static EdgeCounter Count(ConcurrentDictionary<(string, string), EdgeCounter> edges, string from, string to)
     {
-        if (edges.TryGetValue((from, to), out var counter))
+        if (!edges.TryGetValue((from, to), out var counter))
         {
-            Interlocked.Increment(ref counter.Count);
+            counter = edges.Count < MaxEdges
+                ? edges.GetOrAdd((from, to), static _ => new EdgeCounter())
+                : edges.GetOrAdd(("(other)", "(other)"), static _ => new EdgeCounter());
         }
-        else if (edges.Count < MaxEdges)
-        {
-            Interlocked.Increment(ref edges.GetOrAdd((from, to), static _ => new EdgeCounter()).Count);
-        }
-        else
-        {
-            Interlocked.Increment(ref edges.GetOrAdd(("(other)", "(other)"), static _ => new EdgeCounter()).Count);
-        }
+
+        Interlocked.Increment(ref counter.Count);
+        return counter;
     }
 
     /// <summary>True while this second's recording budget lasts.</summary>
+    /// <remarks>
+    /// One increment an event: what a second used over its budget is added to
+    /// <see cref="SampledOut"/> when the next second starts (and read live for the current one).
+    /// </remarks>
     private bool TakeBudget()
     {
         var second = _time.GetTimestamp() / _time.TimestampFrequency;
         if (Volatile.Read(ref _budgetSecond) != second)
         {
             Volatile.Write(ref _budgetSecond, second);
-            Volatile.Write(ref _budgetUsed, 0);
+            var used = Interlocked.Exchange(ref _budgetUsed, 0);
+            if (used > RecordBudgetPerSecond)
+            {
+                Interlocked.Add(ref _sampledOut, used - RecordBudgetPerSecond);
+            }
         }
 
-        if (Interlocked.Increment(ref _budgetUsed) > RecordBudgetPerSecond)
-        {
-            Interlocked.Increment(ref _sampledOut);
-            return false;
-        }
-
-        return true;
+        return Interlocked.Increment(ref _budgetUsed) <= RecordBudgetPerSecond;
     }
 
     private void Record(RecordedEvent recorded)
@@ -333,7 +371,13 @@ internal sealed class DashboardFeed : IDisposable
             }
         }
 
-        return new Totals(Volatile.Read(ref _events), delivered, Volatile.Read(ref _callsTotal), Volatile.Read(ref _callErrors), drops);
+        long events = 0;
+        foreach (var edge in _publishEdges.Values)
+        {
+            events += Volatile.Read(ref edge.Count);
+        }
+
+        return new Totals(events, delivered, Volatile.Read(ref _callsTotal), Volatile.Read(ref _callErrors), drops);
     }
 
     /// <summary>One sampling step (every second on the timer; tests may call it).</summary>
@@ -504,6 +548,8 @@ internal sealed class DashboardFeed : IDisposable
             client.Complete();
         }
     }
+
+    private sealed record LastEdge(DashboardFeed Feed, string From, string To, EdgeCounter Counter);
 
     private sealed class EdgeCounter
     {
