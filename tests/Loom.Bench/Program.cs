@@ -258,7 +258,7 @@ internal sealed class BenchOptions
             Uri Address() => Uri.TryCreate(Next(), UriKind.Absolute, out var url) ? url : throw new ArgumentException($"{arg} needs an absolute http:// address.");
             switch (arg)
             {
-                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "all":
+                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "all":
                     o.Scenario = arg;
                     break;
                 case "--url":
