@@ -287,7 +287,7 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         _mcp = new McpIngestHost(_options.McpServers, Broker, Agents, Time, loggerFactory);
-        _llm = _options.Llm.Enabled ? new LlmGateway(_options.Llm, Broker, Bus, _telemetry.Meter, Time, loggerFactory) : null;
+        _llm = _options.Llm.Enabled ? new LlmGateway(_options.Llm, Broker, Bus, _telemetry.Meter, Time, loggerFactory, cacheDirectory: _options.DataDirectory is { } dataDir ? Path.Combine(dataDir, "llm-cache") : null) : null;
 
         await app.StartAsync(cancellationToken);
         _grpcEndPoint = grpcListen!.IPEndPoint!;

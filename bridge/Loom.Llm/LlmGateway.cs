@@ -46,6 +46,7 @@ public sealed class LlmGateway : ICapabilityProvider, IAsyncDisposable
     private readonly ConcurrentDictionary<string, EmbedBatcher> _batchers = new(StringComparer.Ordinal);
     private readonly BudgetLedger _budgets;
     private readonly LlmMetrics _metrics;
+    private readonly CacheStore? _store;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<CapabilityRegistration> _registrations = [];
     private int _started;
@@ -59,8 +60,12 @@ public sealed class LlmGateway : ICapabilityProvider, IAsyncDisposable
     /// <param name="time">Clock for backoff, batching windows and cache expiry.</param>
     /// <param name="loggerFactory">Logging.</param>
     /// <param name="environment">Reads environment variables (api_key_env); default <see cref="Environment.GetEnvironmentVariable(string)"/>.</param>
+    /// <param name="cacheDirectory">
+    /// Where the response cache is persisted (the bridge gives <c>&lt;data dir&gt;/llm-cache</c>);
+    /// null (default) or <see cref="LlmCacheOptions.Persist"/> false: in memory only.
+    /// </param>
     /// <exception cref="ArgumentException">The settings are wrong (the message says what to fix).</exception>
-    public LlmGateway(LlmOptions options, ActionBroker broker, EventBus? bus = null, Meter? meter = null, TimeProvider? time = null, ILoggerFactory? loggerFactory = null, Func<string, string?>? environment = null)
+    public LlmGateway(LlmOptions options, ActionBroker broker, EventBus? bus = null, Meter? meter = null, TimeProvider? time = null, ILoggerFactory? loggerFactory = null, Func<string, string?>? environment = null, string? cacheDirectory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(broker);
@@ -89,6 +94,47 @@ public sealed class LlmGateway : ICapabilityProvider, IAsyncDisposable
         _cache = new Lru<string, CacheEntry>(options.Cache.Enabled ? options.Cache.MaxEntries : 0, options.Cache.MaxBytes, StringComparer.Ordinal);
         _budgets = new BudgetLedger(options.Budgets);
         _metrics = new LlmMetrics(meter ?? new Meter("Loom.Llm"), () => _cache.Count, () => _cache.Bytes);
+        if (cacheDirectory is not null && options.Cache is { Enabled: true, Persist: true, MaxEntries: > 0 })
+        {
+            _store = OpenStore(cacheDirectory);
+            if (_store is { } store)
+            {
+                _metrics.ObservePersistence(() => store.Dropped, () => store.Bytes);
+            }
+        }
+    }
+
+    /// <summary>Opens the cache log and loads what it holds; null (memory only, logged) when it cannot be opened.</summary>
+    private CacheStore? OpenStore(string directory)
+    {
+        CacheStore? store = null;
+        try
+        {
+            store = CacheStore.Open(directory, _options.Cache, _time, _logger);
+            foreach (var entry in store.Load())
+            {
+                _cache.Set(entry.Key, new CacheEntry(entry.Value, entry.Expires), entry.Size);
+            }
+
+            Log.CacheLoaded(_logger, _cache.Count, directory);
+            return store;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            Log.CacheOpenFailed(_logger, directory, ex.Message);
+            store?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
+            return null;
+        }
+    }
+
+    /// <summary>Keeps an answer (or vector) in the cache, and in the cache log when there is one.</summary>
+    private void Remember(string key, object value, long size)
+    {
+        var expires = _time.GetUtcNow() + _options.Cache.Ttl;
+        if (_cache.Set(key, new CacheEntry(value, expires), size))
+        {
+            _store?.Append(new StoredEntry(key, value, expires, size));
+        }
     }
 
     /// <inheritdoc />
@@ -213,7 +259,7 @@ public sealed class LlmGateway : ICapabilityProvider, IAsyncDisposable
         _budgets.Charge(invocation.Caller, invocation.ThreadId, answer.InputTokens + answer.OutputTokens, answer.Cost);
         if (cache && _options.Cache.Enabled)
         {
-            _cache.Set(key, new CacheEntry(answer, _time.GetUtcNow() + _options.Cache.Ttl), answer.Size);
+            Remember(key, answer, answer.Size);
         }
     }
 
@@ -430,7 +476,7 @@ public sealed class LlmGateway : ICapabilityProvider, IAsyncDisposable
                 tokens += result.Tokens;
                 if (useCache && _options.Cache.Enabled)
                 {
-                    _cache.Set(ChatCall.Hash("embed\n" + model.Name + "\n" + texts[index]), new CacheEntry(result.Vector, _time.GetUtcNow() + _options.Cache.Ttl), (result.Vector.Length * 4) + 64);
+                    Remember(ChatCall.Hash("embed\n" + model.Name + "\n" + texts[index]), result.Vector, (result.Vector.Length * 4) + 64);
                 }
             }
         }
@@ -642,6 +688,11 @@ public sealed class LlmGateway : ICapabilityProvider, IAsyncDisposable
         foreach (var p in _providers.Values)
         {
             p.Dispose();
+        }
+
+        if (_store is not null)
+        {
+            await _store.DisposeAsync().ConfigureAwait(false);
         }
 
         _stop.Dispose();

@@ -76,6 +76,12 @@ public sealed class LlmCacheOptions
 
     /// <summary>How long an answer is served from the cache. Default 1 h.</summary>
     public TimeSpan Ttl { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// Whether the cache is persisted in the bridge's data directory (<c>&lt;data dir&gt;/llm-cache</c>)
+    /// so it survives a restart; without a data directory it is in memory only. Default true.
+    /// </summary>
+    public bool Persist { get; init; } = true;
 }
 
 /// <summary>Token budgets (loom.yaml <c>llm.budgets</c>). 0 means unlimited.</summary>

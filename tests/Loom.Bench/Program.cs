@@ -26,7 +26,10 @@ internal static class Program
           external   events/s received from an external publisher: --cmd "COMMAND" (see docs/performance.md)
           soak       --minutes N of steady mixed load with one misbehaving client of each kind attached: bridge RSS,
                      drops by reason, p99 latency and errors, a line per interval (bridge in a child process)
-          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external and soak only when named)
+          llm        the LLM gateway against a local fake OpenAI-compatible server: overhead per call over a direct
+                     HTTP call, cache-hit latency (p50/p99, --calls per mode per run), and 50 identical concurrent
+                     calls coalesced vs not (upstream requests, time) (its own in-process bridge)
+          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external, soak and llm only when named)
         Options:
           --url URL          bridge gRPC address (default: a bridge in this process; agents: a bridge process)
           --http-url URL     the bridge's HTTP address, for /metrics (agents and soak with --url)
@@ -94,7 +97,7 @@ internal static class Program
         };
 
         var scenarios = options.Scenario == "all" ? ["bus", "pubsub", "paced", "rpc", "reqreply", "fanout"] : new[] { options.Scenario };
-        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak");
+        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak" and not "llm");
         LoomBridge? bridge = null;
         var url = options.Url;
         if (url is null && needsBridge)
@@ -104,7 +107,7 @@ internal static class Program
             url = bridge.GrpcAddress;
         }
 
-        report.Bridge = options.Url is not null ? options.Url.ToString() : needsBridge ? $"in-process ({url})" : scenarios.Any(s => s is "agents" or "soak") ? "child process (serve-bridge)" : "(none)";
+        report.Bridge = options.Url is not null ? options.Url.ToString() : needsBridge ? $"in-process ({url})" : scenarios.Any(s => s is "agents" or "soak") ? "child process (serve-bridge)" : scenarios.Contains("llm") ? "in-process, with an llm: gateway to a local fake provider" : "(none)";
         var progress = Console.Error;
         try
         {
@@ -122,6 +125,7 @@ internal static class Program
                     "agents" => await AgentsBench.RunAsync(options, progress),
                     "external" => await ExternalBench.RunAsync(url!, options, progress),
                     "soak" => await Soak.SoakBench.RunAsync(options, progress),
+                    "llm" => await LlmBench.RunAsync(options, progress),
                     _ => throw new InvalidOperationException(scenario),
                 };
                 report.Results.AddRange(results);
@@ -254,7 +258,7 @@ internal sealed class BenchOptions
             Uri Address() => Uri.TryCreate(Next(), UriKind.Absolute, out var url) ? url : throw new ArgumentException($"{arg} needs an absolute http:// address.");
             switch (arg)
             {
-                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "all":
+                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "all":
                     o.Scenario = arg;
                     break;
                 case "--url":
@@ -360,7 +364,7 @@ internal sealed class BenchOptions
         return o;
     }
 
-    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "all";
+    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "all";
 }
 
 /// <summary>One figure: the median of several runs, with the spread.</summary>

@@ -68,4 +68,28 @@ public sealed class LlmConfigTests
         Assert.Equal(line, error.Line);
         Assert.DoesNotContain("sk-secret-1 ", error.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>base_url_env takes the base URL from a variable when it is set (else base_url, else the vendor's); a bad value is refused without echoing it.</summary>
+    [Fact]
+    public void Base_url_env_reads_the_address_from_the_environment_when_set()
+    {
+        var name = "LOOM_TEST_BASE_URL_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        const string Yaml = "llm:\n  providers:\n    - { name: p, base_url: http://127.0.0.1:9/v1, base_url_env: VAR }\n  models:\n    - { name: m, provider: p }\n";
+        var yaml = Yaml.Replace("VAR", name, StringComparison.Ordinal);
+        try
+        {
+            Assert.Equal("http://127.0.0.1:9/v1", ProjectRunner.BridgeOptionsFor(Parse(yaml)).Llm.Providers[0].BaseUrl!.ToString().TrimEnd('/'));
+            Environment.SetEnvironmentVariable(name, "http://127.0.0.1:4242/v1/");
+            Assert.Equal("http://127.0.0.1:4242/v1", ProjectRunner.BridgeOptionsFor(Parse(yaml)).Llm.Providers[0].BaseUrl!.ToString().TrimEnd('/'));
+            Environment.SetEnvironmentVariable(name, "user:pw-secret@nowhere");
+            var error = Assert.Throws<ProjectFileException>(() => Parse(yaml));
+            Assert.Contains(name, error.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("pw-secret", error.Message, StringComparison.Ordinal);
+            Assert.Equal(3, error.Line);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(name, null);
+        }
+    }
 }

@@ -13,6 +13,9 @@ using Microsoft.Extensions.Logging;
 
 namespace Loom.LlmFake;
 
+/// <summary>A scripted answer (POST /control/script).</summary>
+public sealed record ScriptRule(string? Contains, string? Content);
+
 /// <summary>One request the fake received.</summary>
 public sealed record RecordedRequest(string Path, string Model, bool Stream, string Body);
 
@@ -20,15 +23,19 @@ public sealed record RecordedRequest(string Path, string Model, bool Stream, str
 /// A fake LLM server on 127.0.0.1 (port 0): OpenAI-compatible <c>/v1/chat/completions</c> and
 /// <c>/v1/embeddings</c>, Anthropic-compatible <c>/v1/messages</c>, both with streaming (SSE).
 /// It answers by the model name: a name containing <c>fail</c> answers 500, <c>badreq</c> 400,
-/// <c>gated</c> holds its answer until <see cref="Release"/> (or POST /control/release).
+/// <c>gated</c> holds its answer until <see cref="Release"/> (or POST /control/release), <c>slow</c>
+/// answers after 50 ms (a model's latency, for the coalescing benchmark).
 /// With tools (and no tool result yet) it calls the first tool with <c>{"city":"Oslo"}</c>; with
 /// a JSON response format it answers <c>{"answer": LAST_USER_TEXT}</c>; otherwise
-/// <c>echo: LAST_USER_TEXT</c>. Usage: input tokens = characters of all messages / 4 + 1, output
+/// <c>echo: LAST_USER_TEXT</c>; unless a script matches (<see cref="Script"/>, or POST /control/script
+/// with <c>{"contains": "...", "content": "..."}</c>): then the content of the first script whose
+/// text the request's messages contain (the raw JSON body) is the answer, JSON format or not. Usage: input tokens = characters of all messages / 4 + 1, output
 /// tokens = words of the answer. GET /control/requests lists what it received; DELETE clears it.
 /// </summary>
 public sealed class FakeLlmServer : IAsyncDisposable
 {
     private readonly List<RecordedRequest> _requests = [];
+    private readonly List<(string Contains, string Content)> _scripts = [];
     private readonly Lock _gate = new();
     private TaskCompletionSource _release = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WebApplication? _app;
@@ -53,6 +60,35 @@ public sealed class FakeLlmServer : IAsyncDisposable
         {
             _requests.Clear();
         }
+    }
+
+    /// <summary>
+    /// Scripts an answer: a chat request whose body contains <paramref name="contains"/> (ordinal,
+    /// as it appears in the request's JSON) is answered <paramref name="content"/>; the first match wins.
+    /// </summary>
+    public void Script(string contains, string content)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(contains);
+        lock (_gate)
+        {
+            _scripts.Add((contains, content));
+        }
+    }
+
+    private string? Scripted(string body)
+    {
+        lock (_gate)
+        {
+            foreach (var (contains, content) in _scripts)
+            {
+                if (body.Contains(contains, StringComparison.Ordinal))
+                {
+                    return content;
+                }
+            }
+        }
+
+        return null;
     }
 
     /// <summary>Lets every held (gated) answer go, and the next ones too until <see cref="Hold"/>.</summary>
@@ -83,6 +119,16 @@ public sealed class FakeLlmServer : IAsyncDisposable
         app.MapDelete("/control/requests", () => { Clear(); return Results.NoContent(); });
         app.MapPost("/control/release", () => { Release(); return Results.NoContent(); });
         app.MapPost("/control/hold", () => { Hold(); return Results.NoContent(); });
+        app.MapPost("/control/script", (ScriptRule rule) =>
+        {
+            if (string.IsNullOrEmpty(rule.Contains) || rule.Content is null)
+            {
+                return Results.BadRequest(new { error = "a script needs 'contains' (non-empty) and 'content'" });
+            }
+
+            Script(rule.Contains, rule.Content);
+            return Results.NoContent();
+        });
         await app.StartAsync();
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         BaseUrl = new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
@@ -98,6 +144,11 @@ public sealed class FakeLlmServer : IAsyncDisposable
         lock (_gate)
         {
             _requests.Add(new RecordedRequest(path, model, (bool?)json["stream"] ?? false, body));
+        }
+
+        if (model.Contains("slow", StringComparison.Ordinal))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(50), context.RequestAborted);
         }
 
         if (model.Contains("gated", StringComparison.Ordinal))
@@ -137,7 +188,7 @@ public sealed class FakeLlmServer : IAsyncDisposable
         var inputTokens = InputTokens(messages);
         var tool = PendingTool(messages, json["tools"] as JsonArray, (string?)json["tools"]?[0]?["function"]?["name"]);
         var format = (string?)json["response_format"]?["type"];
-        var text = tool is null ? Answer(LastUserText(messages), format is "json_schema" or "json_object") : null;
+        var text = tool is null ? Scripted(messages.ToJsonString()) ?? Answer(LastUserText(messages), format is "json_schema" or "json_object") : null;
         var outputTokens = text is null ? 5 : Words(text);
         var usage = new JsonObject { ["prompt_tokens"] = inputTokens, ["completion_tokens"] = outputTokens, ["total_tokens"] = inputTokens + outputTokens };
         if ((bool?)json["stream"] == true)
@@ -260,7 +311,7 @@ public sealed class FakeLlmServer : IAsyncDisposable
         var hasToolResult = messages.Any(m => m?["content"] is JsonArray blocks && blocks.Any(b => (string?)b?["type"] == "tool_result"));
         var tool = toolName is not null && !hasToolResult ? toolName : null;
         var jsonFormat = json["output_format"] is not null || json["output_config"] is not null;
-        var text = tool is null ? Answer(lastUser, jsonFormat) : null;
+        var text = tool is null ? Scripted(messages.ToJsonString() + (json["system"]?.ToJsonString() ?? "")) ?? Answer(lastUser, jsonFormat) : null;
         var outputTokens = text is null ? 5 : Words(text);
         if ((bool?)json["stream"] == true)
         {

@@ -25,7 +25,7 @@ internal static partial class ProjectFileLoader
                     throw reader.Error(keyNode, field + ".api_key", "keys are not written in loom.yaml: put the key in an environment variable and name it with api_key_env (e.g. api_key_env: OPENAI_API_KEY)");
                 }
 
-                var p = reader.Keys(map, field, "name", "kind", "base_url", "api_key_env", "max_concurrency", "timeout_ms");
+                var p = reader.Keys(map, field, "name", "kind", "base_url", "base_url_env", "api_key_env", "max_concurrency", "timeout_ms");
                 if (!p.TryGetValue("name", out var nameNode))
                 {
                     throw reader.Error(list.Children[i], field + ".name", "missing: the name models refer to");
@@ -41,11 +41,30 @@ internal static partial class ProjectFileLoader
                     }
                 }
 
+                // base_url_env: the base URL from an environment variable when it is set (e.g.
+                // OPENAI_BASE_URL, as the vendors' SDKs read it), else base_url, else the vendor's.
+                var baseUrl = p.TryGetValue("base_url", out var url) ? new Uri(reader.AbsoluteUrl(url, field + ".base_url")) : null;
+                if (p.TryGetValue("base_url_env", out var baseEnvNode))
+                {
+                    var baseEnv = reader.String(baseEnvNode, field + ".base_url_env");
+                    if (!EnvNamePattern().IsMatch(baseEnv))
+                    {
+                        throw reader.Error(baseEnvNode, field + ".base_url_env", "must name an environment variable (letters, digits, '_')");
+                    }
+
+                    if (Environment.GetEnvironmentVariable(baseEnv) is { Length: > 0 } fromEnv)
+                    {
+                        baseUrl = Uri.TryCreate(fromEnv, UriKind.Absolute, out var parsed) && parsed.Scheme is "http" or "https"
+                            ? new Uri(fromEnv.TrimEnd('/'))
+                            : throw reader.Error(baseEnvNode, field + ".base_url_env", $"the variable {baseEnv} is set but does not hold an absolute http:// or https:// URL (its value is not shown: it may carry credentials)");
+                    }
+                }
+
                 providers.Add(new LlmProviderOptions
                 {
                     Name = reader.String(nameNode, field + ".name"),
                     Kind = p.TryGetValue("kind", out var kind) && reader.OneOf(kind, field + ".kind", ["openai", "anthropic"]) == "anthropic" ? LlmProviderKind.Anthropic : LlmProviderKind.OpenAI,
-                    BaseUrl = p.TryGetValue("base_url", out var url) ? new Uri(reader.AbsoluteUrl(url, field + ".base_url")) : null,
+                    BaseUrl = baseUrl,
                     ApiKeyEnv = env,
                     MaxConcurrency = p.TryGetValue("max_concurrency", out var mc) ? reader.Int(mc, field + ".max_concurrency", 1, 10_000) : 16,
                     Timeout = TimeSpan.FromMilliseconds(p.TryGetValue("timeout_ms", out var t) ? reader.Int(t, field + ".timeout_ms", 1, 3_600_000) : 120_000),
@@ -82,13 +101,14 @@ internal static partial class ProjectFileLoader
         var cache = new LlmCacheOptions();
         if (top.TryGetValue("cache", out var cacheNode))
         {
-            var c = reader.Keys(reader.Mapping(cacheNode, F + ".cache"), F + ".cache", "enabled", "max_entries", "max_bytes", "ttl_ms");
+            var c = reader.Keys(reader.Mapping(cacheNode, F + ".cache"), F + ".cache", "enabled", "max_entries", "max_bytes", "ttl_ms", "persist");
             cache = new LlmCacheOptions
             {
                 Enabled = !c.TryGetValue("enabled", out var en) || reader.OneOf(en, F + ".cache.enabled", ["true", "false"]) == "true",
                 MaxEntries = c.TryGetValue("max_entries", out var me) ? reader.Int(me, F + ".cache.max_entries", 0, 10_000_000) : cache.MaxEntries,
                 MaxBytes = c.TryGetValue("max_bytes", out var mb) ? Whole(reader, mb, F + ".cache.max_bytes") : cache.MaxBytes,
                 Ttl = c.TryGetValue("ttl_ms", out var ttl) ? TimeSpan.FromMilliseconds(Whole(reader, ttl, F + ".cache.ttl_ms", 1)) : cache.Ttl,
+                Persist = !c.TryGetValue("persist", out var persist) || reader.OneOf(persist, F + ".cache.persist", ["true", "false"]) == "true",
             };
         }
 

@@ -12,6 +12,7 @@ internal sealed class LlmMetrics
 
     public LlmMetrics(Meter meter, Func<int> cacheEntries, Func<long> cacheBytes)
     {
+        _meter = meter;
         Tokens = meter.CreateCounter<long>("loom.llm.tokens", "{token}", "Tokens spent upstream, by model and direction (input or output).");
         Cost = meter.CreateCounter<double>("loom.llm.cost", "USD", "Cost of upstream calls in USD (the configured prices), by model.");
         Requests = meter.CreateCounter<long>("loom.llm.requests", "{request}", "Gateway requests by operation (chat, embed) and how they were served (upstream, cache, coalesced, error).");
@@ -23,6 +24,15 @@ internal sealed class LlmMetrics
         EmbedBatch = meter.CreateHistogram<long>("loom.llm.embed.batch.size", "{input}", "Texts per upstream embedding request (micro-batching).", advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048] });
         meter.CreateObservableGauge("loom.llm.cache.entries", cacheEntries, "{entry}", "Answers held in the response cache.");
         meter.CreateObservableGauge("loom.llm.cache.bytes", cacheBytes, "By", "Bytes held in the response cache.");
+    }
+
+    private readonly Meter _meter;
+
+    /// <summary>The persisted cache's instruments (only when the cache is persisted).</summary>
+    public void ObservePersistence(Func<long> dropped, Func<long> bytes)
+    {
+        _meter.CreateObservableCounter("loom.llm.cache.persist.dropped", dropped, "{entry}", "Cache writes not persisted (the write queue was full or the cache log failed); the answers stay in memory.");
+        _meter.CreateObservableGauge("loom.llm.cache.log.bytes", bytes, "By", "Bytes of the persisted cache log on disk.");
     }
 
     public Counter<long> Tokens { get; }

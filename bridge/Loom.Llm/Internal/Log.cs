@@ -18,4 +18,13 @@ internal static partial class Log
 
     [LoggerMessage(205, LogLevel.Debug, "LLM stream event to {Topic} not published: {Reason}")]
     public static partial void StreamPublishFailed(ILogger logger, string topic, string reason);
+
+    [LoggerMessage(206, LogLevel.Warning, "LLM response cache: a write to the cache log failed: {Reason}")]
+    public static partial void CachePersistFailed(ILogger logger, string reason);
+
+    [LoggerMessage(207, LogLevel.Information, "LLM response cache: {Entries} entries loaded from {Directory}")]
+    public static partial void CacheLoaded(ILogger logger, int entries, string directory);
+
+    [LoggerMessage(208, LogLevel.Warning, "LLM response cache: the cache log in {Directory} cannot be opened ({Reason}); the cache is kept in memory only")]
+    public static partial void CacheOpenFailed(ILogger logger, string directory, string reason);
 }

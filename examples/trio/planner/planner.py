@@ -8,8 +8,9 @@ Configuration (``loom run`` sets the LOOM_* ones): LOOM_URL, LOOM_HTTP_URL, LOOM
 TRIO_QUESTION, TRIO_QUESTIONS_FILE (several questions, one a line, answered in turn in one run;
 all reports also go to batch.jsonl), TRIO_TODAY (YYYY-MM-DD: the day "today", "Friday" and "next
 weekend" count from; default the real date), TRIO_REPORT_DIR (default <example>/reports),
-TRIO_TIMEOUT_S (default 120), and
-for LLM planning LOOM_LLM_PROVIDER / OPENAI_API_KEY / ANTHROPIC_API_KEY (see README.md).
+TRIO_TIMEOUT_S (default 120). Plans with a model through the bridge's LLM gateway
+(``ctx.llm.chat``, structured output) when loom.yaml has an ``llm:`` section (loom.llm.yaml;
+README.md), offline otherwise.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import secrets
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import loom
-from planning import Task, TodayError, plan, today_from_env
+from planning import PLAN_SCHEMA, PlanError, Task, TodayError, plan, plan_from_model, today_from_env
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent
@@ -43,45 +44,45 @@ def split_question(question: str, today: dt.date) -> List[Task]:
     return plan(question, today)
 
 
-def llm_split(question: str, today: dt.date) -> Optional[List[Task]]:
-    """Planning by an LLM when one is configured (same variables as the Writer); None otherwise or on failure."""
-    provider = os.environ.get("LOOM_LLM_PROVIDER") or (
-        "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "openai" if os.environ.get("OPENAI_API_KEY") else ""
-    )
-    if not provider:
-        return None
-    prompt = (
-        "Split the user's question into at most 4 self-contained sub-questions. Answer with JSON only: "
-        '[{"text": "...", "capability": "web.search" | "weather.get", "city": "...", "date": "YYYY-MM-DD"}]. '
-        f"Use weather.get only for the weather in a named city on a date. Today is {today.isoformat()}.\n\nQuestion: {question}"
-    )
+#: Set once the bridge said it serves no llm.chat (no ``llm:`` section in loom.yaml): plan offline from then on.
+_no_gateway = False
+
+PLAN_PROMPT = (
+    "You plan research for a travel question. Split the question into its parts (at most 6), each "
+    "rewritten as a self-contained question that names its city. A part about the weather or what it "
+    "decides (cold, warm, rain, snow, sun, wind, an umbrella, a jacket, what to wear or pack, a good "
+    "time to visit) is kind \"weather\", with the days it asks about as YYYY-MM-DD (relative days count "
+    "from today); anything else is kind \"search\". Today is {today} ({weekday})."
+)
+
+
+async def model_plan(conn: Any, question: str, today: dt.date, thread_id: str) -> Tuple[Optional[List[Task]], str]:
+    """Planning by a model through the bridge's LLM gateway (``ctx.llm.chat`` with structured output,
+    docs/llm.md) when loom.yaml configures one: (tasks, how they were planned). (None, why) when there
+    is no gateway or the model's answer is unusable; the Planner then plans offline."""
+    global _no_gateway
+    if _no_gateway:
+        return None, ""
     try:
-        if provider == "anthropic":
-            base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
-            body = {"model": os.environ.get("LOOM_LLM_MODEL", "claude-3-5-haiku-latest"), "max_tokens": 800,
-                    "messages": [{"role": "user", "content": prompt}]}
-            req = urllib.request.Request(base + "/v1/messages", json.dumps(body).encode(), {
-                "content-type": "application/json", "x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"})
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                text = "".join(c.get("text", "") for c in json.load(resp)["content"])
-        else:
-            base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
-            body = {"model": os.environ.get("LOOM_LLM_MODEL", "gpt-4o-mini"), "temperature": 0,
-                    "messages": [{"role": "user", "content": prompt}]}
-            req = urllib.request.Request(base + "/chat/completions", json.dumps(body).encode(), {
-                "content-type": "application/json", "authorization": "Bearer " + os.environ["OPENAI_API_KEY"]})
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                text = json.load(resp)["choices"][0]["message"]["content"]
-        items = json.loads(text[text.index("["): text.rindex("]") + 1])
-        tasks = [
-            Task(f"t{i + 1}", str(item["text"]), "weather.get" if item.get("capability") == "weather.get" else "web.search",
-                 city=item.get("city") or None, date=item.get("date") or None)
-            for i, item in enumerate(items[:4])
-        ]
-        return tasks or None
-    except Exception as exc:  # any failure: plan offline instead, and say so
+        result = await conn.llm.chat(
+            [{"role": "system", "content": PLAN_PROMPT.format(today=today.isoformat(), weekday=today.strftime("%A"))},
+             {"role": "user", "content": question}],
+            response_schema=PLAN_SCHEMA, temperature=0, max_tokens=800, thread_id=thread_id, timeout=90.0)
+    except loom.NotFoundError:
+        _no_gateway = True  # no llm: section: offline, as without a gateway, and not asked again
+        return None, ""
+    except loom.LoomError as exc:
         log.warning("LLM planning failed (%s); planning offline", exc)
-        return None
+        return None, f"; llm.chat failed: {exc.code.value}"
+    try:
+        data = result.json if isinstance(result.json, dict) else None
+        if data is None:
+            raise PlanError("the model's answer is not the JSON asked for")
+        tasks = plan_from_model(data.get("parts"), question, today)
+    except PlanError as exc:
+        log.warning("LLM plan unusable (%s); planning offline", exc)
+        return None, f"; the {result.model} plan was unusable: {exc}"
+    return tasks, f"llm.chat ({result.model}{', cached' if result.cached else ''})"
 
 
 @loom.capability("plan.split", tags=["trio", "planner"])
@@ -144,10 +145,10 @@ def read_questions(path: str) -> List[str]:
 async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir: Path) -> Optional[Dict[str, Any]]:
     """Plans one question, broadcasts the plan on a new thread, waits for the Writer's report,
     prints and saves it. Returns what was saved to latest.json, or None on timeout."""
-    tasks = llm_split(question, today)
-    generator = "llm" if tasks else "offline: parts, weather intent, city and date detection"
-    tasks = tasks or split_question(question, today)
     thread_id = "trio-" + secrets.token_hex(4)
+    modelled, how = await model_plan(conn, question, today, thread_id)
+    generator = how if modelled else "offline: parts, weather intent, city and date detection" + how
+    tasks = modelled or split_question(question, today)
     log.info("question: %s", question)
     for t in tasks:
         where = f" ({t.city}{'' if t.city_in_data is not False else ', not in the bundled data'}{', ' + t.date if t.date else ''}{f'..{t.dates[-1]}' if t.dates else ''})" if t.city or t.date else ""

@@ -38,7 +38,10 @@ __all__ = [
     "TodayError",
     "find_cities",
     "find_days",
+    "PLAN_SCHEMA",
+    "PlanError",
     "plan",
+    "plan_from_model",
     "today_from_env",
     "weather_asks",
 ]
@@ -365,3 +368,89 @@ def plan(question: str, today: dt.date) -> List[Task]:
                 city=city.name if city else None, city_in_data=city.in_data if city else None, query=query,
             ))
     return tasks[:MAX_TASKS]
+
+
+#: The structured output asked of a model planning through the gateway (llm.chat response_schema).
+PLAN_SCHEMA: Dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "parts": {
+            "type": "array",
+            "maxItems": MAX_TASKS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string", "description": "the part as a self-contained question"},
+                    "kind": {"type": "string", "enum": ["weather", "search"],
+                             "description": "weather: the weather or what it decides (cold, rain, what to wear or pack, a good time to visit); search: anything else"},
+                    "city": {"type": ["string", "null"], "description": "the city the part is about, if any"},
+                    "dates": {"type": "array", "items": {"type": "string", "description": "YYYY-MM-DD"},
+                              "description": "the days a weather part is about (empty: not given)"},
+                },
+                "required": ["text", "kind", "city", "dates"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["parts"],
+    "additionalProperties": False,
+}
+
+
+class PlanError(ValueError):
+    """A model's plan that does not fit PLAN_SCHEMA (the Planner then plans offline)."""
+
+
+def plan_from_model(parts: Any, question: str, today: dt.date) -> List[Task]:
+    """Tasks from a model's structured plan (PLAN_SCHEMA's ``parts``), checked like any input from
+    outside: the model decides the parts, their kind, city and days; the offline rules fill in what
+    the Researcher needs (whether the city is in the bundled data, what a weather part asks, the
+    search words). Raises PlanError when nothing usable is left."""
+    if not isinstance(parts, list) or not parts:
+        raise PlanError("the model's plan has no parts")
+    question_cities = find_cities(question)
+    tasks: List[Task] = []
+    for item in parts[:MAX_TASKS]:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+            continue
+        text = item["text"].strip()
+        text = text[0].upper() + text[1:]
+        if not text.endswith("?"):
+            text = text.rstrip(" .") + "?"
+        tid = f"t{len(tasks) + 1}"
+        named = item.get("city") if isinstance(item.get("city"), str) and item["city"].strip() else None
+        # The city: as the offline rules know it (bundled or not), else as the model named it.
+        known = find_cities(named) if named else find_cities(text) or question_cities[:1]
+        city: Optional[City] = known[0] if known else (City(named.strip(), False) if named else None)
+        days: List[dt.date] = []
+        for value in item.get("dates") or []:
+            try:
+                days.append(dt.date.fromisoformat(str(value)))
+            except ValueError:
+                continue
+        offline = plan(text, today)
+        if item.get("kind") == "weather":
+            days = days[:MAX_DAYS] or find_days(text, today) or []
+            asks = weather_asks(text) or ["weather"]
+            note = None
+            if not days:
+                if "best-time" in asks:
+                    days, note = _span(today, today + dt.timedelta(days=27)), "no time given: the next four weeks"
+                else:
+                    days, note = [today], "no day given: today"
+            aspect = "best-time" if "best-time" in asks else "packing" if "clothes" in asks or re.search(r"\bumbrella\b", text, re.I) else "weather"
+            tasks.append(Task(
+                tid, text, "weather.get", aspect=aspect, city=city.name if city else None,
+                city_in_data=city.in_data if city else None, date=days[0].isoformat(),
+                dates=[d.isoformat() for d in days] if len(days) > 1 else [], asks=asks, date_note=note,
+            ))
+        else:
+            search = next((t for t in offline if t.capability == "web.search"), None)
+            aspect = search.aspect if search else "general"
+            words = next((w for a, _, w in _TOPICS if a == aspect), "")
+            query = f"{city.name + ' ' if city else ''}{words or text.rstrip('?')}".strip()
+            tasks.append(Task(tid, text, "web.search", aspect=aspect, city=city.name if city else None,
+                              city_in_data=city.in_data if city else None, query=query))
+    if not tasks:
+        raise PlanError("no part of the model's plan has a text")
+    return tasks

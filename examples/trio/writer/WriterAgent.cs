@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using Loom.Core;
 using Loom.Protocol.V1;
 using Loom.Sdk;
 using Microsoft.Extensions.Logging;
@@ -13,9 +14,13 @@ namespace Loom.Examples.Trio.Writer;
 /// once every task of a plan has a finding (or the deadline passes), composes the report and
 /// broadcasts it on the thread. Also serves <c>report.compose</c> for direct calls.
 /// </summary>
-internal sealed partial class WriterAgent(ILogger logger, LlmClient? llm, TimeSpan findingsDeadline) : Agent
+internal sealed partial class WriterAgent(ILogger logger, TimeSpan findingsDeadline) : Agent
 {
+    private const string WritingPrompt = "You write short research reports in markdown. Use only the numbered sources given. Put a citation like [2] after every sentence that uses a source. Do not invent sources or facts. End with a '## Sources' list copied from the input.";
     private readonly ConcurrentDictionary<string, ThreadState> _threads = new(StringComparer.Ordinal);
+
+    // Set once the bridge said it serves no llm.chat (loom.yaml without an llm: section): offline from then on.
+    private volatile bool _noGateway;
 
     public override string Name => "writer";
 
@@ -24,11 +29,11 @@ internal sealed partial class WriterAgent(ILogger logger, LlmClient? llm, TimeSp
     [GeneratedRegex(@"\[(\d+)\]")]
     private static partial Regex CitationMarker();
 
-    [Capability("report.compose", Description = "Composes a cited markdown report from research findings (offline extractive unless an LLM is configured).", Tags = ["trio", "writer"])]
-    public async Task<Report> ComposeAsync(ComposeInput input, CancellationToken cancellationToken)
+    [Capability("report.compose", Description = "Composes a cited markdown report from research findings (offline extractive unless the bridge has an LLM gateway).", Tags = ["trio", "writer"])]
+    public async Task<Report> ComposeAsync(ComposeInput input, AgentContext context, CancellationToken cancellationToken)
     {
         var plan = new Plan("plan", input.Question, input.Findings.Select(f => new PlanTask(f.TaskId, f.Question, "web.search")).ToList());
-        return await WriteAsync(plan, input.Findings, [], cancellationToken).ConfigureAwait(false);
+        return await WriteAsync(context, "", plan, input.Findings, [], cancellationToken).ConfigureAwait(false);
     }
 
     public override async Task OnEventAsync(AgentContext context, Envelope envelope, CancellationToken cancellationToken)
@@ -108,61 +113,81 @@ internal sealed partial class WriterAgent(ILogger logger, LlmClient? llm, TimeSp
         }
 
         var findings = plan.Tasks.Select(t => state.Findings.GetValueOrDefault(t.Id)).OfType<Finding>().ToList();
-        var report = await WriteAsync(plan, findings, missing, cancellationToken).ConfigureAwait(false);
+        var report = await WriteAsync(context, threadId, plan, findings, missing, cancellationToken).ConfigureAwait(false);
         await context.EmitAsync($"thread.{threadId}.broadcast", report, new EmitOptions { ThreadId = threadId }, cancellationToken).ConfigureAwait(false);
         LogReport(logger, threadId, report.Sources.Count, report.Generator);
         _threads.TryRemove(threadId, out _);
     }
 
-    private async Task<Report> WriteAsync(Plan plan, IReadOnlyList<Finding> findings, IReadOnlyList<string> missing, CancellationToken cancellationToken)
+    /// <summary>
+    /// The offline report, or, when the bridge has an LLM gateway (loom.yaml <c>llm:</c>), the
+    /// model's report through <c>llm.chat</c> (charged to the thread) if every citation in it is a
+    /// listed source; otherwise the offline one, and the generator says why.
+    /// </summary>
+    private async Task<Report> WriteAsync(AgentContext context, string threadId, Plan plan, IReadOnlyList<Finding> findings, IReadOnlyList<string> missing, CancellationToken cancellationToken)
     {
         var offline = ReportComposer.Compose(plan, findings, missing);
-        if (llm is null)
+        if (_noGateway || offline.Sources.Count == 0)
         {
-            return offline;
+            return offline; // nothing to write from: the offline report says so plainly
         }
 
-        try
+        var sources = new StringBuilder();
+        foreach (var source in offline.Sources)
         {
-            var sources = new StringBuilder();
-            foreach (var source in offline.Sources)
+            sources.Append(CultureInfo.InvariantCulture, $"[{source.Number}] {source.Title} ({source.Id})\n");
+            foreach (var finding in findings)
             {
-                sources.Append(CultureInfo.InvariantCulture, $"[{source.Number}] {source.Title} ({source.Id})\n");
-                foreach (var finding in findings)
+                foreach (var sentence in finding.Sentences ?? [])
                 {
-                    foreach (var sentence in finding.Sentences ?? [])
+                    if (sentence.SourceId == source.Id)
                     {
-                        if (sentence.SourceId == source.Id)
-                        {
-                            sources.Append(CultureInfo.InvariantCulture, $"    - {sentence.Text}\n");
-                        }
-                    }
-
-                    if (finding.Weather is not null && finding.Sources.Any(s => s.Id == source.Id))
-                    {
-                        sources.Append(CultureInfo.InvariantCulture, $"    - {finding.Answer}\n");
+                        sources.Append(CultureInfo.InvariantCulture, $"    - {sentence.Text}\n");
                     }
                 }
-            }
 
-            var text = await llm.CompleteAsync(
-                "You write short research reports in markdown. Use only the numbered sources given. Put a citation like [2] after every sentence that uses a source. Do not invent sources or facts. End with a '## Sources' list copied from the input.",
-                $"Question: {plan.Question}\nSub-questions: {string.Join("; ", plan.Tasks.Select(t => t.Text))}\n\nSources:\n{sources}",
-                cancellationToken).ConfigureAwait(false);
-            var cited = CitationMarker().Matches(text).Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
-            if (cited.Count == 0 || cited.Any(n => n < 1 || n > offline.Sources.Count))
-            {
-                LogLlmRejected(logger, llm.Description);
-                return offline with { Generator = $"{ReportComposer.OfflineGenerator}; the {llm.Description} answer cited no valid source" };
+                if (finding.Weather is not null && finding.Sources.Any(s => s.Id == source.Id))
+                {
+                    sources.Append(CultureInfo.InvariantCulture, $"    - {finding.Answer}\n");
+                }
             }
-
-            return offline with { Markdown = text.TrimEnd() + "\n", Generator = llm.Description };
         }
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+
+        var request = new LlmChatRequest
         {
-            LogLlmFailed(logger, llm.Description, ex.Message);
-            return offline with { Generator = $"{ReportComposer.OfflineGenerator}; {llm.Description} failed: {ex.Message}" };
+            Messages =
+            [
+                LlmMessage.System(WritingPrompt),
+                LlmMessage.User($"Question: {plan.Question}\nSub-questions: {string.Join("; ", plan.Tasks.Select(t => t.Text))}\n\nSources:\n{sources}"),
+            ],
+            Temperature = 0.2,
+            MaxTokens = 1500,
+        };
+        LlmChatResult answer;
+        try
+        {
+            answer = await context.Llm.ChatAsync(request, TimeSpan.FromSeconds(90), threadId.Length > 0 ? new InvokeOptions { ThreadId = threadId } : null, cancellationToken).ConfigureAwait(false);
         }
+        catch (CapabilityNotFoundException)
+        {
+            _noGateway = true; // no llm: section in loom.yaml: write offline, as without a gateway
+            return offline;
+        }
+        catch (LoomException ex)
+        {
+            LogLlmFailed(logger, ErrorCodes.Name(ex.Code), ex.Message);
+            return offline with { Generator = $"{ReportComposer.OfflineGenerator}; llm.chat failed: {ErrorCodes.Name(ex.Code)}" };
+        }
+
+        var described = $"llm.chat ({answer.Model}{(answer.Cached ? ", cached" : "")})";
+        var cited = CitationMarker().Matches(answer.Content).Select(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
+        if (cited.Count == 0 || cited.Any(n => n < 1 || n > offline.Sources.Count))
+        {
+            LogLlmRejected(logger, described);
+            return offline with { Generator = $"{ReportComposer.OfflineGenerator}; the {described} answer cited no valid source" };
+        }
+
+        return offline with { Markdown = answer.Content.TrimEnd() + "\n", Generator = described };
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "thread {ThreadId}: plan with {Tasks} tasks")]
@@ -177,8 +202,8 @@ internal sealed partial class WriterAgent(ILogger logger, LlmClient? llm, TimeSp
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Llm} returned no usable citations; using the offline report")]
     private static partial void LogLlmRejected(ILogger logger, string llm);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Llm} failed ({Reason}); using the offline report")]
-    private static partial void LogLlmFailed(ILogger logger, string llm, string reason);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "llm.chat failed ({Code}: {Reason}); using the offline report")]
+    private static partial void LogLlmFailed(ILogger logger, string code, string reason);
 
     private sealed class ThreadState
     {
