@@ -22,7 +22,7 @@ public sealed class LayeringTests
         // The agent SDK: talks to a bridge over the wire.
         ["Loom.Sdk"] = ["Loom.Protocol"],
         // Bridge features, each beside the core.
-        ["Loom.Llm"] = ["Loom.Protocol", "Loom.Core"],
+        ["Loom.Llm"] = ["Loom.Protocol", "Loom.Core", "Loom.Streams"],
         ["Loom.Mcp"] = ["Loom.Protocol", "Loom.Core"],
         // The server process: hosts the core and its features.
         ["Loom.Bridge"] = ["Loom.Protocol", "Loom.Core", "Loom.Streams", "Loom.Mcp", "Loom.Llm"],
