@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Protocol, Tuple, Union
 
 from ._errors import InvalidParamsError, RequestTimeoutError
 from ._event import Event, Overflow, QoS
 from ._proto import bridge_pb2 as pb
 from ._schema import to_json_bytes
+from ._streams import Consumer, ConsumerHandler, DeliverPolicy, Instant, PublishAck, Seconds, StreamInfo, StreamRead
 from ._topics import _TOKEN
 
 if TYPE_CHECKING:
     from ._collab import BarrierResult, ContractNetResult, GatherResult
-    from ._connection import Subscription
+    from ._connection.durable_streams import DurableStreams
+    from ._connection.subscription_router import Subscription
     from ._llm import Llm
     from ._memory import Memory
 
@@ -63,35 +65,19 @@ def ttl_ms(ttl: Optional[float]) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-class Context:
-    """What a handler or a capability can do: :meth:`emit`, :meth:`reply`, :meth:`request`
-    (one reply) and :meth:`request_many` (first k), :meth:`invoke`/:meth:`tool` (call a
-    capability by name), :attr:`memory`, :meth:`subscribe` and :meth:`join_thread`.
+class ContextPort(Protocol):
+    """What a :class:`Context` runs on: the connection's parts (see loom._connection)."""
 
-    Timeouts are in seconds. Payloads: ``bytes`` go as they are, anything else is sent as JSON
-    (dataclasses, enums and pydantic models included). Every method raises typed
-    :class:`~loom.LoomError` subclasses."""
-
-    # -- implemented by Connection ---------------------------------------------------------
-    @property
-    def agent_id(self) -> str:
-        raise NotImplementedError
+    _durable: "DurableStreams"
 
     @property
-    def namespace(self) -> str:
-        raise NotImplementedError
+    def agent_id(self) -> str: ...
 
     @property
-    def memory(self) -> "Memory":
-        """Key-value memory held by the bridge (this agent's namespace)."""
-        raise NotImplementedError
+    def namespace(self) -> str: ...
 
     @property
-    def llm(self) -> "Llm":
-        """Language models through the bridge's LLM gateway (docs/llm.md)."""
-        from ._llm import Llm
-
-        return Llm(self)
+    def memory(self) -> "Memory": ...
 
     def _publish_nowait(
         self,
@@ -106,16 +92,63 @@ class Context:
         headers: Optional[Mapping[str, str]],
         traceparent: str,
         tracestate: str,
-    ) -> Tuple[str, Optional[Awaitable[None]]]:
-        raise NotImplementedError
+    ) -> Tuple[str, Optional[Awaitable[None]]]: ...
 
     async def _request(
-        self, topic: str, payload: bytes, content_type: str, count: int, min_count: int, timeout: Optional[float], options: Mapping[str, Any]
-    ) -> List[Event]:
-        raise NotImplementedError
+        self,
+        topic: str,
+        payload: bytes,
+        content_type: str,
+        count: int,
+        min_count: int,
+        timeout: Optional[float],
+        options: Mapping[str, Any],
+    ) -> List[Event]: ...
 
-    async def _call(self, call: pb.ActionCall, timeout: Optional[float]) -> bytes:
-        raise NotImplementedError
+    async def _call(self, call: pb.ActionCall, timeout: Optional[float]) -> bytes: ...
+
+    async def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        qos: QoS = QoS.NORMAL,
+        overflow: Optional[Overflow] = None,
+        queue_capacity: int = 0,
+    ) -> "Subscription": ...
+
+
+class Context:
+    """What a handler or a capability can do: :meth:`emit`, :meth:`reply`, :meth:`request`
+    (one reply) and :meth:`request_many` (first k), :meth:`invoke`/:meth:`tool` (call a
+    capability by name), :attr:`memory`, :meth:`subscribe` and :meth:`join_thread`.
+
+    Timeouts are in seconds. Payloads: ``bytes`` go as they are, anything else is sent as JSON
+    (dataclasses, enums and pydantic models included). Every method raises typed
+    :class:`~loom.LoomError` subclasses."""
+
+    def __init__(self, port: "ContextPort") -> None:
+        self._port = port
+
+    @property
+    def agent_id(self) -> str:
+        return self._port.agent_id
+
+    @property
+    def namespace(self) -> str:
+        return self._port.namespace
+
+    @property
+    def memory(self) -> "Memory":
+        """Key-value memory held by the bridge (this agent's namespace)."""
+        return self._port.memory
+
+    @property
+    def llm(self) -> "Llm":
+        """Language models through the bridge's LLM gateway (docs/llm.md)."""
+        from ._llm import Llm
+
+        return Llm(self)
 
     async def subscribe(
         self,
@@ -129,7 +162,7 @@ class Context:
         """Subscribes ``handler`` to a pattern (``*`` one token, ``>`` the rest). Events of one
         subscription reach the handler in order, one at a time; an exception in it is logged and
         the subscription goes on. Subscriptions survive reconnects."""
-        raise NotImplementedError
+        return await self._port.subscribe(pattern, handler, qos=qos, overflow=overflow, queue_capacity=queue_capacity)
 
     # -- events ------------------------------------------------------------------------------
     async def emit(
@@ -154,7 +187,7 @@ class Context:
             payload, ctype = data, BYTES_CONTENT_TYPE
         else:
             payload, ctype = encode_payload(data, content_type)
-        envelope_id, wait = self._publish_nowait(
+        envelope_id, wait = self._port._publish_nowait(
             topic,
             payload,
             ctype,
@@ -213,7 +246,7 @@ class Context:
         ``timeout`` seconds (default ``request_timeout_ms``)."""
         payload, ctype = encode_payload(data, content_type)
         options = {"thread_id": thread_id, "headers": headers, "ttl": ttl}
-        replies = await self._request(topic, payload, ctype, 1, 1, timeout, options)
+        replies = await self._port._request(topic, payload, ctype, 1, 1, timeout, options)
         return replies[0]
 
     async def request_many(
@@ -240,7 +273,7 @@ class Context:
             raise InvalidParamsError(f"min_count must be between 0 and count ({count}); got {minimum}.", path="/min_count")
         payload, ctype = encode_payload(data, content_type)
         options = {"thread_id": thread_id, "headers": headers, "ttl": ttl}
-        return await self._request(topic, payload, ctype, count, minimum, timeout, options)
+        return await self._port._request(topic, payload, ctype, count, minimum, timeout, options)
 
     # -- capabilities ------------------------------------------------------------------------
     async def invoke_raw(
@@ -274,7 +307,7 @@ class Context:
         if headers:
             for key, value in headers.items():
                 call.headers[key] = value
-        return await self._call(call, timeout)
+        return await self._port._call(call, timeout)
 
     async def invoke(
         self,
@@ -335,6 +368,103 @@ class Context:
         from ._collab import contract_net
 
         return await contract_net(self, task, capability=capability, **options)
+
+    # -- durable streams (docs/durability.md) ------------------------------------------------------
+    async def publish_durable(
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        id: str = "",
+        thread_id: str = "",
+        headers: Optional[Mapping[str, str]] = None,
+        content_type: Optional[str] = None,
+        timeout: Optional[Seconds] = None,
+    ) -> PublishAck:
+        """Publishes to a topic a durable stream captures and returns once the bridge persisted
+        it: :class:`PublishAck` (stream, sequence, duplicate). ``id`` (a fresh one when empty) is
+        the message id: publishing it again within the stream's dedup window (e.g. a retry after
+        a reconnect) stores nothing new and answers with the first copy's sequence.
+
+        Raises :class:`InvalidParamsError` when no stream captures the topic,
+        :class:`UnavailableError` when not connected (retry with the same id),
+        :class:`RequestTimeoutError`."""
+        return await self._port._durable.publish_durable(
+            topic, data, id=id, thread_id=thread_id, headers=headers, content_type=content_type, timeout=timeout
+        )
+
+    async def consume(
+        self,
+        stream: str,
+        name: str,
+        handler: ConsumerHandler,
+        *,
+        filter: str = "",
+        deliver: DeliverPolicy = DeliverPolicy.ALL,
+        start_sequence: int = 0,
+        start_time: Optional[Instant] = None,
+        ack_wait: Optional[Seconds] = None,
+        max_deliver: int = 0,
+        max_ack_pending: int = 0,
+        dead_letter_topic: str = "",
+    ) -> Consumer:
+        """Attaches to (creating it when new) the durable consumer ``name`` of ``stream`` and runs
+        ``handler`` for each :class:`ConsumerMessage`, one at a time. A message the handler did
+        not settle (``ack()``, ``nak(delay=)``, ``in_progress()``, ``term()``) is acked when it
+        returns and nak'ed when it raises. ``ack_wait`` is in seconds (or a timedelta; default
+        30), ``max_deliver`` deliveries (default 5) before the event goes to
+        ``dead_letter_topic`` (default ``loom.dead.<stream>.<name>``), ``max_ack_pending``
+        unacknowledged in flight (default 1000). The consumer is attached again after every
+        reconnect; its position lives in the bridge, so it survives restarts of either side."""
+        return await self._port._durable.consume(
+            stream, name, handler, filter=filter, deliver=deliver, start_sequence=start_sequence, start_time=start_time,
+            ack_wait=ack_wait, max_deliver=max_deliver, max_ack_pending=max_ack_pending, dead_letter_topic=dead_letter_topic,
+        )
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        start_sequence: int = 0,
+        start_time: Optional[Instant] = None,
+        max_events: int = 0,
+        timeout: Optional[Seconds] = None,
+    ) -> StreamRead:
+        """Reads events of a stream from ``start_sequence`` or ``start_time`` (Unix seconds or a
+        datetime; neither: from the first held), at most ``max_events`` (default 100, at most
+        1000) per call; :attr:`StreamRead.next_sequence` is where to go on."""
+        return await self._port._durable.read_stream(
+            stream, start_sequence=start_sequence, start_time=start_time, max_events=max_events, timeout=timeout
+        )
+
+    async def create_stream(
+        self,
+        name: str,
+        subjects: Iterable[str],
+        *,
+        max_age: Optional[Seconds] = None,
+        max_bytes: int = 0,
+        max_events: int = 0,
+        duplicate_window: Optional[Seconds] = None,
+    ) -> StreamInfo:
+        """Creates a durable stream capturing ``subjects`` (topic patterns); the same settings
+        again succeed, different ones raise :class:`InvalidParamsError`. Needs the ``streams``
+        permission when auth is on."""
+        return await self._port._durable.create_stream(
+            name, subjects, max_age=max_age, max_bytes=max_bytes, max_events=max_events, duplicate_window=duplicate_window
+        )
+
+    async def stream_info(self, name: str) -> StreamInfo:
+        """A stream's settings and state."""
+        return await self._port._durable.stream_info(name)
+
+    async def list_streams(self) -> List[StreamInfo]:
+        """Every stream of the bridge."""
+        return await self._port._durable.list_streams()
+
+    async def delete_stream(self, name: str) -> None:
+        """Deletes a stream, its events and its consumers."""
+        await self._port._durable.delete_stream(name)
 
     # -- threads -------------------------------------------------------------------------------
     async def join_thread(self, thread_id: str, handler: Optional[Handler] = None, *, queue_capacity: int = 1024) -> "Thread":

@@ -162,9 +162,10 @@ class SessionNotFoundError(LoomError):
     default_code = ErrorCode.SESSION_NOT_FOUND
 
 
-class CancelledError(LoomError):
-    """The call was cancelled (by the caller, or the stream was replaced). Not
-    ``asyncio.CancelledError``: this one is a value the bridge returned."""
+class CallCancelledError(LoomError):
+    """The call was cancelled (by the caller, or the stream was replaced): the CANCELLED code the
+    bridge returned. Not ``asyncio.CancelledError`` (a task being cancelled), which the SDK
+    always lets through. Formerly ``loom.CancelledError`` (a deprecated alias, warning on use)."""
 
     default_code = ErrorCode.CANCELLED
 
@@ -204,7 +205,7 @@ _BY_CODE: Dict[ErrorCode, Type[LoomError]] = {
     ErrorCode.TTL_EXPIRED: TtlExpiredError,
     ErrorCode.HOP_LIMIT_EXCEEDED: HopLimitExceededError,
     ErrorCode.SESSION_NOT_FOUND: SessionNotFoundError,
-    ErrorCode.CANCELLED: CancelledError,
+    ErrorCode.CANCELLED: CallCancelledError,
     ErrorCode.UNAVAILABLE: UnavailableError,
     ErrorCode.INTERNAL: InternalError,
     ErrorCode.UNAUTHENTICATED: UnauthenticatedError,

@@ -190,6 +190,7 @@ class Llm:
 
         subscription = await self._context.subscribe(topic, on_event, overflow=Overflow.BLOCK, queue_capacity=4096)
         call = asyncio.ensure_future(self._chat(body, thread_id, timeout))
+        getter: "Optional[asyncio.Future[Dict[str, Any]]]" = None
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -208,8 +209,9 @@ class Llm:
             result = await call
             yield StreamEvent(type="result", result=result)
         finally:
-            if not call.done():
-                call.cancel()
+            for task in (call, getter):  # both held until here: none outlives the stream
+                if task is not None and not task.done():
+                    task.cancel()
             await subscription.unsubscribe()
 
     async def embed(

@@ -87,7 +87,7 @@ async def serve(*agents: Agent, url: Optional[str] = None, stop: Optional[asynci
 
         async def stop_one(agent: Agent, connection: Connection) -> None:
             try:
-                await asyncio.wait_for(agent.on_stop(connection), connection.config.drain_timeout_ms / 1000.0)
+                await asyncio.wait_for(agent.on_stop(connection), connection.config.drain_timeout)
             except Exception as exc:  # noqa: BLE001
                 _log.error("agent %s: on_stop failed: %s: %s", connection.agent_id, type(exc).__name__, exc)
             await connection.drain()
