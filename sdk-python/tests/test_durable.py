@@ -272,3 +272,43 @@ async def test_bad_consumer_options_are_clear_errors(durable: DurableBridges) ->
         # The failed attach left nothing behind: the same name can be consumed.
         async with await conn.consume("orders", "x", handle, deliver=loom.DeliverPolicy.NEW):
             pass
+
+
+async def test_stream_administration(durable: DurableBridges) -> None:
+    proc = durable.start()
+    async with await connect(proc, name="admin", request_timeout=5) as conn:
+        try:
+            created = await conn.create_stream("audit", ["audit.>"], max_age=3600, max_events=1000, duplicate_window=60)
+        except loom.RequestTimeoutError:
+            pytest.skip("this bridge does not answer stream_admin (kind 12) yet")
+        assert (created.name, created.subjects, created.max_age, created.max_events) == ("audit", ("audit.>",), 3600.0, 1000)
+        assert created.duplicate_window == 60.0 and created.last_sequence == 0
+        # The same settings again: idempotent; different ones: refused.
+        again = await conn.create_stream("audit", ["audit.>"], max_age=3600, max_events=1000, duplicate_window=60)
+        assert again.name == "audit"
+        with pytest.raises(loom.InvalidParamsError):
+            await conn.create_stream("audit", ["audit.other.>"])
+
+        ack = await conn.publish_durable("audit.login", {"user": "ada"})
+        assert (ack.stream, ack.sequence) == ("audit", 1)
+        info = await conn.stream_info("audit")
+        assert (info.events, info.first_sequence, info.last_sequence) == (1, 1, 1) and info.bytes > 0
+        names = sorted(s.name for s in await conn.list_streams())
+        assert names == ["audit", "orders"]
+
+        await conn.delete_stream("audit")
+        assert [s.name for s in await conn.list_streams()] == ["orders"]
+        with pytest.raises(loom.LoomError):
+            await conn.stream_info("audit")
+        with pytest.raises(loom.InvalidParamsError):
+            await conn.publish_durable("audit.login", {"user": "bob"})
+
+        with pytest.raises(loom.InvalidParamsError) as bad:
+            await conn.create_stream("bad name", ["x.>"])
+        assert bad.value.path == "/name"
+        with pytest.raises(loom.InvalidParamsError) as bad:
+            await conn.create_stream("empty", [])
+        assert bad.value.path == "/subjects"
+        with pytest.raises(loom.InvalidParamsError) as bad:
+            await conn.create_stream("wild", ["a..b"])
+        assert bad.value.path == "/subjects/0"

@@ -35,7 +35,7 @@ from ._collab import (
 from ._capability import BoundCapability, CallInfo, CapabilityDefinition, capability, definition_of
 from ._config import SDK_VERSION, Config
 from ._connection import Connection, Stats, Status, Subscription, connect
-from ._context import Context, Routing, Thread
+from ._context import Context, ContextPort, Routing
 from ._errors import (
     BudgetExceededError,
     CallCancelledError,
@@ -61,6 +61,7 @@ from ._event import Envelope, Event, Overflow, QoS
 from ._llm import ChatResult, EmbedResult, Llm, StreamEvent, ToolCall
 from ._memory import CasResult, Memory, MemoryItem
 from ._runner import run, serve, start_agent
+from ._thread import Thread
 from ._streams import (
     Consumer,
     ConsumerInfo,
@@ -116,6 +117,7 @@ __all__ = [
     "ConsumerInfo",
     "ConsumerMessage",
     "Context",
+    "ContextPort",
     "DeliverPolicy",
     "EmbedResult",
     "Envelope",
