@@ -42,7 +42,8 @@ class DurableBridges:
             base = f"DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0 dotnet {shlex.quote(str(BRIDGE_DLL))} up"
         else:
             base = os.environ.get("LOOM_BRIDGE_CMD") or f"{shlex.quote(str(REPO / 'loom'))} up"
-        command = f"{base} --config {shlex.quote(str(self.dir / 'loom.yaml'))} --data-dir {shlex.quote(str(self.data))}"
+        config = shlex.quote(str(self.dir / "loom.yaml"))
+        command = f"{base} --config {config} --data-dir {shlex.quote(str(self.data))}"
         proc = BridgeProcess(grpc_port, http_port, log_dir=self.dir, command=command)
         self.started.append(proc)
         return proc.wait_ready(120)
@@ -125,11 +126,17 @@ async def test_consume_acks_and_a_nak_is_redelivered(durable: DurableBridges) ->
                 raise RuntimeError("fails once")  # a handler that raises naks
 
         consumer = await conn.consume("orders", "billing", handle, ack_wait=30)
-        assert consumer.info is not None and consumer.info.name == "billing" and consumer.info.stream_last_sequence == 5
+        assert (
+            consumer.info is not None
+            and consumer.info.name == "billing"
+            and consumer.info.stream_last_sequence == 5
+        )
         await poll(lambda: len(seen) >= 7, T, "5 deliveries and 2 redeliveries")
         assert sorted(s for s, count, _ in seen if count == 1) == [1, 2, 3, 4, 5]
         assert (2, 2, 2) in seen and (4, 2, 4) in seen
-        await poll(lambda: consumer_state(proc, "billing").get("ack_floor") == 5, T, "every delivery acknowledged")
+        await poll(
+            lambda: consumer_state(proc, "billing").get("ack_floor") == 5, T, "every delivery acknowledged"
+        )
         assert consumer.handled == 6 and consumer.failed == 1
 
         # A second consume of the same name on this connection is refused; a detached one resumes.
@@ -143,7 +150,8 @@ async def test_consume_acks_and_a_nak_is_redelivered(durable: DurableBridges) ->
             later.append(message.sequence)
 
         async with await conn.consume("orders", "billing", handle_later) as again:
-            assert again.info is not None and again.info.next_sequence == 6
+            # Its position was kept (the info is taken once delivery restarted: 6 may be out already).
+            assert again.info is not None and again.info.ack_floor == 5
             await poll(lambda: later == [6], T, "the event published while detached")
 
 
@@ -189,7 +197,8 @@ async def test_ack_wait_redelivers_what_is_not_settled_and_term_stops_it(durable
                 message.in_progress()  # restarts the ack wait once; then held past it, unsettled
                 deadline = time.monotonic() + T
                 while (2, 2) not in deliveries and time.monotonic() < deadline:
-                    # The redelivery (the only other event outstanding) waits in the local queue behind this handler.
+                    # The redelivery (the only other event outstanding) waits in the local queue behind this
+                    # handler.
                     if consumer_queue().qsize() > 0:
                         break
                     await asyncio.sleep(0.05)
@@ -219,10 +228,14 @@ async def test_consumer_survives_a_bridge_restart_on_the_same_data_dir(durable: 
         for i in range(1, 11):
             await conn.publish_durable("orders.new", {"i": i})
         await poll(lambda: len(set(got)) >= 10, T, "the first 10 events")
-        await poll(lambda: consumer_state(proc, "audit").get("ack_floor") == 10, T, "the first 10 acknowledged")
+        await poll(
+            lambda: consumer_state(proc, "audit").get("ack_floor") == 10, T, "the first 10 acknowledged"
+        )
 
         proc.stop(signal.SIGKILL)
-        await poll(lambda: conn.status is not loom.Status.CONNECTED, T, "the connection to notice the bridge is gone")
+        await poll(
+            lambda: conn.status is not loom.Status.CONNECTED, T, "the connection to notice the bridge is gone"
+        )
         proc = durable.start(grpc_port, http_port)
         await conn.wait_status(loom.Status.CONNECTED, T)
 
@@ -278,13 +291,22 @@ async def test_stream_administration(durable: DurableBridges) -> None:
     proc = durable.start()
     async with await connect(proc, name="admin", request_timeout=5) as conn:
         try:
-            created = await conn.create_stream("audit", ["audit.>"], max_age=3600, max_events=1000, duplicate_window=60)
+            created = await conn.create_stream(
+                "audit", ["audit.>"], max_age=3600, max_events=1000, duplicate_window=60
+            )
         except loom.RequestTimeoutError:
             pytest.skip("this bridge does not answer stream_admin (kind 12) yet")
-        assert (created.name, created.subjects, created.max_age, created.max_events) == ("audit", ("audit.>",), 3600.0, 1000)
+        assert (created.name, created.subjects, created.max_age, created.max_events) == (
+            "audit",
+            ("audit.>",),
+            3600.0,
+            1000,
+        )
         assert created.duplicate_window == 60.0 and created.last_sequence == 0
         # The same settings again: idempotent; different ones: refused.
-        again = await conn.create_stream("audit", ["audit.>"], max_age=3600, max_events=1000, duplicate_window=60)
+        again = await conn.create_stream(
+            "audit", ["audit.>"], max_age=3600, max_events=1000, duplicate_window=60
+        )
         assert again.name == "audit"
         with pytest.raises(loom.InvalidParamsError):
             await conn.create_stream("audit", ["audit.other.>"])

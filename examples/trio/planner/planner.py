@@ -44,38 +44,68 @@ def split_question(question: str, today: dt.date) -> List[Task]:
 
 
 def llm_split(question: str, today: dt.date) -> Optional[List[Task]]:
-    """Planning by an LLM when one is configured (same variables as the Writer); None otherwise or on failure."""
+    """Planning by an LLM when one is configured (same variables as the Writer); None otherwise or
+    on failure."""
     provider = os.environ.get("LOOM_LLM_PROVIDER") or (
-        "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "openai" if os.environ.get("OPENAI_API_KEY") else ""
+        "anthropic"
+        if os.environ.get("ANTHROPIC_API_KEY")
+        else "openai"
+        if os.environ.get("OPENAI_API_KEY")
+        else ""
     )
     if not provider:
         return None
     prompt = (
         "Split the user's question into at most 4 self-contained sub-questions. Answer with JSON only: "
         '[{"text": "...", "capability": "web.search" | "weather.get", "city": "...", "date": "YYYY-MM-DD"}]. '
-        f"Use weather.get only for the weather in a named city on a date. Today is {today.isoformat()}.\n\nQuestion: {question}"
+        f"Use weather.get only for the weather in a named city on a date. Today is "
+        f"{today.isoformat()}.\n\nQuestion: {question}"
     )
     try:
         if provider == "anthropic":
             base = os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com").rstrip("/")
-            body = {"model": os.environ.get("LOOM_LLM_MODEL", "claude-3-5-haiku-latest"), "max_tokens": 800,
-                    "messages": [{"role": "user", "content": prompt}]}
-            req = urllib.request.Request(base + "/v1/messages", json.dumps(body).encode(), {
-                "content-type": "application/json", "x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01"})
+            body = {
+                "model": os.environ.get("LOOM_LLM_MODEL", "claude-3-5-haiku-latest"),
+                "max_tokens": 800,
+                "messages": [{"role": "user", "content": prompt}],
+            }
+            req = urllib.request.Request(
+                base + "/v1/messages",
+                json.dumps(body).encode(),
+                {
+                    "content-type": "application/json",
+                    "x-api-key": os.environ["ANTHROPIC_API_KEY"],
+                    "anthropic-version": "2023-06-01",
+                },
+            )
             with urllib.request.urlopen(req, timeout=60) as resp:
                 text = "".join(c.get("text", "") for c in json.load(resp)["content"])
         else:
             base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
-            body = {"model": os.environ.get("LOOM_LLM_MODEL", "gpt-4o-mini"), "temperature": 0,
-                    "messages": [{"role": "user", "content": prompt}]}
-            req = urllib.request.Request(base + "/chat/completions", json.dumps(body).encode(), {
-                "content-type": "application/json", "authorization": "Bearer " + os.environ["OPENAI_API_KEY"]})
+            body = {
+                "model": os.environ.get("LOOM_LLM_MODEL", "gpt-4o-mini"),
+                "temperature": 0,
+                "messages": [{"role": "user", "content": prompt}],
+            }
+            req = urllib.request.Request(
+                base + "/chat/completions",
+                json.dumps(body).encode(),
+                {
+                    "content-type": "application/json",
+                    "authorization": "Bearer " + os.environ["OPENAI_API_KEY"],
+                },
+            )
             with urllib.request.urlopen(req, timeout=60) as resp:
                 text = json.load(resp)["choices"][0]["message"]["content"]
-        items = json.loads(text[text.index("["): text.rindex("]") + 1])
+        items = json.loads(text[text.index("[") : text.rindex("]") + 1])
         tasks = [
-            Task(f"t{i + 1}", str(item["text"]), "weather.get" if item.get("capability") == "weather.get" else "web.search",
-                 city=item.get("city") or None, date=item.get("date") or None)
+            Task(
+                f"t{i + 1}",
+                str(item["text"]),
+                "weather.get" if item.get("capability") == "weather.get" else "web.search",
+                city=item.get("city") or None,
+                date=item.get("date") or None,
+            )
             for i, item in enumerate(items[:4])
         ]
         return tasks or None
@@ -104,6 +134,7 @@ async def wait_for_capabilities(http_url: Optional[str], timeout: float) -> None
     base = http_url.rstrip("/")
     while True:
         try:
+
             def fetch() -> Any:
                 request = urllib.request.Request(base + "/v1/capabilities")
                 token = os.environ.get("LOOM_TOKEN")
@@ -111,37 +142,58 @@ async def wait_for_capabilities(http_url: Optional[str], timeout: float) -> None
                     request.add_header("Authorization", "Bearer " + token)
                 with urllib.request.urlopen(request, timeout=5) as resp:
                     return json.load(resp)
+
             listing = await loop.run_in_executor(None, fetch)
-            present = {c["name"] for c in listing["capabilities"] if any(p["healthy"] for p in c["providers"])}
+            present = {
+                c["name"] for c in listing["capabilities"] if any(p["healthy"] for p in c["providers"])
+            }
             missing = [c for c in NEEDED_CAPABILITIES if c not in present]
             if not missing:
                 return
         except OSError:
             pass
         if loop.time() > deadline:
-            raise loom.RequestTimeoutError(f"Gave up after {timeout:.0f} s waiting for {', '.join(missing)}; is every agent running?")
+            raise loom.RequestTimeoutError(
+                f"Gave up after {timeout:.0f} s waiting for {', '.join(missing)}; is every agent running?"
+            )
         await asyncio.sleep(0.25)
 
 
 def read_questions(path: str) -> List[str]:
     """TRIO_QUESTIONS_FILE: one question a line; blank lines and lines starting with # are skipped."""
     # A relative path: from the current folder (the planner's), else the repository's or the example's.
-    candidates = [Path(path)] if Path(path).is_absolute() else [
-        Path(path), *([Path(os.environ["LOOM_HOME"]) / path] if os.environ.get("LOOM_HOME") else []), EXAMPLE / path]
+    candidates = (
+        [Path(path)]
+        if Path(path).is_absolute()
+        else [
+            Path(path),
+            *([Path(os.environ["LOOM_HOME"]) / path] if os.environ.get("LOOM_HOME") else []),
+            EXAMPLE / path,
+        ]
+    )
     found = next((c for c in candidates if c.is_file()), candidates[0])
     try:
         lines = found.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise loom.InvalidParamsError(f"TRIO_QUESTIONS_FILE {path!r} cannot be read ({exc.strerror}); give a file with one question a line.") from None
+        raise loom.InvalidParamsError(
+            f"TRIO_QUESTIONS_FILE {path!r} cannot be read ({exc.strerror}); give a file with one question a "
+            f"line."
+        ) from None
     questions = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not questions:
-        raise loom.InvalidParamsError(f"TRIO_QUESTIONS_FILE {path!r} has no questions; write one question a line.")
+        raise loom.InvalidParamsError(
+            f"TRIO_QUESTIONS_FILE {path!r} has no questions; write one question a line."
+        )
     if len(questions) > MAX_QUESTIONS:
-        raise loom.InvalidParamsError(f"TRIO_QUESTIONS_FILE {path!r} has {len(questions)} questions; at most {MAX_QUESTIONS} a run.")
+        raise loom.InvalidParamsError(
+            f"TRIO_QUESTIONS_FILE {path!r} has {len(questions)} questions; at most {MAX_QUESTIONS} a run."
+        )
     return questions
 
 
-async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir: Path) -> Optional[Dict[str, Any]]:
+async def ask(
+    conn: Any, question: str, today: dt.date, timeout: float, out_dir: Path
+) -> Optional[Dict[str, Any]]:
     """Plans one question, broadcasts the plan on a new thread, waits for the Writer's report,
     prints and saves it. Returns what was saved to latest.json, or None on timeout."""
     tasks = llm_split(question, today)
@@ -150,10 +202,22 @@ async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir:
     thread_id = "trio-" + secrets.token_hex(4)
     log.info("question: %s", question)
     for t in tasks:
-        where = f" ({t.city}{'' if t.city_in_data is not False else ', not in the bundled data'}{', ' + t.date if t.date else ''}{f'..{t.dates[-1]}' if t.dates else ''})" if t.city or t.date else ""
+        where = (
+            f" ({t.city}{'' if t.city_in_data is not False else ', not in the bundled data'}"
+            f"{', ' + t.date if t.date else ''}{f'..{t.dates[-1]}' if t.dates else ''})"
+            if t.city or t.date
+            else ""
+        )
         log.info("  %s → %s [%s]%s", t.id, t.capability, t.aspect, where)
     async with await conn.join_thread(thread_id) as thread:
-        await thread.emit({"kind": "plan", "question": question, "tasks": [t.to_json() for t in tasks], "generator": generator})
+        await thread.emit(
+            {
+                "kind": "plan",
+                "question": question,
+                "tasks": [t.to_json() for t in tasks],
+                "generator": generator,
+            }
+        )
         log.info("plan broadcast on thread %s; waiting for the report", thread_id)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -173,8 +237,14 @@ async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{thread_id}.md"
     path.write_text(report + footer, encoding="utf-8")
-    saved = {**data, "thread_id": thread_id, "path": str(path), "today": today.isoformat(),
-             "plan": [t.to_json() for t in tasks], "planning": generator}
+    saved = {
+        **data,
+        "thread_id": thread_id,
+        "path": str(path),
+        "today": today.isoformat(),
+        "plan": [t.to_json() for t in tasks],
+        "planning": generator,
+    }
     (out_dir / "latest.json").write_text(json.dumps(saved, indent=2, ensure_ascii=False), encoding="utf-8")
     print(report + footer)
     try:
@@ -186,18 +256,25 @@ async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir:
 
 
 async def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
     logging.getLogger("loom").setLevel(logging.WARNING)
     questions_file = os.environ.get("TRIO_QUESTIONS_FILE", "").strip()
-    questions = read_questions(questions_file) if questions_file else [os.environ.get("TRIO_QUESTION") or DEFAULT_QUESTION]
+    questions = (
+        read_questions(questions_file)
+        if questions_file
+        else [os.environ.get("TRIO_QUESTION") or DEFAULT_QUESTION]
+    )
     timeout = float(os.environ.get("TRIO_TIMEOUT_S", "120"))
     try:
         today = today_from_env()
     except TodayError as exc:
         raise loom.InvalidParamsError(str(exc)) from None
     out_dir = Path(os.environ.get("TRIO_REPORT_DIR") or EXAMPLE / "reports")
-    async with loom.connect(agent_id=os.environ.get("LOOM_AGENT_ID", "planner"), name="planner",
-                            capabilities=[plan_split]) as conn:
+    async with loom.connect(
+        agent_id=os.environ.get("LOOM_AGENT_ID", "planner"), name="planner", capabilities=[plan_split]
+    ) as conn:
         await wait_for_capabilities(os.environ.get("LOOM_HTTP_URL"), timeout)
         failures = 0
         batch: List[Dict[str, Any]] = []
@@ -210,8 +287,13 @@ async def main() -> int:
         if questions_file:
             # Every question's report in one file, in order: batch.jsonl in the report folder.
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "batch.jsonl").write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in batch), encoding="utf-8")
-            print(f"{len(questions) - failures} of {len(questions)} questions answered; all reports in {out_dir / 'batch.jsonl'}")
+            (out_dir / "batch.jsonl").write_text(
+                "".join(json.dumps(b, ensure_ascii=False) + "\n" for b in batch), encoding="utf-8"
+            )
+            print(
+                f"{len(questions) - failures} of {len(questions)} questions answered; all reports in "
+                f"{out_dir / 'batch.jsonl'}"
+            )
         return 1 if failures else 0
 
 

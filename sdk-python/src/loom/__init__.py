@@ -89,6 +89,7 @@ def __getattr__(name: str) -> object:
         return CallCancelledError
     raise AttributeError(f"module 'loom' has no attribute {name!r}")
 
+
 __all__ = [
     "ANY",
     "Agent",

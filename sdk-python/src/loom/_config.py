@@ -17,7 +17,12 @@ _AGENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
 
 # Smallest accepted capacity of each queue and frame option; the same in every SDK
 # (tests/vectors/options.json).
-_LEAST = {"outbound_queue_capacity": 16, "max_frame_messages": 1, "max_frame_bytes": 1024, "delivery_queue_capacity": 1}
+_LEAST = {
+    "outbound_queue_capacity": 16,
+    "max_frame_messages": 1,
+    "max_frame_bytes": 1024,
+    "delivery_queue_capacity": 1,
+}
 
 # Durations may also be given in seconds (a number or a timedelta) under these names; they are
 # stored in the ``*_ms`` fields, which stay because the LOOM_*_MS variables and the options
@@ -40,11 +45,15 @@ def _ms_from_seconds(alias: str, value: Any) -> int:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        raise InvalidParamsError(f"{alias} must be seconds (a number or a timedelta); got {value!r}.", path="/" + alias)
+        raise InvalidParamsError(
+            f"{alias} must be seconds (a number or a timedelta); got {value!r}.", path="/" + alias
+        )
     if alias == "restart_settle" and seconds == -1:
         return -1
     if not seconds >= 0:
-        raise InvalidParamsError(f"{alias} must be a non-negative number of seconds; got {value!r}.", path="/" + alias)
+        raise InvalidParamsError(
+            f"{alias} must be a non-negative number of seconds; got {value!r}.", path="/" + alias
+        )
     return int(round(seconds * 1000))
 
 
@@ -140,7 +149,8 @@ class Config:
         for name, value in _apply_aliases(overrides).items():
             if name not in fields:
                 raise InvalidParamsError(
-                    f"Unknown option {name!r}; valid options: {', '.join(sorted(list(fields) + list(SECONDS_ALIASES)))}.",
+                    f"Unknown option {name!r}; valid options: "
+                    f"{', '.join(sorted(list(fields) + list(SECONDS_ALIASES)))}.",
                     path="/" + name,
                 )
             if value is not None:
@@ -173,24 +183,31 @@ class Config:
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise InvalidParamsError(f"{name} must be a non-negative integer (ms); got {value!r}.", path="/" + name)
+                raise InvalidParamsError(
+                    f"{name} must be a non-negative integer (ms); got {value!r}.", path="/" + name
+                )
         for name, least in _LEAST.items():
             value = getattr(self, name)
             if not isinstance(value, int) or value < least:
-                raise InvalidParamsError(f"{name} must be an integer of at least {least}; got {value!r}.", path="/" + name)
+                raise InvalidParamsError(
+                    f"{name} must be an integer of at least {least}; got {value!r}.", path="/" + name
+                )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidParamsError(
-                "A client certificate needs its key: give both tls_cert (LOOM_TLS_CERT) and tls_key (LOOM_TLS_KEY), or neither.",
+                "A client certificate needs its key: give both tls_cert (LOOM_TLS_CERT) and tls_key "
+                "(LOOM_TLS_KEY), or neither.",
                 path="/tls_key",
             )
         if not isinstance(self.restart_settle_ms, int) or self.restart_settle_ms < -1:
             raise InvalidParamsError(
-                f"restart_settle_ms must be -1 (automatic), 0 (no hold) or a positive number of ms; got {self.restart_settle_ms!r}.",
+                f"restart_settle_ms must be -1 (automatic), 0 (no hold) or a positive number of ms; got "
+                f"{self.restart_settle_ms!r}.",
                 path="/restart_settle_ms",
             )
         if not 0 <= self.reconnect_jitter <= 1:
             raise InvalidParamsError(
-                f"reconnect_jitter must be between 0 and 1; got {self.reconnect_jitter!r}.", path="/reconnect_jitter"
+                f"reconnect_jitter must be between 0 and 1; got {self.reconnect_jitter!r}.",
+                path="/reconnect_jitter",
             )
 
     # -- the durations in seconds --------------------------------------------------------------
@@ -245,7 +262,7 @@ class Config:
         url = self.url
         for prefix in ("http://", "https://", "grpc://", "h2c://"):
             if url.startswith(prefix):
-                url = url[len(prefix):]
+                url = url[len(prefix) :]
         return url.rstrip("/")
 
 

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Protocol, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Tuple,
+    Union,
+)
 
 from ._errors import InvalidParamsError
 from ._event import Event, Overflow, QoS
 from ._proto import bridge_pb2 as pb
 from ._schema import to_json_bytes
-from ._streams import Consumer, ConsumerHandler, DeliverPolicy, Instant, PublishAck, Seconds, StreamInfo, StreamRead
+from ._streams import (
+    Consumer,
+    ConsumerHandler,
+    DeliverPolicy,
+    Instant,
+    PublishAck,
+    Seconds,
+    StreamInfo,
+    StreamRead,
+)
 from ._topics import _TOKEN
 
 if TYPE_CHECKING:
@@ -35,7 +55,9 @@ def qos_value(qos: Optional[QoS]) -> int:
     try:
         return int(QoS(qos))
     except ValueError:
-        raise InvalidParamsError(f"qos {qos!r} is not a QoS class; use loom.QoS.REALTIME, NORMAL or BATCH.", path="/qos") from None
+        raise InvalidParamsError(
+            f"qos {qos!r} is not a QoS class; use loom.QoS.REALTIME, NORMAL or BATCH.", path="/qos"
+        ) from None
 
 
 class Routing:
@@ -72,13 +94,16 @@ class ContextPort(Protocol):
     _durable: "DurableStreams"
 
     @property
-    def agent_id(self) -> str: ...
+    def agent_id(self) -> str:
+        ...
 
     @property
-    def namespace(self) -> str: ...
+    def namespace(self) -> str:
+        ...
 
     @property
-    def memory(self) -> "Memory": ...
+    def memory(self) -> "Memory":
+        ...
 
     def _publish_nowait(
         self,
@@ -93,7 +118,8 @@ class ContextPort(Protocol):
         headers: Optional[Mapping[str, str]],
         traceparent: str,
         tracestate: str,
-    ) -> Tuple[str, Optional[Awaitable[None]]]: ...
+    ) -> Tuple[str, Optional[Awaitable[None]]]:
+        ...
 
     async def _request(
         self,
@@ -104,9 +130,11 @@ class ContextPort(Protocol):
         min_count: int,
         timeout: Optional[float],
         options: Mapping[str, Any],
-    ) -> List[Event]: ...
+    ) -> List[Event]:
+        ...
 
-    async def _call(self, call: pb.ActionCall, timeout: Optional[float]) -> bytes: ...
+    async def _call(self, call: pb.ActionCall, timeout: Optional[float]) -> bytes:
+        ...
 
     async def subscribe(
         self,
@@ -116,7 +144,8 @@ class ContextPort(Protocol):
         qos: QoS = QoS.NORMAL,
         overflow: Optional[Overflow] = None,
         queue_capacity: int = 0,
-    ) -> "Subscription": ...
+    ) -> "Subscription":
+        ...
 
 
 class Context:
@@ -163,7 +192,9 @@ class Context:
         """Subscribes ``handler`` to a pattern (``*`` one token, ``>`` the rest). Events of one
         subscription reach the handler in order, one at a time; an exception in it is logged and
         the subscription goes on. Subscriptions survive reconnects."""
-        return await self._port.subscribe(pattern, handler, qos=qos, overflow=overflow, queue_capacity=queue_capacity)
+        return await self._port.subscribe(
+            pattern, handler, qos=qos, overflow=overflow, queue_capacity=queue_capacity
+        )
 
     # -- events ------------------------------------------------------------------------------
     async def emit(
@@ -218,7 +249,8 @@ class Context:
         id) and thread id."""
         if not request.reply_to:
             raise InvalidParamsError(
-                f"Event {request.id!r} on {request.topic!r} has no reply_to; only requests can be replied to.",
+                f"Event {request.id!r} on {request.topic!r} has no reply_to; only requests can be replied "
+                f"to.",
                 path="/reply_to",
             )
         return await self.emit(
@@ -271,7 +303,9 @@ class Context:
             raise InvalidParamsError(f"count must be at least 1; got {count}.", path="/count")
         minimum = count if min_count is None else min_count
         if not 0 <= minimum <= count:
-            raise InvalidParamsError(f"min_count must be between 0 and count ({count}); got {minimum}.", path="/min_count")
+            raise InvalidParamsError(
+                f"min_count must be between 0 and count ({count}); got {minimum}.", path="/min_count"
+            )
         payload, ctype = encode_payload(data, content_type)
         options = {"thread_id": thread_id, "headers": headers, "ttl": ttl}
         return await self._port._request(topic, payload, ctype, count, minimum, timeout, options)
@@ -294,7 +328,9 @@ class Context:
         if not capability:
             raise InvalidParamsError("The capability name is empty.", path="/capability")
         if timeout is not None and timeout <= 0:
-            raise InvalidParamsError(f"A call timeout must be positive; got {timeout!r} s.", path="/timeout_ms")
+            raise InvalidParamsError(
+                f"A call timeout must be positive; got {timeout!r} s.", path="/timeout_ms"
+            )
         data = input_json.encode("utf-8") if isinstance(input_json, str) else input_json
         call = pb.ActionCall(
             capability=capability,
@@ -391,7 +427,13 @@ class Context:
         :class:`UnavailableError` when not connected (retry with the same id),
         :class:`RequestTimeoutError`."""
         return await self._port._durable.publish_durable(
-            topic, data, id=id, thread_id=thread_id, headers=headers, content_type=content_type, timeout=timeout
+            topic,
+            data,
+            id=id,
+            thread_id=thread_id,
+            headers=headers,
+            content_type=content_type,
+            timeout=timeout,
         )
 
     async def consume(
@@ -418,8 +460,17 @@ class Context:
         unacknowledged in flight (default 1000). The consumer is attached again after every
         reconnect; its position lives in the bridge, so it survives restarts of either side."""
         return await self._port._durable.consume(
-            stream, name, handler, filter=filter, deliver=deliver, start_sequence=start_sequence, start_time=start_time,
-            ack_wait=ack_wait, max_deliver=max_deliver, max_ack_pending=max_ack_pending, dead_letter_topic=dead_letter_topic,
+            stream,
+            name,
+            handler,
+            filter=filter,
+            deliver=deliver,
+            start_sequence=start_sequence,
+            start_time=start_time,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=max_ack_pending,
+            dead_letter_topic=dead_letter_topic,
         )
 
     async def read_stream(
@@ -435,7 +486,11 @@ class Context:
         datetime; neither: from the first held), at most ``max_events`` (default 100, at most
         1000) per call; :attr:`StreamRead.next_sequence` is where to go on."""
         return await self._port._durable.read_stream(
-            stream, start_sequence=start_sequence, start_time=start_time, max_events=max_events, timeout=timeout
+            stream,
+            start_sequence=start_sequence,
+            start_time=start_time,
+            max_events=max_events,
+            timeout=timeout,
         )
 
     async def create_stream(
@@ -452,7 +507,12 @@ class Context:
         again succeed, different ones raise :class:`InvalidParamsError`. Needs the ``streams``
         permission when auth is on."""
         return await self._port._durable.create_stream(
-            name, subjects, max_age=max_age, max_bytes=max_bytes, max_events=max_events, duplicate_window=duplicate_window
+            name,
+            subjects,
+            max_age=max_age,
+            max_bytes=max_bytes,
+            max_events=max_events,
+            duplicate_window=duplicate_window,
         )
 
     async def stream_info(self, name: str) -> StreamInfo:
@@ -468,13 +528,16 @@ class Context:
         await self._port._durable.delete_stream(name)
 
     # -- threads -------------------------------------------------------------------------------
-    async def join_thread(self, thread_id: str, handler: Optional[Handler] = None, *, queue_capacity: int = 1024) -> "Thread":
+    async def join_thread(
+        self, thread_id: str, handler: Optional[Handler] = None, *, queue_capacity: int = 1024
+    ) -> "Thread":
         """Joins a conversation: subscribes to ``thread.<id>.>``. With a handler, its events go
         there; without one, iterate the returned :class:`Thread` (``async for event in thread``)
         or call :meth:`Thread.next`. Leave with :meth:`Thread.leave` (or ``async with``)."""
         if not isinstance(thread_id, str) or not _TOKEN.match(thread_id):
             raise InvalidParamsError(
-                f"Thread id {thread_id!r} is invalid: one topic token of A-Z a-z 0-9 _ - :.", path="/thread_id"
+                f"Thread id {thread_id!r} is invalid: one topic token of A-Z a-z 0-9 _ - :.",
+                path="/thread_id",
             )
         from ._thread import Thread
 

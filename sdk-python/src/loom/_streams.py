@@ -31,7 +31,9 @@ def seconds_of(value: Optional[Seconds], path: str, *, allow_zero: bool = True) 
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        raise InvalidParamsError(f"{path[1:]} must be seconds (a number or a timedelta); got {value!r}.", path=path)
+        raise InvalidParamsError(
+            f"{path[1:]} must be seconds (a number or a timedelta); got {value!r}.", path=path
+        )
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds:
         raise InvalidParamsError(f"{path[1:]} must be a positive duration; got {value!r}.", path=path)
     return seconds
@@ -46,7 +48,9 @@ def ms_of(value: Optional[Seconds], path: str, limit: int = 2**32 - 1) -> int:
     if seconds > 0 and ms == 0:
         ms = 1
     if ms > limit:
-        raise InvalidParamsError(f"{path[1:]} of {seconds:g} s is too long; at most {limit / 1000:g} s.", path=path)
+        raise InvalidParamsError(
+            f"{path[1:]} of {seconds:g} s is too long; at most {limit / 1000:g} s.", path=path
+        )
     return ms
 
 

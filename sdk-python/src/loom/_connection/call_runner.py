@@ -36,7 +36,9 @@ class CallRunner:
         if call.call_id in self.inflight:
             _log.warning("agent %s: duplicate pushed call %s ignored", conn.agent_id, call.call_id)
             return
-        task = asyncio.get_running_loop().create_task(self._run(call, capability), name=f"loom-call-{call.capability}")
+        task = asyncio.get_running_loop().create_task(
+            self._run(call, capability), name=f"loom-call-{call.capability}"
+        )
         self.inflight[call.call_id] = (task, generation)
 
     def cancel(self, call_id: str) -> None:
@@ -72,7 +74,9 @@ class CallRunner:
         except LoomError as exc:
             if exc.code.value == "TOOL_ERROR":
                 _log.warning(
-                    "agent %s: capability %s failed: %s", conn.agent_id, call.capability,
+                    "agent %s: capability %s failed: %s",
+                    conn.agent_id,
+                    call.capability,
                     exc.details.get("exception", "error"),
                     exc_info=_log.isEnabledFor(logging.DEBUG),
                 )

@@ -17,7 +17,14 @@ from .. import _wire
 from .._capability import BoundCapability, as_bound
 from .._config import Config
 from .._context import BYTES_CONTENT_TYPE, Context, Handler, qos_value
-from .._errors import ConnectionClosedError, InvalidParamsError, LoomError, RequestTimeoutError, ResourceExhaustedError, UnavailableError
+from .._errors import (
+    ConnectionClosedError,
+    InvalidParamsError,
+    LoomError,
+    RequestTimeoutError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from .._event import Event, Overflow, QoS
 from .._ids import IdGenerator, new_agent_id
 from .._memory import Memory
@@ -90,7 +97,9 @@ class Connection(Context):
         self.stats = Stats()
         # The parts (docs/architecture.md); each holds this facade for the shared settings.
         self._pending = PendingCalls(self)
-        self._writer = Writer(lambda: self._agent_id, config.outbound_queue_capacity, self.stats, self._pending.table)
+        self._writer = Writer(
+            lambda: self._agent_id, config.outbound_queue_capacity, self.stats, self._pending.table
+        )
         self._router = SubscriptionRouter(self)
         self._calls = CallRunner(self, caps)
         self._heartbeat = Heartbeat(self._writer)
@@ -147,7 +156,8 @@ class Connection(Context):
         """Waits until the connection reaches ``status``; RequestTimeoutError after ``timeout`` s."""
         if not await self._supervisor.wait_status(status, timeout):
             raise RequestTimeoutError(
-                f"Connection of {self._agent_id} is {self.status.value}, not {status.value}, after {timeout} s."
+                f"Connection of {self._agent_id} is {self.status.value}, not {status.value}, after {timeout} "
+                f"s."
             )
 
     # -- start -----------------------------------------------------------------------------------
@@ -155,7 +165,9 @@ class Connection(Context):
         """Registers and opens the stream. Raises a typed error (UnavailableError when the bridge
         cannot be reached, InvalidParamsError when it rejects the registration)."""
         if self._started:
-            raise InvalidParamsError("start() was already called on this connection; it reconnects by itself.")
+            raise InvalidParamsError(
+                "start() was already called on this connection; it reconnects by itself."
+            )
         self._started = True
         self._writer.start()
         self._router.start()
@@ -173,7 +185,9 @@ class Connection(Context):
         if self._closing or self.status is Status.CLOSED:
             raise ConnectionClosedError()
         if not self._started:
-            raise UnavailableError("The connection is not started; use `await loom.connect(...)`.", retryable=False)
+            raise UnavailableError(
+                "The connection is not started; use `await loom.connect(...)`.", retryable=False
+            )
 
     def _enqueue(self, item: bytes) -> None:
         self._writer.enqueue(item)
@@ -229,12 +243,23 @@ class Connection(Context):
         max_payload = self._supervisor.max_payload
         if len(payload) > max_payload:
             raise ResourceExhaustedError(
-                f"Payload of {len(payload)} bytes on topic {topic!r} exceeds the bridge's limit of {max_payload} bytes.",
+                f"Payload of {len(payload)} bytes on topic {topic!r} exceeds the bridge's limit of "
+                f"{max_payload} bytes.",
                 path="/payload",
             )
         envelope_id = self._id_prefix + str(next(self._counter))
         item = _wire.publish_item(
-            envelope_id, prefix, payload, thread_id, correlation_id, reply_to, ttl, qos, headers, traceparent, tracestate
+            envelope_id,
+            prefix,
+            payload,
+            thread_id,
+            correlation_id,
+            reply_to,
+            ttl,
+            qos,
+            headers,
+            traceparent,
+            tracestate,
         )
         self._writer.enqueue(item)
         if len(self._out) >= self._capacity:
@@ -260,7 +285,16 @@ class Connection(Context):
         if (
             type(data) is bytes
             and self._open
-            and not (thread_id or correlation_id or reply_to or ttl or headers or content_type or traceparent or tracestate)
+            and not (
+                thread_id
+                or correlation_id
+                or reply_to
+                or ttl
+                or headers
+                or content_type
+                or traceparent
+                or tracestate
+            )
         ):
             prefix = self._fast_prefixes.get(topic)
             if prefix is not None and len(data) <= self._supervisor.max_payload:
@@ -272,8 +306,18 @@ class Connection(Context):
                     await self._writer.wait_space()
                 return envelope_id
         return await Context.emit(
-            self, topic, data, thread_id=thread_id, correlation_id=correlation_id, reply_to=reply_to, ttl=ttl, qos=qos,
-            headers=headers, content_type=content_type, traceparent=traceparent, tracestate=tracestate,
+            self,
+            topic,
+            data,
+            thread_id=thread_id,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            ttl=ttl,
+            qos=qos,
+            headers=headers,
+            content_type=content_type,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
 
     async def subscribe(
@@ -305,7 +349,9 @@ class Connection(Context):
 
     async def _shutdown(self, drain: bool) -> None:
         if self._shutdown_task is None:
-            self._shutdown_task = asyncio.get_running_loop().create_task(self._do_shutdown(drain), name="loom-close")
+            self._shutdown_task = asyncio.get_running_loop().create_task(
+                self._do_shutdown(drain), name="loom-close"
+            )
         await asyncio.shield(self._shutdown_task)
 
     async def _do_shutdown(self, drain: bool) -> None:
@@ -333,7 +379,9 @@ class Connection(Context):
                 left = max(0.0, deadline - time.monotonic())
                 await asyncio.wait_for(asyncio.shield(session.ended), max(left, 0.05))
             except asyncio.TimeoutError:
-                _log.warning("agent %s: the bridge did not end the stream within the drain timeout", self._agent_id)
+                _log.warning(
+                    "agent %s: the bridge did not end the stream within the drain timeout", self._agent_id
+                )
         await supervisor.stop()
         if session is not None:
             await supervisor.close_session(session)
@@ -342,7 +390,11 @@ class Connection(Context):
         unsent = self._writer.close()
         if unsent:
             self.stats.unsent_on_close += unsent
-            _log.warning("agent %s: %d queued messages were never sent: the connection closed first", self._agent_id, unsent)
+            _log.warning(
+                "agent %s: %d queued messages were never sent: the connection closed first",
+                self._agent_id,
+                unsent,
+            )
         self._on_stream_lost(1 << 62, ConnectionClosedError())
         await asyncio.gather(self._router.stop_all(), self._durable.stop_all(), return_exceptions=True)
         await supervisor.close_channel()
@@ -385,7 +437,11 @@ class _Connect:
 
 
 def connect(
-    url: Optional[str] = None, *, capabilities: Iterable[Any] = (), config: Optional[Config] = None, **options: Any
+    url: Optional[str] = None,
+    *,
+    capabilities: Iterable[Any] = (),
+    config: Optional[Config] = None,
+    **options: Any,
 ) -> _Connect:
     """Connects to a bridge: ``async with loom.connect("http://127.0.0.1:7070") as conn: ...``
     or ``conn = await loom.connect(...)`` (then ``await conn.close()``).
@@ -402,5 +458,3 @@ def connect(
         if changes:
             config = config.replace(**changes)
     return _Connect(Connection(config, capabilities))
-
-

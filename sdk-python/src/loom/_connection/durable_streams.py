@@ -44,7 +44,9 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 def _check_name(value: str, what: str, path: str) -> None:
     if not isinstance(value, str) or not _NAME.match(value):
-        raise InvalidParamsError(f"{what} {value!r} is invalid: 1-128 letters, digits, '-' or '_'.", path=path)
+        raise InvalidParamsError(
+            f"{what} {value!r} is invalid: 1-128 letters, digits, '-' or '_'.", path=path
+        )
 
 
 class ConsumerState:
@@ -65,7 +67,9 @@ class ConsumerState:
         self.handle = Consumer(self)
 
     def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"loom-consumer-{self.stream}-{self.name}")
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"loom-consumer-{self.stream}-{self.name}"
+        )
 
     def offer(self, delivery: pb.Delivery) -> Optional[Awaitable[None]]:
         try:
@@ -86,7 +90,12 @@ class ConsumerState:
                 self.failed += 1
                 _log.warning(
                     "agent %s: consumer %s/%s failed on sequence %d: %s: %s",
-                    self.part.conn.agent_id, self.stream, self.name, message.sequence, type(exc).__name__, exc,
+                    self.part.conn.agent_id,
+                    self.stream,
+                    self.name,
+                    message.sequence,
+                    type(exc).__name__,
+                    exc,
                     exc_info=_log.isEnabledFor(logging.DEBUG),
                 )
                 if not message.settled:
@@ -98,7 +107,8 @@ class ConsumerState:
 
     def settle(self, sequence: int, kind: int, delay_ms: int) -> None:
         # Fire and forget: a lost ack means a redelivery, which at-least-once allows.
-        ack = pb.ConsumerAck(consumer=self.name, stream=self.stream, sequences=[sequence], kind=kind, delay_ms=delay_ms)  # type: ignore[arg-type]
+        ack = pb.ConsumerAck(consumer=self.name, stream=self.stream, sequences=[sequence], delay_ms=delay_ms)
+        ack.kind = kind  # type: ignore[assignment]
         self.part.conn._enqueue(_wire.item_of(pb.ClientMessage(consumer=pb.ConsumerRequest(ack=ack))))
 
     async def stop(self) -> None:
@@ -123,7 +133,9 @@ class DurableStreams:
     def _timeout(self) -> float:
         return self.conn.config.request_timeout_ms / 1000.0
 
-    async def _ask(self, key: str, message: pb.ClientMessage, timeout: Optional[Seconds], what: str) -> pb.ServerMessage:
+    async def _ask(
+        self, key: str, message: pb.ClientMessage, timeout: Optional[Seconds], what: str
+    ) -> pb.ServerMessage:
         seconds = self._timeout if timeout is None else seconds_of(timeout, "/timeout", allow_zero=False)
         assert seconds is not None
         try:
@@ -149,13 +161,18 @@ class DurableStreams:
         validate_topic(topic)
         payload, ctype = encode_payload(data, content_type)
         envelope_id = id or uuid.uuid4().hex
-        envelope = pb.Envelope(id=envelope_id, topic=topic, payload=payload, content_type=ctype, thread_id=thread_id)
+        envelope = pb.Envelope(
+            id=envelope_id, topic=topic, payload=payload, content_type=ctype, thread_id=thread_id
+        )
         for key, value in (headers or {}).items():
             envelope.headers[key] = value
         message = pb.ClientMessage(publish_acked=pb.PublishRequest(envelope=envelope))
         reply = await self._ask(
-            envelope_id, message, timeout,
-            f"the durable publish of {envelope_id!r} on {topic!r} (publish it again with the same id: it is not stored twice)",
+            envelope_id,
+            message,
+            timeout,
+            f"the durable publish of {envelope_id!r} on {topic!r} (publish it again with the same id: it is "
+            f"not stored twice)",
         )
         ack = reply.publish_ack
         return PublishAck(stream=ack.stream, sequence=ack.sequence, duplicate=ack.duplicate, id=envelope_id)
@@ -188,10 +205,18 @@ class DurableStreams:
         if policy is DeliverPolicy.BY_SEQUENCE and start_sequence < 1:
             raise InvalidParamsError("deliver=BY_SEQUENCE needs start_sequence >= 1.", path="/start_sequence")
         if policy is DeliverPolicy.BY_TIME and start_time is None:
-            raise InvalidParamsError("deliver=BY_TIME needs start_time (Unix seconds or a datetime).", path="/start_time")
-        for value, path in ((max_deliver, "/max_deliver"), (max_ack_pending, "/max_ack_pending"), (start_sequence, "/start_sequence")):
+            raise InvalidParamsError(
+                "deliver=BY_TIME needs start_time (Unix seconds or a datetime).", path="/start_time"
+            )
+        for value, path in (
+            (max_deliver, "/max_deliver"),
+            (max_ack_pending, "/max_ack_pending"),
+            (start_sequence, "/start_sequence"),
+        ):
             if not isinstance(value, int) or value < 0:
-                raise InvalidParamsError(f"{path[1:]} must be a non-negative integer; got {value!r}.", path=path)
+                raise InvalidParamsError(
+                    f"{path[1:]} must be a non-negative integer; got {value!r}.", path=path
+                )
         config = pb.ConsumerConfig(
             name=name,
             stream=stream,
@@ -206,7 +231,10 @@ class DurableStreams:
         )
         key = (stream, name)
         if key in self.consumers:
-            raise InvalidParamsError(f"Consumer {name!r} of stream {stream!r} is already consumed on this connection.", path="/name")
+            raise InvalidParamsError(
+                f"Consumer {name!r} of stream {stream!r} is already consumed on this connection.",
+                path="/name",
+            )
         self.conn._check_open()
         state = ConsumerState(self, config, handler)
         self.consumers[key] = state
@@ -221,8 +249,12 @@ class DurableStreams:
 
     async def _attach(self, config: pb.ConsumerConfig) -> ConsumerInfo:
         cid = self.conn._ids.next()
-        message = pb.ClientMessage(consumer=pb.ConsumerRequest(correlation_id=cid, attach=pb.ConsumerAttach(config=config)))
-        reply = await self._ask(cid, message, None, f"the attach of consumer {config.name!r} of stream {config.stream!r}")
+        message = pb.ClientMessage(
+            consumer=pb.ConsumerRequest(correlation_id=cid, attach=pb.ConsumerAttach(config=config))
+        )
+        reply = await self._ask(
+            cid, message, None, f"the attach of consumer {config.name!r} of stream {config.stream!r}"
+        )
         return ConsumerInfo.from_proto(reply.consumer.info)
 
     def reattach(self) -> None:
@@ -249,8 +281,12 @@ class DurableStreams:
         cid = self.conn._ids.next()
         detach = pb.ConsumerDetach(consumer=state.name, stream=state.stream, delete=delete)
         try:
-            await self._ask(cid, pb.ClientMessage(consumer=pb.ConsumerRequest(correlation_id=cid, detach=detach)), None,
-                            f"the detach of consumer {state.name!r}")
+            await self._ask(
+                cid,
+                pb.ClientMessage(consumer=pb.ConsumerRequest(correlation_id=cid, detach=detach)),
+                None,
+                f"the detach of consumer {state.name!r}",
+            )
         except LoomError as exc:
             if delete and not isinstance(exc, ConnectionClosedError):
                 raise
@@ -273,9 +309,14 @@ class DurableStreams:
     ) -> StreamRead:
         _check_name(stream, "Stream name", "/stream")
         if not isinstance(start_sequence, int) or start_sequence < 0:
-            raise InvalidParamsError(f"start_sequence must be a non-negative integer; got {start_sequence!r}.", path="/start_sequence")
+            raise InvalidParamsError(
+                f"start_sequence must be a non-negative integer; got {start_sequence!r}.",
+                path="/start_sequence",
+            )
         if not isinstance(max_events, int) or not 0 <= max_events <= 1000:
-            raise InvalidParamsError(f"max_events must be between 0 (= 100) and 1000; got {max_events!r}.", path="/max_events")
+            raise InvalidParamsError(
+                f"max_events must be between 0 (= 100) and 1000; got {max_events!r}.", path="/max_events"
+            )
         cid = self.conn._ids.next()
         request = pb.StreamReadRequest(
             correlation_id=cid,
@@ -284,11 +325,15 @@ class DurableStreams:
             start_unix_ms=unix_ms_of(start_time, "/start_time") if start_time is not None else 0,
             max_events=max_events,
         )
-        reply = await self._ask(cid, pb.ClientMessage(read=request), timeout, f"the read of stream {stream!r}")
+        reply = await self._ask(
+            cid, pb.ClientMessage(read=request), timeout, f"the read of stream {stream!r}"
+        )
         read = reply.read
         if read.HasField("error") and read.error.code != 0:
             raise from_proto(read.error)
-        events = [StoredEvent(e.sequence, e.stored_unix_ms, Event.from_proto(e.envelope)) for e in read.events]
+        events = [
+            StoredEvent(e.sequence, e.stored_unix_ms, Event.from_proto(e.envelope)) for e in read.events
+        ]
         return StreamRead(events=events, first_sequence=read.first_sequence, last_sequence=read.last_sequence)
 
     # -- administration ----------------------------------------------------------------------
@@ -310,7 +355,9 @@ class DurableStreams:
         _check_name(name, "Stream name", "/name")
         subject_list = [subjects] if isinstance(subjects, str) else list(subjects)
         if not subject_list:
-            raise InvalidParamsError(f"Stream {name!r} needs at least one subject (a topic pattern).", path="/subjects")
+            raise InvalidParamsError(
+                f"Stream {name!r} needs at least one subject (a topic pattern).", path="/subjects"
+            )
         for i, subject in enumerate(subject_list):
             try:
                 validate_pattern(subject)
@@ -318,7 +365,9 @@ class DurableStreams:
                 raise InvalidParamsError(exc.message, path=f"/subjects/{i}") from None
         for value, path in ((max_bytes, "/max_bytes"), (max_events, "/max_events")):
             if not isinstance(value, int) or value < 0:
-                raise InvalidParamsError(f"{path[1:]} must be a non-negative integer; got {value!r}.", path=path)
+                raise InvalidParamsError(
+                    f"{path[1:]} must be a non-negative integer; got {value!r}.", path=path
+                )
         spec = pb.StreamSpec(
             name=name,
             subjects=subject_list,

@@ -59,10 +59,13 @@ class PendingCalls:
         conn._check_open()
         if not conn._connected:
             raise UnavailableError(
-                f"Not connected to the bridge (status {conn.status.value}); retry once the connection is back."
+                f"Not connected to the bridge (status {conn.status.value}); retry once the connection is "
+                f"back."
             )
         if key in self.table:
-            raise InvalidParamsError(f"Id {key!r} is already in flight; use a unique id per request.", path="/call_id")
+            raise InvalidParamsError(
+                f"Id {key!r} is already in flight; use a unique id per request.", path="/call_id"
+            )
         future: "asyncio.Future[pb.ServerMessage]" = asyncio.get_running_loop().create_future()
         self.table[key] = future
         conn._writer.enqueue(OutboundRequest(key, item))
@@ -94,20 +97,26 @@ class PendingCalls:
         error = reply.error
         if not reply.correlation_id:
             _log.error(
-                "agent %s: session error from the bridge: %s %s", conn.agent_id, pb.ErrorCode.Name(error.code), error.message
+                "agent %s: session error from the bridge: %s %s",
+                conn.agent_id,
+                pb.ErrorCode.Name(error.code),
+                error.message,
             )
         else:
             conn.stats.publish_errors += 1
             _log.warning(
                 "agent %s: the bridge rejected envelope %s: %s %s",
-                conn.agent_id, reply.correlation_id, pb.ErrorCode.Name(error.code), error.message,
+                conn.agent_id,
+                reply.correlation_id,
+                pb.ErrorCode.Name(error.code),
+                error.message,
             )
 
     def on_reply(self, envelope: pb.Envelope, inbox_prefix: str, subscription_id: str) -> None:
         cid = envelope.correlation_id
         prefix = inbox_prefix + "."
         if not cid and envelope.topic.startswith(prefix):
-            cid = envelope.topic[len(prefix):]
+            cid = envelope.topic[len(prefix) :]
         waiter = self.replies.get(cid)
         if waiter is None:
             self.conn.stats.late_replies += 1
@@ -138,10 +147,14 @@ class PendingCalls:
         grace = min(1.0, 0.1 + seconds * 0.05)
         cancel = _wire.item_of(pb.ClientMessage(cancel=pb.CancelCall(call_id=call.call_id)))
         try:
-            reply = await self.send_and_wait(call.call_id, _wire.item_of(pb.ClientMessage(call=call)), seconds + grace)
+            reply = await self.send_and_wait(
+                call.call_id, _wire.item_of(pb.ClientMessage(call=call)), seconds + grace
+            )
         except RequestTimedOut:
             conn._writer.enqueue(cancel)
-            raise RequestTimeoutError(f"Call to {call.capability!r} got no result within {seconds:g} s.") from None
+            raise RequestTimeoutError(
+                f"Call to {call.capability!r} got no result within {seconds:g} s."
+            ) from None
         except asyncio.CancelledError:
             if conn._connected:
                 conn._writer.enqueue(cancel)
@@ -184,15 +197,26 @@ class PendingCalls:
         conn = self.conn
         seconds = timeout if timeout is not None else conn.config.request_timeout
         if seconds <= 0:
-            raise InvalidParamsError(f"A request timeout must be positive; got {seconds!r} s.", path="/timeout")
+            raise InvalidParamsError(
+                f"A request timeout must be positive; got {seconds!r} s.", path="/timeout"
+            )
         cid = conn._ids.next()
         waiter = ReplyWaiter(asyncio.get_running_loop().create_future(), count)
         self.replies[cid] = waiter
         try:
             ttl = options.get("ttl")
             _, wait = conn._publish_nowait(
-                topic, payload, content_type, options.get("thread_id") or "", cid, conn._router.inbox_prefix + "." + cid,
-                max(1, math.ceil(ttl * 1000)) if ttl else 0, 0, options.get("headers"), "", "",
+                topic,
+                payload,
+                content_type,
+                options.get("thread_id") or "",
+                cid,
+                conn._router.inbox_prefix + "." + cid,
+                max(1, math.ceil(ttl * 1000)) if ttl else 0,
+                0,
+                options.get("headers"),
+                "",
+                "",
             )
             if wait is not None:
                 await wait
@@ -202,7 +226,8 @@ class PendingCalls:
                 if len(waiter.replies) >= min_count and waiter.replies:
                     return list(waiter.replies)
                 error = RequestTimeoutError(
-                    f"{len(waiter.replies)} of {count} replies to the request on {topic!r} arrived within {seconds:g} s."
+                    f"{len(waiter.replies)} of {count} replies to the request on {topic!r} arrived within "
+                    f"{seconds:g} s."
                     if count > 1
                     else f"No reply to the request on {topic!r} within {seconds:g} s."
                 )

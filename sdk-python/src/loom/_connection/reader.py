@@ -45,7 +45,11 @@ class Reader:
                         await wait
             code = await asyncio.wait_for(call.code(), 5)
             details = await asyncio.wait_for(call.details(), 5)
-            session.end(None if self.conn._closing else UnavailableError(f"the bridge ended the stream: {code.name} {details}"))
+            session.end(
+                None
+                if self.conn._closing
+                else UnavailableError(f"the bridge ended the stream: {code.name} {details}")
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken stream ends the session; the supervisor reconnects

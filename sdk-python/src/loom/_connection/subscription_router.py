@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Deque, Dict, List, O
 
 from .. import _wire
 from .._context import Handler
-from .._errors import ConnectionClosedError, InvalidParamsError, LoomError, RequestTimeoutError, UnavailableError, from_proto
+from .._errors import (
+    ConnectionClosedError,
+    InvalidParamsError,
+    LoomError,
+    RequestTimeoutError,
+    UnavailableError,
+    from_proto,
+)
 from .._event import Event, Overflow, QoS
 from .._ids import inbox_token
 from .._proto import bridge_pb2 as pb
@@ -69,9 +76,9 @@ class SubEntry:
         self.agent = agent
         self.pattern = pattern
         self.qos = qos or int(QoS.NORMAL)
-        self.spec = pb.Subscription(
-            pattern=pattern, qos=self.qos, overflow=overflow, queue_capacity=bridge_capacity  # type: ignore[arg-type]
-        )
+        self.spec = pb.Subscription(pattern=pattern, queue_capacity=bridge_capacity)
+        self.spec.qos = self.qos  # type: ignore[assignment]
+        self.spec.overflow = overflow  # type: ignore[assignment]
         self.handler = handler
         self.direct = direct
         self.bridge_id: Optional[str] = None
@@ -106,7 +113,10 @@ class SubEntry:
                 self._dropping = True
                 _log.warning(
                     "agent %s: local queue of subscription %r is full (%d); dropping (%s) until it drains",
-                    self.agent(), self.pattern, self.capacity, "oldest" if self.policy == 1 else "newest",
+                    self.agent(),
+                    self.pattern,
+                    self.capacity,
+                    "oldest" if self.policy == 1 else "newest",
                 )
             if self.policy == int(Overflow.DROP_OLDEST):
                 q.popleft()
@@ -145,7 +155,11 @@ class SubEntry:
             except Exception as exc:  # noqa: BLE001 - a handler failure never stops the subscription
                 _log.error(
                     "agent %s: handler of %r failed on an event of %r: %s: %s",
-                    self.agent(), self.pattern, envelope.topic, type(exc).__name__, exc,
+                    self.agent(),
+                    self.pattern,
+                    envelope.topic,
+                    type(exc).__name__,
+                    exc,
                     exc_info=_log.isEnabledFor(logging.DEBUG),
                 )
             finally:
@@ -178,7 +192,9 @@ class SubscriptionRouter:
         return self.conn.agent_id
 
     def start(self) -> None:
-        self.inbox = SubEntry(self._agent, self.inbox_prefix + ".>", int(QoS.NORMAL), 0, 0, None, 1, direct=self._on_reply)
+        self.inbox = SubEntry(
+            self._agent, self.inbox_prefix + ".>", int(QoS.NORMAL), 0, 0, None, 1, direct=self._on_reply
+        )
         for entry in self.entries:
             entry.start()
 
@@ -244,11 +260,17 @@ class SubscriptionRouter:
         entries = self.routes.get(delivery.subscription_id)
         if entries is None:
             self.conn.stats.deliveries_unrouted += 1
-            _log.debug("agent %s: delivery for unknown subscription %s", self._agent(), delivery.subscription_id)
+            _log.debug(
+                "agent %s: delivery for unknown subscription %s", self._agent(), delivery.subscription_id
+            )
             return None
         if len(entries) == 1:
             return entries[0].offer(delivery.envelope, delivery.subscription_id)
-        waits = [w for w in (e.offer(delivery.envelope, delivery.subscription_id) for e in entries) if w is not None]
+        waits = [
+            w
+            for w in (e.offer(delivery.envelope, delivery.subscription_id) for e in entries)
+            if w is not None
+        ]
         return _all(waits) if waits else None
 
     def on_ack(self, message: pb.ServerMessage) -> None:
@@ -275,7 +297,12 @@ class SubscriptionRouter:
         if not callable(handler):
             raise InvalidParamsError(f"The handler of {pattern!r} is not callable.", path="/handler")
         entry = SubEntry(
-            self._agent, pattern, int(qos), int(overflow) if overflow is not None else 0, queue_capacity, handler,
+            self._agent,
+            pattern,
+            int(qos),
+            int(overflow) if overflow is not None else 0,
+            queue_capacity,
+            handler,
             conn.config.delivery_queue_capacity,
         )
         self.entries.append(entry)
@@ -283,7 +310,10 @@ class SubscriptionRouter:
         if not conn._started:
             return handle  # the first registration carries it
         entry.start()
-        twin = next((e for e in self.entries if e is not entry and e.bridge_id is not None and e.same(entry.spec)), None)
+        twin = next(
+            (e for e in self.entries if e is not entry and e.bridge_id is not None and e.same(entry.spec)),
+            None,
+        )
         if twin is not None:
             entry.bridge_id = twin.bridge_id
             self.rebuild_routes()
@@ -297,7 +327,9 @@ class SubscriptionRouter:
         conn = self.conn
         cid = conn._ids.next()
         self.pending[cid] = entry
-        item = _wire.item_of(pb.ClientMessage(subscribe=pb.SubscribeRequest(correlation_id=cid, subscription=entry.spec)))
+        item = _wire.item_of(
+            pb.ClientMessage(subscribe=pb.SubscribeRequest(correlation_id=cid, subscription=entry.spec))
+        )
         timeout = conn.config.request_timeout
         try:
             reply = await conn._pending.send_and_wait(cid, item, timeout)
@@ -338,9 +370,16 @@ class SubscriptionRouter:
         cid = conn._ids.next()
         request = pb.UnsubscribeRequest(correlation_id=cid, subscription_id=bridge_id)
         try:
-            reply = await conn._pending.send_and_wait(cid, _wire.item_of(pb.ClientMessage(unsubscribe=request)), conn.config.request_timeout)
+            reply = await conn._pending.send_and_wait(
+                cid, _wire.item_of(pb.ClientMessage(unsubscribe=request)), conn.config.request_timeout
+            )
             if reply.WhichOneof("kind") == "error":
-                _log.warning("agent %s: unsubscribe of %r failed: %s", self._agent(), entry.pattern, reply.error.error.message)
+                _log.warning(
+                    "agent %s: unsubscribe of %r failed: %s",
+                    self._agent(),
+                    entry.pattern,
+                    reply.error.error.message,
+                )
         except (RequestTimedOut, LoomError) as exc:
             _log.warning("agent %s: unsubscribe of %r failed: %s", self._agent(), entry.pattern, exc)
 

@@ -46,7 +46,9 @@ class Status(str, enum.Enum):
 class Session:
     """One registration and its EventStream, with the tasks of its loops."""
 
-    def __init__(self, generation: int, response: pb.RegisterAgentResponse, max_msgs: int, max_bytes: int) -> None:
+    def __init__(
+        self, generation: int, response: pb.RegisterAgentResponse, max_msgs: int, max_bytes: int
+    ) -> None:
         self.generation = generation
         self.session_id = response.session_id
         self.interval = (response.heartbeat_interval_ms or 5000) / 1000.0
@@ -226,7 +228,9 @@ class Supervisor:
         self.generation += 1
         session = Session(self.generation, response, max_msgs, max_bytes)
         stream = channel.stream_stream(
-            "/loom.v1.Bridge/EventStream", request_serializer=None, response_deserializer=pb.ServerFrame.FromString
+            "/loom.v1.Bridge/EventStream",
+            request_serializer=None,
+            response_deserializer=pb.ServerFrame.FromString,
         )
         call = stream(metadata=((_SESSION_HEADER, response.session_id),))
         session.call = call
@@ -237,13 +241,16 @@ class Supervisor:
             raise from_rpc_error(exc, config.url) from None
         except asyncio.TimeoutError:
             call.cancel()
-            raise UnavailableError(f"The bridge at {config.url} did not open the event stream within {timeout} s.") from None
+            raise UnavailableError(
+                f"The bridge at {config.url} did not open the event stream within {timeout} s."
+            ) from None
         session.last_received = time.monotonic()
         self.session = session
         loop = asyncio.get_running_loop()
         lost_at, self.lost_at = self.lost_at, None
         if lost_at is not None and not bridge_knew_us:
-            # Below the bridge's expiry (3 silent heartbeat intervals): nothing, not even a ping, is written meanwhile.
+            # Below the bridge's expiry (3 silent heartbeat intervals): nothing, not even a ping, is written
+            # meanwhile.
             settle = min(self._restart_settle(time.monotonic() - lost_at), 2 * session.interval)
             if settle > 0:
                 # The bridge restarted (or dropped this agent): other agents' subscriptions are gone
@@ -251,7 +258,9 @@ class Supervisor:
                 _log.warning(
                     "agent %s: the bridge did not know this agent (it restarted); holding %d queued messages "
                     "for %.0f ms so that other agents subscribe again first",
-                    conn.agent_id, len(conn._writer.queue), settle * 1000,
+                    conn.agent_id,
+                    len(conn._writer.queue),
+                    settle * 1000,
                 )
                 session.release.clear()
                 session.release_timer = loop.call_later(settle, session.release.set)
@@ -264,9 +273,14 @@ class Supervisor:
             request = pb.UnsubscribeRequest(correlation_id=conn._ids.next(), subscription_id=sub_id)
             conn._writer.enqueue(_wire.item_of(pb.ClientMessage(unsubscribe=request)))
         _log.info(
-            "agent %s registered: session %s, reconnected=%s, %d subscriptions, %d capabilities, heartbeat %d ms",
-            conn.agent_id, response.session_id, response.reconnected, len(response.subscriptions),
-            len(conn._descriptors), response.heartbeat_interval_ms,
+            "agent %s registered: session %s, reconnected=%s, %d subscriptions, %d capabilities, heartbeat "
+            "%d ms",
+            conn.agent_id,
+            response.session_id,
+            response.reconnected,
+            len(response.subscriptions),
+            len(conn._descriptors),
+            response.heartbeat_interval_ms,
         )
         return session
 
@@ -299,13 +313,18 @@ class Supervisor:
                 conn._on_stream_lost(
                     session.generation,
                     UnavailableError(
-                        f"The connection to the bridge was lost ({why}); the request may or may not have been "
+                        f"The connection to the bridge was lost ({why}); the request may or may not have "
+                        f"been "
                         "carried out. Retry once the connection is back."
                     ),
                 )
                 attempt = 0
                 while True:
-                    await asyncio.sleep(backoff(attempt, config.reconnect_initial, config.reconnect_max, config.reconnect_jitter))
+                    await asyncio.sleep(
+                        backoff(
+                            attempt, config.reconnect_initial, config.reconnect_max, config.reconnect_jitter
+                        )
+                    )
                     if conn._closing:
                         return
                     try:
@@ -314,7 +333,9 @@ class Supervisor:
                         break
                     except LoomError as exc:
                         attempt += 1
-                        _log.info("agent %s: reconnect attempt %d failed: %s", conn.agent_id, attempt, exc.message)
+                        _log.info(
+                            "agent %s: reconnect attempt %d failed: %s", conn.agent_id, attempt, exc.message
+                        )
                 if conn._closing:
                     session.end(None)
                     await self.close_session(session)
@@ -354,5 +375,3 @@ class Supervisor:
         if session is not None:
             for task in session.tasks:
                 task.cancel()
-
-

@@ -33,7 +33,9 @@ Item = Union[bytes, OutboundRequest]
 
 
 class Writer:
-    def __init__(self, agent: Callable[[], str], capacity: int, stats: "Stats", pending: Mapping[str, object]) -> None:
+    def __init__(
+        self, agent: Callable[[], str], capacity: int, stats: "Stats", pending: Mapping[str, object]
+    ) -> None:
         self._agent = agent
         self.capacity = capacity
         self.stats = stats
