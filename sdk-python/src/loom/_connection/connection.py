@@ -107,7 +107,10 @@ class Connection(Context):
         self._supervisor = Supervisor(self)
         self._durable = DurableStreams(self)
         self._memory = Memory(self)
+        # The publish hot path reads these directly (set by start() and each registration).
         self._out = self._writer.queue
+        self._wake: Optional[asyncio.Event] = None
+        self._max_payload = 1024 * 1024
         self._capacity = config.outbound_queue_capacity
         Context.__init__(self, self)
 
@@ -170,6 +173,7 @@ class Connection(Context):
             )
         self._started = True
         self._writer.start()
+        self._wake = self._writer.wake
         self._router.start()
         await self._supervisor.start()
         self._open = True
@@ -240,7 +244,7 @@ class Connection(Context):
                 if len(self._fast_prefixes) >= 1024:
                     self._fast_prefixes.clear()
                 self._fast_prefixes[topic] = prefix
-        max_payload = self._supervisor.max_payload
+        max_payload = self._max_payload
         if len(payload) > max_payload:
             raise ResourceExhaustedError(
                 f"Payload of {len(payload)} bytes on topic {topic!r} exceeds the bridge's limit of "
@@ -297,11 +301,11 @@ class Connection(Context):
             )
         ):
             prefix = self._fast_prefixes.get(topic)
-            if prefix is not None and len(data) <= self._supervisor.max_payload:
+            if prefix is not None and len(data) <= self._max_payload:
                 envelope_id = self._id_prefix + str(next(self._counter))
                 q = self._out
                 q.append(_wire.publish_item(envelope_id, prefix, data, qos=qos_value(qos)))
-                self._writer.wake.set()
+                self._wake.set()  # type: ignore[union-attr]
                 if len(q) >= self._capacity:
                     await self._writer.wait_space()
                 return envelope_id

@@ -215,7 +215,7 @@ class Supervisor:
                 break
         limits = response.limits
         self.limits = limits
-        self.max_payload = limits.max_payload_bytes or 1024 * 1024
+        self.max_payload = conn._max_payload = limits.max_payload_bytes or 1024 * 1024
         max_msgs = config.max_frame_messages
         if limits.max_batch_messages:
             max_msgs = min(max_msgs, limits.max_batch_messages)
