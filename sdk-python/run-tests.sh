@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages only (PyPI is not reachable): grpcio, protobuf, pytest, pytest-asyncio, mypy, protoc.
+# Debian packages only (PyPI is not reachable): grpcio, protobuf, pytest, pytest-asyncio, mypy, protoc,
+# black and flake8 (the formatter and linter; ruff is not packaged for Debian 12).
 need=()
 /usr/bin/python3 -c 'import grpc' 2>/dev/null || need+=(python3-grpcio)
 /usr/bin/python3 -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
@@ -14,6 +15,8 @@ need=()
 /usr/bin/python3 -c 'import mypy' 2>/dev/null || need+=(python3-mypy)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 [ -x /usr/bin/grpc_python_plugin ] || need+=(protobuf-compiler-grpc)
+command -v black >/dev/null || need+=(black)
+command -v flake8 >/dev/null || need+=(flake8)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}" >&2
   SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -33,6 +36,14 @@ if [ ! -f "$fake" ]; then
   echo "building tests/Loom.LlmFake (the fake LLM server of test_llm.py)" >&2
   dotnet build tests/Loom.LlmFake -c Release -nologo -v quiet >&2
 fi
+
+# Formatting and lint of the SDK, its tests and benchmarks, and the Python examples; `black
+# --config sdk-python/pyproject.toml sdk-python/src sdk-python/tests sdk-python/bench examples` fixes the format.
+py_paths=(sdk-python/src sdk-python/tests sdk-python/bench examples)
+echo "== black --check (sdk-python/pyproject.toml)"
+black --check -q --config sdk-python/pyproject.toml "${py_paths[@]}"
+echo "== flake8 (sdk-python/.flake8)"
+flake8 --config sdk-python/.flake8 "${py_paths[@]}"
 
 echo "== mypy (strict) sdk-python/src/loom"
 (cd sdk-python && /usr/bin/python3 -m mypy --config-file pyproject.toml src/loom bench/bench.py)

@@ -35,6 +35,7 @@ need_apt=()
 /usr/bin/python3 -c 'import grpc, google.protobuf, pytest' 2>/dev/null || need_apt+=(python3-grpcio python3-protobuf python3-pytest)
 /usr/bin/python3 -c 'import pytest_asyncio' 2>/dev/null || need_apt+=(python3-pytest-asyncio)
 /usr/bin/python3 -c 'import mypy' 2>/dev/null || need_apt+=(python3-mypy)
+command -v black >/dev/null && command -v flake8 >/dev/null || need_apt+=(black flake8) # sdk-python/run-tests.sh's format and lint checks
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 [ -x /usr/bin/grpc_python_plugin ] || need_apt+=(protobuf-compiler-grpc)
 command -v node >/dev/null || need_apt+=(nodejs npm)

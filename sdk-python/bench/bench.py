@@ -42,8 +42,12 @@ READY = re.compile(r"^listening grpc=(http://127\.0\.0\.1:\d+) http=(http://127\
 def start_bridge() -> Tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
     proc = subprocess.Popen(
         [str(REPO / "loom"), "up", "--grpc-port", "0", "--http-port", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        start_new_session=True, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + 180
@@ -69,7 +73,19 @@ def stop(proc: "subprocess.Popen[Any]") -> None:
 
 def ensure_test_agent() -> None:
     if not TEST_AGENT.exists():
-        subprocess.run(["dotnet", "build", str(REPO / "tests" / "Loom.TestAgent"), "-c", "Release", "-nologo", "-v", "quiet"], check=True)
+        subprocess.run(
+            [
+                "dotnet",
+                "build",
+                str(REPO / "tests" / "Loom.TestAgent"),
+                "-c",
+                "Release",
+                "-nologo",
+                "-v",
+                "quiet",
+            ],
+            check=True,
+        )
 
 
 async def read_line(stream: asyncio.StreamReader, timeout: float) -> str:
@@ -80,8 +96,19 @@ async def read_line(stream: asyncio.StreamReader, timeout: float) -> str:
 async def publish_run(url: str, events: int, payload_size: int) -> Dict[str, Any]:
     topic = f"bench.py.{os.getpid()}.{time.monotonic_ns()}"
     sub = await asyncio.create_subprocess_exec(
-        "dotnet", str(TEST_AGENT), "subscribe", "--url", url, "--topic", topic, "--count", str(events), "--timeout-s", "120",
-        stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+        "dotnet",
+        str(TEST_AGENT),
+        "subscribe",
+        "--url",
+        url,
+        "--topic",
+        topic,
+        "--count",
+        str(events),
+        "--timeout-s",
+        "120",
+        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
     )
     assert sub.stdout is not None
     try:
@@ -113,9 +140,21 @@ async def echo(text: str) -> Dict[str, str]:
 async def calls_run(url: str, calls: int, concurrency: int) -> Dict[str, Any]:
     async with loom.connect(url, name="py-bench-provider", capabilities=[echo]):
         proc = await asyncio.create_subprocess_exec(
-            "dotnet", str(TEST_AGENT), "bench-call", "--url", url, "--capability", "py.bench.echo",
-            "--input", json.dumps({"text": "hello"}), "--calls", str(calls), "--concurrency", str(concurrency),
-            stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+            "dotnet",
+            str(TEST_AGENT),
+            "bench-call",
+            "--url",
+            url,
+            "--capability",
+            "py.bench.echo",
+            "--input",
+            json.dumps({"text": "hello"}),
+            "--calls",
+            str(calls),
+            "--concurrency",
+            str(concurrency),
+            stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
         )
         assert proc.stdout is not None
         try:
@@ -137,7 +176,9 @@ def summarize(name: str, values: List[float]) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", choices=["publish", "calls"])
     parser.add_argument("--url")
     parser.add_argument("--runs", type=int, default=3)
@@ -161,7 +202,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                 result = asyncio.run(calls_run(url, args.calls, args.concurrency))
                 values.append(float(result["calls_per_second"]))
             print(json.dumps(result), flush=True)
-        print(json.dumps(summarize("events_per_second" if args.mode == "publish" else "calls_per_second", values)))
+        print(
+            json.dumps(
+                summarize("events_per_second" if args.mode == "publish" else "calls_per_second", values)
+            )
+        )
     finally:
         if bridge is not None:
             stop(bridge)

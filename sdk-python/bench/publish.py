@@ -16,7 +16,11 @@ import loom  # noqa: E402
 
 
 async def main() -> None:
-    topic, events, size = os.environ["LOOM_TOPIC"], int(os.environ["LOOM_EVENTS"]), int(os.environ["LOOM_PAYLOAD"])
+    topic, events, size = (
+        os.environ["LOOM_TOPIC"],
+        int(os.environ["LOOM_EVENTS"]),
+        int(os.environ["LOOM_PAYLOAD"]),
+    )
     payload = b"x" * size
     async with loom.connect(os.environ["LOOM_URL"], name="py-external-publisher") as conn:
         emit = conn.emit

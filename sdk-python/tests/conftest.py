@@ -35,13 +35,24 @@ TEST_AGENT = REPO / "tests" / "Loom.TestAgent" / "bin" / "Release" / "net10.0" /
 class BridgeProcess:
     """A bridge started with `./loom up`; stop() ends its whole process group."""
 
-    def __init__(self, grpc_port: int = 0, http_port: int = 0, log_dir: Optional[Path] = None, command: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        grpc_port: int = 0,
+        http_port: int = 0,
+        log_dir: Optional[Path] = None,
+        command: Optional[str] = None,
+    ) -> None:
         cmd = command or os.environ.get("LOOM_BRIDGE_CMD") or f"{shlex.quote(str(REPO / 'loom'))} up"
         cmd += f" --grpc-port {grpc_port} --http-port {http_port}"
         self.log_path = (log_dir or Path("/tmp")) / f"bridge-{os.getpid()}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            cmd, shell=True, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log,
+            cmd,
+            shell=True,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
             start_new_session=True,
         )
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -131,7 +142,11 @@ def private_bridge(bridge: Bridge, tmp_path: Path) -> Iterator[Callable[..., Bri
     """Starts bridges on chosen ports (for restart tests); all are stopped at the end. Runs the
     CLI built for the session bridge directly, so no rebuild happens between a stop and a start."""
     started: List[BridgeProcess] = []
-    command = f"DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0 dotnet {shlex.quote(str(BRIDGE_DLL))} up" if BRIDGE_DLL.exists() and not os.environ.get("LOOM_BRIDGE_CMD") else None
+    command = (
+        f"DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0 dotnet {shlex.quote(str(BRIDGE_DLL))} up"
+        if BRIDGE_DLL.exists() and not os.environ.get("LOOM_BRIDGE_CMD")
+        else None
+    )
 
     def start(grpc_port: int = 0, http_port: int = 0) -> BridgeProcess:
         proc = BridgeProcess(grpc_port, http_port, log_dir=tmp_path, command=command)
@@ -187,7 +202,10 @@ class DotnetAgent:
                     err = await asyncio.wait_for(self.proc.stderr.read(), 5)
                 except asyncio.TimeoutError:
                     pass
-            pytest.fail(f"Loom.TestAgent {' '.join(self.args)} ended without output: {err.decode(errors='replace')[-2000:]}")
+            pytest.fail(
+                f"Loom.TestAgent {' '.join(self.args)} ended without output: "
+                f"{err.decode(errors='replace')[-2000:]}"
+            )
         return raw.decode().strip()
 
     async def json(self, timeout: float) -> Dict[str, Any]:
@@ -218,8 +236,12 @@ async def dotnet() -> AsyncIterator[Callable[..., Awaitable[DotnetAgent]]]:
 
     async def start(*args: str) -> DotnetAgent:
         proc = await asyncio.create_subprocess_exec(
-            "dotnet", str(TEST_AGENT), *args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            "dotnet",
+            str(TEST_AGENT),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         agent = DotnetAgent(proc, list(args))
         running.append(agent)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -71,12 +69,13 @@ async def agents_listing(bridge: Bridge) -> Optional[List[Dict[str, Any]]]:
 
 async def test_registration(bridge: Bridge) -> None:
     agent_id = f"py-reg-{uid()}"
-    async with loom.connect(bridge.url, agent_id=agent_id, name="registration", capabilities=[py_add, basket_count]) as conn:
+    async with loom.connect(
+        bridge.url, agent_id=agent_id, name="registration", capabilities=[py_add, basket_count]
+    ) as conn:
         assert conn.status is loom.Status.CONNECTED and conn.agent_id == agent_id and conn.session_id
         assert conn.limits.max_message_bytes > 0 and conn.namespace == "default"
         if (await agents_listing(bridge)) is not None:
-            found = await poll(
-                lambda: _find_agent(bridge, agent_id), 10, "the agent in GET /v1/agents")
+            found = await poll(lambda: _find_agent(bridge, agent_id), 10, "the agent in GET /v1/agents")
             names = {c["name"] if isinstance(c, dict) else c for c in found["capabilities"]}
             assert {"py.add", "py.basket.count"} <= names
     # close() left the bridge: the agent is gone at once (half-close), and close() twice is fine
@@ -97,20 +96,37 @@ async def _gone(bridge: Bridge, agent_id: str) -> bool:
     return (await _find_agent(bridge, agent_id)) is None
 
 
-async def test_python_capability_called_from_dotnet(bridge: Bridge, dotnet: Callable[..., Awaitable[DotnetAgent]]) -> None:
+async def test_python_capability_called_from_dotnet(
+    bridge: Bridge, dotnet: Callable[..., Awaitable[DotnetAgent]]
+) -> None:
     async with loom.connect(bridge.url, name="py-provider", capabilities=[py_add, basket_count, py_fail]):
         ok = await dotnet("call", "--url", bridge.url, "--capability", "py.add", "--input", '{"a":2,"b":40}')
         assert await ok.json(60) == {"ok": True, "output": {"sum": 42.0}}
-        bad = await dotnet("call", "--url", bridge.url, "--capability", "py.basket.count",
-                           "--input", '{"customer":"c","lines":[{"sku":"a","qty":1},{"sku":"b","qty":"two"}]}')
+        bad = await dotnet(
+            "call",
+            "--url",
+            bridge.url,
+            "--capability",
+            "py.basket.count",
+            "--input",
+            '{"customer":"c","lines":[{"sku":"a","qty":1},{"sku":"b","qty":"two"}]}',
+        )
         result = await bad.json(60)
-        assert result["ok"] is False and result["code"] == "INVALID_PARAMS" and result["path"] == "/lines/1/qty", result
-        failing = await dotnet("call", "--url", bridge.url, "--capability", "py.fail", "--input", '{"reason":"no"}')
+        assert (
+            result["ok"] is False and result["code"] == "INVALID_PARAMS" and result["path"] == "/lines/1/qty"
+        ), result
+        failing = await dotnet(
+            "call", "--url", bridge.url, "--capability", "py.fail", "--input", '{"reason":"no"}'
+        )
         result = await failing.json(60)
-        assert result["ok"] is False and result["code"] == "TOOL_ERROR" and "refused: no" in result["message"], result
+        assert (
+            result["ok"] is False and result["code"] == "TOOL_ERROR" and "refused: no" in result["message"]
+        ), result
 
 
-async def test_dotnet_capability_called_from_python(bridge: Bridge, dotnet: Callable[..., Awaitable[DotnetAgent]]) -> None:
+async def test_dotnet_capability_called_from_python(
+    bridge: Bridge, dotnet: Callable[..., Awaitable[DotnetAgent]]
+) -> None:
     server = await dotnet("serve", "--url", bridge.url, "--agent-id", f"dotnet-{uid()}")
     await server.ready(60)
     conn = await connect(bridge)
@@ -135,7 +151,9 @@ async def test_call_time_errors_do_not_kill_the_agent(bridge: Bridge) -> None:
             await caller.invoke("py.fail", {"reason": "because"}, timeout=10)
         assert tool_error.value.message == "refused: because"
         # the provider still serves
-        assert await caller.invoke("py.basket.count", {"customer": "c", "lines": [{"sku": "a", "qty": 3}]}, timeout=10) == {"items": 3}
+        assert await caller.invoke(
+            "py.basket.count", {"customer": "c", "lines": [{"sku": "a", "qty": 3}]}, timeout=10
+        ) == {"items": 3}
         assert await caller.invoke("py.add", {"a": 1, "b": 1}, timeout=10) == {"sum": 2.0}
         with pytest.raises(loom.NotFoundError):
             await caller.invoke(f"py.missing.{uid()}", {}, timeout=10)
@@ -211,7 +229,11 @@ async def test_emit_carries_its_qos_and_refuses_what_is_not_one(bridge: Bridge) 
         await conn.emit(topic, b"second", qos=loom.QoS.BATCH)  # then bytes with a QoS take the fast path
         await conn.emit(topic, b"third", qos=loom.QoS.REALTIME)
         await poll(lambda: len(got) >= 3, 10, "three deliveries")
-        assert [(e.payload, e.qos) for e in got] == [(b"first", 0), (b"second", int(loom.QoS.BATCH)), (b"third", int(loom.QoS.REALTIME))]
+        assert [(e.payload, e.qos) for e in got] == [
+            (b"first", 0),
+            (b"second", int(loom.QoS.BATCH)),
+            (b"third", int(loom.QoS.REALTIME)),
+        ]
         for bad in (-1, 9):
             with pytest.raises(loom.InvalidParamsError) as info:
                 await conn.emit(topic, b"x", qos=bad)  # type: ignore[arg-type]
@@ -253,6 +275,7 @@ async def test_first_k_replies(bridge: Bridge) -> None:
     def answer(conn: loom.Connection, price: int) -> Callable[[loom.Event], Awaitable[None]]:
         async def on(event: loom.Event) -> None:
             await conn.reply(event, {"price": price})
+
         return on
 
     try:
@@ -277,7 +300,12 @@ async def test_memory_with_ttl(bridge: Bridge) -> None:
         assert item.version >= 1 and item.json() == {"step": 1} and item.expires_unix_ms == 0
         assert await mem.get_json("plan/today") == {"step": 1}
         cas = await mem.compare_and_set("plan/today", item.version, b"raw")
-        assert cas.swapped and cas.item is not None and cas.item.version > item.version and cas.item.value == b"raw"
+        assert (
+            cas.swapped
+            and cas.item is not None
+            and cas.item.version > item.version
+            and cas.item.value == b"raw"
+        )
         assert not (await mem.compare_and_set("plan/today", item.version, b"stale")).swapped
         assert (await mem.compare_and_set("plan/new", 0, "created")).swapped
         assert [i.key for i in await mem.list("plan/")] == ["plan/new", "plan/today"]
@@ -321,17 +349,25 @@ async def test_agent_class_runner_and_threads(bridge: Bridge) -> None:
     runner = asyncio.create_task(loom.serve(Greeter(), url=bridge.url, stop=stop, handle_signals=False))
     client = await connect(bridge)
     try:
-        reply = await poll(lambda: _try_request(client, f"{prefix}.greet.ann", {"name": "Ann"}), 20, "the agent to answer")
+        reply = await poll(
+            lambda: _try_request(client, f"{prefix}.greet.ann", {"name": "Ann"}), 20, "the agent to answer"
+        )
         assert reply.data == {"hello": "Ann"}
         assert await client.invoke(f"{prefix}.shout", {"text": "hi"}, timeout=10) == "HI!"
         await poll(lambda: any(e.topic == f"{prefix}.greet.shouted" for e in seen), 10, "the emitted event")
         request = next(e for e in seen if e.topic == f"{prefix}.greet.ann")
-        assert request.reply_to.startswith("_inbox.") and request.correlation_id and request.sender == client.agent_id
+        assert (
+            request.reply_to.startswith("_inbox.")
+            and request.correlation_id
+            and request.sender == client.agent_id
+        )
 
         async with await client.join_thread(f"th{uid()}") as thread:
             await thread.emit({"say": "one"})
             event = await thread.next(timeout=10)
-            assert event.data == {"say": "one"} and event.thread_id == thread.id and event.topic == thread.topic
+            assert (
+                event.data == {"say": "one"} and event.thread_id == thread.id and event.topic == thread.topic
+            )
     finally:
         stop.set()
         await asyncio.wait_for(runner, T)
@@ -345,10 +381,14 @@ async def _try_request(client: loom.Connection, topic: str, data: Any) -> Option
         return None
 
 
-async def test_python_publisher_to_dotnet_subscriber(bridge: Bridge, dotnet: Callable[..., Awaitable[DotnetAgent]]) -> None:
+async def test_python_publisher_to_dotnet_subscriber(
+    bridge: Bridge, dotnet: Callable[..., Awaitable[DotnetAgent]]
+) -> None:
     topic = f"cross{uid()}.events"
     pattern = topic.split(".")[0] + ".*"  # a wildcard subscription on the .NET side
-    sub = await dotnet("subscribe", "--url", bridge.url, "--topic", pattern, "--count", "2000", "--timeout-s", "60")
+    sub = await dotnet(
+        "subscribe", "--url", bridge.url, "--topic", pattern, "--count", "2000", "--timeout-s", "60"
+    )
     await sub.ready(60)
     conn = await connect(bridge)
     try:
@@ -369,11 +409,15 @@ async def test_reconnect_after_bridge_restart(private_bridge: Callable[..., Brid
     async def on(event: loom.Event) -> None:
         got.append(event)
 
-    provider = await asyncio.wait_for(loom.connect(url, name="survivor", capabilities=[py_add], reconnect_max_ms=500), T)
+    provider = await asyncio.wait_for(
+        loom.connect(url, name="survivor", capabilities=[py_add], reconnect_max_ms=500), T
+    )
     try:
         await provider.subscribe("restart.>", on)
         first.stop()
-        await poll(lambda: provider.status is not loom.Status.CONNECTED, 20, "the provider to notice the restart")
+        await poll(
+            lambda: provider.status is not loom.Status.CONNECTED, 20, "the provider to notice the restart"
+        )
         second = private_bridge(grpc_port, http_port)
         await provider.wait_status(loom.Status.CONNECTED, 30)
         assert provider.stats.reconnects >= 1
@@ -381,7 +425,9 @@ async def test_reconnect_after_bridge_restart(private_bridge: Callable[..., Brid
         try:
             assert await caller.invoke("py.add", {"a": 20, "b": 22}, timeout=10) == {"sum": 42.0}
             await caller.emit("restart.after", {"ok": True})
-            await poll(lambda: any(e.topic == "restart.after" for e in got), 10, "a delivery after the restart")
+            await poll(
+                lambda: any(e.topic == "restart.after" for e in got), 10, "a delivery after the restart"
+            )
         finally:
             await caller.close()
     finally:
@@ -427,7 +473,8 @@ async def restart_mid_flow(
         await poll(lambda: published >= FLOW // 3, 60, "a third of the flow to be published")
         first.stop(signal.SIGKILL)
         await poll(lambda: pub.status is loom.Status.RECONNECTING, 20, "the publisher to notice the kill")
-        # Publishes in the order they were numbered: all from `bound` on were never written to the killed bridge.
+        # Publishes in the order they were numbered: all from `bound` on were never written to the killed
+        # bridge.
         bound = pub.stats.messages_sent + pub.stats.lost_on_break
         await asyncio.to_thread(private_bridge, grpc_port, http_port)
         await asyncio.wait_for(flow, 120)
@@ -450,7 +497,9 @@ async def restart_mid_flow(
         await sub.close()
 
 
-async def test_bridge_restart_mid_flow_loses_only_what_was_in_flight(private_bridge: Callable[..., BridgeProcess]) -> None:
+async def test_bridge_restart_mid_flow_loses_only_what_was_in_flight(
+    private_bridge: Callable[..., BridgeProcess]
+) -> None:
     # The subscriber retries every 5 s, the publisher every 100 ms: after the restart the publisher
     # is back first, the case where what it queued during the outage reached nobody (a bridge's
     # first answers after a cold start can take a second or two, and retries that land in that
@@ -458,7 +507,12 @@ async def test_bridge_restart_mid_flow_loses_only_what_was_in_flight(private_bri
     # holds its queue for 8 s after a restart, so the subscriber is back before it is sent.
     counts = await restart_mid_flow(
         private_bridge,
-        {"reconnect_initial_ms": 100, "reconnect_max_ms": 100, "reconnect_jitter": 0, "restart_settle_ms": int(os.environ.get("LOOM_TEST_RESTART_SETTLE_MS", "8000"))},
+        {
+            "reconnect_initial_ms": 100,
+            "reconnect_max_ms": 100,
+            "reconnect_jitter": 0,
+            "restart_settle_ms": int(os.environ.get("LOOM_TEST_RESTART_SETTLE_MS", "8000")),
+        },
         {"reconnect_initial_ms": 5000, "reconnect_max_ms": 5000, "reconnect_jitter": 0},
     )
     print("restart mid-flow, slow subscriber:", counts)
@@ -467,7 +521,9 @@ async def test_bridge_restart_mid_flow_loses_only_what_was_in_flight(private_bri
     assert counts["lost"] <= counts["bound"], counts
 
 
-async def test_bridge_restart_mid_flow_with_default_reconnect_settings(private_bridge: Callable[..., BridgeProcess]) -> None:
+async def test_bridge_restart_mid_flow_with_default_reconnect_settings(
+    private_bridge: Callable[..., BridgeProcess]
+) -> None:
     # Default settings on both sides: the automatic hold covers a peer with the same backoff.
     counts = await restart_mid_flow(private_bridge, {}, {})
     print("restart mid-flow, default settings:", counts)
@@ -477,7 +533,9 @@ async def test_bridge_restart_mid_flow_with_default_reconnect_settings(private_b
 
 async def test_events_still_queued_at_close_are_counted(private_bridge: Callable[..., BridgeProcess]) -> None:
     proc = private_bridge()
-    conn = await asyncio.wait_for(loom.connect("http://" + proc.grpc, name="unsent", reconnect_initial_ms=200, reconnect_max_ms=200), T)
+    conn = await asyncio.wait_for(
+        loom.connect("http://" + proc.grpc, name="unsent", reconnect_initial_ms=200, reconnect_max_ms=200), T
+    )
     try:
         proc.stop(signal.SIGKILL)
         await poll(lambda: conn.status is loom.Status.RECONNECTING, 20, "the connection to notice the kill")
@@ -544,9 +602,16 @@ async def test_run_stops_cleanly_on_sigterm(bridge: Bridge) -> None:
     )
     env = dict(os.environ, PYTHONPATH=str(REPO / "sdk-python" / "src"))
     proc = await asyncio.create_subprocess_exec(
-        "/usr/bin/python3", "-c", script, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        "/usr/bin/python3",
+        "-c",
+        script,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     caller = await connect(bridge)
     try:
+
         async def answers() -> bool:
             try:
                 return await caller.invoke(cap, {}, timeout=1) == "pong"  # type: ignore[no-any-return]

@@ -53,15 +53,29 @@ def area(width: float, height: float = 1.0) -> float:
     return width * height
 
 
-@capability("orders.total", version="2.1.0", tags=["orders", "math"], cost_hint=0.5, latency_hint_ms=20, max_concurrency=4)
+@capability(
+    "orders.total",
+    version="2.1.0",
+    tags=["orders", "math"],
+    cost_hint=0.5,
+    latency_hint_ms=20,
+    max_concurrency=4,
+)
 async def total(order: Order) -> Dict[str, int]:
     return {"count": sum(i.qty for i in order.items)}
 
 
 @capability
-async def shapes(kind: Literal["circle", "square"], sizes: List[int], where: Point, mode: Union[int, str] = 0,
-                 pair: Tuple[int, str] = (0, ""), color: Optional[Color] = None, ctx: Optional[loom.Context] = None,
-                 info: Optional[CallInfo] = None) -> List[str]:
+async def shapes(
+    kind: Literal["circle", "square"],
+    sizes: List[int],
+    where: Point,
+    mode: Union[int, str] = 0,
+    pair: Tuple[int, str] = (0, ""),
+    color: Optional[Color] = None,
+    ctx: Optional[loom.Context] = None,
+    info: Optional[CallInfo] = None,
+) -> List[str]:
     return [kind] * len(sizes)
 
 
@@ -93,7 +107,13 @@ def test_arguments_and_hints() -> None:
     d = definition_of(total)
     assert d is not None
     assert (d.name, d.version, d.tags, d.cost_hint, d.latency_hint_ms, d.max_concurrency) == (
-        "orders.total", "2.1.0", ("orders", "math"), 0.5, 20, 4)
+        "orders.total",
+        "2.1.0",
+        ("orders", "math"),
+        0.5,
+        20,
+        4,
+    )
     schema = d.input_schema  # a single dataclass parameter is the whole input
     assert schema["type"] == "object" and schema["required"] == ["id", "items"]
     assert schema["properties"]["items"]["items"]["properties"]["qty"] == {"type": "integer"}
@@ -102,7 +122,11 @@ def test_arguments_and_hints() -> None:
     assert schema["properties"]["tags"] == {"type": "object", "additionalProperties": {"type": "string"}}
     assert schema["description"] == "An order of items."
     desc = d.descriptor()
-    assert desc.name == "orders.total" and json.loads(desc.input_schema_json) == schema and list(desc.tags) == ["orders", "math"]
+    assert (
+        desc.name == "orders.total"
+        and json.loads(desc.input_schema_json) == schema
+        and list(desc.tags) == ["orders", "math"]
+    )
 
 
 def test_literal_typeddict_union_tuple_and_context_params() -> None:
@@ -115,7 +139,10 @@ def test_literal_typeddict_union_tuple_and_context_params() -> None:
     assert props["mode"] == {"anyOf": [{"type": "integer"}, {"type": "string"}]}
     assert props["pair"]["prefixItems"] == [{"type": "integer"}, {"type": "string"}]
     assert d.input_schema["required"] == ["kind", "sizes", "where"]
-    assert call(shapes, {"kind": "circle", "sizes": [1, 2], "where": {"x": 1, "y": 2}}) == ["circle", "circle"]
+    assert call(shapes, {"kind": "circle", "sizes": [1, 2], "where": {"x": 1, "y": 2}}) == [
+        "circle",
+        "circle",
+    ]
 
 
 def test_call_time_conversion_and_paths() -> None:
@@ -168,7 +195,10 @@ def test_methods_are_bound_through_their_agent() -> None:
     found = loom._capability.collect(Calc())
     assert set(found) == {"calc.mul", "plain"}
     assert "self" not in found["calc.mul"].definition.input_schema["properties"]
-    assert json.loads(run(found["calc.mul"].invoke(b'{"x": 5}', None, CallInfo("c", "calc.mul", "1.0.0", "me")))) == 15
+    assert (
+        json.loads(run(found["calc.mul"].invoke(b'{"x": 5}', None, CallInfo("c", "calc.mul", "1.0.0", "me"))))
+        == 15
+    )
 
 
 @pytest.mark.parametrize(
@@ -191,16 +221,20 @@ def test_decorator_type_errors_say_what_is_wrong() -> None:
     def unannotated(x):  # type: ignore[no-untyped-def]
         return x
 
-    def takes_bytes(data: bytes) -> None: ...
+    def takes_bytes(data: bytes) -> None:
+        ...
 
-    def int_keys(m: Dict[int, str]) -> None: ...
+    def int_keys(m: Dict[int, str]) -> None:
+        ...
 
-    def varargs(*items: int) -> None: ...
+    def varargs(*items: int) -> None:
+        ...
 
     class Opaque:
         pass
 
-    def opaque(o: Opaque) -> None: ...
+    def opaque(o: Opaque) -> None:
+        ...
 
     def bad_return() -> bytes:
         return b""
@@ -231,7 +265,8 @@ def test_recursive_dataclass_is_refused() -> None:
 
 
 def lambda_free_node_fn(node_type: Any) -> Any:
-    def fn(node: Any) -> None: ...
+    def fn(node: Any) -> None:
+        ...
 
     fn.__annotations__ = {"node": node_type, "return": None}
     return fn
@@ -245,8 +280,12 @@ class FakeModel:
 
     @classmethod
     def model_json_schema(cls) -> Dict[str, Any]:
-        return {"type": "object", "properties": {"city": {"$ref": "#/$defs/City"}}, "required": ["city"],
-                "$defs": {"City": {"type": "string"}}}
+        return {
+            "type": "object",
+            "properties": {"city": {"$ref": "#/$defs/City"}},
+            "required": ["city"],
+            "$defs": {"City": {"type": "string"}},
+        }
 
     @classmethod
     def model_validate(cls, value: Any) -> "FakeModel":

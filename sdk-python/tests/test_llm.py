@@ -10,7 +10,6 @@ import shlex
 import subprocess
 import textwrap
 import urllib.request
-from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -35,7 +34,9 @@ class Stack:
         return [q for q in requests if marker in q["body"]]
 
     def control(self, action: str) -> None:
-        urllib.request.urlopen(urllib.request.Request(self.fake + "/control/" + action, method="POST"), timeout=10).close()
+        urllib.request.urlopen(
+            urllib.request.Request(self.fake + "/control/" + action, method="POST"), timeout=10
+        ).close()
 
     def metric(self, name: str, *labels: str) -> float:
         with urllib.request.urlopen(f"http://{self.bridge.http}/metrics", timeout=10) as r:
@@ -49,15 +50,35 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if not FAKE_DLL.exists():
-        subprocess.run(["dotnet", "build", str(REPO / "tests" / "Loom.LlmFake"), "-c", "Release", "-nologo", "-v", "quiet"], check=True)
-    fake = subprocess.Popen(["dotnet", str(FAKE_DLL)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        subprocess.run(
+            [
+                "dotnet",
+                "build",
+                str(REPO / "tests" / "Loom.LlmFake"),
+                "-c",
+                "Release",
+                "-nologo",
+                "-v",
+                "quiet",
+            ],
+            check=True,
+        )
+    fake = subprocess.Popen(
+        ["dotnet", str(FAKE_DLL)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     assert fake.stdout is not None
     line = fake.stdout.readline().decode().strip()
     assert line.startswith("FAKE_LLM_URL="), line
     url = line.split("=", 1)[1].rstrip("/")
     work = tmp_path_factory.mktemp("llm")
     config = work / "loom.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(
+            f"""\
         name: llm-python
         llm:
           providers:
@@ -69,7 +90,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
               kind: anthropic
               base_url: {url}
           models:
-            - {{ name: fast, provider: openai-fake, id: fake-fast, input_cost_per_mtok: 1000, output_cost_per_mtok: 2000 }}
+            - {{ name: fast, provider: openai-fake, id: fake-fast,
+                 input_cost_per_mtok: 1000, output_cost_per_mtok: 2000 }}
             - {{ name: claude, provider: anthropic-fake, id: claude-fake }}
             - {{ name: broken, provider: openai-fake, id: fail-model, fallback: [fast] }}
             - {{ name: gated, provider: openai-fake, id: gated-model }}
@@ -78,8 +100,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
           retry_base_delay_ms: 10
           budgets:
             agents: {{ py-stingy: 5 }}
-        """))
-    base = f"dotnet {shlex.quote(str(BRIDGE_DLL))} up" if BRIDGE_DLL.exists() else f"{shlex.quote(str(REPO / 'loom'))} up"
+        """
+        )
+    )
+    base = (
+        f"dotnet {shlex.quote(str(BRIDGE_DLL))} up"
+        if BRIDGE_DLL.exists()
+        else f"{shlex.quote(str(REPO / 'loom'))} up"
+    )
     bridge = BridgeProcess(log_dir=work, command=f"{base} --config {shlex.quote(str(config))}")
     try:
         bridge.wait_ready(float(os.environ.get("LOOM_BRIDGE_START_TIMEOUT_S", "180")))
@@ -98,7 +126,9 @@ async def test_chat_stream_tools_and_structured_output(stack: Stack) -> None:
         result = await asyncio.wait_for(conn.llm.chat("hello from python", model="fast"), T)
         assert result.content == "echo: hello from python"
         assert result.provider == "openai-fake" and result.output_tokens == 4
-        assert result.cost_usd == pytest.approx((result.input_tokens * 1000 + result.output_tokens * 2000) / 1e6)
+        assert result.cost_usd == pytest.approx(
+            (result.input_tokens * 1000 + result.output_tokens * 2000) / 1e6
+        )
         assert len(stack.upstream("hello from python")) == 1
 
         pieces: List[str] = []
@@ -112,11 +142,21 @@ async def test_chat_stream_tools_and_structured_output(stack: Stack) -> None:
         assert "".join(pieces) == final.content and len(pieces) >= 4
         assert stack.upstream("stream from python please")[0]["path"] == "/v1/messages"
 
-        tool = {"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+        tool = {
+            "name": "get_weather",
+            "description": "Weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
         called = await asyncio.wait_for(conn.llm.chat("python weather?", tools=[tool]), T)
         assert [(c.name, c.arguments) for c in called.tool_calls] == [("get_weather", {"city": "Oslo"})]
 
-        structured = await asyncio.wait_for(conn.llm.chat("python json", response_schema={"type": "object", "properties": {"answer": {"type": "string"}}}), T)
+        structured = await asyncio.wait_for(
+            conn.llm.chat(
+                "python json",
+                response_schema={"type": "object", "properties": {"answer": {"type": "string"}}},
+            ),
+            T,
+        )
         assert structured.json == {"answer": "python json"}
 
 
@@ -157,7 +197,10 @@ async def test_budget_refusal_embeddings_and_metrics(stack: Stack) -> None:
 
     async with loom.connect(stack.url, agent_id="py-embedder") as conn:
         vectors = await asyncio.wait_for(conn.llm.embed(["abc", "Hello"]), T)
-        assert vectors.embeddings == [[3.0, 3.0, 0.0, float(sum(ord(c) % 7 for c in "abc"))], [5.0, 4.0, 1.0, float(sum(ord(c) % 7 for c in "Hello"))]]
+        assert vectors.embeddings == [
+            [3.0, 3.0, 0.0, float(sum(ord(c) % 7 for c in "abc"))],
+            [5.0, 4.0, 1.0, float(sum(ord(c) % 7 for c in "Hello"))],
+        ]
 
     assert stack.metric("loom_llm_budget_refused_total", 'scope="agent"') >= 1
     assert stack.metric("loom_llm_cost_total", 'model="fast"') > 0

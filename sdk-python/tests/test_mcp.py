@@ -14,7 +14,6 @@ import shlex
 import shutil
 import subprocess
 import time
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
@@ -30,7 +29,11 @@ INSTALL_TIMEOUT = 300.0
 
 def _installed() -> bool:
     hidden = NPM_DIR / "node_modules" / ".package-lock.json"
-    return hidden.exists() and EVERYTHING.exists() and hidden.stat().st_mtime >= (NPM_DIR / "package-lock.json").stat().st_mtime
+    return (
+        hidden.exists()
+        and EVERYTHING.exists()
+        and hidden.stat().st_mtime >= (NPM_DIR / "package-lock.json").stat().st_mtime
+    )
 
 
 def ensure_mcp_servers() -> None:
@@ -54,11 +57,18 @@ def ensure_mcp_servers() -> None:
             if _installed():
                 return
             done = subprocess.run(
-                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NPM_DIR,
-                capture_output=True, text=True, timeout=INSTALL_TIMEOUT, stdin=subprocess.DEVNULL,
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=NPM_DIR,
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT,
+                stdin=subprocess.DEVNULL,
             )
             if done.returncode != 0 or not _installed():
-                pytest.fail(f"npm ci in {NPM_DIR} failed (exit {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+                pytest.fail(
+                    f"npm ci in {NPM_DIR} failed (exit "
+                    f"{done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+                )
         finally:
             # removed while still held, as the C# fixture's DeleteOnClose does: no stray file
             (NPM_DIR / ".install.lock").unlink(missing_ok=True)
@@ -101,7 +111,8 @@ def mcp_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpBridge]:
 
 async def capabilities(bridge: McpBridge) -> List[Dict[str, Any]]:
     status, body = await asyncio.to_thread(http_get_json, bridge.http, "/v1/capabilities")
-    return body["capabilities"] if status == 200 and isinstance(body, dict) else []  # type: ignore[no-any-return]
+    found: List[Dict[str, Any]] = body["capabilities"] if status == 200 and isinstance(body, dict) else []
+    return found
 
 
 async def wait_for_tools(bridge: McpBridge, *names: str) -> List[Dict[str, Any]]:
@@ -110,7 +121,8 @@ async def wait_for_tools(bridge: McpBridge, *names: str) -> List[Dict[str, Any]]
         have = {c["name"] for c in caps}
         return caps if all(n in have for n in names) else None
 
-    return await poll(listed, 60, f"{', '.join(names)} in GET /v1/capabilities (bridge log:\n{bridge.proc.log_tail()})", interval=0.1)  # type: ignore[no-any-return]
+    what = f"{', '.join(names)} in GET /v1/capabilities (bridge log:\n{bridge.proc.log_tail()})"
+    return await poll(listed, 60, what, interval=0.1)  # type: ignore[no-any-return]
 
 
 async def test_mcp_tools_are_listed_as_capabilities(mcp_bridge: McpBridge) -> None:
@@ -161,4 +173,6 @@ async def test_mcp_bad_arguments_are_invalid_params(mcp_bridge: McpBridge) -> No
         with pytest.raises(loom.NotFoundError):
             await conn.invoke("everything:no-such-tool", {}, timeout=T)
         # the server still answers
-        assert (await conn.invoke("everything:echo", {"message": "still here"}, timeout=T))["content"][0]["text"] == "Echo: still here"
+        assert (await conn.invoke("everything:echo", {"message": "still here"}, timeout=T))["content"][0][
+            "text"
+        ] == "Echo: still here"

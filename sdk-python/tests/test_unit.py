@@ -20,12 +20,32 @@ def test_publish_item_matches_the_protobuf_runtime() -> None:
     prefix = _wire.topic_prefix("orders.eu.created", "application/json")
     payload = b"x" * 20000  # a length over two varint bytes
     item = _wire.publish_item(
-        "id-1", prefix, payload, thread_id="t1", correlation_id="c1", reply_to="_inbox.a.1", ttl_ms=1500, qos=3,
-        headers={"k": "v", "ü": "ß"}, traceparent="00-abc-def-01", tracestate="x=1",
+        "id-1",
+        prefix,
+        payload,
+        thread_id="t1",
+        correlation_id="c1",
+        reply_to="_inbox.a.1",
+        ttl_ms=1500,
+        qos=3,
+        headers={"k": "v", "ü": "ß"},
+        traceparent="00-abc-def-01",
+        tracestate="x=1",
     )
     env = frame_of(item, item).messages[1].publish
-    assert (env.id, env.topic, env.content_type, env.payload) == ("id-1", "orders.eu.created", "application/json", payload)
-    assert (env.thread_id, env.correlation_id, env.reply_to, env.ttl_ms, env.qos) == ("t1", "c1", "_inbox.a.1", 1500, 3)
+    assert (env.id, env.topic, env.content_type, env.payload) == (
+        "id-1",
+        "orders.eu.created",
+        "application/json",
+        payload,
+    )
+    assert (env.thread_id, env.correlation_id, env.reply_to, env.ttl_ms, env.qos) == (
+        "t1",
+        "c1",
+        "_inbox.a.1",
+        1500,
+        3,
+    )
     assert dict(env.headers) == {"k": "v", "ü": "ß"}
     assert (env.traceparent, env.tracestate) == ("00-abc-def-01", "x=1")
 
@@ -36,11 +56,20 @@ def test_result_item_round_trips() -> None:
     frame = frame_of(ok, err)
     r1, r2 = frame.messages[0].result, frame.messages[1].result
     assert (r1.call_id, r1.output_json, r1.provider, r1.duration_us) == ("b1", b'{"a":1}', "prov", 1234)
-    assert r2.WhichOneof("outcome") == "error" and r2.error.path == "/a" and r2.error.code == pb.ERROR_CODE_INVALID_PARAMS
+    assert (
+        r2.WhichOneof("outcome") == "error"
+        and r2.error.path == "/a"
+        and r2.error.code == pb.ERROR_CODE_INVALID_PARAMS
+    )
 
 
 def test_config_keywords_override_environment_and_defaults() -> None:
-    env = {"LOOM_URL": "http://10.0.0.1:9", "LOOM_HEARTBEAT_MS": "250", "LOOM_METADATA": "a=1, b = 2", "LOOM_RECONNECT_JITTER": "0.5"}
+    env = {
+        "LOOM_URL": "http://10.0.0.1:9",
+        "LOOM_HEARTBEAT_MS": "250",
+        "LOOM_METADATA": "a=1, b = 2",
+        "LOOM_RECONNECT_JITTER": "0.5",
+    }
     config = loom.Config.load(env=env, heartbeat_ms=300)
     assert config.url == "http://10.0.0.1:9" and config.target == "10.0.0.1:9"
     assert config.heartbeat_ms == 300 and config.reconnect_jitter == 0.5
@@ -82,17 +111,24 @@ def test_errors_map_every_code_and_carry_data() -> None:
     # A missing or bad credential: UNAUTHENTICATED (14), its own typed error, not retryable.
     unauthenticated = error_for(ErrorCode.UNAUTHENTICATED, "This bridge requires a credential")
     assert isinstance(unauthenticated, loom.UnauthenticatedError) and not unauthenticated.retryable
-    assert ErrorCode.UNAUTHENTICATED.number == 14 and ErrorCode.parse("unauthenticated") is ErrorCode.UNAUTHENTICATED
-    assert "INVALID_PARAMS" in str(loom.InvalidParamsError("x", path="/a")) and "/a" in str(loom.InvalidParamsError("x", path="/a"))
+    assert (
+        ErrorCode.UNAUTHENTICATED.number == 14
+        and ErrorCode.parse("unauthenticated") is ErrorCode.UNAUTHENTICATED
+    )
+    assert "INVALID_PARAMS" in str(loom.InvalidParamsError("x", path="/a")) and "/a" in str(
+        loom.InvalidParamsError("x", path="/a")
+    )
 
 
-@pytest.mark.parametrize("topic", ["", "a..b", "a.*", "a.>", "météo.x", ".a", "a." ])
+@pytest.mark.parametrize("topic", ["", "a..b", "a.*", "a.>", "météo.x", ".a", "a."])
 def test_invalid_topics_are_refused(topic: str) -> None:
     with pytest.raises(loom.InvalidParamsError):
         loom._topics.validate_topic(topic)
 
 
-@pytest.mark.parametrize("pattern, ok", [("a.*.c", True), ("a.>", True), (">", True), ("a.>.b", False), ("a*", False), ("", False)])
+@pytest.mark.parametrize(
+    "pattern, ok", [("a.*.c", True), ("a.>", True), (">", True), ("a.>.b", False), ("a*", False), ("", False)]
+)
 def test_patterns(pattern: str, ok: bool) -> None:
     if ok:
         loom._topics.validate_pattern(pattern)
@@ -109,11 +145,27 @@ def test_matches() -> None:
 
 
 def test_event_view() -> None:
-    env = pb.Envelope(id="e1", topic="a.b", sender="s", thread_id="t", correlation_id="c", reply_to="r", ttl_ms=5, hop_count=2,
-                      payload=b'{"x":1}', headers={"h": "1"})
+    env = pb.Envelope(
+        id="e1",
+        topic="a.b",
+        sender="s",
+        thread_id="t",
+        correlation_id="c",
+        reply_to="r",
+        ttl_ms=5,
+        hop_count=2,
+        payload=b'{"x":1}',
+        headers={"h": "1"},
+    )
     event = loom.Event.from_proto(env, "sub")
     assert event.data == {"x": 1} and event.json() == {"x": 1} and event.hop == 2 and event.is_request
-    assert (event.thread_id, event.correlation_id, event.sender, event.ttl_ms, event.headers) == ("t", "c", "s", 5, {"h": "1"})
+    assert (event.thread_id, event.correlation_id, event.sender, event.ttl_ms, event.headers) == (
+        "t",
+        "c",
+        "s",
+        5,
+        {"h": "1"},
+    )
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.topic = "x"  # type: ignore[misc]
     with pytest.raises(loom.InvalidParamsError):

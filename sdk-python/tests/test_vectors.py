@@ -167,15 +167,26 @@ def hand_item(message: pb.ClientMessage) -> bytes:
     if kind == "publish":
         e = message.publish
         return _wire.publish_item(
-            e.id, _wire.topic_prefix(e.topic, e.content_type), e.payload, thread_id=e.thread_id,
-            correlation_id=e.correlation_id, reply_to=e.reply_to, ttl_ms=e.ttl_ms, qos=e.qos,
-            headers=dict(e.headers), traceparent=e.traceparent, tracestate=e.tracestate,
+            e.id,
+            _wire.topic_prefix(e.topic, e.content_type),
+            e.payload,
+            thread_id=e.thread_id,
+            correlation_id=e.correlation_id,
+            reply_to=e.reply_to,
+            ttl_ms=e.ttl_ms,
+            qos=e.qos,
+            headers=dict(e.headers),
+            traceparent=e.traceparent,
+            tracestate=e.tracestate,
         )
     if kind == "result":
         r = message.result
         outcome = r.WhichOneof("outcome")
         return _wire.result_item(
-            r.call_id, r.provider, r.duration_us, r.output_json if outcome == "output_json" else None,
+            r.call_id,
+            r.provider,
+            r.duration_us,
+            r.output_json if outcome == "output_json" else None,
             r.error if outcome == "error" else None,
         )
     return _wire.item_of(message)

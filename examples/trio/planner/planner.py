@@ -44,19 +44,22 @@ def split_question(question: str, today: dt.date) -> List[Task]:
     return plan(question, today)
 
 
-#: Set once the bridge said it serves no llm.chat (no ``llm:`` section in loom.yaml): plan offline from then on.
+#: Set once the bridge said it serves no llm.chat (no ``llm:`` section in loom.yaml):
+#: plan offline from then on.
 _no_gateway = False
 
 PLAN_PROMPT = (
     "You plan research for a travel question. Split the question into its parts (at most 6), each "
     "rewritten as a self-contained question that names its city. A part about the weather or what it "
     "decides (cold, warm, rain, snow, sun, wind, an umbrella, a jacket, what to wear or pack, a good "
-    "time to visit) is kind \"weather\", with the days it asks about as YYYY-MM-DD (relative days count "
-    "from today); anything else is kind \"search\". Today is {today} ({weekday})."
+    'time to visit) is kind "weather", with the days it asks about as YYYY-MM-DD (relative days count '
+    'from today); anything else is kind "search". Today is {today} ({weekday}).'
 )
 
 
-async def model_plan(conn: Any, question: str, today: dt.date, thread_id: str) -> Tuple[Optional[List[Task]], str]:
+async def model_plan(
+    conn: Any, question: str, today: dt.date, thread_id: str
+) -> Tuple[Optional[List[Task]], str]:
     """Planning by a model through the bridge's LLM gateway (``ctx.llm.chat`` with structured output,
     docs/llm.md) when loom.yaml configures one: (tasks, how they were planned). (None, why) when there
     is no gateway or the model's answer is unusable; the Planner then plans offline."""
@@ -65,9 +68,19 @@ async def model_plan(conn: Any, question: str, today: dt.date, thread_id: str) -
         return None, ""
     try:
         result = await conn.llm.chat(
-            [{"role": "system", "content": PLAN_PROMPT.format(today=today.isoformat(), weekday=today.strftime("%A"))},
-             {"role": "user", "content": question}],
-            response_schema=PLAN_SCHEMA, temperature=0, max_tokens=800, thread_id=thread_id, timeout=90.0)
+            [
+                {
+                    "role": "system",
+                    "content": PLAN_PROMPT.format(today=today.isoformat(), weekday=today.strftime("%A")),
+                },
+                {"role": "user", "content": question},
+            ],
+            response_schema=PLAN_SCHEMA,
+            temperature=0,
+            max_tokens=800,
+            thread_id=thread_id,
+            timeout=90.0,
+        )
     except loom.NotFoundError:
         _no_gateway = True  # no llm: section: offline, as without a gateway, and not asked again
         return None, ""
@@ -105,6 +118,7 @@ async def wait_for_capabilities(http_url: Optional[str], timeout: float) -> None
     base = http_url.rstrip("/")
     while True:
         try:
+
             def fetch() -> Any:
                 request = urllib.request.Request(base + "/v1/capabilities")
                 token = os.environ.get("LOOM_TOKEN")
@@ -112,37 +126,58 @@ async def wait_for_capabilities(http_url: Optional[str], timeout: float) -> None
                     request.add_header("Authorization", "Bearer " + token)
                 with urllib.request.urlopen(request, timeout=5) as resp:
                     return json.load(resp)
+
             listing = await loop.run_in_executor(None, fetch)
-            present = {c["name"] for c in listing["capabilities"] if any(p["healthy"] for p in c["providers"])}
+            present = {
+                c["name"] for c in listing["capabilities"] if any(p["healthy"] for p in c["providers"])
+            }
             missing = [c for c in NEEDED_CAPABILITIES if c not in present]
             if not missing:
                 return
         except OSError:
             pass
         if loop.time() > deadline:
-            raise loom.RequestTimeoutError(f"Gave up after {timeout:.0f} s waiting for {', '.join(missing)}; is every agent running?")
+            raise loom.RequestTimeoutError(
+                f"Gave up after {timeout:.0f} s waiting for {', '.join(missing)}; is every agent running?"
+            )
         await asyncio.sleep(0.25)
 
 
 def read_questions(path: str) -> List[str]:
     """TRIO_QUESTIONS_FILE: one question a line; blank lines and lines starting with # are skipped."""
     # A relative path: from the current folder (the planner's), else the repository's or the example's.
-    candidates = [Path(path)] if Path(path).is_absolute() else [
-        Path(path), *([Path(os.environ["LOOM_HOME"]) / path] if os.environ.get("LOOM_HOME") else []), EXAMPLE / path]
+    candidates = (
+        [Path(path)]
+        if Path(path).is_absolute()
+        else [
+            Path(path),
+            *([Path(os.environ["LOOM_HOME"]) / path] if os.environ.get("LOOM_HOME") else []),
+            EXAMPLE / path,
+        ]
+    )
     found = next((c for c in candidates if c.is_file()), candidates[0])
     try:
         lines = found.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise loom.InvalidParamsError(f"TRIO_QUESTIONS_FILE {path!r} cannot be read ({exc.strerror}); give a file with one question a line.") from None
+        raise loom.InvalidParamsError(
+            f"TRIO_QUESTIONS_FILE {path!r} cannot be read ({exc.strerror}); "
+            "give a file with one question a line."
+        ) from None
     questions = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not questions:
-        raise loom.InvalidParamsError(f"TRIO_QUESTIONS_FILE {path!r} has no questions; write one question a line.")
+        raise loom.InvalidParamsError(
+            f"TRIO_QUESTIONS_FILE {path!r} has no questions; write one question a line."
+        )
     if len(questions) > MAX_QUESTIONS:
-        raise loom.InvalidParamsError(f"TRIO_QUESTIONS_FILE {path!r} has {len(questions)} questions; at most {MAX_QUESTIONS} a run.")
+        raise loom.InvalidParamsError(
+            f"TRIO_QUESTIONS_FILE {path!r} has {len(questions)} questions; at most {MAX_QUESTIONS} a run."
+        )
     return questions
 
 
-async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir: Path) -> Optional[Dict[str, Any]]:
+async def ask(
+    conn: Any, question: str, today: dt.date, timeout: float, out_dir: Path
+) -> Optional[Dict[str, Any]]:
     """Plans one question, broadcasts the plan on a new thread, waits for the Writer's report,
     prints and saves it. Returns what was saved to latest.json, or None on timeout."""
     thread_id = "trio-" + secrets.token_hex(4)
@@ -151,10 +186,22 @@ async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir:
     tasks = modelled or split_question(question, today)
     log.info("question: %s", question)
     for t in tasks:
-        where = f" ({t.city}{'' if t.city_in_data is not False else ', not in the bundled data'}{', ' + t.date if t.date else ''}{f'..{t.dates[-1]}' if t.dates else ''})" if t.city or t.date else ""
+        where = (
+            f" ({t.city}{'' if t.city_in_data is not False else ', not in the bundled data'}"
+            f"{', ' + t.date if t.date else ''}{f'..{t.dates[-1]}' if t.dates else ''})"
+            if t.city or t.date
+            else ""
+        )
         log.info("  %s → %s [%s]%s", t.id, t.capability, t.aspect, where)
     async with await conn.join_thread(thread_id) as thread:
-        await thread.emit({"kind": "plan", "question": question, "tasks": [t.to_json() for t in tasks], "generator": generator})
+        await thread.emit(
+            {
+                "kind": "plan",
+                "question": question,
+                "tasks": [t.to_json() for t in tasks],
+                "generator": generator,
+            }
+        )
         log.info("plan broadcast on thread %s; waiting for the report", thread_id)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -174,8 +221,14 @@ async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{thread_id}.md"
     path.write_text(report + footer, encoding="utf-8")
-    saved = {**data, "thread_id": thread_id, "path": str(path), "today": today.isoformat(),
-             "plan": [t.to_json() for t in tasks], "planning": generator}
+    saved = {
+        **data,
+        "thread_id": thread_id,
+        "path": str(path),
+        "today": today.isoformat(),
+        "plan": [t.to_json() for t in tasks],
+        "planning": generator,
+    }
     (out_dir / "latest.json").write_text(json.dumps(saved, indent=2, ensure_ascii=False), encoding="utf-8")
     print(report + footer)
     try:
@@ -187,18 +240,25 @@ async def ask(conn: Any, question: str, today: dt.date, timeout: float, out_dir:
 
 
 async def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
     logging.getLogger("loom").setLevel(logging.WARNING)
     questions_file = os.environ.get("TRIO_QUESTIONS_FILE", "").strip()
-    questions = read_questions(questions_file) if questions_file else [os.environ.get("TRIO_QUESTION") or DEFAULT_QUESTION]
+    questions = (
+        read_questions(questions_file)
+        if questions_file
+        else [os.environ.get("TRIO_QUESTION") or DEFAULT_QUESTION]
+    )
     timeout = float(os.environ.get("TRIO_TIMEOUT_S", "120"))
     try:
         today = today_from_env()
     except TodayError as exc:
         raise loom.InvalidParamsError(str(exc)) from None
     out_dir = Path(os.environ.get("TRIO_REPORT_DIR") or EXAMPLE / "reports")
-    async with loom.connect(agent_id=os.environ.get("LOOM_AGENT_ID", "planner"), name="planner",
-                            capabilities=[plan_split]) as conn:
+    async with loom.connect(
+        agent_id=os.environ.get("LOOM_AGENT_ID", "planner"), name="planner", capabilities=[plan_split]
+    ) as conn:
         await wait_for_capabilities(os.environ.get("LOOM_HTTP_URL"), timeout)
         failures = 0
         batch: List[Dict[str, Any]] = []
@@ -211,8 +271,13 @@ async def main() -> int:
         if questions_file:
             # Every question's report in one file, in order: batch.jsonl in the report folder.
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "batch.jsonl").write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in batch), encoding="utf-8")
-            print(f"{len(questions) - failures} of {len(questions)} questions answered; all reports in {out_dir / 'batch.jsonl'}")
+            (out_dir / "batch.jsonl").write_text(
+                "".join(json.dumps(b, ensure_ascii=False) + "\n" for b in batch), encoding="utf-8"
+            )
+            print(
+                f"{len(questions) - failures} of {len(questions)} questions answered; "
+                f"all reports in {out_dir / 'batch.jsonl'}"
+            )
         return 1 if failures else 0
 
 

@@ -51,8 +51,26 @@ MAX_TASKS = 6
 #: Most days one weather task asks for (a month).
 MAX_DAYS = 31
 
-MONTHS = {m: i for i, m in enumerate(
-    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"], 1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ],
+        1,
+    )
+}
 MONTHS.update({k[:3]: v for k, v in list(MONTHS.items())})
 MONTHS["sept"] = 9
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -61,7 +79,14 @@ _WEEKDAY_RE = r"(monday|tuesday|wednesday|thursday|friday|saturday|sunday|tue|tu
 
 # What a weather part asks, by the words that ask it. Order matters only for display.
 _ASKS: List[Tuple[str, "re.Pattern[str]"]] = [
-    ("best-time", re.compile(r"\b(good|best|right|ideal|nice)\s+(week|weeks|time|month|day|days|season)\s+(to|for)\s+(visit|go|travel|see|be)\b|\bwhen\s+(should|to|is\s+it\s+best\s+to)\s+(i\s+)?(visit|go)\b", re.I)),
+    (
+        "best-time",
+        re.compile(
+            r"\b(good|best|right|ideal|nice)\s+(week|weeks|time|month|day|days|season)\s+(to|for)\s+(visit|"
+            r"go|travel|see|be)\b|\bwhen\s+(should|to|is\s+it\s+best\s+to)\s+(i\s+)?(visit|go)\b",
+            re.I,
+        ),
+    ),
     ("cold", re.compile(r"\b(cold|colder|chilly|freezing|frost|cooler)\b", re.I)),
     ("warm", re.compile(r"\b(warm|warmer|hot|hotter|heat|heatwave|mild)\b", re.I)),
     ("temperature", re.compile(r"\b(temperatures?|degrees|celsius|fahrenheit)\b", re.I)),
@@ -69,25 +94,75 @@ _ASKS: List[Tuple[str, "re.Pattern[str]"]] = [
     ("snow", re.compile(r"\b(snow|snowy|snowing|snowfall|sleet)\b", re.I)),
     ("sun", re.compile(r"\b(sun|sunny|sunshine|sunscreen|sunglasses)\b", re.I)),
     ("wind", re.compile(r"\b(wind|windy|storm|stormy|gales?)\b", re.I)),
-    ("clothes", re.compile(r"\b(jacket|coat|sweater|jumper|layers?|shorts|boots|wear|wearing|pack|packing|bring|clothes|clothing|dress)\b", re.I)),
+    (
+        "clothes",
+        re.compile(
+            r"\b(jacket|coat|sweater|jumper|layers?|shorts|boots|wear|wearing|pack|packing|bring|clothes|"
+            r"clothing|dress)\b",
+            re.I,
+        ),
+    ),
     ("weather", re.compile(r"\b(weather|forecast|humid|humidity)\b", re.I)),
 ]
 # Words that make "bring"/"pack"/"wear" a packing question (not "bring my dog").
-_PACKING_OBJECT = re.compile(r"\b(jacket|coat|sweater|jumper|layers?|shorts|boots|umbrella|raincoat|sunscreen|sunglasses|clothes|clothing)\b|\bwhat\s+(should|to|do)\s+(i\s+|we\s+)?(wear|pack|bring)\b|\b(wear|pack|packing)\b", re.I)
+_PACKING_OBJECT = re.compile(
+    r"\b(jacket|coat|sweater|jumper|layers?|shorts|boots|umbrella|raincoat|sunscreen|sunglasses|clothes|"
+    r"clothing)\b|\bwhat\s+(should|to|do)\s+(i\s+|we\s+)?(wear|pack|bring)\b|\b(wear|pack|packing)\b",
+    re.I,
+)
 
 # Vague phrasings of non-weather parts and the words a search for them should use instead.
 _TOPICS: List[Tuple[str, "re.Pattern[str]", str]] = [
-    ("sightseeing", re.compile(r"\b(known|famous|renowned) for\b|\bwhat to see\b|\b(there|is there) to (see|do)\b|\bsee\b|\bsights?\b|\bsightseeing\b|\blandmarks?\b|\bmuseums?\b|\bvisit\b", re.I), "landmarks culture famous sights"),
+    (
+        "sightseeing",
+        re.compile(
+            r"\b(known|famous|renowned) for\b|\bwhat to see\b|\b(there|is there) to "
+            r"(see|do)\b|\bsee\b|\bsights?\b|\bsightseeing\b|\blandmarks?\b|\bmuseums?\b|\bvisit\b",
+            re.I,
+        ),
+        "landmarks culture famous sights",
+    ),
     ("food", re.compile(r"\b(eat|food|dish|dishes|cuisine|restaurants?)\b", re.I), "food cuisine dishes"),
-    ("transport", re.compile(r"\b(get around|getting around|transport|metro|subway|train|trains|bus|buses)\b", re.I), "transport getting around"),
+    (
+        "transport",
+        re.compile(r"\b(get around|getting around|transport|metro|subway|train|trains|bus|buses)\b", re.I),
+        "transport getting around",
+    ),
     ("history", re.compile(r"\bhistory|historic|founded\b", re.I), "overview history"),
 ]
 
 # Words that are capitalised but are not places ("in December", "for Friday", "to I").
-_NOT_PLACES = {m.capitalize() for m in MONTHS} | {d.capitalize() for d in WEEKDAYS} | {
-    "I", "The", "A", "An", "My", "Our", "Christmas", "Easter", "Summer", "Winter", "Spring", "Autumn", "Fall",
-    "Europe", "Asia", "Africa", "America", "Today", "Tomorrow", "May", "What", "Which", "Where", "When", "How",
-}
+_NOT_PLACES = (
+    {m.capitalize() for m in MONTHS}
+    | {d.capitalize() for d in WEEKDAYS}
+    | {
+        "I",
+        "The",
+        "A",
+        "An",
+        "My",
+        "Our",
+        "Christmas",
+        "Easter",
+        "Summer",
+        "Winter",
+        "Spring",
+        "Autumn",
+        "Fall",
+        "Europe",
+        "Asia",
+        "Africa",
+        "America",
+        "Today",
+        "Tomorrow",
+        "May",
+        "What",
+        "Which",
+        "Where",
+        "When",
+        "How",
+    }
+)
 
 
 class TodayError(ValueError):
@@ -102,7 +177,9 @@ def today_from_env(env: Optional[Dict[str, str]] = None) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise TodayError(f'TRIO_TODAY must be a date as YYYY-MM-DD (e.g. "2026-12-02"), got "{value}"') from None
+        raise TodayError(
+            f'TRIO_TODAY must be a date as YYYY-MM-DD (e.g. "2026-12-02"), got "{value}"'
+        ) from None
 
 
 def _fold(text: str) -> str:
@@ -122,7 +199,9 @@ def _load(path: Path) -> List[Dict[str, Any]]:
         return list(json.load(f)["cities"])
 
 
-def _patterns(cities: Sequence[Dict[str, Any]], case_sensitive: bool) -> List[Tuple[str, "re.Pattern[str]", bool]]:
+def _patterns(
+    cities: Sequence[Dict[str, Any]], case_sensitive: bool
+) -> List[Tuple[str, "re.Pattern[str]", bool]]:
     """(canonical name, pattern, matches the text as written) per name and alias, longest first.
     Short all-capital aliases (LA, SF, KL) only match as written, so "la" in prose does not;
     gazetteer names match capitalised only ("Nice", not "nice weather")."""
@@ -131,7 +210,11 @@ def _patterns(cities: Sequence[Dict[str, Any]], case_sensitive: bool) -> List[Tu
         for name in sorted({city["name"], *city.get("aliases", [])}, key=len, reverse=True):
             folded = _fold(name)
             as_written = case_sensitive or (len(name) <= 4 and name.replace(".", "").isupper())
-            body = re.escape(folded if as_written else folded.lower()).replace(r"\ ", r"[\s-]+").replace(r"\.", r"\.?")
+            body = (
+                re.escape(folded if as_written else folded.lower())
+                .replace(r"\ ", r"[\s-]+")
+                .replace(r"\.", r"\.?")
+            )
             out.append((city["name"], re.compile(r"(?<![\w])" + body + r"(?![\w])"), as_written, len(name)))
     out.sort(key=lambda p: -p[3])  # longest first: "New York City" before "New York"
     return [(name, pattern, as_written) for name, pattern, as_written, _ in out]
@@ -139,7 +222,9 @@ def _patterns(cities: Sequence[Dict[str, Any]], case_sensitive: bool) -> List[Tu
 
 _BUNDLED = _patterns(_load(DATA / "cities.json"), case_sensitive=False)
 _GAZETTEER = _patterns(_load(DATA / "gazetteer.json"), case_sensitive=True)
-_FALLBACK = re.compile(r"\b(?:in|to|for|visit|visiting|around|at)\s+((?:[A-Z][\w'’-]+)(?:\s+[A-Z][\w'’-]+){0,2})")
+_FALLBACK = re.compile(
+    r"\b(?:in|to|for|visit|visiting|around|at)\s+((?:[A-Z][\w'’-]+)(?:\s+[A-Z][\w'’-]+){0,2})"
+)
 
 
 def find_cities(text: str) -> List[City]:
@@ -209,7 +294,19 @@ def _month_days(today: dt.date, month: int, year: Optional[int]) -> List[dt.date
     return [d for d in days if d >= today] or days
 
 
-_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "ten": 10, "fourteen": 14}
+_NUMBERS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "ten": 10,
+    "fourteen": 14,
+}
 
 
 def find_days(text: str, today: dt.date) -> Optional[List[dt.date]]:
@@ -227,22 +324,60 @@ def find_days(text: str, today: dt.date) -> Optional[List[dt.date]]:
         (re.compile(r"\b(?:the\s+)?day\s+after\s+tomorrow\b"), lambda m: [today + dt.timedelta(days=2)]),
         (re.compile(r"\btomorrow\b"), lambda m: [today + dt.timedelta(days=1)]),
         (re.compile(r"\b(today|tonight|this\s+(?:morning|afternoon|evening))\b"), lambda m: [today]),
-        (re.compile(r"\bin\s+(\d{1,2}|a|an|one|two|three|four|five|six|seven|ten|fourteen)\s+(days?|weeks?)\b"),
-         lambda m: [today + dt.timedelta(days=(int(m[1]) if m[1].isdigit() else _NUMBERS[m[1]]) * (7 if m[2].startswith("week") else 1))]),
-        (re.compile(r"\b(this|next|the|over\s+the|on\s+the)?\s*weekend\b"), lambda m: _weekend(today, (m[1] or "") == "next")),
-        (re.compile(r"\b(?:this|the\s+rest\s+of\s+the)\s+week\b"), lambda m: _span(today, _next_weekday(today, 6))),
-        (re.compile(r"\bnext\s+week\b"), lambda m: _span(_next_weekday(today, 0, strictly_after=True), _next_weekday(today, 0, strictly_after=True) + dt.timedelta(days=6))),
-        (re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s+({_MONTH_RE})\.?(?:,?\s+(\d{{4}}))?\b"),
-         lambda m: _day_month(today, int(m[1]), MONTHS[m[2]], m[3])),
-        (re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?![\d:])(?:,?\s+(\d{{4}}))?\b"),
-         lambda m: _day_month(today, int(m[2]), MONTHS[m[1]], m[3])),
-        (re.compile(rf"\b(this|next|coming|on)?\s*{_WEEKDAY_RE}\b"),
-         lambda m: [_next_weekday(today, _weekday(m[2]), strictly_after=(m[1] == "next"))]),
-        (re.compile(rf"\b(?:in|during|for|of|through|throughout)\s+(?:early\s+|late\s+|mid-?\s*)?({_MONTH_RE})(?:\s+(\d{{4}}))?\b"),
-         lambda m: _month_days(today, MONTHS[m[1]], int(m[2]) if m[2] else None)),
+        (
+            re.compile(
+                r"\bin\s+(\d{1,2}|a|an|one|two|three|four|five|six|seven|ten|fourteen)\s+(days?|weeks?)\b"
+            ),
+            lambda m: [
+                today
+                + dt.timedelta(
+                    days=(int(m[1]) if m[1].isdigit() else _NUMBERS[m[1]])
+                    * (7 if m[2].startswith("week") else 1)
+                )
+            ],
+        ),
+        (
+            re.compile(r"\b(this|next|the|over\s+the|on\s+the)?\s*weekend\b"),
+            lambda m: _weekend(today, (m[1] or "") == "next"),
+        ),
+        (
+            re.compile(r"\b(?:this|the\s+rest\s+of\s+the)\s+week\b"),
+            lambda m: _span(today, _next_weekday(today, 6)),
+        ),
+        (
+            re.compile(r"\bnext\s+week\b"),
+            lambda m: _span(
+                _next_weekday(today, 0, strictly_after=True),
+                _next_weekday(today, 0, strictly_after=True) + dt.timedelta(days=6),
+            ),
+        ),
+        (
+            re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s+({_MONTH_RE})\.?(?:,?\s+(\d{{4}}))?\b"),
+            lambda m: _day_month(today, int(m[1]), MONTHS[m[2]], m[3]),
+        ),
+        (
+            re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?(?![\d:])(?:,?\s+(\d{{4}}))?\b"),
+            lambda m: _day_month(today, int(m[2]), MONTHS[m[1]], m[3]),
+        ),
+        (
+            re.compile(rf"\b(this|next|coming|on)?\s*{_WEEKDAY_RE}\b"),
+            lambda m: [_next_weekday(today, _weekday(m[2]), strictly_after=(m[1] == "next"))],
+        ),
+        (
+            re.compile(
+                rf"\b(?:in|during|for|of|through|throughout)\s+(?:early\s+|late\s+|mid-?\s*)?({_MONTH_RE})"
+                rf"(?:\s+(\d{{4}}))?\b"
+            ),
+            lambda m: _month_days(today, MONTHS[m[1]], int(m[2]) if m[2] else None),
+        ),
         # A bare month name ("Is March a good time …"): full names only, and not "may".
-        (re.compile(r"\b(january|february|march|april|june|july|august|september|october|november|december)(?:\s+(\d{4}))?\b"),
-         lambda m: _month_days(today, MONTHS[m[1]], int(m[2]) if m[2] else None)),
+        (
+            re.compile(
+                r"\b(january|february|march|april|june|july|august|september|october|november|december)"
+                r"(?:\s+(\d{4}))?\b"
+            ),
+            lambda m: _month_days(today, MONTHS[m[1]], int(m[2]) if m[2] else None),
+        ),
     ]
     best: Optional[Tuple[int, List[dt.date]]] = None
     for pattern, resolve in rules:
@@ -291,14 +426,20 @@ class Task:
     city_in_data: Optional[bool] = None
     date: Optional[str] = None
     dates: List[str] = field(default_factory=list)
-    #: For weather parts, what is asked: cold, warm, temperature, rain, snow, sun, wind, clothes, best-time, weather.
+    #: For weather parts, what is asked: cold, warm, temperature, rain, snow, sun, wind, clothes,
+    #: best-time, weather.
     asks: List[str] = field(default_factory=list)
     query: Optional[str] = None
     #: Set when the days were not given and a default was used ("no day given: today").
     date_note: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
-        data: Dict[str, Any] = {"id": self.id, "text": self.text, "capability": self.capability, "aspect": self.aspect}
+        data: Dict[str, Any] = {
+            "id": self.id,
+            "text": self.text,
+            "capability": self.capability,
+            "aspect": self.aspect,
+        }
         for key in ("query", "city", "city_in_data", "date", "date_note"):
             value = getattr(self, key)
             if value is not None:
@@ -311,7 +452,8 @@ class Task:
 
 
 _CLAUSE_SPLIT = re.compile(
-    r"\?|;|\.\s|,?\s+(?:and|but|also)\s+(?=(?:what|what's|how|which|where|when|who|is|are|should|will|would|does|do|can|could|shall)\b)",
+    r"\?|;|\.\s|,?\s+(?:and|but|also)\s+(?=(?:what|what's|how|which|where|when|who|is|are|should|will|would|"
+    r"does|do|can|could|shall)\b)",
     re.I,
 )
 
@@ -336,12 +478,22 @@ def plan(question: str, today: dt.date) -> List[Task]:
             text = resolved if resolved != text else f"{text} ({city.name})"
         asks = weather_asks(clause)
         tid = f"t{len(tasks) + 1}"
-        # A part about something else in the same clause ("what to see in Rome if it rains") gets its own task.
+        # A part about something else in the same clause ("what to see in Rome if it rains") gets its own
+        # task.
         rest = _ASKS[0][1].sub(" ", clause)
         topic = next(((a, w) for a, p, w in _TOPICS if p.search(rest)), None)
         if asks and topic:
-            tasks.append(Task(tid, text + "?", "web.search", aspect=topic[0], city=city.name if city else None,
-                              city_in_data=city.in_data if city else None, query=f"{city.name + ' ' if city else ''}{topic[1]}".strip()))
+            tasks.append(
+                Task(
+                    tid,
+                    text + "?",
+                    "web.search",
+                    aspect=topic[0],
+                    city=city.name if city else None,
+                    city_in_data=city.in_data if city else None,
+                    query=f"{city.name + ' ' if city else ''}{topic[1]}".strip(),
+                )
+            )
             tid = f"t{len(tasks) + 1}"
         if asks:
             days = find_days(clause, today) or question_days
@@ -353,20 +505,41 @@ def plan(question: str, today: dt.date) -> List[Task]:
                 else:
                     days = [today]
                     note = "no day given: today"
-            aspect = "best-time" if "best-time" in asks else "packing" if "clothes" in asks or re.search(r"\bumbrella\b", clause, re.I) else "weather"
-            tasks.append(Task(
-                tid, text + "?", "weather.get", aspect=aspect,
-                city=city.name if city else None, city_in_data=city.in_data if city else None,
-                date=days[0].isoformat(), dates=[d.isoformat() for d in days] if len(days) > 1 else [],
-                asks=asks, date_note=note,
-            ))
+            aspect = (
+                "best-time"
+                if "best-time" in asks
+                else "packing"
+                if "clothes" in asks or re.search(r"\bumbrella\b", clause, re.I)
+                else "weather"
+            )
+            tasks.append(
+                Task(
+                    tid,
+                    text + "?",
+                    "weather.get",
+                    aspect=aspect,
+                    city=city.name if city else None,
+                    city_in_data=city.in_data if city else None,
+                    date=days[0].isoformat(),
+                    dates=[d.isoformat() for d in days] if len(days) > 1 else [],
+                    asks=asks,
+                    date_note=note,
+                )
+            )
         else:
             topic_aspect, words = topic or ("general", "")
             query = f"{city.name + ' ' if city else ''}{words}".strip() if words else None
-            tasks.append(Task(
-                tid, text + "?", "web.search", aspect=topic_aspect,
-                city=city.name if city else None, city_in_data=city.in_data if city else None, query=query,
-            ))
+            tasks.append(
+                Task(
+                    tid,
+                    text + "?",
+                    "web.search",
+                    aspect=topic_aspect,
+                    city=city.name if city else None,
+                    city_in_data=city.in_data if city else None,
+                    query=query,
+                )
+            )
     return tasks[:MAX_TASKS]
 
 
@@ -381,11 +554,20 @@ PLAN_SCHEMA: Dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "text": {"type": "string", "description": "the part as a self-contained question"},
-                    "kind": {"type": "string", "enum": ["weather", "search"],
-                             "description": "weather: the weather or what it decides (cold, rain, what to wear or pack, a good time to visit); search: anything else"},
+                    "kind": {
+                        "type": "string",
+                        "enum": ["weather", "search"],
+                        "description": (
+                            "weather: the weather or what it decides (cold, rain, what to wear or pack, "
+                            "a good time to visit); search: anything else"
+                        ),
+                    },
                     "city": {"type": ["string", "null"], "description": "the city the part is about, if any"},
-                    "dates": {"type": "array", "items": {"type": "string", "description": "YYYY-MM-DD"},
-                              "description": "the days a weather part is about (empty: not given)"},
+                    "dates": {
+                        "type": "array",
+                        "items": {"type": "string", "description": "YYYY-MM-DD"},
+                        "description": "the days a weather part is about (empty: not given)",
+                    },
                 },
                 "required": ["text", "kind", "city", "dates"],
                 "additionalProperties": False,
@@ -435,22 +617,49 @@ def plan_from_model(parts: Any, question: str, today: dt.date) -> List[Task]:
             note = None
             if not days:
                 if "best-time" in asks:
-                    days, note = _span(today, today + dt.timedelta(days=27)), "no time given: the next four weeks"
+                    days, note = (
+                        _span(today, today + dt.timedelta(days=27)),
+                        "no time given: the next four weeks",
+                    )
                 else:
                     days, note = [today], "no day given: today"
-            aspect = "best-time" if "best-time" in asks else "packing" if "clothes" in asks or re.search(r"\bumbrella\b", text, re.I) else "weather"
-            tasks.append(Task(
-                tid, text, "weather.get", aspect=aspect, city=city.name if city else None,
-                city_in_data=city.in_data if city else None, date=days[0].isoformat(),
-                dates=[d.isoformat() for d in days] if len(days) > 1 else [], asks=asks, date_note=note,
-            ))
+            aspect = (
+                "best-time"
+                if "best-time" in asks
+                else "packing"
+                if "clothes" in asks or re.search(r"\bumbrella\b", text, re.I)
+                else "weather"
+            )
+            tasks.append(
+                Task(
+                    tid,
+                    text,
+                    "weather.get",
+                    aspect=aspect,
+                    city=city.name if city else None,
+                    city_in_data=city.in_data if city else None,
+                    date=days[0].isoformat(),
+                    dates=[d.isoformat() for d in days] if len(days) > 1 else [],
+                    asks=asks,
+                    date_note=note,
+                )
+            )
         else:
             search = next((t for t in offline if t.capability == "web.search"), None)
             aspect = search.aspect if search else "general"
             words = next((w for a, _, w in _TOPICS if a == aspect), "")
             query = f"{city.name + ' ' if city else ''}{words or text.rstrip('?')}".strip()
-            tasks.append(Task(tid, text, "web.search", aspect=aspect, city=city.name if city else None,
-                              city_in_data=city.in_data if city else None, query=query))
+            tasks.append(
+                Task(
+                    tid,
+                    text,
+                    "web.search",
+                    aspect=aspect,
+                    city=city.name if city else None,
+                    city_in_data=city.in_data if city else None,
+                    query=query,
+                )
+            )
     if not tasks:
         raise PlanError("no part of the model's plan has a text")
     return tasks

@@ -35,10 +35,10 @@ from ._collab import (
 from ._capability import BoundCapability, CallInfo, CapabilityDefinition, capability, definition_of
 from ._config import SDK_VERSION, Config
 from ._connection import Connection, Stats, Status, Subscription, connect
-from ._context import Context, Routing, Thread
+from ._context import Context, ContextPort, Routing
 from ._errors import (
     BudgetExceededError,
-    CancelledError,
+    CallCancelledError,
     ConnectionClosedError,
     ErrorCode,
     HopLimitExceededError,
@@ -61,9 +61,34 @@ from ._event import Envelope, Event, Overflow, QoS
 from ._llm import ChatResult, EmbedResult, Llm, StreamEvent, ToolCall
 from ._memory import CasResult, Memory, MemoryItem
 from ._runner import run, serve, start_agent
+from ._thread import Thread
+from ._streams import (
+    Consumer,
+    ConsumerInfo,
+    ConsumerMessage,
+    DeliverPolicy,
+    PublishAck,
+    StoredEvent,
+    StreamInfo,
+    StreamRead,
+)
 from ._topics import matches
 
 __version__ = SDK_VERSION
+
+
+def __getattr__(name: str) -> object:
+    if name == "CancelledError":  # renamed: it shadowed asyncio.CancelledError in `from loom import *`
+        import warnings
+
+        warnings.warn(
+            "loom.CancelledError is renamed loom.CallCancelledError (it is not asyncio.CancelledError).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return CallCancelledError
+    raise AttributeError(f"module 'loom' has no attribute {name!r}")
+
 
 __all__ = [
     "ANY",
@@ -81,15 +106,20 @@ __all__ = [
     "is_collab_record",
     "BoundCapability",
     "BudgetExceededError",
+    "CallCancelledError",
     "CallInfo",
-    "CancelledError",
     "CapabilityDefinition",
     "CasResult",
     "ChatResult",
     "Config",
     "Connection",
     "ConnectionClosedError",
+    "Consumer",
+    "ConsumerInfo",
+    "ConsumerMessage",
     "Context",
+    "ContextPort",
+    "DeliverPolicy",
     "EmbedResult",
     "Envelope",
     "ErrorCode",
@@ -105,6 +135,7 @@ __all__ = [
     "Overflow",
     "PermissionDeniedError",
     "ProviderUnavailableError",
+    "PublishAck",
     "QoS",
     "RequestTimeoutError",
     "ResourceExhaustedError",
@@ -113,6 +144,9 @@ __all__ = [
     "SessionNotFoundError",
     "Stats",
     "Status",
+    "StoredEvent",
+    "StreamInfo",
+    "StreamRead",
     "StreamEvent",
     "Subscription",
     "Thread",

@@ -11,18 +11,43 @@ import re
 import sys
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar, Union, overload
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from ._errors import InvalidParamsError, LoomError, SchemaError, ToolError
 from ._proto import bridge_pb2 as pb
-from ._schema import _UNION_TYPES, SchemaBuilder, _convert_object, _is_pydantic, _is_typeddict, _strip, convert, pointer_token, to_json_bytes
+from ._schema import (
+    _UNION_TYPES,
+    SchemaBuilder,
+    _convert_object,
+    _is_pydantic,
+    _is_typeddict,
+    _strip,
+    convert,
+    pointer_token,
+    to_json_bytes,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ATTRIBUTE = "__loom_capability__"
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?$")
-_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Returns|Return|Raises|Yields|Examples?)\s*:\s*$", re.M)
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params|Returns|Return|Raises|Yields|Examples?)\s*:\s*$", re.M
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +112,8 @@ class CapabilityDefinition:
         if self.is_method:
             if instance is None:
                 raise SchemaError(
-                    f"Capability {self.name!r} is a method ({self.fn.__qualname__}); serve it through its Agent.",
+                    f"Capability {self.name!r} is a method ({self.fn.__qualname__}); serve it through its "
+                    f"Agent.",
                     path="/capabilities",
                 )
             return BoundCapability(self, functools.partial(self.fn, instance))
@@ -125,15 +151,19 @@ class BoundCapability:
         if d.context_param:
             kwargs[d.context_param] = context
         if d.info_param:
-            kwargs[d.info_param] = call if isinstance(call, CallInfo) else CallInfo(
-                call_id=call.call_id,
-                capability=call.capability,
-                version=call.version,
-                caller=call.caller,
-                thread_id=call.thread_id,
-                deadline_unix_ms=call.deadline_unix_ms,
-                traceparent=call.traceparent,
-                headers=dict(call.headers),
+            kwargs[d.info_param] = (
+                call
+                if isinstance(call, CallInfo)
+                else CallInfo(
+                    call_id=call.call_id,
+                    capability=call.capability,
+                    version=call.version,
+                    caller=call.caller,
+                    thread_id=call.thread_id,
+                    deadline_unix_ms=call.deadline_unix_ms,
+                    traceparent=call.traceparent,
+                    headers=dict(call.headers),
+                )
             )
         try:
             if d.is_async:
@@ -161,7 +191,8 @@ def definition_of(fn: Any) -> Optional[CapabilityDefinition]:
 
 
 @overload
-def capability(fn: F, /) -> F: ...
+def capability(fn: F, /) -> F:
+    ...
 
 
 @overload
@@ -176,7 +207,8 @@ def capability(
     latency_hint_ms: int = 0,
     max_concurrency: int = 0,
     run_in_thread: bool = True,
-) -> Callable[[F], F]: ...
+) -> Callable[[F], F]:
+    ...
 
 
 def capability(
@@ -241,10 +273,13 @@ def _docstring(fn: Callable[..., Any]) -> str:
     return doc.strip()
 
 
+_NONE_TYPE = type(None)
+
+
 def _optional_inner(hint: Any) -> Any:
     """``Optional[X]`` -> X (for context and call-info parameters that default to None)."""
     hint, _ = _strip(hint)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    args = [a for a in typing.get_args(hint) if a is not _NONE_TYPE]
     if typing.get_origin(hint) in _UNION_TYPES and len(args) == 1:
         return args[0]
     return hint
@@ -259,7 +294,7 @@ def _is_context_type(hint: Any) -> bool:
 
 def _bare(exc: SchemaError) -> str:
     prefix = (exc.path or "") + ": "
-    return exc.message[len(prefix):] if exc.path and exc.message.startswith(prefix) else exc.message
+    return exc.message[len(prefix) :] if exc.path and exc.message.startswith(prefix) else exc.message
 
 
 def _define(
@@ -283,17 +318,22 @@ def _define(
     where = f"@capability on {qual}"
     if not _NAME.match(cap_name):
         raise SchemaError(
-            f"{where}: the name {cap_name!r} is invalid; use 1-128 characters from A-Z a-z 0-9 _ . : -.", path="/name"
+            f"{where}: the name {cap_name!r} is invalid; use 1-128 characters from A-Z a-z 0-9 _ . : -.",
+            path="/name",
         )
     if not _SEMVER.match(version):
         raise SchemaError(f"{where}: version {version!r} is not semver (MAJOR.MINOR.PATCH).", path="/version")
     if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
         raise SchemaError(f"{where}: tags must be a list of strings; got {tags!r}.", path="/tags")
     if not isinstance(cost_hint, (int, float)) or cost_hint < 0:
-        raise SchemaError(f"{where}: cost_hint must be a non-negative number; got {cost_hint!r}.", path="/cost_hint")
+        raise SchemaError(
+            f"{where}: cost_hint must be a non-negative number; got {cost_hint!r}.", path="/cost_hint"
+        )
     for label, value in (("latency_hint_ms", latency_hint_ms), ("max_concurrency", max_concurrency)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise SchemaError(f"{where}: {label} must be a non-negative integer; got {value!r}.", path="/" + label)
+            raise SchemaError(
+                f"{where}: {label} must be a non-negative integer; got {value!r}.", path="/" + label
+            )
     if inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target):
         raise SchemaError(f"{where}: generators cannot be capabilities; return a value (a list).", path="")
 
@@ -303,7 +343,8 @@ def _define(
         hints = typing.get_type_hints(target, localns=dict(localns) if localns else None, include_extras=True)
     except Exception as exc:  # noqa: BLE001
         raise SchemaError(
-            f"{where}: the type hints cannot be resolved ({exc}); define the types they name before the function.",
+            f"{where}: the type hints cannot be resolved ({exc}); define the types they name before the "
+            f"function.",
             path="",
         ) from exc
 
@@ -323,14 +364,18 @@ def _define(
                 path="/properties/" + pointer_token(p.name),
             )
         if p.kind is inspect.Parameter.POSITIONAL_ONLY:
-            raise SchemaError(f"{where}: parameter {p.name!r} is positional-only; inputs are passed by name.", path="/properties/" + pointer_token(p.name))
+            raise SchemaError(
+                f"{where}: parameter {p.name!r} is positional-only; inputs are passed by name.",
+                path="/properties/" + pointer_token(p.name),
+            )
         hint = hints.get(p.name, inspect.Parameter.empty)
         if hint is inspect.Parameter.empty:
             if p.name in ("ctx", "context"):
                 context_param = p.name
                 continue
             raise SchemaError(
-                f"{where}: parameter {p.name!r} has no type annotation; annotate it (typing.Any accepts anything).",
+                f"{where}: parameter {p.name!r} has no type annotation; annotate it (typing.Any accepts "
+                f"anything).",
                 path="/properties/" + pointer_token(p.name),
             )
         if _is_context_type(hint):
@@ -395,7 +440,9 @@ def _define(
 
 def _is_object_type(hint: Any) -> bool:
     hint, _ = _strip(hint)
-    return isinstance(hint, type) and (dataclasses.is_dataclass(hint) or _is_typeddict(hint) or _is_pydantic(hint))
+    return isinstance(hint, type) and (
+        dataclasses.is_dataclass(hint) or _is_typeddict(hint) or _is_pydantic(hint)
+    )
 
 
 def collect(agent: Any) -> Dict[str, BoundCapability]:
@@ -412,7 +459,11 @@ def collect(agent: Any) -> Dict[str, BoundCapability]:
             definition = definition_of(raw)
             if definition is None:
                 continue
-            bound = definition.bind(agent) if definition.is_method else BoundCapability(definition, getattr(agent, attr))
+            bound = (
+                definition.bind(agent)
+                if definition.is_method
+                else BoundCapability(definition, getattr(agent, attr))
+            )
             _add(found, bound, type(agent).__name__)
     for extra in getattr(agent, "capabilities", ()) or ():
         _add(found, as_bound(extra), type(agent).__name__)
@@ -434,5 +485,7 @@ def as_bound(item: Any) -> BoundCapability:
 def _add(found: Dict[str, BoundCapability], bound: BoundCapability, owner: str) -> None:
     name = bound.definition.name
     if name in found and found[name].definition.fn is not bound.definition.fn:
-        raise SchemaError(f"Capability {name!r} is declared twice on {owner}; each name once.", path="/capabilities")
+        raise SchemaError(
+            f"Capability {name!r} is declared twice on {owner}; each name once.", path="/capabilities"
+        )
     found[name] = bound

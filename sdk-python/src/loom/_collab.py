@@ -18,7 +18,19 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 import grpc
 
@@ -187,7 +199,14 @@ class BarrierResult:
 
     @classmethod
     def from_proto(cls, r: cpb.BarrierResult) -> "BarrierResult":
-        return cls(r.barrier_id, Outcome.from_number(r.outcome), tuple(r.arrived), tuple(r.missing), r.expected, r.elapsed_ms)
+        return cls(
+            r.barrier_id,
+            Outcome.from_number(r.outcome),
+            tuple(r.arrived),
+            tuple(r.missing),
+            r.expected,
+            r.elapsed_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -251,7 +270,10 @@ class ContractNetResult:
             outcome=Outcome.from_number(r.outcome),
             bids=tuple(Bid.from_proto(b) for b in r.bids),
             attempts=tuple(
-                Attempt(a.agent, a.succeeded, from_proto(a.error) if a.HasField("error") else None, a.duration_ms) for a in r.attempts
+                Attempt(
+                    a.agent, a.succeeded, from_proto(a.error) if a.HasField("error") else None, a.duration_ms
+                )
+                for a in r.attempts
             ),
             winner=r.winner,
             output_json=r.output_json,
@@ -285,9 +307,15 @@ async def _unary(ctx: "Context", method: str, request: Any, response_type: Any, 
     channel = getattr(ctx, "_channel", None)
     session_id = getattr(ctx, "session_id", "")
     if channel is None or not session_id:
-        raise UnavailableError(f"Agent {ctx.agent_id} is not connected; collaboration operations need a live connection.")
+        raise UnavailableError(
+            f"Agent {ctx.agent_id} is not connected; collaboration operations need a live connection."
+        )
     request.session_id = session_id
-    call = channel.unary_unary(SERVICE + method, request_serializer=type(request).SerializeToString, response_deserializer=response_type.FromString)
+    call = channel.unary_unary(
+        SERVICE + method,
+        request_serializer=type(request).SerializeToString,
+        response_deserializer=response_type.FromString,
+    )
     try:
         return await call(request, timeout=timeout_s + _GRACE_S)
     except grpc.aio.AioRpcError as exc:
@@ -342,7 +370,9 @@ async def gather(
         agents=list(agents),
         payload=payload,
         content_type=ctype,
-        strategy=int(JoinStrategy.ALL if local and strategy is JoinStrategy.MAJORITY else strategy),  # type: ignore[arg-type]
+        strategy=int(  # type: ignore[arg-type]
+            JoinStrategy.ALL if local and strategy is JoinStrategy.MAJORITY else strategy
+        ),
         k=k,
         quorum=quorum,
         compare_pointer="" if local else str(compare),
@@ -386,7 +416,9 @@ def apply_majority(result: GatherResult, key: Callable[[Reply], Any], quorum: in
         value = agreed[1][0].data
         agreeing = tuple(r.responder for r in agreed[1])
     else:
-        outcome = Outcome.NO_QUORUM if result.outcome in (Outcome.COMPLETED, Outcome.FAILED) else result.outcome
+        outcome = (
+            Outcome.NO_QUORUM if result.outcome in (Outcome.COMPLETED, Outcome.FAILED) else result.outcome
+        )
         value, agreeing = None, ()
     return GatherResult(
         op_id=result.op_id,
@@ -420,7 +452,9 @@ async def barrier(
     without arriving) and waits until every one of ``participants`` (or ``count`` distinct
     arrivals) is there, or ``timeout`` seconds pass. The first call names the expectation."""
     if participants and count:
-        raise InvalidParamsError("A barrier waits for named participants or for a count, not both.", path="/count")
+        raise InvalidParamsError(
+            "A barrier waits for named participants or for a count, not both.", path="/count"
+        )
     request = cpb.BarrierRequest(
         barrier_id=barrier_id,
         participant=participant,
@@ -471,7 +505,9 @@ async def contract_net(
     ``capability`` (input: ``input``, default ``task``); if it fails or exceeds
     ``execution_timeout``, the next bidder does. Recorded on the thread."""
     if not capability:
-        raise InvalidParamsError("contract_net needs capability: what the winner executes.", path="/capability")
+        raise InvalidParamsError(
+            "contract_net needs capability: what the winner executes.", path="/capability"
+        )
     task_bytes = to_json_bytes({} if task is None else task)
     request = cpb.ContractNetRequest(
         op_id=op_id,
@@ -482,7 +518,9 @@ async def contract_net(
         input_json=b"" if input is None else to_json_bytes(input),
         bid_timeout_ms=_millis(bid_timeout, "/bid_timeout_ms"),
         max_bids=max_bids,
-        execution_timeout_ms=0 if execution_timeout is None else _millis(execution_timeout, "/execution_timeout_ms"),
+        execution_timeout_ms=0
+        if execution_timeout is None
+        else _millis(execution_timeout, "/execution_timeout_ms"),
         max_attempts=max_attempts,
         timeout_ms=_millis(timeout),
         bidders=list(bidders),
@@ -513,14 +551,25 @@ async def contract_net(
                 score = float(scoring(bid))
             except (ValueError, TypeError, KeyError, LookupError):
                 score = math.nan
-            request.bids.append(cpb.Bid(bidder=bid.bidder, payload=bid.payload, score=score, latency_ms=bid.latency_ms))
+            request.bids.append(
+                cpb.Bid(bidder=bid.bidder, payload=bid.payload, score=score, latency_ms=bid.latency_ms)
+            )
         if not request.bids:
-            return ContractNetResult(op, thread, Outcome.NO_BIDS, no_bid=gathered.timed_out, elapsed_ms=gathered.elapsed_ms)
+            return ContractNetResult(
+                op, thread, Outcome.NO_BIDS, no_bid=gathered.timed_out, elapsed_ms=gathered.elapsed_ms
+            )
         response = await _unary(ctx, "ContractNet", request, cpb.ContractNetResult, timeout)
         result = ContractNetResult.from_proto(response)
         return ContractNetResult(
-            result.op_id, result.thread_id, result.outcome, result.bids, result.attempts, result.winner, result.output_json,
-            gathered.timed_out, result.elapsed_ms + gathered.elapsed_ms,
+            result.op_id,
+            result.thread_id,
+            result.outcome,
+            result.bids,
+            result.attempts,
+            result.winner,
+            result.output_json,
+            gathered.timed_out,
+            result.elapsed_ms + gathered.elapsed_ms,
         )
     if isinstance(scoring, tuple):
         rule, pointer = scoring
@@ -529,7 +578,8 @@ async def contract_net(
         rule = scoring
     if rule not in _RULES:
         raise InvalidParamsError(
-            f"Unknown scoring {rule!r}: use 'lowest_cost', 'fastest', ('min', '/pointer'), ('max', '/pointer') or a function.",
+            f"Unknown scoring {rule!r}: use 'lowest_cost', 'fastest', ('min', '/pointer'), ('max', "
+            f"'/pointer') or a function.",
             path="/scoring",
         )
     request.scoring = _RULES[rule]  # type: ignore[assignment]

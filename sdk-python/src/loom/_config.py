@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,12 +17,65 @@ _AGENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}\Z")
 
 # Smallest accepted capacity of each queue and frame option; the same in every SDK
 # (tests/vectors/options.json).
-_LEAST = {"outbound_queue_capacity": 16, "max_frame_messages": 1, "max_frame_bytes": 1024, "delivery_queue_capacity": 1}
+_LEAST = {
+    "outbound_queue_capacity": 16,
+    "max_frame_messages": 1,
+    "max_frame_bytes": 1024,
+    "delivery_queue_capacity": 1,
+}
+
+# Durations may also be given in seconds (a number or a timedelta) under these names; they are
+# stored in the ``*_ms`` fields, which stay because the LOOM_*_MS variables and the options
+# vectors are shared by the three SDKs (docs/python.md, "Units").
+SECONDS_ALIASES = {
+    "heartbeat": "heartbeat_ms",
+    "reconnect_initial": "reconnect_initial_ms",
+    "reconnect_max": "reconnect_max_ms",
+    "restart_settle": "restart_settle_ms",
+    "connect_timeout": "connect_timeout_ms",
+    "request_timeout": "request_timeout_ms",
+    "call_timeout": "call_timeout_ms",
+    "drain_timeout": "drain_timeout_ms",
+}
+
+
+def _ms_from_seconds(alias: str, value: Any) -> int:
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidParamsError(
+            f"{alias} must be seconds (a number or a timedelta); got {value!r}.", path="/" + alias
+        )
+    if alias == "restart_settle" and seconds == -1:
+        return -1
+    if not seconds >= 0:
+        raise InvalidParamsError(
+            f"{alias} must be a non-negative number of seconds; got {value!r}.", path="/" + alias
+        )
+    return int(round(seconds * 1000))
+
+
+def _apply_aliases(values: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for name, value in values.items():
+        field_name = SECONDS_ALIASES.get(name)
+        if field_name is None:
+            out[name] = value
+        elif value is not None:
+            if values.get(field_name) is not None:
+                raise InvalidParamsError(f"Give {name} (seconds) or {field_name}, not both.", path="/" + name)
+            out[field_name] = _ms_from_seconds(name, value)
+    return out
 
 
 @dataclass(frozen=True)
 class Config:
-    """Settings of a :class:`~loom.Connection`. Durations are in milliseconds.
+    """Settings of a :class:`~loom.Connection`. Duration fields end in ``_ms`` (milliseconds,
+    like their ``LOOM_*_MS`` variables); :meth:`load`, :meth:`replace` and :func:`loom.connect`
+    also take them in seconds (a number or a timedelta) without the suffix (``request_timeout=2.5``),
+    and the properties of those names read them back in seconds.
 
     Precedence: keyword arguments, then ``LOOM_<FIELD NAME IN CAPITALS>`` environment variables
     (e.g. ``LOOM_URL``, ``LOOM_AGENT_ID``, ``LOOM_HEARTBEAT_MS``), then these defaults.
@@ -92,10 +146,12 @@ class Config:
             if raw is None or raw == "":
                 continue
             values[name] = _parse(name, f.type, raw)
-        for name, value in overrides.items():
+        for name, value in _apply_aliases(overrides).items():
             if name not in fields:
                 raise InvalidParamsError(
-                    f"Unknown option {name!r}; valid options: {', '.join(sorted(fields))}.", path="/" + name
+                    f"Unknown option {name!r}; valid options: "
+                    f"{', '.join(sorted(list(fields) + list(SECONDS_ALIASES)))}.",
+                    path="/" + name,
                 )
             if value is not None:
                 values[name] = value
@@ -104,7 +160,7 @@ class Config:
         return config
 
     def replace(self, **changes: Any) -> "Config":
-        config = dataclasses.replace(self, **changes)
+        config = dataclasses.replace(self, **_apply_aliases(changes))
         config.validate()
         return config
 
@@ -127,25 +183,66 @@ class Config:
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise InvalidParamsError(f"{name} must be a non-negative integer (ms); got {value!r}.", path="/" + name)
+                raise InvalidParamsError(
+                    f"{name} must be a non-negative integer (ms); got {value!r}.", path="/" + name
+                )
         for name, least in _LEAST.items():
             value = getattr(self, name)
             if not isinstance(value, int) or value < least:
-                raise InvalidParamsError(f"{name} must be an integer of at least {least}; got {value!r}.", path="/" + name)
+                raise InvalidParamsError(
+                    f"{name} must be an integer of at least {least}; got {value!r}.", path="/" + name
+                )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise InvalidParamsError(
-                "A client certificate needs its key: give both tls_cert (LOOM_TLS_CERT) and tls_key (LOOM_TLS_KEY), or neither.",
+                "A client certificate needs its key: give both tls_cert (LOOM_TLS_CERT) and tls_key "
+                "(LOOM_TLS_KEY), or neither.",
                 path="/tls_key",
             )
         if not isinstance(self.restart_settle_ms, int) or self.restart_settle_ms < -1:
             raise InvalidParamsError(
-                f"restart_settle_ms must be -1 (automatic), 0 (no hold) or a positive number of ms; got {self.restart_settle_ms!r}.",
+                f"restart_settle_ms must be -1 (automatic), 0 (no hold) or a positive number of ms; got "
+                f"{self.restart_settle_ms!r}.",
                 path="/restart_settle_ms",
             )
         if not 0 <= self.reconnect_jitter <= 1:
             raise InvalidParamsError(
-                f"reconnect_jitter must be between 0 and 1; got {self.reconnect_jitter!r}.", path="/reconnect_jitter"
+                f"reconnect_jitter must be between 0 and 1; got {self.reconnect_jitter!r}.",
+                path="/reconnect_jitter",
             )
+
+    # -- the durations in seconds --------------------------------------------------------------
+    @property
+    def heartbeat(self) -> float:
+        return self.heartbeat_ms / 1000.0
+
+    @property
+    def reconnect_initial(self) -> float:
+        return self.reconnect_initial_ms / 1000.0
+
+    @property
+    def reconnect_max(self) -> float:
+        return self.reconnect_max_ms / 1000.0
+
+    @property
+    def restart_settle(self) -> float:
+        """Seconds; -1.0 is automatic."""
+        return -1.0 if self.restart_settle_ms < 0 else self.restart_settle_ms / 1000.0
+
+    @property
+    def connect_timeout(self) -> float:
+        return self.connect_timeout_ms / 1000.0
+
+    @property
+    def request_timeout(self) -> float:
+        return self.request_timeout_ms / 1000.0
+
+    @property
+    def call_timeout(self) -> float:
+        return self.call_timeout_ms / 1000.0
+
+    @property
+    def drain_timeout(self) -> float:
+        return self.drain_timeout_ms / 1000.0
 
     @property
     def tls(self) -> bool:
@@ -165,7 +262,7 @@ class Config:
         url = self.url
         for prefix in ("http://", "https://", "grpc://", "h2c://"):
             if url.startswith(prefix):
-                url = url[len(prefix):]
+                url = url[len(prefix) :]
         return url.rstrip("/")
 
 

@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, List, Mapping, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Tuple,
+    Union,
+)
 
-from ._errors import InvalidParamsError, RequestTimeoutError
+from ._errors import InvalidParamsError
 from ._event import Event, Overflow, QoS
 from ._proto import bridge_pb2 as pb
 from ._schema import to_json_bytes
+from ._streams import (
+    Consumer,
+    ConsumerHandler,
+    DeliverPolicy,
+    Instant,
+    PublishAck,
+    Seconds,
+    StreamInfo,
+    StreamRead,
+)
 from ._topics import _TOKEN
 
 if TYPE_CHECKING:
     from ._collab import BarrierResult, ContractNetResult, GatherResult
-    from ._connection import Subscription
+    from ._connection.durable_streams import DurableStreams
+    from ._connection.subscription_router import Subscription
     from ._llm import Llm
     from ._memory import Memory
+    from ._thread import Thread
 
 JSON_CONTENT_TYPE = "application/json"
 BYTES_CONTENT_TYPE = "application/octet-stream"
@@ -32,7 +55,9 @@ def qos_value(qos: Optional[QoS]) -> int:
     try:
         return int(QoS(qos))
     except ValueError:
-        raise InvalidParamsError(f"qos {qos!r} is not a QoS class; use loom.QoS.REALTIME, NORMAL or BATCH.", path="/qos") from None
+        raise InvalidParamsError(
+            f"qos {qos!r} is not a QoS class; use loom.QoS.REALTIME, NORMAL or BATCH.", path="/qos"
+        ) from None
 
 
 class Routing:
@@ -63,35 +88,22 @@ def ttl_ms(ttl: Optional[float]) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-class Context:
-    """What a handler or a capability can do: :meth:`emit`, :meth:`reply`, :meth:`request`
-    (one reply) and :meth:`request_many` (first k), :meth:`invoke`/:meth:`tool` (call a
-    capability by name), :attr:`memory`, :meth:`subscribe` and :meth:`join_thread`.
+class ContextPort(Protocol):
+    """What a :class:`Context` runs on: the connection's parts (see loom._connection)."""
 
-    Timeouts are in seconds. Payloads: ``bytes`` go as they are, anything else is sent as JSON
-    (dataclasses, enums and pydantic models included). Every method raises typed
-    :class:`~loom.LoomError` subclasses."""
+    _durable: "DurableStreams"
 
-    # -- implemented by Connection ---------------------------------------------------------
     @property
     def agent_id(self) -> str:
-        raise NotImplementedError
+        ...
 
     @property
     def namespace(self) -> str:
-        raise NotImplementedError
+        ...
 
     @property
     def memory(self) -> "Memory":
-        """Key-value memory held by the bridge (this agent's namespace)."""
-        raise NotImplementedError
-
-    @property
-    def llm(self) -> "Llm":
-        """Language models through the bridge's LLM gateway (docs/llm.md)."""
-        from ._llm import Llm
-
-        return Llm(self)
+        ...
 
     def _publish_nowait(
         self,
@@ -107,15 +119,66 @@ class Context:
         traceparent: str,
         tracestate: str,
     ) -> Tuple[str, Optional[Awaitable[None]]]:
-        raise NotImplementedError
+        ...
 
     async def _request(
-        self, topic: str, payload: bytes, content_type: str, count: int, min_count: int, timeout: Optional[float], options: Mapping[str, Any]
+        self,
+        topic: str,
+        payload: bytes,
+        content_type: str,
+        count: int,
+        min_count: int,
+        timeout: Optional[float],
+        options: Mapping[str, Any],
     ) -> List[Event]:
-        raise NotImplementedError
+        ...
 
     async def _call(self, call: pb.ActionCall, timeout: Optional[float]) -> bytes:
-        raise NotImplementedError
+        ...
+
+    async def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        qos: QoS = QoS.NORMAL,
+        overflow: Optional[Overflow] = None,
+        queue_capacity: int = 0,
+    ) -> "Subscription":
+        ...
+
+
+class Context:
+    """What a handler or a capability can do: :meth:`emit`, :meth:`reply`, :meth:`request`
+    (one reply) and :meth:`request_many` (first k), :meth:`invoke`/:meth:`tool` (call a
+    capability by name), :attr:`memory`, :meth:`subscribe` and :meth:`join_thread`.
+
+    Timeouts are in seconds. Payloads: ``bytes`` go as they are, anything else is sent as JSON
+    (dataclasses, enums and pydantic models included). Every method raises typed
+    :class:`~loom.LoomError` subclasses."""
+
+    def __init__(self, port: "ContextPort") -> None:
+        self._port = port
+
+    @property
+    def agent_id(self) -> str:
+        return self._port.agent_id
+
+    @property
+    def namespace(self) -> str:
+        return self._port.namespace
+
+    @property
+    def memory(self) -> "Memory":
+        """Key-value memory held by the bridge (this agent's namespace)."""
+        return self._port.memory
+
+    @property
+    def llm(self) -> "Llm":
+        """Language models through the bridge's LLM gateway (docs/llm.md)."""
+        from ._llm import Llm
+
+        return Llm(self)
 
     async def subscribe(
         self,
@@ -129,7 +192,9 @@ class Context:
         """Subscribes ``handler`` to a pattern (``*`` one token, ``>`` the rest). Events of one
         subscription reach the handler in order, one at a time; an exception in it is logged and
         the subscription goes on. Subscriptions survive reconnects."""
-        raise NotImplementedError
+        return await self._port.subscribe(
+            pattern, handler, qos=qos, overflow=overflow, queue_capacity=queue_capacity
+        )
 
     # -- events ------------------------------------------------------------------------------
     async def emit(
@@ -154,7 +219,7 @@ class Context:
             payload, ctype = data, BYTES_CONTENT_TYPE
         else:
             payload, ctype = encode_payload(data, content_type)
-        envelope_id, wait = self._publish_nowait(
+        envelope_id, wait = self._port._publish_nowait(
             topic,
             payload,
             ctype,
@@ -184,7 +249,8 @@ class Context:
         id) and thread id."""
         if not request.reply_to:
             raise InvalidParamsError(
-                f"Event {request.id!r} on {request.topic!r} has no reply_to; only requests can be replied to.",
+                f"Event {request.id!r} on {request.topic!r} has no reply_to; only requests can be replied "
+                f"to.",
                 path="/reply_to",
             )
         return await self.emit(
@@ -213,7 +279,7 @@ class Context:
         ``timeout`` seconds (default ``request_timeout_ms``)."""
         payload, ctype = encode_payload(data, content_type)
         options = {"thread_id": thread_id, "headers": headers, "ttl": ttl}
-        replies = await self._request(topic, payload, ctype, 1, 1, timeout, options)
+        replies = await self._port._request(topic, payload, ctype, 1, 1, timeout, options)
         return replies[0]
 
     async def request_many(
@@ -237,10 +303,12 @@ class Context:
             raise InvalidParamsError(f"count must be at least 1; got {count}.", path="/count")
         minimum = count if min_count is None else min_count
         if not 0 <= minimum <= count:
-            raise InvalidParamsError(f"min_count must be between 0 and count ({count}); got {minimum}.", path="/min_count")
+            raise InvalidParamsError(
+                f"min_count must be between 0 and count ({count}); got {minimum}.", path="/min_count"
+            )
         payload, ctype = encode_payload(data, content_type)
         options = {"thread_id": thread_id, "headers": headers, "ttl": ttl}
-        return await self._request(topic, payload, ctype, count, minimum, timeout, options)
+        return await self._port._request(topic, payload, ctype, count, minimum, timeout, options)
 
     # -- capabilities ------------------------------------------------------------------------
     async def invoke_raw(
@@ -260,7 +328,9 @@ class Context:
         if not capability:
             raise InvalidParamsError("The capability name is empty.", path="/capability")
         if timeout is not None and timeout <= 0:
-            raise InvalidParamsError(f"A call timeout must be positive; got {timeout!r} s.", path="/timeout_ms")
+            raise InvalidParamsError(
+                f"A call timeout must be positive; got {timeout!r} s.", path="/timeout_ms"
+            )
         data = input_json.encode("utf-8") if isinstance(input_json, str) else input_json
         call = pb.ActionCall(
             capability=capability,
@@ -274,7 +344,7 @@ class Context:
         if headers:
             for key, value in headers.items():
                 call.headers[key] = value
-        return await self._call(call, timeout)
+        return await self._port._call(call, timeout)
 
     async def invoke(
         self,
@@ -336,67 +406,141 @@ class Context:
 
         return await contract_net(self, task, capability=capability, **options)
 
+    # -- durable streams (docs/durability.md) ------------------------------------------------------
+    async def publish_durable(
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        id: str = "",
+        thread_id: str = "",
+        headers: Optional[Mapping[str, str]] = None,
+        content_type: Optional[str] = None,
+        timeout: Optional[Seconds] = None,
+    ) -> PublishAck:
+        """Publishes to a topic a durable stream captures and returns once the bridge persisted
+        it: :class:`PublishAck` (stream, sequence, duplicate). ``id`` (a fresh one when empty) is
+        the message id: publishing it again within the stream's dedup window (e.g. a retry after
+        a reconnect) stores nothing new and answers with the first copy's sequence.
+
+        Raises :class:`InvalidParamsError` when no stream captures the topic,
+        :class:`UnavailableError` when not connected (retry with the same id),
+        :class:`RequestTimeoutError`."""
+        return await self._port._durable.publish_durable(
+            topic,
+            data,
+            id=id,
+            thread_id=thread_id,
+            headers=headers,
+            content_type=content_type,
+            timeout=timeout,
+        )
+
+    async def consume(
+        self,
+        stream: str,
+        name: str,
+        handler: ConsumerHandler,
+        *,
+        filter: str = "",
+        deliver: DeliverPolicy = DeliverPolicy.ALL,
+        start_sequence: int = 0,
+        start_time: Optional[Instant] = None,
+        ack_wait: Optional[Seconds] = None,
+        max_deliver: int = 0,
+        max_ack_pending: int = 0,
+        dead_letter_topic: str = "",
+    ) -> Consumer:
+        """Attaches to (creating it when new) the durable consumer ``name`` of ``stream`` and runs
+        ``handler`` for each :class:`ConsumerMessage`, one at a time. A message the handler did
+        not settle (``ack()``, ``nak(delay=)``, ``in_progress()``, ``term()``) is acked when it
+        returns and nak'ed when it raises. ``ack_wait`` is in seconds (or a timedelta; default
+        30), ``max_deliver`` deliveries (default 5) before the event goes to
+        ``dead_letter_topic`` (default ``loom.dead.<stream>.<name>``), ``max_ack_pending``
+        unacknowledged in flight (default 1000). The consumer is attached again after every
+        reconnect; its position lives in the bridge, so it survives restarts of either side."""
+        return await self._port._durable.consume(
+            stream,
+            name,
+            handler,
+            filter=filter,
+            deliver=deliver,
+            start_sequence=start_sequence,
+            start_time=start_time,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=max_ack_pending,
+            dead_letter_topic=dead_letter_topic,
+        )
+
+    async def read_stream(
+        self,
+        stream: str,
+        *,
+        start_sequence: int = 0,
+        start_time: Optional[Instant] = None,
+        max_events: int = 0,
+        timeout: Optional[Seconds] = None,
+    ) -> StreamRead:
+        """Reads events of a stream from ``start_sequence`` or ``start_time`` (Unix seconds or a
+        datetime; neither: from the first held), at most ``max_events`` (default 100, at most
+        1000) per call; :attr:`StreamRead.next_sequence` is where to go on."""
+        return await self._port._durable.read_stream(
+            stream,
+            start_sequence=start_sequence,
+            start_time=start_time,
+            max_events=max_events,
+            timeout=timeout,
+        )
+
+    async def create_stream(
+        self,
+        name: str,
+        subjects: Iterable[str],
+        *,
+        max_age: Optional[Seconds] = None,
+        max_bytes: int = 0,
+        max_events: int = 0,
+        duplicate_window: Optional[Seconds] = None,
+    ) -> StreamInfo:
+        """Creates a durable stream capturing ``subjects`` (topic patterns); the same settings
+        again succeed, different ones raise :class:`InvalidParamsError`. Needs the ``streams``
+        permission when auth is on."""
+        return await self._port._durable.create_stream(
+            name,
+            subjects,
+            max_age=max_age,
+            max_bytes=max_bytes,
+            max_events=max_events,
+            duplicate_window=duplicate_window,
+        )
+
+    async def stream_info(self, name: str) -> StreamInfo:
+        """A stream's settings and state."""
+        return await self._port._durable.stream_info(name)
+
+    async def list_streams(self) -> List[StreamInfo]:
+        """Every stream of the bridge."""
+        return await self._port._durable.list_streams()
+
+    async def delete_stream(self, name: str) -> None:
+        """Deletes a stream, its events and its consumers."""
+        await self._port._durable.delete_stream(name)
+
     # -- threads -------------------------------------------------------------------------------
-    async def join_thread(self, thread_id: str, handler: Optional[Handler] = None, *, queue_capacity: int = 1024) -> "Thread":
+    async def join_thread(
+        self, thread_id: str, handler: Optional[Handler] = None, *, queue_capacity: int = 1024
+    ) -> "Thread":
         """Joins a conversation: subscribes to ``thread.<id>.>``. With a handler, its events go
         there; without one, iterate the returned :class:`Thread` (``async for event in thread``)
         or call :meth:`Thread.next`. Leave with :meth:`Thread.leave` (or ``async with``)."""
         if not isinstance(thread_id, str) or not _TOKEN.match(thread_id):
             raise InvalidParamsError(
-                f"Thread id {thread_id!r} is invalid: one topic token of A-Z a-z 0-9 _ - :.", path="/thread_id"
+                f"Thread id {thread_id!r} is invalid: one topic token of A-Z a-z 0-9 _ - :.",
+                path="/thread_id",
             )
+        from ._thread import Thread
+
         thread = Thread(self, thread_id, queue_capacity)
         thread._subscription = await self.subscribe(f"thread.{thread_id}.>", handler or thread._offer)
         return thread
-
-
-class Thread:
-    """A joined conversation (``thread.<id>.broadcast`` / ``thread.<id>.reply``)."""
-
-    def __init__(self, context: Context, thread_id: str, capacity: int) -> None:
-        self.id = thread_id
-        self._ctx = context
-        self._queue: "asyncio.Queue[Event]" = asyncio.Queue(maxsize=max(1, capacity))
-        self._subscription: Optional["Subscription"] = None
-        self.dropped = 0
-
-    @property
-    def topic(self) -> str:
-        """The thread's broadcast topic."""
-        return f"thread.{self.id}.broadcast"
-
-    async def _offer(self, event: Event) -> None:
-        if self._queue.full():
-            self.dropped += 1  # the oldest stays: count what could not be kept
-            return
-        self._queue.put_nowait(event)
-
-    async def emit(self, data: Any = None, *, kind: str = "broadcast", **options: Any) -> str:
-        """Publishes to ``thread.<id>.<kind>`` (``broadcast`` or ``reply`` by convention) with
-        ``thread_id`` set."""
-        return await self._ctx.emit(f"thread.{self.id}.{kind}", data, thread_id=self.id, **options)
-
-    async def next(self, timeout: Optional[float] = None) -> Event:
-        """The next event of the thread; raises :class:`RequestTimeoutError` after ``timeout`` s."""
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
-            raise RequestTimeoutError(f"No event on thread {self.id!r} within {timeout} s.") from None
-
-    def __aiter__(self) -> "Thread":
-        return self
-
-    async def __anext__(self) -> Event:
-        return await self._queue.get()
-
-    async def leave(self) -> None:
-        """Unsubscribes from the thread (safe to call twice)."""
-        sub, self._subscription = self._subscription, None
-        if sub is not None:
-            await sub.unsubscribe()
-
-    async def __aenter__(self) -> "Thread":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.leave()

@@ -39,14 +39,14 @@ class ErrorCode(str, enum.Enum):
             name = pb.ErrorCode.Name(number)
         except ValueError:
             return cls.INTERNAL  # a newer bridge: treat unknown codes like INTERNAL
-        return cls(name[len("ERROR_CODE_"):])
+        return cls(name[len("ERROR_CODE_") :])
 
     @classmethod
     def parse(cls, name: str) -> Optional["ErrorCode"]:
         """Parses a code name with or without the ``ERROR_CODE_`` prefix, any case."""
         text = name.strip().upper()
         if text.startswith("ERROR_CODE_"):
-            text = text[len("ERROR_CODE_"):]
+            text = text[len("ERROR_CODE_") :]
         try:
             return cls(text)
         except ValueError:
@@ -78,7 +78,12 @@ class LoomError(Exception):
             retryable
             if retryable is not None
             else self.code
-            in (ErrorCode.TIMEOUT, ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.UNAVAILABLE, ErrorCode.RESOURCE_EXHAUSTED)
+            in (
+                ErrorCode.TIMEOUT,
+                ErrorCode.PROVIDER_UNAVAILABLE,
+                ErrorCode.UNAVAILABLE,
+                ErrorCode.RESOURCE_EXHAUSTED,
+            )
         )
 
     def __str__(self) -> str:
@@ -86,11 +91,17 @@ class LoomError(Exception):
         return f"{self.code.value}: {self.message}{where}"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(code={self.code.value!r}, message={self.message!r}, path={self.path!r})"
+        return (
+            f"{type(self).__name__}(code={self.code.value!r}, message={self.message!r}, path={self.path!r})"
+        )
 
     def to_proto(self) -> pb.Error:
-        err = pb.Error(code=self.code.number,  # type: ignore[arg-type]
-                        message=self.message, path=self.path, retryable=self.retryable)
+        err = pb.Error(
+            code=self.code.number,  # type: ignore[arg-type]
+            message=self.message,
+            path=self.path,
+            retryable=self.retryable,
+        )
         for key, value in self.details.items():
             err.details[key] = value
         return err
@@ -162,9 +173,10 @@ class SessionNotFoundError(LoomError):
     default_code = ErrorCode.SESSION_NOT_FOUND
 
 
-class CancelledError(LoomError):
-    """The call was cancelled (by the caller, or the stream was replaced). Not
-    ``asyncio.CancelledError``: this one is a value the bridge returned."""
+class CallCancelledError(LoomError):
+    """The call was cancelled (by the caller, or the stream was replaced): the CANCELLED code the
+    bridge returned. Not ``asyncio.CancelledError`` (a task being cancelled), which the SDK
+    always lets through. Formerly ``loom.CancelledError`` (a deprecated alias, warning on use)."""
 
     default_code = ErrorCode.CANCELLED
 
@@ -204,7 +216,7 @@ _BY_CODE: Dict[ErrorCode, Type[LoomError]] = {
     ErrorCode.TTL_EXPIRED: TtlExpiredError,
     ErrorCode.HOP_LIMIT_EXCEEDED: HopLimitExceededError,
     ErrorCode.SESSION_NOT_FOUND: SessionNotFoundError,
-    ErrorCode.CANCELLED: CancelledError,
+    ErrorCode.CANCELLED: CallCancelledError,
     ErrorCode.UNAVAILABLE: UnavailableError,
     ErrorCode.INTERNAL: InternalError,
     ErrorCode.UNAUTHENTICATED: UnauthenticatedError,

@@ -58,7 +58,9 @@ class ChatResult:
             content=data.get("content") or "",
             model=data.get("model", ""),
             provider=data.get("provider", ""),
-            tool_calls=[ToolCall(c["id"], c["name"], c.get("arguments") or {}) for c in data.get("tool_calls") or []],
+            tool_calls=[
+                ToolCall(c["id"], c["name"], c.get("arguments") or {}) for c in data.get("tool_calls") or []
+            ],
             finish_reason=data.get("finish_reason"),
             input_tokens=int(usage.get("input_tokens", 0)),
             output_tokens=int(usage.get("output_tokens", 0)),
@@ -117,7 +119,9 @@ class Llm:
         cache: Optional[bool],
     ) -> Dict[str, Any]:
         body: Dict[str, Any] = {
-            "messages": [{"role": "user", "content": messages}] if isinstance(messages, str) else [dict(m) for m in messages]
+            "messages": [{"role": "user", "content": messages}]
+            if isinstance(messages, str)
+            else [dict(m) for m in messages]
         }
         if model is not None:
             body["model"] = model
@@ -126,7 +130,11 @@ class Llm:
         if tool_choice is not None:
             body["tool_choice"] = tool_choice
         if response_schema is not None:
-            body["response_format"] = {"type": "json_schema", "schema": dict(response_schema), "name": "answer"}
+            body["response_format"] = {
+                "type": "json_schema",
+                "schema": dict(response_schema),
+                "name": "answer",
+            }
         if temperature is not None:
             body["temperature"] = temperature
         if max_tokens is not None:
@@ -155,7 +163,9 @@ class Llm:
         """One chat completion. ``messages`` is a prompt or a list of messages; ``tools`` are
         ``{"name", "description", "parameters": JSON Schema}``; ``response_schema`` asks for
         structured output (parsed into ``result.json``)."""
-        body = self._request(messages, model, tools, tool_choice, response_schema, temperature, max_tokens, stop, cache)
+        body = self._request(
+            messages, model, tools, tool_choice, response_schema, temperature, max_tokens, stop, cache
+        )
         return await self._chat(body, thread_id, timeout)
 
     async def _chat(self, body: Dict[str, Any], thread_id: str, timeout: float) -> ChatResult:
@@ -180,7 +190,9 @@ class Llm:
         """A chat completion streamed: ``delta`` events as the model writes, then one
         ``result``. The pieces travel as events on a topic under ``llm.stream.`` that this agent
         subscribes to for the call."""
-        body = self._request(messages, model, tools, tool_choice, response_schema, temperature, max_tokens, stop, cache)
+        body = self._request(
+            messages, model, tools, tool_choice, response_schema, temperature, max_tokens, stop, cache
+        )
         topic = "llm.stream." + uuid.uuid4().hex
         body["stream_topic"] = topic
         queue: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue(maxsize=4096)
@@ -188,8 +200,11 @@ class Llm:
         async def on_event(event: Event) -> None:
             await queue.put(json.loads(event.payload))
 
-        subscription = await self._context.subscribe(topic, on_event, overflow=Overflow.BLOCK, queue_capacity=4096)
+        subscription = await self._context.subscribe(
+            topic, on_event, overflow=Overflow.BLOCK, queue_capacity=4096
+        )
         call = asyncio.ensure_future(self._chat(body, thread_id, timeout))
+        getter: "Optional[asyncio.Future[Dict[str, Any]]]" = None
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -208,12 +223,18 @@ class Llm:
             result = await call
             yield StreamEvent(type="result", result=result)
         finally:
-            if not call.done():
-                call.cancel()
+            for task in (call, getter):  # both held until here: none outlives the stream
+                if task is not None and not task.done():
+                    task.cancel()
             await subscription.unsubscribe()
 
     async def embed(
-        self, input: Union[str, Sequence[str]], *, model: Optional[str] = None, thread_id: str = "", timeout: float = _DEFAULT_TIMEOUT
+        self,
+        input: Union[str, Sequence[str]],
+        *,
+        model: Optional[str] = None,
+        thread_id: str = "",
+        timeout: float = _DEFAULT_TIMEOUT,
     ) -> EmbedResult:
         """Embeddings of one text or several (one vector per text, in order)."""
         body: Dict[str, Any] = {"input": [input] if isinstance(input, str) else list(input)}
@@ -230,5 +251,7 @@ class Llm:
 
     async def usage(self, *, thread_id: str = "", timeout: float = 30.0) -> Dict[str, Any]:
         """Tokens and cost this agent (and ``thread_id``) spent, with the budgets (0 = unlimited)."""
-        result: Dict[str, Any] = await self._context.invoke("llm.usage", {}, timeout=timeout, thread_id=thread_id)
+        result: Dict[str, Any] = await self._context.invoke(
+            "llm.usage", {}, timeout=timeout, thread_id=thread_id
+        )
         return result

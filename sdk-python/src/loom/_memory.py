@@ -54,7 +54,9 @@ def _ttl_ms(ttl: Optional[float]) -> int:
     if ttl is None:
         return 0
     if ttl <= 0:
-        raise InvalidParamsError(f"A time to live must be positive; got {ttl!r} s. Pass None for no expiry.", path="/ttl_ms")
+        raise InvalidParamsError(
+            f"A time to live must be positive; got {ttl!r} s. Pass None for no expiry.", path="/ttl_ms"
+        )
     return max(1, math.ceil(ttl * 1000))
 
 
@@ -93,10 +95,14 @@ class Memory:
         item = await self.get(key, timeout=timeout)
         return default if item is None else item.json()
 
-    async def set(self, key: str, value: Any, *, ttl: Optional[float] = None, timeout: Optional[float] = None) -> MemoryItem:
+    async def set(
+        self, key: str, value: Any, *, ttl: Optional[float] = None, timeout: Optional[float] = None
+    ) -> MemoryItem:
         """Writes the value (replacing any), expiring after ``ttl`` seconds if given."""
         data = _value_bytes(value)
-        response = await self._run(pb.MemoryRequest(set=pb.MemorySet(key=key, value=data, ttl_ms=_ttl_ms(ttl))), timeout)
+        response = await self._run(
+            pb.MemoryRequest(set=pb.MemorySet(key=key, value=data, ttl_ms=_ttl_ms(ttl))), timeout
+        )
         if response.entries:
             return MemoryItem.from_proto(response.entries[0])
         return MemoryItem(key, data, 0, 0)
@@ -106,7 +112,9 @@ class Memory:
         response = await self._run(pb.MemoryRequest(delete=pb.MemoryDelete(key=key)), timeout)
         return response.found
 
-    async def list(self, prefix: str = "", limit: int = 1000, *, timeout: Optional[float] = None) -> List[MemoryItem]:
+    async def list(
+        self, prefix: str = "", limit: int = 1000, *, timeout: Optional[float] = None
+    ) -> List[MemoryItem]:
         """Entries whose key starts with ``prefix``, in ordinal key order, at most ``limit``."""
         if limit <= 0:
             raise InvalidParamsError(f"limit must be positive; got {limit}.", path="/limit")
@@ -114,10 +122,18 @@ class Memory:
         return [MemoryItem.from_proto(e) for e in response.entries]
 
     async def compare_and_set(
-        self, key: str, expected_version: int, value: Any, *, ttl: Optional[float] = None, timeout: Optional[float] = None
+        self,
+        key: str,
+        expected_version: int,
+        value: Any,
+        *,
+        ttl: Optional[float] = None,
+        timeout: Optional[float] = None,
     ) -> CasResult:
         """Writes only if the key is at ``expected_version`` (0: only if it does not exist)."""
-        op = pb.MemoryCompareAndSet(key=key, expected_version=expected_version, value=_value_bytes(value), ttl_ms=_ttl_ms(ttl))
+        op = pb.MemoryCompareAndSet(
+            key=key, expected_version=expected_version, value=_value_bytes(value), ttl_ms=_ttl_ms(ttl)
+        )
         response = await self._run(pb.MemoryRequest(compare_and_set=op), timeout)
         item = MemoryItem.from_proto(response.entries[0]) if response.entries else None
         return CasResult(response.found, item)

@@ -18,7 +18,9 @@ from ._ids import new_agent_id
 _log = logging.getLogger("loom.runner")
 
 
-async def start_agent(agent: Agent, *, url: Optional[str] = None, config: Optional[Config] = None, **options: Any) -> Connection:
+async def start_agent(
+    agent: Agent, *, url: Optional[str] = None, config: Optional[Config] = None, **options: Any
+) -> Connection:
     """Connects one agent: registers its topics and capabilities, opens the stream and calls
     :meth:`Agent.on_start`. Close the returned connection (``drain()``/``close()``) to stop it."""
     if not isinstance(agent, Agent):
@@ -55,7 +57,13 @@ async def start_agent(agent: Agent, *, url: Optional[str] = None, config: Option
     return connection
 
 
-async def serve(*agents: Agent, url: Optional[str] = None, stop: Optional[asyncio.Event] = None, handle_signals: bool = True, **options: Any) -> None:
+async def serve(
+    *agents: Agent,
+    url: Optional[str] = None,
+    stop: Optional[asyncio.Event] = None,
+    handle_signals: bool = True,
+    **options: Any,
+) -> None:
     """Runs agents until ``stop`` is set or SIGINT/SIGTERM arrives, then stops them cleanly
     (``on_stop``, then ``drain()``: handlers finish, calls finish, writes flush, bounded by
     ``drain_timeout_ms``)."""
@@ -87,7 +95,7 @@ async def serve(*agents: Agent, url: Optional[str] = None, stop: Optional[asynci
 
         async def stop_one(agent: Agent, connection: Connection) -> None:
             try:
-                await asyncio.wait_for(agent.on_stop(connection), connection.config.drain_timeout_ms / 1000.0)
+                await asyncio.wait_for(agent.on_stop(connection), connection.config.drain_timeout)
             except Exception as exc:  # noqa: BLE001
                 _log.error("agent %s: on_stop failed: %s: %s", connection.agent_id, type(exc).__name__, exc)
             await connection.drain()

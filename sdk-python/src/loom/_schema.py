@@ -23,8 +23,10 @@ from ._errors import InvalidParamsError, SchemaError
 try:  # typing.is_typeddict exists from 3.10
     _is_typeddict: Callable[[Any], bool] = typing.is_typeddict
 except AttributeError:  # pragma: no cover
+
     def _is_typeddict(tp: Any) -> bool:
         return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__total__")
+
 
 JsonSchema = Dict[str, Any]
 
@@ -108,7 +110,9 @@ class SchemaBuilder:
                 f"{path}: bytes cannot travel in JSON; take a str (for example base64) instead.", path=path
             )
         if isinstance(tp, typing.TypeVar):
-            raise SchemaError(f"{path}: the type variable {tp} has no schema; use a concrete type.", path=path)
+            raise SchemaError(
+                f"{path}: the type variable {tp} has no schema; use a concrete type.", path=path
+            )
         if isinstance(tp, (str, typing.ForwardRef)):
             raise SchemaError(
                 f"{path}: the annotation {tp!r} could not be resolved; define the type before the function "
@@ -138,19 +142,34 @@ class SchemaBuilder:
             if args == ((),):
                 return {"type": "array", "maxItems": 0}
             prefix = [self.schema(a, f"{path}/prefixItems/{i}") for i, a in enumerate(args)]
-            return {"type": "array", "prefixItems": prefix, "items": False, "minItems": len(args), "maxItems": len(args)}
+            return {
+                "type": "array",
+                "prefixItems": prefix,
+                "items": False,
+                "minItems": len(args),
+                "maxItems": len(args),
+            }
         if origin in _MAPPINGS or tp is dict:
             if args:
                 key, _ = _strip(args[0])
                 if key is not str and not (isinstance(key, type) and issubclass(key, str)):
-                    raise SchemaError(f"{path}: JSON object keys are strings; use dict[str, ...], not dict[{_describe(key)}, ...].", path=path)
-                return {"type": "object", "additionalProperties": self.schema(args[1], path + "/additionalProperties")}
+                    raise SchemaError(
+                        f"{path}: JSON object keys are strings; use dict[str, ...], not "
+                        f"dict[{_describe(key)}, ...].",
+                        path=path,
+                    )
+                return {
+                    "type": "object",
+                    "additionalProperties": self.schema(args[1], path + "/additionalProperties"),
+                }
             return {"type": "object"}
         if isinstance(tp, type) and issubclass(tp, enum.Enum):
             values = [m.value for m in tp]
             for value in values:
                 if not isinstance(value, (str, int, float, bool)) and value is not None:
-                    raise SchemaError(f"{path}: enum {tp.__name__} has a non-JSON value {value!r}.", path=path)
+                    raise SchemaError(
+                        f"{path}: enum {tp.__name__} has a non-JSON value {value!r}.", path=path
+                    )
             return {"title": tp.__name__, "enum": values}
         if _is_pydantic(tp):
             return self._pydantic(tp, path)
@@ -168,10 +187,14 @@ class SchemaBuilder:
 
     def _object(self, tp: type, path: str, hints: Mapping[str, Any], required: Any) -> JsonSchema:
         if tp in self._stack:
-            raise SchemaError(f"{path}: {tp.__name__} refers to itself; recursive types are not supported.", path=path)
+            raise SchemaError(
+                f"{path}: {tp.__name__} refers to itself; recursive types are not supported.", path=path
+            )
         self._stack.append(tp)
         try:
-            props = {name: self.schema(h, f"{path}/properties/{pointer_token(name)}") for name, h in hints.items()}
+            props = {
+                name: self.schema(h, f"{path}/properties/{pointer_token(name)}") for name, h in hints.items()
+            }
         finally:
             self._stack.pop()
         schema: JsonSchema = {"type": "object", "title": tp.__name__, "properties": props}
@@ -186,9 +209,15 @@ class SchemaBuilder:
 
     def _pydantic(self, tp: Any, path: str) -> JsonSchema:
         try:
-            raw = tp.model_json_schema() if hasattr(tp, "model_json_schema") else tp.schema(ref_template="#/$defs/{model}")
+            raw = (
+                tp.model_json_schema()
+                if hasattr(tp, "model_json_schema")
+                else tp.schema(ref_template="#/$defs/{model}")
+            )
         except Exception as exc:  # noqa: BLE001 - surfaced as a schema error
-            raise SchemaError(f"{path}: pydantic could not build the schema of {tp.__name__}: {exc}", path=path) from exc
+            raise SchemaError(
+                f"{path}: pydantic could not build the schema of {tp.__name__}: {exc}", path=path
+            ) from exc
         schema = dict(raw)
         for key in ("$defs", "definitions"):
             nested = schema.pop(key, None)
@@ -212,7 +241,9 @@ def _dataclass_fields(tp: type, path: str) -> Tuple[Dict[str, Any], Set[str]]:
     hints = _hints(tp, path)
     fields = [f for f in dataclasses.fields(tp) if f.init]
     required = {
-        f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     }
     return {f.name: hints.get(f.name, Any) for f in fields}, required
 
@@ -244,7 +275,9 @@ def _fail(path: str, expected: str, value: Any) -> InvalidParamsError:
     shown = json.dumps(value, default=str)
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return InvalidParamsError(f"{path or '(root)'}: expected {expected}, got {_json_type(value)} {shown}.", path=path)
+    return InvalidParamsError(
+        f"{path or '(root)'}: expected {expected}, got {_json_type(value)} {shown}.", path=path
+    )
 
 
 def convert(value: Any, tp: Any, path: str = "") -> Any:
@@ -312,7 +345,11 @@ def convert(value: Any, tp: Any, path: str = "") -> Any:
         if not isinstance(value, list):
             raise _fail(path, "an array", value)
         if not args or (len(args) == 2 and args[1] is Ellipsis):
-            return tuple(convert(v, args[0], f"{path}/{i}") for i, v in enumerate(value)) if args else tuple(value)
+            return (
+                tuple(convert(v, args[0], f"{path}/{i}") for i, v in enumerate(value))
+                if args
+                else tuple(value)
+            )
         if args == ((),):
             args = ()
         if len(value) != len(args):
@@ -353,7 +390,8 @@ def _convert_object(value: Any, path: str, hints: Mapping[str, Any], required: A
     for key in value:
         if key not in hints:
             raise InvalidParamsError(
-                f"{path}/{pointer_token(key)}: unexpected property {key!r}; allowed: {', '.join(hints) or 'none'}.",
+                f"{path}/{pointer_token(key)}: unexpected property {key!r}; allowed: "
+                f"{', '.join(hints) or 'none'}.",
                 path=f"{path}/{pointer_token(key)}",
             )
     out: Dict[str, Any] = {}

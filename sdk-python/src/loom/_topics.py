@@ -14,25 +14,38 @@ MAX_TOKENS = 32
 
 def _check(text: str, what: str, path: str, wildcards: bool) -> None:
     if not isinstance(text, str) or not text:
-        raise InvalidParamsError(f"The {what} is empty; use dot-separated tokens such as 'orders.eu.created'.", path=path)
+        raise InvalidParamsError(
+            f"The {what} is empty; use dot-separated tokens such as 'orders.eu.created'.", path=path
+        )
     if len(text) > MAX_TOPIC_CHARS:
-        raise InvalidParamsError(f"The {what} {text[:40]!r}... has {len(text)} characters; at most {MAX_TOPIC_CHARS}.", path=path)
+        raise InvalidParamsError(
+            f"The {what} {text[:40]!r}... has {len(text)} characters; at most {MAX_TOPIC_CHARS}.", path=path
+        )
     tokens = text.split(".")
     if len(tokens) > MAX_TOKENS:
-        raise InvalidParamsError(f"The {what} {text!r} has {len(tokens)} tokens; at most {MAX_TOKENS}.", path=path)
+        raise InvalidParamsError(
+            f"The {what} {text!r} has {len(tokens)} tokens; at most {MAX_TOKENS}.", path=path
+        )
     for i, token in enumerate(tokens):
         if token == "":
             raise InvalidParamsError(
-                f"The {what} {text!r} has an empty token at position {i + 1}; remove the extra '.'.", path=path
+                f"The {what} {text!r} has an empty token at position {i + 1}; remove the extra '.'.",
+                path=path,
             )
         if wildcards and token == "*":
             continue
         if wildcards and token == ">":
             if i != len(tokens) - 1:
-                raise InvalidParamsError(f"The {what} {text!r} is invalid: '>' may only be the last token.", path=path)
+                raise InvalidParamsError(
+                    f"The {what} {text!r} is invalid: '>' may only be the last token.", path=path
+                )
             continue
         if not _TOKEN.match(token):
-            extra = " ('*' and '>' are wildcards, allowed only in subscription patterns)" if not wildcards and token in ("*", ">") else ""
+            extra = (
+                " ('*' and '>' are wildcards, allowed only in subscription patterns)"
+                if not wildcards and token in ("*", ">")
+                else ""
+            )
             raise InvalidParamsError(
                 f"The {what} {text!r} is invalid: token {token!r} may only use A-Z a-z 0-9 _ - :{extra}"
                 + ("; wildcards '*' and '>' must be whole tokens" if wildcards else "")

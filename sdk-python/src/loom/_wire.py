@@ -101,7 +101,9 @@ def publish_item(
     return b"\x0a" + (_VARINTS[n] if n < 16384 else _varint_slow(n)) + msg
 
 
-def result_item(call_id: str, provider: str, duration_us: int, output_json: Optional[bytes], error: Optional[pb.Error]) -> bytes:
+def result_item(
+    call_id: str, provider: str, duration_us: int, output_json: Optional[bytes], error: Optional[pb.Error]
+) -> bytes:
     """A ``ClientMessage{result}`` frame item."""
     body = _s(b"\x0a", call_id)
     if error is not None:
