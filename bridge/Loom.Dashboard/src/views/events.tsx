@@ -3,6 +3,8 @@ import { openStream, type RecordedEvent, type StreamState } from '../api';
 import { clock, shortId } from '../format';
 
 const MAX_ROWS = 500;
+/** Events arriving between two renders are kept (at most MAX_ROWS) and drawn together, at most every FLUSH_MS. */
+const FLUSH_MS = 250;
 type Filters = { topic: string; agent: string; thread: string; correlation: string };
 const EMPTY: Filters = { topic: '', agent: '', thread: '', correlation: '' };
 
@@ -21,23 +23,46 @@ export function EventsView() {
   useEffect(() => {
     setRows([]);
     setSkipped(0);
+    let active = true;
+    let pending: RecordedEvent[] = [];
+    let missedNow = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const flush = () => {
+      timer = undefined;
+      if (!active) return;
+      const batch = pending.reverse();
+      pending = [];
+      if (batch.length) setRows((r) => [...batch, ...r].slice(0, MAX_ROWS));
+      if (missedNow) {
+        const m = missedNow;
+        missedNow = 0;
+        setMissed((x) => x + m);
+      }
+    };
     const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
-    return openStream(
+    const stop = openStream(
       `v1/stream/events?${query}`,
       (event, data) => {
+        if (!active) return;
         if (event === 'skipped') {
           setSkipped(Number(data));
           return;
         }
         const incoming = event === 'backlog' ? (JSON.parse(data) as { events: RecordedEvent[] }).events : event === 'event' ? [JSON.parse(data) as RecordedEvent] : [];
-        if (pausedRef.current) {
-          setMissed((m) => m + incoming.length);
-          return;
+        if (pausedRef.current) missedNow += incoming.length;
+        else {
+          pending.push(...incoming);
+          if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
         }
-        setRows((r) => [...incoming.reverse(), ...r].slice(0, MAX_ROWS));
+        timer ??= setTimeout(flush, FLUSH_MS);
       },
       setStream,
     );
+    return () => {
+      active = false;
+      clearTimeout(timer);
+      stop();
+    };
   }, [filters]);
 
   const field = (name: keyof Filters, placeholder: string) => (
