@@ -184,9 +184,9 @@ internal static class DashboardBench
                         Add("overview: update latency (agent registered to its row on the page)", "ms", l);
                     }
 
+                    var latencyText = latencies.Count > 0 ? ", update latency " + string.Join(" ", latencies.Select(l => l.ToString("N0", CultureInfo.InvariantCulture))) + " ms" : "";
                     progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"run {run + 1} {view}: page {cpu:N1}% busy ({script:N0} ms/s script), {longTasks.Length} long tasks (longest {longTasks.DefaultIfEmpty(0).Max():N0} ms), answer <= {worstAnswer:N0} ms, click {clickMs:N0} ms, heap {after.Heap / 1048576:N1} MB, SSE {open.StreamBytesPerSecond / 1024:N1} KB/s, bridge {open.CpuPercent:N0}%, {open.EventsPerSecond:N0} events/s"
-                        + (latencies.Count > 0 ? $", update latency {string.Join(" ", latencies.Select(l => l.ToString("N0", CultureInfo.InvariantCulture)))} ms" : "")));
+                        $"run {run + 1} {view}: page {cpu:N1}% busy ({script:N0} ms/s script), {longTasks.Length} long tasks (longest {longTasks.DefaultIfEmpty(0).Max():N0} ms), answer <= {worstAnswer:N0} ms, click {clickMs:N0} ms, heap {after.Heap / 1048576:N1} MB, SSE {open.StreamBytesPerSecond / 1024:N1} KB/s, bridge {open.CpuPercent:N0}%, {open.EventsPerSecond:N0} events/s{latencyText}"));
                 }
 
                 await context.CloseAsync();
