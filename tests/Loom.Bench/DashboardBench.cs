@@ -88,7 +88,18 @@ internal static class DashboardBench
                     request.Subscriptions.Add(new Subscription { Pattern = string.Create(CultureInfo.InvariantCulture, $"load.t{index % topics}"), Qos = QosClass.Batch });
                     request.Metadata["language"] = "dotnet";
                     sessions[index] = new RawSession(grpc, id, () => request, read: true, tally);
-                    await sessions[index].EnsureOpenAsync(stop.Token);
+                    for (var attempt = 1; ; attempt++)
+                    {
+                        try
+                        {
+                            await sessions[index].EnsureOpenAsync(stop.Token);
+                            break;
+                        }
+                        catch (Grpc.Core.RpcException ex) when (attempt < 5 && ex.StatusCode is Grpc.Core.StatusCode.DeadlineExceeded or Grpc.Core.StatusCode.Unavailable)
+                        {
+                            tally.Add("connect/retried");
+                        }
+                    }
                 }
             }));
             progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"dashboard: {agentCount:N0} agents connected in {watch.Elapsed.TotalSeconds:N1} s; publishing at up to {rate:N0} events/s from {publishers} of them over {topics:N0} topics"));
@@ -171,6 +182,7 @@ internal static class DashboardBench
                     var script = (after.Script - before.Script) / elapsed * 1000;
                     Add($"{view}: page main thread busy", "% of a core", cpu);
                     Add($"{view}: page script", "ms/s", script);
+                    Add($"{view}: page style and layout", "ms/s", (after.Layout - before.Layout) / elapsed * 1000);
                     Add($"{view}: long tasks > 50 ms", "per min", longTasks.Length / elapsed * 60);
                     Add($"{view}: longest task", "ms", longTasks.DefaultIfEmpty(0).Max());
                     Add($"{view}: slowest answer to an evaluate", "ms", worstAnswer);
@@ -272,12 +284,12 @@ internal static class DashboardBench
         return registered.Elapsed.TotalMilliseconds;
     }
 
-    private readonly record struct PageMetrics(double Task, double Script, double Heap);
+    private readonly record struct PageMetrics(double Task, double Script, double Heap, double Layout);
 
     private static async Task<PageMetrics> MetricsAsync(ICDPSession cdp)
     {
         var result = await cdp.SendAsync("Performance.getMetrics");
-        double task = 0, script = 0, heap = 0;
+        double task = 0, script = 0, heap = 0, layout = 0;
         foreach (var metric in result!.Value.GetProperty("metrics").EnumerateArray())
         {
             var value = metric.GetProperty("value").GetDouble();
@@ -289,13 +301,16 @@ internal static class DashboardBench
                 case "ScriptDuration":
                     script = value;
                     break;
+                case "LayoutDuration" or "RecalcStyleDuration":
+                    layout += value;
+                    break;
                 case "JSHeapUsedSize":
                     heap = value;
                     break;
             }
         }
 
-        return new PageMetrics(task, script, heap);
+        return new PageMetrics(task, script, heap, layout);
     }
 
     private readonly record struct BridgeSample(double CpuPercent, double EventsPerSecond, double DeliveriesPerSecond, double StreamBytesPerSecond);

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { openStream, type RecordedEvent, type StreamState } from '../api';
 import { clock, shortId } from '../format';
+import { Spacer, useWindow } from '../virtual';
 
 const MAX_ROWS = 500;
 /** Events arriving between two renders are kept (at most MAX_ROWS) and drawn together, at most every FLUSH_MS. */
@@ -65,6 +66,7 @@ export function EventsView() {
     };
   }, [filters]);
 
+  const rowsWindow = useWindow(rows.length);
   const field = (name: keyof Filters, placeholder: string) => (
     <input placeholder={placeholder} value={draft[name]} data-testid={`filter-${name}`} onInput={(e) => setDraft({ ...draft, [name]: (e.target as HTMLInputElement).value })} />
   );
@@ -102,6 +104,7 @@ export function EventsView() {
         </form>
         {stream.error ? <div class="banner error">{stream.error.message}</div> : null}
         {skipped ? <p class="muted small">{skipped} events were not sent to this page (its rate cap); narrow the filters to see them all.</p> : null}
+        <div {...rowsWindow.box}>
         <table data-testid="events">
           <thead>
             <tr>
@@ -114,7 +117,8 @@ export function EventsView() {
             </tr>
           </thead>
           <tbody>
-            {rows.map((e) => (
+            <Spacer height={rowsWindow.padTop} columns={6} />
+            {rows.slice(rowsWindow.first, rowsWindow.last).map((e) => (
               <tr key={e.seq} data-testid="event-row" data-topic={e.topic} class={`${e.error ? 'bad' : ''} ${selected?.seq === e.seq ? 'selected' : ''}`} onClick={() => setSelected(e)}>
                 <td class="mono small">{clock(e.timestamp_unix_ms)}</td>
                 <td>{e.kind === 'call' ? 'call' : (e.headers?.['loom-collab'] ?? 'event')}</td>
@@ -124,8 +128,10 @@ export function EventsView() {
                 <td class="mono small">{shortId(e.correlation_id)}</td>
               </tr>
             ))}
+            <Spacer height={rowsWindow.padBottom} columns={6} />
           </tbody>
         </table>
+        </div>
         {rows.length === 0 ? <p class="muted">No event matches yet.</p> : null}
       </div>
       {selected ? (

@@ -3,6 +3,7 @@ import { openStream, type AgentRow, type Overview, type OverviewPoint, type Stre
 import { Chart } from '../chart';
 import { age, count, rate } from '../format';
 import { usePoll } from './hooks';
+import { Spacer, useWindow } from '../virtual';
 
 const DROP_REASONS = ['QueueFullDropOldest', 'QueueFullDropNewest', 'BlockTimeout', 'TtlExpired', 'HopLimit', 'SlowConsumer', 'MemoryLimit', 'TooLarge'];
 const DROP_COLORS = ['#f2994a', '#eb5757', '#bb6bd9', '#56ccf2', '#f2c94c', '#ff7ab6', '#9b51e0', '#b0b0b0'];
@@ -42,6 +43,7 @@ export function OverviewView() {
   const agents = query ? (search.data?.agents ?? []) : (overview?.agents ?? []);
   const matched = query ? (search.data?.matched ?? 0) : (overview?.agents_total ?? 0);
   const states = overview?.agent_states ?? {};
+  const rowsWindow = useWindow(agents.length);
   const live = Object.entries(states).reduce((n, [state, c]) => (state === 'gone' ? n : n + c), 0);
 
   return (
@@ -73,6 +75,7 @@ export function OverviewView() {
           <h3>Agents</h3>
           <input placeholder="filter agents" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} data-testid="agent-filter" />
         </div>
+        <div {...rowsWindow.box}>
         <table data-testid="agents">
           <thead>
             <tr>
@@ -88,7 +91,8 @@ export function OverviewView() {
             </tr>
           </thead>
           <tbody>
-            {agents.map((a) => (
+            <Spacer height={rowsWindow.padTop} columns={9} />
+            {agents.slice(rowsWindow.first, rowsWindow.last).map((a) => (
               <tr key={a.agent_id} data-testid="agent-row" data-agent={a.name}>
                 <td class="mono">{a.agent_id}</td>
                 <td>{a.name}</td>
@@ -103,8 +107,10 @@ export function OverviewView() {
                 <td class="mono small">{a.topics.join(' ')}</td>
               </tr>
             ))}
+            <Spacer height={rowsWindow.padBottom} columns={9} />
           </tbody>
         </table>
+        </div>
         {matched > agents.length ? (
           <p class="muted" data-testid="agents-more">
             {count(matched - agents.length)} more agents not shown ({Object.entries(states).map(([state, c]) => `${count(c)} ${state}`).join(', ')}); search to find one.
