@@ -248,6 +248,10 @@ public sealed class LoomBridge : IAsyncDisposable
         {
             Internal.Dashboard.DashboardApi.UseStaticPage(app, _options.DashboardRoot ?? Internal.Dashboard.DashboardApi.DefaultRoot);
         }
+        else
+        {
+            Internal.Dashboard.DashboardApi.MapOff(app);
+        }
 
         var protect = _options.Auth != AuthMode.Off;
         if (protect)

@@ -62,9 +62,10 @@ internal static class Program
         var auditLog = Internal.CliOptions.Text("--audit-log", "Append the audit trail (refusals, credential failures, admin actions, registrations) to this JSON-lines file, or 'off'. Default with auth on: .loom/audit.log.", "FILE|off", "the path of a file, or off");
         var dataDir = Internal.CliOptions.Text("--data-dir", "Where durable streams (loom.yaml streams:) and consumer positions are kept. Default: .loom/data beside --config's loom.yaml.", "DIR", "the path of a directory");
         var metricsOpen = Internal.CliOptions.Flag("--metrics-open", "With auth on, serve /metrics without a credential (for a Prometheus that sends none); /v1/* and /mcp stay protected.");
+        var noDashboard = Internal.CliOptions.Flag("--no-dashboard", "Do not serve the web dashboard (/ and its /v1/ views) nor keep its buffers of recent events; loom.yaml: bridge.dashboard: false.");
         var command = new Command("up", "Run a bridge with embedded defaults; prints 'listening grpc=... http=...' when ready.")
         {
-            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey, metricsOpen, insecure, auditLog, dataDir,
+            host, grpcPort, httpPort, heartbeat, logLevel, topicGroups, reflection, config, tlsCert, tlsKey, tlsClientCa, auth, tokenKey, metricsOpen, insecure, auditLog, dataDir, noDashboard,
         };
 
         // Every limit, as --KEY (see docs/operations.md); a value given here wins over --config's.
@@ -109,6 +110,7 @@ internal static class Program
                 MetricsOpen = parse.GetValue(metricsOpen) || file.MetricsOpen,
                 Insecure = parse.GetValue(insecure) || file.Insecure,
                 DataDirectory = FullPath(parse.GetValue(dataDir)) ?? file.DataDirectory,
+                Dashboard = !parse.GetValue(noDashboard) && file.Dashboard,
             };
             // The audit file: --audit-log, else loom.yaml's (see ProjectRunner), else .loom/audit.log here when auth is on.
             options = parse.GetValue(auditLog) is { } audit
@@ -173,7 +175,7 @@ internal static class Program
 
         // The one line tools and tests wait for.
         Console.Out.WriteLine($"listening grpc={bridge.GrpcAddress.ToString().TrimEnd('/')} http={bridge.HttpAddress.ToString().TrimEnd('/')}");
-        Console.Out.WriteLine($"dashboard {bridge.HttpAddress}");
+        Console.Out.WriteLine(options.Dashboard ? $"dashboard {bridge.HttpAddress}" : "dashboard off");
         Console.Out.Flush();
         try
         {

@@ -24,12 +24,15 @@ internal static class Program
           fanout     one publisher to --subscribers N subscriber connections (default 10): events/s delivered
           agents     --agents N connected agents with heartbeats (default 10000): bridge memory per agent
           external   events/s received from an external publisher: --cmd "COMMAND" (see docs/performance.md)
+          dashboard  the dashboard at scale: --agents N raw agents (default 1000) on a bridge in a child process, publishing
+                     up to --rate N events/s (default 100000) over --topics N topics, and the page in chromium (Playwright):
+                     page CPU, long tasks, update latency, SSE bytes/s per view; bridge CPU with the page open and closed
           soak       --minutes N of steady mixed load with one misbehaving client of each kind attached: bridge RSS,
                      drops by reason, p99 latency and errors, a line per interval (bridge in a child process)
           llm        the LLM gateway against a local fake OpenAI-compatible server: overhead per call over a direct
                      HTTP call, cache-hit latency (p50/p99, --calls per mode per run), and 50 identical concurrent
                      calls coalesced vs not (upstream requests, time) (its own in-process bridge)
-          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external, soak and llm only when named)
+          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external, soak, llm and dashboard only when named)
         Options:
           --url URL          bridge gRPC address (default: a bridge in this process; agents: a bridge process)
           --http-url URL     the bridge's HTTP address, for /metrics (agents and soak with --url)
@@ -58,6 +61,10 @@ internal static class Program
           --oversize-every N soak: seconds between oversized forwards, headers and lists (default 5)
           --offenders LIST   soak: which misbehaving clients: all (default), none, or some of
                              stalled,slow,silent,flood,oversize,fill
+          --topics N         dashboard: topics published to, one subscribed by each agent in turn (default 1000)
+          --publishers N     dashboard: agents that publish (default 4)
+          --views LIST       dashboard: views measured in turn (default overview,topology,topics,events)
+          --markers N        dashboard: update-latency markers per run on the overview (default 3)
           --json FILE        also write the results as JSON to FILE ('-' for stdout instead of the table)
         """;
 
@@ -97,7 +104,7 @@ internal static class Program
         };
 
         var scenarios = options.Scenario == "all" ? ["bus", "pubsub", "paced", "rpc", "reqreply", "fanout"] : new[] { options.Scenario };
-        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak" and not "llm");
+        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak" and not "llm" and not "dashboard");
         LoomBridge? bridge = null;
         var url = options.Url;
         if (url is null && needsBridge)
@@ -107,7 +114,7 @@ internal static class Program
             url = bridge.GrpcAddress;
         }
 
-        report.Bridge = options.Url is not null ? options.Url.ToString() : needsBridge ? $"in-process ({url})" : scenarios.Any(s => s is "agents" or "soak") ? "child process (serve-bridge)" : scenarios.Contains("llm") ? "in-process, with an llm: gateway to a local fake provider" : "(none)";
+        report.Bridge = options.Url is not null ? options.Url.ToString() : needsBridge ? $"in-process ({url})" : scenarios.Any(s => s is "agents" or "soak" or "dashboard") ? "child process (serve-bridge)" : scenarios.Contains("llm") ? "in-process, with an llm: gateway to a local fake provider" : "(none)";
         var progress = Console.Error;
         try
         {
@@ -126,6 +133,7 @@ internal static class Program
                     "external" => await ExternalBench.RunAsync(url!, options, progress),
                     "soak" => await Soak.SoakBench.RunAsync(options, progress),
                     "llm" => await LlmBench.RunAsync(options, progress),
+                    "dashboard" => await DashboardBench.RunAsync(options, progress),
                     _ => throw new InvalidOperationException(scenario),
                 };
                 report.Results.AddRange(results);
@@ -243,7 +251,26 @@ internal sealed class BenchOptions
 
     public bool Help { get; private set; }
 
+    public int Topics { get; private set; } = 1000;
+
+    public int Publishers { get; private set; } = 4;
+
+    public int Markers { get; private set; } = 3;
+
+    public IReadOnlyList<string> Views { get; private set; } = ["overview", "topology", "topics", "events"];
+
+    private bool _agentsGiven;
+    private bool _rateGiven;
+    private bool _secondsGiven;
+
     public int RunsOr(int fallback) => Runs ?? fallback;
+
+    /// <summary>--agents when given, else the scenario's own default.</summary>
+    public int AgentsOr(int fallback) => _agentsGiven ? Agents : fallback;
+
+    public int RateOr(int fallback) => _rateGiven ? Rate : fallback;
+
+    public int SecondsOr(int fallback) => _secondsGiven ? Seconds : fallback;
 
     public int EventsOr(int fallback) => Events ?? fallback;
 
@@ -258,7 +285,7 @@ internal sealed class BenchOptions
             Uri Address() => Uri.TryCreate(Next(), UriKind.Absolute, out var url) ? url : throw new ArgumentException($"{arg} needs an absolute http:// address.");
             switch (arg)
             {
-                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "all":
+                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "dashboard" or "all":
                     o.Scenario = arg;
                     break;
                 case "--url":
@@ -284,6 +311,19 @@ internal sealed class BenchOptions
                     break;
                 case "--seconds":
                     o.Seconds = Number();
+                    o._secondsGiven = true;
+                    break;
+                case "--topics":
+                    o.Topics = Number();
+                    break;
+                case "--publishers":
+                    o.Publishers = Number();
+                    break;
+                case "--markers":
+                    o.Markers = Number();
+                    break;
+                case "--views":
+                    o.Views = Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
                     break;
                 case "--calls":
                     o.Calls = Number();
@@ -296,6 +336,7 @@ internal sealed class BenchOptions
                     break;
                 case "--agents":
                     o.Agents = Number();
+                    o._agentsGiven = true;
                     break;
                 case "--heartbeat-ms":
                     o.HeartbeatMs = Number();
@@ -311,6 +352,7 @@ internal sealed class BenchOptions
                     break;
                 case "--rate":
                     o.Rate = Number();
+                    o._rateGiven = true;
                     break;
                 case "--callers":
                     o.Callers = Number();

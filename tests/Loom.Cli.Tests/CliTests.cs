@@ -134,6 +134,41 @@ public sealed partial class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Up_with_no_dashboard_serves_no_page_nor_views_and_says_so_and_loom_yaml_turns_it_off_too()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        await using (var on = CliProcess.Start(_temp, null, "up", "--grpc-port", "0", "--http-port", "0"))
+        {
+            var listening = await on.WaitForLineAsync(@"listening grpc=(\S+) http=(\S+)", TimeSpan.FromSeconds(60));
+            await on.WaitForLineAsync(@"^dashboard http://", TimeSpan.FromSeconds(10));
+            using var overview = await http.GetAsync(listening.Groups[2].Value + "/v1/overview");
+            Assert.Equal(System.Net.HttpStatusCode.OK, overview.StatusCode);
+        }
+
+        var yaml = Path.Combine(_temp, "no-dashboard.yaml");
+        await File.WriteAllTextAsync(yaml, "bridge:\n  dashboard: false\n");
+        foreach (var args in new[] { new[] { "up", "--grpc-port", "0", "--http-port", "0", "--no-dashboard" }, ["up", "--grpc-port", "0", "--http-port", "0", "--config", yaml] })
+        {
+            await using var off = CliProcess.Start(_temp, null, args);
+            var listening = await off.WaitForLineAsync(@"listening grpc=(\S+) http=(\S+)", TimeSpan.FromSeconds(60));
+            await off.WaitForLineAsync(@"^dashboard off$", TimeSpan.FromSeconds(10));
+            var url = listening.Groups[2].Value;
+            using var page = await http.GetAsync(url + "/");
+            Assert.Equal(System.Net.HttpStatusCode.NotFound, page.StatusCode);
+            Assert.Contains("The dashboard is off on this bridge (loom up --no-dashboard, or bridge.dashboard: false in loom.yaml)", await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            foreach (var view in new[] { "/v1/overview", "/v1/topology", "/v1/stream/overview" })
+            {
+                using var response = await http.GetAsync(url + view);
+                Assert.Equal(System.Net.HttpStatusCode.NotFound, response.StatusCode);
+            }
+
+            // The rest of the HTTP surface is there.
+            Assert.Contains("\"ok\"", await http.GetStringAsync(url + "/healthz"), StringComparison.Ordinal);
+            Assert.Contains("loom_", await http.GetStringAsync(url + "/metrics"), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task Up_on_every_interface_prints_a_line_tools_parse_and_warns_with_the_real_address()
     {
         await using var up = CliProcess.Start(_temp, null, "up", "--host", "0.0.0.0", "--insecure", "--grpc-port", "0", "--http-port", "0");

@@ -86,6 +86,16 @@ public sealed class ProjectFileTests
     }
 
     [Fact]
+    public void Dashboard_false_turns_the_dashboard_off_it_is_on_by_default_and_a_bad_value_points_at_its_line()
+    {
+        Assert.False(ProjectRunner.BridgeOptionsFor(Parse("bridge:\n  dashboard: false\nagents:\n  - name: a\n    command: x\n")).Dashboard);
+        Assert.True(ProjectRunner.BridgeOptionsFor(Parse("bridge:\n  dashboard: true\nagents:\n  - name: a\n    command: x\n")).Dashboard);
+        Assert.True(ProjectRunner.BridgeOptionsFor(Parse("agents:\n  - name: a\n    command: x\n")).Dashboard);
+        var ex = Assert.Throws<ProjectFileException>(() => Parse("bridge:\n  dashboard: off\nagents:\n  - name: a\n    command: x\n"));
+        Assert.StartsWith("loom.yaml:2:14: bridge.dashboard", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Permissions_map_onto_the_bridge_options_and_a_bad_pattern_or_operation_points_at_its_line()
     {
         var yaml = "agents:\n  - name: a\n    command: x\npermissions:\n  planner:\n    allow:\n      publish: ['plan.>']\n      memory_read: [planner, shared]\n      collaboration: [gather]\n    deny:\n      publish: ['plan.secret.>']\n  '*':\n    allow: { subscribe: ['announce.>'] }\n";

@@ -22,7 +22,7 @@ internal enum RestartPolicy
 /// The bridge a project runs against: started in-process, or an existing one at <see cref="Url"/>.
 /// <see cref="Limits"/> holds the limits the file sets, by <see cref="BridgeLimit.Key"/>.
 /// </summary>
-internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null, IReadOnlyDictionary<string, long>? Limits = null, BridgeSecuritySpec? Security = null, BridgeAuditSpec? Audit = null);
+internal sealed record BridgeSpec(string? Url, string? HttpUrl, string Host, int GrpcPort, int HttpPort, int HeartbeatMs, IReadOnlyList<string>? MetricTopicGroups = null, bool? GrpcReflection = null, IReadOnlyDictionary<string, long>? Limits = null, BridgeSecuritySpec? Security = null, BridgeAuditSpec? Audit = null, bool? Dashboard = null);
 
 /// <summary>loom.yaml's audit keys: <c>audit_log</c> (a path, or <c>off</c> for no file; absolute), <c>audit_reads</c>.</summary>
 internal sealed record BridgeAuditSpec(string? Log, bool Off, bool Reads);
@@ -493,7 +493,7 @@ internal static partial class ProjectFileLoader
             return new BridgeSpec(null, null, "127.0.0.1", 0, 0, 5000);
         }
 
-        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_key", "metrics_open", "admin_identities", "read_only_identities", "mcp_allowed_hosts", "insecure", "audit_log", "audit_reads", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
+        string[] known = ["url", "http_url", "host", "grpc_port", "http_port", "heartbeat_ms", "metric_topic_groups", "grpc_reflection", "tls_cert", "tls_key", "tls_client_ca", "auth", "token_key", "metrics_open", "admin_identities", "read_only_identities", "mcp_allowed_hosts", "insecure", "audit_log", "audit_reads", "dashboard", .. BridgeLimits.Bridge.Select(l => l.Key), "memory"];
         var b = reader.Keys(reader.Mapping(node, "bridge"), "bridge", known);
         var limits = new Dictionary<string, long>(StringComparer.Ordinal);
         ReadLimits(b, BridgeLimits.Bridge, "", "bridge.");
@@ -526,7 +526,8 @@ internal static partial class ProjectFileLoader
                 b.TryGetValue("read_only_identities", out var readers) ? reader.Strings(readers, "bridge.read_only_identities") : null,
                 b.TryGetValue("mcp_allowed_hosts", out var mcpHosts) ? reader.Strings(mcpHosts, "bridge.mcp_allowed_hosts") : null,
                 b.TryGetValue("insecure", out var insecure) && reader.OneOf(insecure, "bridge.insecure", ["true", "false"]) == "true"),
-            ReadAudit());
+            ReadAudit(),
+            b.TryGetValue("dashboard", out var dashboard) ? reader.OneOf(dashboard, "bridge.dashboard", ["true", "false"]) == "true" : null);
 
         BridgeAuditSpec? ReadAudit()
         {

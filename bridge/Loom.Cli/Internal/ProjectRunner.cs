@@ -163,7 +163,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             sink.Status($"bridge listening grpc=[bold]{grpcUrl}[/] http=[bold]{httpUrl}[/] (logs: {Markup(Path.GetRelativePath(Environment.CurrentDirectory, Path.Combine(logDirectory, "bridge.log")))})");
         }
 
-        sink.Status($"dashboard: [bold]{httpUrl}/[/]" + (_readToken is not null ? " (auth is on: paste a token from `loom token create --agent NAME --read-only`, or --admin to call capabilities)" : ""));
+        sink.Status(project.Bridge.Dashboard == false ? "dashboard: off (bridge.dashboard: false in loom.yaml)" : $"dashboard: [bold]{httpUrl}/[/]" + (_readToken is not null ? " (auth is on: paste a token from `loom token create --agent NAME --read-only`, or --admin to call capabilities)" : ""));
 
         // Where this run's bridge is, for `loom list`, `loom logs` and `loom mcp` run in the project (RunStateFile.Find).
         var state = RunStateFile.Current(project.Directory, grpcUrl, httpUrl, settings.Dev, bridgeStarted: bridge is not null);
@@ -275,6 +275,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             HeartbeatInterval = TimeSpan.FromMilliseconds(project.Bridge.HeartbeatMs),
             EventBus = new Loom.Core.EventBusOptions { MetricTopicGroups = project.Bridge.MetricTopicGroups ?? [] },
             GrpcReflection = project.Bridge.GrpcReflection,
+            Dashboard = project.Bridge.Dashboard ?? true,
             TlsCertificateFile = project.Bridge.Security?.TlsCert,
             TlsKeyFile = project.Bridge.Security?.TlsKey,
             TlsClientCaFile = project.Bridge.Security?.TlsClientCa,

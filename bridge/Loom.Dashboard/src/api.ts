@@ -135,7 +135,10 @@ export interface OverviewPoint {
 }
 
 export interface Overview {
+  /** At most 200 rows (live ones first); agents_total and agent_states count them all. */
   agents: AgentRow[];
+  agents_total: number;
+  agent_states: Record<string, number>;
   point: OverviewPoint;
   events_total: number;
   delivered_total: number;
@@ -143,7 +146,7 @@ export interface Overview {
   errors_total: number;
   drops_total: Record<string, number>;
   queued_bytes: number;
-  feed: { clients: number; clients_dropped: number; sampled_out: number; client_events_skipped: number };
+  feed: { clients: number; clients_dropped: number; sampled_out: number; client_events_skipped: number; stream_bytes: number };
 }
 
 export interface RecordedEvent {
@@ -195,11 +198,14 @@ export interface RateEdge {
   rate: number;
 }
 
+/** Cut on the bridge to the busiest `limit` nodes per column; the rest of a column is one "(N more …)" node. */
 export interface Topology {
   publishes: RateEdge[];
-  subscribes: { agent: string; pattern: string; depth: number }[];
+  subscribes: { topic: string; agent: string; pattern: string; depth: number }[];
   calls: RateEdge[];
   provides: { agent: string; capability: string }[];
+  limit: number;
+  hidden: { publishers: number; topics: number; subscribers: number; callers: number; capabilities: number; providers: number };
 }
 
 export interface TopicView {
@@ -211,6 +217,14 @@ export interface TopicView {
   dropped_total: number;
   dropped: Record<string, number>;
   subscriptions: { agent: string; pattern: string; qos: string; overflow: string; capacity: number; depth: number; dropped_total: number; dropped: Record<string, number> }[];
+  subscriptions_total: number;
+}
+
+export interface TopicList {
+  topics: TopicView[];
+  truncated: boolean;
+  total: number;
+  matched: number;
 }
 
 export interface CapabilityView {

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Loom.Core;
 using Microsoft.AspNetCore.Builder;
@@ -51,6 +52,12 @@ internal static class DashboardApi
         });
     }
 
+    /// <summary>With the dashboard off (<see cref="BridgeOptions.Dashboard"/> false), <c>/</c> says so and how to turn it on.</summary>
+    public static void MapOff(IEndpointRouteBuilder app) =>
+        app.MapGet("/", () => Results.Text(
+            "The dashboard is off on this bridge (loom up --no-dashboard, or bridge.dashboard: false in loom.yaml). Start it without them to see it here; see docs/dashboard.md.\n",
+            "text/plain; charset=utf-8", statusCode: StatusCodes.Status404NotFound));
+
     public static void Map(IEndpointRouteBuilder app, DashboardFeed feed, ActionBroker broker, BridgeOptions options, ILogger logger)
     {
         var group = app.MapGroup("/v1");
@@ -62,8 +69,14 @@ internal static class DashboardApi
         });
         group.MapGet("/overview", () => Results.Text(feed.OverviewJson, "application/json"));
         group.MapGet("/overview/history", () => Results.Json(new HistoryList(feed.History()), DashboardJsonContext.Default.HistoryList));
-        group.MapGet("/topology", () => Results.Json(feed.Topology(), DashboardJsonContext.Default.Topology));
-        group.MapGet("/topics", () => Results.Json(feed.TopicsView(), DashboardJsonContext.Default.TopicList));
+        group.MapGet("/overview/agents", (HttpContext c) =>
+            Limit(c, DashboardFeed.OverviewAgents, 2000, out var limit) ?? Query(c, out var q)
+            ?? Results.Json(feed.AgentsView(q, limit), DashboardJsonContext.Default.AgentList));
+        group.MapGet("/topology", (HttpContext c) =>
+            Limit(c, DashboardFeed.TopologyNodes, 200, out var limit) ?? Results.Json(feed.Topology(limit), DashboardJsonContext.Default.Topology));
+        group.MapGet("/topics", (HttpContext c) =>
+            Limit(c, DashboardFeed.TopicsShown, 2000, out var limit) ?? Query(c, out var q)
+            ?? Results.Json(feed.TopicsView(q, limit), DashboardJsonContext.Default.TopicList));
         group.MapGet("/capabilities/stats", () => Results.Json(feed.CapabilityStats(), DashboardJsonContext.Default.CapabilityStatsList));
         group.MapGet("/threads", () => Results.Json(feed.Threads(), DashboardJsonContext.Default.ThreadList));
         group.MapGet("/threads/{id}", (string id) => feed.Thread(id) is { } t
@@ -108,6 +121,29 @@ internal static class DashboardApi
     private static IResult Error(int status, string code, string message) =>
         Results.Json(new DashboardError(code, message), DashboardJsonContext.Default.DashboardError, statusCode: status);
 
+    /// <summary>The <c>limit</c> query parameter: from 1 to <paramref name="max"/>, <paramref name="fallback"/> when absent; an error otherwise.</summary>
+    internal static IResult? Limit(HttpContext context, int fallback, int max, out int limit)
+    {
+        limit = fallback;
+        if (!context.Request.Query.TryGetValue("limit", out var text))
+        {
+            return null;
+        }
+
+        return int.TryParse(text, out limit) && limit >= 1 && limit <= max
+            ? null
+            : Error(StatusCodes.Status400BadRequest, "INVALID_PARAMS", $"limit '{text}' is not a number from 1 to {max}.");
+    }
+
+    /// <summary>The <c>q</c> query parameter (a search text, at most <see cref="MaxFilterLength"/> characters).</summary>
+    internal static IResult? Query(HttpContext context, out string query)
+    {
+        query = context.Request.Query["q"].ToString().Trim();
+        return query.Length > MaxFilterLength
+            ? Error(StatusCodes.Status400BadRequest, "INVALID_PARAMS", $"The search q is {query.Length} characters; at most {MaxFilterLength} are allowed.")
+            : null;
+    }
+
     internal static IResult? ParseFilter(IQueryCollection query, out EventFilter filter)
     {
         string Get(string key) => query[key].ToString().Trim();
@@ -141,15 +177,11 @@ internal static class DashboardApi
         try
         {
             // What there is already: the charts' history, or the recent events that match.
-            if (overview)
-            {
-                await response.WriteAsync("event: history\ndata: " + JsonSerializer.Serialize(new HistoryList(feed.History()), DashboardJsonContext.Default.HistoryList) + "\n\n", token);
-                await response.WriteAsync("event: overview\ndata: " + feed.OverviewJson + "\n\n", token);
-            }
-            else
-            {
-                await response.WriteAsync("event: backlog\ndata: " + JsonSerializer.Serialize(new EventList(feed.Recent(filter!, 200)), DashboardJsonContext.Default.EventList) + "\n\n", token);
-            }
+            var first = overview
+                ? "event: history\ndata: " + JsonSerializer.Serialize(new HistoryList(feed.History()), DashboardJsonContext.Default.HistoryList) + "\n\nevent: overview\ndata: " + feed.OverviewJson + "\n\n"
+                : "event: backlog\ndata: " + JsonSerializer.Serialize(new EventList(feed.Recent(filter!, 200)), DashboardJsonContext.Default.EventList) + "\n\n";
+            await response.WriteAsync(first, token);
+            feed.Sent(Encoding.UTF8.GetByteCount(first));
 
             await response.Body.FlushAsync(token);
             var reader = client.Reader;
@@ -177,6 +209,7 @@ internal static class DashboardApi
                 while (reader.TryRead(out var message))
                 {
                     await response.WriteAsync(message, token);
+                    feed.Sent(Encoding.UTF8.GetByteCount(message));
                 }
 
                 await response.Body.FlushAsync(token);

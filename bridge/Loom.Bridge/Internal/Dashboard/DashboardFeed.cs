@@ -26,6 +26,16 @@ internal sealed class DashboardFeed : IDisposable
     public const int MaxEdges = 5000;
     public const int MaxGoneAgents = 1000;
     public const int PayloadPreviewBytes = 4096;
+
+    /// <summary>Agent rows in each overview the pages get (the rest are counted, and searched through /v1/overview/agents).</summary>
+    public const int OverviewAgents = 200;
+
+    /// <summary>Nodes per topology column by default (the busiest; the rest folded into one node).</summary>
+    public const int TopologyNodes = 20;
+
+    /// <summary>Topics in the topics view by default (the busiest), and subscriptions listed per topic.</summary>
+    public const int TopicsShown = 100;
+    public const int SubscriptionsPerTopic = 20;
     public static readonly TimeSpan GoneAgentsKept = TimeSpan.FromMinutes(10);
 
     private readonly EventBus _bus;
@@ -58,6 +68,7 @@ internal sealed class DashboardFeed : IDisposable
     private long _clientIds;
     private long _clientsDropped;
     private long _eventsToClientsSkipped;
+    private long _streamBytes;
     private Totals _lastTotals;
     private long _lastTick;
     private string _overviewJson = "{}";
@@ -114,6 +125,11 @@ internal sealed class DashboardFeed : IDisposable
     public long ClientEventsSkipped => Volatile.Read(ref _eventsToClientsSkipped);
 
     public int ClientCount => _clients.Count;
+
+    /// <summary>Bytes written to live-stream (SSE) clients since the bridge started.</summary>
+    public long StreamBytes => Volatile.Read(ref _streamBytes);
+
+    internal void Sent(int bytes) => Interlocked.Add(ref _streamBytes, bytes);
 
     /// <summary>The latest overview (JSON), as the sampler made it.</summary>
     public string OverviewJson => Volatile.Read(ref _overviewJson);
@@ -306,44 +322,106 @@ internal sealed class DashboardFeed : IDisposable
         }
     }
 
-    public Topology Topology()
+    /// <summary>
+    /// The topology cut to the busiest <paramref name="limit"/> nodes of each column: publishers and
+    /// topics by events (rate, then count), subscribers by the kept topics they match, callers and
+    /// capabilities by calls, providers by capabilities kept. Subscriptions are matched to the kept
+    /// topics here, so the page never pairs every topic with every pattern.
+    /// </summary>
+    public Topology Topology(int limit = TopologyNodes)
     {
-        var subscriptions = _bus.Subscriptions
-            .GroupBy(s => (Owner: s.Owner ?? "(bridge)", s.Pattern))
-            .Select(g => new SubscribeEdge(g.Key.Owner, g.Key.Pattern, g.Sum(s => s.Count)))
-            .OrderBy(e => e.Pattern, StringComparer.Ordinal).ThenBy(e => e.Agent, StringComparer.Ordinal)
-            .ToList();
+        var publishes = _publishEdges.Select(kv => new RateEdge(kv.Key.From, kv.Key.To, Volatile.Read(ref kv.Value.Count), kv.Value.Rate)).ToList();
+        var keptPublishers = Busiest(publishes.GroupBy(e => e.From), limit, out var hiddenPublishers);
+        var keptTopics = Busiest(publishes.GroupBy(e => e.To), limit, out var hiddenTopics);
+        var publishEdges = Fold(publishes, keptPublishers, keptTopics, $"({hiddenPublishers} more publishers)", $"({hiddenTopics} more topics)");
+
+        var subscriptions = _bus.Subscriptions.Where(s => s.Owner != "_loom.collab").ToList();
+        var subscribeEdges = new List<SubscribeEdge>();
+        foreach (var topic in keptTopics)
+        {
+            foreach (var sub in subscriptions)
+            {
+                if (Topics.Matches(sub.Pattern, topic))
+                {
+                    subscribeEdges.Add(new SubscribeEdge(topic, sub.Owner ?? "(bridge)", sub.Pattern, sub.Stats.Depth));
+                }
+            }
+        }
+
+        var bySubscriber = subscribeEdges.GroupBy(e => e.Agent).OrderByDescending(g => g.Count()).ThenByDescending(g => g.Sum(e => e.Depth)).ThenBy(g => g.Key, StringComparer.Ordinal).ToList();
+        var keptSubscribers = bySubscriber.Take(limit).Select(g => g.Key).ToHashSet(StringComparer.Ordinal);
+        var hiddenSubscribers = bySubscriber.Count - keptSubscribers.Count;
+        var others = $"({hiddenSubscribers} more subscribers)";
+        var subscribes = subscribeEdges.Where(e => keptSubscribers.Contains(e.Agent))
+            .Concat(subscribeEdges.Where(e => !keptSubscribers.Contains(e.Agent)).GroupBy(e => e.Topic).Select(g => new SubscribeEdge(g.Key, others, $"{g.Count()} subscriptions", g.Sum(e => e.Depth))))
+            .OrderBy(e => e.Topic, StringComparer.Ordinal).ThenBy(e => e.Agent, StringComparer.Ordinal).ToList();
+
+        var calls = _callEdges.Select(kv => new RateEdge(kv.Key.From, kv.Key.To, Volatile.Read(ref kv.Value.Count), kv.Value.Rate)).ToList();
         var providers = _broker.Capabilities
             .SelectMany(c => c.Providers.Select(p => new ProvideEdge(p.Provider.AgentId, c.Name)))
             .Distinct()
             .ToList();
-        return new Topology(
-            _publishEdges.Select(kv => new RateEdge(kv.Key.From, kv.Key.To, Volatile.Read(ref kv.Value.Count), kv.Value.Rate)).OrderBy(e => e.From, StringComparer.Ordinal).ThenBy(e => e.To, StringComparer.Ordinal).ToList(),
-            subscriptions,
-            _callEdges.Select(kv => new RateEdge(kv.Key.From, kv.Key.To, Volatile.Read(ref kv.Value.Count), kv.Value.Rate)).OrderBy(e => e.From, StringComparer.Ordinal).ThenBy(e => e.To, StringComparer.Ordinal).ToList(),
-            providers);
+        var keptCallers = Busiest(calls.GroupBy(e => e.From), limit, out var hiddenCallers);
+        // Capabilities: the called ones by calls, then registered ones never called.
+        var capabilityWeights = calls.GroupBy(e => e.To).Select(g => (Name: g.Key, Rate: g.Sum(e => e.Rate), Count: g.Sum(e => e.Count)))
+            .Concat(providers.Select(p => p.Capability).Distinct().Where(n => !calls.Any(c => c.To == n)).Select(n => (Name: n, Rate: 0.0, Count: 0L)))
+            .OrderByDescending(w => w.Rate).ThenByDescending(w => w.Count).ThenBy(w => w.Name, StringComparer.Ordinal).ToList();
+        var keptCapabilities = capabilityWeights.Take(limit).Select(w => w.Name).ToHashSet(StringComparer.Ordinal);
+        var hiddenCapabilities = capabilityWeights.Count - keptCapabilities.Count;
+        var callEdges = Fold(calls, keptCallers, keptCapabilities, $"({hiddenCallers} more callers)", $"({hiddenCapabilities} more capabilities)");
+        var keptProvides = providers.Where(p => keptCapabilities.Contains(p.Capability)).ToList();
+        var providerNames = keptProvides.GroupBy(p => p.Agent).OrderByDescending(g => g.Count()).ThenBy(g => g.Key, StringComparer.Ordinal).ToList();
+        var keptProviders = providerNames.Take(limit).Select(g => g.Key).ToHashSet(StringComparer.Ordinal);
+        var hiddenProviders = providerNames.Count - keptProviders.Count;
+        var provides = keptProvides.Select(p => keptProviders.Contains(p.Agent) ? p : p with { Agent = $"({hiddenProviders} more providers)" }).Distinct()
+            .OrderBy(p => p.Capability, StringComparer.Ordinal).ThenBy(p => p.Agent, StringComparer.Ordinal).ToList();
+
+        return new Topology(publishEdges, subscribes, callEdges, provides, limit,
+            new HiddenNodes(hiddenPublishers, hiddenTopics, hiddenSubscribers, hiddenCallers, hiddenCapabilities, hiddenProviders));
     }
 
-    public TopicList TopicsView()
+    /// <summary>The keys of the busiest <paramref name="limit"/> groups of edges (by summed rate, then count, then name).</summary>
+    private static HashSet<string> Busiest(IEnumerable<IGrouping<string, RateEdge>> groups, int limit, out int hidden)
+    {
+        var ranked = groups.Select(g => (g.Key, Rate: g.Sum(e => e.Rate), Count: g.Sum(e => e.Count)))
+            .OrderByDescending(g => g.Rate).ThenByDescending(g => g.Count).ThenBy(g => g.Key, StringComparer.Ordinal).ToList();
+        hidden = Math.Max(0, ranked.Count - limit);
+        return ranked.Take(limit).Select(g => g.Key).ToHashSet(StringComparer.Ordinal);
+    }
+
+    /// <summary>Edges between kept nodes as they are; the others summed onto the columns' "(N more …)" nodes.</summary>
+    private static List<RateEdge> Fold(List<RateEdge> edges, HashSet<string> keptFrom, HashSet<string> keptTo, string otherFrom, string otherTo) =>
+        edges.GroupBy(e => (From: keptFrom.Contains(e.From) ? e.From : otherFrom, To: keptTo.Contains(e.To) ? e.To : otherTo))
+            .Select(g => new RateEdge(g.Key.From, g.Key.To, g.Sum(e => e.Count), Math.Round(g.Sum(e => e.Rate), 2)))
+            .OrderBy(e => e.From, StringComparer.Ordinal).ThenBy(e => e.To, StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// The busiest topics (by events published) whose name contains <paramref name="query"/>, at
+    /// most <paramref name="limit"/>, each with at most <see cref="SubscriptionsPerTopic"/> of the
+    /// subscriptions that match it (the deepest queues first). Matching is done for the listed
+    /// topics only.
+    /// </summary>
+    public TopicList TopicsView(string query = "", int limit = TopicsShown)
     {
         var stats = _bus.TopicStats();
+        var matched = (query.Length == 0 ? stats : stats.Where(s => s.Topic.Contains(query, StringComparison.OrdinalIgnoreCase)).ToList())
+            .OrderByDescending(s => s.Published).ThenBy(s => s.Topic, StringComparer.Ordinal).ToList();
         var subscriptions = _bus.Subscriptions.ToList();
-        var topics = new List<TopicView>(Math.Min(stats.Count, 2000));
-        foreach (var s in stats.Take(2000))
+        var topics = new List<TopicView>(Math.Min(matched.Count, limit));
+        foreach (var s in matched.Take(limit))
         {
-            var matching = subscriptions.Where(sub => Topics.Matches(sub.Pattern, s.Topic))
-                .Select(sub =>
-                {
-                    var st = sub.Stats;
-                    return new TopicSubscription(sub.Owner ?? "(bridge)", sub.Pattern, sub.Qos.ToString().ToLowerInvariant(), sub.Overflow.ToString(), sub.Capacity, st.Depth, st.DroppedTotal,
-                        st.Dropped.Where(d => d.Value != 0).ToDictionary(d => d.Key.ToString(), d => d.Value));
-                })
+            var matching = subscriptions.Where(sub => Topics.Matches(sub.Pattern, s.Topic)).Select(sub => (Sub: sub, Stats: sub.Stats)).ToList();
+            var shown = matching
+                .OrderByDescending(m => m.Stats.DroppedTotal).ThenByDescending(m => m.Stats.Depth).ThenBy(m => m.Sub.Owner, StringComparer.Ordinal)
+                .Take(SubscriptionsPerTopic)
+                .Select(m => new TopicSubscription(m.Sub.Owner ?? "(bridge)", m.Sub.Pattern, m.Sub.Qos.ToString().ToLowerInvariant(), m.Sub.Overflow.ToString(), m.Sub.Capacity, m.Stats.Depth, m.Stats.DroppedTotal,
+                    m.Stats.Dropped.Where(d => d.Value != 0).ToDictionary(d => d.Key.ToString(), d => d.Value)))
                 .ToList();
             topics.Add(new TopicView(s.Topic, _bus.Groups.GroupOf(s.Topic), s.Published, s.Delivered, s.NoSubscribers, s.DroppedTotal,
-                s.Dropped.Where(d => d.Value != 0).ToDictionary(d => d.Key.ToString(), d => d.Value), matching));
+                s.Dropped.Where(d => d.Value != 0).ToDictionary(d => d.Key.ToString(), d => d.Value), shown, matching.Count));
         }
 
-        return new TopicList(topics, stats.Count > topics.Count);
+        return new TopicList(topics, matched.Count > topics.Count, stats.Count, matched.Count);
     }
 
     public CapabilityStatsList CapabilityStats() =>
@@ -432,8 +510,15 @@ internal sealed class DashboardFeed : IDisposable
                 }
             }
 
-            var overview = new Overview(Agents(), point, totals.Events, totals.Delivered, totals.Calls, totals.Errors, totals.Drops, _bus.QueuedBytes,
-                new FeedStats(ClientCount, ClientsDropped, SampledOut, ClientEventsSkipped));
+            var agents = Agents();
+            var states = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var a in agents)
+            {
+                states[a.State] = states.GetValueOrDefault(a.State) + 1;
+            }
+
+            var overview = new Overview(agents.Count > OverviewAgents ? agents.GetRange(0, OverviewAgents) : agents, agents.Count, states, point, totals.Events, totals.Delivered, totals.Calls, totals.Errors, totals.Drops, _bus.QueuedBytes,
+                new FeedStats(ClientCount, ClientsDropped, SampledOut, ClientEventsSkipped, StreamBytes));
             var json = JsonSerializer.Serialize(overview, DashboardJsonContext.Default.Overview);
             Volatile.Write(ref _overviewJson, json);
             foreach (var client in _clients.Values)
@@ -453,6 +538,17 @@ internal sealed class DashboardFeed : IDisposable
         {
             return [.. _history];
         }
+    }
+
+    /// <summary>Agents whose id, name, language, SDK or state contains <paramref name="query"/> (any case), at most <paramref name="limit"/>.</summary>
+    public AgentList AgentsView(string query, int limit)
+    {
+        var all = Agents();
+        var matched = query.Length == 0 ? all : all.Where(a =>
+            a.AgentId.Contains(query, StringComparison.OrdinalIgnoreCase) || a.Name.Contains(query, StringComparison.OrdinalIgnoreCase)
+            || a.Language.Contains(query, StringComparison.OrdinalIgnoreCase) || a.Sdk.Contains(query, StringComparison.OrdinalIgnoreCase)
+            || a.State.Contains(query, StringComparison.OrdinalIgnoreCase)).ToList();
+        return new AgentList(matched.Take(limit).ToList(), all.Count, matched.Count);
     }
 
     private List<AgentRow> Agents()

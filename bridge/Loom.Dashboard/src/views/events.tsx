@@ -1,8 +1,11 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { openStream, type RecordedEvent, type StreamState } from '../api';
 import { clock, shortId } from '../format';
+import { Spacer, useWindow } from '../virtual';
 
 const MAX_ROWS = 500;
+/** Events arriving between two renders are kept (at most MAX_ROWS) and drawn together, at most every FLUSH_MS. */
+const FLUSH_MS = 250;
 type Filters = { topic: string; agent: string; thread: string; correlation: string };
 const EMPTY: Filters = { topic: '', agent: '', thread: '', correlation: '' };
 
@@ -21,25 +24,49 @@ export function EventsView() {
   useEffect(() => {
     setRows([]);
     setSkipped(0);
+    let active = true;
+    let pending: RecordedEvent[] = [];
+    let missedNow = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const flush = () => {
+      timer = undefined;
+      if (!active) return;
+      const batch = pending.reverse();
+      pending = [];
+      if (batch.length) setRows((r) => [...batch, ...r].slice(0, MAX_ROWS));
+      if (missedNow) {
+        const m = missedNow;
+        missedNow = 0;
+        setMissed((x) => x + m);
+      }
+    };
     const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
-    return openStream(
+    const stop = openStream(
       `v1/stream/events?${query}`,
       (event, data) => {
+        if (!active) return;
         if (event === 'skipped') {
           setSkipped(Number(data));
           return;
         }
         const incoming = event === 'backlog' ? (JSON.parse(data) as { events: RecordedEvent[] }).events : event === 'event' ? [JSON.parse(data) as RecordedEvent] : [];
-        if (pausedRef.current) {
-          setMissed((m) => m + incoming.length);
-          return;
+        if (pausedRef.current) missedNow += incoming.length;
+        else {
+          pending.push(...incoming);
+          if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
         }
-        setRows((r) => [...incoming.reverse(), ...r].slice(0, MAX_ROWS));
+        timer ??= setTimeout(flush, FLUSH_MS);
       },
       setStream,
     );
+    return () => {
+      active = false;
+      clearTimeout(timer);
+      stop();
+    };
   }, [filters]);
 
+  const rowsWindow = useWindow(rows.length);
   const field = (name: keyof Filters, placeholder: string) => (
     <input placeholder={placeholder} value={draft[name]} data-testid={`filter-${name}`} onInput={(e) => setDraft({ ...draft, [name]: (e.target as HTMLInputElement).value })} />
   );
@@ -77,6 +104,7 @@ export function EventsView() {
         </form>
         {stream.error ? <div class="banner error">{stream.error.message}</div> : null}
         {skipped ? <p class="muted small">{skipped} events were not sent to this page (its rate cap); narrow the filters to see them all.</p> : null}
+        <div {...rowsWindow.box}>
         <table data-testid="events">
           <thead>
             <tr>
@@ -89,7 +117,8 @@ export function EventsView() {
             </tr>
           </thead>
           <tbody>
-            {rows.map((e) => (
+            <Spacer height={rowsWindow.padTop} columns={6} />
+            {rows.slice(rowsWindow.first, rowsWindow.last).map((e) => (
               <tr key={e.seq} data-testid="event-row" data-topic={e.topic} class={`${e.error ? 'bad' : ''} ${selected?.seq === e.seq ? 'selected' : ''}`} onClick={() => setSelected(e)}>
                 <td class="mono small">{clock(e.timestamp_unix_ms)}</td>
                 <td>{e.kind === 'call' ? 'call' : (e.headers?.['loom-collab'] ?? 'event')}</td>
@@ -99,8 +128,10 @@ export function EventsView() {
                 <td class="mono small">{shortId(e.correlation_id)}</td>
               </tr>
             ))}
+            <Spacer height={rowsWindow.padBottom} columns={6} />
           </tbody>
         </table>
+        </div>
         {rows.length === 0 ? <p class="muted">No event matches yet.</p> : null}
       </div>
       {selected ? (

@@ -1,7 +1,9 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { openStream, type Overview, type OverviewPoint, type StreamState } from '../api';
+import { openStream, type AgentRow, type Overview, type OverviewPoint, type StreamState } from '../api';
 import { Chart } from '../chart';
 import { age, count, rate } from '../format';
+import { usePoll } from './hooks';
+import { Spacer, useWindow } from '../virtual';
 
 const DROP_REASONS = ['QueueFullDropOldest', 'QueueFullDropNewest', 'BlockTimeout', 'TtlExpired', 'HopLimit', 'SlowConsumer', 'MemoryLimit', 'TooLarge'];
 const DROP_COLORS = ['#f2994a', '#eb5757', '#bb6bd9', '#56ccf2', '#f2c94c', '#ff7ab6', '#9b51e0', '#b0b0b0'];
@@ -35,8 +37,14 @@ export function OverviewView() {
   const calls = useMemo(() => [x, points.map((p) => p.calls), points.map((p) => p.errors)] as [number[], ...number[][]], [points]);
   const drops = useMemo(() => [x, ...DROP_REASONS.map((r) => points.map((p) => p.drops[r] ?? 0))] as [number[], ...number[][]], [points]);
   const last = points[points.length - 1];
-  const agents = (overview?.agents ?? []).filter((a) => !filter || `${a.agent_id} ${a.name} ${a.language} ${a.state}`.toLowerCase().includes(filter.toLowerCase()));
-  const live = overview?.agents.filter((a) => a.state !== 'gone').length ?? 0;
+  // The bridge sends at most 200 agent rows a second (and counts the rest); a search runs on the bridge.
+  const query = filter.trim();
+  const search = usePoll<{ agents: AgentRow[]; total: number; matched: number }>(query ? `v1/overview/agents?q=${encodeURIComponent(query)}` : null, 2000);
+  const agents = query ? (search.data?.agents ?? []) : (overview?.agents ?? []);
+  const matched = query ? (search.data?.matched ?? 0) : (overview?.agents_total ?? 0);
+  const states = overview?.agent_states ?? {};
+  const rowsWindow = useWindow(agents.length);
+  const live = Object.entries(states).reduce((n, [state, c]) => (state === 'gone' ? n : n + c), 0);
 
   return (
     <section data-testid="view-overview">
@@ -67,6 +75,7 @@ export function OverviewView() {
           <h3>Agents</h3>
           <input placeholder="filter agents" value={filter} onInput={(e) => setFilter((e.target as HTMLInputElement).value)} data-testid="agent-filter" />
         </div>
+        <div {...rowsWindow.box}>
         <table data-testid="agents">
           <thead>
             <tr>
@@ -82,7 +91,8 @@ export function OverviewView() {
             </tr>
           </thead>
           <tbody>
-            {agents.slice(0, 500).map((a) => (
+            <Spacer height={rowsWindow.padTop} columns={9} />
+            {agents.slice(rowsWindow.first, rowsWindow.last).map((a) => (
               <tr key={a.agent_id} data-testid="agent-row" data-agent={a.name}>
                 <td class="mono">{a.agent_id}</td>
                 <td>{a.name}</td>
@@ -97,9 +107,15 @@ export function OverviewView() {
                 <td class="mono small">{a.topics.join(' ')}</td>
               </tr>
             ))}
+            <Spacer height={rowsWindow.padBottom} columns={9} />
           </tbody>
         </table>
-        {agents.length > 500 ? <p class="muted">{agents.length - 500} more agents not shown; filter to find one.</p> : null}
+        </div>
+        {matched > agents.length ? (
+          <p class="muted" data-testid="agents-more">
+            {count(matched - agents.length)} more agents not shown ({Object.entries(states).map(([state, c]) => `${count(c)} ${state}`).join(', ')}); search to find one.
+          </p>
+        ) : null}
         {overview && overview.agents.length === 0 ? <p class="muted">No agent has connected yet.</p> : null}
       </div>
     </section>

@@ -1,6 +1,6 @@
 import { Fragment } from 'preact';
 import { useState } from 'preact/hooks';
-import type { TopicView } from '../api';
+import type { TopicList } from '../api';
 import { count } from '../format';
 import { usePoll } from './hooks';
 
@@ -11,11 +11,13 @@ function drops(d: Record<string, number>): string {
 }
 
 export function TopicsView() {
-  const { data, error } = usePoll<{ topics: TopicView[]; truncated: boolean }>('v1/topics', 2000);
+  // The bridge lists the busiest 100 topics matching the search (and up to 20 subscriptions each).
   const [filter, setFilter] = useState('');
+  const query = filter.trim();
+  const { data, error } = usePoll<TopicList>(query ? `v1/topics?q=${encodeURIComponent(query)}` : 'v1/topics', 2000);
   if (error) return <div class="banner error">{error.message}</div>;
   if (!data) return <p class="muted">Loading…</p>;
-  const topics = data.topics.filter((t) => !filter || t.topic.includes(filter));
+  const topics = data.topics;
   return (
     <section data-testid="view-topics" class="card">
       <div class="row">
@@ -58,11 +60,22 @@ export function TopicsView() {
                   <td class={`small ${s.dropped_total ? 'bad' : ''}`}>{s.dropped_total ? `${count(s.dropped_total)} by ${s.overflow} (${drops(s.dropped)})` : ''}</td>
                 </tr>
               ))}
+              {t.subscriptions_total > t.subscriptions.length ? (
+                <tr class="sub-row">
+                  <td class="muted small indent" colSpan={6}>
+                    ↳ {count(t.subscriptions_total - t.subscriptions.length)} more subscriptions
+                  </td>
+                </tr>
+              ) : null}
             </Fragment>
           ))}
         </tbody>
       </table>
-      {data.truncated ? <p class="muted">Only the first 2,000 topics are listed.</p> : null}
+      {data.truncated ? (
+        <p class="muted" data-testid="topics-more">
+          The {topics.length} busiest of {count(data.matched)} {query ? 'matching ' : ''}topics are listed ({count(data.total)} in all); search to find others.
+        </p>
+      ) : null}
       {topics.length === 0 ? <p class="muted">No topic yet.</p> : null}
     </section>
   );

@@ -2,16 +2,6 @@ import type { Topology } from '../api';
 import { rate } from '../format';
 import { usePoll } from './hooks';
 
-function matches(pattern: string, topic: string): boolean {
-  const p = pattern.split('.');
-  const t = topic.split('.');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] === '>') return t.length > i;
-    if (i >= t.length || (p[i] !== '*' && p[i] !== t[i])) return false;
-  }
-  return p.length === t.length;
-}
-
 interface Edge {
   from: string;
   to: string;
@@ -71,18 +61,19 @@ function Flow(props: { columns: [string, string[]][]; edges: [Edge[], Edge[]]; t
 }
 
 export function TopologyView() {
+  // The bridge keeps the busiest nodes of each column and folds the rest into "(N more …)" nodes.
   const { data, error } = usePoll<Topology>('v1/topology', 2000);
   if (error) return <div class="banner error">{error.message}</div>;
   if (!data) return <p class="muted">Loading…</p>;
   const topics = [...new Set(data.publishes.map((p) => p.to))].sort();
   const publishers = [...new Set(data.publishes.map((p) => p.from))].sort();
-  const subs = data.subscribes.filter((s) => s.agent !== '_loom.collab');
-  const subscribeEdges: Edge[] = [];
-  for (const t of topics) for (const s of subs) if (matches(s.pattern, t)) subscribeEdges.push({ from: t, to: s.agent, label: s.depth ? `queued ${s.depth}` : undefined });
+  const subscribeEdges: Edge[] = data.subscribes.map((s) => ({ from: s.topic, to: s.agent, label: s.depth ? `queued ${s.depth}` : undefined }));
   const subscribers = [...new Set(subscribeEdges.map((e) => e.to))].sort();
   const capabilities = [...new Set([...data.calls.map((c) => c.to), ...data.provides.map((p) => p.capability)])].sort();
   const callers = [...new Set(data.calls.map((c) => c.from))].sort();
   const providers = [...new Set(data.provides.map((p) => p.agent))].sort();
+  const hidden = data.hidden;
+  const cut = hidden.publishers + hidden.topics + hidden.subscribers + hidden.callers + hidden.capabilities + hidden.providers > 0;
   return (
     <section data-testid="view-topology">
       <div class="card">
@@ -100,7 +91,10 @@ export function TopologyView() {
             edges={[data.publishes.map((p) => ({ from: p.from, to: p.to, label: `${rate(p.rate)} (${p.count})` })), subscribeEdges]}
           />
         )}
-        <p class="muted small">Rates are over the last second; counts since the bridge started. Subscribers are drawn for every pattern that matches a topic seen.</p>
+        <p class="muted small">
+          Rates are over the last second; counts since the bridge started. Subscribers are drawn for every pattern that matches a topic shown.
+          {cut ? ` Only the ${data.limit} busiest nodes of each column are drawn; the rest are summed into the "(N more …)" nodes.` : ''}
+        </p>
       </div>
       <div class="card">
         <h3>Calls: callers → capabilities → providers</h3>
