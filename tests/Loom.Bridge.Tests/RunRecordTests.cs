@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Google.Protobuf;
+using Loom.Core;
 using Loom.Protocol.V1;
 using Loom.Sdk;
 using Loom.Tests;
@@ -50,7 +51,7 @@ public sealed class RunRecordTests : IDisposable
 
         using var response = await http.SendAsync(request);
         var text = await response.Content.ReadAsStringAsync();
-        using var document = JsonDocument.Parse(text.Length == 0 ? "null" : text);
+        using var document = JsonDocument.Parse(text.StartsWith('{') ? text : "null");
         return (response.StatusCode, document.RootElement.Clone());
     }
 
@@ -123,7 +124,7 @@ public sealed class RunRecordTests : IDisposable
 
         var report = steps[3];
         Assert.True(report.GetProperty("payload_truncated").GetBoolean());
-        Assert.Equal(5000 + 29, report.GetProperty("payload_bytes").GetInt32());
+        Assert.Equal(5000 + 27, report.GetProperty("payload_bytes").GetInt32());
         Assert.Equal(new RunsOptions().PreviewBytes, report.GetProperty("payload").GetString()!.Length);
 
         Assert.Equal(2, thread.GetProperty("events").GetInt32());
@@ -187,26 +188,44 @@ public sealed class RunRecordTests : IDisposable
             Assert.True(bridge.Runs!.Persistent);
             await using var agent = await ConnectAsync(bridge, "writer");
             using var timeout = new CancellationTokenSource(Deadline);
-            for (var i = 0; i < 120; i++)
+            for (var i = 0; i < 20; i++)
             {
-                await agent.PublishAsync(Event("work.step", i < 100 ? "t-old" : "t-new", $$"""{"i":{{i}}}"""), timeout.Token);
+                await agent.PublishAsync(Event("work.step", "t-kept", $$"""{"i":{{i}}}"""), timeout.Token);
             }
 
-            await ThreadAsync(bridge, "t-new", 20);
+            await ThreadAsync(bridge, "t-kept", 20);
         }
 
         Assert.True(Directory.EnumerateFiles(Path.Combine(_temp, "runs"), "*.log").Any(), "segments under {data_dir}/runs");
         await using var again = await StartAsync(options);
-        var thread = await ThreadAsync(again, "t-new", 20);
-        Assert.Equal(Enumerable.Range(100, 20), thread.GetProperty("steps").EnumerateArray().Select(s => JsonDocument.Parse(s.GetProperty("payload").GetString()!).RootElement.GetProperty("i").GetInt32()));
+        var thread = await ThreadAsync(again, "t-kept", 20);
+        Assert.Equal(Enumerable.Range(0, 20), Numbers(thread));
 
-        // At most 50 steps are kept: t-old lost its first ones (whole segments go), and says so.
-        var old = await ThreadAsync(again, "t-old", 1);
-        var kept = old.GetProperty("steps").EnumerateArray().Select(s => JsonDocument.Parse(s.GetProperty("payload").GetString()!).RootElement.GetProperty("i").GetInt32()).ToList();
-        Assert.True(kept.Count < 100 && kept.Count >= 30, $"{kept.Count} of t-old's 100 steps kept");
-        Assert.Equal(99, kept[^1]);
-        Assert.True(old.GetProperty("truncated").GetBoolean());
+        // At most 50 steps are kept (whole segments go): 200 more steps on another thread push t-kept out.
+        await using var writer = await ConnectAsync(again, "writer");
+        using var more = new CancellationTokenSource(Deadline);
+        for (var chunk = 0; chunk < 10; chunk++)
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                await writer.PublishAsync(Event("work.step", "t-new", $$"""{"i":{{chunk * 20 + i}}}"""), more.Token);
+            }
+
+            await Poll.UntilAsync(() => again.Runs!.Recorded >= (chunk + 1) * 20, Deadline, $"chunk {chunk} written");
+        }
+
+        await Poll.UntilAsync(async () => (await GetAsync(again, "/v1/threads/t-kept")).Status == HttpStatusCode.NotFound, Deadline, "t-kept removed by retention");
+        var (_, list) = await GetAsync(again, "/v1/threads");
+        Assert.Equal(["t-new"], list.GetProperty("threads").EnumerateArray().Select(t => t.GetProperty("id").GetString()));
+        var latest = await ThreadAsync(again, "t-new", 1);
+        var kept = Numbers(latest);
+        Assert.True(kept.Count is >= 50 and < 200, $"{kept.Count} of t-new's 200 steps kept");
+        Assert.Equal(199, kept[^1]);
+        Assert.True(latest.GetProperty("truncated").GetBoolean(), "a thread that lost steps to retention says so");
     }
+
+    private static List<int> Numbers(JsonElement thread) =>
+        thread.GetProperty("steps").EnumerateArray().Select(s => JsonDocument.Parse(s.GetProperty("payload").GetString()!).RootElement.GetProperty("i").GetInt32()).ToList();
 
     [Fact]
     public async Task A_full_queue_drops_steps_without_blocking_the_publisher_and_counts_them()
