@@ -152,7 +152,7 @@ public sealed class DashboardTests(DashboardFixture f)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await using var gatherer = await Loom.Sdk.LoomConnection.ConnectAsync(f.Bridge.GrpcAddress, new Loom.Sdk.LoomConnectionOptions { Name = "gatherer" }, cancellationToken: timeout.Token);
-        var result = await Loom.Sdk.Collaboration.GatherAsync(gatherer, new GatherRequest
+        var result = await Loom.Sdk.CollaborationExtensions.GatherAsync(gatherer, new GatherRequest
         {
             ThreadId = "t-dash-gather",
             Capability = "math.add",
