@@ -69,7 +69,9 @@ function kindOf(m: RunStep): string {
     const kind = m.payload && m.content_type.includes('json') ? (JSON.parse(m.payload) as { kind?: unknown }).kind : undefined;
     if (typeof kind === 'string') return kind;
   } catch {
-    /* not JSON: no kind */
+    // A preview cut at the run records' preview_bytes is not whole JSON: its "kind" may still be there.
+    const found = m.payload ? /"kind"\s*:\s*"([^"]{1,40})"/.exec(m.payload) : null;
+    if (found) return found[1];
   }
   return m.correlation_id ? 'reply' : 'event';
 }
