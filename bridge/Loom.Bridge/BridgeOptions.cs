@@ -123,6 +123,9 @@ public sealed record BridgeOptions
     /// <summary>Where durable streams and consumer positions are kept (<c>--data-dir</c>); needed when <see cref="Streams"/> is not empty. Default none.</summary>
     public string? DataDirectory { get; init; }
 
+    /// <summary>Run records of threads (loom.yaml <c>runs:</c>): on by default, under <see cref="DataDirectory"/> when there is one, else in memory.</summary>
+    public RunsOptions Runs { get; init; } = new();
+
     /// <summary>ActionBroker settings (timeouts, routing default).</summary>
     public ActionBrokerOptions Actions { get; init; } = new();
 
@@ -285,6 +288,7 @@ public sealed record BridgeOptions
         Nested("EventBus", EventBus.Validate);
         Nested("Memory", Memory.Validate);
         StreamConfig.ValidateAll(Streams, DataDirectory);
+        Runs.Validate();
 
         static void Check(bool bad, string name, string message)
         {

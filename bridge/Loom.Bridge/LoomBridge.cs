@@ -70,6 +70,11 @@ public sealed class LoomBridge : IAsyncDisposable
 
     private Internal.Streams.StreamHost? _streams;
 
+    private Internal.Runs.RunRecorder? _runs;
+
+    /// <summary>The run records (null when off or before the start), for tests.</summary>
+    internal Internal.Runs.RunRecorder? Runs => _runs;
+
     /// <summary>grpc.health.v1: the server as a whole ("") and each Loom service; NOT_SERVING from the start of shutdown.</summary>
     private readonly HealthServiceImpl _health = new();
 
@@ -229,6 +234,12 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         _streams = Internal.Streams.StreamHost.Open(_options, Bus, Time, loggerFactory.CreateLogger("Loom.Streams"));
+        _runs = Internal.Runs.RunRecorder.Open(_options, Bus, Broker, Time, loggerFactory.CreateLogger("Loom.Runs"));
+        if (_runs is not null)
+        {
+            _telemetry.ObserveRuns(_runs);
+        }
+
         _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge) { Audit = audit, Streams = _streams };
         _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
         _coordinator = Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>());
@@ -275,6 +286,7 @@ public sealed class LoomBridge : IAsyncDisposable
         }
 
         Internal.Streams.StreamsApi.Map(app, () => _streams, _options);
+        Internal.Runs.RunsApi.Map(app, () => _runs, _options);
         var metrics = app.MapGet("/metrics", _telemetry.Exporter.ServeAsync);
         if (protect && !_options.MetricsOpen)
         {
@@ -417,6 +429,11 @@ public sealed class LoomBridge : IAsyncDisposable
     {
         await StopAsync();
         _sessions?.Dispose();
+        if (_runs is not null)
+        {
+            await _runs.DisposeAsync();
+        }
+
         if (_streams is not null)
         {
             await _streams.DisposeAsync();

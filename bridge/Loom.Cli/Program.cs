@@ -29,6 +29,7 @@ internal static class Program
         root.Subcommands.Add(Commands.RunCommand.Create(dev: true));
         root.Subcommands.Add(Commands.ListCommand.Create());
         root.Subcommands.Add(Commands.LogsCommand.Create());
+        root.Subcommands.Add(Commands.InspectCommand.Create());
         root.Subcommands.Add(Commands.NewCommand.Create());
         root.Subcommands.Add(Commands.BenchCommand.Create());
         root.Subcommands.Add(McpCommand.Create());

@@ -18,6 +18,7 @@ public sealed class OptionTests : IDisposable
     private static readonly Dictionary<string, string[]> Positionals = new(StringComparer.Ordinal)
     {
         ["new"] = ["python", "probe"],
+        ["inspect"] = ["t-probe"],
     };
 
     private readonly string _temp = Directory.CreateTempSubdirectory("loom-options-").FullName;
@@ -118,7 +119,7 @@ public sealed class OptionTests : IDisposable
     {
         var (code, output) = await CliProcess.RunAsync(_temp, TimeSpan.FromSeconds(60), null, "lsit");
         Assert.Equal(2, code);
-        Assert.Equal("[stderr] loom: unknown command 'lsit' (one of up, run, dev, list, logs, new, bench, mcp, certs, token, pack) (see 'loom --help')", output.Trim());
+        Assert.Equal("[stderr] loom: unknown command 'lsit' (one of up, run, dev, list, logs, inspect, new, bench, mcp, certs, token, pack) (see 'loom --help')", output.Trim());
     }
 
     [Theory]

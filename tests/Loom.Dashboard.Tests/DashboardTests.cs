@@ -147,6 +147,32 @@ public sealed class DashboardTests(DashboardFixture f)
         Assert.True(fcp < 10_000, record);
     }
 
+    [Fact]
+    public async Task A_gather_on_a_thread_is_drawn_from_the_run_records_with_its_operations_as_marks()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await using var gatherer = await Loom.Sdk.LoomConnection.ConnectAsync(f.Bridge.GrpcAddress, new Loom.Sdk.LoomConnectionOptions { Name = "gatherer" }, cancellationToken: timeout.Token);
+        var result = await Loom.Sdk.CollaborationExtensions.GatherAsync(gatherer, new GatherRequest
+        {
+            ThreadId = "t-dash-gather",
+            Capability = "math.add",
+            Payload = ByteString.CopyFromUtf8("{\"a\":1,\"b\":2}"),
+            Strategy = JoinStrategy.All,
+            TimeoutMs = 20_000,
+        }, timeout.Token);
+        Assert.Equal(["calc"], result.Answered);
+
+        var page = await f.NewPageAsync();
+        await page.GotoAsync(f.Url + "#/threads/t-dash-gather");
+        await Expect(page.Locator("[data-testid=thread-row][data-thread=t-dash-gather]")).ToBeVisibleAsync();
+        var lanes = page.GetByTestId("swimlanes");
+        await Expect(lanes.Locator("[data-testid=mark][data-operation=gather][data-kind=started]")).ToHaveCountAsync(1);
+        await Expect(lanes.Locator("[data-testid=mark][data-operation=gather][data-kind=completed]")).ToHaveCountAsync(1);
+        await Expect(lanes.Locator("[data-testid=mark][data-kind=call][data-capability='math.add']")).ToHaveCountAsync(1);
+        await Expect(lanes.Locator("[data-testid=lane][data-agent=calc]")).ToHaveCountAsync(1);
+        await DashboardFixture.ScreenshotAsync(page, "threads-gather");
+    }
+
     private async Task PublishAsync(string topic, string thread)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));

@@ -84,7 +84,8 @@ internal sealed record ProjectFile(
     IReadOnlyDictionary<string, Loom.Bridge.IdentityPermissions>? Permissions = null,
     Loom.Llm.LlmOptions? Llm = null,
     IReadOnlyList<Loom.Bridge.StreamConfig>? Streams = null,
-    string? DataDir = null);
+    string? DataDir = null,
+    Loom.Bridge.RunsOptions? Runs = null);
 
 /// <summary>A <c>loom.yaml</c> that cannot be used: names the file, line, column and field, and says what to fix.</summary>
 internal sealed class ProjectFileException : Exception
@@ -202,7 +203,7 @@ internal static partial class ProjectFileLoader
             throw reader.Error(node, "", "the file must be a mapping with at least 'agents:'");
         }
 
-        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions", "llm", "streams", "data_dir");
+        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions", "llm", "streams", "data_dir", "runs");
         var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
         var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
         var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"), directory);
@@ -305,7 +306,33 @@ internal static partial class ProjectFileLoader
         var llm = top.TryGetValue("llm", out var llmNode) ? ReadLlm(reader, llmNode) : null;
         var streams = top.TryGetValue("streams", out var streamsNode) ? ReadStreams(reader, streamsNode) : null;
         var dataDir = top.TryGetValue("data_dir", out var dataDirNode) ? System.IO.Path.GetFullPath(reader.String(dataDirNode, "data_dir"), directory) : null;
-        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions, llm, streams, dataDir);
+        var runs = top.TryGetValue("runs", out var runsNode) ? ReadRuns(reader, runsNode) : null;
+        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions, llm, streams, dataDir, runs);
+    }
+
+    /// <summary>
+    /// <c>runs: { enabled, max_age, max_bytes, max_steps, memory_max_bytes, max_threads, max_steps_per_thread, queue_capacity, preview_bytes, fsync }</c>
+    /// (docs/durability.md, run records); what is not given keeps its default.
+    /// </summary>
+    private static Loom.Bridge.RunsOptions ReadRuns(Reader reader, YamlNode node)
+    {
+        var r = reader.Keys(reader.Mapping(node, "runs"), "runs", "enabled", "max_age", "max_bytes", "max_steps", "memory_max_bytes", "max_threads", "max_steps_per_thread", "queue_capacity", "preview_bytes", "fsync");
+        var d = new Loom.Bridge.RunsOptions();
+        bool Flag(string key, bool fallback) => r.TryGetValue(key, out var n) ? reader.OneOf(n, "runs." + key, ["true", "false"]) == "true" : fallback;
+        int Count(string key, int min, int max, int fallback) => r.TryGetValue(key, out var n) ? reader.Int(n, "runs." + key, min, max) : fallback;
+        return new Loom.Bridge.RunsOptions
+        {
+            Enabled = Flag("enabled", d.Enabled),
+            MaxAge = r.TryGetValue("max_age", out var age) ? Duration(reader, age, "runs.max_age") : d.MaxAge,
+            MaxBytes = r.TryGetValue("max_bytes", out var bytes) ? Size(reader, bytes, "runs.max_bytes") : d.MaxBytes,
+            MaxSteps = r.TryGetValue("max_steps", out var steps) ? Size(reader, steps, "runs.max_steps", units: false) : d.MaxSteps,
+            MemoryMaxBytes = r.TryGetValue("memory_max_bytes", out var memory) ? Size(reader, memory, "runs.memory_max_bytes") : d.MemoryMaxBytes,
+            MaxThreads = Count("max_threads", 1, 10_000_000, d.MaxThreads),
+            MaxStepsPerThread = Count("max_steps_per_thread", 1, 10_000_000, d.MaxStepsPerThread),
+            QueueCapacity = Count("queue_capacity", 1, 10_000_000, d.QueueCapacity),
+            PreviewBytes = Count("preview_bytes", 0, 65_536, d.PreviewBytes),
+            Fsync = Flag("fsync", d.Fsync),
+        };
     }
 
     /// <summary>

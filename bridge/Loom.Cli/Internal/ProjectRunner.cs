@@ -289,7 +289,9 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             Permissions = project.Permissions,
             Audit = AuditFor(project),
             Streams = project.Streams ?? [],
-            DataDirectory = project.DataDir ?? Path.Combine(project.Directory, ".loom", "data"), // streams created at run time need one; nothing is written until then
+            // A project's bridge keeps its data (durable streams, run records) in .loom/data unless data_dir says otherwise.
+            DataDirectory = project.DataDir ?? Path.Combine(project.Directory, ".loom", "data"),
+            Runs = project.Runs ?? new RunsOptions(),
             McpServers = servers,
             Llm = project.Llm ?? new Loom.Llm.LlmOptions(),
             Mcp = project.McpExpose is { } e

@@ -172,23 +172,59 @@ export interface RecordedEvent {
   headers?: Record<string, string>;
 }
 
+/** A thread in GET /v1/threads (from the bridge's run records). */
 export interface ThreadSummary {
   id: string;
   first_unix_ms: number;
   last_unix_ms: number;
-  count: number;
-  errors: number;
   agents: string[];
+  events: number;
+  calls: number;
+  collab: number;
+  errors: number;
+  count: number;
   truncated: boolean;
 }
 
-export interface ThreadDetail {
+export interface ThreadList {
+  threads: ThreadSummary[];
+  total: number;
+  offset: number;
+  persistent: boolean;
+}
+
+/** One step of a run record: an event, a call (payload = input, output = result) or a collaboration step. */
+export interface RunStep {
+  seq: number;
+  kind: 'event' | 'call' | 'collab';
   id: string;
-  first_unix_ms: number;
-  last_unix_ms: number;
-  agents: string[];
-  marks: RecordedEvent[];
-  truncated: boolean;
+  topic: string;
+  sender: string;
+  target: string;
+  thread_id: string;
+  correlation_id: string;
+  reply_to: string;
+  timestamp_unix_ms: number;
+  end_unix_ms?: number;
+  duration_ms?: number;
+  error?: string;
+  error_code?: string;
+  error_message?: string;
+  content_type: string;
+  payload_bytes: number;
+  payload?: string;
+  payload_truncated: boolean;
+  output?: string;
+  output_bytes?: number;
+  operation?: string;
+  step?: string;
+  op_id?: string;
+  headers?: Record<string, string>;
+}
+
+/** GET /v1/threads/{id}: the thread's steps in order. */
+export interface ThreadDetail extends ThreadSummary {
+  steps: RunStep[];
 }
 
 export interface RateEdge {

@@ -78,10 +78,7 @@ internal static class DashboardApi
             Limit(c, DashboardFeed.TopicsShown, 2000, out var limit) ?? Query(c, out var q)
             ?? Results.Json(feed.TopicsView(q, limit), DashboardJsonContext.Default.TopicList));
         group.MapGet("/capabilities/stats", () => Results.Json(feed.CapabilityStats(), DashboardJsonContext.Default.CapabilityStatsList));
-        group.MapGet("/threads", () => Results.Json(feed.Threads(), DashboardJsonContext.Default.ThreadList));
-        group.MapGet("/threads/{id}", (string id) => feed.Thread(id) is { } t
-            ? Results.Json(t, DashboardJsonContext.Default.ThreadDetail)
-            : Error(StatusCodes.Status404NotFound, "NOT_FOUND", $"Thread '{id}' is not among the {DashboardFeed.MaxThreads} most recent threads this bridge keeps in memory."));
+        // /v1/threads and /v1/threads/{id} come from the run records (Internal/Runs/RunsApi).
         group.MapGet("/events", (HttpContext c) =>
         {
             if (ParseFilter(c.Request.Query, out var filter) is { } bad)

@@ -43,6 +43,15 @@ internal sealed class BridgeTelemetry : IDisposable
         _meter.CreateObservableCounter("loom.dashboard.events.unrecorded", () => feed.SampledOut, "{event}", "Events and calls the dashboard did not record in its recent-event and thread buffers (over its per-second budget).");
         _meter.CreateObservableCounter("loom.dashboard.events.skipped", () => feed.ClientEventsSkipped, "{event}", "Recorded events a live-tail client did not get because of its rate cap.");
     }
+    public void ObserveRuns(Runs.RunRecorder runs)
+    {
+        _meter.CreateObservableCounter("loom.run_records.dropped", () => runs.Dropped, "{step}", "Run-record steps dropped because the recorder's queue was full or a write failed (runs.queue_capacity).");
+        _meter.CreateObservableCounter("loom.run_records.written", () => runs.Recorded, "{step}", "Run-record steps written to the run log.");
+        _meter.CreateObservableCounter("loom.run_records.not_kept", () => runs.NotKept, "{step}", "Run-record steps not kept because their thread had runs.max_steps_per_thread already.");
+        _meter.CreateObservableGauge("loom.run_records.queue.depth", () => runs.QueueDepth, "{step}", "Run-record steps waiting to be written.");
+        _meter.CreateObservableGauge("loom.run_records.bytes", () => runs.Bytes, "By", "Bytes the run log holds.");
+    }
+
     /// <summary>The bridge's meter: instruments on it are served at /metrics.</summary>
     public Meter Meter => _meter;
 

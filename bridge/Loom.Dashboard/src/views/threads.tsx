@@ -1,9 +1,9 @@
-import type { RecordedEvent, ThreadDetail, ThreadSummary } from '../api';
+import type { RunStep, ThreadDetail, ThreadList } from '../api';
 import { age, clock, shortId } from '../format';
 import { usePoll } from './hooks';
 
 export function ThreadsView(props: { selected?: string }) {
-  const list = usePoll<{ threads: ThreadSummary[] }>('v1/threads', 2000);
+  const list = usePoll<ThreadList>('v1/threads?limit=200', 2000);
   const detail = usePoll<ThreadDetail>(props.selected ? `v1/threads/${encodeURIComponent(props.selected)}` : null, 2000);
   if (list.error) return <div class="banner error">{list.error.message}</div>;
   return (
@@ -15,7 +15,9 @@ export function ThreadsView(props: { selected?: string }) {
             <tr>
               <th>thread</th>
               <th>agents</th>
-              <th>marks</th>
+              <th>events</th>
+              <th>calls</th>
+              <th>collab</th>
               <th>errors</th>
               <th>started</th>
               <th>span</th>
@@ -29,9 +31,11 @@ export function ThreadsView(props: { selected?: string }) {
                 </td>
                 <td>{t.agents.join(', ')}</td>
                 <td>
-                  {t.count}
+                  {t.events}
                   {t.truncated ? '+' : ''}
                 </td>
+                <td>{t.calls}</td>
+                <td>{t.collab}</td>
                 <td class={t.errors ? 'bad' : ''}>{t.errors}</td>
                 <td>{clock(t.first_unix_ms)}</td>
                 <td>{age(t.last_unix_ms - t.first_unix_ms)}</td>
@@ -40,7 +44,10 @@ export function ThreadsView(props: { selected?: string }) {
           </tbody>
         </table>
         {list.data && list.data.threads.length === 0 ? <p class="muted">No thread seen yet: events and calls with a thread id appear here.</p> : null}
-        <p class="muted small">The bridge keeps the most recent 200 threads in memory (1,000 marks each); durable run records come later.</p>
+        <p class="muted small">
+          From the bridge's run records ({list.data?.persistent ? 'kept on disk under its data directory' : 'kept in memory: the bridge has no data directory'}; {list.data?.total ?? 0} threads
+          held, the 200 most recent shown). A thread still running updates every 2 seconds.
+        </p>
       </div>
       {props.selected && detail.data ? <Swimlanes thread={detail.data} /> : null}
       {props.selected && detail.error ? <div class="banner error">{detail.error.message}</div> : null}
@@ -49,25 +56,29 @@ export function ThreadsView(props: { selected?: string }) {
 }
 
 const LANE = 56;
+const BAD_STEPS = new Set(['fallback', 'timeout', 'failed', 'no_quorum', 'no_bids', 'late', 'cancelled']);
 const LEFT = 150;
 const WIDTH = 1100;
 
-function kindOf(m: RecordedEvent): string {
+function kindOf(m: RunStep): string {
   if (m.kind === 'call') return 'call';
+  if (m.kind === 'collab' && m.step) return m.step;
   const collab = m.headers?.['loom-collab'];
   if (collab) return collab;
   try {
     const kind = m.payload && m.content_type.includes('json') ? (JSON.parse(m.payload) as { kind?: unknown }).kind : undefined;
     if (typeof kind === 'string') return kind;
   } catch {
-    /* not JSON: no kind */
+    // A preview cut at the run records' preview_bytes is not whole JSON: its "kind" may still be there.
+    const found = m.payload ? /"kind"\s*:\s*"([^"]{1,40})"/.exec(m.payload) : null;
+    if (found) return found[1];
   }
   return m.correlation_id ? 'reply' : 'event';
 }
 
 export function Swimlanes(props: { thread: ThreadDetail }) {
   const { thread } = props;
-  const marks = thread.marks;
+  const marks = thread.steps;
   const lanes: string[] = [];
   for (const m of marks) {
     for (const a of [m.sender, m.target]) if (a && !lanes.includes(a) && a !== '_loom.collab') lanes.push(a);
@@ -77,7 +88,7 @@ export function Swimlanes(props: { thread: ThreadDetail }) {
   const end = Math.max(thread.last_unix_ms, start + 1);
   const x = (t: number) => LEFT + ((t - start) / (end - start)) * (WIDTH - LEFT - 40);
   const y = (agent: string) => 30 + lanes.indexOf(agent) * LANE + LANE / 2;
-  const byId = new Map(marks.filter((m) => m.kind === 'event').map((m) => [m.id, m]));
+  const byId = new Map(marks.filter((m) => m.kind !== 'call').map((m) => [m.id, m]));
   const height = 30 + lanes.length * LANE + 20;
   const ticks = 6;
   return (
@@ -117,7 +128,7 @@ export function Swimlanes(props: { thread: ThreadDetail }) {
         ))}
         {marks.map((m) => {
           // request → reply: an arrow from the request's mark to the reply's
-          const request = m.kind === 'event' && m.correlation_id ? byId.get(m.correlation_id) : undefined;
+          const request = m.kind !== 'call' && m.correlation_id ? byId.get(m.correlation_id) : undefined;
           if (!request || request === m || !lanes.includes(request.sender) || !lanes.includes(m.sender)) return null;
           return (
             <line
@@ -133,7 +144,7 @@ export function Swimlanes(props: { thread: ThreadDetail }) {
         })}
         {marks.map((m) => {
           const kind = kindOf(m);
-          const title = `${clock(m.timestamp_unix_ms)} ${m.kind === 'call' ? `call ${m.topic} ${m.sender} → ${m.target || '?'} ${m.duration_ms ?? 0} ms` : `${m.topic} from ${m.sender}`}${m.error ? `\nerror: ${m.error}` : ''}`;
+          const title = `${clock(m.timestamp_unix_ms)} ${m.kind === 'call' ? `call ${m.topic} ${m.sender} → ${m.target || '?'} ${m.duration_ms ?? 0} ms` : m.kind === 'collab' ? `${m.operation ?? ''} ${m.step ?? ''} (op ${m.op_id ?? ''}) by ${m.sender}` : `${m.topic} from ${m.sender}`}${m.error ? `\nerror: ${m.error}` : ''}${m.payload ? `\n${m.payload.slice(0, 200)}` : ''}`;
           if (m.kind === 'call') {
             const x1 = x(m.timestamp_unix_ms);
             const x2 = Math.max(x1 + 3, x(m.end_unix_ms ?? m.timestamp_unix_ms));
@@ -153,12 +164,13 @@ export function Swimlanes(props: { thread: ThreadDetail }) {
           }
           const cx = x(m.timestamp_unix_ms);
           const cy = y(m.sender);
-          const collab = !!m.headers?.['loom-collab'];
+          const collab = m.kind === 'collab' || !!m.headers?.['loom-collab'];
+          const bad = !!m.error || (collab && BAD_STEPS.has(kind));
           return (
-            <g class={`mark ${collab ? 'collab' : 'event'} ${m.error ? 'bad' : ''}`} data-testid="mark" data-kind={kind} data-topic={m.topic}>
+            <g class={`mark ${collab ? 'collab' : 'event'} ${bad ? 'bad' : ''}`} data-testid="mark" data-kind={kind} data-operation={m.operation ?? ''} data-topic={m.topic}>
               {collab ? <rect x={cx - 6} y={cy - 6} width={12} height={12} transform={`rotate(45 ${cx} ${cy})`} /> : <circle cx={cx} cy={cy} r={6} />}
               <text x={cx + 8} y={cy + 18} class="mark-label">
-                {kind}
+                {collab && m.operation && m.operation !== 'collab' ? `${m.operation.replace('_', '-')} ${kind}` : kind}
               </text>
               <title>{title}</title>
             </g>
