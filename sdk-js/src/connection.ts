@@ -25,6 +25,10 @@ import {
   validatePattern, validateTopic,
 } from './internal/util.js';
 import { encodeClientFrame } from './internal/frame-encoder.js';
+import { DurableStreams } from './internal/connection/durable-streams.js';
+import type {
+  ConsumeOptions, Consumer, ConsumerMessage, PublishAck, PublishDurableOptions, ReadStreamOptions, StreamReadResult, StreamSpec, StreamState,
+} from './durable.js';
 import { Llm } from './llm.js';
 import { Memory } from './memory.js';
 import { type ConnectOptions, type Logger, type ResolvedOptions, resolveOptions, resolveUrl } from './options.js';
@@ -127,6 +131,13 @@ export interface AgentContext {
   tool<I = unknown, O = unknown>(capability: string, defaults?: InvokeOptions): (input: I, options?: InvokeOptions) => Promise<O>;
   subscribe(pattern: string, options?: SubscribeOptions): Promise<Subscription>;
   joinThread(threadId: string, options?: JoinThreadOptions): Promise<Thread>;
+  publishDurable(topic: string, payload?: unknown, options?: PublishDurableOptions): Promise<PublishAck>;
+  consume(options: ConsumeOptions, handler?: (message: ConsumerMessage) => unknown): Promise<Consumer>;
+  readStream(stream: string, options?: ReadStreamOptions): Promise<StreamReadResult>;
+  createStream(spec: StreamSpec, options?: { signal?: AbortSignal }): Promise<StreamState>;
+  streamInfo(name: string, options?: { signal?: AbortSignal }): Promise<StreamState>;
+  listStreams(options?: { signal?: AbortSignal }): Promise<StreamState[]>;
+  deleteStream(name: string, options?: { signal?: AbortSignal }): Promise<void>;
 }
 
 /** Extra options of `connect`. */
@@ -156,7 +167,7 @@ interface Session {
   releaseTimer: NodeJS.Timeout | undefined;
 }
 
-type PendingKind = 'subscribe' | 'unsubscribe' | 'call' | 'memory';
+type PendingKind = 'subscribe' | 'unsubscribe' | 'call' | 'memory' | 'durable';
 
 /** How long an abandoned subscribe waits for its late ack (to unsubscribe it) before it is forgotten. */
 const ABANDONED_SUBSCRIBE_MS = 60_000;
@@ -278,6 +289,7 @@ export class Connection implements AgentContext {
   readonly #inflight = new Map<string, Inflight>();
   readonly #lifetime = new AbortController();
   readonly #host: SubscriptionHost;
+  readonly #durable: DurableStreams;
 
   #queue: PbClientMessage[] = [];
   #head = 0;
@@ -333,6 +345,20 @@ export class Connection implements AgentContext {
       ...this.#options.channelOptions,
     });
     this.memory = new Memory((request, signal) => this.#memory(request, signal), '', this.namespace);
+    this.#durable = new DurableStreams({
+      agentId: this.agentId,
+      log: this.#log,
+      requestTimeoutMs: this.#options.requestTimeoutMs,
+      nextId: () => this.#ids.next(),
+      ensureOpen: () => this.#ensureOpen(),
+      isConnected: () => this.#status.state === 'connected' && !this.#closing,
+      enqueue: (message) => this.#enqueue(message),
+      sendAndWait: (id, message, timeoutMs, onTimeout, signal) => this.#sendAndWait('durable', id, message, timeoutMs, onTimeout, signal),
+      buildEnvelope: (topic, payload, options) => this.#buildEnvelope(topic, payload, options),
+      countUnrouted: () => {
+        this.#stats.unrouted++;
+      },
+    });
     this.llm = new Llm(this);
   }
 
@@ -448,6 +474,7 @@ export class Connection implements AgentContext {
       const session = await this.#establish();
       this.#setStatus({ state: 'connected', sessionId: session.sessionId, reconnected: false });
       this.#subscribeMissing();
+      this.#durable.reattach();
       this.#scheduleFlush();
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -686,6 +713,7 @@ export class Connection implements AgentContext {
         this.#stats.reconnects++;
         this.#setStatus({ state: 'connected', sessionId: session.sessionId, reconnected: true });
         this.#subscribeMissing();
+        this.#durable.reattach();
         this.#scheduleFlush();
         return;
       } catch (error) {
@@ -728,6 +756,10 @@ export class Connection implements AgentContext {
 
   #dispatch(session: Session, message: PbServerMessage): void {
     if (message.deliver) {
+      if (message.deliver.consumer) {
+        this.#durable.deliver(message.deliver);
+        return;
+      }
       const subscriptionId = message.deliver.subscriptionId ?? '';
       const entries = this.#routes.get(subscriptionId);
       if (!entries || !message.deliver.envelope) {
@@ -748,6 +780,14 @@ export class Connection implements AgentContext {
       this.#onErrorReply(message);
     } else if (message.memory) {
       this.#complete(message.memory.correlationId ?? '', message);
+    } else if (message.publishAck) {
+      this.#complete(message.publishAck.correlationId ?? '', message);
+    } else if (message.consumer) {
+      if (message.consumer.correlationId) this.#complete(message.consumer.correlationId, message);
+    } else if (message.read) {
+      this.#complete(message.read.correlationId ?? '', message);
+    } else if (message.streamAdmin) {
+      this.#complete(message.streamAdmin.correlationId ?? '', message);
     } else if (message.cancel) {
       const id = message.cancel.callId ?? '';
       const call = this.#inflight.get(id);
@@ -1129,6 +1169,67 @@ export class Connection implements AgentContext {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Durable streams (docs/durability.md)
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Publishes to a topic a durable stream captures and resolves once the bridge has persisted it,
+   * with its stream and sequence. `options.id` (a fresh unique id when not given) is the message
+   * id: publishing again with the same id within the stream's dedup window (e.g. a retry after a
+   * reconnect) stores nothing new and answers with the first copy's sequence (`duplicate: true`).
+   * @throws {InvalidParamsError} no stream captures the topic, or the topic is invalid
+   * @throws {UnavailableError} not connected (retry with the same id), or the disk write failed
+   * @throws {TimeoutError} no acknowledgement within `timeoutMs` (retry with the same id)
+   */
+  publishDurable(topic: string, payload?: unknown, options: PublishDurableOptions = {}): Promise<PublishAck> {
+    return this.#durable.publishDurable(topic, payload, options);
+  }
+
+  /**
+   * Attaches to (creating it when new) the durable consumer `options.name` of `options.stream`.
+   * Iterate the result (`for await (const m of consumer)`, then `m.ack()`), or give a `handler`:
+   * it runs for one message at a time; one it did not settle is acked when it returns and nak'ed
+   * when it throws. The consumer is attached again after every reconnect; its position lives in
+   * the bridge, so it also survives a restart of this process or of the bridge.
+   * @throws {InvalidParamsError} a bad option (its `path` names it), no such stream, or already consumed here
+   */
+  consume(options: ConsumeOptions, handler?: (message: ConsumerMessage) => unknown): Promise<Consumer> {
+    return this.#durable.consume(options, handler);
+  }
+
+  /**
+   * Reads events of a stream from a sequence or a time (replay); at most 1000 per call. Read the
+   * next page from the last event's `sequence + 1`.
+   * @throws {InvalidParamsError} no such stream
+   */
+  readStream(stream: string, options: ReadStreamOptions = {}): Promise<StreamReadResult> {
+    return this.#durable.readStream(stream, options);
+  }
+
+  /**
+   * Creates a durable stream (idempotent: the same settings again succeed; different ones fail
+   * with INVALID_PARAMS). Needs the `streams` permission when the bridge checks permissions.
+   */
+  createStream(spec: StreamSpec, options: { signal?: AbortSignal } = {}): Promise<StreamState> {
+    return this.#durable.createStream(spec, options.signal);
+  }
+
+  /** A stream's settings and state. @throws {InvalidParamsError} no such stream */
+  streamInfo(name: string, options: { signal?: AbortSignal } = {}): Promise<StreamState> {
+    return this.#durable.streamInfo(name, options.signal);
+  }
+
+  /** Every stream of the bridge. */
+  listStreams(options: { signal?: AbortSignal } = {}): Promise<StreamState[]> {
+    return this.#durable.listStreams(options.signal);
+  }
+
+  /** Deletes a stream with its events and consumers. @throws {InvalidParamsError} no such stream */
+  deleteStream(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#durable.deleteStream(name, options.signal);
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Requests on the stream (subscribe, call, memory)
   // -------------------------------------------------------------------------------------------
 
@@ -1377,6 +1478,7 @@ export class Connection implements AgentContext {
     }
     this.#lifetime.abort(closed);
     for (const entry of this.#entries) entry.close();
+    this.#durable.closeAll();
     const waiters = this.#spaceWaiters;
     this.#spaceWaiters = [];
     // What was never written: the publisher learns of it here, not from silence.
@@ -1384,7 +1486,7 @@ export class Connection implements AgentContext {
     for (let i = this.#head; i < this.#queue.length; i++) {
       const message = this.#queue[i] as PbClientMessage;
       // Calls and memory requests are not counted: their waiters fail with CANCELLED.
-      if (!message.heartbeat && !message.call && !message.memory) unsent++;
+      if (!message.heartbeat && !message.call && !message.memory && !message.publishAcked && !message.read && !message.streamAdmin) unsent++;
     }
     if (unsent > 0) {
       this.#stats.unsentOnClose += unsent;
@@ -1416,6 +1518,8 @@ function estimateSize(message: PbClientMessage): number {
     return (p.payload?.length ?? 0) + (p.topic?.length ?? 0) + (p.replyTo?.length ?? 0) + (p.correlationId?.length ?? 0) + (p.id?.length ?? 0) + 48
       + (p.headers ? Object.keys(p.headers).length * 64 : 0);
   }
+  const acked = message.publishAcked?.envelope;
+  if (acked) return (acked.payload?.length ?? 0) + (acked.topic?.length ?? 0) + (acked.id?.length ?? 0) + 64 + (acked.headers ? Object.keys(acked.headers).length * 64 : 0);
   if (message.result) return (message.result.outputJson?.length ?? 0) + (message.result.error?.message?.length ?? 0) + 96;
   if (message.call) return (message.call.inputJson?.length ?? 0) + (message.call.capability?.length ?? 0) + 128;
   if (message.memory) {

@@ -25,6 +25,11 @@ export type {
 } from './llm.js';
 export type { CompareAndSetResult, MemoryOptions, MemorySetOptions } from './memory.js';
 export { Thread } from './thread.js';
+export { Consumer, ConsumerMessage } from './durable.js';
+export type {
+  ConsumeOptions, ConsumerInfo, DeliverPolicy, DetachOptions, PublishAck, PublishDurableOptions, ReadStreamOptions, StoredEvent,
+  StreamReadResult, StreamSpec, StreamState,
+} from './durable.js';
 export { matches } from './topics.js';
 export {
   applyMajority, barrier, COLLAB_KIND_HEADER, contractNet, gather, isCallForProposals, isCollabRecord,

@@ -21,6 +21,7 @@ export type PbError = loom.v1.Error.$Properties;
 export type PbMemoryRequest = loom.v1.MemoryRequest.$Properties;
 export type PbMemoryResponse = loom.v1.MemoryResponse.$Properties;
 export type PbMemoryEntry = loom.v1.MemoryEntry.$Properties;
+export type PbStreamState = loom.v1.StreamState.$Properties;
 
 export const SERVICE = '/loom.v1.Bridge/';
 export const SESSION_HEADER = 'loom-session-id';
