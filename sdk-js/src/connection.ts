@@ -9,25 +9,23 @@
 import type * as grpc from '@grpc/grpc-js';
 
 import type {
-  AgentContext, ConnectionSetup, ConnectionStats, ConnectionStatus, InvokeOptions, RequestManyOptions, RequestOptions, RoutingPolicy,
+  AgentContext, ConnectionSetup, ConnectionStats, ConnectionStatus, InvokeOptions, RequestManyOptions, RequestOptions,
 } from './connection-types.js';
 import type {
   ConsumeOptions, Consumer, ConsumerMessage, PublishAck, PublishDurableOptions, ReadStreamOptions, StreamReadResult, StreamSpec, StreamState,
 } from './durable.js';
-import { InvalidParamsError, ResourceExhaustedError, TimeoutError, ToolError, UnavailableError } from './errors.js';
-import { type EmitOptions, type LoomEvent, QOS_NUMBERS } from './event.js';
-import { CallRunner } from './internal/connection/call-runner.js';
-import { createClient } from './internal/connection/channel.js';
-import { DurableStreams } from './internal/connection/durable-streams.js';
-import { Heartbeat } from './internal/connection/heartbeat.js';
-import { PendingCalls } from './internal/connection/pending-calls.js';
-import { Reader } from './internal/connection/reader.js';
+import { InvalidParamsError, TimeoutError, ToolError, UnavailableError } from './errors.js';
+import type { EmitOptions, LoomEvent } from './event.js';
+import type { DurableStreams } from './internal/connection/durable-streams.js';
+import type { Messages } from './internal/connection/messages.js';
+import { wireParts } from './internal/connection/parts.js';
+import type { PendingCalls } from './internal/connection/pending-calls.js';
 import { ConnectionState } from './internal/connection/state.js';
-import { SubscriptionRouter } from './internal/connection/subscription-router.js';
-import { Supervisor } from './internal/connection/supervisor.js';
-import { Writer } from './internal/connection/writer.js';
+import type { SubscriptionRouter } from './internal/connection/subscription-router.js';
+import type { Supervisor } from './internal/connection/supervisor.js';
+import type { Writer } from './internal/connection/writer.js';
 import { fromProtoError, type PbEnvelope, type PbLimits, type PbMemoryRequest, type PbMemoryResponse } from './internal/proto.js';
-import { encodePayload, jsonBytes, newAgentId, parseJsonBytes, positiveMs, validateTopic } from './internal/util.js';
+import { newAgentId, parseJsonBytes, positiveMs, validateTopic } from './internal/util.js';
 import { Llm } from './llm.js';
 import { Memory } from './memory.js';
 import { type ConnectOptions, type Logger, resolveOptions, resolveUrl } from './options.js';
@@ -39,7 +37,6 @@ export type {
   RoutingPolicy,
 } from './connection-types.js';
 
-const ROUTING_NUMBERS: Record<RoutingPolicy, number> = { 'round-robin': 1, 'least-latency': 2, 'lowest-cost': 3, 'local-only': 4 };
 const RESOLVED: Promise<void> = Promise.resolve();
 const toError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
 
@@ -61,13 +58,13 @@ export class Connection implements AgentContext {
 
   readonly #state: ConnectionState;
   readonly #client: grpc.Client;
+  readonly #messages: Messages;
   readonly #writer: Writer;
   readonly #pending: PendingCalls;
   readonly #router: SubscriptionRouter;
   readonly #durable: DurableStreams;
   readonly #supervisor: Supervisor;
   #shutdown: Promise<void> | undefined;
-  #lastTopic = '';
 
   /** @internal Use {@link connect}. */
   constructor(url: string, options: ConnectOptions = {}, setup: ConnectionSetup = {}) {
@@ -75,38 +72,15 @@ export class Connection implements AgentContext {
     const resolved = resolveOptions(options);
     this.agentId = resolved.agentId ?? newAgentId(resolved.name);
     this.namespace = resolved.namespace || 'default';
-    const state = new ConnectionState(resolved, this.agentId);
-    this.#state = state;
-    const pending = new PendingCalls(state);
-    const writer = new Writer(state, (m) => pending.isStale(m));
-    pending.writer = writer;
-    const calls = new CallRunner(state, writer, setup.capabilities ?? []);
-    calls.context = this;
-    const reader = new Reader(state);
-    const router = new SubscriptionRouter(state, writer, pending, () => reader.resume());
-    const durable = new DurableStreams({
-      agentId: this.agentId,
-      log: state.log,
-      requestTimeoutMs: resolved.requestTimeoutMs,
-      nextId: () => state.ids.next(),
-      ensureOpen: () => state.ensureOpen(),
-      isConnected: () => state.connected && !state.closing,
-      enqueue: (message) => writer.enqueue(message),
-      sendAndWait: (id, message, timeoutMs, onTimeout, signal) => pending.sendAndWait('durable', id, message, timeoutMs, onTimeout, signal),
-      buildEnvelope: (topic, payload, o) => this.#buildEnvelope(topic, payload, o),
-      countUnrouted: () => {
-        state.stats.unrouted++;
-      },
-    });
-    reader.parts = { router, pending, calls, durable };
-    this.#client = createClient(url, resolved);
-    const heartbeat = new Heartbeat(writer, (session, error) => this.#supervisor.onStreamEnded(session, error));
-    const supervisor = new Supervisor(state, { client: this.#client, url, writer, pending, router, calls, heartbeat, reader, durable });
-    this.#writer = writer;
-    this.#pending = pending;
-    this.#router = router;
-    this.#durable = durable;
-    this.#supervisor = supervisor;
+    this.#state = new ConnectionState(resolved, this.agentId);
+    const parts = wireParts(this.#state, url, setup, this);
+    this.#client = parts.client;
+    this.#messages = parts.messages;
+    this.#writer = parts.writer;
+    this.#pending = parts.pending;
+    this.#router = parts.router;
+    this.#durable = parts.durable;
+    this.#supervisor = parts.supervisor;
     this.memory = new Memory((request, signal) => this.#memory(request, signal), '', this.namespace);
     this.llm = new Llm(this);
   }
@@ -169,31 +143,6 @@ export class Connection implements AgentContext {
   // Events
   // -------------------------------------------------------------------------------------------
 
-  #buildEnvelope(topic: string, payload: unknown, options: EmitOptions | undefined): PbEnvelope {
-    if (topic !== this.#lastTopic) {
-      // Publishers tend to reuse one topic: validate each new one once.
-      validateTopic(topic);
-      this.#lastTopic = topic;
-    }
-    const { bytes, contentType } = encodePayload(payload);
-    const maxPayload = this.#state.limits.maxPayloadBytes ?? 0;
-    if (maxPayload > 0 && bytes.length > maxPayload) {
-      throw new ResourceExhaustedError(`Payload of ${bytes.length} bytes on topic '${topic}' exceeds the bridge's limit of ${maxPayload} bytes.`, { path: '/payload' });
-    }
-    const envelope: PbEnvelope = { id: options?.id ?? this.#state.ids.next(), topic, payload: bytes, contentType: options?.contentType ?? contentType };
-    if (options) {
-      if (options.threadId) envelope.threadId = options.threadId;
-      if (options.correlationId) envelope.correlationId = options.correlationId;
-      if (options.replyTo) envelope.replyTo = options.replyTo;
-      if (options.ttlMs !== undefined) envelope.ttlMs = positiveMs(options.ttlMs, 'A time to live', '/ttlMs');
-      if (options.qos) envelope.qos = QOS_NUMBERS[options.qos];
-      if (options.headers) envelope.headers = options.headers;
-      if (options.traceparent) envelope.traceparent = options.traceparent;
-      if (options.tracestate) envelope.tracestate = options.tracestate;
-    }
-    return envelope;
-  }
-
   #publish(envelope: PbEnvelope, signal?: AbortSignal): Promise<void> {
     if (this.#writer.enqueue({ publish: envelope })) return RESOLVED;
     return this.#writer.waitForSpace(signal);
@@ -210,7 +159,7 @@ export class Connection implements AgentContext {
   emit(topic: string, payload?: unknown, options?: EmitOptions & { signal?: AbortSignal }): Promise<void> {
     try {
       this.#state.ensureOpen();
-      return this.#publish(this.#buildEnvelope(topic, payload, options), options?.signal);
+      return this.#publish(this.#messages.envelope(topic, payload, options), options?.signal);
     } catch (error) {
       return Promise.reject(toError(error));
     }
@@ -255,7 +204,7 @@ export class Connection implements AgentContext {
     try {
       this.#state.ensureOpen();
       timeoutMs = positiveMs(options.timeoutMs ?? this.#state.options.requestTimeoutMs, 'A request timeout', '/timeoutMs');
-      envelope = this.#buildEnvelope(topic, payload, { ...options, id, correlationId: id, replyTo: `${this.#router.inboxPrefix}.${id}` });
+      envelope = this.#messages.envelope(topic, payload, { ...options, id, correlationId: id, replyTo: `${this.#router.inboxPrefix}.${id}` });
     } catch (error) {
       return Promise.reject(toError(error));
     }
@@ -362,21 +311,9 @@ export class Connection implements AgentContext {
     if (!capabilityName) throw new InvalidParamsError('The capability name is empty.', { path: '/capability' });
     const timeoutMs = positiveMs(options.timeoutMs ?? this.#state.options.callTimeoutMs, 'A call timeout', '/timeoutMs');
     const callId = this.#state.ids.next();
-    const call = {
-      callId,
-      capability: capabilityName,
-      version: options.version ?? '',
-      inputJson: jsonBytes(input),
-      timeoutMs,
-      threadId: options.threadId ?? '',
-      traceparent: options.traceparent ?? '',
-      routing: options.routing ? ROUTING_NUMBERS[options.routing] : 0,
-      targetAgent: options.targetAgent ?? '',
-      headers: options.headers ?? {},
-    };
     // A little longer than the bridge's deadline, so its own TIMEOUT normally arrives first.
     const grace = Math.min(1000, 100 + timeoutMs * 0.05);
-    const reply = await this.#pending.sendAndWait('call', callId, { call }, timeoutMs + grace,
+    const reply = await this.#pending.sendAndWait('call', callId, this.#messages.call(callId, capabilityName, input, options, timeoutMs), timeoutMs + grace,
       () => new TimeoutError(`Call to '${capabilityName}' got no result within ${timeoutMs} ms.`), options.signal);
     const result = reply.result;
     if (!result) throw new UnavailableError('The bridge answered a call without a result.');
