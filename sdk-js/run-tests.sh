@@ -29,6 +29,9 @@ npx tsc -p tsconfig.test.json --noEmit
 echo "== lint (eslint + typescript-eslint)"
 npx eslint .
 
+echo "== format (prettier --check; npx prettier --write ... with the same paths fixes it)"
+npx prettier --check --config .prettierrc --log-level warn src test ../examples/trio/researcher/src ../examples/trio/researcher/test
+
 echo "== build"
 rm -rf dist build
 npm run --silent build

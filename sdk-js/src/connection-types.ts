@@ -5,7 +5,15 @@
  */
 import type { Capability } from './capability.js';
 import type {
-  ConsumeOptions, Consumer, ConsumerMessage, PublishAck, PublishDurableOptions, ReadStreamOptions, StreamReadResult, StreamSpec, StreamState,
+  ConsumeOptions,
+  Consumer,
+  ConsumerMessage,
+  PublishAck,
+  PublishDurableOptions,
+  ReadStreamOptions,
+  StreamReadResult,
+  StreamSpec,
+  StreamState,
 } from './durable.js';
 import type { LoomError } from './errors.js';
 import type { EmitOptions, LoomEvent } from './event.js';
@@ -106,7 +114,10 @@ export interface AgentContext {
   request(topic: string, payload?: unknown, options?: RequestOptions): Promise<LoomEvent>;
   requestMany(topic: string, payload: unknown, options: RequestManyOptions): Promise<LoomEvent[]>;
   invoke<T = unknown>(capability: string, input?: unknown, options?: InvokeOptions): Promise<T>;
-  tool<I = unknown, O = unknown>(capability: string, defaults?: InvokeOptions): (input: I, options?: InvokeOptions) => Promise<O>;
+  tool<I = unknown, O = unknown>(
+    capability: string,
+    defaults?: InvokeOptions,
+  ): (input: I, options?: InvokeOptions) => Promise<O>;
   subscribe(pattern: string, options?: SubscribeOptions): Promise<Subscription>;
   joinThread(threadId: string, options?: JoinThreadOptions): Promise<Thread>;
   publishDurable(topic: string, payload?: unknown, options?: PublishDurableOptions): Promise<PublishAck>;
@@ -125,4 +136,3 @@ export interface ConnectionSetup {
   /** Aborts the first connection attempt. @default none */
   signal?: AbortSignal;
 }
-

@@ -9,10 +9,24 @@
 import type * as grpc from '@grpc/grpc-js';
 
 import type {
-  AgentContext, ConnectionSetup, ConnectionStats, ConnectionStatus, InvokeOptions, RequestManyOptions, RequestOptions,
+  AgentContext,
+  ConnectionSetup,
+  ConnectionStats,
+  ConnectionStatus,
+  InvokeOptions,
+  RequestManyOptions,
+  RequestOptions,
 } from './connection-types.js';
 import type {
-  ConsumeOptions, Consumer, ConsumerMessage, PublishAck, PublishDurableOptions, ReadStreamOptions, StreamReadResult, StreamSpec, StreamState,
+  ConsumeOptions,
+  Consumer,
+  ConsumerMessage,
+  PublishAck,
+  PublishDurableOptions,
+  ReadStreamOptions,
+  StreamReadResult,
+  StreamSpec,
+  StreamState,
 } from './durable.js';
 import { InvalidParamsError, TimeoutError, ToolError, UnavailableError } from './errors.js';
 import type { EmitOptions, LoomEvent } from './event.js';
@@ -24,7 +38,13 @@ import { ConnectionState } from './internal/connection/state.js';
 import type { SubscriptionRouter } from './internal/connection/subscription-router.js';
 import type { Supervisor } from './internal/connection/supervisor.js';
 import type { Writer } from './internal/connection/writer.js';
-import { fromProtoError, type PbEnvelope, type PbLimits, type PbMemoryRequest, type PbMemoryResponse } from './internal/proto.js';
+import {
+  fromProtoError,
+  type PbEnvelope,
+  type PbLimits,
+  type PbMemoryRequest,
+  type PbMemoryResponse,
+} from './internal/proto.js';
 import { newAgentId, parseJsonBytes, positiveMs, validateTopic } from './internal/util.js';
 import { Llm } from './llm.js';
 import { Memory } from './memory.js';
@@ -33,7 +53,14 @@ import type { SubscribeOptions, Subscription } from './subscription.js';
 import { type JoinThreadOptions, Thread } from './thread.js';
 
 export type {
-  AgentContext, ConnectionSetup, ConnectionStats, ConnectionStatus, InvokeOptions, MemoryWriteOptions, RequestManyOptions, RequestOptions,
+  AgentContext,
+  ConnectionSetup,
+  ConnectionStats,
+  ConnectionStatus,
+  InvokeOptions,
+  MemoryWriteOptions,
+  RequestManyOptions,
+  RequestOptions,
   RoutingPolicy,
 } from './connection-types.js';
 
@@ -171,7 +198,12 @@ export class Connection implements AgentContext {
    */
   reply(request: LoomEvent, payload?: unknown, options?: EmitOptions): Promise<void> {
     if (!request.replyTo) {
-      return Promise.reject(new InvalidParamsError(`Event '${request.id}' on '${request.topic}' has no replyTo; only requests can be replied to.`, { path: '/replyTo' }));
+      return Promise.reject(
+        new InvalidParamsError(
+          `Event '${request.id}' on '${request.topic}' has no replyTo; only requests can be replied to.`,
+          { path: '/replyTo' },
+        ),
+      );
     }
     return this.emit(request.replyTo, payload, {
       ...options,
@@ -197,18 +229,40 @@ export class Connection implements AgentContext {
    */
   requestMany(topic: string, payload: unknown, options: RequestManyOptions): Promise<LoomEvent[]> {
     const needed = options.first;
-    if (!Number.isInteger(needed) || needed < 1) return Promise.reject(new InvalidParamsError(`'first' must be a positive integer; got ${String(needed)}.`, { path: '/first' }));
+    if (!Number.isInteger(needed) || needed < 1)
+      return Promise.reject(
+        new InvalidParamsError(`'first' must be a positive integer; got ${String(needed)}.`, {
+          path: '/first',
+        }),
+      );
     let timeoutMs: number;
     let envelope: PbEnvelope;
     const id = this.#state.ids.next();
     try {
       this.#state.ensureOpen();
-      timeoutMs = positiveMs(options.timeoutMs ?? this.#state.options.requestTimeoutMs, 'A request timeout', '/timeoutMs');
-      envelope = this.#messages.envelope(topic, payload, { ...options, id, correlationId: id, replyTo: `${this.#router.inboxPrefix}.${id}` });
+      timeoutMs = positiveMs(
+        options.timeoutMs ?? this.#state.options.requestTimeoutMs,
+        'A request timeout',
+        '/timeoutMs',
+      );
+      envelope = this.#messages.envelope(topic, payload, {
+        ...options,
+        id,
+        correlationId: id,
+        replyTo: `${this.#router.inboxPrefix}.${id}`,
+      });
     } catch (error) {
       return Promise.reject(toError(error));
     }
-    return this.#pending.awaitReplies(id, needed, topic, timeoutMs, options.allowPartial ?? false, options.signal, () => this.#publish(envelope, options.signal));
+    return this.#pending.awaitReplies(
+      id,
+      needed,
+      topic,
+      timeoutMs,
+      options.allowPartial ?? false,
+      options.signal,
+      () => this.#publish(envelope, options.signal),
+    );
   }
 
   // -------------------------------------------------------------------------------------------
@@ -306,27 +360,47 @@ export class Connection implements AgentContext {
    * @throws {LoomError} INVALID_PARAMS (with `path`), CAPABILITY_NOT_FOUND, PROVIDER_UNAVAILABLE,
    * TOOL_ERROR, TIMEOUT, UNAVAILABLE when the connection is down or breaks, CANCELLED on abort
    */
-  async invoke<T = unknown>(capabilityName: string, input?: unknown, options: InvokeOptions = {}): Promise<T> {
+  async invoke<T = unknown>(
+    capabilityName: string,
+    input?: unknown,
+    options: InvokeOptions = {},
+  ): Promise<T> {
     this.#state.ensureOpen();
-    if (!capabilityName) throw new InvalidParamsError('The capability name is empty.', { path: '/capability' });
-    const timeoutMs = positiveMs(options.timeoutMs ?? this.#state.options.callTimeoutMs, 'A call timeout', '/timeoutMs');
+    if (!capabilityName)
+      throw new InvalidParamsError('The capability name is empty.', { path: '/capability' });
+    const timeoutMs = positiveMs(
+      options.timeoutMs ?? this.#state.options.callTimeoutMs,
+      'A call timeout',
+      '/timeoutMs',
+    );
     const callId = this.#state.ids.next();
     // A little longer than the bridge's deadline, so its own TIMEOUT normally arrives first.
     const grace = Math.min(1000, 100 + timeoutMs * 0.05);
-    const reply = await this.#pending.sendAndWait('call', callId, this.#messages.call(callId, capabilityName, input, options, timeoutMs), timeoutMs + grace,
-      () => new TimeoutError(`Call to '${capabilityName}' got no result within ${timeoutMs} ms.`), options.signal);
+    const reply = await this.#pending.sendAndWait(
+      'call',
+      callId,
+      this.#messages.call(callId, capabilityName, input, options, timeoutMs),
+      timeoutMs + grace,
+      () => new TimeoutError(`Call to '${capabilityName}' got no result within ${timeoutMs} ms.`),
+      options.signal,
+    );
     const result = reply.result;
     if (!result) throw new UnavailableError('The bridge answered a call without a result.');
     if (result.error) throw fromProtoError(result.error);
     try {
       return parseJsonBytes(result.outputJson) as T;
     } catch (error) {
-      throw new ToolError(`The output of '${capabilityName}' is not JSON: ${(error as Error).message}`, { cause: error });
+      throw new ToolError(`The output of '${capabilityName}' is not JSON: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 
   /** A function that calls one capability: `const add = ctx.tool('math.add'); await add({a:1,b:2})`. */
-  tool<I = unknown, O = unknown>(capabilityName: string, defaults: InvokeOptions = {}): (input: I, options?: InvokeOptions) => Promise<O> {
+  tool<I = unknown, O = unknown>(
+    capabilityName: string,
+    defaults: InvokeOptions = {},
+  ): (input: I, options?: InvokeOptions) => Promise<O> {
     return (input, options) => this.invoke<O>(capabilityName, input, { ...defaults, ...options });
   }
 
@@ -335,8 +409,14 @@ export class Connection implements AgentContext {
     const correlationId = this.#state.ids.next();
     request.correlationId = correlationId;
     const timeoutMs = this.#state.options.requestTimeoutMs;
-    const reply = await this.#pending.sendAndWait('memory', correlationId, { memory: request }, timeoutMs,
-      () => new TimeoutError(`The bridge did not answer a memory request within ${timeoutMs} ms.`), signal);
+    const reply = await this.#pending.sendAndWait(
+      'memory',
+      correlationId,
+      { memory: request },
+      timeoutMs,
+      () => new TimeoutError(`The bridge did not answer a memory request within ${timeoutMs} ms.`),
+      signal,
+    );
     const response = reply.memory;
     if (!response) throw new UnavailableError('The bridge answered a memory request without a response.');
     if (response.error && (response.error.code ?? 0) !== 0) throw fromProtoError(response.error);
@@ -375,7 +455,11 @@ export class Connection implements AgentContext {
  * @throws {UnavailableError} the bridge cannot be reached
  * @throws {InvalidParamsError} the bridge rejected the registration (the `path` names the field)
  */
-export async function connect(url?: string, options: ConnectOptions = {}, setup: ConnectionSetup = {}): Promise<Connection> {
+export async function connect(
+  url?: string,
+  options: ConnectOptions = {},
+  setup: ConnectionSetup = {},
+): Promise<Connection> {
   const connection = new Connection(resolveUrl(url), options, setup);
   try {
     await connection.start(setup.signal);
@@ -387,6 +471,10 @@ export async function connect(url?: string, options: ConnectOptions = {}, setup:
 }
 
 /** @internal Creates an unstarted connection (agents subscribe their topics before the first registration). */
-export function createConnection(url: string | undefined, options: ConnectOptions, setup: ConnectionSetup): Connection {
+export function createConnection(
+  url: string | undefined,
+  options: ConnectOptions,
+  setup: ConnectionSetup,
+): Connection {
   return new Connection(resolveUrl(url), options, setup);
 }

@@ -142,7 +142,12 @@ export interface DetachOptions {
 
 /** @internal What a consumer needs from its connection. */
 export interface ConsumerHost {
-  settle(consumer: Consumer, sequence: number, kind: 'ack' | 'nak' | 'in-progress' | 'term', delayMs: number): void;
+  settle(
+    consumer: Consumer,
+    sequence: number,
+    kind: 'ack' | 'nak' | 'in-progress' | 'term',
+    delayMs: number,
+  ): void;
   detach(consumer: Consumer, remove: boolean): Promise<void>;
   warn(message: string): void;
 }
@@ -165,7 +170,13 @@ export class ConsumerMessage {
   #settled = false;
 
   /** @internal */
-  constructor(consumer: Consumer, host: ConsumerHost, event: LoomEvent, sequence: number, deliveryCount: number) {
+  constructor(
+    consumer: Consumer,
+    host: ConsumerHost,
+    event: LoomEvent,
+    sequence: number,
+    deliveryCount: number,
+  ) {
     this.#consumer = consumer;
     this.#host = host;
     this.event = event;
@@ -237,25 +248,51 @@ export class Consumer implements AsyncIterableIterator<ConsumerMessage> {
   loop: Promise<void> = Promise.resolve();
 
   /** @internal */
-  constructor(stream: string, name: string, config: Readonly<Record<string, unknown>>, capacity: number, host: ConsumerHost) {
+  constructor(
+    stream: string,
+    name: string,
+    config: Readonly<Record<string, unknown>>,
+    capacity: number,
+    host: ConsumerHost,
+  ) {
     this.stream = stream;
     this.name = name;
     this.config = config;
     this.#capacity = capacity;
     this.#host = host;
-    this.info = { ackFloor: 0, nextSequence: 0, pending: 0, streamLastSequence: 0, ackWaitMs: 0, maxDeliver: 0, maxAckPending: 0, deadLetterTopic: '', filter: '' };
+    this.info = {
+      ackFloor: 0,
+      nextSequence: 0,
+      pending: 0,
+      streamLastSequence: 0,
+      ackWaitMs: 0,
+      maxDeliver: 0,
+      maxAckPending: 0,
+      deadLetterTopic: '',
+      filter: '',
+    };
   }
 
   /** Deliveries dropped because the local queue was full (delivered again after the ack wait). */
-  get dropped(): number { return this.#dropped; }
+  get dropped(): number {
+    return this.#dropped;
+  }
   /** Messages waiting in the local queue. */
-  get queued(): number { return this.#queue.length - this.#head; }
+  get queued(): number {
+    return this.#queue.length - this.#head;
+  }
   /** With a handler: deliveries it finished without throwing. */
-  get handled(): number { return this.#handled; }
+  get handled(): number {
+    return this.#handled;
+  }
   /** With a handler: deliveries whose handler threw (each was nak'ed unless settled). */
-  get failed(): number { return this.#failed; }
+  get failed(): number {
+    return this.#failed;
+  }
   /** True once detached or the connection closed. */
-  get closed(): boolean { return this.#closed; }
+  get closed(): boolean {
+    return this.#closed;
+  }
 
   /** @internal Hands over one delivery (never waits). */
   push(event: LoomEvent, sequence: number, deliveryCount: number): void {
@@ -268,7 +305,10 @@ export class Consumer implements AsyncIterableIterator<ConsumerMessage> {
       return;
     }
     if (this.#queue.length - this.#head >= this.#capacity) {
-      if (this.#dropped++ === 0) this.#host.warn(`Consumer '${this.name}' of stream '${this.stream}' is not keeping up: its local queue of ${this.#capacity} is full (drops are redelivered after the ack wait, counted in .dropped).`);
+      if (this.#dropped++ === 0)
+        this.#host.warn(
+          `Consumer '${this.name}' of stream '${this.stream}' is not keeping up: its local queue of ${this.#capacity} is full (drops are redelivered after the ack wait, counted in .dropped).`,
+        );
       return;
     }
     this.#queue.push(message);
@@ -289,7 +329,10 @@ export class Consumer implements AsyncIterableIterator<ConsumerMessage> {
       return Promise.resolve({ value, done: false });
     }
     if (this.#closed) return Promise.resolve({ value: undefined, done: true });
-    if (this.#waiter) return Promise.reject(new CancelledError(`Consumer '${this.name}' already has a reader; iterate it once.`));
+    if (this.#waiter)
+      return Promise.reject(
+        new CancelledError(`Consumer '${this.name}' already has a reader; iterate it once.`),
+      );
     return new Promise((resolve) => {
       this.#waiter = resolve;
     });
@@ -328,7 +371,9 @@ export class Consumer implements AsyncIterableIterator<ConsumerMessage> {
           message.ack();
         } catch (error) {
           this.#failed++;
-          this.#host.warn(`Consumer '${this.name}' handler failed on sequence ${message.sequence}: ${(error as Error)?.message ?? String(error)}`);
+          this.#host.warn(
+            `Consumer '${this.name}' handler failed on sequence ${message.sequence}: ${(error as Error)?.message ?? String(error)}`,
+          );
           message.nak();
         }
       }

@@ -3,7 +3,15 @@
 // deadline, a broken stream or close; its result (or typed error) is queued back.
 import { type CallInfo, type Capability, toLoomError } from '../../capability.js';
 import type { AgentContext } from '../../connection-types.js';
-import { CancelledError, CapabilityNotFoundError, createError, errorCodeNumber, InvalidParamsError, type LoomError, TimeoutError } from '../../errors.js';
+import {
+  CancelledError,
+  CapabilityNotFoundError,
+  createError,
+  errorCodeNumber,
+  InvalidParamsError,
+  type LoomError,
+  TimeoutError,
+} from '../../errors.js';
 import { num, type PbActionCall, type PbActionResult } from '../proto.js';
 import { jsonBytes, parseJsonBytes } from '../util.js';
 import type { ConnectionState } from './state.js';
@@ -37,7 +45,10 @@ export class CallRunner {
     this.#writer = writer;
     for (const cap of capabilities) {
       if (this.#capabilities.has(cap.name)) {
-        throw new InvalidParamsError(`Capability '${cap.name}' is given twice; one agent provides each capability once.`, { path: '/capabilities' });
+        throw new InvalidParamsError(
+          `Capability '${cap.name}' is given twice; one agent provides each capability once.`,
+          { path: '/capabilities' },
+        );
       }
       this.#capabilities.set(cap.name, cap);
     }
@@ -77,12 +88,17 @@ export class CallRunner {
     const now = Date.now();
     const deadline = num(call.deadlineUnixMs) || now + this.#state.options.callTimeoutMs;
     const controller = new AbortController();
-    const timer = setTimeout(() => {
-      if (this.#inflight.get(callId) === inflight) {
-        this.#inflight.delete(callId);
-        controller.abort(new TimeoutError(`The deadline of call '${callId}' to '${call.capability}' passed.`));
-      }
-    }, Math.max(1, deadline - now));
+    const timer = setTimeout(
+      () => {
+        if (this.#inflight.get(callId) === inflight) {
+          this.#inflight.delete(callId);
+          controller.abort(
+            new TimeoutError(`The deadline of call '${callId}' to '${call.capability}' passed.`),
+          );
+        }
+      },
+      Math.max(1, deadline - now),
+    );
     const inflight: Inflight = { controller, timer, generation };
     this.#inflight.set(callId, inflight);
     const info: CallInfo = {
@@ -99,7 +115,13 @@ export class CallRunner {
     void this.#run(cap, call, info, inflight, now);
   }
 
-  async #run(cap: Capability<AgentContext>, call: PbActionCall, info: CallInfo, inflight: Inflight, started: number): Promise<void> {
+  async #run(
+    cap: Capability<AgentContext>,
+    call: PbActionCall,
+    info: CallInfo,
+    inflight: Inflight,
+    started: number,
+  ): Promise<void> {
     const agentId = this.#state.agentId;
     const result: PbActionResult = { callId: call.callId, provider: agentId };
     try {
@@ -107,9 +129,14 @@ export class CallRunner {
       try {
         input = parseJsonBytes(call.inputJson);
       } catch (error) {
-        throw new InvalidParamsError(`The input of '${call.capability}' is not JSON: ${(error as Error).message}`, { cause: error });
+        throw new InvalidParamsError(
+          `The input of '${call.capability}' is not JSON: ${(error as Error).message}`,
+          { cause: error },
+        );
       }
-      const output = cap.parseOutput(await cap.run(cap.parseInput(input), info, this.#context as AgentContext));
+      const output = cap.parseOutput(
+        await cap.run(cap.parseInput(input), info, this.#context as AgentContext),
+      );
       result.outputJson = jsonBytes(output);
     } catch (error) {
       const loomError = toLoomError(error, call.capability);

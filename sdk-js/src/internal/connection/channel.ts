@@ -9,7 +9,10 @@ function readPem(file: string, what: string, option: string): Buffer {
   try {
     return readFileSync(file);
   } catch (error) {
-    throw new InvalidParamsError(`Cannot read the ${what} '${file}' (${option}): ${(error as Error).message}.`, { path: `/${option.split(',')[0] ?? option}` });
+    throw new InvalidParamsError(
+      `Cannot read the ${what} '${file}' (${option}): ${(error as Error).message}.`,
+      { path: `/${option.split(',')[0] ?? option}` },
+    );
   }
 }
 
@@ -22,29 +25,43 @@ function isLoopback(address: string): boolean {
  * TLS (grpc-js `credentials.createSsl` with the CA bundle and client certificate of the options) and
  * the bearer token (an interceptor adding `authorization: Bearer ...`, refused in the clear to another machine).
  */
-export function channelSecurity(address: string, https: boolean, options: ResolvedOptions): { credentials: grpc.ChannelCredentials; interceptors: grpc.Interceptor[] } {
+export function channelSecurity(
+  address: string,
+  https: boolean,
+  options: ResolvedOptions,
+): { credentials: grpc.ChannelCredentials; interceptors: grpc.Interceptor[] } {
   const tls = https || options.tlsCa !== '' || options.tlsCert !== '';
   if ((options.tlsCert === '') !== (options.tlsKey === '')) {
-    throw new InvalidParamsError('A client certificate needs its key: give both tlsCert (LOOM_TLS_CERT) and tlsKey (LOOM_TLS_KEY), or neither.', { path: '/tlsKey' });
+    throw new InvalidParamsError(
+      'A client certificate needs its key: give both tlsCert (LOOM_TLS_CERT) and tlsKey (LOOM_TLS_KEY), or neither.',
+      { path: '/tlsKey' },
+    );
   }
   const credentials = tls
     ? grpc.credentials.createSsl(
-      options.tlsCa ? readPem(options.tlsCa, 'CA bundle', 'tlsCa, LOOM_TLS_CA') : null,
-      options.tlsKey ? readPem(options.tlsKey, 'client key', 'tlsKey, LOOM_TLS_KEY') : null,
-      options.tlsCert ? readPem(options.tlsCert, 'client certificate', 'tlsCert, LOOM_TLS_CERT') : null)
+        options.tlsCa ? readPem(options.tlsCa, 'CA bundle', 'tlsCa, LOOM_TLS_CA') : null,
+        options.tlsKey ? readPem(options.tlsKey, 'client key', 'tlsKey, LOOM_TLS_KEY') : null,
+        options.tlsCert ? readPem(options.tlsCert, 'client certificate', 'tlsCert, LOOM_TLS_CERT') : null,
+      )
     : grpc.credentials.createInsecure();
   const interceptors: grpc.Interceptor[] = [];
   if (options.token !== '') {
     if (!tls && !isLoopback(address)) {
-      throw new InvalidParamsError(`A token is never sent in the clear to another machine: use an https:// URL (and LOOM_TLS_CA) for ${address}, or a loopback address.`, { path: '/token' });
+      throw new InvalidParamsError(
+        `A token is never sent in the clear to another machine: use an https:// URL (and LOOM_TLS_CA) for ${address}, or a loopback address.`,
+        { path: '/token' },
+      );
     }
     const header = `Bearer ${options.token}`;
-    interceptors.push((callOptions, nextCall) => new grpc.InterceptingCall(nextCall(callOptions), {
-      start(metadata, listener, next) {
-        metadata.set('authorization', header);
-        next(metadata, listener);
-      },
-    }));
+    interceptors.push(
+      (callOptions, nextCall) =>
+        new grpc.InterceptingCall(nextCall(callOptions), {
+          start(metadata, listener, next) {
+            metadata.set('authorization', header);
+            next(metadata, listener);
+          },
+        }),
+    );
   }
   return { credentials, interceptors };
 }

@@ -29,7 +29,12 @@ export class Heartbeat {
     const silent = now - session.lastReceived;
     if (silent > session.intervalMs * 3) {
       session.call.cancel();
-      this.#onSilent(session, new UnavailableError(`Nothing arrived from the bridge for ${silent} ms (3 heartbeat intervals of ${session.intervalMs} ms).`));
+      this.#onSilent(
+        session,
+        new UnavailableError(
+          `Nothing arrived from the bridge for ${silent} ms (3 heartbeat intervals of ${session.intervalMs} ms).`,
+        ),
+      );
       return;
     }
     if (now - session.lastWrite >= session.intervalMs / 2) {

@@ -7,7 +7,12 @@ import type { PbClientMessage, PbEnvelope } from '../proto.js';
 import { encodePayload, jsonBytes, positiveMs, validateTopic } from '../util.js';
 import type { ConnectionState } from './state.js';
 
-const ROUTING_NUMBERS: Record<RoutingPolicy, number> = { 'round-robin': 1, 'least-latency': 2, 'lowest-cost': 3, 'local-only': 4 };
+const ROUTING_NUMBERS: Record<RoutingPolicy, number> = {
+  'round-robin': 1,
+  'least-latency': 2,
+  'lowest-cost': 3,
+  'local-only': 4,
+};
 
 export class Messages {
   readonly #state: ConnectionState;
@@ -27,9 +32,17 @@ export class Messages {
     const { bytes, contentType } = encodePayload(payload);
     const maxPayload = this.#state.limits.maxPayloadBytes ?? 0;
     if (maxPayload > 0 && bytes.length > maxPayload) {
-      throw new ResourceExhaustedError(`Payload of ${bytes.length} bytes on topic '${topic}' exceeds the bridge's limit of ${maxPayload} bytes.`, { path: '/payload' });
+      throw new ResourceExhaustedError(
+        `Payload of ${bytes.length} bytes on topic '${topic}' exceeds the bridge's limit of ${maxPayload} bytes.`,
+        { path: '/payload' },
+      );
     }
-    const envelope: PbEnvelope = { id: options?.id ?? this.#state.ids.next(), topic, payload: bytes, contentType: options?.contentType ?? contentType };
+    const envelope: PbEnvelope = {
+      id: options?.id ?? this.#state.ids.next(),
+      topic,
+      payload: bytes,
+      contentType: options?.contentType ?? contentType,
+    };
     if (options) {
       if (options.threadId) envelope.threadId = options.threadId;
       if (options.correlationId) envelope.correlationId = options.correlationId;
@@ -44,7 +57,13 @@ export class Messages {
   }
 
   /** An ActionCall message for `invoke`. */
-  call(callId: string, capability: string, input: unknown, options: InvokeOptions, timeoutMs: number): PbClientMessage {
+  call(
+    callId: string,
+    capability: string,
+    input: unknown,
+    options: InvokeOptions,
+    timeoutMs: number,
+  ): PbClientMessage {
     return {
       call: {
         callId,

@@ -25,7 +25,12 @@ export interface Parts {
 }
 
 /** Builds every part for `state`; `context` is what capability handlers receive (the facade). */
-export function wireParts(state: ConnectionState, url: string, setup: ConnectionSetup, context: AgentContext): Parts {
+export function wireParts(
+  state: ConnectionState,
+  url: string,
+  setup: ConnectionSetup,
+  context: AgentContext,
+): Parts {
   const messages = new Messages(state);
   const pending = new PendingCalls(state);
   const writer = new Writer(state, (m) => pending.isStale(m));
@@ -42,7 +47,8 @@ export function wireParts(state: ConnectionState, url: string, setup: Connection
     ensureOpen: () => state.ensureOpen(),
     isConnected: () => state.connected && !state.closing,
     enqueue: (message) => writer.enqueue(message),
-    sendAndWait: (id, message, timeoutMs, onTimeout, signal) => pending.sendAndWait('durable', id, message, timeoutMs, onTimeout, signal),
+    sendAndWait: (id, message, timeoutMs, onTimeout, signal) =>
+      pending.sendAndWait('durable', id, message, timeoutMs, onTimeout, signal),
     buildEnvelope: (topic, payload, options) => messages.envelope(topic, payload, options),
     countUnrouted: () => {
       state.stats.unrouted++;
@@ -51,6 +57,16 @@ export function wireParts(state: ConnectionState, url: string, setup: Connection
   reader.parts = { router, pending, calls, durable };
   const client = createClient(url, state.options);
   const heartbeat = new Heartbeat(writer, (session, error) => supervisor.onStreamEnded(session, error));
-  const supervisor: Supervisor = new Supervisor(state, { client, url, writer, pending, router, calls, heartbeat, reader, durable });
+  const supervisor: Supervisor = new Supervisor(state, {
+    client,
+    url,
+    writer,
+    pending,
+    router,
+    calls,
+    heartbeat,
+    reader,
+    durable,
+  });
   return { client, messages, writer, pending, router, durable, supervisor };
 }

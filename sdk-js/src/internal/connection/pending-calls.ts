@@ -1,7 +1,13 @@
 // PendingCalls: the correlation table of requests awaiting a reply on the stream (subscribe,
 // unsubscribe, calls, memory, durable publishes, consumer and stream requests) and of
 // request/reply waiters on the inbox: timeouts, cancellation, completion, fail-all on disconnect.
-import { CancelledError, InvalidParamsError, type LoomError, TimeoutError, UnavailableError } from '../../errors.js';
+import {
+  CancelledError,
+  InvalidParamsError,
+  type LoomError,
+  TimeoutError,
+  UnavailableError,
+} from '../../errors.js';
 import type { LoomEvent } from '../../event.js';
 import type { Subscription } from '../../subscription.js';
 import { fromProtoError, type PbClientMessage, type PbServerMessage } from '../proto.js';
@@ -63,13 +69,30 @@ export class PendingCalls {
    * with its typed error. A subscribe that times out is kept for a while so that its late ack
    * unsubscribes what nobody wants; a call that times out or is aborted is cancelled at the bridge.
    */
-  sendAndWait(kind: PendingKind, id: string, message: PbClientMessage, timeoutMs: number, onTimeout: () => LoomError, signal?: AbortSignal, subscription?: Subscription): Promise<PbServerMessage> {
+  sendAndWait(
+    kind: PendingKind,
+    id: string,
+    message: PbClientMessage,
+    timeoutMs: number,
+    onTimeout: () => LoomError,
+    signal?: AbortSignal,
+    subscription?: Subscription,
+  ): Promise<PbServerMessage> {
     if (this.#state.status.state !== 'connected') {
-      return Promise.reject(this.#state.closing
-        ? new CancelledError('The connection is closed.')
-        : new UnavailableError(`Not connected to the bridge (status ${this.#state.status.state}); retry once the connection is back.`));
+      return Promise.reject(
+        this.#state.closing
+          ? new CancelledError('The connection is closed.')
+          : new UnavailableError(
+              `Not connected to the bridge (status ${this.#state.status.state}); retry once the connection is back.`,
+            ),
+      );
     }
-    if (this.#pending.has(id)) return Promise.reject(new InvalidParamsError(`Id '${id}' is already in flight; use a unique id per request.`, { path: '/call_id' }));
+    if (this.#pending.has(id))
+      return Promise.reject(
+        new InvalidParamsError(`Id '${id}' is already in flight; use a unique id per request.`, {
+          path: '/call_id',
+        }),
+      );
     return new Promise<PbServerMessage>((resolve, reject) => {
       const cleanup = (): void => {
         clearTimeout(timer);
@@ -97,8 +120,14 @@ export class PendingCalls {
       const op: Pending = {
         kind,
         subscription,
-        resolve: (m) => { cleanup(); resolve(m); },
-        reject: (e) => { cleanup(); reject(e); },
+        resolve: (m) => {
+          cleanup();
+          resolve(m);
+        },
+        reject: (e) => {
+          cleanup();
+          reject(e);
+        },
       };
       if (signal?.aborted) {
         onAbort();
@@ -116,7 +145,13 @@ export class PendingCalls {
   /** A subscribe sent without a waiter (after a registration): its ack binds the subscription whenever it comes. */
   expectSubscribeAck(id: string, subscription: Subscription): void {
     // No forget timer: the subscription is wanted; a new stream starts over.
-    this.#pending.set(id, { kind: 'subscribe', subscription, abandoned: true, resolve: () => undefined, reject: () => undefined });
+    this.#pending.set(id, {
+      kind: 'subscribe',
+      subscription,
+      abandoned: true,
+      resolve: () => undefined,
+      reject: () => undefined,
+    });
   }
 
   /**
@@ -175,7 +210,15 @@ export class PendingCalls {
    * Waits for the first `needed` replies correlated to `id` (request/reply over the inbox);
    * `publish` sends the request once the waiter is in place.
    */
-  awaitReplies(id: string, needed: number, topic: string, timeoutMs: number, allowPartial: boolean, signal: AbortSignal | undefined, publish: () => Promise<void>): Promise<LoomEvent[]> {
+  awaitReplies(
+    id: string,
+    needed: number,
+    topic: string,
+    timeoutMs: number,
+    allowPartial: boolean,
+    signal: AbortSignal | undefined,
+    publish: () => Promise<void>,
+  ): Promise<LoomEvent[]> {
     return new Promise<LoomEvent[]>((resolve, reject) => {
       const cleanup = (): void => {
         clearTimeout(timer);
@@ -185,14 +228,28 @@ export class PendingCalls {
       const waiter: ReplyWaiter = {
         needed,
         replies: [],
-        resolve: (replies) => { cleanup(); resolve(replies); },
-        reject: (error) => { cleanup(); reject(error); },
+        resolve: (replies) => {
+          cleanup();
+          resolve(replies);
+        },
+        reject: (error) => {
+          cleanup();
+          reject(error);
+        },
       };
       const timer = setTimeout(() => {
         if (allowPartial) waiter.resolve(waiter.replies);
-        else waiter.reject(new TimeoutError(`${needed === 1 ? 'No reply' : `Only ${waiter.replies.length} of ${needed} replies`} to the request on '${topic}' within ${timeoutMs} ms.`));
+        else
+          waiter.reject(
+            new TimeoutError(
+              `${needed === 1 ? 'No reply' : `Only ${waiter.replies.length} of ${needed} replies`} to the request on '${topic}' within ${timeoutMs} ms.`,
+            ),
+          );
       }, timeoutMs);
-      const onAbort = (): void => waiter.reject(new CancelledError(`The request on '${topic}' was cancelled.`, { cause: signal?.reason }));
+      const onAbort = (): void =>
+        waiter.reject(
+          new CancelledError(`The request on '${topic}' was cancelled.`, { cause: signal?.reason }),
+        );
       if (signal?.aborted) {
         onAbort();
         return;

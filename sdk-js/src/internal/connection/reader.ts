@@ -61,7 +61,8 @@ export class Reader {
       const ack = message.ack;
       const op = parts.pending.take(ack.correlationId ?? '');
       if (!op) return;
-      if (op.kind === 'subscribe' && op.subscription) parts.router.onSubscribeAck(op.subscription, ack.subscriptionId ?? '', op.abandoned === true);
+      if (op.kind === 'subscribe' && op.subscription)
+        parts.router.onSubscribeAck(op.subscription, ack.subscriptionId ?? '', op.abandoned === true);
       op.resolve(message);
     } else if (message.error) {
       parts.pending.onErrorReply(message);

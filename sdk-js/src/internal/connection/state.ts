@@ -52,8 +52,16 @@ export class ConnectionState {
   /** Aborted when the connection closes (or its first connect is aborted). */
   readonly lifetime = new AbortController();
   readonly stats: Counters = {
-    framesSent: 0, messagesSent: 0, framesReceived: 0, messagesReceived: 0, reconnects: 0, publishErrors: 0,
-    lateReplies: 0, lostOnBreak: 0, unsentOnClose: 0, unrouted: 0,
+    framesSent: 0,
+    messagesSent: 0,
+    framesReceived: 0,
+    messagesReceived: 0,
+    reconnects: 0,
+    publishErrors: 0,
+    lateReplies: 0,
+    lostOnBreak: 0,
+    unsentOnClose: 0,
+    unrouted: 0,
   };
   session: Session | undefined;
   status: ConnectionStatus = { state: 'connecting' };

@@ -43,7 +43,11 @@ export class SubscriptionRouter {
       warn: (message) => state.warn(message),
     };
     this.inboxPrefix = `_inbox.${inboxToken(state.agentId)}`;
-    this.#entries.push(new InboxSubscription(`${this.inboxPrefix}.>`, this.#host, (event) => pending.onReply(event, this.inboxPrefix)));
+    this.#entries.push(
+      new InboxSubscription(`${this.inboxPrefix}.>`, this.#host, (event) =>
+        pending.onReply(event, this.inboxPrefix),
+      ),
+    );
   }
 
   /** The subscriptions a registration carries (one per pattern and QoS class). */
@@ -154,8 +158,18 @@ export class SubscriptionRouter {
     if (this.#state.status.state !== 'connected') return entry;
     const correlationId = this.#state.ids.next();
     try {
-      await this.#pending.sendAndWait('subscribe', correlationId, { subscribe: { correlationId, subscription: entry.spec } }, options_.requestTimeoutMs,
-        () => new TimeoutError(`The bridge did not acknowledge the subscription to '${pattern}' within ${options_.requestTimeoutMs} ms.`), options.signal, entry);
+      await this.#pending.sendAndWait(
+        'subscribe',
+        correlationId,
+        { subscribe: { correlationId, subscription: entry.spec } },
+        options_.requestTimeoutMs,
+        () =>
+          new TimeoutError(
+            `The bridge did not acknowledge the subscription to '${pattern}' within ${options_.requestTimeoutMs} ms.`,
+          ),
+        options.signal,
+        entry,
+      );
     } catch (error) {
       if (error instanceof UnavailableError && !this.#state.closing) return entry; // the re-registration carries it
       this.#removeEntry(entry);
@@ -175,11 +189,17 @@ export class SubscriptionRouter {
     const bridgeId = entry.bridgeId;
     this.#removeEntry(entry);
     const last = !this.#entries.some((e) => e.sameAs(entry.spec));
-    if (!last || bridgeId === undefined || this.#state.closing || this.#state.status.state !== 'connected') return;
+    if (!last || bridgeId === undefined || this.#state.closing || this.#state.status.state !== 'connected')
+      return;
     const correlationId = this.#state.ids.next();
     try {
-      await this.#pending.sendAndWait('unsubscribe', correlationId, { unsubscribe: { correlationId, subscriptionId: bridgeId } }, this.#state.options.requestTimeoutMs,
-        () => new TimeoutError(`The bridge did not acknowledge the unsubscribe of '${entry.pattern}'.`));
+      await this.#pending.sendAndWait(
+        'unsubscribe',
+        correlationId,
+        { unsubscribe: { correlationId, subscriptionId: bridgeId } },
+        this.#state.options.requestTimeoutMs,
+        () => new TimeoutError(`The bridge did not acknowledge the unsubscribe of '${entry.pattern}'.`),
+      );
     } catch (error) {
       this.#state.warn(`unsubscribe of '${entry.pattern}' failed: ${(error as Error).message}`);
     }

@@ -5,11 +5,24 @@
 import * as grpc from '@grpc/grpc-js';
 
 import type { ConnectionStatus } from '../../connection-types.js';
-import { CancelledError, InvalidParamsError, type LoomError, TimeoutError, UnavailableError } from '../../errors.js';
+import {
+  CancelledError,
+  InvalidParamsError,
+  type LoomError,
+  TimeoutError,
+  UnavailableError,
+} from '../../errors.js';
 import { encodeClientFrame } from '../frame-encoder.js';
 import {
-  deserializeServerFrame, fromStatus, type PbRegisterRequest, type PbRegisterResponse, type PbServerFrame, registerAgent, SERVICE,
-  SESSION_HEADER, unary,
+  deserializeServerFrame,
+  fromStatus,
+  type PbRegisterRequest,
+  type PbRegisterResponse,
+  type PbServerFrame,
+  registerAgent,
+  SERVICE,
+  SESSION_HEADER,
+  unary,
 } from '../proto.js';
 import { backoffDelay, delay } from '../util.js';
 import type { CallRunner } from './call-runner.js';
@@ -94,7 +107,9 @@ export class Supervisor {
         const value = buffer.shift();
         if (value !== undefined) return Promise.resolve({ value, done: false });
         if (done || signal?.aborted) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => { waiter = resolve; });
+        return new Promise((resolve) => {
+          waiter = resolve;
+        });
       },
       return: () => {
         finish();
@@ -107,7 +122,8 @@ export class Supervisor {
 
   /** Registers and opens the first stream. */
   async start(signal?: AbortSignal): Promise<void> {
-    if (this.#started) throw new InvalidParamsError('start() was already called; the connection reconnects by itself.');
+    if (this.#started)
+      throw new InvalidParamsError('start() was already called; the connection reconnects by itself.');
     this.#started = true;
     const onAbort = (): void => this.#state.lifetime.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -149,7 +165,13 @@ export class Supervisor {
     // The registration carries every subscription and capability, and its answer confirms them
     // (with the subscriptions' ids): all are in place before anything queued is written. One
     // added while the registration was on its way is carried by one more registration.
-    let response: PbRegisterResponse = await unary(client, registerAgent, this.#registration(), options.connectTimeoutMs, signal);
+    let response: PbRegisterResponse = await unary(
+      client,
+      registerAgent,
+      this.#registration(),
+      options.connectTimeoutMs,
+      signal,
+    );
     const bridgeKnewUs = response.reconnected;
     for (let round = 1; round < 3 && !router.allConfirmed(response); round++) {
       response = await unary(client, registerAgent, this.#registration(), options.connectTimeoutMs, signal);
@@ -157,12 +179,22 @@ export class Supervisor {
     state.limits = response.limits ?? {};
     const stale = router.bind(response);
     const limits = state.limits;
-    const maxFrameMessages = Math.min(options.maxFrameMessages, limits.maxBatchMessages || options.maxFrameMessages);
+    const maxFrameMessages = Math.min(
+      options.maxFrameMessages,
+      limits.maxBatchMessages || options.maxFrameMessages,
+    );
     let maxFrameBytes = options.maxFrameBytes;
-    if ((limits.maxMessageBytes ?? 0) > FRAME_HEADROOM * 2) maxFrameBytes = Math.min(maxFrameBytes, (limits.maxMessageBytes ?? 0) - FRAME_HEADROOM);
+    if ((limits.maxMessageBytes ?? 0) > FRAME_HEADROOM * 2)
+      maxFrameBytes = Math.min(maxFrameBytes, (limits.maxMessageBytes ?? 0) - FRAME_HEADROOM);
     const metadata = new grpc.Metadata();
     metadata.set(SESSION_HEADER, response.sessionId);
-    const call = client.makeBidiStreamRequest(SERVICE + 'EventStream', encodeClientFrame, deserializeServerFrame, metadata, {});
+    const call = client.makeBidiStreamRequest(
+      SERVICE + 'EventStream',
+      encodeClientFrame,
+      deserializeServerFrame,
+      metadata,
+      {},
+    );
     const now = Date.now();
     const session: Session = {
       generation: ++this.#generation,
@@ -184,7 +216,15 @@ export class Supervisor {
     call.on('error', () => undefined); // the status event carries every failure
     call.on('status', (status: grpc.StatusObject) => session.onStatus(status));
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new TimeoutError(`The bridge did not open the event stream within ${options.connectTimeoutMs} ms.`)), options.connectTimeoutMs);
+      const timer = setTimeout(
+        () =>
+          fail(
+            new TimeoutError(
+              `The bridge did not open the event stream within ${options.connectTimeoutMs} ms.`,
+            ),
+          ),
+        options.connectTimeoutMs,
+      );
       const onAbort = (): void => fail(new CancelledError('The connection was closed while connecting.'));
       const done = (): void => {
         clearTimeout(timer);
@@ -203,7 +243,11 @@ export class Supervisor {
       });
       signal.addEventListener('abort', onAbort, { once: true });
     });
-    session.onStatus = (status) => this.onStreamEnded(session, status.code === grpc.status.OK ? undefined : fromStatus(status, this.#p.url));
+    session.onStatus = (status) =>
+      this.onStreamEnded(
+        session,
+        status.code === grpc.status.OK ? undefined : fromStatus(status, this.#p.url),
+      );
     call.on('data', (frame: PbServerFrame) => this.#p.reader.onFrame(session, frame));
     this.#p.heartbeat.start(session);
     state.session = session;
@@ -215,7 +259,9 @@ export class Supervisor {
       if (settle > 0) {
         // The bridge restarted (or dropped this agent): other agents' subscriptions are gone until
         // they register again, and what this one queued meanwhile would reach nobody.
-        state.warn(`the bridge did not know this agent (it restarted); holding ${this.#p.writer.depth} queued messages for ${Math.round(settle)} ms so that other agents subscribe again first`);
+        state.warn(
+          `the bridge did not know this agent (it restarted); holding ${this.#p.writer.depth} queued messages for ${Math.round(settle)} ms so that other agents subscribe again first`,
+        );
         session.heldUntil = Date.now() + settle;
         session.releaseTimer = setTimeout(() => {
           session.heldUntil = 0;
@@ -226,7 +272,9 @@ export class Supervisor {
     for (const id of stale) {
       this.#p.writer.enqueue({ unsubscribe: { correlationId: state.ids.next(), subscriptionId: id } });
     }
-    state.log.info(`${state.agentId}: registered (session ${response.sessionId}, reconnected=${String(response.reconnected)}, heartbeat ${session.intervalMs} ms)`);
+    state.log.info(
+      `${state.agentId}: registered (session ${response.sessionId}, reconnected=${String(response.reconnected)}, heartbeat ${session.intervalMs} ms)`,
+    );
     return session;
   }
 
@@ -264,7 +312,13 @@ export class Supervisor {
     this.#lostAt = Date.now();
     state.warn(`stream lost (${why.code}: ${why.message}); reconnecting`);
     this.setStatus({ state: 'reconnecting', error: why });
-    this.#failInFlight(new UnavailableError(`The connection to the bridge was lost (${why.message}); the request may or may not have been carried out. Retry once the connection is back.`, { cause: why }), session.generation);
+    this.#failInFlight(
+      new UnavailableError(
+        `The connection to the bridge was lost (${why.message}); the request may or may not have been carried out. Retry once the connection is back.`,
+        { cause: why },
+      ),
+      session.generation,
+    );
     void this.#reconnect();
   }
 
@@ -281,7 +335,10 @@ export class Supervisor {
     const signal = state.lifetime.signal;
     for (let attempt = 0; !state.closing; attempt++) {
       try {
-        await delay(backoffDelay(attempt, options.reconnectInitialMs, options.reconnectMaxMs, options.reconnectJitter), signal);
+        await delay(
+          backoffDelay(attempt, options.reconnectInitialMs, options.reconnectMaxMs, options.reconnectJitter),
+          signal,
+        );
       } catch {
         return; // closed
       }
@@ -297,7 +354,9 @@ export class Supervisor {
         this.#connected(session, true);
         return;
       } catch (error) {
-        state.log.info(`${state.agentId}: reconnect attempt ${attempt + 1} failed: ${(error as Error).message}`);
+        state.log.info(
+          `${state.agentId}: reconnect attempt ${attempt + 1} failed: ${(error as Error).message}`,
+        );
       }
     }
   }

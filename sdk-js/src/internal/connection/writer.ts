@@ -123,7 +123,10 @@ export class Writer {
   }
 
   #wakeSpaceWaiters(): void {
-    while (this.#spaceWaiters.length > 0 && this.#queue.length - this.#head < this.#state.options.outboundQueueCapacity) {
+    while (
+      this.#spaceWaiters.length > 0 &&
+      this.#queue.length - this.#head < this.#state.options.outboundQueueCapacity
+    ) {
       (this.#spaceWaiters.shift() as () => void)();
     }
   }
@@ -134,11 +137,14 @@ export class Writer {
       const onAbort = (): void => {
         const i = this.#spaceWaiters.indexOf(wake);
         if (i >= 0) this.#spaceWaiters.splice(i, 1);
-        reject(new CancelledError('Gave up waiting for room in the outbound queue.', { cause: signal?.reason }));
+        reject(
+          new CancelledError('Gave up waiting for room in the outbound queue.', { cause: signal?.reason }),
+        );
       };
       const wake = (): void => {
         signal?.removeEventListener('abort', onAbort);
-        if (this.#state.closing && this.#state.status.state === 'closed') reject(new CancelledError('The connection is closed.'));
+        if (this.#state.closing && this.#state.status.state === 'closed')
+          reject(new CancelledError('The connection is closed.'));
         else resolve();
       };
       this.#spaceWaiters.push(wake);
@@ -173,13 +179,29 @@ export class Writer {
 export function estimateSize(message: PbClientMessage): number {
   const p = message.publish;
   if (p) {
-    return (p.payload?.length ?? 0) + (p.topic?.length ?? 0) + (p.replyTo?.length ?? 0) + (p.correlationId?.length ?? 0) + (p.id?.length ?? 0) + 48
-      + (p.headers ? Object.keys(p.headers).length * 64 : 0);
+    return (
+      (p.payload?.length ?? 0) +
+      (p.topic?.length ?? 0) +
+      (p.replyTo?.length ?? 0) +
+      (p.correlationId?.length ?? 0) +
+      (p.id?.length ?? 0) +
+      48 +
+      (p.headers ? Object.keys(p.headers).length * 64 : 0)
+    );
   }
   const acked = message.publishAcked?.envelope;
-  if (acked) return (acked.payload?.length ?? 0) + (acked.topic?.length ?? 0) + (acked.id?.length ?? 0) + 64 + (acked.headers ? Object.keys(acked.headers).length * 64 : 0);
-  if (message.result) return (message.result.outputJson?.length ?? 0) + (message.result.error?.message?.length ?? 0) + 96;
-  if (message.call) return (message.call.inputJson?.length ?? 0) + (message.call.capability?.length ?? 0) + 128;
+  if (acked)
+    return (
+      (acked.payload?.length ?? 0) +
+      (acked.topic?.length ?? 0) +
+      (acked.id?.length ?? 0) +
+      64 +
+      (acked.headers ? Object.keys(acked.headers).length * 64 : 0)
+    );
+  if (message.result)
+    return (message.result.outputJson?.length ?? 0) + (message.result.error?.message?.length ?? 0) + 96;
+  if (message.call)
+    return (message.call.inputJson?.length ?? 0) + (message.call.capability?.length ?? 0) + 128;
   if (message.memory) {
     const m = message.memory;
     return (m.set?.value?.length ?? 0) + (m.compareAndSet?.value?.length ?? 0) + 640;
