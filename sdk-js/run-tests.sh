@@ -29,10 +29,13 @@ npx tsc -p tsconfig.test.json --noEmit
 echo "== lint (eslint + typescript-eslint)"
 npx eslint .
 
+echo "== format (prettier --check; npx prettier --write ... with the same paths fixes it)"
+npx prettier --check --config .prettierrc --log-level warn src test ../examples/trio/researcher/src ../examples/trio/researcher/test
+
 echo "== build"
 rm -rf dist build
 npm run --silent build
 npm run --silent build:test
 
 echo "== node:test"
-node --test --test-reporter=tap build/test/unit.test.js build/test/vectors.test.js build/test/sdk.test.js build/test/dotnet.test.js build/test/resilience.test.js build/test/python.test.js build/test/mcp.test.js build/test/collab.test.js build/test/security.test.js build/test/llm.test.js
+node --test --test-reporter=tap build/test/unit.test.js build/test/vectors.test.js build/test/sdk.test.js build/test/dotnet.test.js build/test/resilience.test.js build/test/python.test.js build/test/mcp.test.js build/test/collab.test.js build/test/security.test.js build/test/llm.test.js build/test/durable.test.js

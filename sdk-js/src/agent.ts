@@ -46,14 +46,19 @@ export interface AgentDefinition {
  */
 export function defineAgent<const T extends AgentDefinition>(definition: T): T {
   if (!definition.name) throw new InvalidParamsError('An agent needs a name.', { path: '/name' });
-  (definition.topics ?? []).forEach((topic, i) => validatePattern(typeof topic === 'string' ? topic : topic.pattern, `/topics/${i}`));
+  (definition.topics ?? []).forEach((topic, i) =>
+    validatePattern(typeof topic === 'string' ? topic : topic.pattern, `/topics/${i}`),
+  );
   const names = new Set<string>();
   (definition.capabilities ?? []).forEach((c, i) => {
-    if (names.has(c.name)) throw new InvalidParamsError(`Capability '${c.name}' is given twice.`, { path: `/capabilities/${i}` });
+    if (names.has(c.name))
+      throw new InvalidParamsError(`Capability '${c.name}' is given twice.`, { path: `/capabilities/${i}` });
     names.add(c.name);
   });
   if ((definition.topics?.length ?? 0) > 0 && !definition.onEvent) {
-    throw new InvalidParamsError(`Agent '${definition.name}' has topics but no onEvent handler.`, { path: '/onEvent' });
+    throw new InvalidParamsError(`Agent '${definition.name}' has topics but no onEvent handler.`, {
+      path: '/onEvent',
+    });
   }
   return Object.freeze(definition);
 }
@@ -85,9 +90,16 @@ export interface RunningAgent {
 }
 
 /** Connects one agent: registers its topics and capabilities, then runs `onEvent` for its events. */
-export async function startAgent(definition: AgentDefinition, options: StartAgentOptions = {}): Promise<RunningAgent> {
+export async function startAgent(
+  definition: AgentDefinition,
+  options: StartAgentOptions = {},
+): Promise<RunningAgent> {
   const { url, signal, ...rest } = options;
-  const connection = createConnection(url, { name: definition.name, ...rest, ...definition.options }, { capabilities: definition.capabilities ?? [] });
+  const connection = createConnection(
+    url,
+    { name: definition.name, ...rest, ...definition.options },
+    { capabilities: definition.capabilities ?? [] },
+  );
   const subscriptions: Subscription[] = [];
   const loops: Promise<void>[] = [];
   try {
@@ -109,7 +121,8 @@ export async function startAgent(definition: AgentDefinition, options: StartAgen
   }
   let stopping: Promise<void> | undefined;
   const drainMs = connection.drainTimeoutMs;
-  const waitLoops = (ms: number): Promise<unknown> => Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, ms).unref())]);
+  const waitLoops = (ms: number): Promise<unknown> =>
+    Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, ms).unref())]);
   const stop = async (): Promise<void> => {
     // Take no more events; the handlers finish what is queued (they can still emit and reply),
     // then the connection drains: calls in flight finish, writes flush, the stream half-closes.
@@ -130,7 +143,11 @@ export async function startAgent(definition: AgentDefinition, options: StartAgen
   };
 }
 
-async function consume(subscription: Subscription, onEvent: NonNullable<AgentDefinition['onEvent']>, context: Connection): Promise<void> {
+async function consume(
+  subscription: Subscription,
+  onEvent: NonNullable<AgentDefinition['onEvent']>,
+  context: Connection,
+): Promise<void> {
   for (;;) {
     let result: IteratorResult<LoomEvent>;
     try {
@@ -142,7 +159,9 @@ async function consume(subscription: Subscription, onEvent: NonNullable<AgentDef
     try {
       await onEvent(result.value, context);
     } catch (error) {
-      context.logger.warn(`${context.agentId}: onEvent threw for '${result.value.topic}': ${error instanceof Error ? error.message : String(error)}`);
+      context.logger.warn(
+        `${context.agentId}: onEvent threw for '${result.value.topic}': ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
   }
 }

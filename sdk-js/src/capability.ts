@@ -93,7 +93,8 @@ const isZod = (schema: unknown): schema is z.core.$ZodType =>
   typeof schema === 'object' && schema !== null && '_zod' in schema;
 
 let ajv: Ajv2020 | undefined;
-const getAjv = (): Ajv2020 => (ajv ??= new Ajv2020({ strict: false, allErrors: false, validateFormats: false }));
+const getAjv = (): Ajv2020 =>
+  (ajv ??= new Ajv2020({ strict: false, allErrors: false, validateFormats: false }));
 
 type Parser = (value: unknown) => { ok: true; value: unknown } | { ok: false; path: string; message: string };
 
@@ -101,11 +102,17 @@ function toJsonSchema(schema: Schema | undefined, io: 'input' | 'output', where:
   if (schema === undefined) return {};
   if (!isZod(schema)) return schema;
   try {
-    const json = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as Record<string, unknown>;
+    const json = z.toJSONSchema(schema, { target: 'draft-2020-12', io, unrepresentable: 'any' }) as Record<
+      string,
+      unknown
+    >;
     delete json.$schema;
     return json;
   } catch (error) {
-    throw new InvalidParamsError(`The ${where} zod schema cannot be expressed as JSON Schema: ${(error as Error).message}`, { path: `/${where}`, cause: error });
+    throw new InvalidParamsError(
+      `The ${where} zod schema cannot be expressed as JSON Schema: ${(error as Error).message}`,
+      { path: `/${where}`, cause: error },
+    );
   }
 }
 
@@ -120,7 +127,11 @@ function ajvPointer(error: ErrorObject): string {
 }
 
 function makeParser(schema: Schema | undefined, where: string): Parser {
-  if (schema === undefined || schema === true || (typeof schema === 'object' && !isZod(schema) && Object.keys(schema).length === 0)) {
+  if (
+    schema === undefined ||
+    schema === true ||
+    (typeof schema === 'object' && !isZod(schema) && Object.keys(schema).length === 0)
+  ) {
     return (value) => ({ ok: true, value });
   }
   if (isZod(schema)) {
@@ -135,12 +146,19 @@ function makeParser(schema: Schema | undefined, where: string): Parser {
   try {
     validate = getAjv().compile(schema);
   } catch (error) {
-    throw new InvalidParamsError(`The ${where} JSON Schema does not compile: ${(error as Error).message}`, { path: `/${where}`, cause: error });
+    throw new InvalidParamsError(`The ${where} JSON Schema does not compile: ${(error as Error).message}`, {
+      path: `/${where}`,
+      cause: error,
+    });
   }
   return (value) => {
     if (validate(value)) return { ok: true, value };
     const error = validate.errors?.[0];
-    return { ok: false, path: error ? ajvPointer(error) : '', message: error?.message ?? 'does not match the schema' };
+    return {
+      ok: false,
+      path: error ? ajvPointer(error) : '',
+      message: error?.message ?? 'does not match the schema',
+    };
   };
 }
 
@@ -160,13 +178,19 @@ const NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
  *   handler: ({ a, b }) => ({ sum: a + b }),
  * });
  */
-export function capability<I extends Schema | undefined = undefined, O extends Schema | undefined = undefined, C = AgentContextLike>(
-  spec: CapabilitySpec<I, O, C>,
-): Capability<C> {
+export function capability<
+  I extends Schema | undefined = undefined,
+  O extends Schema | undefined = undefined,
+  C = AgentContextLike,
+>(spec: CapabilitySpec<I, O, C>): Capability<C> {
   if (!NAME.test(spec.name)) {
-    throw new InvalidParamsError(`Capability name '${spec.name}' is invalid; use 1-128 characters of A-Z a-z 0-9 _ . : -.`, { path: '/name' });
+    throw new InvalidParamsError(
+      `Capability name '${spec.name}' is invalid; use 1-128 characters of A-Z a-z 0-9 _ . : -.`,
+      { path: '/name' },
+    );
   }
-  if (typeof spec.handler !== 'function') throw new InvalidParamsError(`Capability '${spec.name}' has no handler function.`, { path: '/handler' });
+  if (typeof spec.handler !== 'function')
+    throw new InvalidParamsError(`Capability '${spec.name}' has no handler function.`, { path: '/handler' });
   const inputSchema = toJsonSchema(spec.input, 'input', 'input');
   const outputSchema = toJsonSchema(spec.output, 'output', 'output');
   const inputParser = makeParser(spec.input, 'input');
@@ -193,12 +217,18 @@ export function capability<I extends Schema | undefined = undefined, O extends S
     parseInput(input) {
       const result = inputParser(input);
       if (result.ok) return result.value;
-      throw new InvalidParamsError(`The input of '${spec.name}' does not match its schema at '${result.path || '(root)'}': ${result.message}`, { path: result.path || '' });
+      throw new InvalidParamsError(
+        `The input of '${spec.name}' does not match its schema at '${result.path || '(root)'}': ${result.message}`,
+        { path: result.path || '' },
+      );
     },
     parseOutput(output) {
       const result = outputParser(output);
       if (result.ok) return result.value;
-      throw new ToolError(`The output of '${spec.name}' does not match its schema at '${result.path || '(root)'}': ${result.message}`, { path: result.path || '' });
+      throw new ToolError(
+        `The output of '${spec.name}' does not match its schema at '${result.path || '(root)'}': ${result.message}`,
+        { path: result.path || '' },
+      );
     },
     run: (input, call, context) => handler(input, call, context),
   };

@@ -32,9 +32,19 @@ export const COLLAB_KIND_HEADER = 'loom-collab';
 export type JoinStrategy = 'first' | 'any' | 'first_k' | 'majority' | 'all';
 
 /** How an operation ended; partial results come with every outcome. */
-export type CollabOutcome = 'unspecified' | 'completed' | 'timeout' | 'cancelled' | 'no_quorum' | 'failed' | 'no_bids' | 'pending';
+export type CollabOutcome =
+  'unspecified' | 'completed' | 'timeout' | 'cancelled' | 'no_quorum' | 'failed' | 'no_bids' | 'pending';
 
-const OUTCOMES: readonly CollabOutcome[] = ['unspecified', 'completed', 'timeout', 'cancelled', 'no_quorum', 'failed', 'no_bids', 'pending'];
+const OUTCOMES: readonly CollabOutcome[] = [
+  'unspecified',
+  'completed',
+  'timeout',
+  'cancelled',
+  'no_quorum',
+  'failed',
+  'no_bids',
+  'pending',
+];
 const STRATEGIES: Record<JoinStrategy, number> = { first: 1, any: 1, first_k: 2, majority: 3, all: 4 };
 const outcomeOf = (n: number | null | undefined): CollabOutcome => OUTCOMES[n ?? 0] ?? 'unspecified';
 
@@ -223,7 +233,8 @@ export function isCollabRecord(event: LoomEvent): boolean {
 // ---------------------------------------------------------------------------------------------
 
 function millis(value: number, path: string): number {
-  if (!Number.isFinite(value) || value <= 0) throw new InvalidParamsError(`A timeout must be positive; got ${value} ms.`, { path });
+  if (!Number.isFinite(value) || value <= 0)
+    throw new InvalidParamsError(`A timeout must be positive; got ${value} ms.`, { path });
   return Math.max(1, Math.ceil(value));
 }
 
@@ -231,18 +242,37 @@ interface Message<T> {
   encode(message: T): { finish(): Uint8Array };
 }
 
-async function call<Req, Res>(context: AgentContext, method: string, type: Message<Req>, decode: (bytes: Buffer) => Res, request: Req & { sessionId?: string | null }, timeoutMs: number, signal?: AbortSignal): Promise<Res> {
+async function call<Req, Res>(
+  context: AgentContext,
+  method: string,
+  type: Message<Req>,
+  decode: (bytes: Buffer) => Res,
+  request: Req & { sessionId?: string | null },
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Res> {
   if (!(context instanceof Connection)) {
-    throw new UnavailableError('Collaboration operations need a Connection (or an agent context backed by one).');
+    throw new UnavailableError(
+      'Collaboration operations need a Connection (or an agent context backed by one).',
+    );
   }
   const sessionId = context.sessionId;
-  if (!sessionId) throw new UnavailableError(`Agent ${context.agentId} is not connected; collaboration operations need a live connection.`);
+  if (!sessionId)
+    throw new UnavailableError(
+      `Agent ${context.agentId} is not connected; collaboration operations need a live connection.`,
+    );
   request.sessionId = sessionId;
-  return unary(context.grpcClient, {
-    path: SERVICE + method,
-    serialize: (value: Req) => Buffer.from(type.encode(value).finish()),
-    deserialize: decode,
-  }, request, timeoutMs + GRACE_MS, signal);
+  return unary(
+    context.grpcClient,
+    {
+      path: SERVICE + method,
+      serialize: (value: Req) => Buffer.from(type.encode(value).finish()),
+      deserialize: decode,
+    },
+    request,
+    timeoutMs + GRACE_MS,
+    signal,
+  );
 }
 
 function toReply(r: loom.v1.Reply.$Properties): Reply {
@@ -265,8 +295,13 @@ function toReply(r: loom.v1.Reply.$Properties): Reply {
  */
 export async function gather(context: AgentContext, options: GatherOptions): Promise<GatherResult> {
   const strategy = options.strategy ?? 'first';
-  if (!(strategy in STRATEGIES)) throw new InvalidParamsError(`Unknown strategy '${strategy}'; use first, any, first_k, majority or all.`, { path: '/strategy' });
-  if (strategy === 'first_k' && !(options.k !== undefined && options.k >= 1)) throw new InvalidParamsError('first_k needs k >= 1.', { path: '/k' });
+  if (!(strategy in STRATEGIES))
+    throw new InvalidParamsError(
+      `Unknown strategy '${strategy}'; use first, any, first_k, majority or all.`,
+      { path: '/strategy' },
+    );
+  if (strategy === 'first_k' && !(options.k !== undefined && options.k >= 1))
+    throw new InvalidParamsError('first_k needs k >= 1.', { path: '/k' });
   const local = typeof options.compare === 'function' ? options.compare : undefined;
   const timeoutMs = millis(options.timeoutMs ?? 30_000, '/timeout_ms');
   const data = options.data;
@@ -278,7 +313,8 @@ export async function gather(context: AgentContext, options: GatherOptions): Pro
     version: options.version ?? '',
     agents: [...(options.agents ?? [])],
     payload: jsonBytes(data),
-    contentType: options.contentType ?? (data instanceof Uint8Array ? 'application/octet-stream' : 'application/json'),
+    contentType:
+      options.contentType ?? (data instanceof Uint8Array ? 'application/octet-stream' : 'application/json'),
     headers: { ...(options.headers ?? {}) },
     strategy: local && strategy === 'majority' ? STRATEGIES.all : STRATEGIES[strategy],
     k: options.k ?? 0,
@@ -286,7 +322,15 @@ export async function gather(context: AgentContext, options: GatherOptions): Pro
     comparePointer: typeof options.compare === 'string' ? options.compare : '',
     timeoutMs,
   };
-  const response = await call(context, 'Gather', pb.GatherRequest, (b) => pb.GatherResult.decode(b), request, timeoutMs, options.signal);
+  const response = await call(
+    context,
+    'Gather',
+    pb.GatherRequest,
+    (b) => pb.GatherResult.decode(b),
+    request,
+    timeoutMs,
+    options.signal,
+  );
   const result: GatherResult = {
     opId: response.opId,
     outcome: outcomeOf(response.outcome),
@@ -309,12 +353,21 @@ export async function gather(context: AgentContext, options: GatherOptions): Pro
  * (an `undefined`/`null` key abstains; keys are compared with `Object.is`, or as JSON for objects),
  * the first group in arrival order to reach the quorum agrees.
  */
-export function applyMajority(result: GatherResult, key: (reply: Reply) => unknown, quorum = 0): GatherResult {
+export function applyMajority(
+  result: GatherResult,
+  key: (reply: Reply) => unknown,
+  quorum = 0,
+): GatherResult {
   const needed = quorum > 0 ? quorum : Math.floor(result.expected / 2) + 1;
   const groups: { key: unknown; replies: Reply[] }[] = [];
   let agreed: { key: unknown; replies: Reply[] } | undefined;
   const same = (a: unknown, b: unknown): boolean =>
-    Object.is(a, b) || (typeof a === 'object' && typeof b === 'object' && a !== null && b !== null && JSON.stringify(a) === JSON.stringify(b));
+    Object.is(a, b) ||
+    (typeof a === 'object' &&
+      typeof b === 'object' &&
+      a !== null &&
+      b !== null &&
+      JSON.stringify(a) === JSON.stringify(b));
   for (const reply of result.replies) {
     if (reply.error) continue;
     const value = key(reply);
@@ -333,7 +386,11 @@ export function applyMajority(result: GatherResult, key: (reply: Reply) => unkno
   const first = agreed?.replies[0];
   return {
     ...result,
-    outcome: agreed ? 'completed' : result.outcome === 'completed' || result.outcome === 'failed' ? 'no_quorum' : result.outcome,
+    outcome: agreed
+      ? 'completed'
+      : result.outcome === 'completed' || result.outcome === 'failed'
+        ? 'no_quorum'
+        : result.outcome,
     agreedValue: first ? first.json() : undefined,
     agreeing: agreed ? agreed.replies.map((r) => r.responder) : [],
     quorum: needed,
@@ -344,7 +401,11 @@ export function applyMajority(result: GatherResult, key: (reply: Reply) => unkno
  * Arrives at `barrierId` (as this agent, or `participant`; `observe` waits without arriving) and
  * waits until every one of `participants` (or `count` distinct arrivals) is there, or `timeoutMs`.
  */
-export async function barrier(context: AgentContext, barrierId: string, options: BarrierOptions = {}): Promise<BarrierResult> {
+export async function barrier(
+  context: AgentContext,
+  barrierId: string,
+  options: BarrierOptions = {},
+): Promise<BarrierResult> {
   const timeoutMs = millis(options.timeoutMs ?? 30_000, '/timeout_ms');
   const request: loom.v1.BarrierRequest.$Properties = {
     barrierId,
@@ -356,7 +417,15 @@ export async function barrier(context: AgentContext, barrierId: string, options:
     threadId: options.threadId ?? '',
     noWait: options.noWait ?? false,
   };
-  const r = await call(context, 'Barrier', pb.BarrierRequest, (b) => pb.BarrierResult.decode(b), request, timeoutMs, options.signal);
+  const r = await call(
+    context,
+    'Barrier',
+    pb.BarrierRequest,
+    (b) => pb.BarrierResult.decode(b),
+    request,
+    timeoutMs,
+    options.signal,
+  );
   return {
     barrierId: r.barrierId,
     outcome: outcomeOf(r.outcome),
@@ -385,8 +454,14 @@ function toBid(b: loom.v1.Bid.$Properties): Bid {
  * or every known bidder), the best bid by `scoring` awarded; the winner executes `capability`,
  * and if it fails or exceeds `executionTimeoutMs`, the next bidder does. Recorded on the thread.
  */
-export async function contractNet(context: AgentContext, options: ContractNetOptions): Promise<ContractNetResult> {
-  if (!options.capability) throw new InvalidParamsError('contractNet needs capability: what the winner executes.', { path: '/capability' });
+export async function contractNet(
+  context: AgentContext,
+  options: ContractNetOptions,
+): Promise<ContractNetResult> {
+  if (!options.capability)
+    throw new InvalidParamsError('contractNet needs capability: what the winner executes.', {
+      path: '/capability',
+    });
   const timeoutMs = millis(options.timeoutMs ?? 60_000, '/timeout_ms');
   const bidTimeoutMs = millis(options.bidTimeoutMs ?? 2000, '/bid_timeout_ms');
   const scoring = options.scoring ?? 'lowest_cost';
@@ -400,7 +475,10 @@ export async function contractNet(context: AgentContext, options: ContractNetOpt
     inputJson: options.input === undefined ? new Uint8Array() : jsonBytes(options.input),
     bidTimeoutMs,
     maxBids: options.maxBids ?? 0,
-    executionTimeoutMs: options.executionTimeoutMs === undefined ? 0 : millis(options.executionTimeoutMs, '/execution_timeout_ms'),
+    executionTimeoutMs:
+      options.executionTimeoutMs === undefined
+        ? 0
+        : millis(options.executionTimeoutMs, '/execution_timeout_ms'),
     maxAttempts: options.maxAttempts ?? 0,
     timeoutMs,
     bidders: [...(options.bidders ?? [])],
@@ -425,20 +503,32 @@ export async function contractNet(context: AgentContext, options: ContractNetOpt
     request.opId = opId;
     request.threadId = threadId;
     request.scoring = loom.v1.ScoringRule.SCORING_RULE_GIVEN;
-    request.bids = bids.replies.filter((r) => !r.error).map((r) => {
-      const bid = toBid({ bidder: r.responder, payload: r.payload, latencyMs: r.latencyMs, valid: true });
-      let score: number;
-      try {
-        score = scoring(bid);
-      } catch {
-        score = Number.NaN;
-      }
-      return { bidder: bid.bidder, payload: bid.payload, score, latencyMs: bid.latencyMs };
-    });
+    request.bids = bids.replies
+      .filter((r) => !r.error)
+      .map((r) => {
+        const bid = toBid({ bidder: r.responder, payload: r.payload, latencyMs: r.latencyMs, valid: true });
+        let score: number;
+        try {
+          score = scoring(bid);
+        } catch {
+          score = Number.NaN;
+        }
+        return { bidder: bid.bidder, payload: bid.payload, score, latencyMs: bid.latencyMs };
+      });
     noBid = bids.timedOut;
     extraMs = bids.elapsedMs;
     if (request.bids.length === 0) {
-      return { opId, threadId, outcome: 'no_bids', bids: [], attempts: [], winner: '', output: undefined, noBid, elapsedMs: extraMs };
+      return {
+        opId,
+        threadId,
+        outcome: 'no_bids',
+        bids: [],
+        attempts: [],
+        winner: '',
+        output: undefined,
+        noBid,
+        elapsedMs: extraMs,
+      };
     }
   } else if (scoring === 'lowest_cost') {
     request.scoring = loom.v1.ScoringRule.SCORING_RULE_LOWEST_COST;
@@ -451,15 +541,31 @@ export async function contractNet(context: AgentContext, options: ContractNetOpt
     request.scoring = loom.v1.ScoringRule.SCORING_RULE_FIELD_MAX;
     request.scorePointer = scoring.max;
   } else {
-    throw new InvalidParamsError(`Unknown scoring ${JSON.stringify(scoring)}: use 'lowest_cost', 'fastest', { min: '/ptr' }, { max: '/ptr' } or a function.`, { path: '/scoring' });
+    throw new InvalidParamsError(
+      `Unknown scoring ${JSON.stringify(scoring)}: use 'lowest_cost', 'fastest', { min: '/ptr' }, { max: '/ptr' } or a function.`,
+      { path: '/scoring' },
+    );
   }
-  const r = await call(context, 'ContractNet', pb.ContractNetRequest, (b) => pb.ContractNetResult.decode(b), request, timeoutMs, options.signal);
+  const r = await call(
+    context,
+    'ContractNet',
+    pb.ContractNetRequest,
+    (b) => pb.ContractNetResult.decode(b),
+    request,
+    timeoutMs,
+    options.signal,
+  );
   return {
     opId: r.opId,
     threadId: r.threadId,
     outcome: outcomeOf(r.outcome),
     bids: r.bids.map(toBid),
-    attempts: r.attempts.map((a) => ({ agent: a.agent ?? '', succeeded: a.succeeded ?? false, error: a.error ? fromProtoError(a.error) : undefined, durationMs: a.durationMs ?? 0 })),
+    attempts: r.attempts.map((a) => ({
+      agent: a.agent ?? '',
+      succeeded: a.succeeded ?? false,
+      error: a.error ? fromProtoError(a.error) : undefined,
+      durationMs: a.durationMs ?? 0,
+    })),
     winner: r.winner,
     output: parse(r.outputJson),
     noBid: noBid ?? [...r.noBid],

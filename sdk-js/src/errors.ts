@@ -56,7 +56,12 @@ export interface LoomErrorOptions {
   cause?: unknown;
 }
 
-const RETRYABLE = new Set<ErrorCode>(['TIMEOUT', 'PROVIDER_UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'UNAVAILABLE']);
+const RETRYABLE = new Set<ErrorCode>([
+  'TIMEOUT',
+  'PROVIDER_UNAVAILABLE',
+  'RESOURCE_EXHAUSTED',
+  'UNAVAILABLE',
+]);
 
 /** Base class of every error of the Loom SDK. */
 export class LoomError extends Error {

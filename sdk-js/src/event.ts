@@ -56,37 +56,69 @@ export class LoomEvent {
   }
 
   /** Envelope id, unique per sender. */
-  get id(): string { return this.#envelope.id ?? ''; }
+  get id(): string {
+    return this.#envelope.id ?? '';
+  }
   /** Concrete topic it was published on. */
-  get topic(): string { return this.#envelope.topic ?? ''; }
+  get topic(): string {
+    return this.#envelope.topic ?? '';
+  }
   /** The publishing agent's id (set by the bridge). */
-  get sender(): string { return this.#envelope.sender ?? ''; }
+  get sender(): string {
+    return this.#envelope.sender ?? '';
+  }
   /** Conversation it belongs to, or "". */
-  get threadId(): string { return this.#envelope.threadId ?? ''; }
+  get threadId(): string {
+    return this.#envelope.threadId ?? '';
+  }
   /** On a reply: the id of the request it answers; on a request: the id to echo. */
-  get correlationId(): string { return this.#envelope.correlationId ?? ''; }
+  get correlationId(): string {
+    return this.#envelope.correlationId ?? '';
+  }
   /** Topic where replies are expected, or "" when it is not a request. */
-  get replyTo(): string { return this.#envelope.replyTo ?? ''; }
+  get replyTo(): string {
+    return this.#envelope.replyTo ?? '';
+  }
   /** Time to live in ms given by the publisher (0: the bridge default). */
-  get ttlMs(): number { return this.#envelope.ttlMs ?? 0; }
+  get ttlMs(): number {
+    return this.#envelope.ttlMs ?? 0;
+  }
   /** Absolute expiry (Unix ms). */
-  get deadlineUnixMs(): number { return num(this.#envelope.deadlineUnixMs); }
+  get deadlineUnixMs(): number {
+    return num(this.#envelope.deadlineUnixMs);
+  }
   /** Number of publishes along the way (1 for a first publish). */
-  get hop(): number { return this.#envelope.hopCount ?? 0; }
+  get hop(): number {
+    return this.#envelope.hopCount ?? 0;
+  }
   /** QoS class carried with the event. */
-  get qos(): Qos { return qosName(this.#envelope.qos); }
+  get qos(): Qos {
+    return qosName(this.#envelope.qos);
+  }
   /** When it was published (Unix ms). */
-  get timestampUnixMs(): number { return num(this.#envelope.timestampUnixMs); }
+  get timestampUnixMs(): number {
+    return num(this.#envelope.timestampUnixMs);
+  }
   /** Content type, e.g. `application/json`. */
-  get contentType(): string { return this.#envelope.contentType ?? ''; }
+  get contentType(): string {
+    return this.#envelope.contentType ?? '';
+  }
   /** Raw payload bytes. */
-  get payload(): Uint8Array { return this.#envelope.payload ?? EMPTY; }
+  get payload(): Uint8Array {
+    return this.#envelope.payload ?? EMPTY;
+  }
   /** Free string headers. */
-  get headers(): Readonly<Record<string, string>> { return this.#envelope.headers ?? {}; }
+  get headers(): Readonly<Record<string, string>> {
+    return this.#envelope.headers ?? {};
+  }
   /** W3C trace context, or "". */
-  get traceparent(): string { return this.#envelope.traceparent ?? ''; }
+  get traceparent(): string {
+    return this.#envelope.traceparent ?? '';
+  }
   /** W3C trace state, or "". */
-  get tracestate(): string { return this.#envelope.tracestate ?? ''; }
+  get tracestate(): string {
+    return this.#envelope.tracestate ?? '';
+  }
 
   /** The payload as UTF-8 text. */
   text(): string {
@@ -98,17 +130,31 @@ export class LoomEvent {
     try {
       return JSON.parse(this.text()) as T;
     } catch (error) {
-      throw new InvalidParamsError(`The payload of event '${this.id}' on '${this.topic}' is not JSON: ${(error as Error).message}`, { path: '/payload', cause: error });
+      throw new InvalidParamsError(
+        `The payload of event '${this.id}' on '${this.topic}' is not JSON: ${(error as Error).message}`,
+        { path: '/payload', cause: error },
+      );
     }
   }
 
   /** A plain object with every field (for logging). */
   toJSON(): Record<string, unknown> {
     return {
-      id: this.id, topic: this.topic, sender: this.sender, threadId: this.threadId, correlationId: this.correlationId,
-      replyTo: this.replyTo, ttlMs: this.ttlMs, deadlineUnixMs: this.deadlineUnixMs, hop: this.hop, qos: this.qos,
-      timestampUnixMs: this.timestampUnixMs, contentType: this.contentType, headers: this.headers,
-      traceparent: this.traceparent, payloadBytes: this.payload.length,
+      id: this.id,
+      topic: this.topic,
+      sender: this.sender,
+      threadId: this.threadId,
+      correlationId: this.correlationId,
+      replyTo: this.replyTo,
+      ttlMs: this.ttlMs,
+      deadlineUnixMs: this.deadlineUnixMs,
+      hop: this.hop,
+      qos: this.qos,
+      timestampUnixMs: this.timestampUnixMs,
+      contentType: this.contentType,
+      headers: this.headers,
+      traceparent: this.traceparent,
+      payloadBytes: this.payload.length,
     };
   }
 }

@@ -48,7 +48,11 @@ export interface LlmChatRequest {
   model?: string;
   tools?: LlmTool[];
   tool_choice?: 'auto' | 'none' | 'required';
-  response_format?: { type: 'text' | 'json' | 'json_schema'; schema?: Record<string, unknown>; name?: string };
+  response_format?: {
+    type: 'text' | 'json' | 'json_schema';
+    schema?: Record<string, unknown>;
+    name?: string;
+  };
   temperature?: number;
   max_tokens?: number;
   stop?: string[];
@@ -121,21 +125,34 @@ export class Llm {
    * so far: a retry or fallback starts over), then one `result`. The pieces travel as events on a
    * topic under `llm.stream.` this agent subscribes to for the call.
    */
-  async *streamChat(request: string | LlmChatRequest, options: InvokeOptions = {}): AsyncGenerator<LlmStreamEvent> {
-    const body: LlmChatRequest = typeof request === 'string' ? { messages: [{ role: 'user', content: request }] } : request;
+  async *streamChat(
+    request: string | LlmChatRequest,
+    options: InvokeOptions = {},
+  ): AsyncGenerator<LlmStreamEvent> {
+    const body: LlmChatRequest =
+      typeof request === 'string' ? { messages: [{ role: 'user', content: request }] } : request;
     const topic = `llm.stream.${randomUUID().replaceAll('-', '')}`;
     const subscription = await this.#host.subscribe(topic, { overflow: 'block', queueCapacity: 4096 });
-    const call = this.#host.invoke<LlmChatResult>('llm.chat', { ...body, stream_topic: topic }, { timeoutMs: DEFAULT_TIMEOUT_MS, ...options });
+    const call = this.#host.invoke<LlmChatResult>(
+      'llm.chat',
+      { ...body, stream_topic: topic },
+      { timeoutMs: DEFAULT_TIMEOUT_MS, ...options },
+    );
     call.catch(() => undefined); // observed below
     const iterator = subscription[Symbol.asyncIterator]();
     try {
       for (;;) {
         const next = iterator.next();
-        const first = await Promise.race([next.then((r) => ({ kind: 'event' as const, r })), call.then(() => ({ kind: 'call' as const }))]);
+        const first = await Promise.race([
+          next.then((r) => ({ kind: 'event' as const, r })),
+          call.then(() => ({ kind: 'call' as const })),
+        ]);
         let item: IteratorResult<LoomEvent>;
         if (first.kind === 'call') {
           let timer: NodeJS.Timeout | undefined;
-          const tail = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), STREAM_TAIL_MS); });
+          const tail = new Promise<undefined>((resolve) => {
+            timer = setTimeout(() => resolve(undefined), STREAM_TAIL_MS);
+          });
           const late = await Promise.race([next, tail]);
           clearTimeout(timer);
           if (late === undefined) break; // the stream events were lost; the result still stands
@@ -158,9 +175,16 @@ export class Llm {
   }
 
   /** Embeddings of one text or several (one vector per text, in order). */
-  async embed(input: string | string[], options: InvokeOptions & { model?: string } = {}): Promise<LlmEmbedResult> {
+  async embed(
+    input: string | string[],
+    options: InvokeOptions & { model?: string } = {},
+  ): Promise<LlmEmbedResult> {
     const { model, ...invoke } = options;
-    return this.#host.invoke<LlmEmbedResult>('llm.embed', { input: typeof input === 'string' ? [input] : input, ...(model ? { model } : {}) }, { timeoutMs: DEFAULT_TIMEOUT_MS, ...invoke });
+    return this.#host.invoke<LlmEmbedResult>(
+      'llm.embed',
+      { input: typeof input === 'string' ? [input] : input, ...(model ? { model } : {}) },
+      { timeoutMs: DEFAULT_TIMEOUT_MS, ...invoke },
+    );
   }
 
   /** Tokens and cost this agent (and the thread of `options`) spent, with the budgets. */

@@ -36,7 +36,10 @@ export class MemoryItem {
     try {
       return JSON.parse(this.text()) as T;
     } catch (error) {
-      throw new InvalidParamsError(`The value of memory key '${this.key}' is not JSON: ${(error as Error).message}`, { path: '/value', cause: error });
+      throw new InvalidParamsError(
+        `The value of memory key '${this.key}' is not JSON: ${(error as Error).message}`,
+        { path: '/value', cause: error },
+      );
     }
   }
 }
@@ -64,7 +67,8 @@ export interface MemorySetOptions extends MemoryOptions {
 }
 
 const bytesOf = (value: unknown): Uint8Array => encodePayload(value).bytes;
-const ttlOf = (ttlMs: number | undefined): number => (ttlMs === undefined ? 0 : positiveMs(ttlMs, 'A time to live', '/ttlMs'));
+const ttlOf = (ttlMs: number | undefined): number =>
+  ttlMs === undefined ? 0 : positiveMs(ttlMs, 'A time to live', '/ttlMs');
 
 /**
  * Key-value memory in one namespace (the agent's own by default). Values are bytes: a
@@ -104,7 +108,10 @@ export class Memory {
 
   /** Writes the value (replacing any), with an optional time to live; returns the new entry. */
   async set(key: string, value: unknown, options?: MemorySetOptions): Promise<MemoryItem> {
-    const response = await this.#exec({ set: { key, value: bytesOf(value), ttlMs: ttlOf(options?.ttlMs) } }, options);
+    const response = await this.#exec(
+      { set: { key, value: bytesOf(value), ttlMs: ttlOf(options?.ttlMs) } },
+      options,
+    );
     const entry = response.entries?.[0];
     return new MemoryItem(entry ?? { key, value: bytesOf(value), version: 0, expiresUnixMs: 0 });
   }
@@ -118,7 +125,10 @@ export class Memory {
   /** Entries whose key starts with `prefix`, in ordinal key order, at most `limit` (default 1000). */
   async list(prefix = '', options?: MemoryOptions & { limit?: number }): Promise<MemoryItem[]> {
     const limit = options?.limit ?? 1000;
-    if (!Number.isInteger(limit) || limit < 1) throw new InvalidParamsError(`The limit must be a positive integer; got ${String(limit)}.`, { path: '/limit' });
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new InvalidParamsError(`The limit must be a positive integer; got ${String(limit)}.`, {
+        path: '/limit',
+      });
     const response = await this.#exec({ list: { prefix, limit } }, options);
     return (response.entries ?? []).map((e) => new MemoryItem(e));
   }
@@ -127,8 +137,16 @@ export class Memory {
    * Writes the value only if the key is at `expectedVersion` (0: only if the key does not
    * exist). Returns whether it swapped and the entry as it is now.
    */
-  async compareAndSet(key: string, expectedVersion: number, value: unknown, options?: MemorySetOptions): Promise<CompareAndSetResult> {
-    const response = await this.#exec({ compareAndSet: { key, expectedVersion, value: bytesOf(value), ttlMs: ttlOf(options?.ttlMs) } }, options);
+  async compareAndSet(
+    key: string,
+    expectedVersion: number,
+    value: unknown,
+    options?: MemorySetOptions,
+  ): Promise<CompareAndSetResult> {
+    const response = await this.#exec(
+      { compareAndSet: { key, expectedVersion, value: bytesOf(value), ttlMs: ttlOf(options?.ttlMs) } },
+      options,
+    );
     const entry = response.entries?.[0];
     return { swapped: response.found === true, item: entry ? new MemoryItem(entry) : undefined };
   }

@@ -155,7 +155,9 @@ function envNumber(env: NodeJS.ProcessEnv, name: EnvName): number | undefined {
   if (raw === undefined || raw.trim() === '') return undefined;
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 0) {
-    throw new InvalidParamsError(`Environment variable ${name}='${raw}' is not a non-negative number.`, { path: `/env/${name}` });
+    throw new InvalidParamsError(`Environment variable ${name}='${raw}' is not a non-negative number.`, {
+      path: `/env/${name}`,
+    });
   }
   return value;
 }
@@ -171,7 +173,10 @@ function envMetadata(env: NodeJS.ProcessEnv): Record<string, string> | undefined
   const out: Record<string, string> = {};
   for (const pair of raw.split(',')) {
     const i = pair.indexOf('=');
-    if (i <= 0) throw new InvalidParamsError(`LOOM_METADATA='${raw}' is not of the form key=value,key2=value2.`, { path: '/env/LOOM_METADATA' });
+    if (i <= 0)
+      throw new InvalidParamsError(`LOOM_METADATA='${raw}' is not of the form key=value,key2=value2.`, {
+        path: '/env/LOOM_METADATA',
+      });
     out[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
   }
   return out;
@@ -181,10 +186,25 @@ function envMetadata(env: NodeJS.ProcessEnv): Record<string, string> | undefined
  * A numeric option checked against its bounds (the same in every SDK: tests/vectors/options.json);
  * out of bounds is INVALID_PARAMS naming the option.
  */
-function bounded(name: string, value: number, least: number, most = Number.POSITIVE_INFINITY, integer = true): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < least || value > most) {
+function bounded(
+  name: string,
+  value: number,
+  least: number,
+  most = Number.POSITIVE_INFINITY,
+  integer = true,
+): number {
+  if (
+    typeof value !== 'number' ||
+    !Number.isFinite(value) ||
+    (integer && !Number.isInteger(value)) ||
+    value < least ||
+    value > most
+  ) {
     const range = most === Number.POSITIVE_INFINITY ? `at least ${least}` : `from ${least} to ${most}`;
-    throw new InvalidParamsError(`The option ${name} is ${String(value)}; use ${integer ? 'an integer' : 'a number'} ${range}.`, { path: `/${name}` });
+    throw new InvalidParamsError(
+      `The option ${name} is ${String(value)}; use ${integer ? 'an integer' : 'a number'} ${range}.`,
+      { path: `/${name}` },
+    );
   }
   return value;
 }
@@ -194,7 +214,10 @@ function envSettle(env: NodeJS.ProcessEnv): number | undefined {
   if (raw === undefined) return undefined;
   const value = Number(raw);
   if (!Number.isFinite(value)) {
-    throw new InvalidParamsError(`Environment variable LOOM_RESTART_SETTLE_MS='${raw}' is not a number; use -1 (automatic), 0 (no hold) or a number of ms.`, { path: '/env/LOOM_RESTART_SETTLE_MS' });
+    throw new InvalidParamsError(
+      `Environment variable LOOM_RESTART_SETTLE_MS='${raw}' is not a number; use -1 (automatic), 0 (no hold) or a number of ms.`,
+      { path: '/env/LOOM_RESTART_SETTLE_MS' },
+    );
   }
   return value;
 }
@@ -202,7 +225,10 @@ function envSettle(env: NodeJS.ProcessEnv): number | undefined {
 function settle(value: number | undefined): number {
   if (value === undefined) return -1;
   if (!Number.isFinite(value) || value < -1) {
-    throw new InvalidParamsError(`restartSettleMs must be -1 (automatic), 0 (no hold) or a positive number of ms; got ${String(value)}.`, { path: '/restartSettleMs' });
+    throw new InvalidParamsError(
+      `restartSettleMs must be -1 (automatic), 0 (no hold) or a positive number of ms; got ${String(value)}.`,
+      { path: '/restartSettleMs' },
+    );
   }
   return value;
 }
@@ -213,27 +239,79 @@ export function resolveUrl(url: string | undefined, env: NodeJS.ProcessEnv = pro
 }
 
 /** Applies the environment and the defaults to `options`. */
-export function resolveOptions(options: ConnectOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
+export function resolveOptions(
+  options: ConnectOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedOptions {
   const level = options.logLevel ?? (envString(env, 'LOOM_LOG_LEVEL') as LogLevel | undefined) ?? 'warn';
-  if (!(level in LEVELS)) throw new InvalidParamsError(`Log level '${level}' is unknown; use debug, info, warn, error or silent.`, { path: '/logLevel' });
+  if (!(level in LEVELS))
+    throw new InvalidParamsError(`Log level '${level}' is unknown; use debug, info, warn, error or silent.`, {
+      path: '/logLevel',
+    });
   return {
     agentId: options.agentId ?? envString(env, 'LOOM_AGENT_ID'),
     name: options.name ?? envString(env, 'LOOM_NAME') ?? 'js-agent',
     namespace: options.namespace ?? envString(env, 'LOOM_NAMESPACE') ?? '',
     metadata: options.metadata ?? envMetadata(env) ?? {},
     heartbeatMs: bounded('heartbeatMs', options.heartbeatMs ?? envNumber(env, 'LOOM_HEARTBEAT_MS') ?? 0, 0),
-    connectTimeoutMs: bounded('connectTimeoutMs', options.connectTimeoutMs ?? envNumber(env, 'LOOM_CONNECT_TIMEOUT_MS') ?? 10_000, 0),
-    reconnectInitialMs: bounded('reconnectInitialMs', options.reconnectInitialMs ?? envNumber(env, 'LOOM_RECONNECT_INITIAL_MS') ?? 100, 0),
-    reconnectMaxMs: bounded('reconnectMaxMs', options.reconnectMaxMs ?? envNumber(env, 'LOOM_RECONNECT_MAX_MS') ?? 5_000, 0),
-    reconnectJitter: bounded('reconnectJitter', options.reconnectJitter ?? envNumber(env, 'LOOM_RECONNECT_JITTER') ?? 0.2, 0, 1, false),
+    connectTimeoutMs: bounded(
+      'connectTimeoutMs',
+      options.connectTimeoutMs ?? envNumber(env, 'LOOM_CONNECT_TIMEOUT_MS') ?? 10_000,
+      0,
+    ),
+    reconnectInitialMs: bounded(
+      'reconnectInitialMs',
+      options.reconnectInitialMs ?? envNumber(env, 'LOOM_RECONNECT_INITIAL_MS') ?? 100,
+      0,
+    ),
+    reconnectMaxMs: bounded(
+      'reconnectMaxMs',
+      options.reconnectMaxMs ?? envNumber(env, 'LOOM_RECONNECT_MAX_MS') ?? 5_000,
+      0,
+    ),
+    reconnectJitter: bounded(
+      'reconnectJitter',
+      options.reconnectJitter ?? envNumber(env, 'LOOM_RECONNECT_JITTER') ?? 0.2,
+      0,
+      1,
+      false,
+    ),
     restartSettleMs: settle(options.restartSettleMs ?? envSettle(env)),
-    callTimeoutMs: bounded('callTimeoutMs', options.callTimeoutMs ?? envNumber(env, 'LOOM_CALL_TIMEOUT_MS') ?? 30_000, 0),
-    requestTimeoutMs: bounded('requestTimeoutMs', options.requestTimeoutMs ?? envNumber(env, 'LOOM_REQUEST_TIMEOUT_MS') ?? 10_000, 0),
-    outboundQueueCapacity: bounded('outboundQueueCapacity', options.outboundQueueCapacity ?? envNumber(env, 'LOOM_OUTBOUND_QUEUE_CAPACITY') ?? 8192, 16),
-    maxFrameMessages: bounded('maxFrameMessages', options.maxFrameMessages ?? envNumber(env, 'LOOM_MAX_FRAME_MESSAGES') ?? 1024, 1),
-    maxFrameBytes: bounded('maxFrameBytes', options.maxFrameBytes ?? envNumber(env, 'LOOM_MAX_FRAME_BYTES') ?? 1024 * 1024, 1024),
-    deliveryQueueCapacity: bounded('deliveryQueueCapacity', options.deliveryQueueCapacity ?? envNumber(env, 'LOOM_DELIVERY_QUEUE_CAPACITY') ?? 8192, 1),
-    drainTimeoutMs: bounded('drainTimeoutMs', options.drainTimeoutMs ?? envNumber(env, 'LOOM_DRAIN_TIMEOUT_MS') ?? 5_000, 0),
+    callTimeoutMs: bounded(
+      'callTimeoutMs',
+      options.callTimeoutMs ?? envNumber(env, 'LOOM_CALL_TIMEOUT_MS') ?? 30_000,
+      0,
+    ),
+    requestTimeoutMs: bounded(
+      'requestTimeoutMs',
+      options.requestTimeoutMs ?? envNumber(env, 'LOOM_REQUEST_TIMEOUT_MS') ?? 10_000,
+      0,
+    ),
+    outboundQueueCapacity: bounded(
+      'outboundQueueCapacity',
+      options.outboundQueueCapacity ?? envNumber(env, 'LOOM_OUTBOUND_QUEUE_CAPACITY') ?? 8192,
+      16,
+    ),
+    maxFrameMessages: bounded(
+      'maxFrameMessages',
+      options.maxFrameMessages ?? envNumber(env, 'LOOM_MAX_FRAME_MESSAGES') ?? 1024,
+      1,
+    ),
+    maxFrameBytes: bounded(
+      'maxFrameBytes',
+      options.maxFrameBytes ?? envNumber(env, 'LOOM_MAX_FRAME_BYTES') ?? 1024 * 1024,
+      1024,
+    ),
+    deliveryQueueCapacity: bounded(
+      'deliveryQueueCapacity',
+      options.deliveryQueueCapacity ?? envNumber(env, 'LOOM_DELIVERY_QUEUE_CAPACITY') ?? 8192,
+      1,
+    ),
+    drainTimeoutMs: bounded(
+      'drainTimeoutMs',
+      options.drainTimeoutMs ?? envNumber(env, 'LOOM_DRAIN_TIMEOUT_MS') ?? 5_000,
+      0,
+    ),
     sdk: options.sdk ?? envString(env, 'LOOM_SDK') ?? 'loom-js/0.1.0',
     logger: options.logger ?? consoleLogger(level),
     channelOptions: options.channelOptions ?? {},

@@ -21,16 +21,24 @@ export interface RunOptions extends StartAgentOptions {
  * agent): each agent gets a generated id unless its definition's `options.agentId` names one.
  * @throws {LoomError} an agent could not start (the others are stopped)
  */
-export async function run(agents: AgentDefinition | readonly AgentDefinition[], options: RunOptions = {}): Promise<void> {
+export async function run(
+  agents: AgentDefinition | readonly AgentDefinition[],
+  options: RunOptions = {},
+): Promise<void> {
   const list: readonly AgentDefinition[] = Array.isArray(agents) ? agents : [agents as AgentDefinition];
   const { handleSignals = true, onReady, ...startOptions } = options;
   if (list.length > 1 && startOptions.agentId !== undefined) {
-    throw new InvalidParamsError('run() with several agents takes no agentId: give each agent its own in its definition\'s options.', { path: '/agentId' });
+    throw new InvalidParamsError(
+      "run() with several agents takes no agentId: give each agent its own in its definition's options.",
+      { path: '/agentId' },
+    );
   }
   const running: RunningAgent[] = [];
   let signals = 0;
   let wake: () => void = () => undefined;
-  const stopped = new Promise<void>((resolve) => { wake = resolve; });
+  const stopped = new Promise<void>((resolve) => {
+    wake = resolve;
+  });
   const onSignal = (): void => {
     signals++;
     if (signals === 1) wake();
@@ -45,7 +53,8 @@ export async function run(agents: AgentDefinition | readonly AgentDefinition[], 
   try {
     for (const definition of list) {
       // LOOM_AGENT_ID names one agent only: with several, each gets its own generated id.
-      const agentId = list.length > 1 && !definition.options?.agentId ? newAgentId(definition.name) : undefined;
+      const agentId =
+        list.length > 1 && !definition.options?.agentId ? newAgentId(definition.name) : undefined;
       running.push(await startAgent(definition, { ...startOptions, ...(agentId ? { agentId } : {}) }));
     }
     await onReady?.(running);

@@ -83,7 +83,8 @@ export class Subscription implements AsyncIterableIterator<LoomEvent> {
     this.pattern = pattern;
     this.spec = subscriptionSpec(pattern, options);
     this.policy = effectivePolicy(options);
-    this.blockTimeoutMs = options.blockTimeoutMs && options.blockTimeoutMs > 0 ? options.blockTimeoutMs : 1000;
+    this.blockTimeoutMs =
+      options.blockTimeoutMs && options.blockTimeoutMs > 0 ? options.blockTimeoutMs : 1000;
     this.#capacity = Math.max(1, options.localQueueCapacity ?? capacity);
     this.#host = host;
     if (options.signal) {
@@ -94,15 +95,25 @@ export class Subscription implements AsyncIterableIterator<LoomEvent> {
   }
 
   /** The bridge's subscription id on the current session ("" while not acknowledged). */
-  get id(): string { return this.bridgeId ?? ''; }
+  get id(): string {
+    return this.bridgeId ?? '';
+  }
   /** Events handed to the consumer so far. */
-  get delivered(): number { return this.#delivered; }
+  get delivered(): number {
+    return this.#delivered;
+  }
   /** Events dropped because the local queue was full (by the subscription's policy). */
-  get dropped(): number { return this.#dropped; }
+  get dropped(): number {
+    return this.#dropped;
+  }
   /** Events waiting in the local queue. */
-  get pending(): number { return this.#queue.length - this.#head; }
+  get pending(): number {
+    return this.#queue.length - this.#head;
+  }
   /** True once unsubscribed or closed. */
-  get closed(): boolean { return this.#closed; }
+  get closed(): boolean {
+    return this.#closed;
+  }
 
   /** @internal Same bridge subscription: same pattern and QoS class. */
   sameAs(other: PbSubscription): boolean {
@@ -154,7 +165,9 @@ export class Subscription implements AsyncIterableIterator<LoomEvent> {
     this.#dropped++;
     if (!this.#slow) {
       this.#slow = true;
-      this.#host.warn(`Subscription '${this.pattern}' is not keeping up: its local queue of ${this.#capacity} is full; policy ${this.policy} (drops are counted in .dropped).`);
+      this.#host.warn(
+        `Subscription '${this.pattern}' is not keeping up: its local queue of ${this.#capacity} is full; policy ${this.policy} (drops are counted in .dropped).`,
+      );
     }
   }
 
@@ -173,7 +186,10 @@ export class Subscription implements AsyncIterableIterator<LoomEvent> {
     if (this.#closed) {
       return this.#error ? Promise.reject(this.#error) : Promise.resolve({ value: undefined, done: true });
     }
-    if (this.#waiter) return Promise.reject(new CancelledError(`Subscription '${this.pattern}' already has a reader; iterate it once.`));
+    if (this.#waiter)
+      return Promise.reject(
+        new CancelledError(`Subscription '${this.pattern}' already has a reader; iterate it once.`),
+      );
     return new Promise<IteratorResult<LoomEvent>>((resolve, reject) => {
       this.#waiter = resolve;
       this.#failWaiter = reject;

@@ -5,7 +5,13 @@ import { after, before, describe, test } from 'node:test';
 import { z } from 'zod';
 
 import { capability, connect, type Connection, InvalidParamsError } from '../src/mod.js';
-import { Bridge, dotnetAgent, hasDotnetAgent, TEST_AGENT_DLL, type LineProcess } from './helpers/processes.js';
+import {
+  Bridge,
+  dotnetAgent,
+  hasDotnetAgent,
+  TEST_AGENT_DLL,
+  type LineProcess,
+} from './helpers/processes.js';
 
 const T = { timeout: 60_000 };
 let bridge: Bridge;
@@ -13,7 +19,10 @@ const conns: Connection[] = [];
 const procs: LineProcess[] = [];
 
 before(async () => {
-  assert.ok(hasDotnetAgent(), `${TEST_AGENT_DLL} is missing: run dotnet build tests/Loom.TestAgent -c Release (run-tests.sh does)`);
+  assert.ok(
+    hasDotnetAgent(),
+    `${TEST_AGENT_DLL} is missing: run dotnet build tests/Loom.TestAgent -c Release (run-tests.sh does)`,
+  );
   bridge = await Bridge.start();
 });
 
@@ -31,10 +40,31 @@ describe('TypeScript and .NET', () => {
       output: z.object({ sum: z.number() }),
       handler: ({ a, b }) => ({ sum: a + b }),
     });
-    const fail = capability({ name: 'ts.fail', handler: () => { throw new Error('deliberate'); } });
-    conns.push(await connect(bridge.grpcUrl, { name: 'ts-provider', logLevel: 'silent' }, { capabilities: [add, fail] }));
+    const fail = capability({
+      name: 'ts.fail',
+      handler: () => {
+        throw new Error('deliberate');
+      },
+    });
+    conns.push(
+      await connect(
+        bridge.grpcUrl,
+        { name: 'ts-provider', logLevel: 'silent' },
+        { capabilities: [add, fail] },
+      ),
+    );
     const call = async (name: string, input: unknown): Promise<Record<string, unknown>> => {
-      const p = dotnetAgent(['call', '--url', bridge.grpcUrl, '--capability', name, '--input', JSON.stringify(input), '--timeout-ms', '10000']);
+      const p = dotnetAgent([
+        'call',
+        '--url',
+        bridge.grpcUrl,
+        '--capability',
+        name,
+        '--input',
+        JSON.stringify(input),
+        '--timeout-ms',
+        '10000',
+      ]);
       procs.push(p);
       return p.json(30_000);
     };
@@ -57,11 +87,24 @@ describe('TypeScript and .NET', () => {
     assert.deepEqual(await caller.invoke('dotnet.add', { a: 1.5, b: 2 }), { sum: 3.5 });
     const input = { text: 'météo ✓', list: [1, null, { deep: true }] };
     assert.deepEqual(await caller.invoke('dotnet.echo', input), input);
-    await assert.rejects(caller.invoke('dotnet.add', { a: 1 }), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/b');
+    await assert.rejects(
+      caller.invoke('dotnet.add', { a: 1 }),
+      (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/b',
+    );
   });
 
   test('events published from TS reach a .NET subscriber (wildcard pattern)', T, async () => {
-    const sub = dotnetAgent(['subscribe', '--url', bridge.grpcUrl, '--topic', 'cross.*.events', '--count', '1000', '--timeout-s', '20']);
+    const sub = dotnetAgent([
+      'subscribe',
+      '--url',
+      bridge.grpcUrl,
+      '--topic',
+      'cross.*.events',
+      '--count',
+      '1000',
+      '--timeout-s',
+      '20',
+    ]);
     procs.push(sub);
     await sub.ready(30_000);
     const pub = await connect(bridge.grpcUrl, { name: 'ts-pub', logLevel: 'silent' });

@@ -20,7 +20,9 @@ const procs: LineProcess[] = [];
 
 /** Spawns the Python fixture agent with a command and arguments. */
 function pyAgent(args: readonly string[]): LineProcess {
-  const p = new LineProcess(PYTHON, ['-u', PY_AGENT, ...args], { env: { ...process.env, PYTHONPATH: path.join(REPO, 'sdk-python/src'), PYTHONDONTWRITEBYTECODE: '1' } });
+  const p = new LineProcess(PYTHON, ['-u', PY_AGENT, ...args], {
+    env: { ...process.env, PYTHONPATH: path.join(REPO, 'sdk-python/src'), PYTHONDONTWRITEBYTECODE: '1' },
+  });
   procs.push(p);
   return p;
 }
@@ -48,37 +50,87 @@ describe('TypeScript and Python', () => {
     conns.push(caller);
 
     // Listed by the bridge as the Python agent's capabilities.
-    const listed = await waitFor('the Python agent in GET /v1/agents', async () => (await bridge.agents()).find((a) => a.agent_id === agentId), 10_000);
+    const listed = await waitFor(
+      'the Python agent in GET /v1/agents',
+      async () => (await bridge.agents()).find((a) => a.agent_id === agentId),
+      10_000,
+    );
     // GET /v1/agents lists capability names as strings.
     assert.deepEqual([...listed.capabilities].sort(), ['py.add', 'py.basket.count', 'py.echo', 'py.fail']);
 
     assert.deepEqual(await caller.invoke('py.add', { a: 20, b: 22 }, { timeoutMs: 10_000 }), { sum: 42 });
     const value = { text: 'météo ✓', list: [1, null, { deep: true }], n: 1.5 };
     assert.deepEqual(await caller.invoke('py.echo', { value }, { timeoutMs: 10_000 }), value);
-    assert.deepEqual(await caller.invoke('py.basket.count', { customer: 'c', lines: [{ sku: 'a', qty: 2 }, { sku: 'b', qty: 3 }] }, { timeoutMs: 10_000 }), { items: 5 });
+    assert.deepEqual(
+      await caller.invoke(
+        'py.basket.count',
+        {
+          customer: 'c',
+          lines: [
+            { sku: 'a', qty: 2 },
+            { sku: 'b', qty: 3 },
+          ],
+        },
+        { timeoutMs: 10_000 },
+      ),
+      { items: 5 },
+    );
 
     // A bad input is INVALID_PARAMS with the JSON pointer of the failing value.
-    await assert.rejects(caller.invoke('py.add', { a: 1 }, { timeoutMs: 10_000 }), (e: unknown) => e instanceof InvalidParamsError && e.path === '/b');
     await assert.rejects(
-      caller.invoke('py.basket.count', { customer: 'c', lines: [{ sku: 'a', qty: 1 }, { sku: 'b', qty: 'two' }] }, { timeoutMs: 10_000 }),
+      caller.invoke('py.add', { a: 1 }, { timeoutMs: 10_000 }),
+      (e: unknown) => e instanceof InvalidParamsError && e.path === '/b',
+    );
+    await assert.rejects(
+      caller.invoke(
+        'py.basket.count',
+        {
+          customer: 'c',
+          lines: [
+            { sku: 'a', qty: 1 },
+            { sku: 'b', qty: 'two' },
+          ],
+        },
+        { timeoutMs: 10_000 },
+      ),
       (e: unknown) => e instanceof InvalidParamsError && e.path === '/lines/1/qty',
     );
     // An exception in the Python function is TOOL_ERROR with its message; the agent goes on.
-    await assert.rejects(caller.invoke('py.fail', { reason: 'because' }, { timeoutMs: 10_000 }), (e: unknown) => e instanceof ToolError && e.code === 'TOOL_ERROR' && /py\.fail refused: because/.test(e.message));
+    await assert.rejects(
+      caller.invoke('py.fail', { reason: 'because' }, { timeoutMs: 10_000 }),
+      (e: unknown) =>
+        e instanceof ToolError && e.code === 'TOOL_ERROR' && /py\.fail refused: because/.test(e.message),
+    );
     assert.deepEqual(await caller.invoke('py.add', { a: 1, b: 1 }, { timeoutMs: 10_000 }), { sum: 2 });
 
     // The Python agent leaves cleanly on SIGTERM.
     server.kill('SIGTERM');
     assert.deepEqual(await server.json(15_000), { stopped: true });
-    await waitFor('the Python agent to leave GET /v1/agents', async () => !(await bridge.agents()).some((a) => a.agent_id === agentId), 10_000);
+    await waitFor(
+      'the Python agent to leave GET /v1/agents',
+      async () => !(await bridge.agents()).some((a) => a.agent_id === agentId),
+      10_000,
+    );
   });
 
   test('a TS capability (test/fixtures/agent.ts) is called from Python', T, async () => {
-    const server = nodeAgent(['serve', '--url', bridge.grpcUrl, '--agent-id', `ts-provider-${uid()}`], { LOOM_LOG_LEVEL: 'silent' });
+    const server = nodeAgent(['serve', '--url', bridge.grpcUrl, '--agent-id', `ts-provider-${uid()}`], {
+      LOOM_LOG_LEVEL: 'silent',
+    });
     procs.push(server);
     await server.ready(30_000);
     const call = async (capability: string, input: unknown): Promise<Record<string, unknown>> =>
-      pyAgent(['call', '--url', bridge.grpcUrl, '--capability', capability, '--input', JSON.stringify(input), '--timeout-ms', '10000']).json(30_000);
+      pyAgent([
+        'call',
+        '--url',
+        bridge.grpcUrl,
+        '--capability',
+        capability,
+        '--input',
+        JSON.stringify(input),
+        '--timeout-ms',
+        '10000',
+      ]).json(30_000);
 
     assert.deepEqual(await call('ts.add', { a: 1.5, b: 2 }), { ok: true, output: { sum: 3.5 } });
     const input = { text: 'météo ✓', list: [1, null, { deep: true }] };
@@ -95,9 +147,23 @@ describe('TypeScript and Python', () => {
   test('events published from TS reach a Python subscriber (wildcard pattern), in order', T, async () => {
     const root = `pyx${uid()}`;
     const count = 1000;
-    const sub = pyAgent(['subscribe', '--url', bridge.grpcUrl, '--topic', `${root}.*.events`, '--count', String(count), '--timeout-s', '30']);
+    const sub = pyAgent([
+      'subscribe',
+      '--url',
+      bridge.grpcUrl,
+      '--topic',
+      `${root}.*.events`,
+      '--count',
+      String(count),
+      '--timeout-s',
+      '30',
+    ]);
     await sub.ready(30_000);
-    const pub = await connect(bridge.grpcUrl, { name: 'ts-pub', agentId: `ts-pub-${uid()}`, logLevel: 'silent' });
+    const pub = await connect(bridge.grpcUrl, {
+      name: 'ts-pub',
+      agentId: `ts-pub-${uid()}`,
+      logLevel: 'silent',
+    });
     conns.push(pub);
     for (let i = 0; i < count; i++) {
       await pub.emit(`${root}.${i % 2 === 0 ? 'even' : 'odd'}.events`, { i, from: 'ts' });
@@ -107,7 +173,14 @@ describe('TypeScript and Python', () => {
         await pub.emit(`${root}.even.other`, { i, unmatched: true });
       }
     }
-    const result = await sub.json<{ received: number; topics: string[]; first: unknown; last: unknown; in_order: boolean; senders: string[] }>(40_000);
+    const result = await sub.json<{
+      received: number;
+      topics: string[];
+      first: unknown;
+      last: unknown;
+      in_order: boolean;
+      senders: string[];
+    }>(40_000);
     assert.equal(result.received, count);
     assert.deepEqual(result.topics, [`${root}.even.events`, `${root}.odd.events`]);
     assert.deepEqual(result.first, { i: 0, from: 'ts' });

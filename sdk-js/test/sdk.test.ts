@@ -6,8 +6,20 @@ import { after, before, describe, test } from 'node:test';
 import { z } from 'zod';
 
 import {
-  capability, connect, type Connection, type ConnectionStatus, defineAgent, InvalidParamsError, type LoomEvent,
-  run, startAgent, TimeoutError, ToolError, CancelledError, CapabilityNotFoundError, UnavailableError,
+  capability,
+  connect,
+  type Connection,
+  type ConnectionStatus,
+  defineAgent,
+  InvalidParamsError,
+  type LoomEvent,
+  run,
+  startAgent,
+  TimeoutError,
+  ToolError,
+  CancelledError,
+  CapabilityNotFoundError,
+  UnavailableError,
 } from '../src/mod.js';
 import { Bridge, nodeAgent, waitFor, within } from './helpers/processes.js';
 
@@ -15,7 +27,11 @@ const T = { timeout: 30_000 };
 let bridge: Bridge;
 const opened: Connection[] = [];
 
-async function open(name: string, setup: Parameters<typeof connect>[2] = {}, options: Parameters<typeof connect>[1] = {}): Promise<Connection> {
+async function open(
+  name: string,
+  setup: Parameters<typeof connect>[2] = {},
+  options: Parameters<typeof connect>[1] = {},
+): Promise<Connection> {
   const conn = await connect(bridge.grpcUrl, { name, logLevel: 'error', ...options }, setup);
   opened.push(conn);
   return conn;
@@ -56,10 +72,14 @@ describe('registration', () => {
     assert.ok(conn.sessionId.length > 0);
     assert.equal(conn.limits.maxMessageBytes, 4 * 1024 * 1024);
     await conn.subscribe('reg.topic.>');
-    const listed = await waitFor('the agent in /v1/agents', async () => (await bridge.agents()).find((a) => a.agent_id === conn.agentId));
+    const listed = await waitFor('the agent in /v1/agents', async () =>
+      (await bridge.agents()).find((a) => a.agent_id === conn.agentId),
+    );
     assert.equal(listed.state, 'connected');
     assert.ok(listed.topics.includes('reg.topic.>'));
-    const names = listed.capabilities.map((c: unknown) => (typeof c === 'string' ? c : (c as { name: string }).name));
+    const names = listed.capabilities.map((c: unknown) =>
+      typeof c === 'string' ? c : (c as { name: string }).name,
+    );
     assert.deepEqual(names, ['js.add']);
   });
 
@@ -69,29 +89,45 @@ describe('registration', () => {
     await conn.close();
     await conn.close(); // twice is fine
     assert.equal(conn.status.state, 'closed');
-    await waitFor('removed', async () => !(await bridge.agents()).some((a) => a.agent_id === conn.agentId), 3000);
+    await waitFor(
+      'removed',
+      async () => !(await bridge.agents()).some((a) => a.agent_id === conn.agentId),
+      3000,
+    );
   });
 
   test('connect to a port nobody listens on fails with UNAVAILABLE', T, async () => {
-    await assert.rejects(connect('http://127.0.0.1:1', { logLevel: 'silent', connectTimeoutMs: 3000 }), (e: UnavailableError) => {
-      assert.equal(e.code, 'UNAVAILABLE');
-      assert.equal(e.name, 'UnavailableError');
-      return true;
-    });
+    await assert.rejects(
+      connect('http://127.0.0.1:1', { logLevel: 'silent', connectTimeoutMs: 3000 }),
+      (e: UnavailableError) => {
+        assert.equal(e.code, 'UNAVAILABLE');
+        assert.equal(e.name, 'UnavailableError');
+        return true;
+      },
+    );
   });
 
   test('invalid arguments fail locally with INVALID_PARAMS and a path', T, async () => {
     const conn = await open('bad-args');
-    await assert.rejects(conn.emit('a..b', {}), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/topic');
-    await assert.rejects(conn.subscribe('a.>.b'), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/pattern');
+    await assert.rejects(
+      conn.emit('a..b', {}),
+      (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/topic',
+    );
+    await assert.rejects(
+      conn.subscribe('a.>.b'),
+      (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/pattern',
+    );
     assert.throws(() => capability({ name: 'bad name', handler: () => 1 }), InvalidParamsError);
     // Rejected by the bridge at registration: the path comes back in the loom-error-path trailer.
-    await assert.rejects(connect(bridge.grpcUrl, { agentId: 'bad id!', logLevel: 'silent' }), (e: InvalidParamsError) => {
-      assert.equal(e.name, 'InvalidParamsError');
-      assert.equal(e.path, '/agent_id');
-      assert.match(e.message, /bad id!/);
-      return true;
-    });
+    await assert.rejects(
+      connect(bridge.grpcUrl, { agentId: 'bad id!', logLevel: 'silent' }),
+      (e: InvalidParamsError) => {
+        assert.equal(e.name, 'InvalidParamsError');
+        assert.equal(e.path, '/agent_id');
+        assert.match(e.message, /bad id!/);
+        return true;
+      },
+    );
   });
 });
 
@@ -101,7 +137,11 @@ describe('pub/sub', () => {
     const sub = await open('sub');
     const star = await sub.subscribe('orders.*.created');
     const rest = await sub.subscribe('orders.>');
-    await pub.emit('orders.eu.created', { n: 1 }, { threadId: 't-1', correlationId: 'c-1', headers: { k: 'v' }, ttlMs: 60_000, qos: 'realtime' });
+    await pub.emit(
+      'orders.eu.created',
+      { n: 1 },
+      { threadId: 't-1', correlationId: 'c-1', headers: { k: 'v' }, ttlMs: 60_000, qos: 'realtime' },
+    );
     await pub.emit('orders.eu.x.created', { n: 2 });
     await pub.emit('orders', { n: 3 }); // matches neither
     const [first] = await take(star, 1);
@@ -119,7 +159,10 @@ describe('pub/sub', () => {
     assert.ok(first.timestampUnixMs > 0 && first.deadlineUnixMs > first.timestampUnixMs);
     assert.equal(first.subscriptionId, star.id);
     const both = await take(rest, 2);
-    assert.deepEqual(both.map((e) => e.topic), ['orders.eu.created', 'orders.eu.x.created']);
+    assert.deepEqual(
+      both.map((e) => e.topic),
+      ['orders.eu.created', 'orders.eu.x.created'],
+    );
     await star.unsubscribe();
     await star.unsubscribe();
     assert.equal((await star.next()).done, true);
@@ -136,7 +179,9 @@ describe('pub/sub', () => {
       await conn.emit('seq.numbers', payload.slice());
     }
     const events = await take(sub, 10_000, 10_000);
-    events.forEach((e, i) => assert.equal(new DataView(e.payload.buffer, e.payload.byteOffset).getUint32(0), i));
+    events.forEach((e, i) =>
+      assert.equal(new DataView(e.payload.buffer, e.payload.byteOffset).getUint32(0), i),
+    );
     assert.ok(conn.stats.framesSent - framesBefore < 1000, `frames: ${conn.stats.framesSent - framesBefore}`);
   });
 
@@ -168,13 +213,19 @@ describe('request/reply', () => {
   test('a request nobody answers times out with TIMEOUT', T, async () => {
     const client = await open('lonely');
     const started = Date.now();
-    await assert.rejects(client.request('svc.nobody', {}, { timeoutMs: 300 }), (e: TimeoutError) => e instanceof TimeoutError && e.code === 'TIMEOUT');
+    await assert.rejects(
+      client.request('svc.nobody', {}, { timeoutMs: 300 }),
+      (e: TimeoutError) => e instanceof TimeoutError && e.code === 'TIMEOUT',
+    );
     assert.ok(Date.now() - started < 3000);
   });
 
   test('a request can be cancelled with an AbortSignal', T, async () => {
     const client = await open('canceller');
-    await assert.rejects(client.request('svc.nobody', {}, { signal: AbortSignal.timeout(100) }), CancelledError);
+    await assert.rejects(
+      client.request('svc.nobody', {}, { signal: AbortSignal.timeout(100) }),
+      CancelledError,
+    );
   });
 
   test('first-k: waits for the first k replies of many responders', T, async () => {
@@ -192,7 +243,11 @@ describe('request/reply', () => {
     assert.equal(senders.size, 2);
     // Asking for more replies than there are responders: TIMEOUT, or the partial set on request.
     await assert.rejects(client.requestMany('vote.request', {}, { first: 4, timeoutMs: 500 }), TimeoutError);
-    const partial = await client.requestMany('vote.request', {}, { first: 4, timeoutMs: 500, allowPartial: true });
+    const partial = await client.requestMany(
+      'vote.request',
+      {},
+      { first: 4, timeoutMs: 500, allowPartial: true },
+    );
     assert.equal(partial.length, 3);
   });
 });
@@ -210,7 +265,9 @@ describe('capabilities', () => {
     const strict = capability({
       name: 'js.strict',
       // The refinement cannot be expressed in JSON Schema: the SDK's own zod validation catches it.
-      input: z.object({ items: z.array(z.object({ name: z.string().refine((s) => s !== 'forbidden', 'name is forbidden') })) }),
+      input: z.object({
+        items: z.array(z.object({ name: z.string().refine((s) => s !== 'forbidden', 'name is forbidden') })),
+      }),
       handler: ({ items }) => ({ count: items.length }),
     });
     const raw = capability({
@@ -228,27 +285,60 @@ describe('capabilities', () => {
       return true;
     });
     // Checked by the SDK (zod refinement).
-    await assert.rejects(caller.invoke('js.strict', { items: [{ name: 'ok' }, { name: 'forbidden' }] }), (e: InvalidParamsError) => {
-      assert.equal(e.code, 'INVALID_PARAMS');
-      assert.equal(e.path, '/items/1/name');
-      assert.match(e.message, /forbidden/);
-      return true;
-    });
+    await assert.rejects(
+      caller.invoke('js.strict', { items: [{ name: 'ok' }, { name: 'forbidden' }] }),
+      (e: InvalidParamsError) => {
+        assert.equal(e.code, 'INVALID_PARAMS');
+        assert.equal(e.path, '/items/1/name');
+        assert.match(e.message, /forbidden/);
+        return true;
+      },
+    );
     assert.deepEqual(await caller.invoke('js.strict', { items: [{ name: 'a' }] }), { count: 1 });
-    await assert.rejects(caller.invoke('js.raw', { n: -1 }), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/n');
-    await assert.rejects(caller.invoke('js.raw', {}), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/n');
+    await assert.rejects(
+      caller.invoke('js.raw', { n: -1 }),
+      (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/n',
+    );
+    await assert.rejects(
+      caller.invoke('js.raw', {}),
+      (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/n',
+    );
     // An output that does not match its schema is the tool's fault.
     // (the bridge passes the path of a provider's error on for INVALID_PARAMS only, so check the message)
-    await assert.rejects(caller.invoke('js.raw', { n: 7 }), (e: ToolError) => e.code === 'TOOL_ERROR' && e.message.includes("'/ok'"));
+    await assert.rejects(
+      caller.invoke('js.raw', { n: 7 }),
+      (e: ToolError) => e.code === 'TOOL_ERROR' && e.message.includes("'/ok'"),
+    );
     assert.deepEqual(await caller.invoke('js.raw', { n: 1 }), { ok: true });
   });
 
   test('SDK-side validation of raw JSON Schema (ajv) and zod gives JSON pointers', () => {
-    const raw = capability({ name: 'v.raw', input: { type: 'object', properties: { a: { type: 'array', items: { type: 'string' } } }, required: ['a'] }, handler: () => 1 });
-    assert.throws(() => raw.parseInput({ a: ['x', 2] }), (e: InvalidParamsError) => e.path === '/a/1');
-    assert.throws(() => raw.parseInput({}), (e: InvalidParamsError) => e.path === '/a');
-    const zodCap = capability({ name: 'v.zod', input: z.object({ 'a/b': z.object({ 'c~d': z.number() }) }), handler: () => 1 });
-    assert.throws(() => zodCap.parseInput({ 'a/b': { 'c~d': 'x' } }), (e: InvalidParamsError) => e.path === '/a~1b/c~0d');
+    const raw = capability({
+      name: 'v.raw',
+      input: {
+        type: 'object',
+        properties: { a: { type: 'array', items: { type: 'string' } } },
+        required: ['a'],
+      },
+      handler: () => 1,
+    });
+    assert.throws(
+      () => raw.parseInput({ a: ['x', 2] }),
+      (e: InvalidParamsError) => e.path === '/a/1',
+    );
+    assert.throws(
+      () => raw.parseInput({}),
+      (e: InvalidParamsError) => e.path === '/a',
+    );
+    const zodCap = capability({
+      name: 'v.zod',
+      input: z.object({ 'a/b': z.object({ 'c~d': z.number() }) }),
+      handler: () => 1,
+    });
+    assert.throws(
+      () => zodCap.parseInput({ 'a/b': { 'c~d': 'x' } }),
+      (e: InvalidParamsError) => e.path === '/a~1b/c~0d',
+    );
     assert.deepEqual(zodCap.inputSchema, {
       type: 'object',
       properties: { 'a/b': { type: 'object', properties: { 'c~d': { type: 'number' } }, required: ['c~d'] } },
@@ -279,7 +369,10 @@ describe('capabilities', () => {
         return true;
       });
     }
-    await assert.rejects(caller.invoke('js.flaky', { mode: 'invalid' }), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/widget');
+    await assert.rejects(
+      caller.invoke('js.flaky', { mode: 'invalid' }),
+      (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && e.path === '/widget',
+    );
     assert.deepEqual(await caller.invoke('js.flaky', { mode: 'ok' }), { ok: true });
     assert.equal(calls, 5);
     assert.equal(provider.status.state, 'connected');
@@ -289,9 +382,13 @@ describe('capabilities', () => {
     let aborted = false;
     const slow = capability({
       name: 'js.slow',
-      handler: (_input, call) => new Promise((resolve) => {
-        call.signal.addEventListener('abort', () => { aborted = true; resolve(null); });
-      }),
+      handler: (_input, call) =>
+        new Promise((resolve) => {
+          call.signal.addEventListener('abort', () => {
+            aborted = true;
+            resolve(null);
+          });
+        }),
     });
     await open('slow-provider', { capabilities: [slow] });
     const caller = await open('slow-caller');
@@ -317,7 +414,10 @@ describe('memory', () => {
     assert.equal(cas2.swapped, false);
     assert.deepEqual(cas2.item?.json(), { steps: 4 });
     assert.equal((await m.compareAndSet('plan/new', 0, new Uint8Array([1, 2]))).swapped, true);
-    assert.deepEqual((await m.list('plan/')).map((i) => i.key), ['plan/new', 'plan/today']);
+    assert.deepEqual(
+      (await m.list('plan/')).map((i) => i.key),
+      ['plan/new', 'plan/today'],
+    );
     const short = await m.set('plan/short', 'x', { ttlMs: 200 });
     assert.ok(short.expiresUnixMs !== undefined && short.expiresUnixMs > Date.now());
     await waitFor('the entry to expire', async () => (await m.get('plan/short')) === undefined, 5000);
@@ -364,7 +464,10 @@ describe('threads, agents and status', () => {
         if (event.replyTo) await ctx.reply(event, { done: true });
       },
     });
-    assert.throws(() => defineAgent({ name: 'x', topics: ['a..b'], onEvent: () => undefined }), InvalidParamsError);
+    assert.throws(
+      () => defineAgent({ name: 'x', topics: ['a..b'], onEvent: () => undefined }),
+      InvalidParamsError,
+    );
     const running = await startAgent(agent, { url: bridge.grpcUrl, logLevel: 'silent' });
     const client = await open('job-client');
     await client.emit('jobs.bad', {});
@@ -378,26 +481,43 @@ describe('threads, agents and status', () => {
   });
 
   test('run() starts several agents and stops them when its signal aborts', T, async () => {
-    const one = defineAgent({ name: 'run-one', capabilities: [capability({ name: 'run.one', handler: () => 1 })] });
-    const two = defineAgent({ name: 'run-two', capabilities: [capability({ name: 'run.two', handler: () => 2 })] });
+    const one = defineAgent({
+      name: 'run-one',
+      capabilities: [capability({ name: 'run.one', handler: () => 1 })],
+    });
+    const two = defineAgent({
+      name: 'run-two',
+      capabilities: [capability({ name: 'run.two', handler: () => 2 })],
+    });
     const stop = new AbortController();
     const client = await open('run-client');
     let ids: string[] = [];
-    await within(run([one, two], {
-      url: bridge.grpcUrl,
-      logLevel: 'silent',
-      handleSignals: false,
-      signal: stop.signal,
-      onReady: async (agents) => {
-        ids = agents.map((a) => a.agentId);
-        assert.equal(await client.invoke('run.one'), 1);
-        assert.equal(await client.invoke('run.two'), 2);
-        stop.abort();
-      },
-    }), 20_000, 'run()');
+    await within(
+      run([one, two], {
+        url: bridge.grpcUrl,
+        logLevel: 'silent',
+        handleSignals: false,
+        signal: stop.signal,
+        onReady: async (agents) => {
+          ids = agents.map((a) => a.agentId);
+          assert.equal(await client.invoke('run.one'), 1);
+          assert.equal(await client.invoke('run.two'), 2);
+          stop.abort();
+        },
+      }),
+      20_000,
+      'run()',
+    );
     assert.equal(new Set(ids).size, 2);
-    await waitFor('both agents left', async () => !(await bridge.agents()).some((a) => ids.includes(a.agent_id)), 5000);
-    await assert.rejects(run([one, two], { url: bridge.grpcUrl, agentId: 'same', handleSignals: false }), InvalidParamsError);
+    await waitFor(
+      'both agents left',
+      async () => !(await bridge.agents()).some((a) => ids.includes(a.agent_id)),
+      5000,
+    );
+    await assert.rejects(
+      run([one, two], { url: bridge.grpcUrl, agentId: 'same', handleSignals: false }),
+      InvalidParamsError,
+    );
   });
 
   test('status changes are an async iterable of a discriminated union', T, async () => {
@@ -410,7 +530,10 @@ describe('threads, agents and status', () => {
     await conn.drain();
     await conn.close();
     await within(reader, 5000, 'status iteration');
-    assert.deepEqual(seen.map((s) => s.state), ['closed']);
+    assert.deepEqual(
+      seen.map((s) => s.state),
+      ['closed'],
+    );
     await assert.rejects(conn.emit('x.y', 1), CancelledError);
   });
 
@@ -425,7 +548,11 @@ describe('threads, agents and status', () => {
       assert.equal(done.stopped, true);
       const exit = await within(agent.exited, 10_000, 'exit');
       assert.equal(exit.code, 0);
-      await waitFor('the agent left', async () => !(await bridge.agents()).some((a) => a.agent_id === 'sigterm-agent'), 5000);
+      await waitFor(
+        'the agent left',
+        async () => !(await bridge.agents()).some((a) => a.agent_id === 'sigterm-agent'),
+        5000,
+      );
     } finally {
       await agent.stop();
     }

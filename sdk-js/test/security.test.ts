@@ -14,7 +14,10 @@ const LOOM = path.join(REPO, 'loom');
 const READY = /^listening grpc=(https:\/\/127\.0\.0\.1:\d+) http=(https:\/\/127\.0\.0\.1:\d+)\s*$/;
 
 function certs(dir: string, client = 'js-tls'): string {
-  execFileSync(LOOM, ['certs', 'dev', '--dir', dir, '--client-name', client], { stdio: 'ignore', timeout: 120_000 });
+  execFileSync(LOOM, ['certs', 'dev', '--dir', dir, '--client-name', client], {
+    stdio: 'ignore',
+    timeout: 120_000,
+  });
   return dir;
 }
 
@@ -28,8 +31,23 @@ describe('TLS', () => {
   before(async () => {
     certs(dir);
     certs(other);
-    bridge = new LineProcess(LOOM, ['up', '--grpc-port', '0', '--http-port', '0',
-      '--tls-cert', path.join(dir, 'server.pem'), '--tls-key', path.join(dir, 'server.key'), '--tls-client-ca', path.join(dir, 'ca.pem')], { detached: false });
+    bridge = new LineProcess(
+      LOOM,
+      [
+        'up',
+        '--grpc-port',
+        '0',
+        '--http-port',
+        '0',
+        '--tls-cert',
+        path.join(dir, 'server.pem'),
+        '--tls-key',
+        path.join(dir, 'server.key'),
+        '--tls-client-ca',
+        path.join(dir, 'ca.pem'),
+      ],
+      { detached: false },
+    );
     const line = await bridge.nextLine((l) => READY.test(l), 120_000, 'the https ready line');
     url = (READY.exec(line) as RegExpExecArray)[1] as string;
   });
@@ -39,10 +57,17 @@ describe('TLS', () => {
   });
 
   test('connects over mutual TLS with options, and the LOOM_TLS_* variables set them', async () => {
-    const conn = await within(connect(url, {
-      agentId: 'js-tls', logLevel: 'silent',
-      tlsCa: path.join(dir, 'ca.pem'), tlsCert: path.join(dir, 'client.pem'), tlsKey: path.join(dir, 'client.key'),
-    }), 60_000, 'connect');
+    const conn = await within(
+      connect(url, {
+        agentId: 'js-tls',
+        logLevel: 'silent',
+        tlsCa: path.join(dir, 'ca.pem'),
+        tlsCert: path.join(dir, 'client.pem'),
+        tlsKey: path.join(dir, 'client.key'),
+      }),
+      60_000,
+      'connect',
+    );
     try {
       const sub = await conn.subscribe('jstls.>');
       await conn.emit('jstls.hello', { n: 1 });
@@ -53,20 +78,41 @@ describe('TLS', () => {
       await conn.close();
     }
 
-    const resolved = resolveOptions({}, { LOOM_TLS_CA: '/a/ca.pem', LOOM_TLS_CERT: '/a/c.pem', LOOM_TLS_KEY: '/a/c.key', LOOM_TOKEN: 't' });
-    assert.deepEqual([resolved.tlsCa, resolved.tlsCert, resolved.tlsKey, resolved.token], ['/a/ca.pem', '/a/c.pem', '/a/c.key', 't']);
+    const resolved = resolveOptions(
+      {},
+      { LOOM_TLS_CA: '/a/ca.pem', LOOM_TLS_CERT: '/a/c.pem', LOOM_TLS_KEY: '/a/c.key', LOOM_TOKEN: 't' },
+    );
+    assert.deepEqual(
+      [resolved.tlsCa, resolved.tlsCert, resolved.tlsKey, resolved.token],
+      ['/a/ca.pem', '/a/c.pem', '/a/c.key', 't'],
+    );
   });
 
   test('a wrong CA fails with an error that says what to check', async () => {
     await assert.rejects(
-      connect(url, { logLevel: 'silent', connectTimeoutMs: 5000, tlsCa: path.join(other, 'ca.pem'), tlsCert: path.join(dir, 'client.pem'), tlsKey: path.join(dir, 'client.key') }),
-      (e: LoomError) => e.code === 'UNAVAILABLE' && /TLS handshake with the bridge/.test(e.message) && /LOOM_TLS_CA/.test(e.message),
+      connect(url, {
+        logLevel: 'silent',
+        connectTimeoutMs: 5000,
+        tlsCa: path.join(other, 'ca.pem'),
+        tlsCert: path.join(dir, 'client.pem'),
+        tlsKey: path.join(dir, 'client.key'),
+      }),
+      (e: LoomError) =>
+        e.code === 'UNAVAILABLE' &&
+        /TLS handshake with the bridge/.test(e.message) &&
+        /LOOM_TLS_CA/.test(e.message),
     );
   });
 
   test('a certificate without its key, and a token in the clear to another machine, are refused', async () => {
-    await assert.rejects(connect(url, { logLevel: 'silent', tlsCert: path.join(dir, 'client.pem') }), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && /needs its key/.test(e.message));
-    await assert.rejects(connect('http://10.1.2.3:7070', { logLevel: 'silent', token: 'x' }), (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && /never sent in the clear/.test(e.message));
+    await assert.rejects(
+      connect(url, { logLevel: 'silent', tlsCert: path.join(dir, 'client.pem') }),
+      (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && /needs its key/.test(e.message),
+    );
+    await assert.rejects(
+      connect('http://10.1.2.3:7070', { logLevel: 'silent', token: 'x' }),
+      (e: InvalidParamsError) => e.code === 'INVALID_PARAMS' && /never sent in the clear/.test(e.message),
+    );
   });
 });
 
@@ -76,12 +122,42 @@ describe('tokens', () => {
   let bridge: LineProcess;
   let url = '';
   const mint = (agent: string, keyFile = key, publish: string[] = [], subscribe: string[] = []): string =>
-    execFileSync(LOOM, ['token', 'create', '--agent', agent, '--token-key', keyFile, '--expires', '1h',
-      ...publish.flatMap((p) => ['--allow-publish', p]), ...subscribe.flatMap((p) => ['--allow-subscribe', p])], { timeout: 120_000 }).toString().trim();
+    execFileSync(
+      LOOM,
+      [
+        'token',
+        'create',
+        '--agent',
+        agent,
+        '--token-key',
+        keyFile,
+        '--expires',
+        '1h',
+        ...publish.flatMap((p) => ['--allow-publish', p]),
+        ...subscribe.flatMap((p) => ['--allow-subscribe', p]),
+      ],
+      { timeout: 120_000 },
+    )
+      .toString()
+      .trim();
 
   before(async () => {
-    bridge = new LineProcess(LOOM, ['up', '--grpc-port', '0', '--http-port', '0', '--auth', 'required', '--token-key', key]);
-    const line = await bridge.nextLine((l) => /^listening grpc=(http:\/\/\S+)/.test(l), 120_000, 'the ready line');
+    bridge = new LineProcess(LOOM, [
+      'up',
+      '--grpc-port',
+      '0',
+      '--http-port',
+      '0',
+      '--auth',
+      'required',
+      '--token-key',
+      key,
+    ]);
+    const line = await bridge.nextLine(
+      (l) => /^listening grpc=(http:\/\/\S+)/.test(l),
+      120_000,
+      'the ready line',
+    );
     url = (/^listening grpc=(http:\/\/\S+)/.exec(line) as RegExpExecArray)[1] as string;
   });
 
@@ -91,7 +167,11 @@ describe('tokens', () => {
 
   test('grpc-js with a token connects; missing, forged and mismatched tokens are refused saying why', async () => {
     const token = mint('js-tok', key, ['jstok.>'], ['jstok.>']);
-    const conn = await within(connect(url, { agentId: 'js-tok', token, logLevel: 'silent' }), 60_000, 'connect');
+    const conn = await within(
+      connect(url, { agentId: 'js-tok', token, logLevel: 'silent' }),
+      60_000,
+      'connect',
+    );
     try {
       const sub = await conn.subscribe('jstok.>');
       await conn.emit('jstok.hello', {});
@@ -103,22 +183,59 @@ describe('tokens', () => {
     }
 
     // No credential, and a forged one: UNAUTHENTICATED as its own typed error (not SESSION_NOT_FOUND).
-    await assert.rejects(connect(url, { agentId: 'js-tok', logLevel: 'silent', connectTimeoutMs: 5000 }),
-      (e: LoomError) => e instanceof UnauthenticatedError && e.code === 'UNAUTHENTICATED' && e.name === 'UnauthenticatedError' && !e.retryable && /LOOM_TOKEN/.test(e.message));
-    await assert.rejects(connect(url, { agentId: 'js-tok', token: mint('js-tok', path.join(temp, 'other.key')), logLevel: 'silent', connectTimeoutMs: 5000 }),
-      (e: LoomError) => e instanceof UnauthenticatedError && /signature does not match/.test(e.message));
-    await assert.rejects(connect(url, { agentId: 'someone-else', token, logLevel: 'silent', connectTimeoutMs: 5000 }),
-      (e: LoomError) => e.code === 'PERMISSION_DENIED' && /may register agent id 'js-tok' only/.test(e.message));
+    await assert.rejects(
+      connect(url, { agentId: 'js-tok', logLevel: 'silent', connectTimeoutMs: 5000 }),
+      (e: LoomError) =>
+        e instanceof UnauthenticatedError &&
+        e.code === 'UNAUTHENTICATED' &&
+        e.name === 'UnauthenticatedError' &&
+        !e.retryable &&
+        /LOOM_TOKEN/.test(e.message),
+    );
+    await assert.rejects(
+      connect(url, {
+        agentId: 'js-tok',
+        token: mint('js-tok', path.join(temp, 'other.key')),
+        logLevel: 'silent',
+        connectTimeoutMs: 5000,
+      }),
+      (e: LoomError) => e instanceof UnauthenticatedError && /signature does not match/.test(e.message),
+    );
+    await assert.rejects(
+      connect(url, { agentId: 'someone-else', token, logLevel: 'silent', connectTimeoutMs: 5000 }),
+      (e: LoomError) =>
+        e.code === 'PERMISSION_DENIED' && /may register agent id 'js-tok' only/.test(e.message),
+    );
   });
 
   test("the token's allow lists permit publish and subscribe and refuse the rest with PERMISSION_DENIED", async () => {
-    const conn = await within(connect(url, { agentId: 'js-perm', token: mint('js-perm', key, ['jsperm.>'], ['jsperm.>']), logLevel: 'silent' }), 60_000, 'connect');
-    const watcher = await within(connect(url, { agentId: 'js-watch', token: mint('js-watch', key, [], ['jsother.>']), logLevel: 'silent' }), 60_000, 'connect');
+    const conn = await within(
+      connect(url, {
+        agentId: 'js-perm',
+        token: mint('js-perm', key, ['jsperm.>'], ['jsperm.>']),
+        logLevel: 'silent',
+      }),
+      60_000,
+      'connect',
+    );
+    const watcher = await within(
+      connect(url, {
+        agentId: 'js-watch',
+        token: mint('js-watch', key, [], ['jsother.>']),
+        logLevel: 'silent',
+      }),
+      60_000,
+      'connect',
+    );
     try {
       const sub = await conn.subscribe('jsperm.>');
       const watched = await watcher.subscribe('jsother.>');
-      await assert.rejects(conn.subscribe('jsother.>'),
-        (e: LoomError) => e.code === 'PERMISSION_DENIED' && /Identity 'js-perm' may not subscribe to 'jsother.>': no rule allows it/.test(e.message));
+      await assert.rejects(
+        conn.subscribe('jsother.>'),
+        (e: LoomError) =>
+          e.code === 'PERMISSION_DENIED' &&
+          /Identity 'js-perm' may not subscribe to 'jsother.>': no rule allows it/.test(e.message),
+      );
       await conn.emit('jsperm.ok', { n: 1 });
       const next = await within(sub.next(), 30_000, 'the allowed event');
       assert.equal(next.done, false);
@@ -129,7 +246,10 @@ describe('tokens', () => {
         assert.ok(Date.now() < deadline, 'the refused publish was never reported');
         await new Promise((r) => setTimeout(r, 50));
       }
-      const nothing = await Promise.race([watched.next().then(() => 'delivered'), new Promise((r) => setTimeout(() => r('nothing'), 300))]);
+      const nothing = await Promise.race([
+        watched.next().then(() => 'delivered'),
+        new Promise((r) => setTimeout(() => r('nothing'), 300)),
+      ]);
       assert.equal(nothing, 'nothing');
     } finally {
       await conn.close();
@@ -147,16 +267,37 @@ describe('limits per identity', () => {
 
   before(async () => {
     const config = path.join(temp, 'loom.yaml');
-    writeFileSync(config, [
-      'name: limits',
-      'permissions:',
-      '  js-rate:',
-      "    allow: { publish: ['jsrate.>'], subscribe: ['jsrate.>'], call: ['*'] }",
-      '    limits: { publishes_per_second: 1, publish_burst: 3, calls_per_second: 1, call_burst: 1 }',
-      '',
-    ].join('\n'));
-    bridge = new LineProcess(LOOM, ['up', '--grpc-port', '0', '--http-port', '0', '--auth', 'required', '--token-key', key, '--audit-log', audit, '--config', config]);
-    const line = await bridge.nextLine((l) => /^listening grpc=(http:\/\/\S+)/.test(l), 120_000, 'the ready line');
+    writeFileSync(
+      config,
+      [
+        'name: limits',
+        'permissions:',
+        '  js-rate:',
+        "    allow: { publish: ['jsrate.>'], subscribe: ['jsrate.>'], call: ['*'] }",
+        '    limits: { publishes_per_second: 1, publish_burst: 3, calls_per_second: 1, call_burst: 1 }',
+        '',
+      ].join('\n'),
+    );
+    bridge = new LineProcess(LOOM, [
+      'up',
+      '--grpc-port',
+      '0',
+      '--http-port',
+      '0',
+      '--auth',
+      'required',
+      '--token-key',
+      key,
+      '--audit-log',
+      audit,
+      '--config',
+      config,
+    ]);
+    const line = await bridge.nextLine(
+      (l) => /^listening grpc=(http:\/\/\S+)/.test(l),
+      120_000,
+      'the ready line',
+    );
     url = (/^listening grpc=(http:\/\/\S+)/.exec(line) as RegExpExecArray)[1] as string;
   });
 
@@ -165,8 +306,18 @@ describe('limits per identity', () => {
   });
 
   test('publishes and calls over the rate are refused with RESOURCE_EXHAUSTED naming the limit, and audited', async () => {
-    const token = execFileSync(LOOM, ['token', 'create', '--agent', 'js-rate', '--token-key', key, '--expires', '1h'], { timeout: 120_000 }).toString().trim();
-    const conn = await within(connect(url, { agentId: 'js-rate', token, logLevel: 'silent' }), 60_000, 'connect');
+    const token = execFileSync(
+      LOOM,
+      ['token', 'create', '--agent', 'js-rate', '--token-key', key, '--expires', '1h'],
+      { timeout: 120_000 },
+    )
+      .toString()
+      .trim();
+    const conn = await within(
+      connect(url, { agentId: 'js-rate', token, logLevel: 'silent' }),
+      60_000,
+      'connect',
+    );
     try {
       // 10 publishes at once: the bucket holds 3 and refills 1 per second; the refused ones are reported, not delivered.
       const sub = await conn.subscribe('jsrate.>');
@@ -180,13 +331,19 @@ describe('limits per identity', () => {
       }
       let delivered = 0;
       for (;;) {
-        const got = await Promise.race([sub.next().then(() => 'event'), new Promise((r) => setTimeout(() => r('quiet'), 1500))]);
+        const got = await Promise.race([
+          sub.next().then(() => 'event'),
+          new Promise((r) => setTimeout(() => r('quiet'), 1500)),
+        ]);
         if (got !== 'event') {
           break;
         }
         delivered++;
       }
-      assert.ok(delivered >= 3 && delivered <= 10 - conn.stats.publishErrors, `delivered ${delivered}, refused ${conn.stats.publishErrors}`);
+      assert.ok(
+        delivered >= 3 && delivered <= 10 - conn.stats.publishErrors,
+        `delivered ${delivered}, refused ${conn.stats.publishErrors}`,
+      );
 
       // Calls: the first passes the bucket (and finds no provider), the next at once is refused by the limit.
       const errors: LoomError[] = [];
@@ -199,7 +356,10 @@ describe('limits per identity', () => {
       }
       const limited = errors.filter((e) => e.code === 'RESOURCE_EXHAUSTED');
       assert.ok(limited.length > 0, errors.map((e) => e.message).join('\n'));
-      assert.match(limited[0]?.message ?? '', /Identity 'js-rate' is over its limit of 1 calls per second \(permissions\.js-rate\.limits\.calls_per_second, burst 1\)/);
+      assert.match(
+        limited[0]?.message ?? '',
+        /Identity 'js-rate' is over its limit of 1 calls per second \(permissions\.js-rate\.limits\.calls_per_second, burst 1\)/,
+      );
     } finally {
       await conn.close();
     }
@@ -207,7 +367,12 @@ describe('limits per identity', () => {
     // The limit hits are JSON lines of the audit log.
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const lines = existsSync(audit) ? readFileSync(audit, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Record<string, string | null>) : [];
+      const lines = existsSync(audit)
+        ? readFileSync(audit, 'utf8')
+            .split('\n')
+            .filter((l) => l.trim())
+            .map((l) => JSON.parse(l) as Record<string, string | null>)
+        : [];
       const publish = lines.find((r) => r.kind === 'limit' && r.action === 'publish');
       if (publish && lines.some((r) => r.kind === 'limit' && r.action === 'call')) {
         assert.equal(publish.identity, 'js-rate');

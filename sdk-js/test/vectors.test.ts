@@ -10,7 +10,15 @@ import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 
 import * as sdk from '../src/mod.js';
-import { createError, InvalidParamsError, LoomError, matches, parseErrorCode, resolveOptions, type ErrorCode } from '../src/mod.js';
+import {
+  createError,
+  InvalidParamsError,
+  LoomError,
+  matches,
+  parseErrorCode,
+  resolveOptions,
+  type ErrorCode,
+} from '../src/mod.js';
 import { encodeClientFrame } from '../src/internal/frame-encoder.js';
 import { fromProtoError, fromStatus, pb } from '../src/internal/proto.js';
 import { validatePattern, validateTopic } from '../src/internal/util.js';
@@ -18,8 +26,18 @@ import { REPO } from './helpers/processes.js';
 
 const VECTORS = path.join(REPO, 'tests/vectors');
 
-interface Validity { name: string; value: string; valid: boolean; reason?: string }
-interface Match { name: string; pattern: string; topic: string; match: boolean }
+interface Validity {
+  name: string;
+  value: string;
+  valid: boolean;
+  reason?: string;
+}
+interface Match {
+  name: string;
+  pattern: string;
+  topic: string;
+  match: boolean;
+}
 interface Topics {
   error: { code: string; topic_path: string; pattern_path: string };
   topics: Validity[];
@@ -27,19 +45,41 @@ interface Topics {
   matches: Match[];
 }
 interface Code {
-  code: ErrorCode; number: number; grpc_status: string; grpc_status_number: number; retryable: boolean;
+  code: ErrorCode;
+  number: number;
+  grpc_status: string;
+  grpc_status_number: number;
+  retryable: boolean;
   exception?: { dotnet: string; python: string; typescript: string };
 }
 interface FromStatus {
-  name: string; grpc_status: string; grpc_status_number: number; trailers?: Record<string, string>; code: ErrorCode; path?: string;
+  name: string;
+  grpc_status: string;
+  grpc_status_number: number;
+  trailers?: Record<string, string>;
+  code: ErrorCode;
+  path?: string;
 }
-interface Errors { codes: Code[]; from_error: { name: string; number: number; code: ErrorCode }[]; from_status: FromStatus[]; names: { text: string; code: ErrorCode | null }[] }
-interface Frames { cases: { name: string; type: string; json: Record<string, unknown>; hex: string }[] }
+interface Errors {
+  codes: Code[];
+  from_error: { name: string; number: number; code: ErrorCode }[];
+  from_status: FromStatus[];
+  names: { text: string; code: ErrorCode | null }[];
+}
+interface Frames {
+  cases: { name: string; type: string; json: Record<string, unknown>; hex: string }[];
+}
 interface Option {
-  name: string; unit: string; default: unknown; min: number; max?: number;
+  name: string;
+  unit: string;
+  default: unknown;
+  min: number;
+  max?: number;
   sdk: { typescript: { option: string; default?: unknown } };
 }
-interface Options { options: Option[] }
+interface Options {
+  options: Option[];
+}
 
 function load<T>(name: string): T {
   // No existence check: a missing file throws here and fails the whole file, as it must.
@@ -85,8 +125,11 @@ for (const c of topics.matches) {
 
 // ------------------------------------------------------------------ errors
 
-const withType = errors.codes.filter((c): c is Code & { exception: NonNullable<Code['exception']> } => c.exception !== undefined);
-const typeOf = (code: string): string => withType.find((c) => c.code === code)?.exception.typescript ?? '(none)';
+const withType = errors.codes.filter(
+  (c): c is Code & { exception: NonNullable<Code['exception']> } => c.exception !== undefined,
+);
+const typeOf = (code: string): string =>
+  withType.find((c) => c.code === code)?.exception.typescript ?? '(none)';
 
 for (const c of errors.codes) {
   test(`vectors errors: code ${c.code} is number ${c.number}`, () => {
@@ -103,7 +146,11 @@ for (const c of withType) {
     assert.equal(made.name, c.exception.typescript);
     assert.equal(made.code, c.code);
     assert.equal(made.retryable, c.retryable);
-    assert.equal((sdk as Record<string, unknown>)[c.exception.typescript], made.constructor, `${c.exception.typescript} is not exported`);
+    assert.equal(
+      (sdk as Record<string, unknown>)[c.exception.typescript],
+      made.constructor,
+      `${c.exception.typescript} is not exported`,
+    );
     const parsed = fromProtoError({ code: c.number, message: 'm' });
     assert.equal(parsed.name, c.exception.typescript);
     assert.equal(parsed.code, c.code);
@@ -155,13 +202,25 @@ for (const c of frames.cases) {
     const hex = Buffer.from(type.encode(message).finish()).toString('hex');
     assert.equal(hex, c.hex, 'protobufjs encoding of the JSON');
     const bytes = Buffer.from(c.hex, 'hex');
-    assert.deepEqual(type.toObject(type.decode(bytes), asObject), type.toObject(message, asObject), 'decoded bytes');
+    assert.deepEqual(
+      type.toObject(type.decode(bytes), asObject),
+      type.toObject(message, asObject),
+      'decoded bytes',
+    );
 
     const generated = (pb as unknown as Record<string, Codec>)[c.type.split('.').pop() as string] as Codec;
     const decoded = generated.decode(bytes);
-    assert.equal(Buffer.from(generated.encode(decoded).finish()).toString('hex'), c.hex, 'the SDK codec re-encoding its decoding');
+    assert.equal(
+      Buffer.from(generated.encode(decoded).finish()).toString('hex'),
+      c.hex,
+      'the SDK codec re-encoding its decoding',
+    );
     if (c.type === 'loom.v1.ClientFrame') {
-      assert.equal(encodeClientFrame(decoded).toString('hex'), c.hex, 'the SDK hand encoder (frame-encoder.ts)');
+      assert.equal(
+        encodeClientFrame(decoded).toString('hex'),
+        c.hex,
+        'the SDK hand encoder (frame-encoder.ts)',
+      );
     }
   });
 }
@@ -181,7 +240,10 @@ for (const c of options.options) {
     const rejected = [c.min - (fraction ? 0.1 : 1), ...max.map((m) => m + (fraction ? 0.1 : 1))];
     for (const value of accepted) assert.equal(resolveOptions({ [name]: value }, {})[name], value);
     for (const value of rejected) {
-      assert.throws(() => resolveOptions({ [name]: value }, {}), (error: unknown) => error instanceof InvalidParamsError && error.path === `/${name}`);
+      assert.throws(
+        () => resolveOptions({ [name]: value }, {}),
+        (error: unknown) => error instanceof InvalidParamsError && error.path === `/${name}`,
+      );
     }
   });
 }

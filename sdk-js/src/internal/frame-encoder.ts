@@ -50,15 +50,31 @@ class FrameWriter {
 }
 
 // Envelope field tags (field << 3 | wire type).
-const T_ID = 0x0a, T_TOPIC = 0x12, T_THREAD = 0x22, T_CORRELATION = 0x2a, T_REPLY_TO = 0x32, T_TTL = 0x38,
-  T_QOS = 0x50, T_CONTENT_TYPE = 0x62, T_PAYLOAD = 0x6a, T_HEADERS = 0x72, T_TRACEPARENT = 0x7a;
+const T_ID = 0x0a,
+  T_TOPIC = 0x12,
+  T_THREAD = 0x22,
+  T_CORRELATION = 0x2a,
+  T_REPLY_TO = 0x32,
+  T_TTL = 0x38,
+  T_QOS = 0x50,
+  T_CONTENT_TYPE = 0x62,
+  T_PAYLOAD = 0x6a,
+  T_HEADERS = 0x72,
+  T_TRACEPARENT = 0x7a;
 
 interface Sized {
   /** Envelope body size, or -1 when `encoded` holds the whole ClientMessage. */
   envelope: number;
   encoded: Uint8Array | undefined;
-  id: number; topic: number; thread: number; correlation: number; replyTo: number; contentType: number;
-  traceparent: number; tracestate: number; headers: number[] | undefined;
+  id: number;
+  topic: number;
+  thread: number;
+  correlation: number;
+  replyTo: number;
+  contentType: number;
+  traceparent: number;
+  tracestate: number;
+  headers: number[] | undefined;
 }
 
 const str = (s: string | null | undefined): string => s ?? '';
@@ -66,15 +82,22 @@ const str = (s: string | null | undefined): string => s ?? '';
 function sizeEnvelope(e: PbEnvelope, out: Sized): number {
   let size = 0;
   const field = (len: number, tag: number): number => (len > 0 ? tag + varintSize(len) + len : 0);
-  out.id = utf8Length(str(e.id)); size += field(out.id, 1);
-  out.topic = utf8Length(str(e.topic)); size += field(out.topic, 1);
-  out.thread = utf8Length(str(e.threadId)); size += field(out.thread, 1);
-  out.correlation = utf8Length(str(e.correlationId)); size += field(out.correlation, 1);
-  out.replyTo = utf8Length(str(e.replyTo)); size += field(out.replyTo, 1);
+  out.id = utf8Length(str(e.id));
+  size += field(out.id, 1);
+  out.topic = utf8Length(str(e.topic));
+  size += field(out.topic, 1);
+  out.thread = utf8Length(str(e.threadId));
+  size += field(out.thread, 1);
+  out.correlation = utf8Length(str(e.correlationId));
+  size += field(out.correlation, 1);
+  out.replyTo = utf8Length(str(e.replyTo));
+  size += field(out.replyTo, 1);
   if (e.ttlMs) size += 1 + varintSize(e.ttlMs);
   if (e.qos) size += 1 + varintSize(e.qos);
-  out.contentType = utf8Length(str(e.contentType)); size += field(out.contentType, 1);
-  const payload = e.payload?.length ?? 0; size += field(payload, 1);
+  out.contentType = utf8Length(str(e.contentType));
+  size += field(out.contentType, 1);
+  const payload = e.payload?.length ?? 0;
+  size += field(payload, 1);
   if (e.headers) {
     out.headers = [];
     for (const key in e.headers) {
@@ -85,21 +108,50 @@ function sizeEnvelope(e: PbEnvelope, out: Sized): number {
       size += 1 + varintSize(entry) + entry;
     }
   }
-  out.traceparent = utf8Length(str(e.traceparent)); size += field(out.traceparent, 1);
-  out.tracestate = utf8Length(str(e.tracestate)); size += field(out.tracestate, 2);
+  out.traceparent = utf8Length(str(e.traceparent));
+  size += field(out.traceparent, 1);
+  out.tracestate = utf8Length(str(e.tracestate));
+  size += field(out.tracestate, 2);
   return size;
 }
 
 function writeEnvelope(w: FrameWriter, e: PbEnvelope, s: Sized): void {
-  if (s.id) { w.buf[w.pos++] = T_ID; w.string(e.id as string, s.id); }
-  if (s.topic) { w.buf[w.pos++] = T_TOPIC; w.string(e.topic as string, s.topic); }
-  if (s.thread) { w.buf[w.pos++] = T_THREAD; w.string(e.threadId as string, s.thread); }
-  if (s.correlation) { w.buf[w.pos++] = T_CORRELATION; w.string(e.correlationId as string, s.correlation); }
-  if (s.replyTo) { w.buf[w.pos++] = T_REPLY_TO; w.string(e.replyTo as string, s.replyTo); }
-  if (e.ttlMs) { w.buf[w.pos++] = T_TTL; w.varint(e.ttlMs); }
-  if (e.qos) { w.buf[w.pos++] = T_QOS; w.varint(e.qos); }
-  if (s.contentType) { w.buf[w.pos++] = T_CONTENT_TYPE; w.string(e.contentType as string, s.contentType); }
-  if (e.payload && e.payload.length > 0) { w.buf[w.pos++] = T_PAYLOAD; w.bytes(e.payload); }
+  if (s.id) {
+    w.buf[w.pos++] = T_ID;
+    w.string(e.id as string, s.id);
+  }
+  if (s.topic) {
+    w.buf[w.pos++] = T_TOPIC;
+    w.string(e.topic as string, s.topic);
+  }
+  if (s.thread) {
+    w.buf[w.pos++] = T_THREAD;
+    w.string(e.threadId as string, s.thread);
+  }
+  if (s.correlation) {
+    w.buf[w.pos++] = T_CORRELATION;
+    w.string(e.correlationId as string, s.correlation);
+  }
+  if (s.replyTo) {
+    w.buf[w.pos++] = T_REPLY_TO;
+    w.string(e.replyTo as string, s.replyTo);
+  }
+  if (e.ttlMs) {
+    w.buf[w.pos++] = T_TTL;
+    w.varint(e.ttlMs);
+  }
+  if (e.qos) {
+    w.buf[w.pos++] = T_QOS;
+    w.varint(e.qos);
+  }
+  if (s.contentType) {
+    w.buf[w.pos++] = T_CONTENT_TYPE;
+    w.string(e.contentType as string, s.contentType);
+  }
+  if (e.payload && e.payload.length > 0) {
+    w.buf[w.pos++] = T_PAYLOAD;
+    w.bytes(e.payload);
+  }
   if (e.headers && s.headers) {
     let i = 0;
     for (const key in e.headers) {
@@ -114,8 +166,15 @@ function writeEnvelope(w: FrameWriter, e: PbEnvelope, s: Sized): void {
       w.string(e.headers[key] ?? '', v);
     }
   }
-  if (s.traceparent) { w.buf[w.pos++] = T_TRACEPARENT; w.string(e.traceparent as string, s.traceparent); }
-  if (s.tracestate) { w.buf[w.pos++] = 0x82; w.buf[w.pos++] = 0x01; w.string(e.tracestate as string, s.tracestate); }
+  if (s.traceparent) {
+    w.buf[w.pos++] = T_TRACEPARENT;
+    w.string(e.traceparent as string, s.traceparent);
+  }
+  if (s.tracestate) {
+    w.buf[w.pos++] = 0x82;
+    w.buf[w.pos++] = 0x01;
+    w.string(e.tracestate as string, s.tracestate);
+  }
 }
 
 /** Encodes `{ messages }` as a loom.v1.ClientFrame. */
@@ -125,7 +184,19 @@ export function encodeClientFrame(frame: { messages?: PbClientMessage[] | null }
   let total = 0;
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i] as PbClientMessage;
-    const s: Sized = { envelope: -1, encoded: undefined, id: 0, topic: 0, thread: 0, correlation: 0, replyTo: 0, contentType: 0, traceparent: 0, tracestate: 0, headers: undefined };
+    const s: Sized = {
+      envelope: -1,
+      encoded: undefined,
+      id: 0,
+      topic: 0,
+      thread: 0,
+      correlation: 0,
+      replyTo: 0,
+      contentType: 0,
+      traceparent: 0,
+      tracestate: 0,
+      headers: undefined,
+    };
     let messageSize: number;
     if (m.publish) {
       s.envelope = sizeEnvelope(m.publish, s);

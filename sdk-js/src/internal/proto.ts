@@ -21,6 +21,7 @@ export type PbError = loom.v1.Error.$Properties;
 export type PbMemoryRequest = loom.v1.MemoryRequest.$Properties;
 export type PbMemoryResponse = loom.v1.MemoryResponse.$Properties;
 export type PbMemoryEntry = loom.v1.MemoryEntry.$Properties;
+export type PbStreamState = loom.v1.StreamState.$Properties;
 
 export const SERVICE = '/loom.v1.Bridge/';
 export const SESSION_HEADER = 'loom-session-id';
@@ -30,7 +31,12 @@ export const PATH_TRAILER = 'loom-error-path';
 /** int64 fields decode as `Long` objects when long.js is present; this makes them numbers. */
 export function num(value: unknown): number {
   if (typeof value === 'number') return value;
-  if (value !== null && typeof value === 'object' && 'toNumber' in value && typeof value.toNumber === 'function') {
+  if (
+    value !== null &&
+    typeof value === 'object' &&
+    'toNumber' in value &&
+    typeof value.toNumber === 'function'
+  ) {
     return (value as { toNumber(): number }).toNumber();
   }
   return Number(value ?? 0);
@@ -53,14 +59,23 @@ export const registerAgent: UnaryMethod<PbRegisterRequest, PbRegisterResponse> =
   deserialize: (b) => pb.RegisterAgentResponse.decode(b),
 };
 
-export const forwardAction: UnaryMethod<loom.v1.ForwardActionRequest.$Properties, loom.v1.ForwardActionResponse> = {
+export const forwardAction: UnaryMethod<
+  loom.v1.ForwardActionRequest.$Properties,
+  loom.v1.ForwardActionResponse
+> = {
   path: SERVICE + 'ForwardAction',
   serialize: (v) => pb.ForwardActionRequest.encode(v).finish() as Buffer,
   deserialize: (b) => pb.ForwardActionResponse.decode(b),
 };
 
 /** Runs a unary call with a deadline; failures become typed Loom errors. */
-export function unary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Res>, request: Req, timeoutMs: number, signal?: AbortSignal): Promise<Res> {
+export function unary<Req, Res>(
+  client: grpc.Client,
+  method: UnaryMethod<Req, Res>,
+  request: Req,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
     const call = client.makeUnaryRequest(
       method.path,
@@ -96,7 +111,10 @@ const STATUS_TO_CODE: Partial<Record<grpc.status, ErrorCode>> = {
 };
 
 /** Maps a gRPC status (with Loom's trailers, when present) to a typed error (protocol §11.1). */
-export function fromStatus(status: Partial<grpc.StatusObject> & { message?: string }, target = ''): LoomError {
+export function fromStatus(
+  status: Partial<grpc.StatusObject> & { message?: string },
+  target = '',
+): LoomError {
   const trailers = status.metadata;
   const codeValue = trailers?.get(CODE_TRAILER)[0];
   const pathValue = trailers?.get(PATH_TRAILER)[0];
@@ -108,16 +126,20 @@ export function fromStatus(status: Partial<grpc.StatusObject> & { message?: stri
     });
   }
   const code = STATUS_TO_CODE[status.code ?? grpc.status.UNKNOWN] ?? 'INTERNAL';
-  const message = code === 'UNAVAILABLE' && target && /ssl|tls|handshake|certificate/i.test(detail)
-    ? `The TLS handshake with the bridge at ${target} failed (${detail}). Check that LOOM_TLS_CA (tlsCa) is the CA that signed the bridge's certificate, that the address's host is one the certificate names, and, for mutual TLS, LOOM_TLS_CERT and LOOM_TLS_KEY.`
-    : code === 'UNAVAILABLE' && target
-    ? `Cannot reach the bridge at ${target}: ${detail || 'unavailable'}`
-    : detail || `gRPC status ${String(status.code)}`;
+  const message =
+    code === 'UNAVAILABLE' && target && /ssl|tls|handshake|certificate/i.test(detail)
+      ? `The TLS handshake with the bridge at ${target} failed (${detail}). Check that LOOM_TLS_CA (tlsCa) is the CA that signed the bridge's certificate, that the address's host is one the certificate names, and, for mutual TLS, LOOM_TLS_CERT and LOOM_TLS_KEY.`
+      : code === 'UNAVAILABLE' && target
+        ? `Cannot reach the bridge at ${target}: ${detail || 'unavailable'}`
+        : detail || `gRPC status ${String(status.code)}`;
   return createError(code, message, { cause: status });
 }
 
 /** A Loom `Error` message as a typed error. */
-export function fromProtoError(error: PbError | null | undefined, fallback = 'The bridge reported an error without details.'): LoomError {
+export function fromProtoError(
+  error: PbError | null | undefined,
+  fallback = 'The bridge reported an error without details.',
+): LoomError {
   if (!error) return createError('INTERNAL', fallback);
   const code = parseErrorCode(error.code ?? 0);
   // UNSPECIFIED (never sent on purpose) is treated like an unknown code: INTERNAL (protocol §11).

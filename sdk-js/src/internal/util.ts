@@ -30,29 +30,66 @@ const TOKEN = /^[A-Za-z0-9_:-]+$/;
 
 /** Validates a concrete topic (no wildcards); throws INVALID_PARAMS naming what is wrong. */
 export function validateTopic(topic: string, what = 'topic', path = '/topic'): void {
-  if (typeof topic !== 'string' || topic.length === 0) throw new InvalidParamsError(`The ${what} is empty; give dot-separated tokens such as 'orders.eu.created'.`, { path });
-  if (topic.length > 512) throw new InvalidParamsError(`The ${what} '${topic.slice(0, 40)}...' has ${topic.length} characters; at most 512 are allowed.`, { path });
+  if (typeof topic !== 'string' || topic.length === 0)
+    throw new InvalidParamsError(
+      `The ${what} is empty; give dot-separated tokens such as 'orders.eu.created'.`,
+      { path },
+    );
+  if (topic.length > 512)
+    throw new InvalidParamsError(
+      `The ${what} '${topic.slice(0, 40)}...' has ${topic.length} characters; at most 512 are allowed.`,
+      { path },
+    );
   const tokens = topic.split('.');
-  if (tokens.length > 32) throw new InvalidParamsError(`The ${what} '${topic}' has ${tokens.length} tokens; at most 32 are allowed.`, { path });
+  if (tokens.length > 32)
+    throw new InvalidParamsError(
+      `The ${what} '${topic}' has ${tokens.length} tokens; at most 32 are allowed.`,
+      { path },
+    );
   tokens.forEach((token, i) => {
-    if (token.length === 0) throw new InvalidParamsError(`The ${what} '${topic}' has an empty token at position ${i + 1}; remove the extra '.'.`, { path });
-    if (!TOKEN.test(token)) throw new InvalidParamsError(`The ${what} '${topic}' has an invalid token '${token}'; tokens use A-Z a-z 0-9 _ - : only${token.includes('*') || token.includes('>') ? ' (wildcards are for subscriptions)' : ''}.`, { path });
+    if (token.length === 0)
+      throw new InvalidParamsError(
+        `The ${what} '${topic}' has an empty token at position ${i + 1}; remove the extra '.'.`,
+        { path },
+      );
+    if (!TOKEN.test(token))
+      throw new InvalidParamsError(
+        `The ${what} '${topic}' has an invalid token '${token}'; tokens use A-Z a-z 0-9 _ - : only${token.includes('*') || token.includes('>') ? ' (wildcards are for subscriptions)' : ''}.`,
+        { path },
+      );
   });
 }
 
 /** Validates a subscription pattern (`*` one token, `>` the rest, last only). */
 export function validatePattern(pattern: string, path = '/pattern'): void {
-  if (typeof pattern !== 'string' || pattern.length === 0) throw new InvalidParamsError("The subscription pattern is empty; use e.g. 'orders.>'.", { path });
+  if (typeof pattern !== 'string' || pattern.length === 0)
+    throw new InvalidParamsError("The subscription pattern is empty; use e.g. 'orders.>'.", { path });
   const tokens = pattern.split('.');
-  if (pattern.length > 512 || tokens.length > 32) throw new InvalidParamsError(`The subscription pattern '${pattern.slice(0, 60)}' is too long (at most 512 characters and 32 tokens).`, { path });
+  if (pattern.length > 512 || tokens.length > 32)
+    throw new InvalidParamsError(
+      `The subscription pattern '${pattern.slice(0, 60)}' is too long (at most 512 characters and 32 tokens).`,
+      { path },
+    );
   tokens.forEach((token, i) => {
     if (token === '*') return;
     if (token === '>') {
-      if (i !== tokens.length - 1) throw new InvalidParamsError(`The subscription pattern '${pattern}' is invalid: '>' may only be the last token.`, { path });
+      if (i !== tokens.length - 1)
+        throw new InvalidParamsError(
+          `The subscription pattern '${pattern}' is invalid: '>' may only be the last token.`,
+          { path },
+        );
       return;
     }
-    if (token.length === 0) throw new InvalidParamsError(`The subscription pattern '${pattern}' has an empty token at position ${i + 1}.`, { path });
-    if (!TOKEN.test(token)) throw new InvalidParamsError(`The subscription pattern '${pattern}' has an invalid token '${token}'; tokens use A-Z a-z 0-9 _ - : and the wildcards '*' and '>' as whole tokens.`, { path });
+    if (token.length === 0)
+      throw new InvalidParamsError(
+        `The subscription pattern '${pattern}' has an empty token at position ${i + 1}.`,
+        { path },
+      );
+    if (!TOKEN.test(token))
+      throw new InvalidParamsError(
+        `The subscription pattern '${pattern}' has an invalid token '${token}'; tokens use A-Z a-z 0-9 _ - : and the wildcards '*' and '>' as whole tokens.`,
+        { path },
+      );
   });
 }
 
@@ -82,12 +119,17 @@ export const jsonBytes = (value: unknown): Buffer => Buffer.from(JSON.stringify(
 /** Parses UTF-8 JSON bytes; empty bytes give `null`. */
 export function parseJsonBytes(bytes: Uint8Array | null | undefined): unknown {
   if (!bytes || bytes.length === 0) return null;
-  return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as unknown;
+  return JSON.parse(
+    Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'),
+  ) as unknown;
 }
 
 /** A positive whole number of milliseconds, or INVALID_PARAMS. */
 export function positiveMs(value: number, what: string, path: string): number {
-  if (!Number.isFinite(value) || value <= 0) throw new InvalidParamsError(`${what} must be a positive number of milliseconds; got ${String(value)}.`, { path });
+  if (!Number.isFinite(value) || value <= 0)
+    throw new InvalidParamsError(`${what} must be a positive number of milliseconds; got ${String(value)}.`, {
+      path,
+    });
   return Math.min(Math.ceil(value), 0xffffffff);
 }
 

@@ -9,11 +9,18 @@ import path from 'node:path';
 import { LineProcess, REPO } from './processes.js';
 
 export const MCP_NPM_DIR = path.join(REPO, 'tests/Loom.Mcp.Tests/npm');
-export const EVERYTHING = path.join(MCP_NPM_DIR, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
+export const EVERYTHING = path.join(
+  MCP_NPM_DIR,
+  'node_modules/@modelcontextprotocol/server-everything/dist/index.js',
+);
 
 const installed = (): boolean => {
   const hidden = path.join(MCP_NPM_DIR, 'node_modules/.package-lock.json');
-  return existsSync(hidden) && existsSync(EVERYTHING) && statSync(hidden).mtimeMs >= statSync(path.join(MCP_NPM_DIR, 'package-lock.json')).mtimeMs;
+  return (
+    existsSync(hidden) &&
+    existsSync(EVERYTHING) &&
+    statSync(hidden).mtimeMs >= statSync(path.join(MCP_NPM_DIR, 'package-lock.json')).mtimeMs
+  );
 };
 
 /**
@@ -26,7 +33,23 @@ export function ensureMcpServers(): void {
   // Under the lock: check again, install, then remove the lock file while holding it (as the C#
   // fixture's DeleteOnClose does), so no stray file is left in the repository.
   const script = `cd "$1" && trap 'rm -f .install.lock' EXIT; if [ -f node_modules/.package-lock.json ] && [ -f "$2" ] && [ ! package-lock.json -nt node_modules/.package-lock.json ]; then exit 0; fi; npm ci --no-audit --no-fund --loglevel=error`;
-  execFileSync('flock', ['-w', '300', path.join(MCP_NPM_DIR, '.install.lock'), 'timeout', '300', 'bash', '-c', script, 'install', MCP_NPM_DIR, EVERYTHING], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 620_000 });
+  execFileSync(
+    'flock',
+    [
+      '-w',
+      '300',
+      path.join(MCP_NPM_DIR, '.install.lock'),
+      'timeout',
+      '300',
+      'bash',
+      '-c',
+      script,
+      'install',
+      MCP_NPM_DIR,
+      EVERYTHING,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], timeout: 620_000 },
+  );
   if (!installed()) throw new Error(`npm ci in ${MCP_NPM_DIR} did not install ${EVERYTHING}`);
 }
 
@@ -56,10 +79,18 @@ export class ConfiguredBridge {
   static async start(yaml: string, timeoutMs = 120_000): Promise<ConfiguredBridge> {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'loom-sdk-js-mcp-')), 'loom.yaml');
     writeFileSync(file, yaml);
-    const [launcher, ...pre] = (process.env.LOOM_BRIDGE_LAUNCHER ?? path.join(REPO, 'loom')).split(' ').filter(Boolean) as [string, ...string[]];
-    const bridge = new ConfiguredBridge(new LineProcess(launcher, [...pre, 'up', '--grpc-port', '0', '--http-port', '0', '--config', file], { detached: true }));
+    const [launcher, ...pre] = (process.env.LOOM_BRIDGE_LAUNCHER ?? path.join(REPO, 'loom'))
+      .split(' ')
+      .filter(Boolean) as [string, ...string[]];
+    const bridge = new ConfiguredBridge(
+      new LineProcess(launcher, [...pre, 'up', '--grpc-port', '0', '--http-port', '0', '--config', file], {
+        detached: true,
+      }),
+    );
     try {
-      const m = READY.exec(await bridge.process.nextLine((l) => READY.test(l), timeoutMs, 'the bridge ready line')) as RegExpExecArray;
+      const m = READY.exec(
+        await bridge.process.nextLine((l) => READY.test(l), timeoutMs, 'the bridge ready line'),
+      ) as RegExpExecArray;
       bridge.grpcUrl = m[1] as string;
       bridge.httpUrl = m[2] as string;
     } catch (error) {
@@ -79,7 +110,11 @@ export class ConfiguredBridge {
   #group(signal: NodeJS.Signals): void {
     const pid = this.process.child.pid;
     if (pid === undefined) return;
-    try { process.kill(-pid, signal); } catch { /* gone */ }
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      /* gone */
+    }
   }
 
   /** SIGTERM to the process group (the bridge stops its MCP servers), SIGKILL after 10 s. */

@@ -21,7 +21,12 @@ export const NODE_AGENT = path.join(SDK_ROOT, 'build/test/fixtures/agent.js');
 const READY = /^listening grpc=(http:\/\/127\.0\.0\.1:(\d+)) http=(http:\/\/127\.0\.0\.1:(\d+))\s*$/;
 
 /** Polls `condition` until it returns a truthy value, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, condition: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 25): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  what: string,
+  condition: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  intervalMs = 25,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -31,7 +36,10 @@ export async function waitFor<T>(what: string, condition: () => T | Promise<T>, 
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}${last ? `; last error: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `Timed out after ${timeoutMs} ms waiting for ${what}${last ? `; last error: ${last instanceof Error ? last.message : JSON.stringify(last)}` : ''}`,
+      );
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
@@ -39,7 +47,9 @@ export async function waitFor<T>(what: string, condition: () => T | Promise<T>, 
 /** Races a promise against a deadline. */
 export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms); });
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
@@ -56,8 +66,17 @@ export class LineProcess {
   #stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(command: string, args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; detached?: boolean } = {}) {
-    this.child = spawn(command, args, { cwd: options.cwd ?? REPO, env: options.env ?? process.env, detached: options.detached ?? false, stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(
+    command: string,
+    args: readonly string[],
+    options: { cwd?: string; env?: NodeJS.ProcessEnv; detached?: boolean } = {},
+  ) {
+    this.child = spawn(command, args, {
+      cwd: options.cwd ?? REPO,
+      env: options.env ?? process.env,
+      detached: options.detached ?? false,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       this.#lines.push(line);
       this.#wake();
@@ -65,10 +84,12 @@ export class LineProcess {
     this.child.stderr!.on('data', (chunk: Buffer) => {
       this.#stderr = (this.#stderr + chunk.toString()).slice(-8000);
     });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => {
-      this.#wake();
-      resolve({ code, signal });
-    }));
+    this.exited = new Promise((resolve) =>
+      this.child.once('exit', (code, signal) => {
+        this.#wake();
+        resolve({ code, signal });
+      }),
+    );
     children.add(this);
     void this.exited.then(() => children.delete(this));
   }
@@ -79,8 +100,12 @@ export class LineProcess {
     for (const w of waiters) w();
   }
 
-  get stderr(): string { return this.#stderr; }
-  get lines(): readonly string[] { return this.#lines; }
+  get stderr(): string {
+    return this.#stderr;
+  }
+  get lines(): readonly string[] {
+    return this.#lines;
+  }
 
   /** Waits for the next stdout line matching `test` (lines before it are consumed). */
   async nextLine(test: (line: string) => boolean, timeoutMs: number, what = 'a line'): Promise<string> {
@@ -91,13 +116,18 @@ export class LineProcess {
         if (test(line)) return line;
       }
       if (this.child.exitCode !== null || this.child.signalCode !== null) {
-        throw new Error(`process exited (${String(this.child.exitCode ?? this.child.signalCode)}) before ${what}; stderr:\n${this.#stderr}`);
+        throw new Error(
+          `process exited (${String(this.child.exitCode ?? this.child.signalCode)}) before ${what}; stderr:\n${this.#stderr}`,
+        );
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms; stderr:\n${this.#stderr}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
-        this.#waiters.push(() => { clearTimeout(timer); resolve(); });
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
     }
   }
@@ -115,8 +145,11 @@ export class LineProcess {
 
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
     try {
-      if (this.child.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-    } catch { /* gone */ }
+      if (this.child.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null)
+        this.child.kill(signal);
+    } catch {
+      /* gone */
+    }
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when it exited. */
@@ -151,15 +184,24 @@ export class Bridge {
 
   async #launch(grpcPort: number, httpPort: number): Promise<void> {
     // LOOM_BRIDGE_LAUNCHER: the command that runs the CLI, e.g. "dotnet bridge/Loom.Cli/bin/Release/net10.0/loom.dll".
-    const [launcher, ...pre] = (process.env.LOOM_BRIDGE_LAUNCHER ?? path.join(REPO, 'loom')).split(' ').filter(Boolean) as [string, ...string[]];
+    const [launcher, ...pre] = (process.env.LOOM_BRIDGE_LAUNCHER ?? path.join(REPO, 'loom'))
+      .split(' ')
+      .filter(Boolean) as [string, ...string[]];
     const log = createWriteStream(this.#logPath, { flags: 'a' });
-    const child = spawn(launcher, [...pre, 'up', '--grpc-port', String(grpcPort), '--http-port', String(httpPort), ...this.#extraArgs], { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      launcher,
+      [...pre, 'up', '--grpc-port', String(grpcPort), '--http-port', String(httpPort), ...this.#extraArgs],
+      { cwd: REPO, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     this.#child = child;
     child.stderr.pipe(log);
     this.#exited = new Promise((resolve) => child.once('exit', () => resolve()));
     process.once('exit', () => this.#killGroup('SIGKILL'));
     const line = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`bridge did not print its ready line within 120 s; log: ${this.#logTail()}`)), 120_000);
+      const timer = setTimeout(
+        () => reject(new Error(`bridge did not print its ready line within 120 s; log: ${this.#logTail()}`)),
+        120_000,
+      );
       const rl = createInterface({ input: child.stdout });
       rl.on('line', (l) => {
         if (READY.test(l)) {
@@ -180,13 +222,21 @@ export class Bridge {
   }
 
   #logTail(): string {
-    try { return readFileSync(this.#logPath, 'utf8').split('\n').slice(-40).join('\n'); } catch { return ''; }
+    try {
+      return readFileSync(this.#logPath, 'utf8').split('\n').slice(-40).join('\n');
+    } catch {
+      return '';
+    }
   }
 
   #killGroup(signal: NodeJS.Signals): void {
     const pid = this.#child?.pid;
     if (pid === undefined) return;
-    try { process.kill(-pid, signal); } catch { /* gone */ }
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      /* gone */
+    }
   }
 
   /** Sends a signal to the bridge's process group (e.g. SIGSTOP/SIGCONT to freeze it). */
@@ -224,7 +274,9 @@ export class Bridge {
   }
 
   /** `GET /v1/agents` of the bridge's HTTP port. */
-  async agents(): Promise<{ agent_id: string; session_id: string; state: string; topics: string[]; capabilities: string[] }[]> {
+  async agents(): Promise<
+    { agent_id: string; session_id: string; state: string; topics: string[]; capabilities: string[] }[]
+  > {
     const response = await fetch(`${this.httpUrl}/v1/agents`, { signal: AbortSignal.timeout(5000) });
     if (!response.ok) throw new Error(`GET /v1/agents: HTTP ${response.status}`);
     const body = (await response.json()) as { agents: never[] };
@@ -234,7 +286,9 @@ export class Bridge {
 
 /** Spawns the .NET test agent (tests/Loom.TestAgent) with a command and arguments. */
 export function dotnetAgent(args: readonly string[]): LineProcess {
-  return new LineProcess('dotnet', [TEST_AGENT_DLL, ...args], { env: { ...process.env, DOTNET_NOLOGO: '1', DOTNET_CLI_TELEMETRY_OPTOUT: '1' } });
+  return new LineProcess('dotnet', [TEST_AGENT_DLL, ...args], {
+    env: { ...process.env, DOTNET_NOLOGO: '1', DOTNET_CLI_TELEMETRY_OPTOUT: '1' },
+  });
 }
 
 /** Spawns the Node fixture agent (test/fixtures/agent.ts, compiled) with arguments. */

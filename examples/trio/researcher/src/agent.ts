@@ -9,17 +9,35 @@
  * LOOM_WEATHER_PROVIDER (see src/search.ts and src/weather.ts).
  */
 import {
-  type AgentContext, capability, defineAgent, InvalidParamsError, LoomError, type LoomEvent, run, ToolError,
+  type AgentContext,
+  capability,
+  defineAgent,
+  InvalidParamsError,
+  LoomError,
+  type LoomEvent,
+  run,
+  ToolError,
 } from '@loom-agents/sdk';
 import { corpusIndex, loadCorpus, search, type CorpusDoc, type SearchHit } from './search.js';
 import { cityRegistry } from './cities.js';
 import { relevantHits } from './relevance.js';
 import { splitSentences, tokenize } from './text.js';
-import { getWeather, WEATHER_PROVIDER_ENV, WeatherError, type WeatherReport, weatherTable } from './weather.js';
+import {
+  getWeather,
+  WEATHER_PROVIDER_ENV,
+  WeatherError,
+  type WeatherReport,
+  weatherTable,
+} from './weather.js';
 import { SEARCH_PROVIDER_ENV } from './search.js';
 
 interface PlanTask {
-  id: string; text: string; capability: string; city?: string; date?: string; query?: string;
+  id: string;
+  text: string;
+  capability: string;
+  city?: string;
+  date?: string;
+  query?: string;
   /** All the days asked (a weekend, a week, a month); `date` is the first. */
   dates?: string[];
   /** weather, packing, best-time, sightseeing, food, transport, history, general. */
@@ -28,10 +46,23 @@ interface PlanTask {
   asks?: string[];
   city_in_data?: boolean;
 }
-interface Plan { kind: 'plan'; question: string; tasks: PlanTask[] }
-interface Source { id: string; title: string; url: string | null; snippet?: string }
+interface Plan {
+  kind: 'plan';
+  question: string;
+  tasks: PlanTask[];
+}
+interface Source {
+  id: string;
+  title: string;
+  url: string | null;
+  snippet?: string;
+}
 /** A capability call made for a task, as the report's readers (and tests) can check it. */
-interface Call { capability: string; args: Record<string, unknown>; outcome: string }
+interface Call {
+  capability: string;
+  args: Record<string, unknown>;
+  outcome: string;
+}
 interface Finding {
   kind: 'finding';
   task_id: string;
@@ -59,7 +90,9 @@ const HITS_PER_TASK = 3;
 const docsById = new Map<string, CorpusDoc>(loadCorpus().map((d) => [d.id, d]));
 corpusIndex(); // build the index before the first call, not during it
 
-const log = (message: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`); };
+const log = (message: string): void => {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
+};
 
 /** The sentences of a document that best cover the query terms, in document order. */
 export function bestSentences(doc: CorpusDoc, query: string, count = SENTENCES_PER_DOC): string[] {
@@ -78,7 +111,8 @@ export function bestSentences(doc: CorpusDoc, query: string, count = SENTENCES_P
 
 export const webSearch = capability({
   name: 'web.search',
-  description: 'Searches the web (offline: BM25 over the bundled corpus) and returns ranked hits with titles, snippets and source ids.',
+  description:
+    'Searches the web (offline: BM25 over the bundled corpus) and returns ranked hits with titles, snippets and source ids.',
   tags: ['trio', 'search'],
   latencyHintMs: 5,
   input: {
@@ -99,7 +133,10 @@ export const webSearch = capability({
       // The bundled corpus has nothing about this place: no hits, rather than another city's.
       return { hits: [], note: `The bundled corpus has no documents about ${city}.` };
     }
-    const hits = await search(query, { limit: limit ?? 5, ...(known ? { topics: [`city:${known.id}`] } : {}) });
+    const hits = await search(query, {
+      limit: limit ?? 5,
+      ...(known ? { topics: [`city:${known.id}`] } : {}),
+    });
     return { hits };
   },
 });
@@ -124,7 +161,12 @@ export const weatherGet = capability({
       return await getWeather({ city, date });
     } catch (error) {
       if (error instanceof WeatherError) {
-        const path = error.code === 'UNKNOWN_CITY' ? '/city' : error.code === 'BAD_DATE' || error.code === 'DATE_OUT_OF_RANGE' ? '/date' : undefined;
+        const path =
+          error.code === 'UNKNOWN_CITY'
+            ? '/city'
+            : error.code === 'BAD_DATE' || error.code === 'DATE_OUT_OF_RANGE'
+              ? '/date'
+              : undefined;
         if (path) throw new InvalidParamsError(error.message, { path, cause: error });
         throw new ToolError(error.message, { cause: error });
       }
@@ -133,9 +175,19 @@ export const weatherGet = capability({
   },
 });
 
-const offlineSearch = (): boolean => ['', 'local', 'corpus'].includes((process.env[SEARCH_PROVIDER_ENV] ?? '').trim().toLowerCase());
-const offlineWeather = (): boolean => ['', 'local', 'synthetic', 'bundled'].includes((process.env[WEATHER_PROVIDER_ENV] ?? '').trim().toLowerCase());
-const slug = (s: string): string => s.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+const offlineSearch = (): boolean =>
+  ['', 'local', 'corpus'].includes((process.env[SEARCH_PROVIDER_ENV] ?? '').trim().toLowerCase());
+const offlineWeather = (): boolean =>
+  ['', 'local', 'synthetic', 'bundled'].includes(
+    (process.env[WEATHER_PROVIDER_ENV] ?? '').trim().toLowerCase(),
+  );
+const slug = (s: string): string =>
+  s
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '');
 
 /** "2026-12-05", "2026-12-05 and 2026-12-06" or "2026-12-01 to 2026-12-31". */
 function describeDays(days: readonly string[]): string {
@@ -146,36 +198,69 @@ function describeDays(days: readonly string[]): string {
 
 async function researchWeather(ctx: AgentContext, task: PlanTask, threadId: string): Promise<Finding> {
   const calls: Call[] = [];
-  const base = { kind: 'finding' as const, task_id: task.id, question: task.text, calls, aspect: task.aspect ?? 'weather', asks: task.asks ?? ['weather'] };
+  const base = {
+    kind: 'finding' as const,
+    task_id: task.id,
+    question: task.text,
+    calls,
+    aspect: task.aspect ?? 'weather',
+    asks: task.asks ?? ['weather'],
+  };
   const where = offlineWeather() ? 'in the bundled set' : 'from the weather provider';
   if (!task.city) {
-    return { ...base, answer: '', sources: [], sentences: [], no_data: ['The question names no city, so there is no weather to look up; ask about a named city'] };
+    return {
+      ...base,
+      answer: '',
+      sources: [],
+      sentences: [],
+      no_data: ['The question names no city, so there is no weather to look up; ask about a named city'],
+    };
   }
-  const days = [...new Set(task.dates && task.dates.length > 0 ? task.dates : task.date ? [task.date] : [])].sort().slice(0, MAX_DAYS_PER_TASK);
+  const days = [...new Set(task.dates && task.dates.length > 0 ? task.dates : task.date ? [task.date] : [])]
+    .sort()
+    .slice(0, MAX_DAYS_PER_TASK);
   if (days.length === 0) {
-    return { ...base, answer: '', sources: [], sentences: [], no_data: [`No day was given for ${task.city}, so there is no weather to look up`] };
+    return {
+      ...base,
+      answer: '',
+      sources: [],
+      sentences: [],
+      no_data: [`No day was given for ${task.city}, so there is no weather to look up`],
+    };
   }
   const found: WeatherReport[] = [];
   const unknownCity: string[] = [];
   const missingDays: string[] = [];
   const failures: string[] = [];
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(4, days.length) }, async () => {
-    for (let i = next++; i < days.length; i = next++) {
-      const date = days[i]!;
-      try {
-        found.push(await ctx.invoke<WeatherReport>('weather.get', { city: task.city, date }, { threadId, timeoutMs: 10_000 }));
-        calls.push({ capability: 'weather.get', args: { city: task.city, date }, outcome: 'ok' });
-      } catch (error) {
-        const message = error instanceof LoomError ? error.message : String(error);
-        const code = error instanceof LoomError ? error.code : 'ERROR';
-        calls.push({ capability: 'weather.get', args: { city: task.city, date }, outcome: `${code}: ${message}` });
-        if (/unknown city/i.test(message)) unknownCity.push(date);
-        else if (/no weather data|covers|forecast/i.test(message)) missingDays.push(date);
-        else failures.push(`${date}: ${message}`);
+  await Promise.all(
+    Array.from({ length: Math.min(4, days.length) }, async () => {
+      for (let i = next++; i < days.length; i = next++) {
+        const date = days[i]!;
+        try {
+          found.push(
+            await ctx.invoke<WeatherReport>(
+              'weather.get',
+              { city: task.city, date },
+              { threadId, timeoutMs: 10_000 },
+            ),
+          );
+          calls.push({ capability: 'weather.get', args: { city: task.city, date }, outcome: 'ok' });
+        } catch (error) {
+          const message = error instanceof LoomError ? error.message : String(error);
+          const code = error instanceof LoomError ? error.code : 'ERROR';
+          calls.push({
+            capability: 'weather.get',
+            args: { city: task.city, date },
+            outcome: `${code}: ${message}`,
+          });
+          if (/unknown city/i.test(message)) unknownCity.push(date);
+          else if (/no weather data|covers|forecast/i.test(message)) missingDays.push(date);
+          else failures.push(`${date}: ${message}`);
+        }
       }
-    }
-  }));
+    }),
+  );
   found.sort((a, b) => a.date.localeCompare(b.date));
   calls.sort((a, b) => String(a.args.date).localeCompare(String(b.args.date)));
   const noData: string[] = [];
@@ -186,9 +271,12 @@ async function researchWeather(ctx: AgentContext, task: PlanTask, threadId: stri
   }
   if (missingDays.length > 0) {
     const range = offlineWeather() ? ` (it covers ${weatherRange()})` : '';
-    noData.push(`No weather data for ${found[0]?.city ?? task.city} on ${describeDays(missingDays.sort())} ${where}${range}`);
+    noData.push(
+      `No weather data for ${found[0]?.city ?? task.city} on ${describeDays(missingDays.sort())} ${where}${range}`,
+    );
   }
-  if (failures.length > 0) noData.push(`The weather lookup failed for ${task.city} on ${failures.join('; ')}`);
+  if (failures.length > 0)
+    noData.push(`The weather lookup failed for ${task.city} on ${failures.join('; ')}`);
   if (found.length === 0) {
     return { ...base, answer: noData.join('. '), sources: [], sentences: [], no_data: noData };
   }
@@ -201,18 +289,38 @@ async function researchWeather(ctx: AgentContext, task: PlanTask, threadId: stri
     url: synthetic ? null : 'https://open-meteo.com/',
   };
   const label = synthetic ? ' (synthetic sample data)' : '';
-  const sentences: Finding['sentences'] = found.slice(0, 7).map((w) => ({ text: `${w.summary}${label}.`, source_id: weatherSource.id }));
+  const sentences: Finding['sentences'] = found
+    .slice(0, 7)
+    .map((w) => ({ text: `${w.summary}${label}.`, source_id: weatherSource.id }));
   const sources: Source[] = [weatherSource];
   // The city's own climate document, for context (never another city's).
-  const month = new Date(`${foundDays[0]}T00:00:00Z`).toLocaleString('en', { month: 'long', timeZone: 'UTC' });
+  const month = new Date(`${foundDays[0]}T00:00:00Z`).toLocaleString('en', {
+    month: 'long',
+    timeZone: 'UTC',
+  });
   const query = `${city} climate weather ${month}`;
-  const context = await ctx.invoke<{ hits: SearchHit[] }>('web.search', { query, limit: 1, city }, { threadId, timeoutMs: 10_000 });
-  calls.push({ capability: 'web.search', args: { query, limit: 1, city }, outcome: `${context.hits.length} hits` });
+  const context = await ctx.invoke<{ hits: SearchHit[] }>(
+    'web.search',
+    { query, limit: 1, city },
+    { threadId, timeoutMs: 10_000 },
+  );
+  calls.push({
+    capability: 'web.search',
+    args: { query, limit: 1, city },
+    outcome: `${context.hits.length} hits`,
+  });
   const registry = cityRegistry();
-  const { kept } = relevantHits(context.hits, { query, city: registry.resolve(city), cities: registry.cities, docs: docsById });
+  const { kept } = relevantHits(context.hits, {
+    query,
+    city: registry.resolve(city),
+    cities: registry.cities,
+    docs: docsById,
+  });
   for (const hit of kept) {
     const doc = docsById.get(hit.id);
-    for (const text of doc ? bestSentences(doc, `climate weather ${month} rain rainfall temperature season winter summer`, 1) : [hit.snippet]) {
+    for (const text of doc
+      ? bestSentences(doc, `climate weather ${month} rain rainfall temperature season winter summer`, 1)
+      : [hit.snippet]) {
       sentences.push({ text, source_id: hit.id });
     }
     sources.push({ id: hit.id, title: hit.title, url: hit.url, snippet: hit.snippet });
@@ -221,7 +329,11 @@ async function researchWeather(ctx: AgentContext, task: PlanTask, threadId: stri
   return {
     ...base,
     answer: `${found.map((w) => w.summary).join('; ')}${label}. ${note}`,
-    sources, sentences, weather: found[0], weather_days: found, ...(noData.length > 0 ? { no_data: noData } : {}),
+    sources,
+    sentences,
+    weather: found[0],
+    weather_days: found,
+    ...(noData.length > 0 ? { no_data: noData } : {}),
   };
 }
 
@@ -234,31 +346,61 @@ function weatherRange(): string {
 }
 
 async function research(ctx: AgentContext, task: PlanTask, threadId: string): Promise<Finding> {
-  const base = { kind: 'finding' as const, task_id: task.id, question: task.text, aspect: task.aspect ?? 'general' };
+  const base = {
+    kind: 'finding' as const,
+    task_id: task.id,
+    question: task.text,
+    aspect: task.aspect ?? 'general',
+  };
   const calls: Call[] = [];
   try {
     if (task.capability === 'weather.get') return await researchWeather(ctx, task, threadId);
     const query = task.query ?? task.text;
     const args = { query, limit: HITS_PER_TASK + 2, ...(task.city ? { city: task.city } : {}) };
-    const result = await ctx.invoke<{ hits: SearchHit[]; note?: string }>('web.search', args, { threadId, timeoutMs: 10_000 });
+    const result = await ctx.invoke<{ hits: SearchHit[]; note?: string }>('web.search', args, {
+      threadId,
+      timeoutMs: 10_000,
+    });
     calls.push({ capability: 'web.search', args, outcome: `${result.hits.length} hits` });
     const registry = cityRegistry();
     const known = task.city ? registry.resolve(task.city) : undefined;
     if (task.city && !known && offlineSearch()) {
-      return { ...base, calls, answer: '', sources: [], sentences: [], no_data: [`The bundled data has no documents about ${task.city} (it covers ${registry.cities.length} cities)`] };
+      return {
+        ...base,
+        calls,
+        answer: '',
+        sources: [],
+        sentences: [],
+        no_data: [
+          `The bundled data has no documents about ${task.city} (it covers ${registry.cities.length} cities)`,
+        ],
+      };
     }
     const { kept, dropped } = relevantHits(result.hits, {
-      query: `${task.text} ${query}`, ...(known ? { city: known } : {}), cities: registry.cities, docs: docsById,
+      query: `${task.text} ${query}`,
+      ...(known ? { city: known } : {}),
+      cities: registry.cities,
+      docs: docsById,
     });
     for (const d of dropped) log(`thread ${threadId}: ${task.id} dropped ${d.id} (${d.reason})`);
     const hits = kept.slice(0, HITS_PER_TASK);
     if (hits.length === 0) {
-      return { ...base, calls, answer: '', sources: [], sentences: [], no_data: [`Nothing in the ${offlineSearch() ? 'bundled corpus' : 'search results'} answers this${task.city ? ` for ${task.city}` : ''}`] };
+      return {
+        ...base,
+        calls,
+        answer: '',
+        sources: [],
+        sentences: [],
+        no_data: [
+          `Nothing in the ${offlineSearch() ? 'bundled corpus' : 'search results'} answers this${task.city ? ` for ${task.city}` : ''}`,
+        ],
+      };
     }
     const sentences: Finding['sentences'] = [];
     for (const hit of hits) {
       const doc = docsById.get(hit.id);
-      for (const text of doc ? bestSentences(doc, `${task.text} ${query}`) : [hit.snippet]) sentences.push({ text, source_id: hit.id });
+      for (const text of doc ? bestSentences(doc, `${task.text} ${query}`) : [hit.snippet])
+        sentences.push({ text, source_id: hit.id });
     }
     return {
       ...base,
@@ -277,12 +419,23 @@ function isPlanTask(value: unknown): value is PlanTask {
   if (typeof value !== 'object' || value === null) return false;
   const task = value as Record<string, unknown>;
   const optional = (key: string): boolean => task[key] === undefined || typeof task[key] === 'string';
-  const strings = (key: string, max: number): boolean => task[key] === undefined
-    || (Array.isArray(task[key]) && (task[key] as unknown[]).length <= max && (task[key] as unknown[]).every((v) => typeof v === 'string'));
-  return typeof task.id === 'string' && typeof task.text === 'string' && typeof task.capability === 'string'
-    && optional('city') && optional('date') && optional('query') && optional('aspect')
-    && strings('dates', MAX_DAYS_PER_TASK) && strings('asks', 16)
-    && (task.city_in_data === undefined || typeof task.city_in_data === 'boolean');
+  const strings = (key: string, max: number): boolean =>
+    task[key] === undefined ||
+    (Array.isArray(task[key]) &&
+      (task[key] as unknown[]).length <= max &&
+      (task[key] as unknown[]).every((v) => typeof v === 'string'));
+  return (
+    typeof task.id === 'string' &&
+    typeof task.text === 'string' &&
+    typeof task.capability === 'string' &&
+    optional('city') &&
+    optional('date') &&
+    optional('query') &&
+    optional('aspect') &&
+    strings('dates', MAX_DAYS_PER_TASK) &&
+    strings('asks', 16) &&
+    (task.city_in_data === undefined || typeof task.city_in_data === 'boolean')
+  );
 }
 
 /** Tasks of one plan researched at once. */
@@ -307,21 +460,29 @@ export const researcher = defineAgent({
     const valid = (plan.tasks as unknown[]).filter(isPlanTask);
     const tasks = valid.slice(0, MAX_TASKS_PER_PLAN);
     const skipped = plan.tasks.length - tasks.length;
-    log(`thread ${threadId}: ${tasks.length} tasks${skipped > 0 ? ` (${skipped} malformed or beyond ${MAX_TASKS_PER_PLAN} ignored)` : ''}`);
+    log(
+      `thread ${threadId}: ${tasks.length} tasks${skipped > 0 ? ` (${skipped} malformed or beyond ${MAX_TASKS_PER_PLAN} ignored)` : ''}`,
+    );
     let next = 0;
-    await Promise.all(Array.from({ length: Math.min(MAX_CONCURRENT_TASKS, tasks.length) }, async () => {
-      for (let i = next++; i < tasks.length; i = next++) {
-        const task = tasks[i]!;
-        try {
-          const finding = await research(ctx, task, threadId);
-          await ctx.emit(`thread.${threadId}.reply`, finding, { threadId });
-          log(`thread ${threadId}: ${task.id} → ${finding.error ? `failed (${finding.error})` : `${finding.sources.length} sources`}`);
-        } catch (error) {
-          // One task's failure (a lost connection, say) must not end its worker: the others' tasks go on.
-          log(`thread ${threadId}: ${task.id} → not reported (${error instanceof Error ? error.message : String(error)})`);
+    await Promise.all(
+      Array.from({ length: Math.min(MAX_CONCURRENT_TASKS, tasks.length) }, async () => {
+        for (let i = next++; i < tasks.length; i = next++) {
+          const task = tasks[i]!;
+          try {
+            const finding = await research(ctx, task, threadId);
+            await ctx.emit(`thread.${threadId}.reply`, finding, { threadId });
+            log(
+              `thread ${threadId}: ${task.id} → ${finding.error ? `failed (${finding.error})` : `${finding.sources.length} sources`}`,
+            );
+          } catch (error) {
+            // One task's failure (a lost connection, say) must not end its worker: the others' tasks go on.
+            log(
+              `thread ${threadId}: ${task.id} → not reported (${error instanceof Error ? error.message : String(error)})`,
+            );
+          }
         }
-      }
-    }));
+      }),
+    );
   },
 });
 

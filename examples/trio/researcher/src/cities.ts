@@ -1,9 +1,9 @@
 // The city registry (data/cities.json): canonical names, countries, aliases,
 // coordinates. Lookups are case- and diacritic-insensitive.
 
-import { readFileSync } from "node:fs";
-import { dataFile } from "./data-dir.js";
-import { editDistance, nameKey } from "./text.js";
+import { readFileSync } from 'node:fs';
+import { dataFile } from './data-dir.js';
+import { editDistance, nameKey } from './text.js';
 
 export interface CityInfo {
   /** Stable slug, e.g. "sao-paulo". */
@@ -40,9 +40,16 @@ export class CityRegistry {
   }
 
   static fromFile(path: string): CityRegistry {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as { cities: RawCity[] };
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as { cities: RawCity[] };
     return new CityRegistry(
-      parsed.cities.map(({ id, name, country, aliases, lat, lon }) => ({ id, name, country, aliases, lat, lon })),
+      parsed.cities.map(({ id, name, country, aliases, lat, lon }) => ({
+        id,
+        name,
+        country,
+        aliases,
+        lat,
+        lon,
+      })),
     );
   }
 
@@ -85,5 +92,5 @@ let defaultRegistry: CityRegistry | undefined;
 
 /** The registry loaded from the bundled data/cities.json (loaded once). */
 export function cityRegistry(): CityRegistry {
-  return (defaultRegistry ??= CityRegistry.fromFile(dataFile("cities.json")));
+  return (defaultRegistry ??= CityRegistry.fromFile(dataFile('cities.json')));
 }

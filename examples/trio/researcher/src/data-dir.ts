@@ -1,11 +1,11 @@
 // Locates the bundled data directory (examples/trio/data).
 
-import { existsSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** Environment variable that points at a data directory other than the bundled one. */
-export const DATA_DIR_ENV = "LOOM_TRIO_DATA_DIR";
+export const DATA_DIR_ENV = 'LOOM_TRIO_DATA_DIR';
 
 let cached: string | undefined;
 
@@ -19,8 +19,8 @@ export function dataDir(env: Record<string, string | undefined> = process.env): 
   if (cached) return cached;
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    const candidate = join(dir, "data");
-    if (existsSync(join(candidate, "cities.json"))) return (cached = candidate);
+    const candidate = join(dir, 'data');
+    if (existsSync(join(candidate, 'cities.json'))) return (cached = candidate);
     dir = dirname(dir);
   }
   throw new Error(

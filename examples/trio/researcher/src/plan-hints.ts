@@ -2,8 +2,8 @@
 // sub-question needs a weather lookup: which known cities it mentions, which
 // day it is about, and whether it asks about the weather at all.
 
-import { type CityInfo, cityRegistry } from "./cities.js";
-import { foldWithOffsets, normalizeText, tokenize } from "./text.js";
+import { type CityInfo, cityRegistry } from './cities.js';
+import { foldWithOffsets, normalizeText, tokenize } from './text.js';
 
 export interface CityMention {
   id: string;
@@ -30,7 +30,7 @@ interface CityPattern {
 const patternCache = new WeakMap<readonly CityInfo[], CityPattern[]>();
 
 function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function cityPatterns(cities: readonly CityInfo[]): CityPattern[] {
@@ -44,11 +44,11 @@ function cityPatterns(cities: readonly CityInfo[]): CityPattern[] {
       // "la" in "la plaza" or "sf" in prose does not count.
       const caseSensitive = name.length <= 4 && /^[\p{Lu}.]+$/u.test(name);
       const source = escapeRegex(caseSensitive ? name : folded).replace(/\\\.|\s+|-/g, (m) =>
-        m === "\\." ? "\\.?" : "[\\s-]+",
+        m === '\\.' ? '\\.?' : '[\\s-]+',
       );
       patterns.push({
         city,
-        regex: new RegExp(`(?<![\\p{L}\\p{N}])${source}(?![\\p{L}\\p{N}])`, caseSensitive ? "gu" : "giu"),
+        regex: new RegExp(`(?<![\\p{L}\\p{N}])${source}(?![\\p{L}\\p{N}])`, caseSensitive ? 'gu' : 'giu'),
         length: name.length,
       });
     }
@@ -97,7 +97,7 @@ export function extractCities(text: string, options: ExtractCitiesOptions = {}):
 
 // ---- dates -----------------------------------------------------------------------
 
-export type DateKind = "iso" | "relative" | "weekday" | "weekend" | "day-month" | "month-day";
+export type DateKind = 'iso' | 'relative' | 'weekday' | 'weekend' | 'day-month' | 'month-day';
 
 export interface DateMention {
   /** The resolved day, YYYY-MM-DD. */
@@ -109,17 +109,53 @@ export interface DateMention {
 }
 
 const MONTHS: Readonly<Record<string, number>> = {
-  january: 1, jan: 1, february: 2, feb: 2, march: 3, mar: 3, april: 4, apr: 4, may: 5, june: 6, jun: 6,
-  july: 7, jul: 7, august: 8, aug: 8, september: 9, sept: 9, sep: 9, october: 10, oct: 10,
-  november: 11, nov: 11, december: 12, dec: 12,
+  january: 1,
+  jan: 1,
+  february: 2,
+  feb: 2,
+  march: 3,
+  mar: 3,
+  april: 4,
+  apr: 4,
+  may: 5,
+  june: 6,
+  jun: 6,
+  july: 7,
+  jul: 7,
+  august: 8,
+  aug: 8,
+  september: 9,
+  sept: 9,
+  sep: 9,
+  october: 10,
+  oct: 10,
+  november: 11,
+  nov: 11,
+  december: 12,
+  dec: 12,
 };
 const MONTH_RE =
-  "(january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\\.?";
-const WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];
-const WEEKDAY_RE = "(sunday|monday|tuesday|wednesday|thursday|friday|saturday|mon|tues|tue|wed|thurs|thu|fri)";
+  '(january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\\.?';
+const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'];
+const WEEKDAY_RE =
+  '(sunday|monday|tuesday|wednesday|thursday|friday|saturday|mon|tues|tue|wed|thurs|thu|fri)';
 const NUMBER_WORDS: Readonly<Record<string, number>> = {
-  a: 1, an: 1, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10,
-  eleven: 11, twelve: 12, fourteen: 14, thirty: 30,
+  a: 1,
+  an: 1,
+  one: 1,
+  two: 2,
+  three: 3,
+  four: 4,
+  five: 5,
+  six: 6,
+  seven: 7,
+  eight: 8,
+  nine: 9,
+  ten: 10,
+  eleven: 11,
+  twelve: 12,
+  fourteen: 14,
+  thirty: 30,
 };
 
 const DAY_MS = 86_400_000;
@@ -137,12 +173,14 @@ function makeDate(y: number, m: number, d: number): string | undefined {
   if (m < 1 || m > 12 || d < 1 || d > 31) return undefined;
   const ms = Date.UTC(y, m - 1, d);
   const iso = toIso(ms);
-  return Number(iso.slice(5, 7)) === m && Number(iso.slice(8, 10)) === d && Number(iso.slice(0, 4)) === y ? iso : undefined;
+  return Number(iso.slice(5, 7)) === m && Number(iso.slice(8, 10)) === d && Number(iso.slice(0, 4)) === y
+    ? iso
+    : undefined;
 }
 
 function normalizeToday(today: string | Date): string {
   if (today instanceof Date) {
-    if (Number.isNaN(today.getTime())) throw new TypeError("extractDate: today is an invalid Date");
+    if (Number.isNaN(today.getTime())) throw new TypeError('extractDate: today is an invalid Date');
     return today.toISOString().slice(0, 10);
   }
   if (!/^\d{4}-\d{2}-\d{2}$/.test(today) || Number.isNaN(isoToMs(today))) {
@@ -176,44 +214,53 @@ interface Rule {
 
 const addDays = (iso: string, n: number): string => toIso(isoToMs(iso) + n * DAY_MS);
 const dayOfWeek = (iso: string): number => new Date(isoToMs(iso)).getUTCDay();
-const B = "(?<![\\p{L}\\p{N}])"; // word start
-const E = "(?![\\p{L}\\p{N}])"; // word end
+const B = '(?<![\\p{L}\\p{N}])'; // word start
+const E = '(?![\\p{L}\\p{N}])'; // word end
 
 const RULES: Rule[] = [
   {
-    kind: "iso",
-    regex: new RegExp(`${B}(\\d{4})-(\\d{1,2})-(\\d{1,2})${E}`, "gu"),
+    kind: 'iso',
+    regex: new RegExp(`${B}(\\d{4})-(\\d{1,2})-(\\d{1,2})${E}`, 'gu'),
     resolve: (m) => makeDate(Number(m[1]), Number(m[2]), Number(m[3])),
   },
   {
-    kind: "relative",
-    regex: new RegExp(`${B}(?:the\\s+)?day\\s+after\\s+tomorrow${E}`, "gu"),
+    kind: 'relative',
+    regex: new RegExp(`${B}(?:the\\s+)?day\\s+after\\s+tomorrow${E}`, 'gu'),
     resolve: (_m, today) => addDays(today, 2),
   },
   {
-    kind: "relative",
-    regex: new RegExp(`${B}(today|tonight|this\\s+(?:morning|afternoon|evening)|tomorrow|yesterday)${E}`, "gu"),
+    kind: 'relative',
+    regex: new RegExp(
+      `${B}(today|tonight|this\\s+(?:morning|afternoon|evening)|tomorrow|yesterday)${E}`,
+      'gu',
+    ),
     resolve: (m, today) => {
       const w = m[1]!;
-      return addDays(today, w === "tomorrow" ? 1 : w === "yesterday" ? -1 : 0);
+      return addDays(today, w === 'tomorrow' ? 1 : w === 'yesterday' ? -1 : 0);
     },
   },
   {
-    kind: "relative",
-    regex: new RegExp(`${B}in\\s+(\\d{1,3}|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fourteen|thirty)\\s+(days?|weeks?)${E}`, "gu"),
+    kind: 'relative',
+    regex: new RegExp(
+      `${B}in\\s+(\\d{1,3}|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fourteen|thirty)\\s+(days?|weeks?)${E}`,
+      'gu',
+    ),
     resolve: (m, today) => {
       const n = /\d/.test(m[1]!) ? Number(m[1]) : NUMBER_WORDS[m[1]!]!;
-      return addDays(today, m[2]!.startsWith("week") ? 7 * n : n);
+      return addDays(today, m[2]!.startsWith('week') ? 7 * n : n);
     },
   },
   {
-    kind: "relative",
-    regex: new RegExp(`${B}(?:next\\s+week|a\\s+week\\s+from\\s+(?:today|now))${E}`, "gu"),
+    kind: 'relative',
+    regex: new RegExp(`${B}(?:next\\s+week|a\\s+week\\s+from\\s+(?:today|now))${E}`, 'gu'),
     resolve: (_m, today) => addDays(today, 7),
   },
   {
-    kind: "day-month",
-    regex: new RegExp(`${B}(\\d{1,2})(?:st|nd|rd|th)?(?:\\s+of)?\\s+${MONTH_RE}(?:,?\\s+(\\d{4}))?${E}`, "gu"),
+    kind: 'day-month',
+    regex: new RegExp(
+      `${B}(\\d{1,2})(?:st|nd|rd|th)?(?:\\s+of)?\\s+${MONTH_RE}(?:,?\\s+(\\d{4}))?${E}`,
+      'gu',
+    ),
     resolve: (m, today) => {
       const day = Number(m[1]);
       const month = MONTHS[m[2]!]!;
@@ -221,8 +268,11 @@ const RULES: Rule[] = [
     },
   },
   {
-    kind: "month-day",
-    regex: new RegExp(`${B}${MONTH_RE}\\s+(\\d{1,2})(?:st|nd|rd|th)?(?![\\p{L}\\d:])(?:,?\\s+(\\d{4})${E})?`, "gu"),
+    kind: 'month-day',
+    regex: new RegExp(
+      `${B}${MONTH_RE}\\s+(\\d{1,2})(?:st|nd|rd|th)?(?![\\p{L}\\d:])(?:,?\\s+(\\d{4})${E})?`,
+      'gu',
+    ),
     resolve: (m, today) => {
       const month = MONTHS[m[1]!]!;
       const day = Number(m[2]);
@@ -230,8 +280,8 @@ const RULES: Rule[] = [
     },
   },
   {
-    kind: "weekend",
-    regex: new RegExp(`${B}(?:this\\s+|next\\s+|the\\s+|over\\s+the\\s+|on\\s+the\\s+)?weekend${E}`, "gu"),
+    kind: 'weekend',
+    regex: new RegExp(`${B}(?:this\\s+|next\\s+|the\\s+|over\\s+the\\s+|on\\s+the\\s+)?weekend${E}`, 'gu'),
     resolve: (m, today) => {
       const dow = dayOfWeek(today);
       const saturday = addDays(today, (6 - dow + 7) % 7); // today on a Saturday
@@ -241,14 +291,14 @@ const RULES: Rule[] = [
     },
   },
   {
-    kind: "weekday",
-    regex: new RegExp(`${B}(?:(this|next|coming|on)\\s+)?${WEEKDAY_RE}${E}`, "gu"),
+    kind: 'weekday',
+    regex: new RegExp(`${B}(?:(this|next|coming|on)\\s+)?${WEEKDAY_RE}${E}`, 'gu'),
     resolve: (m, today) => {
       const target = weekdayIndex(m[2]!);
       if (target < 0) return undefined;
       const ahead = (target - dayOfWeek(today) + 7) % 7;
       // "next Friday" is never today; "Friday" / "this Friday" is today when today is Friday.
-      return addDays(today, m[1] === "next" && ahead === 0 ? 7 : ahead);
+      return addDays(today, m[1] === 'next' && ahead === 0 ? 7 : ahead);
     },
   },
 ];
@@ -296,10 +346,54 @@ export function extractDate(text: string, today: string | Date = new Date()): Da
 // ---- weather intent ---------------------------------------------------------------
 
 const WEATHER_WORDS = [
-  "weather", "forecast", "temperature", "temperatures", "temp", "degrees", "celsius", "fahrenheit", "rain", "rainy",
-  "raining", "rainfall", "umbrella", "raincoat", "snow", "snowing", "sunny", "sunshine", "sun", "cloudy", "clouds",
-  "wind", "windy", "storm", "storms", "thunderstorm", "hot", "hotter", "cold", "colder", "warm", "warmer", "cool", "cooler", "chilly", "humid", "humidity",
-  "precipitation", "drizzle", "fog", "foggy", "heat", "freezing", "pack", "packing", "wear", "jacket", "coat",
+  'weather',
+  'forecast',
+  'temperature',
+  'temperatures',
+  'temp',
+  'degrees',
+  'celsius',
+  'fahrenheit',
+  'rain',
+  'rainy',
+  'raining',
+  'rainfall',
+  'umbrella',
+  'raincoat',
+  'snow',
+  'snowing',
+  'sunny',
+  'sunshine',
+  'sun',
+  'cloudy',
+  'clouds',
+  'wind',
+  'windy',
+  'storm',
+  'storms',
+  'thunderstorm',
+  'hot',
+  'hotter',
+  'cold',
+  'colder',
+  'warm',
+  'warmer',
+  'cool',
+  'cooler',
+  'chilly',
+  'humid',
+  'humidity',
+  'precipitation',
+  'drizzle',
+  'fog',
+  'foggy',
+  'heat',
+  'freezing',
+  'pack',
+  'packing',
+  'wear',
+  'jacket',
+  'coat',
 ];
 const WEATHER_STEMS = new Set(WEATHER_WORDS.flatMap((w) => tokenize(w, { stopWords: false })));
 
@@ -330,10 +424,10 @@ export function weatherHint(text: string, today: string | Date = new Date()): We
   const weatherish = mentionsWeather(text);
   const needsWeather = weatherish && cities.length > 0;
   const reason = !weatherish
-    ? "no weather words"
+    ? 'no weather words'
     : cities.length === 0
-      ? "weather words but no known city"
-      : `weather in ${cities.map((c) => c.name).join(", ")}${date ? ` on ${date.date}` : " (no day given)"}`;
+      ? 'weather words but no known city'
+      : `weather in ${cities.map((c) => c.name).join(', ')}${date ? ` on ${date.date}` : ' (no day given)'}`;
   return {
     needsWeather,
     cities,

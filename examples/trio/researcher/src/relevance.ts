@@ -1,9 +1,9 @@
 // Which search hits a finding may cite: relevant enough to the question, and about the place it
 // asks (or about no place at all). Hits below the threshold are dropped, never padded in.
 
-import type { CityInfo } from "./cities.js";
-import type { CorpusDoc, SearchHit } from "./search.js";
-import { tokenize } from "./text.js";
+import type { CityInfo } from './cities.js';
+import type { CorpusDoc, SearchHit } from './search.js';
+import { tokenize } from './text.js';
 
 /** A hit is kept only when it scores at least this share of the best hit's score. */
 export const RELATIVE_THRESHOLD = 0.5;
@@ -36,14 +36,16 @@ export interface RelevanceResult {
  */
 export function relevantHits(hits: readonly SearchHit[], options: RelevanceOptions): RelevanceResult {
   const threshold = options.threshold ?? RELATIVE_THRESHOLD;
-  const cityTerms = new Set(options.cities.flatMap((c) => [c.name, ...c.aliases].flatMap((n) => tokenize(n))));
+  const cityTerms = new Set(
+    options.cities.flatMap((c) => [c.name, ...c.aliases].flatMap((n) => tokenize(n))),
+  );
   const contentTerms = new Set(tokenize(options.query).filter((t) => !cityTerms.has(t)));
   const queryTerms = new Set(tokenize(options.query));
-  const dropped: RelevanceResult["dropped"] = [];
+  const dropped: RelevanceResult['dropped'] = [];
   const candidates: SearchHit[] = [];
   for (const hit of hits) {
     const doc = options.docs.get(hit.id);
-    const topicCities = (doc?.topics ?? []).filter((t) => t.startsWith("city:")).map((t) => t.slice(5));
+    const topicCities = (doc?.topics ?? []).filter((t) => t.startsWith('city:')).map((t) => t.slice(5));
     if (topicCities.length > 0) {
       const allowed = options.city
         ? topicCities.includes(options.city.id)
@@ -52,13 +54,19 @@ export function relevantHits(hits: readonly SearchHit[], options: RelevanceOptio
             return city !== undefined && tokenize(city.name).every((t) => queryTerms.has(t));
           });
       if (!allowed) {
-        dropped.push({ id: hit.id, reason: `about ${topicCities.join(", ")}, not the place asked` });
+        dropped.push({ id: hit.id, reason: `about ${topicCities.join(', ')}, not the place asked` });
         continue;
       }
     }
-    const words = new Set(tokenize(doc ? `${doc.title} ${doc.text} ${doc.topics.join(" ").replace(/[:_-]/g, " ")}` : `${hit.title} ${hit.snippet}`));
+    const words = new Set(
+      tokenize(
+        doc
+          ? `${doc.title} ${doc.text} ${doc.topics.join(' ').replace(/[:_-]/g, ' ')}`
+          : `${hit.title} ${hit.snippet}`,
+      ),
+    );
     if (contentTerms.size > 0 && ![...contentTerms].some((t) => words.has(t))) {
-      dropped.push({ id: hit.id, reason: "shares no term with the question but the place name" });
+      dropped.push({ id: hit.id, reason: 'shares no term with the question but the place name' });
       continue;
     }
     candidates.push(hit);

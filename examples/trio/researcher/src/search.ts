@@ -2,9 +2,9 @@
 // over the bundled corpus, and optional web search backends (Brave, Tavily)
 // that are used only when configured through environment variables.
 
-import { readFileSync } from "node:fs";
-import { dataFile } from "./data-dir.js";
-import { splitSentences, tokenize } from "./text.js";
+import { readFileSync } from 'node:fs';
+import { dataFile } from './data-dir.js';
+import { splitSentences, tokenize } from './text.js';
 
 /** One corpus document (a line of data/corpus.jsonl). */
 export interface CorpusDoc {
@@ -27,7 +27,7 @@ export interface SearchHit {
   source: SearchSource;
 }
 
-export type SearchSource = "corpus" | "brave" | "tavily";
+export type SearchSource = 'corpus' | 'brave' | 'tavily';
 
 export interface SearchOptions {
   /** Maximum number of hits (default 5). */
@@ -48,11 +48,11 @@ export interface Bm25Options {
 // ---- corpus loading --------------------------------------------------------
 
 /** Parses corpus JSONL text, checking each line's shape. */
-export function parseCorpus(jsonl: string, source = "corpus"): CorpusDoc[] {
+export function parseCorpus(jsonl: string, source = 'corpus'): CorpusDoc[] {
   const docs: CorpusDoc[] = [];
   const seen = new Set<string>();
-  jsonl.split("\n").forEach((line, i) => {
-    if (line.trim() === "") return;
+  jsonl.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
     let value: unknown;
     try {
       value = JSON.parse(line);
@@ -60,12 +60,12 @@ export function parseCorpus(jsonl: string, source = "corpus"): CorpusDoc[] {
       throw new Error(`${source}:${i + 1}: invalid JSON (${(err as Error).message})`);
     }
     const d = value as Partial<CorpusDoc>;
-    for (const field of ["id", "title", "url", "text"] as const) {
-      if (typeof d[field] !== "string" || d[field] === "") {
+    for (const field of ['id', 'title', 'url', 'text'] as const) {
+      if (typeof d[field] !== 'string' || d[field] === '') {
         throw new Error(`${source}:${i + 1}: "${field}" must be a non-empty string`);
       }
     }
-    if (!Array.isArray(d.topics) || !d.topics.every((t) => typeof t === "string")) {
+    if (!Array.isArray(d.topics) || !d.topics.every((t) => typeof t === 'string')) {
       throw new Error(`${source}:${i + 1}: "topics" must be an array of strings`);
     }
     if (seen.has(d.id!)) throw new Error(`${source}:${i + 1}: duplicate id ${d.id}`);
@@ -76,8 +76,8 @@ export function parseCorpus(jsonl: string, source = "corpus"): CorpusDoc[] {
 }
 
 /** Reads a corpus file (default: the bundled data/corpus.jsonl). */
-export function loadCorpus(path: string = dataFile("corpus.jsonl")): CorpusDoc[] {
-  return parseCorpus(readFileSync(path, "utf8"), path);
+export function loadCorpus(path: string = dataFile('corpus.jsonl')): CorpusDoc[] {
+  return parseCorpus(readFileSync(path, 'utf8'), path);
 }
 
 // ---- BM25 index ---------------------------------------------------------------
@@ -100,7 +100,7 @@ interface DocStats {
 
 function topicText(topics: readonly string[]): string {
   // "city:sao-paulo" -> "city sao paulo"
-  return topics.join(" ").replace(/[:_-]/g, " ");
+  return topics.join(' ').replace(/[:_-]/g, ' ');
 }
 
 function countTerms(terms: readonly string[]): Map<string, number> {
@@ -213,7 +213,7 @@ export class SearchIndex {
         url: d.url,
         snippet: this.snippet(doc, [...qterms.keys()]),
         score: Math.round(score * 1000) / 1000,
-        source: "corpus" as const,
+        source: 'corpus' as const,
       };
     });
   }
@@ -232,7 +232,7 @@ export class SearchIndex {
     }
     const sentences = stats.sentences;
     const sentenceTerms = stats.sentenceTerms;
-    if (sentences.length === 0) return "";
+    if (sentences.length === 0) return '';
     const weight = (idx: number[]): number => {
       let total = 0;
       for (const t of terms) if (idx.some((i) => sentenceTerms[i]!.has(t))) total += this.idf(t);
@@ -259,7 +259,7 @@ export class SearchIndex {
     }
     const [a, b] = best as [number, number?];
     const text =
-      b === undefined ? sentences[a]! : `${sentences[a]!}${b === a + 1 ? " " : " … "}${sentences[b]!}`;
+      b === undefined ? sentences[a]! : `${sentences[a]!}${b === a + 1 ? ' ' : ' … '}${sentences[b]!}`;
     return truncate(text, SNIPPET_MAX);
   }
 }
@@ -267,7 +267,7 @@ export class SearchIndex {
 function truncate(text: string, max: number): string {
   if (text.length <= max) return text;
   const cut = text.slice(0, max - 1);
-  const space = cut.lastIndexOf(" ");
+  const space = cut.lastIndexOf(' ');
   return `${space > max / 2 ? cut.slice(0, space) : cut}…`;
 }
 
@@ -285,7 +285,7 @@ export function searchCorpus(query: string, options: SearchOptions = {}): Search
 
 // ---- providers -----------------------------------------------------------------
 
-export type SearchProviderName = "local" | "brave" | "tavily";
+export type SearchProviderName = 'local' | 'brave' | 'tavily';
 
 export interface SearchProvider {
   readonly name: SearchProviderName;
@@ -307,7 +307,7 @@ export interface SearchProviderConfig {
 }
 
 /** Selects the provider; unset or "local" means the bundled corpus. */
-export const SEARCH_PROVIDER_ENV = "LOOM_SEARCH_PROVIDER";
+export const SEARCH_PROVIDER_ENV = 'LOOM_SEARCH_PROVIDER';
 
 /** A web search backend failed or is misconfigured. Messages never contain API keys. */
 export class SearchProviderError extends Error {
@@ -317,7 +317,7 @@ export class SearchProviderError extends Error {
     readonly status?: number,
   ) {
     super(message);
-    this.name = "SearchProviderError";
+    this.name = 'SearchProviderError';
   }
 }
 
@@ -329,26 +329,26 @@ export class SearchProviderError extends Error {
  */
 export function createSearchProvider(config: SearchProviderConfig = {}): SearchProvider {
   const env = config.env ?? process.env;
-  const name = (env[SEARCH_PROVIDER_ENV] ?? "local").trim().toLowerCase() || "local";
+  const name = (env[SEARCH_PROVIDER_ENV] ?? 'local').trim().toLowerCase() || 'local';
   const doFetch: FetchLike = config.fetch ?? ((input, init) => fetch(input, init));
   const timeoutMs = config.timeoutMs ?? 10_000;
   switch (name) {
-    case "local":
-    case "corpus": {
+    case 'local':
+    case 'corpus': {
       const index = config.index;
       return {
-        name: "local",
+        name: 'local',
         search: async (query, options) => (index ?? corpusIndex()).search(query, options),
       };
     }
-    case "brave":
-      return braveProvider(requireKey(env, "BRAVE_API_KEY", "brave"), doFetch, timeoutMs);
-    case "tavily":
-      return tavilyProvider(requireKey(env, "TAVILY_API_KEY", "tavily"), doFetch, timeoutMs);
+    case 'brave':
+      return braveProvider(requireKey(env, 'BRAVE_API_KEY', 'brave'), doFetch, timeoutMs);
+    case 'tavily':
+      return tavilyProvider(requireKey(env, 'TAVILY_API_KEY', 'tavily'), doFetch, timeoutMs);
     default:
       throw new SearchProviderError(
         `Unknown ${SEARCH_PROVIDER_ENV} "${name}": use "local" (default), "brave" or "tavily".`,
-        "local",
+        'local',
       );
   }
 }
@@ -356,7 +356,10 @@ export function createSearchProvider(config: SearchProviderConfig = {}): SearchP
 function requireKey(env: Env, variable: string, provider: SearchProviderName): string {
   const key = env[variable]?.trim();
   if (!key) {
-    throw new SearchProviderError(`${SEARCH_PROVIDER_ENV}=${provider} needs ${variable} to be set.`, provider);
+    throw new SearchProviderError(
+      `${SEARCH_PROVIDER_ENV}=${provider} needs ${variable} to be set.`,
+      provider,
+    );
   }
   return key;
 }
@@ -372,12 +375,13 @@ async function fetchJson(
   try {
     response = await doFetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
-    const reason = (err as Error).name === "TimeoutError" ? `timed out after ${timeoutMs} ms` : (err as Error).message;
+    const reason =
+      (err as Error).name === 'TimeoutError' ? `timed out after ${timeoutMs} ms` : (err as Error).message;
     throw new SearchProviderError(`${provider} search request failed: ${reason}`, provider);
   }
   if (!response.ok) {
     throw new SearchProviderError(
-      `${provider} search failed: HTTP ${response.status}${response.status === 401 || response.status === 403 ? " (check the API key)" : ""}`,
+      `${provider} search failed: HTTP ${response.status}${response.status === 401 || response.status === 403 ? ' (check the API key)' : ''}`,
       provider,
       response.status,
     );
@@ -385,18 +389,22 @@ async function fetchJson(
   try {
     return await response.json();
   } catch {
-    throw new SearchProviderError(`${provider} search returned a body that is not JSON`, provider, response.status);
+    throw new SearchProviderError(
+      `${provider} search returned a body that is not JSON`,
+      provider,
+      response.status,
+    );
   }
 }
 
 const stripTags = (s: string): string =>
   s
-    .replace(/<[^>]*>/g, "")
+    .replace(/<[^>]*>/g, '')
     .replace(/&quot;/g, '"')
     .replace(/&#39;|&#x27;/g, "'")
-    .replace(/&amp;/g, "&")
-    .replace(/&lt;/g, "<")
-    .replace(/&gt;/g, ">")
+    .replace(/&amp;/g, '&')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
     .trim();
 
 function clampLimit(options?: SearchOptions): number {
@@ -405,29 +413,29 @@ function clampLimit(options?: SearchOptions): number {
 
 function braveProvider(key: string, doFetch: FetchLike, timeoutMs: number): SearchProvider {
   return {
-    name: "brave",
+    name: 'brave',
     async search(query, options) {
       const limit = clampLimit(options);
       const url = `https://api.search.brave.com/res/v1/web/search?q=${encodeURIComponent(query)}&count=${limit}`;
       const body = (await fetchJson(
-        "brave",
+        'brave',
         doFetch,
         url,
-        { headers: { Accept: "application/json", "X-Subscription-Token": key } },
+        { headers: { Accept: 'application/json', 'X-Subscription-Token': key } },
         timeoutMs,
       )) as { web?: { results?: Array<{ title?: string; url?: string; description?: string }> } };
       const results = body.web?.results ?? [];
       return results
-        .filter((r) => typeof r.url === "string")
+        .filter((r) => typeof r.url === 'string')
         .slice(0, limit)
         .map((r, i) => ({
           id: r.url!,
           title: stripTags(r.title ?? r.url!),
           url: r.url!,
-          snippet: truncate(stripTags(r.description ?? ""), SNIPPET_MAX),
+          snippet: truncate(stripTags(r.description ?? ''), SNIPPET_MAX),
           // Brave gives no score: rank-based, 1 for the first result.
           score: Math.round((1 / (i + 1)) * 1000) / 1000,
-          source: "brave" as const,
+          source: 'brave' as const,
         }));
     },
   };
@@ -435,30 +443,33 @@ function braveProvider(key: string, doFetch: FetchLike, timeoutMs: number): Sear
 
 function tavilyProvider(key: string, doFetch: FetchLike, timeoutMs: number): SearchProvider {
   return {
-    name: "tavily",
+    name: 'tavily',
     async search(query, options) {
       const limit = clampLimit(options);
       const body = (await fetchJson(
-        "tavily",
+        'tavily',
         doFetch,
-        "https://api.tavily.com/search",
+        'https://api.tavily.com/search',
         {
-          method: "POST",
-          headers: { "Content-Type": "application/json", Authorization: `Bearer ${key}` },
-          body: JSON.stringify({ query, max_results: limit, search_depth: "basic" }),
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` },
+          body: JSON.stringify({ query, max_results: limit, search_depth: 'basic' }),
         },
         timeoutMs,
       )) as { results?: Array<{ title?: string; url?: string; content?: string; score?: number }> };
       return (body.results ?? [])
-        .filter((r) => typeof r.url === "string")
+        .filter((r) => typeof r.url === 'string')
         .slice(0, limit)
         .map((r, i) => ({
           id: r.url!,
           title: r.title ?? r.url!,
           url: r.url!,
-          snippet: truncate((r.content ?? "").trim(), SNIPPET_MAX),
-          score: typeof r.score === "number" ? Math.round(r.score * 1000) / 1000 : Math.round((1 / (i + 1)) * 1000) / 1000,
-          source: "tavily" as const,
+          snippet: truncate((r.content ?? '').trim(), SNIPPET_MAX),
+          score:
+            typeof r.score === 'number'
+              ? Math.round(r.score * 1000) / 1000
+              : Math.round((1 / (i + 1)) * 1000) / 1000,
+          source: 'tavily' as const,
         }));
     },
   };

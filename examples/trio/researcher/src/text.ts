@@ -4,25 +4,25 @@
 
 // Letters that Unicode NFKD does not decompose into base letter + mark.
 const SPECIAL_FOLDS: Readonly<Record<string, string>> = {
-  ß: "ss",
-  ẞ: "SS",
-  æ: "ae",
-  Æ: "AE",
-  œ: "oe",
-  Œ: "OE",
-  ø: "o",
-  Ø: "O",
-  đ: "d",
-  Đ: "D",
-  ð: "d",
-  Ð: "D",
-  þ: "th",
-  Þ: "TH",
-  ł: "l",
-  Ł: "L",
-  ı: "i",
-  "’": "'",
-  "‘": "'",
+  ß: 'ss',
+  ẞ: 'SS',
+  æ: 'ae',
+  Æ: 'AE',
+  œ: 'oe',
+  Œ: 'OE',
+  ø: 'o',
+  Ø: 'O',
+  đ: 'd',
+  Đ: 'D',
+  ð: 'd',
+  Ð: 'D',
+  þ: 'th',
+  Þ: 'TH',
+  ł: 'l',
+  Ł: 'L',
+  ı: 'i',
+  '’': "'",
+  '‘': "'",
 };
 
 const COMBINING_MARKS = /\p{M}+/gu;
@@ -31,20 +31,20 @@ const COMBINING_MARKS = /\p{M}+/gu;
 function foldChar(ch: string): string {
   const special = SPECIAL_FOLDS[ch];
   if (special !== undefined) return special;
-  return ch.normalize("NFKD").replace(COMBINING_MARKS, "");
+  return ch.normalize('NFKD').replace(COMBINING_MARKS, '');
 }
 
-const SPECIAL_RE = new RegExp(`[${Object.keys(SPECIAL_FOLDS).join("")}]`, "gu");
+const SPECIAL_RE = new RegExp(`[${Object.keys(SPECIAL_FOLDS).join('')}]`, 'gu');
 const ASCII_ONLY = /^[\x00-\x7f]*$/;
 
 /** Strips diacritics and compatibility forms, keeping case: "São Paulo" -> "Sao Paulo". */
 export function foldDiacritics(text: string): string {
   if (ASCII_ONLY.test(text)) return text;
   return text
-    .normalize("NFC")
+    .normalize('NFC')
     .replace(SPECIAL_RE, (ch) => SPECIAL_FOLDS[ch] ?? ch)
-    .normalize("NFKD")
-    .replace(COMBINING_MARKS, "");
+    .normalize('NFKD')
+    .replace(COMBINING_MARKS, '');
 }
 
 /**
@@ -53,11 +53,11 @@ export function foldDiacritics(text: string): string {
  * found in folded text can be reported at their original position.
  */
 export function foldWithOffsets(text: string): { folded: string; offsets: number[] } {
-  let folded = "";
+  let folded = '';
   const offsets: number[] = [];
   let index = 0;
   for (const ch of text) {
-    const f = ch.normalize("NFC").normalize("NFKD").replace(COMBINING_MARKS, "");
+    const f = ch.normalize('NFC').normalize('NFKD').replace(COMBINING_MARKS, '');
     const piece = SPECIAL_FOLDS[ch] ?? f;
     for (let i = 0; i < piece.length; i++) offsets.push(index);
     folded += piece;
@@ -75,27 +75,27 @@ export function normalizeText(text: string): string {
 /** A canonical key for names: "  L.A. " -> "l a", "São-Paulo" -> "sao paulo". */
 export function nameKey(name: string): string {
   return normalizeText(name)
-    .replace(/[^\p{L}\p{N}]+/gu, " ")
+    .replace(/[^\p{L}\p{N}]+/gu, ' ')
     .trim();
 }
 
 export const STOP_WORDS: ReadonlySet<string> = new Set(
   (
-    "a about above after again against all also am an and any are aren as at be because been before being below " +
-    "between both but by can could did do does doing don down during each few for from further had has have having " +
-    "he her here hers herself him himself his how i if in into is isn it its itself just let me more most my myself " +
-    "no nor not now of off on once only or other our ours ourselves out over own same she should so some such than " +
-    "that the their theirs them themselves then there these they this those through to too under until up very was " +
-    "we were what when where which while who whom why will with would you your yours yourself yourselves " +
-    "tell please give know like want get s t d ll m re ve"
-  ).split(" "),
+    'a about above after again against all also am an and any are aren as at be because been before being below ' +
+    'between both but by can could did do does doing don down during each few for from further had has have having ' +
+    'he her here hers herself him himself his how i if in into is isn it its itself just let me more most my myself ' +
+    'no nor not now of off on once only or other our ours ourselves out over own same she should so some such than ' +
+    'that the their theirs them themselves then there these they this those through to too under until up very was ' +
+    'we were what when where which while who whom why will with would you your yours yourself yourselves ' +
+    'tell please give know like want get s t d ll m re ve'
+  ).split(' '),
 );
 
 const VOWEL = /[aeiouy]/;
 
 function undouble(w: string): string {
   const n = w.length;
-  if (n >= 3 && w[n - 1] === w[n - 2] && !"lsz".includes(w[n - 1]!) && !VOWEL.test(w[n - 1]!)) {
+  if (n >= 3 && w[n - 1] === w[n - 2] && !'lsz'.includes(w[n - 1]!) && !VOWEL.test(w[n - 1]!)) {
     return w.slice(0, -1);
   }
   return w;
@@ -110,16 +110,16 @@ function undouble(w: string): string {
 export function stem(word: string): string {
   let w = word;
   if (w.length <= 3 || /\d/.test(w)) return w;
-  if (w.endsWith("ies") && w.length > 4) w = w.slice(0, -3) + "y";
-  else if (w.endsWith("sses")) w = w.slice(0, -2);
+  if (w.endsWith('ies') && w.length > 4) w = w.slice(0, -3) + 'y';
+  else if (w.endsWith('sses')) w = w.slice(0, -2);
   else if (/(?:ch|sh|x|z)es$/.test(w)) w = w.slice(0, -2);
-  else if (w.endsWith("s") && !/(?:ss|us|is|os)$/.test(w)) w = w.slice(0, -1);
+  else if (w.endsWith('s') && !/(?:ss|us|is|os)$/.test(w)) w = w.slice(0, -1);
 
-  if (w.length > 5 && w.endsWith("ing") && VOWEL.test(w.slice(0, -3))) w = undouble(w.slice(0, -3));
-  else if (w.length > 4 && w.endsWith("ed") && VOWEL.test(w.slice(0, -2))) w = undouble(w.slice(0, -2));
+  if (w.length > 5 && w.endsWith('ing') && VOWEL.test(w.slice(0, -3))) w = undouble(w.slice(0, -3));
+  else if (w.length > 4 && w.endsWith('ed') && VOWEL.test(w.slice(0, -2))) w = undouble(w.slice(0, -2));
 
-  if (w.length > 4 && w.endsWith("y") && !VOWEL.test(w[w.length - 2]!)) w = undouble(w.slice(0, -1));
-  if (w.length > 4 && w.endsWith("e") && !w.endsWith("ee")) w = w.slice(0, -1);
+  if (w.length > 4 && w.endsWith('y') && !VOWEL.test(w[w.length - 2]!)) w = undouble(w.slice(0, -1));
+  if (w.length > 4 && w.endsWith('e') && !w.endsWith('ee')) w = w.slice(0, -1);
   return w;
 }
 
