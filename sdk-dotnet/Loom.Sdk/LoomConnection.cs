@@ -45,6 +45,7 @@ public sealed partial class LoomConnection : IAsyncDisposable, IAgentTransport
         ArgumentNullException.ThrowIfNull(address);
         Address = address;
         options ??= new LoomConnectionOptions();
+        options.Validate();
         var time = options.TimeProvider ?? TimeProvider.System;
         var logger = options.LoggerFactory?.CreateLogger<LoomConnection>() ?? (ILogger)NullLogger.Instance;
         AgentId = string.IsNullOrEmpty(options.AgentId) ? IdGenerator.NewAgentId(options.Name) : options.AgentId;
