@@ -1,4 +1,5 @@
 using Loom.Core;
+using Loom.Protocol.V1;
 
 namespace Loom.Sdk.Tests;
 
@@ -38,7 +39,10 @@ public sealed class EnvironmentTests
         Assert.Equal("env-agent", options.AgentId);
         Assert.Equal("env-name", options.Name);
         Assert.Equal("ns1", options.Namespace);
-        Assert.Equal(new Dictionary<string, string> { ["team"] = "blue", ["region"] = "eu" }, options.Metadata);
+        Assert.NotNull(options.Metadata);
+        Assert.Equal(2, options.Metadata.Count);
+        Assert.Equal("blue", options.Metadata["team"]);
+        Assert.Equal("eu", options.Metadata["region"]);
         Assert.Equal(TimeSpan.FromMilliseconds(250), options.HeartbeatInterval);
         Assert.Equal(TimeSpan.FromMilliseconds(1500), options.ConnectTimeout);
         Assert.Equal(TimeSpan.FromMilliseconds(20), options.ReconnectInitialDelay);

@@ -1,4 +1,5 @@
 using Loom.Core;
+using Loom.Protocol.V1;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
