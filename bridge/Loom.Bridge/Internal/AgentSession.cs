@@ -18,7 +18,7 @@ namespace Loom.Bridge.Internal;
 /// loop and one write loop. A session outlives a broken stream until its heartbeats lapse, so
 /// an agent that reconnects in time finds its queued deliveries.
 /// </summary>
-internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
+internal sealed partial class AgentSession : ICapabilityProvider, ISubscriptionSignal
 {
     private readonly BridgeOptions _options;
     private readonly EventBus _bus;
@@ -867,6 +867,9 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
             case ClientMessage.KindOneofCase.Read:
                 await ReadStreamAsync(message.Read, token);
                 break;
+            case ClientMessage.KindOneofCase.StreamAdmin:
+                await StreamAdminAsync(message.StreamAdmin, token);
+                break;
             case ClientMessage.KindOneofCase.Subscribe:
                 await SubscribeAsync(message.Subscribe, token);
                 break;
@@ -1011,7 +1014,7 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
 
         if (acked)
         {
-            await ReplyErrorAsync(envelope.Id, new InvalidParamsException($"No durable stream captures topic '{envelope.Topic}', so a publish to it cannot be acknowledged: add a stream whose subjects match it (loom.yaml streams:), or publish without an acknowledgement."), token);
+            await ReplyErrorAsync(envelope.Id, new InvalidParamsException($"No durable stream captures topic '{envelope.Topic}', so a publish to it cannot be acknowledged: add a stream whose subjects match it (loom.yaml streams:, or create one from an agent or POST /v1/streams), or publish without an acknowledgement."), token);
             return;
         }
 
@@ -1127,135 +1130,6 @@ internal sealed class AgentSession : ICapabilityProvider, ISubscriptionSignal
         {
             Interlocked.Decrement(ref _durableInFlight);
         }
-    }
-
-    private DurableStream? StreamFor(string name, string correlationId, string path, out LoomException? error)
-    {
-        error = null;
-        if (Streams is null)
-        {
-            error = new InvalidParamsException("This bridge has no durable streams: define them in loom.yaml streams: (docs/durability.md).", path);
-            return null;
-        }
-
-        if (!Streams.TryGet(name, out var stream))
-        {
-            error = new InvalidParamsException($"There is no durable stream '{name}'; the bridge has {string.Join(", ", Streams.Streams.Select(s => s.Name))}.", path);
-            return null;
-        }
-
-        foreach (var subject in stream.Config.Subjects)
-        {
-            if (Refused(PermissionAction.Subscribe, subject) is { } refusal)
-            {
-                error = refusal;
-                return null;
-            }
-        }
-
-        return stream;
-    }
-
-    private async ValueTask ConsumerRequestAsync(ConsumerRequest request, CancellationToken token)
-    {
-        var correlationId = request.CorrelationId;
-        switch (request.OpCase)
-        {
-            case ConsumerRequest.OpOneofCase.Attach:
-            {
-                var config = request.Attach.Config ?? new ConsumerConfig();
-                if (DurableConsumer.Check(config) is { } invalid)
-                {
-                    await ReplyErrorAsync(correlationId, invalid, token);
-                    return;
-                }
-
-                if (StreamFor(config.Stream, correlationId, "/config/stream", out var error) is not { } stream)
-                {
-                    await ReplyErrorAsync(correlationId, error!, token);
-                    return;
-                }
-
-                var consumer = stream.GetOrCreateConsumer(config);
-                lock (_gate)
-                {
-                    if (!_consumers.Contains(consumer))
-                    {
-                        _consumers.Add(consumer);
-                    }
-                }
-
-                consumer.Attach(this, SendDurableAsync);
-                await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = consumer.Info() } }, token);
-                break;
-            }
-
-            case ConsumerRequest.OpOneofCase.Ack:
-            {
-                var ack = request.Ack;
-                if (Streams is not null && Streams.TryGet(ack.Stream, out var stream) && stream.TryGetConsumer(ack.Consumer, out var consumer))
-                {
-                    consumer.Acknowledge(ack.Sequences, ack.Kind, ack.DelayMs);
-                    if (correlationId.Length > 0)
-                    {
-                        await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = consumer.Info() } }, token);
-                    }
-                }
-                else if (correlationId.Length > 0)
-                {
-                    await ReplyErrorAsync(correlationId, new InvalidParamsException($"There is no consumer '{ack.Consumer}' on stream '{ack.Stream}'.", "/ack/consumer"), token);
-                }
-
-                break;
-            }
-
-            case ConsumerRequest.OpOneofCase.Detach:
-            {
-                var detach = request.Detach;
-                if (StreamFor(detach.Stream, correlationId, "/detach/stream", out var error) is not { } stream || !stream.TryGetConsumer(detach.Consumer, out var consumer))
-                {
-                    await ReplyErrorAsync(correlationId, error ?? new InvalidParamsException($"There is no consumer '{detach.Consumer}' on stream '{detach.Stream}'.", "/detach/consumer"), token);
-                    return;
-                }
-
-                consumer.Detach(this);
-                var info = consumer.Info();
-                lock (_gate)
-                {
-                    _consumers.Remove(consumer);
-                }
-
-                if (detach.Delete)
-                {
-                    await stream.DeleteConsumerAsync(consumer.Name);
-                }
-
-                await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = info } }, token);
-                break;
-            }
-
-            default:
-                await ReplyErrorAsync(correlationId, new InvalidParamsException("A consumer request needs attach, ack or detach."), token);
-                break;
-        }
-    }
-
-    /// <summary>A durable consumer's delivery: waits for room in the control queue (max_ack_pending bounds how many).</summary>
-    private async ValueTask SendDurableAsync(ServerMessage message, CancellationToken token)
-    {
-        await _control.Writer.WriteAsync(message, token);
-        Wake();
-    }
-
-    private async ValueTask ReadStreamAsync(StreamReadRequest request, CancellationToken token)
-    {
-        if (StreamFor(request.Stream, request.CorrelationId, "/stream", out var error) is not { } stream)
-        {
-            await EnqueueAsync(new ServerMessage { Read = new StreamReadResponse { CorrelationId = request.CorrelationId, Error = error!.ToError() } }, token);
-            return;
-        }
-
-        await EnqueueAsync(new ServerMessage { Read = StreamReads.Read(stream, request, _options.MaxForwardedBytes) }, token);
     }
 
     private ResourceExhaustedException TooLarge(Envelope envelope)

@@ -288,7 +288,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             Permissions = project.Permissions,
             Audit = AuditFor(project),
             Streams = project.Streams ?? [],
-            DataDirectory = project.DataDir ?? (project.Streams is { Count: > 0 } ? Path.Combine(project.Directory, ".loom", "data") : null),
+            DataDirectory = project.DataDir ?? Path.Combine(project.Directory, ".loom", "data"), // streams created at run time need one; nothing is written until then
             McpServers = servers,
             Llm = project.Llm ?? new Loom.Llm.LlmOptions(),
             Mcp = project.McpExpose is { } e

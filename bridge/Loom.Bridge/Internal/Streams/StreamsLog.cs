@@ -21,4 +21,16 @@ internal static partial class StreamsLog
 
     [LoggerMessage(7106, LogLevel.Error, "Saving the state of consumer {Consumer} of stream {Stream} failed; retried on the next change.")]
     public static partial void ConsumerSaveFailed(ILogger logger, Exception exception, string consumer, string stream);
+
+    [LoggerMessage(7107, LogLevel.Information, "Durable stream {Stream} created at run time: subjects {Subjects}.")]
+    public static partial void StreamCreated(ILogger logger, string stream, string subjects);
+
+    [LoggerMessage(7108, LogLevel.Information, "Durable stream {Stream} deleted with its events and consumers.")]
+    public static partial void StreamDeleted(ILogger logger, string stream);
+
+    [LoggerMessage(7109, LogLevel.Warning, "The files of deleted stream {Stream} under {Directory} could not all be removed: {Reason}.")]
+    public static partial void StreamFilesNotDeleted(ILogger logger, string stream, string directory, string reason);
+
+    [LoggerMessage(7110, LogLevel.Warning, "Stream {Stream} in streams.json (created at run time) is also defined in loom.yaml; the loom.yaml definition is used.")]
+    public static partial void CreatedStreamShadowed(ILogger logger, string stream);
 }
