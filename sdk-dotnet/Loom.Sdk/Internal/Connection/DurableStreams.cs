@@ -62,6 +62,15 @@ internal sealed class DurableStreams(ConnectionState state, Writer writer, Pendi
         return reply.Read.Error is { } error && error.Code != ErrorCode.Unspecified ? throw LoomException.FromError(error) : reply.Read;
     }
 
+    /// <summary>One stream-admin request (create, info, list or delete) and its reply.</summary>
+    public async Task<StreamAdminReply> AdminAsync(StreamAdminRequest request, string what, CancellationToken cancellationToken)
+    {
+        request.CorrelationId = state.Ids.Next();
+        var reply = await pending.SendAndWaitAsync(PendingKind.Durable, request.CorrelationId, new ClientMessage { StreamAdmin = request }, RequestTimeout, () =>
+            new LoomTimeoutException($"The bridge did not answer the {what} within {RequestTimeout.TotalMilliseconds:0} ms."), cancellationToken);
+        return reply.KindCase == ServerMessage.KindOneofCase.Error ? throw LoomException.FromError(reply.Error.Error) : reply.StreamAdmin;
+    }
+
     private async Task<ConsumerInfo> AttachAsync(ConsumerConfig config, CancellationToken cancellationToken)
     {
         var id = state.Ids.Next();

@@ -74,6 +74,9 @@ internal sealed class Reader(ConnectionState state, PendingCalls pending, Subscr
             case ServerMessage.KindOneofCase.Read:
                 pending.Complete(message.Read.CorrelationId, message);
                 break;
+            case ServerMessage.KindOneofCase.StreamAdmin:
+                pending.Complete(message.StreamAdmin.CorrelationId, message);
+                break;
             case ServerMessage.KindOneofCase.Call:
                 calls.Start(message.Call, session);
                 break;
