@@ -5,7 +5,7 @@ namespace Loom.Sdk;
 /// <summary>
 /// Base class of a Loom agent. Override <see cref="Topics"/> and <see cref="OnEventAsync"/> to
 /// handle events, and mark methods with <see cref="CapabilityAttribute"/> to answer calls. The same
-/// class runs against a remote bridge (<see cref="LoomAgentHost.StartAsync"/>) or in-process against
+/// class runs against a remote bridge (<see cref="LoomAgentHost.StartAsync(Agent, Uri, AgentHostOptions?, CancellationToken)"/>) or in-process against
 /// the core (<see cref="LoomAgentHost.StartInProcess"/>).
 /// </summary>
 public abstract class Agent

@@ -12,7 +12,7 @@ namespace Loom.Sdk;
 /// in-process against the core. Thread-safe; one per running agent. Errors are typed
 /// <see cref="LoomException"/>s.
 /// </summary>
-public sealed class AgentContext
+public sealed class AgentContext : ILoomContext
 {
     private const string JsonContentType = "application/json";
     private const string BytesContentType = "application/octet-stream";

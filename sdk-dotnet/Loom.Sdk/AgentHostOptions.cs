@@ -3,8 +3,8 @@ using Microsoft.Extensions.Logging;
 
 namespace Loom.Sdk;
 
-/// <summary>Settings of a running agent, remote or in-process. Every value has a working default.</summary>
-public sealed class AgentHostOptions
+/// <summary>Settings of a running agent, remote or in-process. Every value has a working default; a record (<c>with { ... }</c>).</summary>
+public sealed record AgentHostOptions
 {
     /// <summary>Stable agent id. Default null: the agent's name plus a random suffix, fixed for the life of the host.</summary>
     public string? AgentId { get; init; }
@@ -29,7 +29,9 @@ public sealed class AgentHostOptions
 
     /// <summary>
     /// Connection settings for a remote agent (reconnect backoff, heartbeats, queues). Its identity
-    /// fields are replaced by the ones above. Default: <see cref="LoomConnectionOptions"/>'s defaults.
+    /// fields are replaced by the ones above when those are set. Default:
+    /// <see cref="LoomConnectionOptions.FromEnvironment()"/>, the defaults with the <c>LOOM_*</c>
+    /// environment variables applied (<c>LOOM_AGENT_ID</c>, <c>LOOM_NAMESPACE</c>, <c>LOOM_HEARTBEAT_MS</c>, ...).
     /// </summary>
     public LoomConnectionOptions? Connection { get; init; }
 

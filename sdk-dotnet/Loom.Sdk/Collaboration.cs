@@ -27,28 +27,14 @@ public static class CollaborationExtensions
     // ---------------------------------------------------------------------------------------
 
     /// <summary>Runs a gather (request/reply or fan-out/fan-in) and returns who answered, timed out and failed.</summary>
-    public static Task<GatherResult> GatherAsync(this AgentContext context, GatherRequest request, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        return GatherAsync(context.Transport, request, cancellationToken);
-    }
-
-    /// <inheritdoc cref="GatherAsync(AgentContext, GatherRequest, CancellationToken)"/>
-    public static Task<GatherResult> GatherAsync(this LoomConnection connection, GatherRequest request, CancellationToken cancellationToken = default) =>
-        GatherAsync((IAgentTransport)connection, request, cancellationToken);
+    public static Task<GatherResult> GatherAsync(this ILoomContext context, GatherRequest request, CancellationToken cancellationToken = default) =>
+        GatherAsync(TransportOf(context), request, cancellationToken);
 
     /// <summary>
     /// Fan-out to a topic with a JSON payload, joined by <paramref name="strategy"/> (k for FIRST_K).
     /// </summary>
-    public static Task<GatherResult> FanOutAsync<T>(this AgentContext context, string topic, T payload, JoinStrategy strategy, TimeSpan timeout, uint k = 0, string? threadId = null, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        return GatherAsync(context.Transport, TopicRequest(topic, payload, strategy, timeout, k, threadId, context.JsonOptions), cancellationToken);
-    }
-
-    /// <inheritdoc cref="FanOutAsync{T}(AgentContext, string, T, JoinStrategy, TimeSpan, uint, string?, CancellationToken)"/>
-    public static Task<GatherResult> FanOutAsync<T>(this LoomConnection connection, string topic, T payload, JoinStrategy strategy, TimeSpan timeout, uint k = 0, string? threadId = null, CancellationToken cancellationToken = default) =>
-        GatherAsync(connection, TopicRequest(topic, payload, strategy, timeout, k, threadId, JsonSerializerOptions.Web), cancellationToken);
+    public static Task<GatherResult> FanOutAsync<T>(this ILoomContext context, string topic, T payload, JoinStrategy strategy, TimeSpan timeout, uint k = 0, string? threadId = null, CancellationToken cancellationToken = default) =>
+        GatherAsync(TransportOf(context), TopicRequest(topic, payload, strategy, timeout, k, threadId, context.JsonOptions), cancellationToken);
 
     /// <summary>
     /// Majority with a comparison defined by a local function: gathers with strategy ALL (every
@@ -58,30 +44,16 @@ public static class CollaborationExtensions
     /// known responders). Same result shape as the core's MAJORITY; unlike it, it cannot stop at
     /// the quorum before the others answer.
     /// </summary>
-    public static Task<GatherResult> MajorityAsync<TKey>(this AgentContext context, GatherRequest request, Func<Reply, TKey?> key, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        return MajorityAsync(context.Transport, request, key, cancellationToken);
-    }
-
-    /// <inheritdoc cref="MajorityAsync{TKey}(AgentContext, GatherRequest, Func{Reply, TKey}, CancellationToken)"/>
-    public static Task<GatherResult> MajorityAsync<TKey>(this LoomConnection connection, GatherRequest request, Func<Reply, TKey?> key, CancellationToken cancellationToken = default) =>
-        MajorityAsync((IAgentTransport)connection, request, key, cancellationToken);
+    public static Task<GatherResult> MajorityAsync<TKey>(this ILoomContext context, GatherRequest request, Func<Reply, TKey?> key, CancellationToken cancellationToken = default) =>
+        MajorityAsync(TransportOf(context), request, key, cancellationToken);
 
     // ---------------------------------------------------------------------------------------
     // Barrier
     // ---------------------------------------------------------------------------------------
 
     /// <summary>Arrives at a barrier (or observes it) and waits until it is complete or the deadline; reports who arrived.</summary>
-    public static Task<BarrierResult> BarrierAsync(this AgentContext context, BarrierRequest request, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        return BarrierAsync(context.Transport, request, cancellationToken);
-    }
-
-    /// <inheritdoc cref="BarrierAsync(AgentContext, BarrierRequest, CancellationToken)"/>
-    public static Task<BarrierResult> BarrierAsync(this LoomConnection connection, BarrierRequest request, CancellationToken cancellationToken = default) =>
-        BarrierAsync((IAgentTransport)connection, request, cancellationToken);
+    public static Task<BarrierResult> BarrierAsync(this ILoomContext context, BarrierRequest request, CancellationToken cancellationToken = default) =>
+        BarrierAsync(TransportOf(context), request, cancellationToken);
 
     // ---------------------------------------------------------------------------------------
     // Contract-net
@@ -93,15 +65,8 @@ public static class CollaborationExtensions
     /// timeout), scored here, and handed to the core with SCORING_RULE_GIVEN for the award,
     /// execution and fallback; without it the request's scoring rule applies in the core.
     /// </summary>
-    public static Task<ContractNetResult> ContractNetAsync(this AgentContext context, ContractNetRequest request, Func<Bid, double>? scorer = null, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        return ContractNetAsync(context.Transport, request, scorer, cancellationToken);
-    }
-
-    /// <inheritdoc cref="ContractNetAsync(AgentContext, ContractNetRequest, Func{Bid, double}?, CancellationToken)"/>
-    public static Task<ContractNetResult> ContractNetAsync(this LoomConnection connection, ContractNetRequest request, Func<Bid, double>? scorer = null, CancellationToken cancellationToken = default) =>
-        ContractNetAsync((IAgentTransport)connection, request, scorer, cancellationToken);
+    public static Task<ContractNetResult> ContractNetAsync(this ILoomContext context, ContractNetRequest request, Func<Bid, double>? scorer = null, CancellationToken cancellationToken = default) =>
+        ContractNetAsync(TransportOf(context), request, scorer, cancellationToken);
 
     // ---------------------------------------------------------------------------------------
     // Threads
@@ -113,18 +78,20 @@ public static class CollaborationExtensions
     /// result to leave.
     /// </summary>
     /// <exception cref="InvalidParamsException">The thread id is not one topic token.</exception>
-    public static Task<LoomSubscription> JoinThreadAsync(this AgentContext context, string threadId, Func<Envelope, CancellationToken, Task> handler, CancellationToken cancellationToken = default)
+    public static Task<LoomSubscription> JoinThreadAsync(this ILoomContext context, string threadId, Func<Envelope, CancellationToken, Task> handler, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(context);
         return context.SubscribeAsync(ThreadPattern(threadId), handler, null, cancellationToken);
     }
 
-    /// <inheritdoc cref="JoinThreadAsync(AgentContext, string, Func{Envelope, CancellationToken, Task}, CancellationToken)"/>
-    public static Task<LoomSubscription> JoinThreadAsync(this LoomConnection connection, string threadId, Func<Envelope, CancellationToken, Task> handler, CancellationToken cancellationToken = default)
+    /// <summary>Where a context's operations go: the agent's transport, or the connection itself.</summary>
+    private static IAgentTransport TransportOf(ILoomContext context) => context switch
     {
-        ArgumentNullException.ThrowIfNull(connection);
-        return connection.SubscribeAsync(ThreadPattern(threadId), handler, null, cancellationToken);
-    }
+        null => throw new ArgumentNullException(nameof(context)),
+        AgentContext agent => agent.Transport,
+        LoomConnection connection => connection,
+        _ => throw new InvalidOperationException($"Collaboration operations need the SDK's own context (an AgentContext or a LoomConnection), not {context.GetType().Name}."),
+    };
 
     /// <summary>The broadcast topic of a thread: <c>thread.{id}.broadcast</c>.</summary>
     public static string ThreadTopic(string threadId, string kind = "broadcast") => $"thread.{CheckThread(threadId)}.{kind}";

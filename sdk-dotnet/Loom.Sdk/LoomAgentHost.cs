@@ -13,6 +13,15 @@ namespace Loom.Sdk;
 public static class LoomAgentHost
 {
     /// <summary>
+    /// Connects the agent to the bridge at <c>LOOM_URL</c> (else <c>http://127.0.0.1:7070</c>), with
+    /// the connection settings of the <c>LOOM_*</c> environment variables unless
+    /// <see cref="AgentHostOptions.Connection"/> is given. See <see cref="StartAsync(Agent, Uri, AgentHostOptions?, CancellationToken)"/>.
+    /// </summary>
+    /// <exception cref="LoomException">UNAVAILABLE when the bridge cannot be reached; INVALID_PARAMS when a <c>LOOM_*</c> variable is malformed (the message names it) or the bridge rejects the registration.</exception>
+    public static Task<RunningAgent> StartAsync(Agent agent, AgentHostOptions? options = null, CancellationToken cancellationToken = default) =>
+        StartAsync(agent, LoomConnectionOptions.BridgeAddressFromEnvironment(), options, cancellationToken);
+
+    /// <summary>
     /// Connects the agent to a bridge: registers its topics and capabilities (schemas generated from
     /// the [Capability] methods), opens the event stream, and keeps it connected (reconnecting with
     /// backoff). Dispose the result to leave.
@@ -86,30 +95,15 @@ public static class LoomAgentHost
 
     private static LoomConnectionOptions ConnectionOptions(Agent agent, AgentHostOptions options)
     {
-        var c = options.Connection ?? new LoomConnectionOptions();
-        return new LoomConnectionOptions
+        var c = options.Connection ?? LoomConnectionOptions.FromEnvironment();
+        return c with
         {
             AgentId = options.AgentId ?? c.AgentId,
             Name = options.Name ?? agent.Name,
             Namespace = string.IsNullOrEmpty(options.Namespace) ? c.Namespace : options.Namespace,
             Metadata = options.Metadata ?? c.Metadata,
-            HeartbeatInterval = c.HeartbeatInterval,
-            ReconnectInitialDelay = c.ReconnectInitialDelay,
-            ReconnectMaxDelay = c.ReconnectMaxDelay,
-            ReconnectJitter = c.ReconnectJitter,
-            RestartSettle = c.RestartSettle,
-            ConnectTimeout = c.ConnectTimeout,
-            OutboundQueueCapacity = c.OutboundQueueCapacity,
-            MaxFrameBytes = c.MaxFrameBytes,
-            MaxFrameMessages = c.MaxFrameMessages,
-            DefaultCallTimeout = c.DefaultCallTimeout,
-            RequestTimeout = c.RequestTimeout,
-            DeliveryQueueCapacity = c.DeliveryQueueCapacity,
-            DisposeTimeout = c.DisposeTimeout,
-            Sdk = c.Sdk,
             LoggerFactory = options.LoggerFactory ?? c.LoggerFactory,
             TimeProvider = options.TimeProvider ?? c.TimeProvider,
-            Channel = c.Channel,
         };
     }
 }

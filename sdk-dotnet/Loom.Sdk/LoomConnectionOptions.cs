@@ -3,8 +3,13 @@ using Microsoft.Extensions.Logging;
 
 namespace Loom.Sdk;
 
-/// <summary>Settings of a <see cref="LoomConnection"/>. Every value has a working default.</summary>
-public sealed class LoomConnectionOptions
+/// <summary>
+/// Settings of a <see cref="LoomConnection"/>. Every value has a working default; a record, so
+/// derive variants with <c>with { ... }</c>. <see cref="FromEnvironment()"/> applies the
+/// <c>LOOM_*</c> environment variables (the same names as the Python and TypeScript SDKs).
+/// The connection checks them with <see cref="Validate"/>.
+/// </summary>
+public sealed partial record LoomConnectionOptions
 {
     /// <summary>
     /// Stable agent id, kept across reconnects. Default null: the SDK makes one from
@@ -104,24 +109,24 @@ public sealed class LoomConnectionOptions
     /// makes its own channel. Default: the environment variable <c>LOOM_TLS_CA</c>, else null (an
     /// <c>https://</c> address is checked against the system's roots).
     /// </summary>
-    public string? TlsCaFile { get; init; } = FromEnvironment("LOOM_TLS_CA");
+    public string? TlsCaFile { get; init; } = Env("LOOM_TLS_CA");
 
     /// <summary>
     /// Client certificate (PEM file) shown to a bridge that asks for one (mutual TLS; the bridge
     /// takes the agent's identity from it). Needs <see cref="TlsKeyFile"/>. Default: <c>LOOM_TLS_CERT</c>, else null.
     /// </summary>
-    public string? TlsCertificateFile { get; init; } = FromEnvironment("LOOM_TLS_CERT");
+    public string? TlsCertificateFile { get; init; } = Env("LOOM_TLS_CERT");
 
     /// <summary>The private key (PEM file) of <see cref="TlsCertificateFile"/>. Default: <c>LOOM_TLS_KEY</c>, else null.</summary>
-    public string? TlsKeyFile { get; init; } = FromEnvironment("LOOM_TLS_KEY");
+    public string? TlsKeyFile { get; init; } = Env("LOOM_TLS_KEY");
 
     /// <summary>
     /// Bearer token (from <c>loom token create</c>) sent as <c>authorization: Bearer ...</c> with
     /// every call. Sent only over TLS or to a loopback address. Default: <c>LOOM_TOKEN</c>, else null.
     /// </summary>
-    public string? Token { get; init; } = FromEnvironment("LOOM_TOKEN");
+    public string? Token { get; init; } = Env("LOOM_TOKEN");
 
-    private static string? FromEnvironment(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
+    private static string? Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : null;
 
     /// <summary>
     /// gRPC client interceptors every call of the connection goes through (RegisterAgent, the
@@ -129,4 +134,12 @@ public sealed class LoomConnectionOptions
     /// metrics of your own. Default none.
     /// </summary>
     public IReadOnlyList<Grpc.Core.Interceptors.Interceptor>? Interceptors { get; init; }
+
+    // The token stays out of logs: a record prints its members in ToString.
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append("AgentId = ").Append(AgentId).Append(", Name = ").Append(Name).Append(", Namespace = ").Append(Namespace)
+            .Append(", Token = ").Append(Token is null ? "null" : "***");
+        return true;
+    }
 }

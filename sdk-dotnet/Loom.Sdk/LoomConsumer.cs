@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using Loom.Core;
 using Loom.Protocol.V1;
+using Loom.Sdk.Internal.Connection;
 
 namespace Loom.Sdk;
 
@@ -11,7 +12,7 @@ namespace Loom.Sdk;
 /// </summary>
 public sealed class LoomConsumer : IAsyncDisposable
 {
-    private readonly LoomConnection _connection;
+    private readonly DurableStreams _streams;
     private readonly Func<ConsumerMessage, CancellationToken, Task> _handler;
     private readonly Channel<Delivery> _queue;
     private readonly CancellationTokenSource _stop = new();
@@ -19,9 +20,9 @@ public sealed class LoomConsumer : IAsyncDisposable
     private long _handled;
     private long _failed;
 
-    internal LoomConsumer(LoomConnection connection, ConsumerConfig config, Func<ConsumerMessage, CancellationToken, Task> handler)
+    internal LoomConsumer(DurableStreams streams, ConsumerConfig config, Func<ConsumerMessage, CancellationToken, Task> handler)
     {
-        _connection = connection;
+        _streams = streams;
         Config = config;
         _handler = handler;
         var capacity = (int)(config.MaxAckPending == 0 ? 1000 : Math.Min(config.MaxAckPending, 100_000));
@@ -79,7 +80,7 @@ public sealed class LoomConsumer : IAsyncDisposable
         }
     }
 
-    internal void Settle(ulong sequence, AckKind kind, uint delayMs) => _connection.SendConsumerAck(Config.Stream, Config.Name, sequence, kind, delayMs);
+    internal void Settle(ulong sequence, AckKind kind, uint delayMs) => _streams.SendAck(Config.Stream, Config.Name, sequence, kind, delayMs);
 
     internal async Task StopAsync()
     {
@@ -91,7 +92,7 @@ public sealed class LoomConsumer : IAsyncDisposable
     /// <summary>Stops receiving; the consumer's position stays in the bridge (<paramref name="delete"/> removes it).</summary>
     public async Task DetachAsync(bool delete = false)
     {
-        await _connection.DetachAsync(this, delete);
+        await _streams.DetachAsync(this, delete);
         await StopAsync();
     }
 

@@ -319,6 +319,38 @@ public sealed class ConformanceVectorTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(OptionCases))]
+    public void Option_bounds(string name)
+    {
+        var c = Case("options.json", "options", name);
+        var option = (string)c["sdk"]!["dotnet"]!["option"]!;
+        var property = typeof(LoomConnectionOptions).GetProperty(option)!;
+        var unit = (string)c["unit"]!;
+        object Value(double v) => property.PropertyType == typeof(int) ? (object)(int)v
+            : property.PropertyType == typeof(double) ? (object)v
+            : (object)TimeSpan.FromMilliseconds(v);
+        LoomConnectionOptions With(double v)
+        {
+            var options = new LoomConnectionOptions();
+            property.SetValue(options, Value(v)); // init-only: set on a fresh copy by reflection
+            return options;
+        }
+
+        var min = (double)c["min"]!;
+        With(min).Validate();
+        var step = unit == "fraction" ? 0.01 : 1;
+        var below = Assert.Throws<InvalidParamsException>(() => With(min - step).Validate());
+        Assert.Equal("/" + option, below.Path);
+        if (c["max"] is { } maxNode)
+        {
+            var max = (double)maxNode;
+            With(max).Validate();
+            var above = Assert.Throws<InvalidParamsException>(() => With(max + step).Validate());
+            Assert.Equal("/" + option, above.Path);
+        }
+    }
+
     [Fact]
     public void Bridge_heartbeat_default_and_bounds()
     {
