@@ -123,6 +123,9 @@ public sealed record BridgeOptions
     /// <summary>Where durable streams and consumer positions are kept (<c>--data-dir</c>); needed when <see cref="Streams"/> is not empty. Default none.</summary>
     public string? DataDirectory { get; init; }
 
+    /// <summary>Idempotent capability calls: window and bounds (loom.yaml <c>idempotency:</c>).</summary>
+    public IdempotencyOptions Idempotency { get; init; } = new();
+
     /// <summary>ActionBroker settings (timeouts, routing default).</summary>
     public ActionBrokerOptions Actions { get; init; } = new();
 
@@ -284,6 +287,7 @@ public sealed record BridgeOptions
         Nested("Audit", Audit.Validate);
         Nested("EventBus", EventBus.Validate);
         Nested("Memory", Memory.Validate);
+        Nested("Idempotency", Idempotency.Validate);
         StreamConfig.ValidateAll(Streams, DataDirectory);
 
         static void Check(bool bad, string name, string message)

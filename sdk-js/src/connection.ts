@@ -58,6 +58,13 @@ export interface InvokeOptions {
   headers?: Record<string, string>;
   /** W3C trace context. @default "" */
   traceparent?: string;
+  /**
+   * Calls with the same key (per caller identity and capability) within the bridge's idempotency
+   * window (default 24 h) get the first call's result instead of invoking a provider again, also
+   * after a bridge restart. At most 128 bytes of printable ASCII, e.g. a UUID (docs/durability.md).
+   * @default "" (not idempotent)
+   */
+  idempotencyKey?: string;
   /** Cancels the call (the provider is told to stop). @default none */
   signal?: AbortSignal;
 }
@@ -1204,6 +1211,7 @@ export class Connection implements AgentContext {
       routing: options.routing ? ROUTING_NUMBERS[options.routing] : 0,
       targetAgent: options.targetAgent ?? '',
       headers: options.headers ?? {},
+      idempotencyKey: options.idempotencyKey ?? '',
     };
     // A little longer than the bridge's deadline, so its own TIMEOUT normally arrives first.
     const grace = Math.min(1000, 100 + timeoutMs * 0.05);

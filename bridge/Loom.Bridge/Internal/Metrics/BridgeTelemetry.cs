@@ -43,6 +43,16 @@ internal sealed class BridgeTelemetry : IDisposable
         _meter.CreateObservableCounter("loom.dashboard.events.unrecorded", () => feed.SampledOut, "{event}", "Events and calls the dashboard did not record in its recent-event and thread buffers (over its per-second budget).");
         _meter.CreateObservableCounter("loom.dashboard.events.skipped", () => feed.ClientEventsSkipped, "{event}", "Recorded events a live-tail client did not get because of its rate cap.");
     }
+    /// <summary>The idempotency store's counters (replays, stores, evictions) and its size.</summary>
+    public void ObserveIdempotency(Idempotency.IdempotencyStore store)
+    {
+        _meter.CreateObservableCounter("loom.idempotency.replays", () => store.Replays, "{call}", "Calls with an idempotency key answered with the stored result of an earlier call instead of invoking a provider.");
+        _meter.CreateObservableCounter("loom.idempotency.stores", () => store.Stores, "{call}", "Results of calls with an idempotency key stored (successes and non-transient failures).");
+        _meter.CreateObservableCounter("loom.idempotency.evictions", () => store.Evictions, "{key}", "Idempotency keys forgotten before their window ended (over idempotency.max_keys or max_memory_bytes).");
+        _meter.CreateObservableCounter("loom.idempotency.waits", () => store.Waits, "{call}", "Calls that waited for a call in flight with the same idempotency key.");
+        _meter.CreateObservableGauge("loom.idempotency.keys", () => store.Count, "{key}", "Idempotency keys held (within the window).");
+    }
+
     /// <summary>The bridge's meter: instruments on it are served at /metrics.</summary>
     public Meter Meter => _meter;
 
