@@ -26,7 +26,10 @@ internal static class Program
           external   events/s received from an external publisher: --cmd "COMMAND" (see docs/performance.md)
           soak       --minutes N of steady mixed load with one misbehaving client of each kind attached: bridge RSS,
                      drops by reason, p99 latency and errors, a line per interval (bridge in a child process)
-          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external and soak only when named)
+          durable    acknowledged publishes to a durable stream (fsync'd group commits) against the ephemeral pubsub
+                     figure in the same run: events/s, ack latency p50/p99 (pipelined and one at a time), disk bytes
+                     per event, and the start time of a bridge over a --log-events log (bridge in this process)
+          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external, soak and durable only when named)
         Options:
           --url URL          bridge gRPC address (default: a bridge in this process; agents: a bridge process)
           --http-url URL     the bridge's HTTP address, for /metrics (agents and soak with --url)
@@ -55,6 +58,8 @@ internal static class Program
           --oversize-every N soak: seconds between oversized forwards, headers and lists (default 5)
           --offenders LIST   soak: which misbehaving clients: all (default), none, or some of
                              stalled,slow,silent,flood,oversize,fill
+          --inflight N       durable: acknowledged publishes in flight at once (default 4096)
+          --log-events N     durable: events in the log whose recovery is timed (default 10000000; 0 skips it)
           --json FILE        also write the results as JSON to FILE ('-' for stdout instead of the table)
         """;
 
@@ -94,7 +99,7 @@ internal static class Program
         };
 
         var scenarios = options.Scenario == "all" ? ["bus", "pubsub", "paced", "rpc", "reqreply", "fanout"] : new[] { options.Scenario };
-        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak");
+        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak" and not "durable");
         LoomBridge? bridge = null;
         var url = options.Url;
         if (url is null && needsBridge)
@@ -122,6 +127,7 @@ internal static class Program
                     "agents" => await AgentsBench.RunAsync(options, progress),
                     "external" => await ExternalBench.RunAsync(url!, options, progress),
                     "soak" => await Soak.SoakBench.RunAsync(options, progress),
+                    "durable" => await DurableBench.RunAsync(options, progress),
                     _ => throw new InvalidOperationException(scenario),
                 };
                 report.Results.AddRange(results);
@@ -205,6 +211,10 @@ internal sealed class BenchOptions
 
     public int Subscribers { get; private set; } = 10;
 
+    public int InFlight { get; private set; } = 4096;
+
+    public int LogEvents { get; private set; } = 10_000_000;
+
     public int Agents { get; private set; } = 10_000;
 
     public int HeartbeatMs { get; private set; } = 5000;
@@ -254,7 +264,7 @@ internal sealed class BenchOptions
             Uri Address() => Uri.TryCreate(Next(), UriKind.Absolute, out var url) ? url : throw new ArgumentException($"{arg} needs an absolute http:// address.");
             switch (arg)
             {
-                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "all":
+                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "durable" or "all":
                     o.Scenario = arg;
                     break;
                 case "--url":
@@ -340,6 +350,12 @@ internal sealed class BenchOptions
                         var list => list.Split(',').Select(k => Bench.Soak.SoakSettings.AllOffenders.Contains(k) ? k : throw new ArgumentException($"--offenders: unknown '{k}' (all, none, or some of {string.Join(',', Bench.Soak.SoakSettings.AllOffenders)}).")).ToHashSet(StringComparer.Ordinal),
                     };
                     break;
+                case "--inflight":
+                    o.InFlight = Number();
+                    break;
+                case "--log-events":
+                    o.LogEvents = int.TryParse(Next(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var logEvents) && logEvents >= 0 ? logEvents : throw new ArgumentException("--log-events needs 0 or a positive integer.");
+                    break;
                 case "--json":
                     // "--json" alone (the old form) prints JSON to stdout.
                     o.JsonFile = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) && !IsScenario(args[i + 1]) ? args[++i] : "-";
@@ -360,7 +376,7 @@ internal sealed class BenchOptions
         return o;
     }
 
-    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "all";
+    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "durable" or "all";
 }
 
 /// <summary>One figure: the median of several runs, with the spread.</summary>

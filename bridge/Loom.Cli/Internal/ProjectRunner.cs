@@ -288,6 +288,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             Permissions = project.Permissions,
             Audit = AuditFor(project),
             Streams = project.Streams ?? [],
+            Idempotency = project.Idempotency ?? new Loom.Bridge.IdempotencyOptions(),
             DataDirectory = project.DataDir ?? (project.Streams is { Count: > 0 } ? Path.Combine(project.Directory, ".loom", "data") : null),
             McpServers = servers,
             Llm = project.Llm ?? new Loom.Llm.LlmOptions(),

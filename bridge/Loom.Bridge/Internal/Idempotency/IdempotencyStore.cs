@@ -244,7 +244,8 @@ internal sealed class IdempotencyStore : IIdempotencyStore, IAsyncDisposable
         var entry = new Entry(key, fingerprint, now);
         if (_log is null)
         {
-            entry.Outcome = AsReplay(outcome);
+            // A copy: the output may sit in a buffer its provider's transport owns.
+            entry.Outcome = new ActionOutcome { OutputJson = outcome.OutputJson.ToArray(), Error = outcome.Error, ProviderId = outcome.ProviderId, AgentId = outcome.AgentId, Duration = outcome.Duration, Replayed = true };
             entry.Bytes = key.Length * 2L + outcome.OutputJson.Length + (outcome.Error?.CalculateSize() ?? 0) + 128;
         }
         else
@@ -339,7 +340,7 @@ internal sealed class IdempotencyStore : IIdempotencyStore, IAsyncDisposable
         return null; // removed by retention (max_disk_bytes) or unreadable: the call runs again
     }
 
-    private void Rebuild(IStreamLog log)
+    private void Rebuild(FileStreamLog log)
     {
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         var from = log.SequenceAt(now - _windowMs);
