@@ -62,14 +62,14 @@ public sealed class IdempotencyCrashTests : IDisposable
         "--http-port",
         http.ToString(CultureInfo.InvariantCulture));
 
-    private static Task<LoomAgentHost> Host(Agent agent, string url, string id) => LoomAgentHost.StartAsync(agent, new Uri(url), new AgentHostOptions
+    private static Task<RunningAgent> Host(Agent agent, string url, string id) => LoomAgentHost.StartAsync(agent, new Uri(url), new AgentHostOptions
     {
         AgentId = id,
         StopTimeout = TimeSpan.FromSeconds(2),
         Connection = new LoomConnectionOptions { ReconnectInitialDelay = TimeSpan.FromMilliseconds(50), ReconnectMaxDelay = TimeSpan.FromMilliseconds(500), DisposeTimeout = TimeSpan.FromSeconds(2) },
     });
 
-    private static Task<CountOutput?[]> CallAll(LoomAgentHost caller, int count) => Task.WhenAll(Enumerable.Range(0, count).Select(i =>
+    private static Task<CountOutput?[]> CallAll(RunningAgent caller, int count) => Task.WhenAll(Enumerable.Range(0, count).Select(i =>
         caller.Context.InvokeAsync<CountOutput>("count.next", new CountInput($"order-{i}"), TimeSpan.FromSeconds(30), new InvokeOptions { IdempotencyKey = $"key-{i}" })));
 
     [Fact]

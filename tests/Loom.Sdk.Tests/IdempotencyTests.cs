@@ -74,7 +74,7 @@ public sealed class IdempotencyTests : IDisposable
         return bridge;
     }
 
-    private static Task<TOut?> Call<TOut>(LoomAgentHost caller, string capability, object input, string? key) =>
+    private static Task<TOut?> Call<TOut>(RunningAgent caller, string capability, object input, string? key) =>
         caller.Context.InvokeAsync<TOut>(capability, input, Short, key is null ? null : new InvokeOptions { IdempotencyKey = key });
 
     [Theory]
