@@ -42,9 +42,11 @@ async def test_the_same_key_invokes_the_provider_once_and_a_new_key_again(bridge
         assert other == {"ticket": 2, "item": "tea"}
         assert len(calls) == 2
 
-        raw = await caller.invoke_raw(name, b'{"item": "tea"}', timeout=T, idempotency_key="order-2")
-        assert json.loads(raw) == other
-        assert len(calls) == 2
+        # invoke_raw takes the key too; the input is compared as the bytes sent.
+        raw = await caller.invoke_raw(name, b'{"item": "tea"}', timeout=T, idempotency_key="order-3")
+        raw_again = await caller.invoke_raw(name, b'{"item": "tea"}', timeout=T, idempotency_key="order-3")
+        assert json.loads(raw) == {"ticket": 3, "item": "tea"} and raw_again == raw
+        assert len(calls) == 3
 
         with pytest.raises(loom.InvalidParamsError) as mismatch:
             await caller.invoke(name, {"item": "coffee"}, timeout=T, idempotency_key="order-1")
@@ -52,6 +54,6 @@ async def test_the_same_key_invokes_the_provider_once_and_a_new_key_again(bridge
         with pytest.raises(loom.InvalidParamsError) as too_long:
             await caller.invoke(name, {"item": "tea"}, timeout=T, idempotency_key="k" * 129)
         assert "idempotency_key" in too_long.value.message and "128" in too_long.value.message
-        assert len(calls) == 2
+        assert len(calls) == 3
     finally:
         await asyncio.gather(provider.close(), caller.close())
