@@ -74,6 +74,24 @@ public sealed class IdempotencyTests : IDisposable
         return bridge;
     }
 
+    /// <summary>The suite's options with a connect timeout that holds on a loaded machine (the first bridge of a run starts cold).</summary>
+    private static AgentHostOptions Options(string? agentId = null)
+    {
+        var options = TestBridge.Options(agentId);
+        return new AgentHostOptions
+        {
+            AgentId = options.AgentId,
+            LoggerFactory = options.LoggerFactory,
+            Connection = new LoomConnectionOptions
+            {
+                ReconnectInitialDelay = options.Connection!.ReconnectInitialDelay,
+                ReconnectMaxDelay = options.Connection.ReconnectMaxDelay,
+                DisposeTimeout = options.Connection.DisposeTimeout,
+                ConnectTimeout = TimeSpan.FromSeconds(60),
+            },
+        };
+    }
+
     private static Task<TOut?> Call<TOut>(RunningAgent caller, string capability, object input, string? key) =>
         caller.Context.InvokeAsync<TOut>(capability, input, Short, key is null ? null : new InvokeOptions { IdempotencyKey = key });
 
@@ -84,8 +102,8 @@ public sealed class IdempotencyTests : IDisposable
     {
         await using var bridge = await StartAsync(durable);
         var tickets = new TicketAgent();
-        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, TestBridge.Options());
-        await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, TestBridge.Options());
+        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, Options());
+        await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, Options());
 
         var first = await Call<TicketOutput>(caller, "ticket.next", new TicketInput("tea"), "order-1");
         var again = await Call<TicketOutput>(caller, "ticket.next", new TicketInput("tea"), "order-1");
@@ -116,9 +134,9 @@ public sealed class IdempotencyTests : IDisposable
     {
         await using var bridge = await StartAsync(durable: false);
         var tickets = new TicketAgent();
-        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, TestBridge.Options());
-        await using var alice = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, TestBridge.Options("alice"));
-        await using var bob = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, TestBridge.Options("bob"));
+        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, Options());
+        await using var alice = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, Options("alice"));
+        await using var bob = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, Options("bob"));
 
         Assert.Equal(1, (await Call<TicketOutput>(alice, "ticket.next", new TicketInput("x"), "k"))!.Ticket);
         Assert.Equal(2, (await Call<TicketOutput>(bob, "ticket.next", new TicketInput("x"), "k"))!.Ticket);
@@ -130,8 +148,8 @@ public sealed class IdempotencyTests : IDisposable
     {
         await using var bridge = await StartAsync(durable: false);
         var tickets = new TicketAgent();
-        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, TestBridge.Options());
-        await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, TestBridge.Options());
+        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, Options());
+        await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, Options());
 
         var calls = Enumerable.Range(0, 5).Select(_ => Call<TicketOutput>(caller, "ticket.gated", new TicketInput("cake"), "same")).ToArray();
         await Poll.UntilAsync(() => tickets.Tickets == 1, Short, "the first call reached the provider");
@@ -146,8 +164,8 @@ public sealed class IdempotencyTests : IDisposable
     {
         await using var bridge = await StartAsync(durable: true);
         var tickets = new TicketAgent();
-        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, TestBridge.Options());
-        await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, TestBridge.Options());
+        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, Options());
+        await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, Options());
 
         var refused = await Assert.ThrowsAnyAsync<LoomException>(() => Call<TicketOutput>(caller, "ticket.refuse", new TicketInput("a"), "r"));
         var refusedAgain = await Assert.ThrowsAnyAsync<LoomException>(() => Call<TicketOutput>(caller, "ticket.refuse", new TicketInput("a"), "r"));
@@ -170,8 +188,8 @@ public sealed class IdempotencyTests : IDisposable
     {
         await using var bridge = await StartAsync(durable: false);
         var tickets = new TicketAgent();
-        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, TestBridge.Options());
-        await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, TestBridge.Options());
+        await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, Options());
+        await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, Options());
 
         var key = length < 0 ? "two words" : new string('k', length);
         var ex = await Assert.ThrowsAnyAsync<LoomException>(() => Call<TicketOutput>(caller, "ticket.next", new TicketInput("x"), key));
@@ -187,16 +205,16 @@ public sealed class IdempotencyTests : IDisposable
         TicketOutput? first;
         await using (var bridge = await StartAsync(durable: true))
         {
-            await using var provider = await LoomAgentHost.StartAsync(new TicketAgent(), bridge.GrpcAddress, TestBridge.Options());
-            await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, TestBridge.Options("restart-caller"));
+            await using var provider = await LoomAgentHost.StartAsync(new TicketAgent(), bridge.GrpcAddress, Options());
+            await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, Options("restart-caller"));
             first = await Call<TicketOutput>(caller, "ticket.next", new TicketInput("pie"), "before-restart");
         }
 
         await using (var bridge = await StartAsync(durable: true))
         {
             var tickets = new TicketAgent();
-            await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, TestBridge.Options());
-            await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, TestBridge.Options("restart-caller"));
+            await using var provider = await LoomAgentHost.StartAsync(tickets, bridge.GrpcAddress, Options());
+            await using var caller = await LoomAgentHost.StartAsync(new ClientAgent(), bridge.GrpcAddress, Options("restart-caller"));
             Assert.Equal(first, await Call<TicketOutput>(caller, "ticket.next", new TicketInput("pie"), "before-restart"));
             Assert.Equal(0, tickets.Tickets);
             Assert.Equal(1, (await Call<TicketOutput>(caller, "ticket.next", new TicketInput("pie"), "after-restart"))!.Ticket);
