@@ -35,6 +35,7 @@ internal static class DurableBench
                 progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"durable disk: {log.Bytes:N0} bytes for {log.Count:N0} events: {perEvent:N1} bytes per event of {options.PayloadBytes} B payload"));
                 figures.Add(Figure.Of($"durable 1 -> stream, {options.PayloadBytes} B", "disk per event", "bytes", [perEvent], $"{log.Count:N0} events; envelope (32-char id, topic, sender, timestamp, payload) plus the 24-byte record header"));
             }
+
             if (options.LogEvents > 0)
             {
                 figures.AddRange(await RecoveryAsync(Path.Combine(root, "recovery"), options, progress));
