@@ -38,4 +38,4 @@ npm run --silent build
 npm run --silent build:test
 
 echo "== node:test"
-node --test --test-reporter=tap build/test/unit.test.js build/test/vectors.test.js build/test/sdk.test.js build/test/dotnet.test.js build/test/resilience.test.js build/test/python.test.js build/test/mcp.test.js build/test/collab.test.js build/test/security.test.js build/test/llm.test.js build/test/durable.test.js
+node --test --test-reporter=tap build/test/unit.test.js build/test/vectors.test.js build/test/sdk.test.js build/test/dotnet.test.js build/test/resilience.test.js build/test/python.test.js build/test/mcp.test.js build/test/collab.test.js build/test/security.test.js build/test/llm.test.js build/test/durable.test.js build/test/idempotency.test.js

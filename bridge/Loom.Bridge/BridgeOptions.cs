@@ -126,6 +126,9 @@ public sealed record BridgeOptions
     /// <summary>Run records of threads (loom.yaml <c>runs:</c>): on by default, under <see cref="DataDirectory"/> when there is one, else in memory.</summary>
     public RunsOptions Runs { get; init; } = new();
 
+    /// <summary>Idempotent capability calls: window and bounds (loom.yaml <c>idempotency:</c>).</summary>
+    public IdempotencyOptions Idempotency { get; init; } = new();
+
     /// <summary>ActionBroker settings (timeouts, routing default).</summary>
     public ActionBrokerOptions Actions { get; init; } = new();
 
@@ -287,6 +290,7 @@ public sealed record BridgeOptions
         Nested("Audit", Audit.Validate);
         Nested("EventBus", EventBus.Validate);
         Nested("Memory", Memory.Validate);
+        Nested("Idempotency", Idempotency.Validate);
         StreamConfig.ValidateAll(Streams, DataDirectory);
         Runs.Validate();
 

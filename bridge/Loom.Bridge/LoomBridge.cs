@@ -69,6 +69,7 @@ public sealed class LoomBridge : IAsyncDisposable
     private readonly Internal.Metrics.BridgeTelemetry _telemetry;
 
     private Internal.Streams.StreamHost? _streams;
+    private Internal.Idempotency.IdempotencyStore? _idempotency;
 
     private Internal.Runs.RunRecorder? _runs;
 
@@ -240,6 +241,9 @@ public sealed class LoomBridge : IAsyncDisposable
             _telemetry.ObserveRuns(_runs);
         }
 
+        _idempotency = Internal.Idempotency.IdempotencyStore.Open(_options.Idempotency, _options.Actions, _options.DataDirectory, Time, loggerFactory.CreateLogger("Loom.Idempotency"));
+        Broker.Idempotency = _idempotency;
+        _telemetry.ObserveIdempotency(_idempotency);
         _sessions = new SessionRegistry(_options, Bus, Broker, Memory, Agents, Time, loggerFactory.CreateLogger<SessionRegistry>(), _telemetry.Bridge) { Audit = audit, Streams = _streams };
         _telemetry.StartTracing(loggerFactory.CreateLogger<LoomBridge>());
         _coordinator = Core.Collaboration.Coordinator.For(Bus, Broker, loggerFactory.CreateLogger<Core.Collaboration.Coordinator>());
@@ -437,6 +441,12 @@ public sealed class LoomBridge : IAsyncDisposable
         if (_streams is not null)
         {
             await _streams.DisposeAsync();
+        }
+
+        if (_idempotency is not null)
+        {
+            Broker.Idempotency = null;
+            await _idempotency.DisposeAsync();
         }
 
         _coordinator?.Dispose();

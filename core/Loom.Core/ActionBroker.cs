@@ -246,6 +246,34 @@ public sealed partial class ActionBroker
     public Task<ActionOutcome> InvokeAsync(ActionRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (!string.IsNullOrEmpty(request.IdempotencyKey))
+        {
+            if (IdempotencyKeys.Problem(request.IdempotencyKey) is { } problem)
+            {
+                return Task.FromResult(Failure(_time.GetTimestamp(), ErrorCode.InvalidParams, problem));
+            }
+
+            if (Volatile.Read(ref _idempotency) is { } store)
+            {
+                return store.InvokeAsync(request, _invokeOnce ??= InvokeOnceAsync, cancellationToken);
+            }
+        }
+
+        return InvokeOnceAsync(request, cancellationToken);
+    }
+
+    private IIdempotencyStore? _idempotency;
+    private Func<ActionRequest, CancellationToken, Task<ActionOutcome>>? _invokeOnce;
+
+    /// <summary>Where outcomes of calls with an idempotency key are kept; null (the default): keys are checked and otherwise ignored.</summary>
+    public IIdempotencyStore? Idempotency
+    {
+        get => Volatile.Read(ref _idempotency);
+        set => Volatile.Write(ref _idempotency, value);
+    }
+
+    private Task<ActionOutcome> InvokeOnceAsync(ActionRequest request, CancellationToken cancellationToken)
+    {
         if (Volatile.Read(ref _metrics) is null && Volatile.Read(ref _callObserver) is null && !LoomTelemetry.Source.HasListeners())
         {
             return InvokeCoreAsync(request, request.Traceparent, request.Tracestate, cancellationToken);

@@ -137,6 +137,16 @@ public sealed class ActionRequest
 
     /// <summary>Headers passed to the provider.</summary>
     public IReadOnlyDictionary<string, string>? Headers { get; init; }
+
+    /// <summary>
+    /// With an <see cref="ActionBroker.Idempotency"/> store attached: calls with the same key (per
+    /// <see cref="IdempotencyScope"/> and capability) within its window get the first call's result.
+    /// Null or empty: not idempotent. At most 128 bytes of printable ASCII (<see cref="IdempotencyKeys"/>).
+    /// </summary>
+    public string? IdempotencyKey { get; init; }
+
+    /// <summary>Who the key belongs to (the authenticated identity, else the agent id); null takes <see cref="Caller"/>.</summary>
+    public string? IdempotencyScope { get; init; }
 }
 
 /// <summary>How a call ended: output or error (a value, never thrown).</summary>
@@ -160,6 +170,9 @@ public sealed class ActionOutcome
     /// <summary>Time from the call to its outcome.</summary>
     public TimeSpan Duration { get; init; }
 
+    /// <summary>True when this is the stored outcome of an earlier call with the same idempotency key.</summary>
+    public bool Replayed { get; init; }
+
     /// <summary>The protocol form.</summary>
     public ActionResult ToResult(string callId)
     {
@@ -168,6 +181,7 @@ public sealed class ActionOutcome
             CallId = callId ?? string.Empty,
             Provider = AgentId ?? string.Empty,
             DurationUs = Duration <= TimeSpan.Zero ? 0 : (ulong)(Duration.Ticks / 10),
+            Replayed = Replayed,
         };
         if (Error is not null)
         {
@@ -179,6 +193,46 @@ public sealed class ActionOutcome
         }
 
         return result;
+    }
+}
+
+/// <summary>
+/// Where an <see cref="ActionBroker"/> keeps the outcomes of calls made with an idempotency key
+/// (the bridge's store persists them under its data directory). <see cref="InvokeAsync"/> returns
+/// the stored outcome (with <see cref="ActionOutcome.Replayed"/> set), waits for a call in flight
+/// with the same key, or runs the call and stores what it returns when a retry
+/// would get the same answer.
+/// </summary>
+public interface IIdempotencyStore
+{
+    /// <summary>Runs or replays one call whose key <see cref="IdempotencyKeys.Problem"/> accepted.</summary>
+    Task<ActionOutcome> InvokeAsync(ActionRequest request, Func<ActionRequest, CancellationToken, Task<ActionOutcome>> invoke, CancellationToken cancellationToken);
+}
+
+/// <summary>Rules for idempotency keys.</summary>
+public static class IdempotencyKeys
+{
+    /// <summary>Longest key accepted, in bytes.</summary>
+    public const int MaxBytes = 128;
+
+    /// <summary>Why <paramref name="key"/> is not a valid key (a message saying what to fix), or null when it is.</summary>
+    public static string? Problem(string key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (key.Length > MaxBytes)
+        {
+            return $"idempotency_key is {System.Text.Encoding.UTF8.GetByteCount(key)} bytes; the limit is {MaxBytes}. Use a shorter key, e.g. a UUID or a hash of what makes the call unique.";
+        }
+
+        for (var i = 0; i < key.Length; i++)
+        {
+            if (key[i] is < '!' or > '~')
+            {
+                return $"idempotency_key has a character that is not printable ASCII (U+{(int)key[i]:X4} at index {i}); use letters, digits and punctuation only (no spaces or control characters), e.g. a UUID.";
+            }
+        }
+
+        return null;
     }
 }
 

@@ -151,6 +151,7 @@ public sealed class AgentContext : ILoomContext
             call.Routing = options.Routing;
             call.TargetAgent = options.TargetAgent ?? "";
             call.Traceparent = options.Traceparent ?? "";
+            call.IdempotencyKey = options.IdempotencyKey ?? "";
             if (options.Headers is not null)
             {
                 foreach (var (key, value) in options.Headers)

@@ -22,4 +22,12 @@ public sealed class InvokeOptions
 
     /// <summary>W3C traceparent. Default null.</summary>
     public string? Traceparent { get; init; }
+
+    /// <summary>
+    /// Calls with the same key (per caller identity and capability) within the bridge's idempotency
+    /// window (default 24 h) get the first call's result instead of invoking a provider again, also
+    /// after a bridge restart (docs/durability.md). At most 128 bytes of printable ASCII, e.g. a UUID.
+    /// Default null: not idempotent.
+    /// </summary>
+    public string? IdempotencyKey { get; init; }
 }

@@ -48,6 +48,13 @@ export interface InvokeOptions {
   headers?: Record<string, string>;
   /** W3C trace context. @default "" */
   traceparent?: string;
+  /**
+   * Calls with the same key (per caller identity and capability) within the bridge's idempotency
+   * window (default 24 h) get the first call's result instead of invoking a provider again, also
+   * after a bridge restart. At most 128 bytes of printable ASCII, e.g. a UUID (docs/durability.md).
+   * @default "" (not idempotent)
+   */
+  idempotencyKey?: string;
   /** Cancels the call (the provider is told to stop). @default none */
   signal?: AbortSignal;
 }

@@ -32,7 +32,10 @@ internal static class Program
           llm        the LLM gateway against a local fake OpenAI-compatible server: overhead per call over a direct
                      HTTP call, cache-hit latency (p50/p99, --calls per mode per run), and 50 identical concurrent
                      calls coalesced vs not (upstream requests, time) (its own in-process bridge)
-          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external, soak, llm and dashboard only when named)
+          durable    acknowledged publishes to a durable stream (fsync'd group commits) against the ephemeral pubsub
+                     figure in the same run: events/s, ack latency p50/p99 (pipelined and one at a time), disk bytes
+                     per event, and the start time of a bridge over a --log-events log (bridge in this process)
+          all        bus, pubsub, paced, rpc, reqreply, fanout (agents, external, soak, llm, dashboard and durable only when named)
         Options:
           --url URL          bridge gRPC address (default: a bridge in this process; agents: a bridge process)
           --http-url URL     the bridge's HTTP address, for /metrics (agents and soak with --url)
@@ -65,6 +68,8 @@ internal static class Program
           --publishers N     dashboard: agents that publish (default 4)
           --views LIST       dashboard: views measured in turn (default overview,topology,topics,events)
           --markers N        dashboard: update-latency markers per run on the overview (default 3)
+          --inflight N       durable: acknowledged publishes in flight at once (default 4096)
+          --log-events N     durable: events in the log whose recovery is timed (default 10000000; 0 skips it)
           --json FILE        also write the results as JSON to FILE ('-' for stdout instead of the table)
         """;
 
@@ -104,7 +109,7 @@ internal static class Program
         };
 
         var scenarios = options.Scenario == "all" ? ["bus", "pubsub", "paced", "rpc", "reqreply", "fanout"] : new[] { options.Scenario };
-        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak" and not "llm" and not "dashboard");
+        var needsBridge = scenarios.Any(s => s is not "bus" and not "agents" and not "soak" and not "llm" and not "dashboard" and not "durable");
         LoomBridge? bridge = null;
         var url = options.Url;
         if (url is null && needsBridge)
@@ -134,6 +139,7 @@ internal static class Program
                     "soak" => await Soak.SoakBench.RunAsync(options, progress),
                     "llm" => await LlmBench.RunAsync(options, progress),
                     "dashboard" => await DashboardBench.RunAsync(options, progress),
+                    "durable" => await DurableBench.RunAsync(options, progress),
                     _ => throw new InvalidOperationException(scenario),
                 };
                 report.Results.AddRange(results);
@@ -217,6 +223,10 @@ internal sealed class BenchOptions
 
     public int Subscribers { get; private set; } = 10;
 
+    public int InFlight { get; private set; } = 4096;
+
+    public int LogEvents { get; private set; } = 10_000_000;
+
     public int Agents { get; private set; } = 10_000;
 
     public int HeartbeatMs { get; private set; } = 5000;
@@ -285,7 +295,7 @@ internal sealed class BenchOptions
             Uri Address() => Uri.TryCreate(Next(), UriKind.Absolute, out var url) ? url : throw new ArgumentException($"{arg} needs an absolute http:// address.");
             switch (arg)
             {
-                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "dashboard" or "all":
+                case "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "dashboard" or "durable" or "all":
                     o.Scenario = arg;
                     break;
                 case "--url":
@@ -386,6 +396,12 @@ internal sealed class BenchOptions
                         var list => list.Split(',').Select(k => Bench.Soak.SoakSettings.AllOffenders.Contains(k) ? k : throw new ArgumentException($"--offenders: unknown '{k}' (all, none, or some of {string.Join(',', Bench.Soak.SoakSettings.AllOffenders)}).")).ToHashSet(StringComparer.Ordinal),
                     };
                     break;
+                case "--inflight":
+                    o.InFlight = Number();
+                    break;
+                case "--log-events":
+                    o.LogEvents = int.TryParse(Next(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var logEvents) && logEvents >= 0 ? logEvents : throw new ArgumentException("--log-events needs 0 or a positive integer.");
+                    break;
                 case "--json":
                     // "--json" alone (the old form) prints JSON to stdout.
                     o.JsonFile = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) && !IsScenario(args[i + 1]) ? args[++i] : "-";
@@ -406,7 +422,7 @@ internal sealed class BenchOptions
         return o;
     }
 
-    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "all";
+    private static bool IsScenario(string s) => s is "bus" or "pubsub" or "paced" or "rpc" or "reqreply" or "fanout" or "agents" or "external" or "soak" or "llm" or "dashboard" or "durable" or "all";
 }
 
 /// <summary>One figure: the median of several runs, with the spread.</summary>

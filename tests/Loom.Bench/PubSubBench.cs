@@ -44,7 +44,7 @@ internal static class PubSubBench
 
     internal sealed record Run(long Received, long Lost, double Seconds, double EventsPerSecond, long FramesSent, long MessagesSent);
 
-    private static async Task<Run> RunOnceAsync(LoomConnection subscriber, LoomConnection publisher, ByteString payload, int count, string topic)
+    internal static async Task<Run> RunOnceAsync(LoomConnection subscriber, LoomConnection publisher, ByteString payload, int count, string topic)
     {
         long received = 0;
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

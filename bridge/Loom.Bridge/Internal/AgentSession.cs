@@ -1267,7 +1267,7 @@ internal sealed partial class AgentSession : ICapabilityProvider, ISubscriptionS
     {
         try
         {
-            var outcome = await _broker.InvokeAsync(BridgeService.ToActionRequest(call, AgentId), cts.Token);
+            var outcome = await _broker.InvokeAsync(BridgeService.ToActionRequest(call, AgentId, identity: Identity), cts.Token);
             var result = outcome.ToResult(call.CallId);
             if (result.CalculateSize() is var size && size > _options.MaxForwardedBytes)
             {

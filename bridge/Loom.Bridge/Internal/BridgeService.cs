@@ -84,7 +84,7 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             throw StatusMapping.ToStatus(sessions.LimitHit("calls_per_second", "call", request.Call.Capability, limited, context, caller == "anonymous" ? null : caller));
         }
 
-        var actionRequest = ToActionRequest(request.Call, caller, DeadlineOf(context));
+        var actionRequest = ToActionRequest(request.Call, caller, DeadlineOf(context), AuthInterceptor.IdentityOf(context));
         var outcome = await broker.InvokeAsync(actionRequest, context.CancellationToken);
         if (outcome.Error is { } error)
         {
@@ -141,7 +141,8 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
     public static DateTimeOffset? DeadlineOf(ServerCallContext context) =>
         context.Deadline == DateTime.MaxValue ? null : new DateTimeOffset(context.Deadline, TimeSpan.Zero);
 
-    public static ActionRequest ToActionRequest(ActionCall call, string caller, DateTimeOffset? deadline = null)
+    /// <summary>The broker's request for a call; <paramref name="identity"/> (the authenticated one, if any) scopes its idempotency key, else the caller does.</summary>
+    public static ActionRequest ToActionRequest(ActionCall call, string caller, DateTimeOffset? deadline = null, string? identity = null)
     {
         TimeSpan? timeout = call.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(call.TimeoutMs) : null;
         if (deadline is { } d)
@@ -169,6 +170,8 @@ internal sealed class BridgeService(SessionRegistry sessions, ActionBroker broke
             TargetAgent = string.IsNullOrEmpty(call.TargetAgent) ? null : call.TargetAgent,
             CallId = call.CallId,
             Headers = call.Headers.Count == 0 ? null : new Dictionary<string, string>(call.Headers, StringComparer.Ordinal),
+            IdempotencyKey = call.IdempotencyKey.Length == 0 ? null : call.IdempotencyKey,
+            IdempotencyScope = call.IdempotencyKey.Length == 0 ? null : identity is null ? "agent:" + caller : "identity:" + identity,
         };
     }
 }

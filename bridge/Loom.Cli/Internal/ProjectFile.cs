@@ -85,7 +85,8 @@ internal sealed record ProjectFile(
     Loom.Llm.LlmOptions? Llm = null,
     IReadOnlyList<Loom.Bridge.StreamConfig>? Streams = null,
     string? DataDir = null,
-    Loom.Bridge.RunsOptions? Runs = null);
+    Loom.Bridge.RunsOptions? Runs = null,
+    Loom.Bridge.IdempotencyOptions? Idempotency = null);
 
 /// <summary>A <c>loom.yaml</c> that cannot be used: names the file, line, column and field, and says what to fix.</summary>
 internal sealed class ProjectFileException : Exception
@@ -203,7 +204,7 @@ internal static partial class ProjectFileLoader
             throw reader.Error(node, "", "the file must be a mapping with at least 'agents:'");
         }
 
-        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions", "llm", "streams", "data_dir", "runs");
+        var top = reader.Keys(root, "", "name", "description", "bridge", "agents", "params", "main", "mcp_servers", "mcp_expose", "permissions", "llm", "streams", "data_dir", "runs", "idempotency");
         var name = top.TryGetValue("name", out var nameNode) ? reader.String(nameNode, "name") : System.IO.Path.GetFileName(directory);
         var description = top.TryGetValue("description", out var descriptionNode) ? reader.String(descriptionNode, "description") : "";
         var bridge = ReadBridge(reader, top.GetValueOrDefault("bridge"), directory);
@@ -307,7 +308,8 @@ internal static partial class ProjectFileLoader
         var streams = top.TryGetValue("streams", out var streamsNode) ? ReadStreams(reader, streamsNode) : null;
         var dataDir = top.TryGetValue("data_dir", out var dataDirNode) ? System.IO.Path.GetFullPath(reader.String(dataDirNode, "data_dir"), directory) : null;
         var runs = top.TryGetValue("runs", out var runsNode) ? ReadRuns(reader, runsNode) : null;
-        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions, llm, streams, dataDir, runs);
+        var idempotency = top.TryGetValue("idempotency", out var idempotencyNode) ? ReadIdempotency(reader, idempotencyNode) : null;
+        return new ProjectFile(displayPath, directory, name, description, bridge, agents, parameters, main, mcp, expose, permissions, llm, streams, dataDir, runs, idempotency);
     }
 
     /// <summary>
@@ -335,6 +337,27 @@ internal static partial class ProjectFileLoader
         };
     }
 
+    /// <summary><c>idempotency: { window, max_keys, max_memory_bytes, max_disk_bytes, fsync }</c> (docs/durability.md).</summary>
+    private static Loom.Bridge.IdempotencyOptions ReadIdempotency(Reader reader, YamlNode node)
+    {
+        var i = reader.Keys(reader.Mapping(node, "idempotency"), "idempotency", "window", "max_keys", "max_memory_bytes", "max_disk_bytes", "fsync");
+        var defaults = new Loom.Bridge.IdempotencyOptions();
+        var window = i.TryGetValue("window", out var w) ? Duration(reader, w, "idempotency.window") : defaults.Window;
+        if (window <= TimeSpan.Zero)
+        {
+            throw reader.Error(w!, "idempotency.window", "must be positive, e.g. 24h");
+        }
+
+        return new Loom.Bridge.IdempotencyOptions
+        {
+            Window = window,
+            MaxKeys = i.TryGetValue("max_keys", out var keys) ? reader.Int(keys, "idempotency.max_keys", 1, 100_000_000) : defaults.MaxKeys,
+            MaxMemoryBytes = i.TryGetValue("max_memory_bytes", out var memory) ? Size(reader, memory, "idempotency.max_memory_bytes") : defaults.MaxMemoryBytes,
+            MaxDiskBytes = i.TryGetValue("max_disk_bytes", out var disk) ? Size(reader, disk, "idempotency.max_disk_bytes") : defaults.MaxDiskBytes,
+            Fsync = !i.TryGetValue("fsync", out var fsync) || reader.OneOf(fsync, "idempotency.fsync", ["true", "false"]) == "true",
+        };
+    }
+
     /// <summary>
     /// <c>streams: [{ name, subjects, max_age, max_bytes, max_events, duplicate_window, fsync }]</c>
     /// (docs/durability.md): durations as 90s, 30m, 24h, 7d or milliseconds; sizes as bytes or with KiB, MiB, GiB.
@@ -358,12 +381,22 @@ internal static partial class ProjectFileLoader
             }
 
             var name = reader.String(nameNode, field + ".name");
+            if (name.Length is 0 or > 64 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+            {
+                throw reader.Error(nameNode, field + ".name", $"'{name}' is not a stream name: use 1 to 64 letters, digits, '-' or '_' (it names a directory)");
+            }
+
             if (streams.Exists(x => x.Name == name))
             {
                 throw reader.Error(nameNode, field + ".name", $"'{name}' is declared twice; stream names must be unique");
             }
 
             var subjects = reader.Strings(subjectsNode, field + ".subjects");
+            if (subjects.Length == 0)
+            {
+                throw reader.Error(subjectsNode, field + ".subjects", "empty: give the topic patterns the stream captures, e.g. [orders.>]");
+            }
+
             foreach (var subject in subjects)
             {
                 if (TopicPatternReason(subject) is { } reason)

@@ -292,6 +292,7 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
             // A project's bridge keeps its data (durable streams, run records) in .loom/data unless data_dir says otherwise.
             DataDirectory = project.DataDir ?? Path.Combine(project.Directory, ".loom", "data"),
             Runs = project.Runs ?? new RunsOptions(),
+            Idempotency = project.Idempotency ?? new Loom.Bridge.IdempotencyOptions(),
             McpServers = servers,
             Llm = project.Llm ?? new Loom.Llm.LlmOptions(),
             Mcp = project.McpExpose is { } e

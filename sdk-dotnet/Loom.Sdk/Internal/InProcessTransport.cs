@@ -188,6 +188,7 @@ internal sealed class InProcessTransport : IAgentTransport, IAsyncDisposable
                 TargetAgent = string.IsNullOrEmpty(call.TargetAgent) ? null : call.TargetAgent,
                 CallId = string.IsNullOrEmpty(call.CallId) ? _ids.Next() : call.CallId,
                 Headers = call.Headers.Count == 0 ? null : new Dictionary<string, string>(call.Headers, StringComparer.Ordinal),
+                IdempotencyKey = string.IsNullOrEmpty(call.IdempotencyKey) ? null : call.IdempotencyKey,
             },
             cancellationToken);
         if (outcome.Error is { } error)

@@ -323,8 +323,14 @@ class Context:
         target_agent: str = "",
         headers: Optional[Mapping[str, str]] = None,
         traceparent: str = "",
+        idempotency_key: str = "",
     ) -> bytes:
-        """Calls a capability with raw UTF-8 JSON input; returns its raw JSON output."""
+        """Calls a capability with raw UTF-8 JSON input; returns its raw JSON output.
+
+        ``idempotency_key``: calls with the same key (per caller identity and capability) within
+        the bridge's idempotency window (default 24 h) get the first call's result instead of
+        invoking a provider again, also after a bridge restart. At most 128 bytes of printable
+        ASCII, e.g. a UUID (docs/durability.md)."""
         if not capability:
             raise InvalidParamsError("The capability name is empty.", path="/capability")
         if timeout is not None and timeout <= 0:
@@ -340,6 +346,7 @@ class Context:
             routing=routing,  # type: ignore[arg-type]
             target_agent=target_agent,
             traceparent=traceparent,
+            idempotency_key=idempotency_key,
         )
         if headers:
             for key, value in headers.items():
@@ -358,13 +365,14 @@ class Context:
         target_agent: str = "",
         headers: Optional[Mapping[str, str]] = None,
         traceparent: str = "",
+        idempotency_key: str = "",
     ) -> Any:
         """Calls any capability by name (provided by this agent, another process, or the
         bridge) with ``args`` as JSON; returns the parsed JSON output.
 
         Raises :class:`InvalidParamsError` (with ``path``), :class:`NotFoundError`,
         :class:`ProviderUnavailableError`, :class:`ToolError`, :class:`RequestTimeoutError`
-        or :class:`UnavailableError`."""
+        or :class:`UnavailableError`. ``idempotency_key``: see :meth:`invoke_raw`."""
         output = await self.invoke_raw(
             capability,
             to_json_bytes({} if args is None else args),
@@ -375,6 +383,7 @@ class Context:
             target_agent=target_agent,
             headers=headers,
             traceparent=traceparent,
+            idempotency_key=idempotency_key,
         )
         return json.loads(output) if output else None
 

@@ -52,6 +52,16 @@ internal sealed class BridgeTelemetry : IDisposable
         _meter.CreateObservableGauge("loom.run_records.bytes", () => runs.Bytes, "By", "Bytes the run log holds.");
     }
 
+    /// <summary>The idempotency store's counters (replays, stores, evictions) and its size.</summary>
+    public void ObserveIdempotency(Idempotency.IdempotencyStore store)
+    {
+        _meter.CreateObservableCounter("loom.idempotency.replays", () => store.Replays, "{call}", "Calls with an idempotency key answered with the stored result of an earlier call instead of invoking a provider.");
+        _meter.CreateObservableCounter("loom.idempotency.stores", () => store.Stores, "{call}", "Results of calls with an idempotency key stored (successes and non-transient failures).");
+        _meter.CreateObservableCounter("loom.idempotency.evictions", () => store.Evictions, "{key}", "Idempotency keys forgotten before their window ended (over idempotency.max_keys or max_memory_bytes).");
+        _meter.CreateObservableCounter("loom.idempotency.waits", () => store.Waits, "{call}", "Calls that waited for a call in flight with the same idempotency key.");
+        _meter.CreateObservableGauge("loom.idempotency.keys", () => store.Count, "{key}", "Idempotency keys held (within the window).");
+    }
+
     /// <summary>The bridge's meter: instruments on it are served at /metrics.</summary>
     public Meter Meter => _meter;
 

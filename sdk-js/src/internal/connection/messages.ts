@@ -76,6 +76,7 @@ export class Messages {
         routing: options.routing ? ROUTING_NUMBERS[options.routing] : 0,
         targetAgent: options.targetAgent ?? '',
         headers: options.headers ?? {},
+        idempotencyKey: options.idempotencyKey ?? '',
       },
     };
   }
