@@ -45,19 +45,28 @@ test('the same idempotency key invokes the provider once and a new key again', T
   assert.deepEqual(again, first);
   assert.deepEqual(items, ['tea']);
 
-  assert.deepEqual(await caller.invoke('js.ticket', { item: 'tea' }, { idempotencyKey: 'order-2' }), { ticket: 2, item: 'tea' });
+  assert.deepEqual(await caller.invoke('js.ticket', { item: 'tea' }, { idempotencyKey: 'order-2' }), {
+    ticket: 2,
+    item: 'tea',
+  });
   assert.deepEqual(await caller.invoke('js.ticket', { item: 'tea' }), { ticket: 3, item: 'tea' });
   assert.equal(items.length, 3);
 
-  await assert.rejects(caller.invoke('js.ticket', { item: 'coffee' }, { idempotencyKey: 'order-1' }), (e: InvalidParamsError) => {
-    assert.equal(e.code, 'INVALID_PARAMS');
-    assert.match(e.message, /different input/);
-    return true;
-  });
-  await assert.rejects(caller.invoke('js.ticket', { item: 'tea' }, { idempotencyKey: 'has space' }), (e: InvalidParamsError) => {
-    assert.equal(e.code, 'INVALID_PARAMS');
-    assert.match(e.message, /idempotency_key .*printable ASCII/);
-    return true;
-  });
+  await assert.rejects(
+    caller.invoke('js.ticket', { item: 'coffee' }, { idempotencyKey: 'order-1' }),
+    (e: InvalidParamsError) => {
+      assert.equal(e.code, 'INVALID_PARAMS');
+      assert.match(e.message, /different input/);
+      return true;
+    },
+  );
+  await assert.rejects(
+    caller.invoke('js.ticket', { item: 'tea' }, { idempotencyKey: 'has space' }),
+    (e: InvalidParamsError) => {
+      assert.equal(e.code, 'INVALID_PARAMS');
+      assert.match(e.message, /idempotency_key .*printable ASCII/);
+      return true;
+    },
+  );
   assert.equal(items.length, 3);
 });
