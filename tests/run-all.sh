@@ -59,6 +59,15 @@ if ! dotnet build Loom.sln -c Release -nologo -v minimal >"$logs/build.log" 2>&1
 fi
 ./loom --help >/dev/null 2>&1 || { echo "loom CLI does not start"; echo "tests: 0 passed, 1 failed"; exit 1; }
 
+# C# layout per .editorconfig (`dotnet format whitespace Loom.sln` fixes it). Python (black, flake8)
+# and TypeScript (prettier) are checked by their SDKs' run-tests.sh below.
+echo "== format (dotnet format whitespace --verify-no-changes)"
+if dotnet format whitespace Loom.sln --verify-no-changes -v q >"$logs/format.log" 2>&1; then
+  add 1
+else
+  head -20 "$logs/format.log"; suites_failed+=("dotnet-format"); add 0 1
+fi
+
 # --- .NET --------------------------------------------------------------------------------
 for proj in tests/Loom.*.Tests/*.csproj; do
   name="$(basename "$(dirname "$proj")")"

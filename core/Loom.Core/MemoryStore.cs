@@ -304,25 +304,25 @@ public sealed class MemoryStore
             switch (request.OpCase)
             {
                 case MemoryRequest.OpOneofCase.Get:
-                {
-                    var entry = Get(ns, request.Get.Key);
-                    response.Found = entry is not null;
-                    if (entry is not null)
                     {
-                        response.Entries.Add(entry);
+                        var entry = Get(ns, request.Get.Key);
+                        response.Found = entry is not null;
+                        if (entry is not null)
+                        {
+                            response.Entries.Add(entry);
+                        }
+
+                        break;
                     }
 
-                    break;
-                }
-
                 case MemoryRequest.OpOneofCase.Set:
-                {
-                    var set = request.Set;
-                    CheckValue(set.Value.Length);
-                    response.Entries.Add(SetCore(ns, set.Key, set.Value, TtlOf(set.TtlMs), quota));
-                    response.Found = true;
-                    break;
-                }
+                    {
+                        var set = request.Set;
+                        CheckValue(set.Value.Length);
+                        response.Entries.Add(SetCore(ns, set.Key, set.Value, TtlOf(set.TtlMs), quota));
+                        response.Found = true;
+                        break;
+                    }
 
                 case MemoryRequest.OpOneofCase.Delete:
                     response.Found = Delete(ns, request.Delete.Key);
@@ -332,18 +332,18 @@ public sealed class MemoryStore
                     response.Found = true; // the listing ran (protocol §10); no match is an empty list, not a missing key
                     break;
                 case MemoryRequest.OpOneofCase.CompareAndSet:
-                {
-                    var cas = request.CompareAndSet;
-                    CheckValue(cas.Value.Length);
-                    var (swapped, current) = CompareAndSetCore(ns, cas.Key, cas.ExpectedVersion, cas.Value, TtlOf(cas.TtlMs), quota);
-                    response.Found = swapped;
-                    if (current is not null)
                     {
-                        response.Entries.Add(current);
-                    }
+                        var cas = request.CompareAndSet;
+                        CheckValue(cas.Value.Length);
+                        var (swapped, current) = CompareAndSetCore(ns, cas.Key, cas.ExpectedVersion, cas.Value, TtlOf(cas.TtlMs), quota);
+                        response.Found = swapped;
+                        if (current is not null)
+                        {
+                            response.Entries.Add(current);
+                        }
 
-                    break;
-                }
+                        break;
+                    }
 
                 default:
                     throw new InvalidParamsException("The memory request has no operation; set one of get, set, delete, list or compare_and_set.", "/op");

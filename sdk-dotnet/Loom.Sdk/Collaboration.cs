@@ -301,42 +301,42 @@ public static class CollaborationExtensions
         switch (transport)
         {
             case InProcessTransport inProcess:
-            {
-                var result = await local(Coordinator.For(inProcess.Bus, inProcess.Broker), inProcess.AgentId, cancellationToken);
-                if (outcomeOf(result) == CollabOutcome.Cancelled)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                }
+                    var result = await local(Coordinator.For(inProcess.Bus, inProcess.Broker), inProcess.AgentId, cancellationToken);
+                    if (outcomeOf(result) == CollabOutcome.Cancelled)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                    }
 
-                return result;
-            }
+                    return result;
+                }
 
             case LoomConnection connection:
-            {
-                if (connection.Status != ConnectionStatus.Connected)
                 {
-                    throw ErrorMapping.NotConnected(connection.Status);
-                }
+                    if (connection.Status != ConnectionStatus.Connected)
+                    {
+                        throw ErrorMapping.NotConnected(connection.Status);
+                    }
 
-                setSession(connection.SessionId);
-                var timeout = timeoutMs == 0 ? fallback : TimeSpan.FromMilliseconds(timeoutMs);
-                try
-                {
-                    return await remote(connection.Collaboration, new CallOptions(deadline: DateTime.UtcNow + timeout + Grace, cancellationToken: cancellationToken), request);
+                    setSession(connection.SessionId);
+                    var timeout = timeoutMs == 0 ? fallback : TimeSpan.FromMilliseconds(timeoutMs);
+                    try
+                    {
+                        return await remote(connection.Collaboration, new CallOptions(deadline: DateTime.UtcNow + timeout + Grace, cancellationToken: cancellationToken), request);
+                    }
+                    catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
+                    {
+                        throw ErrorMapping.FromStatus(ex, connection.Address);
+                    }
+                    catch (RpcException) when (cancellationToken.IsCancellationRequested)
+                    {
+                        throw new OperationCanceledException(cancellationToken);
+                    }
+                    catch (HttpRequestException ex)
+                    {
+                        throw ErrorMapping.FromTransport(ex, connection.Address);
+                    }
                 }
-                catch (RpcException ex) when (!cancellationToken.IsCancellationRequested)
-                {
-                    throw ErrorMapping.FromStatus(ex, connection.Address);
-                }
-                catch (RpcException) when (cancellationToken.IsCancellationRequested)
-                {
-                    throw new OperationCanceledException(cancellationToken);
-                }
-                catch (HttpRequestException ex)
-                {
-                    throw ErrorMapping.FromTransport(ex, connection.Address);
-                }
-            }
 
             default:
                 throw new InvalidOperationException($"Collaboration operations are not available on {transport.GetType().Name}.");

@@ -34,8 +34,14 @@ public sealed class DecoderFuzzTests
             {
                 var envelope = new Envelope
                 {
-                    Id = id, Topic = topic, DeadlineUnixMs = deadline, TtlMs = ttl, Qos = (QosClass)qos,
-                    Payload = ByteString.CopyFrom(payload), Sender = id, ContentType = "application/json",
+                    Id = id,
+                    Topic = topic,
+                    DeadlineUnixMs = deadline,
+                    TtlMs = ttl,
+                    Qos = (QosClass)qos,
+                    Payload = ByteString.CopyFrom(payload),
+                    Sender = id,
+                    ContentType = "application/json",
                 };
                 if (headers)
                 {
@@ -52,8 +58,13 @@ public sealed class DecoderFuzzTests
         Gen.Select(Text, Text, Gen.Byte.Array[0, 40], Gen.UInt, Gen.Int[-1, 8], Text)
             .Select((id, capability, input, timeout, routing, target) => new ActionCall
             {
-                CallId = id, Capability = capability, InputJson = ByteString.CopyFrom(input), TimeoutMs = timeout,
-                Routing = (RoutingPolicy)routing, TargetAgent = target, Headers = { [id] = target },
+                CallId = id,
+                Capability = capability,
+                InputJson = ByteString.CopyFrom(input),
+                TimeoutMs = timeout,
+                Routing = (RoutingPolicy)routing,
+                TargetAgent = target,
+                Headers = { [id] = target },
             });
 
     private static readonly Gen<ClientMessage> ClientMessages = Gen.OneOf(
@@ -85,7 +96,9 @@ public sealed class DecoderFuzzTests
     private static readonly Gen<IMessage> Requests = Gen.OneOf<IMessage>(
         Gen.Select(Text, Text, Gen.UInt).Select((id, pattern, capacity) => (IMessage)new RegisterAgentRequest
         {
-            AgentId = id, Name = id, Sdk = pattern,
+            AgentId = id,
+            Name = id,
+            Sdk = pattern,
             Subscriptions = { new Subscription { Pattern = pattern } },
             Capabilities = { new CapabilityDescriptor { Name = pattern, Version = id, InputSchemaJson = "{" } },
         }),

@@ -25,9 +25,21 @@ public sealed class EnvelopeCodecTests
         {
             var envelope = new Envelope
             {
-                Id = s.Item1, Topic = s.Item2, Sender = s.Item3, ThreadId = s.Item4, CorrelationId = s.Item5, ReplyTo = s.Item6,
-                TtlMs = n.Item1, DeadlineUnixMs = n.Item2, HopCount = n.Item3, Qos = (QosClass)n.Item4, TimestampUnixMs = n.Item5, ContentType = n.Item6,
-                Payload = ByteString.CopyFrom(r.Item1), Traceparent = r.Item3, Tracestate = r.Item4,
+                Id = s.Item1,
+                Topic = s.Item2,
+                Sender = s.Item3,
+                ThreadId = s.Item4,
+                CorrelationId = s.Item5,
+                ReplyTo = s.Item6,
+                TtlMs = n.Item1,
+                DeadlineUnixMs = n.Item2,
+                HopCount = n.Item3,
+                Qos = (QosClass)n.Item4,
+                TimestampUnixMs = n.Item5,
+                ContentType = n.Item6,
+                Payload = ByteString.CopyFrom(r.Item1),
+                Traceparent = r.Item3,
+                Tracestate = r.Item4,
             };
             if (r.Item5 == 0)
             {

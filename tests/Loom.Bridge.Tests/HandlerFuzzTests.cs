@@ -41,7 +41,8 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
         await _bridge.StartAsync();
         _listener = await RawAgent.RegisterAsync(_bridge.GrpcAddress, new RegisterAgentRequest
         {
-            AgentId = "healthy-listener", Sdk = "test",
+            AgentId = "healthy-listener",
+            Sdk = "test",
             Subscriptions = { new Protocol.V1.Subscription { Pattern = "healthy.check.>" } },
             Capabilities = { new CapabilityDescriptor { Name = "healthy.echo", Version = "1.0.0", InputSchemaJson = "{}", OutputSchemaJson = "{}" } },
         });
@@ -196,7 +197,12 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 
     private static long OddLong(Random random) => random.Next(6) switch
     {
-        0 => 0, 1 => -1, 2 => long.MaxValue, 3 => long.MinValue, 4 => random.NextInt64(), _ => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + random.Next(-100_000, 100_000),
+        0 => 0,
+        1 => -1,
+        2 => long.MaxValue,
+        3 => long.MinValue,
+        4 => random.NextInt64(),
+        _ => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + random.Next(-100_000, 100_000),
     };
 
     private static uint OddUInt(Random random) => random.Next(5) switch { 0 => 0, 1 => uint.MaxValue, 2 => 1, 3 => (uint)random.Next(), _ => (uint)random.Next(0, 2000) };
@@ -219,10 +225,20 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
     {
         var envelope = new Envelope
         {
-            Id = Pick(random, Ids), Topic = Pick(random, Topics), Sender = Pick(random, Ids), ThreadId = Pick(random, Ids),
-            CorrelationId = Pick(random, Ids), ReplyTo = Pick(random, Topics), TtlMs = OddUInt(random), DeadlineUnixMs = OddLong(random),
-            HopCount = OddUInt(random), Qos = (QosClass)random.Next(-3, 8), TimestampUnixMs = OddLong(random), ContentType = Pick(random, Ids),
-            Payload = ByteString.CopyFrom(Bytes(random, random.Next(10) == 0 ? 200_000 : 100)), Traceparent = Pick(random, Ids),
+            Id = Pick(random, Ids),
+            Topic = Pick(random, Topics),
+            Sender = Pick(random, Ids),
+            ThreadId = Pick(random, Ids),
+            CorrelationId = Pick(random, Ids),
+            ReplyTo = Pick(random, Topics),
+            TtlMs = OddUInt(random),
+            DeadlineUnixMs = OddLong(random),
+            HopCount = OddUInt(random),
+            Qos = (QosClass)random.Next(-3, 8),
+            TimestampUnixMs = OddLong(random),
+            ContentType = Pick(random, Ids),
+            Payload = ByteString.CopyFrom(Bytes(random, random.Next(10) == 0 ? 200_000 : 100)),
+            Traceparent = Pick(random, Ids),
         };
         for (var i = random.Next(0, 3); i > 0; i--)
         {
@@ -234,17 +250,29 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
 
     private static Protocol.V1.Subscription RandomSubscription(Random random) => new()
     {
-        Pattern = Pick(random, Topics), Qos = (QosClass)random.Next(-3, 8), Overflow = (OverflowPolicy)random.Next(-3, 8),
-        QueueCapacity = OddUInt(random), BlockTimeoutMs = random.Next(2) == 0 ? 0 : OddUInt(random) % 200, SubscriptionId = Pick(random, Ids),
+        Pattern = Pick(random, Topics),
+        Qos = (QosClass)random.Next(-3, 8),
+        Overflow = (OverflowPolicy)random.Next(-3, 8),
+        QueueCapacity = OddUInt(random),
+        BlockTimeoutMs = random.Next(2) == 0 ? 0 : OddUInt(random) % 200,
+        SubscriptionId = Pick(random, Ids),
     };
 
     private static ActionCall RandomCall(Random random)
     {
         var call = new ActionCall
         {
-            CallId = Pick(random, Ids), Capability = Pick(random, Capabilities), Version = random.Next(3) == 0 ? "9.9" : "",
-            InputJson = Json(random), TimeoutMs = 1 + (OddUInt(random) % 300), DeadlineUnixMs = OddLong(random), Caller = Pick(random, Ids),
-            ThreadId = Pick(random, Ids), Traceparent = Pick(random, Ids), Routing = (RoutingPolicy)random.Next(-2, 8), TargetAgent = Pick(random, Ids),
+            CallId = Pick(random, Ids),
+            Capability = Pick(random, Capabilities),
+            Version = random.Next(3) == 0 ? "9.9" : "",
+            InputJson = Json(random),
+            TimeoutMs = 1 + (OddUInt(random) % 300),
+            DeadlineUnixMs = OddLong(random),
+            Caller = Pick(random, Ids),
+            ThreadId = Pick(random, Ids),
+            Traceparent = Pick(random, Ids),
+            Routing = (RoutingPolicy)random.Next(-2, 8),
+            TargetAgent = Pick(random, Ids),
         };
         if (random.Next(4) == 0)
         {
@@ -332,8 +360,11 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
                     case 0:
                         var register = new RegisterAgentRequest
                         {
-                            AgentId = "fuzz-agent-" + random.Next(8) + (random.Next(4) == 0 ? Pick(random, Ids) : ""), Name = Pick(random, Ids),
-                            Namespace = random.Next(3) == 0 ? Pick(random, Ids) : "", Sdk = Pick(random, Ids), HeartbeatIntervalMs = OddUInt(random),
+                            AgentId = "fuzz-agent-" + random.Next(8) + (random.Next(4) == 0 ? Pick(random, Ids) : ""),
+                            Name = Pick(random, Ids),
+                            Namespace = random.Next(3) == 0 ? Pick(random, Ids) : "",
+                            Sdk = Pick(random, Ids),
+                            HeartbeatIntervalMs = OddUInt(random),
                         };
                         for (var i = random.Next(0, 4); i > 0; i--)
                         {
@@ -344,8 +375,10 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
                         {
                             register.Capabilities.Add(new CapabilityDescriptor
                             {
-                                Name = Pick(random, Capabilities), Version = Pick(random, ["1.0.0", "", "x", "1.0.0-beta+7", "99999999999.0.0"]),
-                                InputSchemaJson = Pick(random, ["{}", "", "{", "[]", "{\"type\":\"nope\"}", "{\"$ref\":\"#\"}"]), OutputSchemaJson = Pick(random, ["{}", "", "null"]),
+                                Name = Pick(random, Capabilities),
+                                Version = Pick(random, ["1.0.0", "", "x", "1.0.0-beta+7", "99999999999.0.0"]),
+                                InputSchemaJson = Pick(random, ["{}", "", "{", "[]", "{\"type\":\"nope\"}", "{\"$ref\":\"#\"}"]),
+                                OutputSchemaJson = Pick(random, ["{}", "", "null"]),
                             });
                         }
 
@@ -376,10 +409,17 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
                     case 3:
                         var gather = new GatherRequest
                         {
-                            SessionId = sessions[random.Next(sessions.Count)], OpId = Pick(random, Ids), ThreadId = Pick(random, Ids),
-                            Topic = random.Next(2) == 0 ? Pick(random, Topics) : "", Capability = random.Next(2) == 0 ? Pick(random, Capabilities) : "",
-                            Payload = Json(random), Strategy = (JoinStrategy)random.Next(-2, 8), K = OddUInt(random), Quorum = OddUInt(random),
-                            ComparePointer = Pick(random, ["", "/a", "~", "/", "a/b"]), TimeoutMs = 1 + (OddUInt(random) % 300),
+                            SessionId = sessions[random.Next(sessions.Count)],
+                            OpId = Pick(random, Ids),
+                            ThreadId = Pick(random, Ids),
+                            Topic = random.Next(2) == 0 ? Pick(random, Topics) : "",
+                            Capability = random.Next(2) == 0 ? Pick(random, Capabilities) : "",
+                            Payload = Json(random),
+                            Strategy = (JoinStrategy)random.Next(-2, 8),
+                            K = OddUInt(random),
+                            Quorum = OddUInt(random),
+                            ComparePointer = Pick(random, ["", "/a", "~", "/", "a/b"]),
+                            TimeoutMs = 1 + (OddUInt(random) % 300),
                         };
                         gather.Agents.Add(Enumerable.Range(0, random.Next(0, 4)).Select(_ => Pick(random, Ids)));
                         request = gather;
@@ -388,8 +428,14 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
                     case 4:
                         var barrier = new BarrierRequest
                         {
-                            SessionId = sessions[random.Next(sessions.Count)], BarrierId = Pick(random, Ids), Participant = Pick(random, Ids), Observe = random.Next(2) == 0,
-                            Count = OddUInt(random), TimeoutMs = 1 + (OddUInt(random) % 300), ThreadId = Pick(random, Ids), NoWait = random.Next(2) == 0,
+                            SessionId = sessions[random.Next(sessions.Count)],
+                            BarrierId = Pick(random, Ids),
+                            Participant = Pick(random, Ids),
+                            Observe = random.Next(2) == 0,
+                            Count = OddUInt(random),
+                            TimeoutMs = 1 + (OddUInt(random) % 300),
+                            ThreadId = Pick(random, Ids),
+                            NoWait = random.Next(2) == 0,
                         };
                         barrier.Participants.Add(Enumerable.Range(0, random.Next(0, 4)).Select(_ => Pick(random, Ids)));
                         request = barrier;
@@ -398,10 +444,20 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
                     default:
                         var contract = new ContractNetRequest
                         {
-                            SessionId = sessions[random.Next(sessions.Count)], OpId = Pick(random, Ids), ThreadId = Pick(random, Ids), Topic = random.Next(2) == 0 ? Pick(random, Topics) : "",
-                            Task = Json(random), Capability = Pick(random, Capabilities), InputJson = Json(random), BidTimeoutMs = 1 + (OddUInt(random) % 200), MaxBids = OddUInt(random),
-                            Scoring = (ScoringRule)random.Next(-2, 9), ScorePointer = Pick(random, ["", "/cost", "~", "/"]), ExecutionTimeoutMs = OddUInt(random) % 300,
-                            MaxAttempts = OddUInt(random), TimeoutMs = 1 + (OddUInt(random) % 400),
+                            SessionId = sessions[random.Next(sessions.Count)],
+                            OpId = Pick(random, Ids),
+                            ThreadId = Pick(random, Ids),
+                            Topic = random.Next(2) == 0 ? Pick(random, Topics) : "",
+                            Task = Json(random),
+                            Capability = Pick(random, Capabilities),
+                            InputJson = Json(random),
+                            BidTimeoutMs = 1 + (OddUInt(random) % 200),
+                            MaxBids = OddUInt(random),
+                            Scoring = (ScoringRule)random.Next(-2, 9),
+                            ScorePointer = Pick(random, ["", "/cost", "~", "/"]),
+                            ExecutionTimeoutMs = OddUInt(random) % 300,
+                            MaxAttempts = OddUInt(random),
+                            TimeoutMs = 1 + (OddUInt(random) % 400),
                         };
                         request = contract;
                         await collaboration.ContractNetAsync(contract, options);

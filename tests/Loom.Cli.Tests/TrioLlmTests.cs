@@ -33,9 +33,14 @@ public sealed class TrioLlmTests : IDisposable
 
         var env = new Dictionary<string, string>
         {
-            ["TRIO_REPORT_DIR"] = _reports, ["TRIO_TODAY"] = "2026-12-02",
-            ["OPENAI_BASE_URL"] = new Uri(fake.BaseUrl, "v1").ToString(), ["OPENAI_API_KEY"] = Key,
-            ["ANTHROPIC_API_KEY"] = "", ["LOOM_LLM_PROVIDER"] = "", ["LOOM_SEARCH_PROVIDER"] = "", ["LOOM_WEATHER_PROVIDER"] = "",
+            ["TRIO_REPORT_DIR"] = _reports,
+            ["TRIO_TODAY"] = "2026-12-02",
+            ["OPENAI_BASE_URL"] = new Uri(fake.BaseUrl, "v1").ToString(),
+            ["OPENAI_API_KEY"] = Key,
+            ["ANTHROPIC_API_KEY"] = "",
+            ["LOOM_LLM_PROVIDER"] = "",
+            ["LOOM_SEARCH_PROVIDER"] = "",
+            ["LOOM_WEATHER_PROVIDER"] = "",
         };
         var (code, output) = await CliProcess.RunAsync(CliProcess.RepoRoot, TimeSpan.FromMinutes(10), env, "run", "examples/trio/loom.llm.yaml");
         Assert.True(code == 0, output);

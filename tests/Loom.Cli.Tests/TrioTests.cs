@@ -138,8 +138,14 @@ public sealed partial class TrioTests : IDisposable
         File.WriteAllLines(questions, ["# the offline set (tests/Loom.Cli.Tests/TrioTests.cs)", .. Cases.Select(c => c.Question)]);
         var env = new Dictionary<string, string>
         {
-            ["TRIO_REPORT_DIR"] = _reports, ["TRIO_QUESTIONS_FILE"] = questions, ["TRIO_TODAY"] = "2026-12-02",
-            ["OPENAI_API_KEY"] = "", ["ANTHROPIC_API_KEY"] = "", ["LOOM_LLM_PROVIDER"] = "", ["LOOM_SEARCH_PROVIDER"] = "", ["LOOM_WEATHER_PROVIDER"] = "",
+            ["TRIO_REPORT_DIR"] = _reports,
+            ["TRIO_QUESTIONS_FILE"] = questions,
+            ["TRIO_TODAY"] = "2026-12-02",
+            ["OPENAI_API_KEY"] = "",
+            ["ANTHROPIC_API_KEY"] = "",
+            ["LOOM_LLM_PROVIDER"] = "",
+            ["LOOM_SEARCH_PROVIDER"] = "",
+            ["LOOM_WEATHER_PROVIDER"] = "",
         };
         var (code, output) = await CliProcess.RunAsync(CliProcess.RepoRoot, TimeSpan.FromMinutes(10), env, "run", "examples/trio");
         Assert.True(code == 0, output);

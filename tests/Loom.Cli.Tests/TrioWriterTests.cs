@@ -18,7 +18,16 @@ public sealed partial class TrioWriterTests
     private static JsonElement Day(string city, string date, string condition, double min, double max, double rain, string source = "synthetic") =>
         JsonSerializer.SerializeToElement(new
         {
-            city, country = "X", date, condition, tempMinC = min, tempMaxC = max, precipMm = rain, windKph = 12, humidityPct = 70, source,
+            city,
+            country = "X",
+            date,
+            condition,
+            tempMinC = min,
+            tempMaxC = max,
+            precipMm = rain,
+            windKph = 12,
+            humidityPct = 70,
+            source,
             summary = $"{city}, {date}: {condition}, {min:0.0} to {max:0.0} °C, precipitation {rain:0.0} mm, wind 12 km/h, humidity 70%",
             note = "Synthetic weather",
         });

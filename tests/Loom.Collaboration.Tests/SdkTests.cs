@@ -52,7 +52,11 @@ public sealed class SdkTests
         {
             var cn = await boss.Context.ContractNetAsync(new ContractNetRequest
             {
-                ThreadId = "t-in", Topic = "jobs.q", Capability = "jobs.run", Task = Google.Protobuf.ByteString.CopyFromUtf8("{\"x\":1}"), BidTimeoutMs = 3000,
+                ThreadId = "t-in",
+                Topic = "jobs.q",
+                Capability = "jobs.run",
+                Task = Google.Protobuf.ByteString.CopyFromUtf8("{\"x\":1}"),
+                BidTimeoutMs = 3000,
             });
             Assert.Equal(CollabOutcome.Completed, cn.Outcome);
             Assert.Equal("w1", cn.Winner); // {"v":1} is the shortest answer: the lowest cost

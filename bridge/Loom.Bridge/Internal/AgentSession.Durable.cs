@@ -40,77 +40,77 @@ internal sealed partial class AgentSession
         switch (request.OpCase)
         {
             case ConsumerRequest.OpOneofCase.Attach:
-            {
-                var config = request.Attach.Config ?? new ConsumerConfig();
-                if (DurableConsumer.Check(config) is { } invalid)
                 {
-                    await ReplyErrorAsync(correlationId, invalid, token);
-                    return;
-                }
-
-                if (StreamFor(config.Stream, correlationId, "/config/stream", out var error) is not { } stream)
-                {
-                    await ReplyErrorAsync(correlationId, error!, token);
-                    return;
-                }
-
-                var consumer = stream.GetOrCreateConsumer(config);
-                lock (_gate)
-                {
-                    if (!_consumers.Contains(consumer))
+                    var config = request.Attach.Config ?? new ConsumerConfig();
+                    if (DurableConsumer.Check(config) is { } invalid)
                     {
-                        _consumers.Add(consumer);
+                        await ReplyErrorAsync(correlationId, invalid, token);
+                        return;
                     }
-                }
 
-                consumer.Attach(this, SendDurableAsync);
-                await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = consumer.Info() } }, token);
-                break;
-            }
+                    if (StreamFor(config.Stream, correlationId, "/config/stream", out var error) is not { } stream)
+                    {
+                        await ReplyErrorAsync(correlationId, error!, token);
+                        return;
+                    }
+
+                    var consumer = stream.GetOrCreateConsumer(config);
+                    lock (_gate)
+                    {
+                        if (!_consumers.Contains(consumer))
+                        {
+                            _consumers.Add(consumer);
+                        }
+                    }
+
+                    consumer.Attach(this, SendDurableAsync);
+                    await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = consumer.Info() } }, token);
+                    break;
+                }
 
             case ConsumerRequest.OpOneofCase.Ack:
-            {
-                var ack = request.Ack;
-                if (Streams is not null && Streams.TryGet(ack.Stream, out var stream) && stream.TryGetConsumer(ack.Consumer, out var consumer))
                 {
-                    consumer.Acknowledge(ack.Sequences, ack.Kind, ack.DelayMs);
-                    if (correlationId.Length > 0)
+                    var ack = request.Ack;
+                    if (Streams is not null && Streams.TryGet(ack.Stream, out var stream) && stream.TryGetConsumer(ack.Consumer, out var consumer))
                     {
-                        await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = consumer.Info() } }, token);
+                        consumer.Acknowledge(ack.Sequences, ack.Kind, ack.DelayMs);
+                        if (correlationId.Length > 0)
+                        {
+                            await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = consumer.Info() } }, token);
+                        }
                     }
-                }
-                else if (correlationId.Length > 0)
-                {
-                    await ReplyErrorAsync(correlationId, new InvalidParamsException($"There is no consumer '{ack.Consumer}' on stream '{ack.Stream}'.", "/ack/consumer"), token);
-                }
+                    else if (correlationId.Length > 0)
+                    {
+                        await ReplyErrorAsync(correlationId, new InvalidParamsException($"There is no consumer '{ack.Consumer}' on stream '{ack.Stream}'.", "/ack/consumer"), token);
+                    }
 
-                break;
-            }
+                    break;
+                }
 
             case ConsumerRequest.OpOneofCase.Detach:
-            {
-                var detach = request.Detach;
-                if (StreamFor(detach.Stream, correlationId, "/detach/stream", out var error) is not { } stream || !stream.TryGetConsumer(detach.Consumer, out var consumer))
                 {
-                    await ReplyErrorAsync(correlationId, error ?? new InvalidParamsException($"There is no consumer '{detach.Consumer}' on stream '{detach.Stream}'.", "/detach/consumer"), token);
-                    return;
-                }
+                    var detach = request.Detach;
+                    if (StreamFor(detach.Stream, correlationId, "/detach/stream", out var error) is not { } stream || !stream.TryGetConsumer(detach.Consumer, out var consumer))
+                    {
+                        await ReplyErrorAsync(correlationId, error ?? new InvalidParamsException($"There is no consumer '{detach.Consumer}' on stream '{detach.Stream}'.", "/detach/consumer"), token);
+                        return;
+                    }
 
-                consumer.Detach(this);
-                var info = consumer.Info();
-                lock (_gate)
-                {
-                    _consumers.Remove(consumer);
-                }
+                    consumer.Detach(this);
+                    var info = consumer.Info();
+                    lock (_gate)
+                    {
+                        _consumers.Remove(consumer);
+                    }
 
-                if (detach.Delete)
-                {
-                    await stream.DeleteConsumerAsync(consumer.Name);
-                }
+                    if (detach.Delete)
+                    {
+                        await stream.DeleteConsumerAsync(consumer.Name);
+                    }
 
-                await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = info } }, token);
-                break;
-            }
+                    await EnqueueAsync(new ServerMessage { Consumer = new ConsumerReply { CorrelationId = correlationId, Info = info } }, token);
+                    break;
+                }
 
             default:
                 await ReplyErrorAsync(correlationId, new InvalidParamsException("A consumer request needs attach, ack or detach."), token);

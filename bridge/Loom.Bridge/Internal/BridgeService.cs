@@ -198,9 +198,9 @@ internal abstract class BridgeServiceBase
     public static void BindService(ServiceBinderBase binder, BridgeServiceBase? service)
     {
         ArgumentNullException.ThrowIfNull(binder);
-            binder.AddMethod(WireMethods.RegisterAgent, service is null ? null : service.RegisterAgent);
-            binder.AddMethod(WireMethods.EventStream, service is null ? null : service.EventStream);
-            binder.AddMethod(WireMethods.ForwardAction, service is null ? null : service.ForwardAction);
-            binder.AddMethod(WireMethods.Heartbeat, service is null ? null : service.Heartbeat);
+        binder.AddMethod(WireMethods.RegisterAgent, service is null ? null : service.RegisterAgent);
+        binder.AddMethod(WireMethods.EventStream, service is null ? null : service.EventStream);
+        binder.AddMethod(WireMethods.ForwardAction, service is null ? null : service.ForwardAction);
+        binder.AddMethod(WireMethods.Heartbeat, service is null ? null : service.Heartbeat);
     }
 }

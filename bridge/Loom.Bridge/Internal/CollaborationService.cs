@@ -125,8 +125,8 @@ internal abstract class CollaborationServiceBase
     public static void BindService(ServiceBinderBase binder, CollaborationServiceBase? service)
     {
         ArgumentNullException.ThrowIfNull(binder);
-            binder.AddMethod(WireMethods.Gather, service is null ? null : service.Gather);
-            binder.AddMethod(WireMethods.Barrier, service is null ? null : service.Barrier);
-            binder.AddMethod(WireMethods.ContractNet, service is null ? null : service.ContractNet);
+        binder.AddMethod(WireMethods.Gather, service is null ? null : service.Gather);
+        binder.AddMethod(WireMethods.Barrier, service is null ? null : service.Barrier);
+        binder.AddMethod(WireMethods.ContractNet, service is null ? null : service.ContractNet);
     }
 }

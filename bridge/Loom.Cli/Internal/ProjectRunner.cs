@@ -333,54 +333,54 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
                 case Exited exited when _running[exited.Agent].Process != exited.Process:
                     break; // A process we replaced (dev restart) or stopped on purpose.
                 case Exited exited:
-                {
-                    var running = _running[exited.Agent];
-                    running.Process = null;
-                    lock (_awaiting)
                     {
-                        _awaiting.Remove(exited.Agent); // it will not connect now
-                    }
+                        var running = _running[exited.Agent];
+                        running.Process = null;
+                        lock (_awaiting)
+                        {
+                            _awaiting.Remove(exited.Agent); // it will not connect now
+                        }
 
-                    var failed = exited.Code != 0;
-                    if (!settings.Dev && project.Main == exited.Agent && !failed)
-                    {
-                        sink.Status($"[green]{Markup(exited.Agent)} finished[/]; stopping the others");
-                        return 0;
-                    }
+                        var failed = exited.Code != 0;
+                        if (!settings.Dev && project.Main == exited.Agent && !failed)
+                        {
+                            sink.Status($"[green]{Markup(exited.Agent)} finished[/]; stopping the others");
+                            return 0;
+                        }
 
-                    var policy = running.Spec.Restart;
-                    var restart = policy == RestartPolicy.Always || (policy == RestartPolicy.OnFailure && failed);
-                    if (restart && running.Restarts < running.Spec.MaxRestarts)
-                    {
-                        running.Restarts++;
-                        var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 500 * Math.Pow(2, running.Restarts - 1)));
-                        sink.Status($"[yellow]{Markup(exited.Agent)} exited with code {exited.Code}; restart {running.Restarts}/{running.Spec.MaxRestarts} in {delay.TotalSeconds:0.#} s[/]");
-                        _ = DelayThenAsync(delay, new Restart(exited.Agent), stop);
-                        break;
-                    }
+                        var policy = running.Spec.Restart;
+                        var restart = policy == RestartPolicy.Always || (policy == RestartPolicy.OnFailure && failed);
+                        if (restart && running.Restarts < running.Spec.MaxRestarts)
+                        {
+                            running.Restarts++;
+                            var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 500 * Math.Pow(2, running.Restarts - 1)));
+                            sink.Status($"[yellow]{Markup(exited.Agent)} exited with code {exited.Code}; restart {running.Restarts}/{running.Spec.MaxRestarts} in {delay.TotalSeconds:0.#} s[/]");
+                            _ = DelayThenAsync(delay, new Restart(exited.Agent), stop);
+                            break;
+                        }
 
-                    if (settings.Dev)
-                    {
-                        sink.Status($"[yellow]{Markup(exited.Agent)} exited with code {exited.Code}; waiting for a change to its files[/]");
+                        if (settings.Dev)
+                        {
+                            sink.Status($"[yellow]{Markup(exited.Agent)} exited with code {exited.Code}; waiting for a change to its files[/]");
+                            running.Finished = true;
+                            break;
+                        }
+
+                        if (failed)
+                        {
+                            sink.Failure($"agent '{exited.Agent}' failed: exited with code {exited.Code}{(restart ? $" after {running.Restarts} restarts" : "")} (its output is above, prefixed '{exited.Agent}')");
+                            return 1;
+                        }
+
                         running.Finished = true;
+                        sink.Status($"{Markup(exited.Agent)} exited");
+                        if (_running.Values.All(r => r.Finished))
+                        {
+                            return 0;
+                        }
+
                         break;
                     }
-
-                    if (failed)
-                    {
-                        sink.Failure($"agent '{exited.Agent}' failed: exited with code {exited.Code}{(restart ? $" after {running.Restarts} restarts" : "")} (its output is above, prefixed '{exited.Agent}')");
-                        return 1;
-                    }
-
-                    running.Finished = true;
-                    sink.Status($"{Markup(exited.Agent)} exited");
-                    if (_running.Values.All(r => r.Finished))
-                    {
-                        return 0;
-                    }
-
-                    break;
-                }
 
                 case Restart restartEvent:
                     if (!Start(_running[restartEvent.Agent], grpcUrl, httpUrl))
@@ -390,43 +390,43 @@ internal sealed class ProjectRunner(ProjectFile project, RunSettings settings, C
 
                     break;
                 case Changed changed:
-                {
-                    // Debounce: editors write several files at once; restart once they are quiet.
-                    if (pendingChanges.Remove(changed.Agent, out var previous))
                     {
-                        await previous.CancelAsync().ConfigureAwait(false);
-                        previous.Dispose();
-                    }
-
-                    if (changed.Path.Length == 0)
-                    {
-                        var running = _running[changed.Agent];
-                        sink.Status($"[yellow]files of {Markup(changed.Agent)} changed; restarting it[/]");
-                        var old = running.Process;
-                        running.Process = null;
-                        if (old is not null)
+                        // Debounce: editors write several files at once; restart once they are quiet.
+                        if (pendingChanges.Remove(changed.Agent, out var previous))
                         {
-                            await old.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                            await previous.CancelAsync().ConfigureAwait(false);
+                            previous.Dispose();
                         }
 
-                        var logDirectory = Path.Combine(project.Directory, ".loom", "logs");
-                        if (!await SetupAsync(running.Spec, logDirectory, stop).ConfigureAwait(false))
+                        if (changed.Path.Length == 0)
                         {
-                            sink.Status($"[yellow]fix the setup of {Markup(changed.Agent)}; waiting for a change[/]");
+                            var running = _running[changed.Agent];
+                            sink.Status($"[yellow]files of {Markup(changed.Agent)} changed; restarting it[/]");
+                            var old = running.Process;
+                            running.Process = null;
+                            if (old is not null)
+                            {
+                                await old.StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                            }
+
+                            var logDirectory = Path.Combine(project.Directory, ".loom", "logs");
+                            if (!await SetupAsync(running.Spec, logDirectory, stop).ConfigureAwait(false))
+                            {
+                                sink.Status($"[yellow]fix the setup of {Markup(changed.Agent)}; waiting for a change[/]");
+                                break;
+                            }
+
+                            running.Finished = false;
+                            running.Restarts = 0;
+                            Start(running, grpcUrl, httpUrl);
                             break;
                         }
 
-                        running.Finished = false;
-                        running.Restarts = 0;
-                        Start(running, grpcUrl, httpUrl);
+                        var debounce = CancellationTokenSource.CreateLinkedTokenSource(stop);
+                        pendingChanges[changed.Agent] = debounce;
+                        _ = DelayThenAsync(TimeSpan.FromMilliseconds(400), new Changed(changed.Agent, ""), debounce.Token);
                         break;
                     }
-
-                    var debounce = CancellationTokenSource.CreateLinkedTokenSource(stop);
-                    pendingChanges[changed.Agent] = debounce;
-                    _ = DelayThenAsync(TimeSpan.FromMilliseconds(400), new Changed(changed.Agent, ""), debounce.Token);
-                    break;
-                }
             }
         }
     }

@@ -20,45 +20,45 @@ internal static class JsonEquality
             case JsonValueKind.String:
                 return a.ValueEquals(b.GetString());
             case JsonValueKind.Array:
-            {
-                if (a.GetArrayLength() != b.GetArrayLength())
                 {
-                    return false;
-                }
-
-                using var ea = a.EnumerateArray();
-                using var eb = b.EnumerateArray();
-                while (ea.MoveNext() && eb.MoveNext())
-                {
-                    if (!AreEqual(ea.Current, eb.Current))
+                    if (a.GetArrayLength() != b.GetArrayLength())
                     {
                         return false;
                     }
-                }
 
-                return true;
-            }
+                    using var ea = a.EnumerateArray();
+                    using var eb = b.EnumerateArray();
+                    while (ea.MoveNext() && eb.MoveNext())
+                    {
+                        if (!AreEqual(ea.Current, eb.Current))
+                        {
+                            return false;
+                        }
+                    }
+
+                    return true;
+                }
 
             case JsonValueKind.Object:
-            {
-                var count = 0;
-                foreach (var property in a.EnumerateObject())
                 {
-                    count++;
-                    if (!b.TryGetProperty(property.Name, out var other) || !AreEqual(property.Value, other))
+                    var count = 0;
+                    foreach (var property in a.EnumerateObject())
                     {
-                        return false;
+                        count++;
+                        if (!b.TryGetProperty(property.Name, out var other) || !AreEqual(property.Value, other))
+                        {
+                            return false;
+                        }
                     }
-                }
 
-                var countB = 0;
-                foreach (var unused in b.EnumerateObject())
-                {
-                    countB++;
-                }
+                    var countB = 0;
+                    foreach (var unused in b.EnumerateObject())
+                    {
+                        countB++;
+                    }
 
-                return count == countB;
-            }
+                    return count == countB;
+                }
 
             default:
                 return true; // null, true, false
@@ -75,27 +75,27 @@ internal static class JsonEquality
             case JsonValueKind.String:
                 return StringComparer.Ordinal.GetHashCode(value.GetString()!);
             case JsonValueKind.Array:
-            {
-                var hash = new HashCode();
-                foreach (var item in value.EnumerateArray())
                 {
-                    hash.Add(Hash(item));
-                }
+                    var hash = new HashCode();
+                    foreach (var item in value.EnumerateArray())
+                    {
+                        hash.Add(Hash(item));
+                    }
 
-                return hash.ToHashCode();
-            }
+                    return hash.ToHashCode();
+                }
 
             case JsonValueKind.Object:
-            {
-                // Order-independent: members are combined by addition.
-                var sum = 17;
-                foreach (var property in value.EnumerateObject())
                 {
-                    sum = unchecked(sum + HashCode.Combine(StringComparer.Ordinal.GetHashCode(property.Name), Hash(property.Value)));
-                }
+                    // Order-independent: members are combined by addition.
+                    var sum = 17;
+                    foreach (var property in value.EnumerateObject())
+                    {
+                        sum = unchecked(sum + HashCode.Combine(StringComparer.Ordinal.GetHashCode(property.Name), Hash(property.Value)));
+                    }
 
-                return sum;
-            }
+                    return sum;
+                }
 
             default:
                 return (int)value.ValueKind;

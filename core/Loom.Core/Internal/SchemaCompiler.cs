@@ -78,18 +78,18 @@ internal sealed class SchemaCompiler
                     node.AdditionalProperties = CompileAt(value, at);
                     break;
                 case "patternProperties":
-                {
-                    RequireKind(value, JsonValueKind.Object, at);
-                    var list = new List<(Regex, string, SchemaNode)>();
-                    foreach (var p in value.EnumerateObject())
                     {
-                        var pat = at + "/" + EscapePointerToken(p.Name);
-                        list.Add((CompileRegex(p.Name, pat), p.Name, CompileAt(p.Value, pat)));
-                    }
+                        RequireKind(value, JsonValueKind.Object, at);
+                        var list = new List<(Regex, string, SchemaNode)>();
+                        foreach (var p in value.EnumerateObject())
+                        {
+                            var pat = at + "/" + EscapePointerToken(p.Name);
+                            list.Add((CompileRegex(p.Name, pat), p.Name, CompileAt(p.Value, pat)));
+                        }
 
-                    node.PatternProperties = [.. list];
-                    break;
-                }
+                        node.PatternProperties = [.. list];
+                        break;
+                    }
 
                 case "propertyNames":
                     node.PropertyNames = CompileAt(value, at);
@@ -121,22 +121,22 @@ internal sealed class SchemaCompiler
                     node.MaxContains = ParseCount(value, at);
                     break;
                 case "enum":
-                {
-                    RequireKind(value, JsonValueKind.Array, at);
-                    var values = new List<JsonElement>();
-                    foreach (var item in value.EnumerateArray())
                     {
-                        values.Add(item.Clone());
-                    }
+                        RequireKind(value, JsonValueKind.Array, at);
+                        var values = new List<JsonElement>();
+                        foreach (var item in value.EnumerateArray())
+                        {
+                            values.Add(item.Clone());
+                        }
 
-                    if (values.Count == 0)
-                    {
-                        throw Fail(at, "enum must list at least one value");
-                    }
+                        if (values.Count == 0)
+                        {
+                            throw Fail(at, "enum must list at least one value");
+                        }
 
-                    node.Enum = [.. values];
-                    break;
-                }
+                        node.Enum = [.. values];
+                        break;
+                    }
 
                 case "const":
                     node.Const = value.Clone();
@@ -170,16 +170,16 @@ internal sealed class SchemaCompiler
 
                     break;
                 case "multipleOf":
-                {
-                    var number = ParseNumber(value, at);
-                    if (number.Double <= 0)
                     {
-                        throw Fail(at, $"multipleOf must be greater than 0, got {number.Text}");
-                    }
+                        var number = ParseNumber(value, at);
+                        if (number.Double <= 0)
+                        {
+                            throw Fail(at, $"multipleOf must be greater than 0, got {number.Text}");
+                        }
 
-                    node.MultipleOf = number;
-                    break;
-                }
+                        node.MultipleOf = number;
+                        break;
+                    }
 
                 case "minLength":
                     node.MinLength = ParseCount(value, at);
@@ -208,52 +208,52 @@ internal sealed class SchemaCompiler
                     node.MaxProperties = ParseCount(value, at);
                     break;
                 case "dependentRequired":
-                {
-                    RequireKind(value, JsonValueKind.Object, at);
-                    var map = node.DependentRequired ?? new Dictionary<string, string[]>(StringComparer.Ordinal);
-                    foreach (var p in value.EnumerateObject())
                     {
-                        map[p.Name] = ParseStringArray(p.Value, at + "/" + EscapePointerToken(p.Name));
-                    }
+                        RequireKind(value, JsonValueKind.Object, at);
+                        var map = node.DependentRequired ?? new Dictionary<string, string[]>(StringComparer.Ordinal);
+                        foreach (var p in value.EnumerateObject())
+                        {
+                            map[p.Name] = ParseStringArray(p.Value, at + "/" + EscapePointerToken(p.Name));
+                        }
 
-                    node.DependentRequired = map;
-                    break;
-                }
+                        node.DependentRequired = map;
+                        break;
+                    }
 
                 case "dependentSchemas":
-                {
-                    var map = CompileMap(value, at);
-                    if (node.DependentSchemas is not null)
                     {
-                        foreach (var pair in node.DependentSchemas)
+                        var map = CompileMap(value, at);
+                        if (node.DependentSchemas is not null)
                         {
-                            map.TryAdd(pair.Key, pair.Value);
+                            foreach (var pair in node.DependentSchemas)
+                            {
+                                map.TryAdd(pair.Key, pair.Value);
+                            }
                         }
-                    }
 
-                    node.DependentSchemas = map;
-                    break;
-                }
+                        node.DependentSchemas = map;
+                        break;
+                    }
 
                 case "dependencies":
-                {
-                    // draft-07: an array means dependentRequired, a schema dependentSchemas.
-                    RequireKind(value, JsonValueKind.Object, at);
-                    foreach (var p in value.EnumerateObject())
                     {
-                        var pat = at + "/" + EscapePointerToken(p.Name);
-                        if (p.Value.ValueKind == JsonValueKind.Array)
+                        // draft-07: an array means dependentRequired, a schema dependentSchemas.
+                        RequireKind(value, JsonValueKind.Object, at);
+                        foreach (var p in value.EnumerateObject())
                         {
-                            (node.DependentRequired ??= new(StringComparer.Ordinal))[p.Name] = ParseStringArray(p.Value, pat);
+                            var pat = at + "/" + EscapePointerToken(p.Name);
+                            if (p.Value.ValueKind == JsonValueKind.Array)
+                            {
+                                (node.DependentRequired ??= new(StringComparer.Ordinal))[p.Name] = ParseStringArray(p.Value, pat);
+                            }
+                            else
+                            {
+                                (node.DependentSchemas ??= new(StringComparer.Ordinal))[p.Name] = CompileAt(p.Value, pat);
+                            }
                         }
-                        else
-                        {
-                            (node.DependentSchemas ??= new(StringComparer.Ordinal))[p.Name] = CompileAt(p.Value, pat);
-                        }
-                    }
 
-                    break;
-                }
+                        break;
+                    }
 
                 case "allOf":
                     node.AllOf = CompileArray(value, at);

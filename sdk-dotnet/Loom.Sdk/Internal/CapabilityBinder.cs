@@ -223,7 +223,8 @@ internal static partial class CapabilityBinder
             {
                 await ((Task)r!).ConfigureAwait(false);
                 return null;
-            });
+            }
+            );
         }
 
         if (type == typeof(ValueTask))
@@ -232,7 +233,8 @@ internal static partial class CapabilityBinder
             {
                 await ((ValueTask)r!).ConfigureAwait(false);
                 return null;
-            });
+            }
+            );
         }
 
         if (type.IsGenericType && type.GetGenericTypeDefinition() == typeof(Task<>))
