@@ -326,7 +326,7 @@ public sealed class HandlerFuzzTests(ITestOutputHelper output) : IAsyncLifetime
                 return new ClientMessage { Cancel = new CancelCall { CallId = Pick(random, Ids) } };
             default:
                 // An unknown oneof case (a field this bridge does not know), or an empty message.
-                return random.Next(2) == 0 ? new ClientMessage() : ClientMessage.Parser.ParseFrom([(byte)((random.Next(12, 16) << 3) | 2), 0x01, 0x00]);
+                return random.Next(2) == 0 ? new ClientMessage() : ClientMessage.Parser.ParseFrom([(byte)((random.Next(13, 16) << 3) | 2), 0x01, 0x00]); // 13-15: past the last kind (stream_admin = 12)
         }
     }
 
