@@ -782,15 +782,23 @@ public class EventBusTests
             sub.TryRead(out _);
         }
 
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 10_000; i++)
+        // A per-event allocation shows in every window; a one-off of the runtime's (tiered JIT
+        // replacing a method mid-loop under a loaded suite) does not, so one clean window of three suffices.
+        var windows = new List<long>();
+        for (var attempt = 0; attempt < 3 && (windows.Count == 0 || windows[^1] != 0); attempt++)
         {
-            envelope.HopCount = 0;
-            var pending = bus.PublishAsync(envelope);
-            Assert.True(pending.IsCompletedSuccessfully);
-            Assert.True(sub.TryRead(out _));
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 10_000; i++)
+            {
+                envelope.HopCount = 0;
+                var pending = bus.PublishAsync(envelope);
+                Assert.True(pending.IsCompletedSuccessfully);
+                Assert.True(sub.TryRead(out _));
+            }
+
+            windows.Add(GC.GetAllocatedBytesForCurrentThread() - before);
         }
 
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.True(windows[^1] == 0, $"bytes allocated per 10,000 publishes, window by window: {string.Join(", ", windows)}");
     }
 }
